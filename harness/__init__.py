@@ -1,0 +1,2 @@
+"""The measuring core: inputs, fp32 reference check, timer, metrics, isolation, CSV store, reports.
+Knows no backend by name."""

@@ -1,0 +1,194 @@
+"""Reports as pure functions of result rows: one pivot (any metric), rendered as a terminal or
+Markdown table, and one plot function (latency and TFLOP/s against sequence length)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .store import ResultRow, Status, latest
+
+# numeric columns a table or plot can show, with how to print them
+METRICS: dict[str, str] = {
+    "p50_ms": "{:.3f}",
+    "p95_ms": "{:.3f}",
+    "mean_ms": "{:.3f}",
+    "min_ms": "{:.3f}",
+    "max_ms": "{:.3f}",
+    "std_ms": "{:.4f}",
+    "setup_ms": "{:.0f}",
+    "tflops": "{:.1f}",
+    "gbps": "{:.0f}",
+    "tokens_per_s": "{:.3g}",
+    "peak_mem_gib": "{:.2f}",
+    "rel_err": "{:.2e}",
+}
+HIGHER_IS_BETTER = {"tflops", "gbps", "tokens_per_s"}
+STATUS_LABEL = {s: s.value.upper() for s in Status}
+
+# spec fields that may tell two columns apart, in the order they are shown
+SPEC_AXES = ("batch_size", "q_len", "kv_len", "dtype", "page_size", "causal", "num_q_heads", "num_kv_heads", "head_dim")
+
+
+def check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise ValueError(f"metric: {metric!r} is not valid; expected one of {', '.join(METRICS)}")
+    return metric
+
+
+@dataclass(frozen=True)
+class Pivot:
+    metric: str
+    row_labels: list[str]
+    col_labels: list[str]
+    cells: dict[tuple[str, str], str]  # (row, col) -> text; absent = not measured
+    best: dict[str, str]  # col -> row label of the best ok value
+
+
+def _col_label(row: ResultRow, varying: list[str]) -> str:
+    parts = [row.model, row.workload]
+    short = {"batch_size": "B", "q_len": "q", "kv_len": "kv", "page_size": "page", "num_q_heads": "Hq",
+             "num_kv_heads": "Hkv", "head_dim": "D"}  # fmt: skip
+    for axis in varying:
+        value = getattr(row, axis)
+        parts.append(f"{short.get(axis, axis)}={value}" if axis in short or axis == "causal" else str(value))
+    return " ".join(parts)
+
+
+def pivot(rows: Iterable[ResultRow], metric: str = "p95_ms") -> Pivot:
+    """Rows = backend (with the device when several), columns = model × workload (plus any other
+    spec field that varies inside one of those), cell = the metric, or the status when not ok."""
+    check_metric(metric)
+    rows = latest(rows)
+    devices = sorted({r.device for r in rows})
+    groups: dict[tuple[str, str], set] = {}
+    for r in rows:
+        groups.setdefault((r.model, r.workload), set()).add(tuple(getattr(r, a) for a in SPEC_AXES))
+    varying = [
+        axis
+        for i, axis in enumerate(SPEC_AXES)
+        if any(len({combo[i] for combo in combos}) > 1 for combos in groups.values())
+    ]
+
+    def row_label(r: ResultRow) -> str:
+        return f"{r.backend} [{r.device}]" if len(devices) > 1 else r.backend
+
+    workload_order = {"prefill": 0, "append": 1, "decode": 2}
+    ordered = sorted(rows, key=lambda r: (r.model, workload_order.get(r.workload, 9), *(getattr(r, a) or 0 for a in varying if a != "dtype")))
+    col_labels = list(dict.fromkeys(_col_label(r, varying) for r in ordered))
+    row_labels = sorted({row_label(r) for r in rows})
+    cells: dict[tuple[str, str], str] = {}
+    values: dict[str, list[tuple[float, str]]] = {}
+    fmt = METRICS[metric]
+    for r in rows:
+        key = (row_label(r), _col_label(r, varying))
+        value = getattr(r, metric)
+        if r.status is Status.OK and value is not None:
+            cells[key] = fmt.format(value)
+            values.setdefault(key[1], []).append((value, key[0]))
+        elif value is not None and metric in ("rel_err", "setup_ms"):
+            cells[key] = f"{fmt.format(value)} {STATUS_LABEL[r.status]}"
+        else:
+            cells[key] = STATUS_LABEL[r.status]
+    best = {}
+    for col, vals in values.items():
+        pick = max(vals) if metric in HIGHER_IS_BETTER else min(vals)
+        best[col] = pick[1]
+    return Pivot(metric, row_labels, col_labels, cells, best)
+
+
+def render_rich(p: Pivot, title: str | None = None):
+    from rich.table import Table
+
+    table = Table(title=title or f"{p.metric} (best per column in bold; failed cells show their status)")
+    table.add_column("backend", style="cyan", no_wrap=True)
+    for col in p.col_labels:
+        table.add_column(col, justify="right")
+    for rl in p.row_labels:
+        cells = []
+        for col in p.col_labels:
+            text = p.cells.get((rl, col), "—")
+            if p.best.get(col) == rl:
+                text = f"[bold green]{text}[/]"
+            elif not re.match(r"^[\d.]", text):
+                text = f"[dim]{text}[/]"
+            cells.append(text)
+        table.add_row(rl, *cells)
+    return table
+
+
+def render_markdown(p: Pivot) -> str:
+    lines = [
+        "| backend | " + " | ".join(p.col_labels) + " |",
+        "|---|" + "---:|" * len(p.col_labels),
+    ]
+    for rl in p.row_labels:
+        cells = []
+        for col in p.col_labels:
+            text = p.cells.get((rl, col), "—")
+            cells.append(f"**{text}**" if p.best.get(col) == rl else text)
+        lines.append(f"| {rl} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
+
+
+def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...] = ("p50_ms", "tflops")) -> list[Path]:
+    """One PNG per (device, model, batch size, dtype): a column per workload, a row per metric,
+    x = KV length (log scale), one line per backend; only ok rows are drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for m in metrics:
+        check_metric(m)
+    ok = [r for r in latest(rows) if r.status is Status.OK]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups: dict[tuple, list[ResultRow]] = {}
+    for r in ok:
+        groups.setdefault((r.device, r.model, r.batch_size, r.dtype), []).append(r)
+    written = []
+    workload_order = ["prefill", "append", "decode"]
+    for (device, model, batch, dtype), group in sorted(groups.items()):
+        workloads = [w for w in workload_order if any(r.workload == w for r in group)]
+        fig, axes = plt.subplots(len(metrics), len(workloads), figsize=(4.2 * len(workloads), 3.3 * len(metrics)), squeeze=False)
+        for j, workload in enumerate(workloads):
+            wrows = [r for r in group if r.workload == workload]
+            for i, metric in enumerate(metrics):
+                ax = axes[i][j]
+                for backend in sorted({r.backend for r in wrows}):
+                    series = {}
+                    for r in wrows:
+                        if r.backend == backend:
+                            label = r.kv_len if workload != "append" else (r.kv_len, r.q_len)
+                            series[label] = (r.kv_len, getattr(r, metric), r.q_len)
+                    # append: one line per chunk size
+                    for chunk in sorted({v[2] for v in series.values()}) if workload == "append" else [None]:
+                        pts = sorted((x, y) for x, y, q in series.values() if chunk is None or q == chunk)
+                        name = backend if chunk is None or len({v[2] for v in series.values()}) == 1 else f"{backend} (chunk {chunk})"
+                        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+                ax.set_xscale("log", base=2)
+                if metric.endswith("_ms"):
+                    ax.set_yscale("log")
+                ax.set_title(f"{workload}" if i == 0 else "")
+                ax.set_xlabel("KV length (tokens)")
+                ax.set_ylabel(metric)
+                ax.grid(True, alpha=0.3)
+        handles, labels = {}, {}
+        for ax in axes.flat:
+            for h, l in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(l, h)
+        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(6, len(handles)), fontsize="small")
+        fig.suptitle(f"{model} · batch {batch} · {dtype} · {device}")
+        fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(handles) // 6), 1, 0.95))
+        path = out_dir / f"{_slug(device)}_{_slug(model)}_b{batch}_{dtype}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,261 @@
+"""The results database: one `ResultRow` per (spec, backend, run); its fields are the CSV columns."""
+
+from __future__ import annotations
+
+import csv
+import io
+import types
+import typing
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+from pathlib import Path
+from typing import Iterable
+
+from specs import ExperimentSpec
+
+
+class Status(str, Enum):
+    OK = "ok"
+    OOM = "oom"
+    UNSUPPORTED = "unsupported"
+    UNAVAILABLE = "unavailable"
+    INCORRECT = "incorrect"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# measured only when the status is ok
+TIMED_FIELDS = (
+    "p50_ms", "p95_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "n_iters",
+    "tflops", "gbps", "tokens_per_s",
+)  # fmt: skip
+# known once the backend produced an output (ok or incorrect)
+CHECK_FIELDS = ("rel_err", "max_abs_err", "checked_batch")
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    # --- the run
+    run_id: str
+    timestamp: str  # UTC, ISO 8601
+    # --- the spec (ExperimentSpec's fields)
+    model: str
+    workload: str
+    batch_size: int
+    q_len: int
+    kv_len: int
+    num_q_heads: int
+    num_kv_heads: int
+    head_dim: int
+    dtype: str
+    causal: bool
+    page_size: int | None
+    # --- the backend and the outcome
+    backend: str
+    backend_version: str
+    status: Status
+    reason: str  # why the status is not ok ('' when ok)
+    backend_info: str  # what actually ran: chosen kernel, autotuned config ('' when the backend does not say)
+    # --- latency (ms), over n_iters timed calls
+    p50_ms: float | None
+    p95_ms: float | None
+    mean_ms: float | None
+    std_ms: float | None
+    min_ms: float | None
+    max_ms: float | None
+    n_iters: int | None
+    setup_ms: float | None  # prepare() plus the first call: layout conversion, plan(), compilation
+    # --- metrics from p50
+    tflops: float | None
+    gbps: float | None
+    tokens_per_s: float | None
+    peak_mem_gib: float | None  # peak device memory of the task (inputs included); CUDA only
+    # --- the check against the fp32 reference
+    rel_err: float | None
+    max_abs_err: float | None
+    checked_batch: int | None
+    # --- the environment
+    device: str
+    driver: str
+    cuda: str
+    torch: str
+    git_commit: str
+    timing_mode: str
+    host: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
+        if self.status is Status.OK:
+            missing = [name for name in TIMED_FIELDS + CHECK_FIELDS if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"an ok row needs {', '.join(missing)}")
+            if self.reason:
+                raise ValueError("an ok row has no reason")
+        else:
+            present = [name for name in TIMED_FIELDS if getattr(self, name) is not None]
+            if present:
+                raise ValueError(f"a {self.status} row carries no timing, got {', '.join(present)}")
+            if not self.reason:
+                raise ValueError(f"a {self.status} row needs a reason")
+
+    @property
+    def spec(self) -> ExperimentSpec:
+        spec_fields = {f.name for f in fields(ExperimentSpec)}
+        return ExperimentSpec(**{k: v for k, v in asdict(self).items() if k in spec_fields})
+
+    @property
+    def task_key(self) -> tuple:
+        """(spec, backend): what `--resume` matches on."""
+        return (*self.spec.key, self.backend)
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow))
+
+
+class StoreError(ValueError):
+    """A results file that is not a valid attnbench CSV; the message says which file, line and column."""
+
+
+def _field_types() -> dict[str, tuple[type, bool]]:
+    """column -> (base type, optional)."""
+    hints = typing.get_type_hints(ResultRow)
+    out = {}
+    for name, hint in hints.items():
+        args = typing.get_args(hint)
+        optional = type(None) in args and (typing.get_origin(hint) in (typing.Union, types.UnionType))
+        base = next((a for a in args if a is not type(None)), hint) if optional else hint
+        out[name] = (base, optional)
+    return out
+
+
+_TYPES = _field_types()
+
+
+def _to_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _from_cell(text: str, column: str, where: str):
+    base, optional = _TYPES[column]
+    if text == "":
+        if optional:
+            return None
+        if base is str:
+            return ""
+        raise StoreError(f"{where}: column {column!r} is empty but required")
+    try:
+        if base is bool:
+            if text not in ("True", "False"):
+                raise ValueError
+            return text == "True"
+        if base is int:
+            return int(text)
+        if base is float:
+            return float(text)
+        if base is Status:
+            return Status(text)
+        return text
+    except ValueError:
+        allowed = f"; expected one of {', '.join(s.value for s in Status)}" if base is Status else ""
+        raise StoreError(f"{where}: column {column!r} has {text!r}, not a {base.__name__}{allowed}") from None
+
+
+def append_rows(path: Path | str, rows: Iterable[ResultRow]) -> None:
+    """Append rows (writing the header first if the file is new); flushed at once so a killed sweep
+    keeps every finished row. An existing file must already be an attnbench CSV of this schema."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        _check_header(path)
+    with path.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow([_to_cell(getattr(row, c)) for c in COLUMNS])
+        handle.flush()
+
+
+def _check_header(path: Path) -> None:
+    with path.open(newline="") as handle:
+        header = next(csv.reader(handle), [])
+    _validate_header(header, path)
+
+
+def _validate_header(header: list[str], path: Path) -> None:
+    if header == list(COLUMNS):
+        return
+    missing = [c for c in COLUMNS if c not in header]
+    extra = [c for c in header if c not in COLUMNS]
+    detail = []
+    if missing:
+        detail.append(f"missing columns: {', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}")
+    if extra:
+        detail.append(f"unexpected columns: {', '.join(extra[:8])}{' …' if len(extra) > 8 else ''}")
+    if not detail:
+        detail.append("columns are in a different order")
+    raise StoreError(f"{path} is not an attnbench results file of this version ({'; '.join(detail)})")
+
+
+def load_rows(path: Path | str) -> list[ResultRow]:
+    """Every row of one CSV, validated; a malformed or foreign file raises StoreError."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no such file")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise StoreError(f"{path} is not a text CSV file") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None:
+        raise StoreError(f"{path} is empty: no header row")
+    _validate_header(header, path)
+    rows = []
+    for line_no, cells in enumerate(reader, start=2):
+        where = f"{path}, line {line_no}"
+        if not cells:
+            continue
+        if len(cells) != len(COLUMNS):
+            raise StoreError(f"{where}: {len(cells)} cells, expected {len(COLUMNS)}")
+        values = {c: _from_cell(cell, c, where) for c, cell in zip(COLUMNS, cells)}
+        try:
+            rows.append(ResultRow(**values))
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"{where}: {exc}") from None
+    return rows
+
+
+def load_many(paths: Iterable[Path | str]) -> list[ResultRow]:
+    rows: list[ResultRow] = []
+    for path in paths:
+        rows.extend(load_rows(path))
+    return rows
+
+
+def done_keys(path: Path | str) -> set[tuple]:
+    """Task keys already in a file, for --resume (an absent file holds none)."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return set()
+    return {row.task_key for row in load_rows(path)}
+
+
+def latest(rows: Iterable[ResultRow]) -> list[ResultRow]:
+    """One row per (device, spec, backend): the newest, so re-runs supersede older measurements."""
+    newest: dict[tuple, ResultRow] = {}
+    for row in rows:
+        key = (row.device, row.task_key)
+        if key not in newest or row.timestamp >= newest[key].timestamp:
+            newest[key] = row
+    return list(newest.values())

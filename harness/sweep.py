@@ -1,0 +1,187 @@
+"""A sweep: independent (spec, backend) tasks, each measured in a worker process with a time limit.
+
+The worker keeps one spec's inputs between its backends. A task that hangs is killed at its time
+limit (`timeout`), a worker that dies takes only its task with it (`error`, with the signal), and
+every row is appended to the CSV the moment it exists, so a killed sweep loses nothing."""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import signal
+import tempfile
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from frameworks import BACKENDS, load_all
+from specs import ExperimentSpec, SpecError
+
+from .env import Environment, collect, git_commit
+from .measure import Measurer, MeasureConfig, make_row
+from .store import ResultRow, Status, append_rows, done_keys
+
+WORKER_START_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class Task:
+    spec: ExperimentSpec
+    backend: str
+    module: str  # the module whose import registers the backend (adapters may live outside frameworks/)
+
+    @property
+    def key(self) -> tuple:
+        return (*self.spec.key, self.backend)
+
+
+class SweepError(RuntimeError):
+    pass
+
+
+def make_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def plan_tasks(specs: Iterable[ExperimentSpec], backend_names: Iterable[str]) -> list[Task]:
+    """Every (spec, backend), spec-major so that backends of one spec share its inputs."""
+    load_all()
+    names = list(backend_names)
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        raise SpecError(f"backends: {', '.join(map(repr, unknown))} not known; expected any of {', '.join(sorted(BACKENDS))}")
+    return [Task(spec, n, BACKENDS[n].__module__) for spec in specs for n in names]
+
+
+def _worker_main(conn, config: MeasureConfig, commit: str, log_path: str) -> None:
+    # the worker's own chatter (compiler logs, library warnings) goes to a log, not over the progress bar
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    import torch
+
+    from frameworks import BACKENDS as registry
+
+    env = collect(torch.device(config.device), commit)
+    measurer = Measurer(config, env)
+    conn.send(("ready", env))
+    while True:
+        task = conn.recv()
+        if task is None:
+            return
+        importlib.import_module(task.module)
+        print(f"--- {task.spec.describe()} :: {task.backend}", flush=True)
+        conn.send(("row", measurer.measure(task.spec, registry[task.backend]())))
+
+
+class WorkerPool:
+    """One worker process at a time, restarted after a timeout, a crash or an error."""
+
+    def __init__(self, config: MeasureConfig, log_path: Path):
+        self.config = config
+        self.commit = git_commit()
+        self.log_path = log_path
+        self.ctx = mp.get_context("spawn")
+        self.process = None
+        self.conn = None
+        self.env: Environment | None = None
+
+    def _start(self) -> None:
+        parent, child = self.ctx.Pipe()
+        self.process = self.ctx.Process(
+            target=_worker_main, args=(child, self.config, self.commit, str(self.log_path)), daemon=True
+        )
+        self.process.start()
+        child.close()
+        self.conn = parent
+        if not parent.poll(WORKER_START_TIMEOUT_S):
+            self._kill()
+            raise SweepError(f"the measuring worker did not start within {WORKER_START_TIMEOUT_S:.0f} s; see {self.log_path}")
+        try:
+            kind, env = parent.recv()
+        except EOFError:
+            self._kill()
+            raise SweepError(f"the measuring worker died while starting; see {self.log_path}") from None
+        self.env = env
+
+    def _kill(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            os.kill(self.process.pid, signal.SIGKILL)
+        if self.process is not None:
+            self.process.join(10)
+        if self.conn is not None:
+            self.conn.close()
+        self.process = self.conn = None
+
+    def close(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            try:
+                self.conn.send(None)
+                self.process.join(10)
+            except (OSError, EOFError):
+                pass
+        self._kill()
+
+    def run(self, task: Task, timeout_s: float) -> ResultRow:
+        if self.process is None:
+            self._start()
+        env = self.env
+
+        def failed(status: Status, reason: str) -> ResultRow:
+            backend = BACKENDS[task.backend]()
+            return make_row(task.spec, task.backend, backend.version(), env, self.config, status, reason)
+
+        try:
+            self.conn.send(task)
+            if not self.conn.poll(timeout_s):
+                self._kill()
+                return failed(Status.TIMEOUT, f"no result within the {timeout_s:g} s time limit; the worker was killed")
+            _, row = self.conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            exitcode = self.process.exitcode if self.process is not None else None
+            self._kill()
+            if exitcode is None:
+                how = "the worker process died"
+            elif exitcode < 0:
+                how = f"the worker process was killed by signal {signal.Signals(-exitcode).name}"
+            else:
+                how = f"the worker process exited with code {exitcode}"
+            return failed(Status.ERROR, f"{how} while measuring; see {self.log_path}")
+        if row.status is Status.ERROR:
+            self._kill()  # a CUDA error can poison the context: the next task gets a fresh process
+        return row
+
+
+def run_sweep(
+    tasks: list[Task],
+    config: MeasureConfig,
+    output: Path,
+    timeout_s: float,
+    resume: bool = False,
+    on_row: Callable[[Task, ResultRow | None], None] | None = None,
+) -> Iterator[ResultRow]:
+    """Measure `tasks`, appending each row to `output` as soon as it exists; yields the rows.
+    With `resume`, tasks whose (spec, backend) the file already holds are skipped (on_row gets None)."""
+    config = replace(config, run_id=config.run_id or make_run_id())
+    skip = done_keys(output) if resume else set()
+    log_path = Path(tempfile.gettempdir()) / f"attnbench-{config.run_id}.log"
+    pool = WorkerPool(config, log_path)
+    try:
+        for task in tasks:
+            if task.key in skip:
+                if on_row:
+                    on_row(task, None)
+                continue
+            row = pool.run(task, timeout_s)
+            append_rows(output, [row])
+            if on_row:
+                on_row(task, row)
+            yield row
+    finally:
+        pool.close()
+
+
+def log_path_for(run_id: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"attnbench-{run_id}.log"

@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""attnbench: sweep attention backends over real model shapes, check them against an fp32
+reference, time them, and keep every result in a CSV database that drives tables and plots.
+
+    python run.py list
+    python run.py sweep --preset smoke
+    python run.py table results/h100.csv --metric tflops
+    python run.py plot results/h100.csv
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections import Counter
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from specs import MODELS, PRESETS, DType, SpecError, Workload, get_preset
+
+REPO = Path(__file__).resolve().parent
+console = Console()
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+
+PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)
+TableFormat = Enum("TableFormat", {"rich": "rich", "markdown": "markdown"}, type=str)
+
+
+def friendly_errors(fn):
+    """Bad input ends with one clear line naming the field, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from harness.store import StoreError
+
+        try:
+            return fn(*args, **kwargs)
+        except (SpecError, StoreError, ValueError) as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def split_list(values: Optional[List[str]]) -> Optional[List[str]]:
+    """`-b a,b -b c` -> [a, b, c]; None stays None."""
+    if not values:
+        return None
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def parse_ints(values: Optional[List[str]], field: str) -> Optional[List[int]]:
+    items = split_list(values)
+    if items is None:
+        return None
+    try:
+        out = [int(v) for v in items]
+    except ValueError:
+        raise SpecError(f"{field}: expected positive integers, got {', '.join(items)}") from None
+    if any(v < 1 for v in out):
+        raise SpecError(f"{field}: expected positive integers, got {', '.join(items)}")
+    return out
+
+
+def gpu_name() -> str | None:
+    """The GPU's name without creating a CUDA context in this (parent) process."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))
+        return name.decode() if isinstance(name, bytes) else name
+    except Exception:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+@app.command()
+@friendly_errors
+def sweep(
+    preset: PresetName = typer.Option("smoke", help="Named sweep to run; the options below narrow it."),
+    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b", help="Backends (repeat or comma-separate); default: all."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help=f"Models: {', '.join(MODELS)}."),
+    workload: Optional[List[str]] = typer.Option(None, "--workload", "-w", help="prefill, append, decode."),
+    batch: Optional[List[str]] = typer.Option(None, help="Batch sizes."),
+    seq: Optional[List[str]] = typer.Option(None, help="KV lengths in tokens (prefill: also the query length)."),
+    chunk: Optional[List[str]] = typer.Option(None, help="Append chunk lengths (query tokens per step)."),
+    dtype: Optional[DType] = typer.Option(None, help="Input dtype (default: the preset's, bf16)."),
+    page_size: Optional[int] = typer.Option(None, help="Paged KV with this many tokens a page (default dense)."),
+    iterations: Optional[int] = typer.Option(None, help="Timed iterations per task (default 100 on GPU, 10 on CPU)."),
+    warmup: Optional[int] = typer.Option(None, help="Warm-up calls before timing (default 10 on GPU, 2 on CPU)."),
+    max_seconds: float = typer.Option(30.0, help="Cap on one task's timed loop; iterations shrink to fit (at least 5)."),
+    timeout: float = typer.Option(600.0, help="Seconds one (spec, backend) may take, compile included, before it is killed."),
+    device: Optional[str] = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="CSV to append to (default results/<gpu>.csv)."),
+    resume: bool = typer.Option(False, help="Skip (spec, backend) pairs the output file already holds."),
+    plot_dir: Optional[Path] = typer.Option(REPO / "plots", help="Where the sweep's plots go; --no-plot-dir for none."),
+):
+    """Run a sweep: every spec of the (narrowed) preset × every backend, one CSV row each."""
+    import torch
+
+    from frameworks import load_all
+    from harness.env import device_slug
+    from harness.measure import MeasureConfig
+    from harness.sweep import log_path_for, make_run_id, plan_tasks, run_sweep
+
+    grid = get_preset(preset.value).narrowed(
+        models=split_list(model),
+        workloads=split_list(workload),
+        batch_sizes=parse_ints(batch, "batch"),
+        seq_lens=parse_ints(seq, "seq"),
+        chunks=parse_ints(chunk, "chunk"),
+        dtype=dtype,
+        page_size=page_size,
+    )
+    specs = grid.specs()
+    if not specs:
+        raise SpecError("the narrowed sweep has no specs (is every --chunk longer than every --seq?)")
+    names = split_list(backend) or sorted(load_all())
+    tasks = plan_tasks(specs, names)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device not in ("cuda", "cpu"):
+        raise SpecError(f"device: {device!r} is not valid; expected one of cuda, cpu")
+    on_gpu = device == "cuda"
+    if output is None:
+        output = REPO / "results" / f"{device_slug(gpu_name() or 'gpu') if on_gpu else 'cpu'}.csv"
+    config = MeasureConfig(
+        device=device,
+        iterations=iterations if iterations is not None else (100 if on_gpu else 10),
+        warmup=warmup if warmup is not None else (10 if on_gpu else 2),
+        max_seconds=max_seconds,
+        run_id=make_run_id(),
+    )
+    if config.iterations < 1:
+        raise SpecError("iterations: must be at least 1")
+
+    console.print(
+        f"sweep [bold]{preset.value}[/]: {len(specs)} specs × {len(names)} backends = {len(tasks)} tasks "
+        f"on {device} → {output} (run {config.run_id})"
+    )
+    rows = []
+    skipped = 0
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        bar = progress.add_task("measuring", total=len(tasks))
+
+        def on_row(task, row):
+            nonlocal skipped
+            if row is None:
+                skipped += 1
+            progress.update(bar, advance=1, description=f"{task.spec.model} {task.spec.workload} · {task.backend}")
+
+        rows = list(run_sweep(tasks, config, output, timeout_s=timeout, resume=resume, on_row=on_row))
+
+    print_summary(rows, skipped)
+    console.print(f"rows appended to [bold]{output}[/]; worker log: {log_path_for(config.run_id)}")
+    if plot_dir and rows:
+        from harness.report import plot as make_plots
+
+        for path in make_plots(rows, plot_dir):
+            console.print(f"plot: {path}")
+
+
+def print_summary(rows, skipped: int) -> None:
+    from harness.report import pivot, render_rich
+
+    if rows:
+        console.print(render_rich(pivot(rows, "p50_ms"), title="p50 latency, ms (best per column in bold)"))
+    counts = Counter(r.status.value for r in rows)
+    text = ", ".join(f"{n} {status}" for status, n in counts.most_common())
+    console.print(f"{len(rows)} rows: {text or 'none'}" + (f"; {skipped} skipped by --resume" if skipped else ""))
+
+
+@app.command("list")
+@friendly_errors
+def list_(device: Optional[str] = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU).")):
+    """Backends (with availability and the reason when not), models and presets."""
+    from frameworks import load_all
+    from harness.env import pick_device
+
+    dev = pick_device(device)
+    table = Table(title=f"backends on {dev.type}")
+    for col in ("backend", "available", "version / reason", "kernel"):
+        table.add_column(col)
+    for name, cls in sorted(load_all().items()):
+        backend = cls()
+        reason = backend.availability(dev)
+        table.add_row(name, "[red]no[/]" if reason else "[green]yes[/]", reason or backend.version(), cls.upstream)
+    console.print(table)
+
+    models = Table(title="models")
+    for col in ("model", "q heads", "kv heads", "head dim", "GQA group"):
+        models.add_column(col)
+    for m in MODELS.values():
+        models.add_row(m.name, str(m.num_q_heads), str(m.num_kv_heads), str(m.head_dim), str(m.gqa_group))
+    console.print(models)
+
+    presets = Table(title="presets")
+    for col in ("preset", "specs", "models", "batch", "seq", "chunks"):
+        presets.add_column(col)
+    for name, grid in PRESETS.items():
+        presets.add_row(name, str(len(grid.specs())), ", ".join(grid.models), ", ".join(map(str, grid.batch_sizes)),
+                        ", ".join(map(str, grid.seq_lens)), ", ".join(map(str, grid.chunks)))  # fmt: skip
+    console.print(presets)
+
+
+def load_filtered(files, model, workload, backend):
+    from harness.store import load_many
+
+    rows = load_many(files)
+    for field, wanted in (("model", split_list(model)), ("workload", split_list(workload)), ("backend", split_list(backend))):
+        if wanted:
+            rows = [r for r in rows if getattr(r, field) in wanted]
+    if not rows:
+        raise ValueError("no rows left after the filters")
+    return rows
+
+
+@app.command()
+@friendly_errors
+def table(
+    files: List[Path] = typer.Argument(..., help="One or more results CSVs."),
+    metric: str = typer.Option("p95_ms", help="p50_ms, p95_ms, mean_ms, tflops, gbps, tokens_per_s, setup_ms, peak_mem_gib, rel_err, ..."),
+    fmt: TableFormat = typer.Option("rich", "--format", help="rich (terminal) or markdown."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m"),
+    workload: Optional[List[str]] = typer.Option(None, "--workload", "-w"),
+    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b"),
+):
+    """Rows = backend, columns = model × workload, cell = the metric (failed cells show their status)."""
+    from harness.report import check_metric, pivot, render_markdown, render_rich
+
+    check_metric(metric)
+    p = pivot(load_filtered(files, model, workload, backend), metric)
+    if fmt.value == "markdown":
+        print(render_markdown(p))
+    else:
+        console.print(render_rich(p))
+
+
+@app.command()
+@friendly_errors
+def plot(
+    files: List[Path] = typer.Argument(..., help="One or more results CSVs."),
+    out_dir: Path = typer.Option(REPO / "plots", help="Folder for the PNGs."),
+    metric: Optional[List[str]] = typer.Option(None, help="Metrics to draw (default p50_ms and tflops)."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m"),
+    workload: Optional[List[str]] = typer.Option(None, "--workload", "-w"),
+    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b"),
+):
+    """Latency and TFLOP/s against KV length, a panel per workload, a line per backend (PNG)."""
+    from harness.report import plot as make_plots
+
+    rows = load_filtered(files, model, workload, backend)
+    metrics = tuple(split_list(metric) or ("p50_ms", "tflops"))
+    paths = make_plots(rows, out_dir, metrics)
+    if not paths:
+        raise ValueError("no ok rows to plot")
+    for path in paths:
+        console.print(f"plot: {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(app())
