@@ -1,0 +1,43 @@
+"""GPU conformance at real head shapes (skipped without CUDA): every available backend is ok or says
+why it cannot run; none is incorrect or crashes. Run on the GPU host before calling GPU work done."""
+
+import pytest
+import torch
+
+from frameworks import BACKENDS, get_backend, load_all
+from harness.env import collect
+from harness.measure import Measurer, MeasureConfig
+from harness.store import Status
+from specs import ExperimentSpec
+
+pytestmark = pytest.mark.gpu
+
+load_all()
+PROJECT_BACKENDS = sorted(name for name, cls in BACKENDS.items() if cls.__module__.startswith("frameworks."))
+
+SHAPES = {4: (32, 8), 8: (32, 4), 16: (64, 4)}  # GQA group -> (q heads, kv heads), as in the models
+WORKLOADS = {"prefill": (1024, 1024), "append": (128, 1024), "decode": (1, 2048)}
+
+
+@pytest.fixture(scope="module")
+def measurer():
+    device = torch.device("cuda")
+    return Measurer(MeasureConfig(device="cuda", iterations=3, warmup=1, run_id="gpu-test"), collect(device, "test"))
+
+
+@pytest.mark.parametrize("group", sorted(SHAPES))
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+@pytest.mark.parametrize("name", PROJECT_BACKENDS)
+def test_backend_on_gpu(measurer, name, workload, group):
+    backend = get_backend(name)
+    if backend.availability(torch.device("cuda")):
+        pytest.skip(backend.availability(torch.device("cuda")))
+    hq, hkv = SHAPES[group]
+    q_len, kv_len = WORKLOADS[workload]
+    spec = ExperimentSpec(workload, 4, q_len, kv_len, hq, hkv, 128, model="gpu-test")
+    row = measurer.measure(spec, backend)
+    assert row.status in (Status.OK, Status.UNSUPPORTED), f"{row.status}: {row.reason}"
+    if row.status is Status.OK:
+        assert row.rel_err < 2e-2 and row.checked_batch == 4 and row.peak_mem_gib > 0
+    else:
+        print(f"{name} {workload} group {group}: unsupported: {row.reason}")

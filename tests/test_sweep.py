@@ -1,0 +1,89 @@
+"""The sweep survives every way a backend can fail, keeps rows as they come, and resumes."""
+
+import csv
+
+import pytest
+
+import tests.fake_backends  # noqa: F401  (registers the test-* backends)
+from harness.measure import MeasureConfig
+from harness.store import Status, load_rows
+from harness.sweep import plan_tasks, run_sweep
+from specs import SpecError
+
+from .helpers import tiny_spec
+
+CONFIG = MeasureConfig(device="cpu", iterations=2, warmup=0)
+
+
+def test_each_failure_gets_its_status_and_the_sweep_goes_on(tmp_path):
+    out = tmp_path / "r.csv"
+    specs = [tiny_spec("append", group=4, kv_len=32, chunk=8)]
+    backends = [
+        "torch-naive", "test-top-left", "test-raises", "test-oom", "test-kills-process",
+        "test-hangs", "test-missing-library", "test-declines", "sdpa-math",
+    ]  # fmt: skip
+    rows = list(run_sweep(plan_tasks(specs, backends), CONFIG, out, timeout_s=8))
+    status = {r.backend: r for r in rows}
+    assert [r.backend for r in rows] == backends
+    assert status["torch-naive"].status is Status.OK
+    assert status["test-top-left"].status is Status.INCORRECT
+    assert "relative error" in status["test-top-left"].reason and status["test-top-left"].rel_err > 0.05
+    assert status["test-raises"].status is Status.ERROR and "kernel exploded on purpose" in status["test-raises"].reason
+    assert status["test-oom"].status is Status.OOM
+    assert status["test-kills-process"].status is Status.ERROR and "SIGKILL" in status["test-kills-process"].reason
+    assert status["test-hangs"].status is Status.TIMEOUT
+    assert status["test-missing-library"].status is Status.UNAVAILABLE
+    assert "attnbench_no_such_library" in status["test-missing-library"].reason
+    assert status["test-declines"].status is Status.UNSUPPORTED and status["test-declines"].reason == "head_dim 128 only"
+    assert status["sdpa-math"].status is Status.OK  # after a kill and a hang the restarted worker still measures
+    # every row reached the file, in order, the moment it was measured
+    assert [r.backend for r in load_rows(out)] == backends
+    assert len({r.run_id for r in rows}) == 1 and all(r.device for r in rows)
+
+
+def test_top_left_is_right_for_prefill():
+    from .helpers import cpu_measurer
+    from frameworks import get_backend
+
+    row = cpu_measurer().measure(tiny_spec("prefill", kv_len=32), get_backend("test-top-left"))
+    assert row.status is Status.OK
+
+
+def test_rows_are_on_disk_before_the_sweep_ends(tmp_path):
+    out = tmp_path / "r.csv"
+    specs = [tiny_spec("decode"), tiny_spec("prefill", kv_len=16)]
+    sweep = run_sweep(plan_tasks(specs, ["torch-naive"]), CONFIG, out, timeout_s=60)
+    first = next(sweep)
+    assert first.status is Status.OK
+    on_disk = load_rows(out)  # the sweep is paused after its first row
+    assert len(on_disk) == 1 and on_disk[0].task_key == first.task_key
+    sweep.close()  # stop early, like a killed sweep: what was measured stays
+    assert len(load_rows(out)) == 1
+
+
+def test_resume_skips_what_the_file_holds(tmp_path):
+    out = tmp_path / "r.csv"
+    specs = [tiny_spec("decode"), tiny_spec("append", kv_len=32, chunk=8)]
+    first = list(run_sweep(plan_tasks(specs[:1], ["torch-naive", "sdpa-math"]), CONFIG, out, timeout_s=60))
+    assert len(first) == 2
+    skipped = []
+    second = list(
+        run_sweep(
+            plan_tasks(specs, ["torch-naive", "sdpa-math"]),
+            CONFIG,
+            out,
+            timeout_s=60,
+            resume=True,
+            on_row=lambda task, row: skipped.append(task.key) if row is None else None,
+        )
+    )
+    assert len(skipped) == 2 and len(second) == 2
+    assert {r.workload for r in second} == {"append"}
+    assert len(load_rows(out)) == 4
+    with out.open() as handle:
+        assert sum(1 for line in csv.reader(handle) if line and line[0] == "run_id") == 1  # one header
+
+
+def test_unknown_backend_is_refused_with_the_valid_names():
+    with pytest.raises(SpecError, match="expected any of .*torch-naive"):
+        plan_tasks([tiny_spec("decode")], ["torch-naiv"])
