@@ -25,7 +25,7 @@ from rich.table import Table
 from specs import MODELS, PRESETS, DType, SpecError, Workload, get_preset
 
 REPO = Path(__file__).resolve().parent
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 
 PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)

@@ -7,6 +7,7 @@ for it, the reasons PyTorch gives become the `unsupported` reason."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import ClassVar
 
@@ -38,17 +39,45 @@ class _Sdpa(Backend):
             with sdpa_kernel(kernels):
                 return F.scaled_dot_product_attention(q, k, v, **kwargs).transpose(1, 2)
 
-        # ask PyTorch once, outside the timed region, whether it has a kernel for this spec
+        # ask PyTorch once, outside the timed region, whether it has a kernel for this spec, and
+        # which one it runs (the aten op names say flash / efficient / cudnn / math)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                call()
+                self._kernels = sdpa_ops_called(call)
             except RuntimeError as exc:
                 if "No available kernel" not in str(exc):
                     raise
-                said = [str(w.message).split("\n")[0] for w in caught]
-                raise Unsupported("PyTorch has no such kernel for this spec: " + " | ".join(said or [str(exc)])) from None
+                raise Unsupported(why_no_kernel([str(w.message) for w in caught]) or str(exc)) from None
         return call
+
+    def run_info(self) -> str:
+        return "kernel=" + "+".join(getattr(self, "_kernels", [])) if getattr(self, "_kernels", None) else ""
+
+
+_SDPA_OP = re.compile(r"^aten::(_scaled_dot_product_\w+|_efficient_attention_forward|_flash_attention_forward)$")
+
+
+def sdpa_ops_called(fn) -> list[str]:
+    """Call fn once under the profiler; the SDPA kernel ops it ran, outermost first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    names = [e.name for e in prof.events() if _SDPA_OP.match(e.name)]
+    return [n.removeprefix("aten::") for n in dict.fromkeys(names)]
+
+
+def why_no_kernel(messages: list[str]) -> str:
+    """PyTorch's warnings, without the 'not used because:' headers and source locations."""
+    reasons = []
+    for message in messages:
+        text = re.sub(r"\(Triggered internally at [^)]*\)", "", message)
+        text = " ".join(text.split())
+        if not text or text.endswith("not used because:"):
+            continue
+        reasons.append(text)
+    return "; ".join(dict.fromkeys(reasons))
 
 
 @register("sdpa")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from .env import device_slug
 from .store import ResultRow, Status, latest
 
 # numeric columns a table or plot can show, with how to print them
@@ -47,6 +48,21 @@ class Pivot:
     best: dict[str, str]  # col -> row label of the best ok value
 
 
+WORKLOAD_ORDER = {"prefill": 0, "append": 1, "decode": 2}
+
+
+def _model_rank(model: str) -> tuple[int, str]:
+    """Models in the order specs/models.py lists them, unknown ones after, alphabetically."""
+    from specs import MODELS
+
+    names = list(MODELS)
+    return (names.index(model) if model in names else len(names), model)
+
+
+def _sortable(value) -> tuple:
+    return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+
+
 def _col_label(row: ResultRow, varying: list[str]) -> str:
     parts = [row.model, row.workload]
     short = {"batch_size": "B", "q_len": "q", "kv_len": "kv", "page_size": "page", "num_q_heads": "Hq",
@@ -75,8 +91,7 @@ def pivot(rows: Iterable[ResultRow], metric: str = "p95_ms") -> Pivot:
     def row_label(r: ResultRow) -> str:
         return f"{r.backend} [{r.device}]" if len(devices) > 1 else r.backend
 
-    workload_order = {"prefill": 0, "append": 1, "decode": 2}
-    ordered = sorted(rows, key=lambda r: (r.model, workload_order.get(r.workload, 9), *(getattr(r, a) or 0 for a in varying if a != "dtype")))
+    ordered = sorted(rows, key=lambda r: (_model_rank(r.model), WORKLOAD_ORDER.get(r.workload, 9), *(_sortable(getattr(r, a)) for a in varying)))
     col_labels = list(dict.fromkeys(_col_label(r, varying) for r in ordered))
     row_labels = sorted({row_label(r) for r in rows})
     cells: dict[tuple[str, str], str] = {}
@@ -105,7 +120,7 @@ def render_rich(p: Pivot, title: str | None = None):
     table = Table(title=title or f"{p.metric} (best per column in bold; failed cells show their status)")
     table.add_column("backend", style="cyan", no_wrap=True)
     for col in p.col_labels:
-        table.add_column(col, justify="right")
+        table.add_column(col.replace(" ", "\n", 1), justify="right", overflow="fold")
     for rl in p.row_labels:
         cells = []
         for col in p.col_labels:
@@ -154,40 +169,47 @@ def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...
     for r in ok:
         groups.setdefault((r.device, r.model, r.batch_size, r.dtype), []).append(r)
     written = []
-    workload_order = ["prefill", "append", "decode"]
     for (device, model, batch, dtype), group in sorted(groups.items()):
-        workloads = [w for w in workload_order if any(r.workload == w for r in group)]
+        workloads = [w for w in WORKLOAD_ORDER if any(r.workload == w for r in group)]
+        backends = sorted({r.backend for r in group})
+        color = {b: plt.get_cmap("tab20")(i % 20) for i, b in enumerate(backends)}  # one colour a backend
         fig, axes = plt.subplots(len(metrics), len(workloads), figsize=(4.2 * len(workloads), 3.3 * len(metrics)), squeeze=False)
         for j, workload in enumerate(workloads):
             wrows = [r for r in group if r.workload == workload]
+            single_point = len({(r.kv_len, r.q_len) for r in wrows}) == 1
             for i, metric in enumerate(metrics):
                 ax = axes[i][j]
-                for backend in sorted({r.backend for r in wrows}):
-                    series = {}
-                    for r in wrows:
-                        if r.backend == backend:
-                            label = r.kv_len if workload != "append" else (r.kv_len, r.q_len)
-                            series[label] = (r.kv_len, getattr(r, metric), r.q_len)
-                    # append: one line per chunk size
-                    for chunk in sorted({v[2] for v in series.values()}) if workload == "append" else [None]:
-                        pts = sorted((x, y) for x, y, q in series.values() if chunk is None or q == chunk)
-                        name = backend if chunk is None or len({v[2] for v in series.values()}) == 1 else f"{backend} (chunk {chunk})"
-                        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
-                ax.set_xscale("log", base=2)
-                if metric.endswith("_ms"):
+                if single_point:  # one sequence length: bars say more than one-point lines
+                    names = [b for b in backends if any(r.backend == b for r in wrows)]
+                    heights = [next(getattr(r, metric) for r in wrows if r.backend == b) for b in names]
+                    for x, (b, h) in enumerate(zip(names, heights)):
+                        ax.bar(x, h, color=color[b], label=b)
+                    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize="small")
+                    ax.set_xlabel(f"KV {wrows[0].kv_len}, q {wrows[0].q_len}")
+                else:
+                    for backend in backends:
+                        mine = [r for r in wrows if r.backend == backend]
+                        chunks = sorted({r.q_len for r in mine}) if workload == "append" else [None]
+                        for chunk in chunks:
+                            pts = sorted((r.kv_len, getattr(r, metric)) for r in mine if chunk is None or r.q_len == chunk)
+                            style = "-" if chunk is None or chunk == chunks[0] else "--"
+                            name = backend if style == "-" else f"{backend} (chunk {chunk})"
+                            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", color=color[backend], label=name)
+                    ax.set_xscale("log", base=2)
+                    ax.set_xlabel("KV length (tokens)")
+                if metric.endswith("_ms") and not single_point:
                     ax.set_yscale("log")
-                ax.set_title(f"{workload}" if i == 0 else "")
-                ax.set_xlabel("KV length (tokens)")
+                ax.set_title(workload if i == 0 else "")
                 ax.set_ylabel(metric)
                 ax.grid(True, alpha=0.3)
-        handles, labels = {}, {}
+        handles = {}
         for ax in axes.flat:
             for h, l in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(l, h)
         fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(6, len(handles)), fontsize="small")
         fig.suptitle(f"{model} · batch {batch} · {dtype} · {device}")
         fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(handles) // 6), 1, 0.95))
-        path = out_dir / f"{_slug(device)}_{_slug(model)}_b{batch}_{dtype}.png"
+        path = out_dir / f"{device_slug(device)}_{_slug(model)}_b{batch}_{dtype}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)

@@ -93,3 +93,21 @@ def test_inputs_are_seeded_by_the_spec():
     c = make_inputs(tiny_spec("decode", kv_len=40), CPU)
     assert not torch.equal(a.q, c.q)
     assert a.q.shape == (2, 1, 8, 64) and a.k.shape == (2, 48, 2, 64)
+
+
+def test_sdpa_unsupported_reason_keeps_pytorchs_words_without_noise():
+    from frameworks.torch_sdpa import why_no_kernel
+
+    messages = [
+        "Memory efficient kernel not used because: (Triggered internally at /pytorch/aten/src/sdp_utils.cpp:986.)",
+        "For dense input, both fused kernels require query, key and value to have the same num_heads. "
+        "(Triggered internally at /pytorch/aten/src/sdp_utils.cpp:123.)",
+    ]
+    assert why_no_kernel(messages) == (
+        "For dense input, both fused kernels require query, key and value to have the same num_heads."
+    )
+
+
+def test_sdpa_records_the_kernel_pytorch_chose():
+    row = cpu_measurer().measure(tiny_spec("prefill"), get_backend("sdpa-math"))
+    assert row.backend_info == "kernel=_scaled_dot_product_attention_math"
