@@ -94,9 +94,13 @@ def sweep(
     chunk: Optional[List[str]] = typer.Option(None, help="Append chunk lengths (query tokens per step)."),
     dtype: Optional[DType] = typer.Option(None, help="Input dtype (default: the preset's, bf16)."),
     page_size: Optional[int] = typer.Option(None, help="Paged KV with this many tokens a page (default dense)."),
-    iterations: Optional[int] = typer.Option(None, help="Timed iterations per task (default 100 on GPU, 10 on CPU)."),
+    timing: Optional[str] = typer.Option(None, help="events (default on GPU), graph, profiler; wall on CPU."),
+    iterations: Optional[int] = typer.Option(None, help="A fixed number of timed calls (default: adaptive)."),
+    min_iterations: int = typer.Option(10, help="Adaptive: at least this many timed calls."),
+    max_iterations: int = typer.Option(2000, help="Adaptive: at most this many timed calls."),
+    ci_target: float = typer.Option(0.01, help="Adaptive: stop once the p50's 95% interval is within ±this (0.01 = ±1%)."),
     warmup: Optional[int] = typer.Option(None, help="Warm-up calls before timing (default 10 on GPU, 2 on CPU)."),
-    max_seconds: float = typer.Option(30.0, help="Cap on one task's timed loop; iterations shrink to fit (at least 5)."),
+    max_seconds: Optional[float] = typer.Option(None, help="Cap on one task's timed loop (default 10 s on GPU, 1 s on CPU; at least 5 calls)."),
     timeout: float = typer.Option(600.0, help="Seconds one (spec, backend) may take, compile included, before it is killed."),
     device: Optional[str] = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="CSV to append to (default results/<gpu>.csv)."),
@@ -108,7 +112,9 @@ def sweep(
 
     from frameworks import load_all
     from harness.env import device_slug
+    from harness.calibrate import calibration_file
     from harness.measure import MeasureConfig
+    from harness.timer import Repetition
     from harness.sweep import log_path_for, make_run_id, plan_tasks, run_sweep
 
     grid = get_preset(preset.value).narrowed(
@@ -130,17 +136,26 @@ def sweep(
     elif device not in ("cuda", "cpu"):
         raise SpecError(f"device: {device!r} is not valid; expected one of cuda, cpu")
     on_gpu = device == "cuda"
-    if output is None:
-        output = REPO / "results" / f"{device_slug(gpu_name() or 'gpu') if on_gpu else 'cpu'}.csv"
+    repetition = Repetition(
+        iterations=iterations,
+        min_iterations=min_iterations,
+        max_iterations=max_iterations,
+        ci_target=ci_target,
+        max_seconds=max_seconds if max_seconds is not None else (10.0 if on_gpu else 1.0),
+        warmup=warmup if warmup is not None else (10 if on_gpu else 2),
+    )
+    slug = device_slug(gpu_name() or "gpu") if on_gpu else "cpu"
     config = MeasureConfig(
         device=device,
-        iterations=iterations if iterations is not None else (100 if on_gpu else 10),
-        warmup=warmup if warmup is not None else (10 if on_gpu else 2),
-        max_seconds=max_seconds,
+        repetition=repetition,
+        timing=timing,
         run_id=make_run_id(),
+        calibration_path=str(calibration_file(slug)),
+        calibrate_if_missing=True,
     )
-    if config.iterations < 1:
-        raise SpecError("iterations: must be at least 1")
+    config.timing_mode  # validates --timing against the device
+    if output is None:
+        output = REPO / "results" / f"{slug}.csv"
 
     console.print(
         f"sweep [bold]{preset.value}[/]: {len(specs)} specs × {len(names)} backends = {len(tasks)} tasks "
@@ -233,16 +248,31 @@ def load_filtered(files, model, workload, backend):
 @app.command()
 @friendly_errors
 def table(
-    files: List[Path] = typer.Argument(..., help="One or more results CSVs."),
+    files: Optional[List[Path]] = typer.Argument(None, help="One or more results CSVs."),
     metric: str = typer.Option("p95_ms", help="p50_ms, p95_ms, mean_ms, tflops, gbps, tokens_per_s, setup_ms, peak_mem_gib, rel_err, ..."),
     fmt: TableFormat = typer.Option("rich", "--format", help="rich (terminal) or markdown."),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m"),
     workload: Optional[List[str]] = typer.Option(None, "--workload", "-w"),
     backend: Optional[List[str]] = typer.Option(None, "--backend", "-b"),
+    readme: Optional[Path] = typer.Option(None, help="Regenerate, in place, every attnbench:table block of this Markdown file."),
 ):
     """Rows = backend, columns = model × workload, cell = the metric (failed cells show their status)."""
-    from harness.report import check_metric, pivot, render_markdown, render_rich
+    from harness.report import check_metric, pivot, render_markdown, render_rich, rewrite_readme
+    from harness.store import load_many
 
+    if readme is not None:
+        if not readme.exists():
+            raise ValueError(f"readme: {readme} does not exist")
+        text = readme.read_text()
+        new, blocks = rewrite_readme(text, readme.resolve().parent, load_many)
+        if blocks == 0:
+            raise ValueError(f"readme: {readme} has no <!-- attnbench:table files=... --> block")
+        if new != text:
+            readme.write_text(new)
+        console.print(f"{readme}: {blocks} table block(s) {'rewritten' if new != text else 'already up to date'}")
+        return
+    if not files:
+        raise ValueError("files: give one or more results CSVs (or --readme README.md)")
     check_metric(metric)
     p = pivot(load_filtered(files, model, workload, backend), metric)
     if fmt.value == "markdown":
@@ -260,17 +290,89 @@ def plot(
     model: Optional[List[str]] = typer.Option(None, "--model", "-m"),
     workload: Optional[List[str]] = typer.Option(None, "--workload", "-w"),
     backend: Optional[List[str]] = typer.Option(None, "--backend", "-b"),
+    baseline: Optional[str] = typer.Option(None, help="Backend the speedup heatmap divides by (default: sdpa, when it has rows)."),
 ):
-    """Latency and TFLOP/s against KV length, a panel per workload, a line per backend (PNG)."""
+    """Latency and TFLOP/s against KV length (a panel per workload, a line per backend), a roofline
+    against the measured ceilings, and a speedup heatmap against a baseline backend (PNGs)."""
     from harness.report import plot as make_plots
+    from harness.report import plot_roofline, plot_speedup
 
     rows = load_filtered(files, model, workload, backend)
     metrics = tuple(split_list(metric) or ("p50_ms", "tflops"))
     paths = make_plots(rows, out_dir, metrics)
     if not paths:
         raise ValueError("no ok rows to plot")
+    paths += plot_roofline(rows, out_dir)
+    if baseline is None and any(r.backend == "sdpa" for r in rows):
+        baseline = "sdpa"
+    if baseline:
+        paths += plot_speedup(rows, out_dir, baseline)
     for path in paths:
         console.print(f"plot: {path}")
+
+
+@app.command()
+@friendly_errors
+def calibrate(
+    device: Optional[str] = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
+):
+    """Measure this device's matmul rate (bf16, fp16, fp32) and copy bandwidth; store them in
+    results/calibration-<device>.csv. Sweeps use the newest calibration for percent of peak."""
+    from harness import calibrate as cal
+    from harness.env import collect, pick_device
+    from harness.measure import now_utc
+
+    dev = pick_device(device)
+    env = collect(dev)
+    rows = cal.measure(dev, env, timestamp=now_utc())
+    path = cal.calibration_file(env.device_slug)
+    cal.save(rows, path)
+    out = Table(title=f"measured ceilings · {env.device} · torch {env.torch}")
+    for col in ("dtype", "matmul TFLOP/s", "datasheet dense", "copy GB/s (read+write)", "datasheet HBM"):
+        out.add_column(col, justify="right")
+    sheet = cal.DATASHEET.get(env.device_slug, {})
+    for row in rows:
+        out.add_row(row.dtype, f"{row.matmul_tflops:.1f}", str(sheet.get(row.dtype, "—")), f"{row.copy_gbps:.0f}", str(sheet.get("gbps", "—")))
+    console.print(out)
+    console.print(f"appended to {path}")
+
+
+@app.command()
+@friendly_errors
+def compare(
+    a: Path = typer.Argument(..., help="Baseline results CSV (A)."),
+    b: Path = typer.Argument(..., help="Candidate results CSV (B)."),
+    min_effect: float = typer.Option(0.0, help="Differences smaller than this (0.02 = 2%) are never called significant."),
+    show: str = typer.Option("all", help="all, or significant (only the rows that differ)."),
+):
+    """B against A per (spec, backend): ratio of p50s, significance from both 95% intervals, geomean."""
+    from harness.compare import compare as compare_rows
+    from harness.compare import summarize
+    from harness.store import load_rows
+
+    if show not in ("all", "significant"):
+        raise ValueError(f"show: {show!r} is not valid; expected one of all, significant")
+    comparisons = compare_rows(load_rows(a), load_rows(b), min_effect)
+    out = Table(title=f"B = {b.name} vs A = {a.name} (ratio = B p50 / A p50; below 1: B is faster)")
+    for col in ("spec", "backend", "A p50 ms [95% CI]", "B p50 ms [95% CI]", "ratio", "verdict"):
+        out.add_column(col)
+    colours = {"faster": "green", "slower": "red", "not significant": "dim"}
+    for c in comparisons:
+        if show == "significant" and not c.significant:
+            continue
+        fmt = lambda r: f"{r.p50_ms:.4g} [{r.p50_ci_low_ms:.4g}, {r.p50_ci_high_ms:.4g}]" if r and r.p50_ms is not None and r.p50_ci_low_ms is not None else (r.status.value if r else "—")  # noqa: E731
+        ratio = f"{c.ratio:.3f}" if c.ratio is not None else "—"
+        out.add_row(c.label, c.backend, fmt(c.a), fmt(c.b), ratio, f"[{colours.get(c.verdict, 'yellow')}]{c.verdict}[/]")
+    console.print(out)
+    s = summarize(comparisons)
+    if s.compared:
+        console.print(
+            f"{s.compared} compared: {s.compared - s.significant} not significant "
+            f"({s.share_not_significant:.0%}), {s.faster} faster, {s.slower} slower; "
+            f"geometric mean of B/A = {s.geomean_ratio:.4f}; {s.not_comparable} not comparable"
+        )
+    else:
+        console.print(f"nothing comparable ({s.not_comparable} rows without a partner or not ok on both sides)")
 
 
 if __name__ == "__main__":

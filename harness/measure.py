@@ -6,18 +6,20 @@ import datetime as dt
 import gc
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
 from frameworks import Backend, Unsupported
 from specs import ExperimentSpec
 
+from . import calibrate
 from .env import Environment
 from .inputs import AttentionInputs, input_bytes, make_inputs
 from .reference import check_indices, check_output, reference_attention
 from .store import ResultRow, Status
-from .timer import time_callable, timing_mode
+from .telemetry import Telemetry, describe_reasons
+from .timer import Repetition, TimingMode, check_mode, default_mode, time_callable
 
 # the inputs plus the output must fit in this share of the GPU's memory, or the spec is skipped
 MEMORY_HEADROOM = 0.9
@@ -26,10 +28,16 @@ MEMORY_HEADROOM = 0.9
 @dataclass(frozen=True)
 class MeasureConfig:
     device: str = "cpu"
-    iterations: int = 20
-    warmup: int = 3
-    max_seconds: float = 30.0  # cap on the timed loop of one task (iterations shrink to fit, at least 5)
+    repetition: Repetition = Repetition()
+    timing: str | None = None  # TimingMode value; None = events on CUDA, wall on CPU
     run_id: str = ""
+    calibration_path: str | None = None  # ceilings for percent-of-peak; None = no ceilings
+    calibrate_if_missing: bool = False  # measure and store the ceilings when the file has none for this device
+
+    @property
+    def timing_mode(self) -> TimingMode:
+        device = torch.device(self.device)
+        return check_mode(self.timing or default_mode(device), device)
 
 
 def now_utc() -> str:
@@ -47,14 +55,9 @@ def make_row(
     **measured,
 ) -> ResultRow:
     """A row with every measured field None unless given."""
-    measured_fields = {
-        name: None
-        for name in (
-            "p50_ms", "p95_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "n_iters", "setup_ms",
-            "tflops", "gbps", "tokens_per_s", "peak_mem_gib", "rel_err", "max_abs_err", "checked_batch",
-        )
-    }  # fmt: skip
-    measured_fields.update(measured)
+    values = {name: None for name in MEASURED_FIELDS}
+    values.update(backend_info="", throttle_reasons="")
+    values.update(measured)
     return ResultRow(
         run_id=config.run_id,
         timestamp=now_utc(),
@@ -63,16 +66,31 @@ def make_row(
         backend_version=version,
         status=status,
         reason=_one_line(reason),
-        backend_info=measured_fields.pop("backend_info", ""),
-        **measured_fields,
+        **values,
         device=env.device,
         driver=env.driver,
         cuda=env.cuda,
         torch=env.torch,
         git_commit=env.git_commit,
-        timing_mode=timing_mode(torch.device(config.device)),
+        timing_mode=config.timing_mode.label,
         host=env.host,
     )
+
+
+_FIXED = {"run_id", "timestamp", "backend", "backend_version", "status", "reason", "device", "driver", "cuda",
+          "torch", "git_commit", "timing_mode", "host"}  # fmt: skip
+MEASURED_FIELDS = tuple(
+    f.name for f in fields(ResultRow) if f.name not in _FIXED and f.name not in {g.name for g in fields(ExperimentSpec)}
+)
+
+
+def ceiling_fields(spec: ExperimentSpec, ceilings: dict) -> dict:
+    """The device's measured ceilings for this spec's dtype and the roofline-bound time."""
+    cal = ceilings.get(str(spec.dtype))
+    if cal is None:
+        return {}
+    roofline_s = max(spec.flops / (cal.matmul_tflops * 1e12), spec.ideal_bytes / (cal.copy_gbps * 1e9))
+    return dict(ceiling_tflops=cal.matmul_tflops, ceiling_gbps=cal.copy_gbps, roofline_ms=roofline_s * 1e3)
 
 
 def _one_line(text: str, limit: int = 500) -> str:
@@ -115,6 +133,19 @@ class Measurer:
         self.env = env
         self.device = torch.device(config.device)
         self.state: SpecState | None = None
+        self.telemetry = Telemetry(self.device.index or 0) if self.device.type == "cuda" else None
+        self.ceilings = self._load_ceilings()
+
+    def _load_ceilings(self) -> dict:
+        path = self.config.calibration_path
+        if path is None:
+            return {}
+        ceilings = calibrate.ceilings_for(self.env.device, path)
+        if not ceilings and self.config.calibrate_if_missing:
+            rows = calibrate.measure(self.device, self.env, timestamp=now_utc())
+            calibrate.save(rows, path)
+            ceilings = {r.dtype: r for r in rows}
+        return ceilings
 
     def _state_for(self, spec: ExperimentSpec) -> SpecState:
         if self.state is not None and self.state.spec == spec:
@@ -153,8 +184,10 @@ class Measurer:
         config, env = self.config, self.env
         version = backend.version() if backend.availability(self.device) is None else ""
 
+        bounds = ceiling_fields(spec, self.ceilings)
+
         def row(status: Status, reason: str = "", **measured) -> ResultRow:
-            return make_row(spec, backend.name, version, env, config, status, reason, **measured)
+            return make_row(spec, backend.name, version, env, config, status, reason, **bounds, **measured)
 
         reason = backend.availability(self.device)
         if reason:
@@ -190,11 +223,15 @@ class Measurer:
                 return row(Status.INCORRECT, check.problem, setup_ms=setup_ms, backend_info=info, **checked)
             out = None
 
-            timing = time_callable(fn, self.device, config.iterations, config.warmup, config.max_seconds)
+            start = self.telemetry.snapshot() if self.telemetry else None
+            timing = time_callable(fn, self.device, config.repetition, config.timing_mode)
+            end = self.telemetry.snapshot() if self.telemetry else None
             peak = (
                 torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else None
             )
             seconds = timing.p50_ms / 1e3
+            tflops, gbps = spec.flops / seconds / 1e12, spec.ideal_bytes / seconds / 1e9
+            ci_low, ci_high = timing.p50_ci_ms
             return row(
                 Status.OK,
                 p50_ms=timing.p50_ms,
@@ -204,12 +241,17 @@ class Measurer:
                 min_ms=timing.min_ms,
                 max_ms=timing.max_ms,
                 n_iters=timing.n,
+                p50_ci_low_ms=ci_low,
+                p50_ci_high_ms=ci_high,
                 setup_ms=setup_ms,
-                tflops=spec.flops / seconds / 1e12,
-                gbps=spec.ideal_bytes / seconds / 1e9,
+                tflops=tflops,
+                gbps=gbps,
                 tokens_per_s=spec.tokens / seconds,
                 peak_mem_gib=peak,
+                pct_peak_tflops=100 * tflops / bounds["ceiling_tflops"] if bounds else None,
+                pct_peak_gbps=100 * gbps / bounds["ceiling_gbps"] if bounds else None,
                 backend_info=info,
+                **telemetry_fields(start, end),
                 **checked,
             )
         except Unsupported as exc:
@@ -219,6 +261,24 @@ class Measurer:
         finally:
             del fn, out
             _release(self.device)
+
+
+def telemetry_fields(start, end) -> dict:
+    if start is None and end is None:
+        return {}
+    pick = lambda snap, attr: getattr(snap, attr) if snap is not None else None  # noqa: E731
+    return dict(
+        sm_clock_start_mhz=pick(start, "sm_clock_mhz"),
+        sm_clock_end_mhz=pick(end, "sm_clock_mhz"),
+        mem_clock_start_mhz=pick(start, "mem_clock_mhz"),
+        mem_clock_end_mhz=pick(end, "mem_clock_mhz"),
+        temp_start_c=pick(start, "temp_c"),
+        temp_end_c=pick(end, "temp_c"),
+        power_start_w=pick(start, "power_w"),
+        power_end_w=pick(end, "power_w"),
+        throttle_reasons=describe_reasons(start, end),
+        throttled=any(s.throttled for s in (start, end) if s is not None),
+    )
 
 
 def _sync(device: torch.device) -> None:

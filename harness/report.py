@@ -3,6 +3,7 @@ Markdown table, and one plot function (latency and TFLOP/s against sequence leng
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,3 +215,153 @@ def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...
         plt.close(fig)
         written.append(path)
     return written
+
+
+# ---- README blocks ------------------------------------------------------------------------------
+
+BLOCK = re.compile(
+    r"(?P<open><!-- attnbench:table (?P<params>[^>]*?) -->\n)(?P<body>.*?)(?P<close><!-- /attnbench:table -->)",
+    re.DOTALL,
+)
+
+
+def _block_params(text: str) -> dict[str, str]:
+    params = {}
+    for token in text.split():
+        if "=" not in token:
+            raise ValueError(f"README table marker: {token!r} is not key=value (keys: files, metric, model, workload, backend)")
+        key, value = token.split("=", 1)
+        if key not in ("files", "metric", "model", "workload", "backend"):
+            raise ValueError(f"README table marker: {key!r} is not valid; expected one of files, metric, model, workload, backend")
+        params[key] = value
+    if "files" not in params:
+        raise ValueError("README table marker: needs files=results/<gpu>.csv[,more.csv]")
+    return params
+
+
+def rewrite_readme(text: str, base_dir: Path, load) -> tuple[str, int]:
+    """Regenerate every `<!-- attnbench:table files=… metric=… -->` … `<!-- /attnbench:table -->`
+    block from the CSVs it names; nothing outside the blocks changes. Returns (text, blocks)."""
+    count = 0
+
+    def render(match: re.Match) -> str:
+        nonlocal count
+        params = _block_params(match.group("params"))
+        rows = load([base_dir / f for f in params["files"].split(",")])
+        for field in ("model", "workload", "backend"):
+            if field in params:
+                wanted = set(params[field].split(","))
+                rows = [r for r in rows if getattr(r, field) in wanted]
+        metric = params.get("metric", "p95_ms")
+        table = render_markdown(pivot(rows, metric))
+        count += 1
+        return f"{match.group('open')}{table}\n{match.group('close')}"
+
+    return BLOCK.sub(render, text), count
+
+
+# ---- roofline and speedup heatmap ---------------------------------------------------------------
+
+
+def plot_roofline(rows: Iterable[ResultRow], out_dir: Path | str) -> list[Path]:
+    """Per device: arithmetic intensity (FLOP/byte) against achieved TFLOP/s, with the measured
+    matmul and copy ceilings; a colour per backend, a marker per workload."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in latest(rows) if r.status is Status.OK and r.ceiling_tflops and r.ceiling_gbps]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    markers = {"prefill": "o", "append": "s", "decode": "^"}
+    for device in sorted({r.device for r in ok}):
+        mine = [r for r in ok if r.device == device]
+        backends = sorted({r.backend for r in mine})
+        color = {b: plt.get_cmap("tab20")(i % 20) for i, b in enumerate(backends)}
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        for dtype in sorted({r.dtype for r in mine}):
+            rs = [r for r in mine if r.dtype == dtype]
+            peak, bw = rs[0].ceiling_tflops, rs[0].ceiling_gbps
+            intensities = [r.spec.flops / r.spec.ideal_bytes for r in rs]
+            lo, hi = min(intensities + [1.0]) / 2, max(intensities + [peak * 1e3 / bw]) * 2
+            xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+            ax.plot(xs, [min(peak, bw * x / 1e3) for x in xs], "k-", lw=1.2, alpha=0.7)
+            ax.annotate(f"{dtype} matmul {peak:.3g} TFLOP/s, copy {bw / 1e3:.3g} TB/s (measured)",
+                        (xs[-1], peak), ha="right", va="bottom", fontsize="small")  # fmt: skip
+        for r in mine:
+            ax.scatter(r.spec.flops / r.spec.ideal_bytes, r.tflops, color=color[r.backend], marker=markers.get(r.workload, "x"), s=40)
+        for b in backends:
+            ax.scatter([], [], color=color[b], marker="o", label=b)
+        for w, m in markers.items():
+            if any(r.workload == w for r in mine):
+                ax.scatter([], [], color="gray", marker=m, label=w)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("arithmetic intensity (FLOP / ideal byte)")
+        ax.set_ylabel("achieved TFLOP/s (p50)")
+        ax.set_title(f"roofline · {device}")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize="small", ncol=2, loc="lower right")
+        fig.tight_layout()
+        path = out_dir / f"{device_slug(device)}_roofline.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def plot_speedup(rows: Iterable[ResultRow], out_dir: Path | str, baseline: str) -> list[Path]:
+    """Per device: a heatmap of baseline p50 / backend p50 (above 1 = faster than the baseline),
+    rows = backends, columns = specs; failed cells show their status."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    rows = latest(rows)
+    if not any(r.backend == baseline for r in rows):
+        raise ValueError(f"baseline: {baseline!r} has no rows; expected one of {', '.join(sorted({r.backend for r in rows}))}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for device in sorted({r.device for r in rows}):
+        p = pivot([r for r in rows if r.device == device], "p50_ms")
+        if baseline not in p.row_labels:
+            continue
+        values = [[None] * len(p.col_labels) for _ in p.row_labels]
+        for i, rl in enumerate(p.row_labels):
+            for j, col in enumerate(p.col_labels):
+                base, mine = p.cells.get((baseline, col), ""), p.cells.get((rl, col), "")
+                if _is_number(base) and _is_number(mine):
+                    values[i][j] = float(base) / float(mine)
+        finite = [v for row in values for v in row if v]
+        span = max([abs(math.log10(v)) for v in finite] + [0.05])
+        fig, ax = plt.subplots(figsize=(1.3 * len(p.col_labels) + 2.5, 0.5 * len(p.row_labels) + 2))
+        grid = [[v if v else float("nan") for v in row] for row in values]
+        image = ax.imshow(grid, cmap="RdYlGn", norm=LogNorm(vmin=10**-span, vmax=10**span), aspect="auto")
+        for i, rl in enumerate(p.row_labels):
+            for j, col in enumerate(p.col_labels):
+                v = values[i][j]
+                text = f"{v:.2f}×" if v else p.cells.get((rl, col), "—").lower()[:11]
+                ax.text(j, i, text, ha="center", va="center", fontsize="x-small", color="black" if v else "gray")
+        ax.set_xticks(range(len(p.col_labels)), [c.replace(" ", "\n", 1) for c in p.col_labels], fontsize="x-small")
+        ax.set_yticks(range(len(p.row_labels)), p.row_labels, fontsize="small")
+        ax.set_title(f"speedup over {baseline} (p50) · {device}")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        fig.tight_layout()
+        path = out_dir / f"{device_slug(device)}_speedup_vs_{_slug(baseline)}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False

@@ -27,13 +27,18 @@ class Status(str, Enum):
         return self.value
 
 
-# measured only when the status is ok
+# present exactly when the status is ok
 TIMED_FIELDS = (
-    "p50_ms", "p95_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "n_iters",
+    "p50_ms", "p95_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "n_iters", "p50_ci_low_ms", "p50_ci_high_ms",
     "tflops", "gbps", "tokens_per_s",
 )  # fmt: skip
 # known once the backend produced an output (ok or incorrect)
 CHECK_FIELDS = ("rel_err", "max_abs_err", "checked_batch")
+# only when ok, and only where there is a calibration / NVML
+OK_ONLY_OPTIONAL = (
+    "pct_peak_tflops", "pct_peak_gbps", "sm_clock_start_mhz", "sm_clock_end_mhz", "mem_clock_start_mhz",
+    "mem_clock_end_mhz", "temp_start_c", "temp_end_c", "power_start_w", "power_end_w", "throttled",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,16 +72,35 @@ class ResultRow:
     min_ms: float | None
     max_ms: float | None
     n_iters: int | None
+    p50_ci_low_ms: float | None  # 95% confidence interval of the median (order statistics)
+    p50_ci_high_ms: float | None
     setup_ms: float | None  # prepare() plus the first call: layout conversion, plan(), compilation
     # --- metrics from p50
     tflops: float | None
     gbps: float | None
     tokens_per_s: float | None
     peak_mem_gib: float | None  # peak device memory of the task (inputs included); CUDA only
+    # --- against this device's measured ceilings (`run.py calibrate`); empty when not calibrated
+    ceiling_tflops: float | None  # measured matmul rate in this dtype
+    ceiling_gbps: float | None  # measured device-to-device copy bandwidth
+    roofline_ms: float | None  # max(FLOPs / ceiling_tflops, bytes / ceiling_gbps): no kernel is faster
+    pct_peak_tflops: float | None
+    pct_peak_gbps: float | None
     # --- the check against the fp32 reference
     rel_err: float | None
     max_abs_err: float | None
     checked_batch: int | None
+    # --- GPU telemetry (NVML) just before and just after the timed loop
+    sm_clock_start_mhz: int | None
+    sm_clock_end_mhz: int | None
+    mem_clock_start_mhz: int | None
+    mem_clock_end_mhz: int | None
+    temp_start_c: int | None
+    temp_end_c: int | None
+    power_start_w: float | None
+    power_end_w: float | None
+    throttle_reasons: str  # NVML clock-event reasons at start and end
+    throttled: bool | None  # a power, thermal or hardware slowdown was active
     # --- the environment
     device: str
     driver: str
@@ -95,7 +119,7 @@ class ResultRow:
             if self.reason:
                 raise ValueError("an ok row has no reason")
         else:
-            present = [name for name in TIMED_FIELDS if getattr(self, name) is not None]
+            present = [name for name in TIMED_FIELDS + OK_ONLY_OPTIONAL if getattr(self, name) is not None]
             if present:
                 raise ValueError(f"a {self.status} row carries no timing, got {', '.join(present)}")
             if not self.reason:

@@ -1,36 +1,83 @@
-"""One timer for every backend: CUDA events with an L2 flush between iterations, or wall clock on CPU."""
+"""One timer for every backend, in four modes, with adaptive repetition.
+
+- `events` (default on CUDA): each call timed by CUDA events, a 256 MB buffer zeroed before it so
+  L2 is cold.
+- `graph`: the call captured once in a CUDA graph; each replay timed by events, the L2 flush kept
+  between replays (launch overhead gone, cache still cold). A capture that fails or holds no kernel
+  is an error, not a number.
+- `profiler`: kernel time only: the device time of the kernels each call launched, read from the
+  PyTorch profiler (no launch gaps), L2 flushed between calls.
+- `wall` (CPU): perf_counter around each call.
+
+Repetition is adaptive unless a fixed count is asked for: samples are drawn in rounds until the 95%
+confidence interval of the median is within ±ci_target of it, or the time cap is reached."""
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
+from enum import Enum
 from typing import Callable
 
 import torch
 
+from .stats import median_ci, percentile
+
 L2_FLUSH_BYTES = 256 * 2**20  # several times the L2 of any Hopper part (50 MB H100, 60 MB H200)
+PROFILE_RANGE = "attnbench::call"
 
 
-class TimingModes:
-    CUDA_EVENTS_COLD_L2 = "cuda-events/l2-flushed"
-    WALL_CLOCK = "wall-clock"
+class TimingError(RuntimeError):
+    """The requested timing mode cannot time this callable (recorded as an error row)."""
+
+
+class TimingMode(str, Enum):
+    EVENTS = "events"
+    GRAPH = "graph"
+    PROFILER = "profiler"
+    WALL = "wall"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        """What goes in the row's timing_mode column."""
+        return {
+            "events": "cuda-events/l2-flushed",
+            "graph": "cuda-graph/l2-flushed",
+            "profiler": "profiler-kernels/l2-flushed",
+            "wall": "wall-clock",
+        }[self.value]
+
+
+def default_mode(device: torch.device) -> TimingMode:
+    return TimingMode.EVENTS if device.type == "cuda" else TimingMode.WALL
+
+
+def check_mode(mode: TimingMode | str, device: torch.device) -> TimingMode:
+    try:
+        mode = TimingMode(mode)
+    except ValueError:
+        raise ValueError(f"timing: {mode!r} is not valid; expected one of {', '.join(m.value for m in TimingMode)}") from None
+    if device.type == "cuda" and mode is TimingMode.WALL:
+        raise ValueError("timing: wall is for CPU runs; on a GPU use events, graph or profiler")
+    if device.type != "cuda" and mode is not TimingMode.WALL:
+        raise ValueError(f"timing: {mode} needs a CUDA device; a CPU run is timed with wall")
+    return mode
 
 
 @dataclass(frozen=True)
 class Timing:
     samples_ms: tuple[float, ...]
+    mode: TimingMode
 
     @property
     def n(self) -> int:
         return len(self.samples_ms)
 
     def percentile(self, pct: float) -> float:
-        """Linear interpolation between closest ranks (numpy's default)."""
-        ordered = sorted(self.samples_ms)
-        pos = (len(ordered) - 1) * pct / 100
-        lo, hi = math.floor(pos), math.ceil(pos)
-        return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+        return percentile(self.samples_ms, pct)
 
     @property
     def p50_ms(self) -> float:
@@ -41,6 +88,10 @@ class Timing:
         return self.percentile(95)
 
     @property
+    def p50_ci_ms(self) -> tuple[float, float]:
+        return median_ci(self.samples_ms)
+
+    @property
     def mean_ms(self) -> float:
         return sum(self.samples_ms) / self.n
 
@@ -49,7 +100,7 @@ class Timing:
         if self.n < 2:
             return 0.0
         mean = self.mean_ms
-        return math.sqrt(sum((s - mean) ** 2 for s in self.samples_ms) / (self.n - 1))
+        return (sum((s - mean) ** 2 for s in self.samples_ms) / (self.n - 1)) ** 0.5
 
     @property
     def min_ms(self) -> float:
@@ -60,63 +111,160 @@ class Timing:
         return max(self.samples_ms)
 
 
-def timing_mode(device: torch.device) -> str:
-    return TimingModes.CUDA_EVENTS_COLD_L2 if device.type == "cuda" else TimingModes.WALL_CLOCK
+# ---- samplers: each returns `count` per-call times in ms ---------------------------------------
 
 
-def time_callable(
-    fn: Callable[[], object],
-    device: torch.device,
-    iterations: int,
-    warmup: int,
-    max_seconds: float = 30.0,
-) -> Timing:
-    """Warm up, then time `iterations` calls (fewer if they would exceed `max_seconds`, at least 5)."""
-    if device.type == "cuda":
-        return _time_cuda(fn, iterations, warmup, max_seconds)
-    return _time_wall(fn, iterations, warmup, max_seconds)
+class _WallSampler:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, count: int) -> list[float]:
+        out = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            self.fn()
+            out.append((time.perf_counter() - t0) * 1e3)
+        return out
 
 
-def _affordable(iterations: int, one_call_s: float, max_seconds: float) -> int:
-    if one_call_s <= 0:
-        return iterations
-    return max(min(5, iterations), min(iterations, int(max_seconds / one_call_s)))
+class _EventSampler:
+    def __init__(self, fn):
+        self.fn = fn
+        self.flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
+
+    def run_once(self):
+        return self.fn()
+
+    def __call__(self, count: int) -> list[float]:
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+        for i in range(count):
+            self.flush.zero_()  # evict L2: every call reads its inputs from HBM
+            starts[i].record()
+            self.run_once()
+            ends[i].record()
+        torch.cuda.synchronize()
+        return [s.elapsed_time(e) for s, e in zip(starts, ends)]
 
 
-def _time_cuda(fn, iterations: int, warmup: int, max_seconds: float) -> Timing:
-    flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    # estimate one call (cold) to bound the number of iterations
-    flush.zero_()
-    start.record()
-    fn()
-    end.record()
+class _GraphSampler(_EventSampler):
+    def __init__(self, fn):
+        super().__init__(fn)
+        torch.cuda.synchronize()
+        self.graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(self.graph):
+                self.output = fn()  # keep the graph's output alive with the graph
+        except Exception as exc:
+            raise TimingError(f"CUDA graph capture failed: {type(exc).__name__}: {exc}") from None
+        kernels = count_kernels(self.graph.replay)
+        if kernels == 0:
+            raise TimingError("the CUDA graph captured no kernels: nothing would be timed")
+        self.kernels = kernels
+
+    def run_once(self):
+        self.graph.replay()
+
+
+class _ProfilerSampler:
+    def __init__(self, fn):
+        self.fn = fn
+        self.flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
+
+    def __call__(self, count: int) -> list[float]:
+        from torch.profiler import ProfilerActivity, profile, record_function
+
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(count):
+                self.flush.zero_()
+                with record_function(PROFILE_RANGE):
+                    self.fn()
+            torch.cuda.synchronize()
+        ranges = [e for e in prof.events() if e.name == PROFILE_RANGE]
+        times = [_device_time_us(e) / 1e3 for e in ranges]
+        if len(times) != count or not all(t > 0 for t in times):
+            raise TimingError(
+                f"the profiler attributed kernels to {sum(t > 0 for t in times)} of {count} calls; "
+                "kernel time cannot be read for this backend"
+            )
+        return times
+
+
+def _device_time_us(event) -> float:
+    for name in ("device_time_total", "cuda_time_total"):
+        if hasattr(event, name):
+            return float(getattr(event, name))
+    return 0.0
+
+
+def count_kernels(fn: Callable[[], object]) -> int:
+    """GPU kernels (and memcpy/memset work) one call of fn runs, per the profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
     torch.cuda.synchronize()
-    estimate_s = start.elapsed_time(end) / 1e3
-    for _ in range(min(warmup, _affordable(warmup, estimate_s, max_seconds / 4))):
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
-    n = _affordable(iterations, estimate_s, max_seconds)
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-    torch.cuda.synchronize()
-    for i in range(n):
-        flush.zero_()  # evict L2: every iteration reads its inputs from HBM (cold cache)
-        starts[i].record()
-        fn()
-        ends[i].record()
-    torch.cuda.synchronize()
-    return Timing(tuple(s.elapsed_time(e) for s, e in zip(starts, ends)))
+        torch.cuda.synchronize()
+    return sum(1 for e in prof.events() if str(getattr(e, "device_type", "")).endswith("CUDA"))
 
 
-def _time_wall(fn, iterations: int, warmup: int, max_seconds: float) -> Timing:
-    t0 = time.perf_counter()
-    fn()
-    estimate_s = time.perf_counter() - t0
-    for _ in range(min(warmup, _affordable(warmup, estimate_s, max_seconds / 4))):
-        fn()
-    samples = []
-    for _ in range(_affordable(iterations, estimate_s, max_seconds)):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return Timing(tuple(samples))
+def make_sampler(fn, mode: TimingMode):
+    return {
+        TimingMode.WALL: _WallSampler,
+        TimingMode.EVENTS: _EventSampler,
+        TimingMode.GRAPH: _GraphSampler,
+        TimingMode.PROFILER: _ProfilerSampler,
+    }[mode](fn)
+
+
+@dataclass(frozen=True)
+class Repetition:
+    """How many samples: `iterations` fixed, or adaptive between min and max until the median's 95%
+    interval is within ±ci_target; both stop at max_seconds of timed calls (never under 5 samples)."""
+
+    iterations: int | None = None
+    min_iterations: int = 10
+    max_iterations: int = 2000
+    ci_target: float = 0.01
+    max_seconds: float = 30.0
+    warmup: int = 3
+
+    def __post_init__(self) -> None:
+        if self.iterations is not None and self.iterations < 1:
+            raise ValueError("iterations: must be at least 1")
+        if self.min_iterations < 1 or self.max_iterations < self.min_iterations:
+            raise ValueError("min_iterations/max_iterations: need 1 <= min <= max")
+        if not 0 < self.ci_target < 1:
+            raise ValueError("ci_target: must be between 0 and 1 (0.01 = ±1%)")
+
+
+def relative_half_width(samples: list[float]) -> float:
+    lo, hi = median_ci(samples)
+    mid = percentile(samples, 50)
+    return max(mid - lo, hi - mid) / mid if mid > 0 else float("inf")
+
+
+def time_callable(fn: Callable[[], object], device: torch.device, repetition: Repetition, mode: TimingMode | None = None) -> Timing:
+    mode = check_mode(mode or default_mode(device), device)
+    sampler = make_sampler(fn, mode)
+    first = sampler(1)[0]  # also a warm-up; estimates one call to fit the time cap
+    per_call_s = max(first, 1e-6) / 1e3
+    budget = max(5, int(repetition.max_seconds / per_call_s))
+    warmup = min(repetition.warmup, max(0, budget // 4))
+    if warmup:
+        sampler(warmup)
+    if repetition.iterations is not None:
+        return Timing(tuple(sampler(min(repetition.iterations, budget))), mode)
+    samples: list[float] = []
+    cap = min(repetition.max_iterations, budget)
+    target = max(min(repetition.min_iterations, cap), 1)
+    deadline = time.perf_counter() + repetition.max_seconds
+    while True:
+        samples += sampler(target - len(samples))
+        if len(samples) >= cap or time.perf_counter() > deadline:
+            break
+        if len(samples) >= repetition.min_iterations and relative_half_width(samples) <= repetition.ci_target:
+            break
+        target = min(cap, max(len(samples) + 10, int(len(samples) * 1.5)))
+    return Timing(tuple(samples), mode)

@@ -4,6 +4,7 @@ import torch
 
 from harness.env import collect
 from harness.measure import Measurer, MeasureConfig
+from harness.timer import Repetition
 from specs import ExperimentSpec
 
 
@@ -24,4 +25,4 @@ def tiny_spec(workload: str, group: int = 4, batch: int = 2, kv_len: int = 48, c
 
 def cpu_measurer(iterations: int = 2) -> Measurer:
     device = torch.device("cpu")
-    return Measurer(MeasureConfig(device="cpu", iterations=iterations, warmup=0, run_id="test"), collect(device, "test"))
+    return Measurer(MeasureConfig(device="cpu", repetition=Repetition(iterations=iterations, warmup=0), run_id="test"), collect(device, "test"))

@@ -8,6 +8,7 @@ from frameworks import BACKENDS, get_backend, load_all
 from harness.env import collect
 from harness.measure import Measurer, MeasureConfig
 from harness.store import Status
+from harness.timer import Repetition
 from specs import ExperimentSpec
 
 pytestmark = pytest.mark.gpu
@@ -22,7 +23,7 @@ WORKLOADS = {"prefill": (1024, 1024), "append": (128, 1024), "decode": (1, 2048)
 @pytest.fixture(scope="module")
 def measurer():
     device = torch.device("cuda")
-    return Measurer(MeasureConfig(device="cuda", iterations=3, warmup=1, run_id="gpu-test"), collect(device, "test"))
+    return Measurer(MeasureConfig(device="cuda", repetition=Repetition(iterations=3, warmup=1), run_id="gpu-test"), collect(device, "test"))
 
 
 @pytest.mark.parametrize("group", sorted(SHAPES))
@@ -41,3 +42,33 @@ def test_backend_on_gpu(measurer, name, workload, group):
         assert row.rel_err < 2e-2 and row.checked_batch == 4 and row.peak_mem_gib > 0
     else:
         print(f"{name} {workload} group {group}: unsupported: {row.reason}")
+
+
+def test_timing_modes_on_gpu():
+    """Every mode times a real kernel; a graph that captures no kernel is an error, not a number."""
+    from harness.timer import TimingError, TimingMode, time_callable
+
+    a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+    rep = Repetition(iterations=20, warmup=3)
+    for mode in (TimingMode.EVENTS, TimingMode.GRAPH, TimingMode.PROFILER):
+        timing = time_callable(lambda: a @ a, torch.device("cuda"), rep, mode)
+        assert timing.n == 20 and timing.p50_ms > 0 and timing.mode is mode
+    with pytest.raises(TimingError, match="captured no kernels"):
+        time_callable(lambda: None, torch.device("cuda"), rep, TimingMode.GRAPH)
+
+
+def test_rows_carry_telemetry_and_ceilings(tmp_path):
+    from harness import calibrate
+
+    device = torch.device("cuda")
+    env = collect(device, "test")
+    path = tmp_path / "calibration.csv"
+    config = MeasureConfig(device="cuda", repetition=Repetition(iterations=5, warmup=1), calibration_path=str(path),
+                           calibrate_if_missing=True)  # fmt: skip
+    row = Measurer(config, env).measure(
+        ExperimentSpec("decode", 8, 1, 4096, 32, 8, 128, model="gpu-test"), get_backend("sdpa")
+    )
+    assert row.status is Status.OK, row.reason
+    assert row.sm_clock_start_mhz > 0 and row.temp_end_c > 0 and row.power_end_w > 0 and row.throttled is not None
+    assert row.ceiling_gbps > 500 and row.ceiling_tflops > 100 and 0 < row.pct_peak_gbps < 150
+    assert len(calibrate.load(path)) == 3

@@ -124,3 +124,75 @@ def test_cli_sweep_bad_input_is_one_clear_line(args, message, tmp_path):
 def test_cli_rejects_unknown_preset():
     result = runner.invoke(run.app, ["sweep", "--preset", "huge"])
     assert result.exit_code == 2 and "smoke" in result.output
+
+
+README_TEMPLATE = """# title
+
+Intro text that must survive.
+
+<!-- attnbench:table files={csv} metric=p95_ms -->
+stale table
+<!-- /attnbench:table -->
+
+Middle text.
+
+<!-- attnbench:table files={csv} metric=tflops workload=prefill -->
+<!-- /attnbench:table -->
+Tail.
+"""
+
+
+def test_readme_rewrite_touches_only_its_blocks_and_is_idempotent(fixture_csv, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(README_TEMPLATE.format(csv=fixture_csv.name))
+    result = runner.invoke(run.app, ["table", "--readme", str(readme)])
+    assert result.exit_code == 0, result.output
+    once = readme.read_text()
+    assert "stale table" not in once
+    assert "| sdpa-flash | **1.000** | OOM |" in once  # p95 block
+    assert "| sdpa-flash | **200.0** |" in once and "tiny decode" not in once.split("Middle text.")[1]  # filtered block
+    outside = lambda text: [part.split("<!-- /attnbench:table -->")[-1] for part in text.split("<!-- attnbench:table")]  # noqa: E731
+    assert outside(once)[0] == "# title\n\nIntro text that must survive.\n\n"
+    assert outside(once)[1:] == ["\n\nMiddle text.\n\n", "\nTail.\n"]
+    again = runner.invoke(run.app, ["table", "--readme", str(readme)])
+    assert again.exit_code == 0 and "already up to date" in again.output
+    assert readme.read_text() == once
+
+
+def test_readme_rewrite_rejects_bad_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- attnbench:table metric=p50_ms -->\n<!-- /attnbench:table -->\n")
+    result = runner.invoke(run.app, ["table", "--readme", str(readme)])
+    assert result.exit_code == 2 and "needs files=" in result.output
+    readme.write_text("no markers here\n")
+    result = runner.invoke(run.app, ["table", "--readme", str(readme)])
+    assert result.exit_code == 2 and "has no <!-- attnbench:table" in result.output
+
+
+def test_plot_writes_roofline_and_speedup_heatmap(fixture_csv, tmp_path):
+    rows = [dataclasses.replace(r, ceiling_tflops=500.0, ceiling_gbps=3000.0) if r.status is Status.OK else r for r in load_rows(fixture_csv)]
+    calibrated = tmp_path / "calibrated.csv"
+    append_rows(calibrated, rows)
+    out = tmp_path / "plots"
+    result = runner.invoke(run.app, ["plot", str(calibrated), "--out-dir", str(out), "--baseline", "torch-naive"])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == ["h100_roofline.png", "h100_speedup_vs_torch-naive.png", "h100_tiny_b2_bf16.png"]
+    bad = runner.invoke(run.app, ["plot", str(calibrated), "--out-dir", str(out), "--baseline", "nobody"])
+    assert bad.exit_code == 2 and "baseline: 'nobody' has no rows" in bad.output
+
+
+def test_cli_compare(fixture_csv, tmp_path):
+    result = runner.invoke(run.app, ["compare", str(fixture_csv), str(fixture_csv)])
+    assert result.exit_code == 0, result.output
+    assert "3 compared: 3 not significant (100%)" in " ".join(result.output.split())
+    assert "geometric mean of B/A = 1.0000" in result.output
+
+
+def test_cli_calibrate_on_cpu(tmp_path, monkeypatch):
+    from harness import calibrate as cal
+
+    monkeypatch.setattr(cal, "calibration_file", lambda slug: tmp_path / f"calibration-{slug}.csv")
+    result = runner.invoke(run.app, ["calibrate", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert len(cal.load(tmp_path / "calibration-cpu.csv")) == 3 and "bf16" in result.output

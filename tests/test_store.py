@@ -15,6 +15,7 @@ CONFIG = MeasureConfig(device="cpu", run_id="run1")
 def ok_row(spec=None, **kw):
     measured = dict(
         p50_ms=1.5, p95_ms=1.75, mean_ms=1.6, std_ms=0.1, min_ms=1.4, max_ms=2.0, n_iters=10, setup_ms=12.0,
+        p50_ci_low_ms=1.45, p50_ci_high_ms=1.55,
         tflops=123.4, gbps=456.7, tokens_per_s=1e6, peak_mem_gib=None, rel_err=1e-3, max_abs_err=2e-3, checked_batch=2,
     )  # fmt: skip
     measured.update(kw)

@@ -8,11 +8,12 @@ import tests.fake_backends  # noqa: F401  (registers the test-* backends)
 from harness.measure import MeasureConfig
 from harness.store import Status, load_rows
 from harness.sweep import plan_tasks, run_sweep
+from harness.timer import Repetition
 from specs import SpecError
 
 from .helpers import tiny_spec
 
-CONFIG = MeasureConfig(device="cpu", iterations=2, warmup=0)
+CONFIG = MeasureConfig(device="cpu", repetition=Repetition(iterations=2, warmup=0))
 
 
 def test_each_failure_gets_its_status_and_the_sweep_goes_on(tmp_path):

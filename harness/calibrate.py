@@ -1,0 +1,142 @@
+"""Measured ceilings of this device: the matmul rate per dtype and the device-to-device copy
+bandwidth (bytes read + bytes written), stored in results/calibration.csv. Rows use them for
+percent of peak and the roofline-bound time, instead of datasheet numbers."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from specs import DType
+
+from .env import REPO_ROOT, Environment
+from .timer import Repetition, time_callable
+
+def calibration_file(device_slug: str) -> Path:
+    """results/calibration-<device>.csv: one file per GPU kind, like the results."""
+    return REPO_ROOT / "results" / f"calibration-{device_slug}.csv"
+
+
+# problem sizes: big enough to saturate the device, small enough to take seconds
+SIZES = {"cuda": {"matmul_n": 8192, "copy_bytes": 2 * 2**30}, "cpu": {"matmul_n": 384, "copy_bytes": 32 * 2**20}}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    device: str
+    dtype: str
+    matmul_tflops: float  # dense n×n×n product, random data, p50
+    copy_gbps: float  # device-to-device copy, (read + written) bytes / p50
+    matmul_n: int
+    copy_bytes: int
+    timestamp: str
+    driver: str
+    cuda: str
+    torch: str
+    git_commit: str
+    host: str
+
+
+# vendor datasheet figures (dense, no sparsity), for display beside the measured ceilings only
+DATASHEET = {
+    "h100": {"bf16": 989.4, "fp16": 989.4, "fp32": 66.9, "gbps": 3350},  # H100 SXM5 80 GB
+    "h200": {"bf16": 989.4, "fp16": 989.4, "fp32": 66.9, "gbps": 4800},  # H200 SXM 141 GB
+}
+
+COLUMNS = tuple(f.name for f in fields(Calibration))
+
+
+def measure(device: torch.device, env: Environment, dtypes=tuple(DType), timestamp: str = "") -> list[Calibration]:
+    sizes = SIZES["cuda" if device.type == "cuda" else "cpu"]
+    seconds = 5.0 if device.type == "cuda" else 0.5
+    rep = Repetition(min_iterations=10, max_iterations=200, max_seconds=seconds, warmup=5)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(0)
+    src = torch.randn(sizes["copy_bytes"] // 4, generator=gen, device=device)
+    dst = torch.empty_like(src)
+    copy_ms = time_callable(lambda: dst.copy_(src), device, rep).p50_ms
+    copy_gbps = 2 * sizes["copy_bytes"] / (copy_ms / 1e3) / 1e9
+    del src, dst
+    out = []
+    n = sizes["matmul_n"]
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")  # fp32 means fp32 (no TF32), as in the fp32 specs
+    try:
+        for dtype in dtypes:
+            a = torch.randn(n, n, generator=gen, device=device).to(dtype.torch_dtype)
+            b = torch.randn(n, n, generator=gen, device=device).to(dtype.torch_dtype)
+            ms = time_callable(lambda: torch.mm(a, b), device, rep).p50_ms
+            out.append(
+                Calibration(
+                    device=env.device,
+                    dtype=str(dtype),
+                    matmul_tflops=2 * n**3 / (ms / 1e3) / 1e12,
+                    copy_gbps=copy_gbps,
+                    matmul_n=n,
+                    copy_bytes=sizes["copy_bytes"],
+                    timestamp=timestamp,
+                    driver=env.driver,
+                    cuda=env.cuda,
+                    torch=env.torch,
+                    git_commit=env.git_commit,
+                    host=env.host,
+                )
+            )
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    return out
+
+
+def save(rows: list[Calibration], path: Path | str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow([getattr(row, c) for c in COLUMNS])
+
+
+def load(path: Path | str) -> list[Calibration]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ValueError(f"{path} is not an attnbench calibration file (columns {reader.fieldnames})")
+        rows = []
+        for line_no, raw in enumerate(reader, start=2):
+            try:
+                rows.append(
+                    Calibration(
+                        **{
+                            **raw,
+                            "matmul_tflops": float(raw["matmul_tflops"]),
+                            "copy_gbps": float(raw["copy_gbps"]),
+                            "matmul_n": int(raw["matmul_n"]),
+                            "copy_bytes": int(raw["copy_bytes"]),
+                        }
+                    )
+                )
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{path}, line {line_no}: {exc}") from None
+    return rows
+
+
+def ceilings_for(device_name: str, path: Path | str) -> dict[str, Calibration]:
+    """dtype -> the newest calibration of this device (empty if it was never calibrated)."""
+    newest: dict[str, Calibration] = {}
+    for row in load(path):
+        if row.device == device_name and (row.dtype not in newest or row.timestamp >= newest[row.dtype].timestamp):
+            newest[row.dtype] = row
+    return newest
+
+
+def as_dict(row: Calibration) -> dict:
+    return asdict(row)

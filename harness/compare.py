@@ -1,0 +1,100 @@
+"""A/B comparison of two sets of rows: per matching (spec, backend), the ratio of p50s, whether the
+difference is significant given both 95% intervals, and the geometric mean of the ratios.
+Usable across library versions (same GPU) or across GPUs (same spec)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from .stats import geometric_mean
+from .store import ResultRow, Status, latest
+
+
+@dataclass(frozen=True)
+class Comparison:
+    label: str  # spec and backend
+    backend: str
+    a: ResultRow | None
+    b: ResultRow | None
+    verdict: str  # faster, slower, not significant, or why there is no comparison
+
+    @property
+    def ratio(self) -> float | None:
+        """B's p50 over A's: below 1 means B is faster."""
+        if self.comparable:
+            return self.b.p50_ms / self.a.p50_ms
+        return None
+
+    @property
+    def comparable(self) -> bool:
+        return self.verdict in ("faster", "slower", "not significant")
+
+    @property
+    def significant(self) -> bool:
+        return self.verdict in ("faster", "slower")
+
+
+def _label(row: ResultRow) -> str:
+    return row.spec.describe()
+
+
+def _key(row: ResultRow) -> tuple:
+    return row.task_key  # spec + backend, not the device: two GPUs compare too
+
+
+def judge(a: ResultRow, b: ResultRow, min_effect: float = 0.0) -> str:
+    """Significant when the two p50 intervals do not overlap and the ratio is at least min_effect
+    away from 1."""
+    if a.status is not Status.OK or b.status is not Status.OK:
+        return f"not both ok (A {a.status}, B {b.status})"
+    if a.timing_mode != b.timing_mode:
+        return f"timing modes differ (A {a.timing_mode}, B {b.timing_mode})"
+    if None in (a.p50_ci_low_ms, a.p50_ci_high_ms, b.p50_ci_low_ms, b.p50_ci_high_ms):
+        return "no confidence interval"
+    ratio = b.p50_ms / a.p50_ms
+    overlap = a.p50_ci_low_ms <= b.p50_ci_high_ms and b.p50_ci_low_ms <= a.p50_ci_high_ms
+    if overlap or abs(ratio - 1) < min_effect:
+        return "not significant"
+    return "faster" if ratio < 1 else "slower"
+
+
+def compare(a_rows: Iterable[ResultRow], b_rows: Iterable[ResultRow], min_effect: float = 0.0) -> list[Comparison]:
+    a_by_key = {_key(r): r for r in latest(a_rows)}
+    b_by_key = {_key(r): r for r in latest(b_rows)}
+    out = []
+    for key in list(dict.fromkeys([*a_by_key, *b_by_key])):
+        a, b = a_by_key.get(key), b_by_key.get(key)
+        some = a or b
+        if a is None or b is None:
+            verdict = "only in B" if a is None else "only in A"
+        else:
+            verdict = judge(a, b, min_effect)
+        out.append(Comparison(_label(some), some.backend, a, b, verdict))
+    return out
+
+
+@dataclass(frozen=True)
+class Summary:
+    compared: int
+    significant: int
+    faster: int
+    slower: int
+    not_comparable: int
+    geomean_ratio: float | None  # of B/A p50 over comparable pairs
+
+    @property
+    def share_not_significant(self) -> float | None:
+        return (self.compared - self.significant) / self.compared if self.compared else None
+
+
+def summarize(comparisons: list[Comparison]) -> Summary:
+    comparable = [c for c in comparisons if c.comparable]
+    return Summary(
+        compared=len(comparable),
+        significant=sum(c.significant for c in comparable),
+        faster=sum(c.verdict == "faster" for c in comparable),
+        slower=sum(c.verdict == "slower" for c in comparable),
+        not_comparable=len(comparisons) - len(comparable),
+        geomean_ratio=geometric_mean([c.ratio for c in comparable]) if comparable else None,
+    )

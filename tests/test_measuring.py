@@ -1,0 +1,174 @@
+"""Statistics, adaptive repetition, timing modes, calibration, telemetry and A/B comparison."""
+
+import dataclasses
+import random
+
+import pytest
+import torch
+
+from harness import calibrate, timer
+from harness.compare import compare, judge, summarize
+from harness.env import collect
+from harness.measure import Measurer, MeasureConfig, make_row
+from harness.stats import geometric_mean, median_ci, median_rank_interval
+from harness.store import Status
+from harness.telemetry import Snapshot, describe_reasons
+from harness.timer import Repetition, TimingMode, check_mode, time_callable
+from frameworks import get_backend
+
+from .helpers import tiny_spec
+from .test_store import CONFIG, ENV, ok_row
+
+CPU = torch.device("cpu")
+
+
+def test_median_interval_ranks_match_the_binomial_tables():
+    assert median_rank_interval(10) == (1, 8)  # ranks 2 and 9 (1-based), coverage 97.9%
+    assert median_rank_interval(20) == (5, 14)  # ranks 6 and 15
+    assert median_rank_interval(100) == (39, 60)  # ranks 40 and 61
+    assert median_rank_interval(5) == (0, 4)  # too few samples for 95%: the whole range
+    lo, hi = median_rank_interval(10_000)
+    assert abs(lo - 4901) <= 2 and abs(hi - 5098) <= 2
+
+
+def test_median_interval_covers_the_true_median_95_percent_of_the_time():
+    rng = random.Random(1234)
+    true_median = 0.6931471805599453  # of Exp(1)
+    trials, covered = 2000, 0
+    for _ in range(trials):
+        lo, hi = median_ci([rng.expovariate(1.0) for _ in range(50)])
+        covered += lo <= true_median <= hi
+    assert 0.93 <= covered / trials <= 0.99
+
+
+def test_geometric_mean():
+    assert geometric_mean([2.0, 0.5]) == pytest.approx(1.0)
+    assert geometric_mean([1.0, 4.0]) == pytest.approx(2.0)
+
+
+class FakeSampler:
+    """Stands in for a timer: returns samples from a distribution, counts the calls."""
+
+    def __init__(self, spread: float, seed: int = 0):
+        self.rng = random.Random(seed)
+        self.spread = spread
+        self.drawn = 0
+
+    def __call__(self, count):
+        self.drawn += count
+        return [1.0 + self.spread * self.rng.random() for _ in range(count)]
+
+
+@pytest.mark.parametrize("spread, expect_stop_early", [(0.001, True), (1.0, False)])
+def test_adaptive_repetition_stops_when_the_interval_is_tight(monkeypatch, spread, expect_stop_early):
+    fake = FakeSampler(spread)
+    monkeypatch.setattr(timer, "make_sampler", lambda fn, mode: fake)
+    rep = Repetition(min_iterations=10, max_iterations=400, ci_target=0.01, max_seconds=60, warmup=0)
+    timing = time_callable(lambda: None, CPU, rep)
+    if expect_stop_early:
+        assert timing.n == 10  # ±0.1% noise: the first round already meets ±1%
+    else:
+        assert timing.n == 400  # ±50% noise: sampled up to the cap
+    lo, hi = timing.p50_ci_ms
+    assert lo <= timing.p50_ms <= hi
+
+
+def test_fixed_iterations_and_the_time_cap(monkeypatch):
+    fake = FakeSampler(0.5)
+    monkeypatch.setattr(timer, "make_sampler", lambda fn, mode: fake)
+    assert time_callable(lambda: None, CPU, Repetition(iterations=7, warmup=0)).n == 7
+    # samples of ~1 ms against a 10 ms cap: at most 10 calls, never fewer than 5
+    assert 5 <= time_callable(lambda: None, CPU, Repetition(max_seconds=0.01, warmup=0)).n <= 10
+
+
+def test_timing_modes_are_checked_against_the_device():
+    assert check_mode("wall", CPU) is TimingMode.WALL
+    with pytest.raises(ValueError, match="timing: graph needs a CUDA device"):
+        check_mode("graph", CPU)
+    with pytest.raises(ValueError, match="timing: 'slow' is not valid; expected one of events, graph, profiler, wall"):
+        check_mode("slow", CPU)
+    with pytest.raises(ValueError, match="ci_target"):
+        Repetition(ci_target=2)
+
+
+def test_wall_timer_measures_real_time():
+    import time
+
+    timing = time_callable(lambda: time.sleep(0.002), CPU, Repetition(iterations=5, warmup=0))
+    assert timing.n == 5 and 1.9 <= timing.p50_ms < 50 and timing.mode is TimingMode.WALL
+
+
+def test_calibration_round_trip_and_rows_carry_percent_of_peak(tmp_path):
+    env = collect(CPU, "test")
+    rows = calibrate.measure(CPU, env, timestamp="2026-01-01T00:00:00+00:00")
+    assert {r.dtype for r in rows} == {"bf16", "fp16", "fp32"}
+    assert all(r.matmul_tflops > 0 and r.copy_gbps > 0 for r in rows)
+    path = tmp_path / "calibration-cpu.csv"
+    calibrate.save(rows, path)
+    assert calibrate.load(path) == rows
+    assert set(calibrate.ceilings_for(env.device, path)) == {"bf16", "fp16", "fp32"}
+
+    config = MeasureConfig(device="cpu", repetition=Repetition(iterations=3, warmup=0), calibration_path=str(path))
+    spec = tiny_spec("decode")
+    row = Measurer(config, env).measure(spec, get_backend("torch-naive"))
+    bf16 = next(r for r in rows if r.dtype == "bf16")
+    assert row.ceiling_tflops == bf16.matmul_tflops and row.ceiling_gbps == bf16.copy_gbps
+    assert row.pct_peak_gbps == pytest.approx(100 * row.gbps / bf16.copy_gbps)
+    expected_bound_ms = 1e3 * max(spec.flops / (bf16.matmul_tflops * 1e12), spec.ideal_bytes / (bf16.copy_gbps * 1e9))
+    assert row.roofline_ms == pytest.approx(expected_bound_ms)
+    # an unsupported row still knows its bound, but has no percentages
+    skipped = Measurer(config, env).measure(spec, get_backend("sdpa-cudnn"))
+    assert skipped.status is Status.UNAVAILABLE and skipped.roofline_ms is not None and skipped.pct_peak_gbps is None
+
+
+def test_calibrate_if_missing_writes_the_file(tmp_path):
+    path = tmp_path / "calibration-cpu.csv"
+    config = MeasureConfig(device="cpu", calibration_path=str(path), calibrate_if_missing=True)
+    Measurer(config, collect(CPU, "test"))
+    assert len(calibrate.load(path)) == 3
+
+
+def test_calibration_file_is_refused_when_foreign(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not an attnbench calibration file"):
+        calibrate.load(path)
+
+
+def test_telemetry_flags_power_and_thermal_throttling_only():
+    idle = Snapshot(345, 2619, 35, 70.0, 0x1)
+    capped = Snapshot(1755, 2619, 60, 699.0, 0x4)
+    assert not idle.throttled and capped.throttled
+    assert idle.reasons == ["gpu_idle"] and capped.reasons == ["sw_power_cap"]
+    assert describe_reasons(idle, capped) == "start:gpu_idle end:sw_power_cap"
+    assert Snapshot(1980, 2619, 90, 500.0, 0x40 | 0x20).reasons == ["sw_thermal_slowdown", "hw_thermal_slowdown"]
+
+
+def with_ci(row, p50, lo, hi, **kw):
+    return dataclasses.replace(row, p50_ms=p50, p50_ci_low_ms=lo, p50_ci_high_ms=hi, **kw)
+
+
+def test_compare_significance_from_both_intervals():
+    a = with_ci(ok_row(), 1.00, 0.99, 1.01)
+    assert judge(a, with_ci(a, 1.005, 0.995, 1.015)) == "not significant"  # intervals overlap
+    assert judge(a, with_ci(a, 0.90, 0.89, 0.91)) == "faster"
+    assert judge(a, with_ci(a, 1.10, 1.09, 1.11)) == "slower"
+    assert judge(a, with_ci(a, 1.03, 1.025, 1.035), min_effect=0.05) == "not significant"  # below the effect floor
+    assert judge(a, with_ci(a, 1.0, 0.99, 1.01, timing_mode="cuda-graph/l2-flushed")).startswith("timing modes differ")
+    oom = make_row(tiny_spec("decode"), "torch-naive", "", ENV, CONFIG, Status.OOM, "oom")
+    assert judge(a, oom).startswith("not both ok")
+
+
+def test_compare_matches_specs_across_files_and_takes_a_geometric_mean():
+    a_rows = [with_ci(ok_row(tiny_spec("decode")), 1.0, 0.99, 1.01), with_ci(ok_row(tiny_spec("prefill")), 4.0, 3.9, 4.1)]
+    b_rows = [
+        with_ci(ok_row(tiny_spec("decode")), 0.5, 0.49, 0.51, device="NVIDIA H200"),  # another GPU: same spec matches
+        with_ci(ok_row(tiny_spec("prefill")), 8.0, 7.9, 8.1, device="NVIDIA H200"),
+        with_ci(ok_row(tiny_spec("append")), 1.0, 0.9, 1.1),
+    ]
+    results = compare(a_rows, b_rows)
+    by_verdict = sorted(c.verdict for c in results)
+    assert by_verdict == ["faster", "only in B", "slower"]
+    summary = summarize(results)
+    assert summary.compared == 2 and summary.significant == 2 and summary.not_comparable == 1
+    assert summary.geomean_ratio == pytest.approx(1.0)  # 0.5 and 2.0
