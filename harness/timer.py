@@ -181,7 +181,9 @@ class _ProfilerSampler:
                 with record_function(PROFILE_RANGE):
                     self.fn()
             torch.cuda.synchronize()
-        ranges = [e for e in prof.events() if e.name == PROFILE_RANGE]
+        # the range shows up as a CPU event and, in recent versions, again as a GPU annotation:
+        # the CPU one carries the device time of the kernels launched inside it
+        ranges = [e for e in prof.events() if e.name == PROFILE_RANGE and str(getattr(e, "device_type", "CPU")).endswith("CPU")]
         times = [_device_time_us(e) / 1e3 for e in ranges]
         if len(times) != count or not all(t > 0 for t in times):
             raise TimingError(
