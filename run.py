@@ -342,7 +342,7 @@ def calibrate(
 def compare(
     a: Path = typer.Argument(..., help="Baseline results CSV (A)."),
     b: Path = typer.Argument(..., help="Candidate results CSV (B)."),
-    min_effect: float = typer.Option(0.0, help="Differences smaller than this (0.02 = 2%) are never called significant."),
+    min_effect: float = typer.Option(0.01, help="Differences smaller than this (0.01 = 1%, the timer's target precision) are never called significant; 0 = intervals alone."),
     show: str = typer.Option("all", help="all, or significant (only the rows that differ)."),
 ):
     """B against A per (spec, backend): ratio of p50s, significance from both 95% intervals, geomean."""
@@ -357,12 +357,13 @@ def compare(
     for col in ("spec", "backend", "A p50 ms [95% CI]", "B p50 ms [95% CI]", "ratio", "verdict"):
         out.add_column(col)
     colours = {"faster": "green", "slower": "red", "not significant": "dim"}
+    colour_of = lambda verdict: next((c for k, c in colours.items() if verdict.startswith(k)), "yellow")  # noqa: E731
     for c in comparisons:
         if show == "significant" and not c.significant:
             continue
         fmt = lambda r: f"{r.p50_ms:.4g} [{r.p50_ci_low_ms:.4g}, {r.p50_ci_high_ms:.4g}]" if r and r.p50_ms is not None and r.p50_ci_low_ms is not None else (r.status.value if r else "—")  # noqa: E731
         ratio = f"{c.ratio:.3f}" if c.ratio is not None else "—"
-        out.add_row(c.label, c.backend, fmt(c.a), fmt(c.b), ratio, f"[{colours.get(c.verdict, 'yellow')}]{c.verdict}[/]")
+        out.add_row(c.label, c.backend, fmt(c.a), fmt(c.b), ratio, f"[{colour_of(c.verdict)}]{c.verdict}[/]")
     console.print(out)
     s = summarize(comparisons)
     if s.compared:

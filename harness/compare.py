@@ -28,11 +28,11 @@ class Comparison:
 
     @property
     def comparable(self) -> bool:
-        return self.verdict in ("faster", "slower", "not significant")
+        return self.verdict.startswith(("faster", "slower", "not significant"))
 
     @property
     def significant(self) -> bool:
-        return self.verdict in ("faster", "slower")
+        return self.verdict.startswith(("faster", "slower"))
 
 
 def _label(row: ResultRow) -> str:
@@ -43,9 +43,12 @@ def _key(row: ResultRow) -> tuple:
     return row.task_key  # spec + backend, not the device: two GPUs compare too
 
 
-def judge(a: ResultRow, b: ResultRow, min_effect: float = 0.0) -> str:
+DEFAULT_MIN_EFFECT = 0.01  # the precision the adaptive timer aims for (±1%): no claims below it
+
+
+def judge(a: ResultRow, b: ResultRow, min_effect: float = DEFAULT_MIN_EFFECT) -> str:
     """Significant when the two p50 intervals do not overlap and the ratio is at least min_effect
-    away from 1."""
+    away from 1. A significant verdict says when either side ran thermally throttled."""
     if a.status is not Status.OK or b.status is not Status.OK:
         return f"not both ok (A {a.status}, B {b.status})"
     if a.timing_mode != b.timing_mode:
@@ -56,10 +59,12 @@ def judge(a: ResultRow, b: ResultRow, min_effect: float = 0.0) -> str:
     overlap = a.p50_ci_low_ms <= b.p50_ci_high_ms and b.p50_ci_low_ms <= a.p50_ci_high_ms
     if overlap or abs(ratio - 1) < min_effect:
         return "not significant"
-    return "faster" if ratio < 1 else "slower"
+    verdict = "faster" if ratio < 1 else "slower"
+    hot = [side for side, row in (("A", a), ("B", b)) if row.throttled]
+    return verdict + (f" ({' and '.join(hot)} throttled)" if hot else "")
 
 
-def compare(a_rows: Iterable[ResultRow], b_rows: Iterable[ResultRow], min_effect: float = 0.0) -> list[Comparison]:
+def compare(a_rows: Iterable[ResultRow], b_rows: Iterable[ResultRow], min_effect: float = DEFAULT_MIN_EFFECT) -> list[Comparison]:
     a_by_key = {_key(r): r for r in latest(a_rows)}
     b_by_key = {_key(r): r for r in latest(b_rows)}
     out = []
@@ -93,8 +98,8 @@ def summarize(comparisons: list[Comparison]) -> Summary:
     return Summary(
         compared=len(comparable),
         significant=sum(c.significant for c in comparable),
-        faster=sum(c.verdict == "faster" for c in comparable),
-        slower=sum(c.verdict == "slower" for c in comparable),
+        faster=sum(c.verdict.startswith("faster") for c in comparable),
+        slower=sum(c.verdict.startswith("slower") for c in comparable),
         not_comparable=len(comparisons) - len(comparable),
         geomean_ratio=geometric_mean([c.ratio for c in comparable]) if comparable else None,
     )

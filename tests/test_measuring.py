@@ -135,10 +135,11 @@ def test_calibration_file_is_refused_when_foreign(tmp_path):
         calibrate.load(path)
 
 
-def test_telemetry_flags_power_and_thermal_throttling_only():
+def test_telemetry_flags_thermal_and_hardware_slowdowns():
     idle = Snapshot(345, 2619, 35, 70.0, 0x1)
     capped = Snapshot(1755, 2619, 60, 699.0, 0x4)
-    assert not idle.throttled and capped.throttled
+    hot = Snapshot(1470, 2619, 78, 690.0, 0x4 | 0x20)
+    assert not idle.throttled and not capped.throttled and hot.throttled
     assert idle.reasons == ["gpu_idle"] and capped.reasons == ["sw_power_cap"]
     assert describe_reasons(idle, capped) == "start:gpu_idle end:sw_power_cap"
     assert Snapshot(1980, 2619, 90, 500.0, 0x40 | 0x20).reasons == ["sw_thermal_slowdown", "hw_thermal_slowdown"]
@@ -150,7 +151,7 @@ def with_ci(row, p50, lo, hi, **kw):
 
 def test_compare_significance_from_both_intervals():
     a = with_ci(ok_row(), 1.00, 0.99, 1.01)
-    assert judge(a, with_ci(a, 1.005, 0.995, 1.015)) == "not significant"  # intervals overlap
+    assert judge(a, with_ci(a, 1.005, 0.995, 1.015), min_effect=0.0) == "not significant"  # intervals overlap
     assert judge(a, with_ci(a, 0.90, 0.89, 0.91)) == "faster"
     assert judge(a, with_ci(a, 1.10, 1.09, 1.11)) == "slower"
     assert judge(a, with_ci(a, 1.03, 1.025, 1.035), min_effect=0.05) == "not significant"  # below the effect floor
@@ -172,3 +173,12 @@ def test_compare_matches_specs_across_files_and_takes_a_geometric_mean():
     summary = summarize(results)
     assert summary.compared == 2 and summary.significant == 2 and summary.not_comparable == 1
     assert summary.geomean_ratio == pytest.approx(1.0)  # 0.5 and 2.0
+
+
+def test_compare_names_a_throttled_side_and_defaults_to_a_one_percent_floor():
+    a = with_ci(ok_row(), 1.00, 0.999, 1.001)
+    b = with_ci(a, 1.005, 1.004, 1.006)  # intervals apart, but under the 1% floor
+    assert judge(a, b) == "not significant" and judge(a, b, min_effect=0.0) == "slower"
+    hot = with_ci(a, 1.05, 1.04, 1.06, throttled=True, throttle_reasons="start:none end:sw_thermal_slowdown")
+    assert judge(a, hot) == "slower (B throttled)"
+    assert summarize(compare([a], [hot])).slower == 1
