@@ -26,8 +26,13 @@ METRICS: dict[str, str] = {
     "tokens_per_s": "{:.3g}",
     "peak_mem_gib": "{:.2f}",
     "rel_err": "{:.2e}",
+    "pct_peak_tflops": "{:.1f}",
+    "pct_peak_gbps": "{:.1f}",
+    "roofline_ms": "{:.3f}",
+    "p50_ci_low_ms": "{:.3f}",
+    "p50_ci_high_ms": "{:.3f}",
 }
-HIGHER_IS_BETTER = {"tflops", "gbps", "tokens_per_s"}
+HIGHER_IS_BETTER = {"tflops", "gbps", "tokens_per_s", "pct_peak_tflops", "pct_peak_gbps"}
 STATUS_LABEL = {s: s.value.upper() for s in Status}
 
 # spec fields that may tell two columns apart, in the order they are shown
@@ -104,7 +109,7 @@ def pivot(rows: Iterable[ResultRow], metric: str = "p95_ms") -> Pivot:
         if r.status is Status.OK and value is not None:
             cells[key] = fmt.format(value)
             values.setdefault(key[1], []).append((value, key[0]))
-        elif value is not None and metric in ("rel_err", "setup_ms"):
+        elif value is not None and metric in ("rel_err", "setup_ms", "roofline_ms"):
             cells[key] = f"{fmt.format(value)} {STATUS_LABEL[r.status]}"
         else:
             cells[key] = STATUS_LABEL[r.status]
@@ -149,6 +154,12 @@ def render_markdown(p: Pivot) -> str:
     return "\n".join(lines)
 
 
+def backend_colours(backends: list[str], plt) -> dict:
+    """One colour a backend, the same in every panel: tab10 while it has room, tab20 past it."""
+    cmap, size = (plt.get_cmap("tab10"), 10) if len(backends) <= 10 else (plt.get_cmap("tab20"), 20)
+    return {b: cmap(i % size) for i, b in enumerate(backends)}
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
@@ -173,7 +184,7 @@ def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...
     for (device, model, batch, dtype), group in sorted(groups.items()):
         workloads = [w for w in WORKLOAD_ORDER if any(r.workload == w for r in group)]
         backends = sorted({r.backend for r in group})
-        color = {b: plt.get_cmap("tab20")(i % 20) for i, b in enumerate(backends)}  # one colour a backend
+        color = backend_colours(backends, plt)
         fig, axes = plt.subplots(len(metrics), len(workloads), figsize=(4.2 * len(workloads), 3.3 * len(metrics)), squeeze=False)
         for j, workload in enumerate(workloads):
             wrows = [r for r in group if r.workload == workload]
@@ -279,7 +290,7 @@ def plot_roofline(rows: Iterable[ResultRow], out_dir: Path | str) -> list[Path]:
     for device in sorted({r.device for r in ok}):
         mine = [r for r in ok if r.device == device]
         backends = sorted({r.backend for r in mine})
-        color = {b: plt.get_cmap("tab20")(i % 20) for i, b in enumerate(backends)}
+        color = backend_colours(backends, plt)
         fig, ax = plt.subplots(figsize=(8, 5.5))
         for dtype in sorted({r.dtype for r in mine}):
             rs = [r for r in mine if r.dtype == dtype]
