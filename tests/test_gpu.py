@@ -72,3 +72,23 @@ def test_rows_carry_telemetry_and_ceilings(tmp_path):
     assert row.sm_clock_start_mhz > 0 and row.temp_end_c > 0 and row.power_end_w > 0 and row.throttled is not None
     assert row.ceiling_gbps > 500 and row.ceiling_tflops > 100 and 0 < row.pct_peak_gbps < 150
     assert len(calibrate.load(path)) == 3
+
+
+PAGED = {"flash-attn2": 256, "flash-attn3": 64, "flashinfer": 16}  # a page size each paged backend takes
+
+
+@pytest.mark.parametrize("group", sorted(SHAPES))
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+@pytest.mark.parametrize("name", sorted(PAGED))
+def test_paged_backend_on_gpu(measurer, name, workload, group):
+    backend = get_backend(name)
+    if backend.availability(torch.device("cuda")):
+        pytest.skip(backend.availability(torch.device("cuda")))
+    hq, hkv = SHAPES[group]
+    q_len, kv_len = WORKLOADS[workload]
+    kv_len += 3  # a partly filled last page
+    q_len = kv_len if workload == "prefill" else q_len
+    spec = ExperimentSpec(workload, 4, q_len, kv_len, hq, hkv, 128, page_size=PAGED[name], model="gpu-test")
+    row = measurer.measure(spec, backend)
+    assert row.status is Status.OK, f"{row.status}: {row.reason}"
+    assert row.rel_err < 2e-2 and row.checked_batch == 4

@@ -1,0 +1,47 @@
+"""FlashAttention-2 (`flash_attn`): `flash_attn_func` for dense prefill/append, `flash_attn_with_kvcache`
+for decode and for any paged spec (`block_table`). Causal in FA2 is bottom-right aligned.
+Upstream: https://github.com/Dao-AILab/flash-attention"""
+
+from __future__ import annotations
+
+import torch
+
+from specs import DType
+
+from ._paged import to_paged
+from .base import Backend, Unsupported, register
+
+
+@register("flash-attn2")
+class FlashAttn2(Backend):
+    library = "flash_attn"
+    min_compute_capability = (8, 0)
+    upstream = "flash_attn.flash_attn_func / flash_attn_with_kvcache (FA2)"
+
+    def supports(self, spec):
+        if spec.dtype not in (DType.BF16, DType.FP16):
+            return f"dtype {spec.dtype}: FlashAttention-2 takes bf16 and fp16"
+        if spec.head_dim > 256 or spec.head_dim % 8:
+            return f"head_dim {spec.head_dim}: FlashAttention-2 takes multiples of 8 up to 256"
+        if spec.page_size is not None and spec.page_size % 256:
+            return f"page_size {spec.page_size}: FlashAttention-2's paged KV needs pages of a multiple of 256 tokens"
+        return None
+
+    def prepare(self, spec, inputs):
+        from flash_attn import flash_attn_func, flash_attn_with_kvcache
+
+        q, k, v, causal = inputs.q, inputs.k, inputs.v, spec.is_masked
+        try:  # a one-token call: builds limited to some head dims / dtypes refuse here, not in the timed loop
+            flash_attn_func(q[:1, :1], k[:1, :1], v[:1, :1])
+        except RuntimeError as exc:
+            if "build" in str(exc) or "not supported" in str(exc).lower():
+                raise Unsupported(f"this build: {exc}") from None
+            raise
+        if spec.page_size is None and spec.q_len > 1:
+            return lambda: flash_attn_func(q, k, v, causal=causal)
+        seqlens = torch.full((spec.batch_size,), spec.kv_len, dtype=torch.int32, device=q.device)
+        if spec.page_size is None:
+            return lambda: flash_attn_with_kvcache(q, k, v, cache_seqlens=seqlens, causal=causal)
+        paged = to_paged(k, v, spec.page_size)
+        kp, vp, table = paged.k_pages, paged.v_pages, paged.block_table
+        return lambda: flash_attn_with_kvcache(q, kp, vp, cache_seqlens=seqlens, block_table=table, causal=causal)
