@@ -154,6 +154,23 @@ def render_markdown(p: Pivot) -> str:
     return "\n".join(lines)
 
 
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def backend_colours(backends: list[str], plt) -> dict:
     """One colour a backend, the same in every panel: tab10 while it has room, tab20 past it."""
     cmap, size = (plt.get_cmap("tab10"), 10) if len(backends) <= 10 else (plt.get_cmap("tab20"), 20)
@@ -167,16 +184,12 @@ def _slug(text: str) -> str:
 def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...] = ("p50_ms", "tflops")) -> list[Path]:
     """One PNG per (device, model, batch size, dtype): a column per workload, a row per metric,
     x = KV length (log scale), one line per backend; only ok rows are drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     for m in metrics:
         check_metric(m)
     ok = [r for r in latest(rows) if r.status is Status.OK]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     groups: dict[tuple, list[ResultRow]] = {}
     for r in ok:
         groups.setdefault((r.device, r.model, r.batch_size, r.dtype), []).append(r)
@@ -222,9 +235,7 @@ def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...
         fig.suptitle(f"{model} · batch {batch} · {dtype} · {device}")
         fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(handles) // 6), 1, 0.95))
         path = out_dir / f"{device_slug(device)}_{_slug(model)}_b{batch}_{dtype}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, path))
     return written
 
 
@@ -277,14 +288,10 @@ def rewrite_readme(text: str, base_dir: Path, load) -> tuple[str, int]:
 def plot_roofline(rows: Iterable[ResultRow], out_dir: Path | str) -> list[Path]:
     """Per device: arithmetic intensity (FLOP/byte) against achieved TFLOP/s, with the measured
     matmul and copy ceilings; a colour per backend, a marker per workload."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     ok = [r for r in latest(rows) if r.status is Status.OK and r.ceiling_tflops and r.ceiling_gbps]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     markers = {"prefill": "o", "append": "s", "decode": "^"}
     for device in sorted({r.device for r in ok}):
@@ -317,26 +324,21 @@ def plot_roofline(rows: Iterable[ResultRow], out_dir: Path | str) -> list[Path]:
         ax.legend(fontsize="small", ncol=2, loc="lower right")
         fig.tight_layout()
         path = out_dir / f"{device_slug(device)}_roofline.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, path))
     return written
 
 
 def plot_speedup(rows: Iterable[ResultRow], out_dir: Path | str, baseline: str) -> list[Path]:
     """Per device: a heatmap of baseline p50 / backend p50 (above 1 = faster than the baseline),
     rows = backends, columns = specs; failed cells show their status."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
+
+    plt = _pyplot()
 
     rows = latest(rows)
     if not any(r.backend == baseline for r in rows):
         raise ValueError(f"baseline: {baseline!r} has no rows; expected one of {', '.join(sorted({r.backend for r in rows}))}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for device in sorted({r.device for r in rows}):
         p = pivot([r for r in rows if r.device == device], "p50_ms")
@@ -364,9 +366,7 @@ def plot_speedup(rows: Iterable[ResultRow], out_dir: Path | str, baseline: str) 
         fig.colorbar(image, ax=ax, shrink=0.8)
         fig.tight_layout()
         path = out_dir / f"{device_slug(device)}_speedup_vs_{_slug(baseline)}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, path))
     return written
 
 

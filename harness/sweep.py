@@ -100,7 +100,7 @@ class WorkerPool:
             self._kill()
             raise SweepError(f"the measuring worker did not start within {WORKER_START_TIMEOUT_S:.0f} s; see {self.log_path}")
         try:
-            kind, env = parent.recv()
+            _, env = parent.recv()
         except EOFError:
             self._kill()
             raise SweepError(f"the measuring worker died while starting; see {self.log_path}") from None
@@ -166,8 +166,7 @@ def run_sweep(
     With `resume`, tasks whose (spec, backend) the file already holds are skipped (on_row gets None)."""
     config = replace(config, run_id=config.run_id or make_run_id())
     skip = done_keys(output) if resume else set()
-    log_path = Path(tempfile.gettempdir()) / f"attnbench-{config.run_id}.log"
-    pool = WorkerPool(config, log_path)
+    pool = WorkerPool(config, log_path_for(config.run_id))
     try:
         for task in tasks:
             if task.key in skip:

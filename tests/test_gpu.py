@@ -20,6 +20,14 @@ SHAPES = {4: (32, 8), 8: (32, 4), 16: (64, 4)}  # GQA group -> (q heads, kv head
 WORKLOADS = {"prefill": (1024, 1024), "append": (128, 1024), "decode": (1, 2048)}
 
 
+def available_or_skip(name):
+    backend = get_backend(name)
+    reason = backend.availability(torch.device("cuda"))
+    if reason:
+        pytest.skip(reason)
+    return backend
+
+
 @pytest.fixture(scope="module")
 def measurer():
     device = torch.device("cuda")
@@ -30,9 +38,7 @@ def measurer():
 @pytest.mark.parametrize("workload", sorted(WORKLOADS))
 @pytest.mark.parametrize("name", PROJECT_BACKENDS)
 def test_backend_on_gpu(measurer, name, workload, group):
-    backend = get_backend(name)
-    if backend.availability(torch.device("cuda")):
-        pytest.skip(backend.availability(torch.device("cuda")))
+    backend = available_or_skip(name)
     hq, hkv = SHAPES[group]
     q_len, kv_len = WORKLOADS[workload]
     spec = ExperimentSpec(workload, 4, q_len, kv_len, hq, hkv, 128, model="gpu-test")
@@ -81,9 +87,7 @@ PAGED = {"flash-attn2": 256, "flash-attn3": 64, "flashinfer": 16}  # a page size
 @pytest.mark.parametrize("workload", sorted(WORKLOADS))
 @pytest.mark.parametrize("name", sorted(PAGED))
 def test_paged_backend_on_gpu(measurer, name, workload, group):
-    backend = get_backend(name)
-    if backend.availability(torch.device("cuda")):
-        pytest.skip(backend.availability(torch.device("cuda")))
+    backend = available_or_skip(name)
     hq, hkv = SHAPES[group]
     q_len, kv_len = WORKLOADS[workload]
     kv_len += 3  # a partly filled last page
