@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from specs import MODELS, PRESETS, DType, SpecError, Workload, get_preset
+from specs import MODELS, PRESETS, DType, SpecError, get_preset
 
 REPO = Path(__file__).resolve().parent
 console = Console(width=None if sys.stdout.isatty() else 200)

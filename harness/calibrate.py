@@ -55,11 +55,7 @@ def measure(device: torch.device, env: Environment, dtypes=tuple(DType), timesta
     rep = Repetition(min_iterations=10, max_iterations=200, max_seconds=seconds, warmup=5)
     gen = torch.Generator(device=device)
     gen.manual_seed(0)
-    src = torch.randn(sizes["copy_bytes"] // 4, generator=gen, device=device)
-    dst = torch.empty_like(src)
-    copy_ms = time_callable(lambda: dst.copy_(src), device, rep).p50_ms
-    copy_gbps = 2 * sizes["copy_bytes"] / (copy_ms / 1e3) / 1e9
-    del src, dst
+    copy_gbps = _copy_gbps(device, sizes["copy_bytes"], gen, rep)
     out = []
     n = sizes["matmul_n"]
     previous = torch.get_float32_matmul_precision()
@@ -88,6 +84,14 @@ def measure(device: torch.device, env: Environment, dtypes=tuple(DType), timesta
     finally:
         torch.set_float32_matmul_precision(previous)
     return out
+
+
+def _copy_gbps(device: torch.device, nbytes: int, gen: torch.Generator, rep: Repetition) -> float:
+    """Device-to-device copy: bytes read plus bytes written over the p50 time."""
+    src = torch.randn(nbytes // 4, generator=gen, device=device)
+    dst = torch.empty_like(src)
+    copy_ms = time_callable(lambda: dst.copy_(src), device, rep).p50_ms
+    return 2 * nbytes / (copy_ms / 1e3) / 1e9
 
 
 def save(rows: list[Calibration], path: Path | str) -> None:
