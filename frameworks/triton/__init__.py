@@ -1,0 +1,48 @@
+"""The `triton` backend: the in-repo Triton kernels of this folder (kernels.py, ops.py), for
+prefill, append and decode, dense or paged, with the autotuned configuration recorded in each row.
+On a CPU they run under Triton's interpreter when TRITON_INTERPRET=1 (slow; for tests)."""
+
+from __future__ import annotations
+
+import os
+
+from specs import DType, Workload
+
+from .._paged import to_paged
+from ..base import Backend, register
+
+
+@register("triton")
+class TritonAttention(Backend):
+    library = "triton"
+    devices = ("cuda", "cpu")
+    min_compute_capability = (8, 0)
+    upstream = "frameworks/triton/kernels.py (in-repo)"
+
+    def availability(self, device):
+        if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+            return "on a CPU the Triton kernels run only under the interpreter: set TRITON_INTERPRET=1"
+        return super().availability(device)
+
+    def supports(self, spec):
+        if spec.dtype not in (DType.BF16, DType.FP16):
+            return f"dtype {spec.dtype}: the Triton kernels take bf16 and fp16"
+        if spec.head_dim not in (64, 128):
+            return f"head_dim {spec.head_dim}: the Triton kernels take 64 and 128"
+        return None
+
+    def prepare(self, spec, inputs):
+        from . import ops
+
+        k, v, table = inputs.k, inputs.v, None
+        if spec.page_size is not None:
+            paged = to_paged(k, v, spec.page_size)
+            k, v, table = paged.k_pages, paged.v_pages, paged.block_table
+        if spec.workload is Workload.DECODE:
+            self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size)
+        else:
+            self._op = ops.Prefill(inputs.q, k, v, spec.kv_len, spec.is_masked, table, spec.page_size)
+        return self._op
+
+    def run_info(self) -> str:
+        return self._op.config() if hasattr(self, "_op") else ""

@@ -1,0 +1,213 @@
+"""In-repo Triton attention kernels.
+
+- `prefill_kernel`: FlashAttention-2 style forward for prefill and append. One program owns
+  BLOCK_M rows of the *packed* (query position × GQA group member) axis of one KV head, so each K/V
+  tile is loaded once for the whole group. Online softmax in fp32 (exp2), causal bottom-right
+  aligned: tiles every row sees in full run without a mask, tiles above the diagonal are never
+  visited. Dense or paged K/V (block table).
+- `decode_kernel` + `combine_kernel`: FlashDecoding. Programs = (batch × KV head) × KV splits; each
+  computes its group's attention over one slice of the cache and writes a normalised partial output
+  and its log-sum-exp; the combine step merges the splits. With one split the decode kernel writes
+  the output itself.
+
+Autotuned (block sizes, warps, stages) on CUDA; a single small configuration under the interpreter
+(TRITON_INTERPRET=1), which runs these kernels on the CPU for the tests."""
+
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+LOG2E = 1.4426950408889634
+
+
+def _prefill_configs():
+    if INTERPRET:
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16}, num_warps=4, num_stages=1)]
+    shapes = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (128, 32, 4, 4), (64, 64, 4, 3), (64, 128, 4, 3)]
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in shapes]
+
+
+def _decode_configs():
+    if INTERPRET:
+        return [triton.Config({"BLOCK_N": 16}, num_warps=4, num_stages=1)]
+    shapes = [(64, 4, 3), (64, 4, 4), (128, 4, 3), (128, 8, 3), (32, 4, 4), (64, 8, 2)]
+    return [triton.Config({"BLOCK_N": n}, num_warps=w, num_stages=s) for n, w, s in shapes]
+
+
+@triton.jit
+def _attend_tile(
+    acc, m_i, l_i, q, K, V, BT, b, hkv, start, pos, qk_scale,
+    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, offset,
+    HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
+    MASKED: tl.constexpr, CAUSAL: tl.constexpr, INTERPRETED: tl.constexpr,
+):  # fmt: skip
+    """One K/V tile of online softmax: returns the updated (acc, m_i, l_i). Scores are in log2 units.
+    Under the interpreter the dots run in fp32: Triton 3.6's interpreter multiplies bf16 operands as
+    raw bits."""
+    cols = start + tl.arange(0, BLOCK_N)
+    d = tl.arange(0, HEAD_DIM)
+    col_ok = cols < SK
+    if PAGED:
+        page = tl.load(BT + b * s_btb + cols // PAGE, mask=col_ok, other=0).to(tl.int64)
+        k_rows = page * s_kb + (cols % PAGE) * s_ks
+        v_rows = page * s_vb + (cols % PAGE) * s_vs
+    else:
+        k_rows = b.to(tl.int64) * s_kb + cols.to(tl.int64) * s_ks
+        v_rows = b.to(tl.int64) * s_vb + cols.to(tl.int64) * s_vs
+    k = tl.load(K + k_rows[:, None] + hkv * s_kh + d[None, :], mask=col_ok[:, None], other=0.0)
+    if INTERPRETED:
+        qk = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32))) * qk_scale
+    else:
+        qk = tl.dot(q, tl.trans(k)) * qk_scale  # fp32 scores in log2 units: softmax_scale · log2(e)
+    if MASKED:
+        keep = col_ok[None, :]
+        if CAUSAL:
+            keep = keep & (cols[None, :] <= pos[:, None] + offset)
+        qk = tl.where(keep, qk, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row that has seen no key yet
+    alpha = tl.exp2(m_i - m_safe)
+    p = tl.exp2(qk - m_safe[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    v = tl.load(V + v_rows[:, None] + hkv * s_vh + d[None, :], mask=col_ok[:, None], other=0.0)
+    if INTERPRETED:
+        acc = acc * alpha[:, None] + tl.dot(p, v.to(tl.float32))
+    else:
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    return acc, m_new, l_i
+
+
+@triton.jit
+def _attend_range(
+    acc, m_i, l_i, q, K, V, BT, b, hkv, lo, hi, pos, qk_scale,
+    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, offset,
+    HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
+    MASKED: tl.constexpr, CAUSAL: tl.constexpr, INTERPRETED: tl.constexpr,
+):  # fmt: skip
+    """K/V tiles lo, lo + BLOCK_N, … < hi. A `for` loop (software-pipelined over num_stages) when
+    compiled; a `while` loop under the interpreter, whose `range` takes no run-time tensor bounds
+    (Triton 3.6)."""
+    if INTERPRETED:
+        start = lo
+        while start < hi:
+            acc, m_i, l_i = _attend_tile(
+                acc, m_i, l_i, q, K, V, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK,
+                offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, INTERPRETED,
+            )  # fmt: skip
+            start += BLOCK_N
+    else:
+        for start in range(lo, hi, BLOCK_N):
+            acc, m_i, l_i = _attend_tile(
+                acc, m_i, l_i, q, K, V, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK,
+                offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, INTERPRETED,
+            )  # fmt: skip
+    return acc, m_i, l_i
+
+
+@triton.autotune(configs=_prefill_configs(), key=["SQ", "SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL"])
+@triton.jit
+def prefill_kernel(
+    Q, K, V, O, BT,
+    s_qb, s_qs, s_qh, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_ob, s_os, s_oh, s_btb,
+    SQ, SK, HKV, qk_scale,
+    G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, CAUSAL: tl.constexpr,
+    INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // HKV
+    hkv = pid_bh % HKV
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # packed (position, group member)
+    pos = rows // G
+    head = hkv * G + rows % G
+    row_ok = rows < SQ * G
+    d = tl.arange(0, HEAD_DIM)
+    q_ptrs = Q + b.to(tl.int64) * s_qb + pos.to(tl.int64)[:, None] * s_qs + head[:, None] * s_qh + d[None, :]
+    q = tl.load(q_ptrs, mask=row_ok[:, None], other=0.0)
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    offset = SK - SQ
+    if CAUSAL:
+        pos_first = (pid_m * BLOCK_M) // G
+        pos_last = tl.minimum((pid_m * BLOCK_M + BLOCK_M - 1) // G, SQ - 1)
+        hi = tl.minimum(SK, offset + pos_last + 1)  # tiles above the diagonal are skipped whole
+        full = (tl.minimum(offset + pos_first + 1, SK) // BLOCK_N) * BLOCK_N  # keys every row sees
+    else:
+        hi = SK
+        full = (SK // BLOCK_N) * BLOCK_N
+    # tiles every row sees in full: no mask; then the diagonal and the ragged tail, masked
+    acc, m_i, l_i = _attend_range(
+        acc, m_i, l_i, q, K, V, BT, b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, offset,
+        HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, INTERPRETED,
+    )  # fmt: skip
+    acc, m_i, l_i = _attend_range(
+        acc, m_i, l_i, q, K, V, BT, b, hkv, full, hi, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, offset,
+        HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, INTERPRETED,
+    )  # fmt: skip
+    out = acc / l_i[:, None]
+    o_ptrs = O + b.to(tl.int64) * s_ob + pos.to(tl.int64)[:, None] * s_os + head[:, None] * s_oh + d[None, :]
+    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=row_ok[:, None])
+
+
+@triton.autotune(configs=_decode_configs(), key=["SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "SPLIT"])
+@triton.jit
+def decode_kernel(
+    Q, K, V, O, O_PART, LSE_PART, BT,
+    s_qb, s_qh, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_ob, s_oh, s_btb,
+    SK, HKV, NUM_SPLITS, tokens_per_split, qk_scale,
+    G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr,
+    SPLIT: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    pid_bh = tl.program_id(0)
+    split = tl.program_id(1)
+    b = pid_bh // HKV
+    hkv = pid_bh % HKV
+    g = tl.arange(0, BLOCK_G)  # the group's query heads, padded to a tensor-core tile
+    g_ok = g < G
+    head = hkv * G + g
+    d = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + b.to(tl.int64) * s_qb + head[:, None] * s_qh + d[None, :], mask=g_ok[:, None], other=0.0)
+    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+    lo = split * tokens_per_split
+    hi = tl.minimum(SK, lo + tokens_per_split)
+    acc, m_i, l_i = _attend_range(
+        acc, m_i, l_i, q, K, V, BT, b, hkv, lo, hi, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, hi, 0,
+        HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, INTERPRETED,
+    )  # fmt: skip
+    out = acc / l_i[:, None]
+    if SPLIT:
+        part = (b * HKV + hkv).to(tl.int64) * NUM_SPLITS + split
+        tl.store(O_PART + (part * BLOCK_G + g)[:, None] * HEAD_DIM + d[None, :], out, mask=g_ok[:, None])
+        tl.store(LSE_PART + part * BLOCK_G + g, m_i + tl.log2(l_i), mask=g_ok)
+    else:
+        tl.store(O + b.to(tl.int64) * s_ob + head[:, None] * s_oh + d[None, :], out.to(O.dtype.element_ty), mask=g_ok[:, None])
+
+
+@triton.jit
+def combine_kernel(
+    O_PART, LSE_PART, O, s_ob, s_oh, HKV, NUM_SPLITS,
+    G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
+):  # fmt: skip
+    """out = Σ_s 2^(lse_s − max) · o_s / Σ_s 2^(lse_s − max): exact, overflow-free for any logits."""
+    pid = tl.program_id(0)  # (batch, query head)
+    hq = pid % (HKV * G)
+    b = pid // (HKV * G)
+    hkv = hq // G
+    g = hq % G
+    s = tl.arange(0, BLOCK_S)
+    s_ok = s < NUM_SPLITS
+    d = tl.arange(0, HEAD_DIM)
+    part = (b * HKV + hkv).to(tl.int64) * NUM_SPLITS + s
+    lse = tl.load(LSE_PART + part * BLOCK_G + g, mask=s_ok, other=float("-inf"))
+    m = tl.max(lse, 0)
+    w = tl.where(s_ok, tl.exp2(lse - m), 0.0)
+    o = tl.load(O_PART + (part * BLOCK_G + g)[:, None] * HEAD_DIM + d[None, :], mask=s_ok[:, None], other=0.0)
+    out = tl.sum(o * w[:, None], 0) / tl.sum(w, 0)
+    tl.store(O + b.to(tl.int64) * s_ob + hq * s_oh + d, out.to(O.dtype.element_ty))

@@ -1,0 +1,74 @@
+"""The in-repo Triton kernels against the fp32 reference: on the CPU under TRITON_INTERPRET=1 (set by
+conftest when there is no GPU), on the GPU compiled."""
+
+import math
+
+import pytest
+import torch
+
+triton = pytest.importorskip("triton")
+
+from frameworks import get_backend  # noqa: E402
+from frameworks._paged import to_paged  # noqa: E402
+from frameworks.triton import ops  # noqa: E402
+from harness.inputs import make_inputs  # noqa: E402
+from harness.reference import check_output, reference_attention  # noqa: E402
+from harness.store import Status  # noqa: E402
+
+from .helpers import cpu_measurer, tiny_spec  # noqa: E402
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.parametrize("page_size", [None, 16, 5])
+@pytest.mark.parametrize("group", [1, 4, 8, 16])
+@pytest.mark.parametrize("workload", ["prefill", "append", "decode"])
+def test_triton_backend_matches_reference(workload, group, page_size):
+    if DEVICE.type == "cuda":
+        pytest.skip("covered at real sizes by tests/test_gpu.py")
+    spec = tiny_spec(workload, group=group, kv_len=40, chunk=12, page_size=page_size)  # ragged tiles and pages
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.OK, row.reason
+    assert row.rel_err < 1e-2 and "BLOCK_N=" in row.backend_info
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("paged", [False, True])
+def test_split_decode_matches_reference(paged, dtype):
+    spec = tiny_spec("decode", group=8, kv_len=200, batch=3, dtype=dtype)
+    inputs = make_inputs(spec, DEVICE)
+    k, v, table, page = inputs.k, inputs.v, None, None
+    if paged:
+        cache = to_paged(k, v, 16)
+        k, v, table, page = cache.k_pages, cache.v_pages, cache.block_table, 16
+    op = ops.Decode(inputs.q, k, v, spec.kv_len, table, page, num_splits=5, granule=16)
+    assert op.splits == 5
+    ref = reference_attention(spec, inputs, [0, 1, 2])
+    check = check_output(spec, op(), ref, [0, 1, 2])
+    assert check.ok, check.problem
+
+
+def test_combine_is_exact_and_finite_for_extreme_logits():
+    batch, kv_heads, group, splits, dim = 2, 2, 4, 6, 64
+    block_g = 16
+    gen = torch.Generator().manual_seed(0)
+    o_part = torch.randn(batch * kv_heads * splits, block_g, dim, generator=gen).to(DEVICE)
+    # log2-domain LSEs far beyond exp range: one split dominates, others vanish, some tie
+    lse = torch.tensor([3e4, -3e4, 2.9999e4, -1e30, 0.0, 3e4]).repeat(batch * kv_heads, block_g, 1)
+    lse = lse.permute(0, 2, 1).reshape(batch * kv_heads * splits, block_g).contiguous().to(DEVICE)
+    out = torch.empty(batch, 1, kv_heads * group, dim, device=DEVICE)
+    ops.combine(o_part, lse, out, kv_heads, group, splits)
+    assert torch.isfinite(out).all()
+    parts = o_part.double().view(batch, kv_heads, splits, block_g, dim)[:, :, :, :group]
+    weights = torch.softmax(lse.double().view(batch, kv_heads, splits, block_g)[:, :, :, :group] * math.log(2), dim=2)
+    expected = (parts * weights[..., None]).sum(2).reshape(batch, 1, kv_heads * group, dim)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_split_heuristic_fills_the_gpu_only_when_needed():
+    h100_sms = 132
+    assert ops.choose_splits(256, 8, 4096, h100_sms)[0] == 1  # 2048 programs already fill it
+    splits, tokens = ops.choose_splits(1, 8, 32768, h100_sms)
+    assert 8 * splits >= 3 * h100_sms and tokens % ops.SPLIT_GRANULE == 0  # ~4 a SM, less the rounding to whole granules
+    assert (splits - 1) * tokens < 32768 <= splits * tokens  # no empty split
+    assert ops.choose_splits(1, 8, 100, h100_sms) == (1, 128)
