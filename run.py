@@ -108,33 +108,13 @@ def sweep(
     plot_dir: Optional[Path] = typer.Option(REPO / "plots", help="Where the sweep's plots go; --no-plot-dir for none."),
 ):
     """Run a sweep: every spec of the (narrowed) preset × every backend, one CSV row each."""
-    import torch
-
-    from frameworks import load_all
-    from harness.env import device_slug
     from harness.calibrate import calibration_file
+    from harness.env import device_slug
     from harness.measure import MeasureConfig
+    from harness.sweep import log_path_for, make_run_id
     from harness.timer import Repetition
-    from harness.sweep import log_path_for, make_run_id, plan_tasks, run_sweep
 
-    grid = get_preset(preset.value).narrowed(
-        models=split_list(model),
-        workloads=split_list(workload),
-        batch_sizes=parse_ints(batch, "batch"),
-        seq_lens=parse_ints(seq, "seq"),
-        chunks=parse_ints(chunk, "chunk"),
-        dtype=dtype,
-        page_size=page_size,
-    )
-    specs = grid.specs()
-    if not specs:
-        raise SpecError("the narrowed sweep has no specs (is every --chunk longer than every --seq?)")
-    names = split_list(backend) or sorted(load_all())
-    tasks = plan_tasks(specs, names)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device not in ("cuda", "cpu"):
-        raise SpecError(f"device: {device!r} is not valid; expected one of cuda, cpu")
+    specs, names, tasks, device = plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device)
     on_gpu = device == "cuda"
     repetition = Repetition(
         iterations=iterations,
@@ -161,7 +141,48 @@ def sweep(
         f"sweep [bold]{preset.value}[/]: {len(specs)} specs × {len(names)} backends = {len(tasks)} tasks "
         f"on {device} → {output} (run {config.run_id})"
     )
-    rows = []
+    rows, skipped = run_with_progress(tasks, config, output, timeout, resume)
+    print_summary(rows, skipped)
+    console.print(f"rows appended to [bold]{output}[/]; worker log: {log_path_for(config.run_id)}")
+    if plot_dir and rows:
+        from harness.report import plot as make_plots
+
+        for path in make_plots(rows, plot_dir):
+            console.print(f"plot: {path}")
+
+
+def plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device):
+    """The narrowed preset's specs × backends as tasks, and the device they run on."""
+    import torch
+
+    from frameworks import load_all
+    from harness.sweep import plan_tasks
+
+    grid = get_preset(preset.value).narrowed(
+        models=split_list(model),
+        workloads=split_list(workload),
+        batch_sizes=parse_ints(batch, "batch"),
+        seq_lens=parse_ints(seq, "seq"),
+        chunks=parse_ints(chunk, "chunk"),
+        dtype=dtype,
+        page_size=page_size,
+    )
+    specs = grid.specs()
+    if not specs:
+        raise SpecError("the narrowed sweep has no specs (is every --chunk longer than every --seq?)")
+    names = split_list(backend) or sorted(load_all())
+    tasks = plan_tasks(specs, names)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device not in ("cuda", "cpu"):
+        raise SpecError(f"device: {device!r} is not valid; expected one of cuda, cpu")
+    return specs, names, tasks, device
+
+
+def run_with_progress(tasks, config, output, timeout, resume=False):
+    """run_sweep under a rich progress bar; returns (rows, tasks skipped by resume)."""
+    from harness.sweep import run_sweep
+
     skipped = 0
     with Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -180,14 +201,47 @@ def sweep(
             progress.update(bar, advance=1, description=f"{task.spec.model} {task.spec.workload} · {task.backend}")
 
         rows = list(run_sweep(tasks, config, output, timeout_s=timeout, resume=resume, on_row=on_row))
+    return rows, skipped
 
-    print_summary(rows, skipped)
-    console.print(f"rows appended to [bold]{output}[/]; worker log: {log_path_for(config.run_id)}")
-    if plot_dir and rows:
-        from harness.report import plot as make_plots
 
-        for path in make_plots(rows, plot_dir):
-            console.print(f"plot: {path}")
+@app.command()
+@friendly_errors
+def check(
+    preset: PresetName = typer.Option("smoke", help="Named sweep to check; the options below narrow it."),
+    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b", help="Backends (repeat or comma-separate); default: all."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m"),
+    workload: Optional[List[str]] = typer.Option(None, "--workload", "-w"),
+    batch: Optional[List[str]] = typer.Option(None),
+    seq: Optional[List[str]] = typer.Option(None),
+    chunk: Optional[List[str]] = typer.Option(None),
+    dtype: Optional[DType] = typer.Option(None),
+    page_size: Optional[int] = typer.Option(None),
+    timeout: float = typer.Option(600.0, help="Seconds one (spec, backend) may take before it is killed."),
+    device: Optional[str] = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
+):
+    """Correctness only: every backend against the fp32 reference, one call each, nothing stored.
+    Prints the relative error per cell; exits 1 if any backend is incorrect or errors."""
+    import tempfile
+
+    from harness.measure import MeasureConfig
+    from harness.report import pivot, render_rich
+    from harness.store import Status
+    from harness.sweep import make_run_id
+    from harness.timer import Repetition
+
+    specs, names, tasks, device = plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device)
+    config = MeasureConfig(device=device, repetition=Repetition(iterations=1, warmup=0), run_id=make_run_id())
+    console.print(f"check [bold]{preset.value}[/]: {len(specs)} specs × {len(names)} backends on {device}")
+    with tempfile.TemporaryDirectory() as scratch:
+        rows, _ = run_with_progress(tasks, config, Path(scratch) / "check.csv", timeout)
+    console.print(render_rich(pivot(rows, "rel_err"), title="‖out − ref‖ / ‖ref‖ against the fp32 reference"))
+    bad = [r for r in rows if r.status in (Status.INCORRECT, Status.ERROR, Status.TIMEOUT)]
+    counts = Counter(r.status.value for r in rows)
+    console.print(", ".join(f"{n} {status}" for status, n in counts.most_common()))
+    for r in bad:
+        console.print(f"[red]{r.status}[/] {r.backend} · {r.spec.describe()}: {r.reason}")
+    if bad:
+        raise typer.Exit(1)
 
 
 def print_summary(rows, skipped: int) -> None:

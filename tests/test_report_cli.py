@@ -196,3 +196,15 @@ def test_cli_calibrate_on_cpu(tmp_path, monkeypatch):
     result = runner.invoke(run.app, ["calibrate", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert len(cal.load(tmp_path / "calibration-cpu.csv")) == 3 and "bf16" in result.output
+
+
+def test_cli_check_reports_errors_and_fails_on_a_wrong_backend():
+    import tests.fake_backends  # noqa: F401  (registers test-top-left)
+
+    base = ["check", "-m", "Llama-3.1-8B", "-w", "append", "--seq", "64", "--chunk", "16"]
+    good = runner.invoke(run.app, base + ["-b", "torch-naive"])
+    assert good.exit_code == 0, good.output
+    assert "1 ok" in good.output and "e-03" in good.output
+    bad = runner.invoke(run.app, base + ["-b", "torch-naive,test-top-left"])
+    assert bad.exit_code == 1
+    assert "incorrect test-top-left" in " ".join(bad.output.split()) and "relative error" in bad.output
