@@ -35,3 +35,11 @@ def test_pages_are_not_in_logical_order():
 def test_bad_page_size():
     with pytest.raises(ValueError, match="page_size"):
         to_paged(torch.zeros(1, 4, 1, 8), torch.zeros(1, 4, 1, 8), 0)
+
+
+def test_transformer_engine_backend_is_read_from_kernel_names():
+    from frameworks.transformer_engine import te_backend_from_kernels
+
+    assert te_backend_from_kernels(["cudnn_generated_fort_native_sdpa_sm90_flash_fprop"]) == "FusedAttention (cuDNN)"
+    assert te_backend_from_kernels(["flash_fwd_kernel<Flash_fwd_kernel_traits>"]) == "FlashAttention"
+    assert te_backend_from_kernels(["ampere_bf16_s16816gemm", "softmax_warp_forward"]) == "UnfusedDotProductAttention"

@@ -1,0 +1,45 @@
+"""FlashAttention-4 (`flash_attn.cute`, the CuTe DSL build; Hopper and Blackwell): `flash_attn_func`
+for prefill, append (causal is bottom-right) and decode, dense K/V. Not yet run on a GPU in this
+project (the wheels were not carried yet): its first GPU run must pass tests/test_gpu.py before its
+numbers are published. Upstream: https://github.com/Dao-AILab/flash-attention/tree/main/flash_attn/cute"""
+
+from __future__ import annotations
+
+from specs import DType
+
+from .base import Backend, register
+
+
+def _first(result):
+    """flash_attn.cute returns (out, lse)."""
+    return result[0] if isinstance(result, (tuple, list)) else result
+
+
+@register("flash-attn4")
+class FlashAttn4(Backend):
+    library = "flash_attn.cute"
+    min_compute_capability = (9, 0)
+    upstream = "flash_attn.cute.flash_attn_func (FA4, CuTe DSL)"
+
+    def version(self) -> str:
+        from importlib import metadata
+
+        try:
+            return metadata.version("flash-attn-4")
+        except metadata.PackageNotFoundError:
+            return super().version()
+
+    def supports(self, spec):
+        if spec.dtype not in (DType.BF16, DType.FP16):
+            return f"dtype {spec.dtype}: FlashAttention-4 takes bf16 and fp16"
+        if spec.head_dim not in (64, 96, 128):
+            return f"head_dim {spec.head_dim}: FlashAttention-4 on Hopper takes 64, 96 and 128"
+        if spec.page_size is not None:
+            return "paged KV: not wired for FlashAttention-4 in this adapter yet"
+        return None
+
+    def prepare(self, spec, inputs):
+        from flash_attn.cute import flash_attn_func
+
+        q, k, v, causal = inputs.q, inputs.k, inputs.v, spec.is_masked
+        return lambda: _first(flash_attn_func(q, k, v, causal=causal))

@@ -1,0 +1,74 @@
+"""Transformer Engine `DotProductAttention` with qkv_format="bshd": causal (Sq = Sk), bottom-right
+causal for append, no mask for decode; GQA through num_gqa_groups. TE picks its own backend
+(FusedAttention = cuDNN, FlashAttention, or unfused): the one that ran, read from the kernel names,
+goes in backend_info. Not yet run on a GPU in this project (its six wheel parts were not carried
+yet): its first GPU run must pass tests/test_gpu.py before its numbers are published.
+Upstream: https://github.com/NVIDIA/TransformerEngine"""
+
+from __future__ import annotations
+
+from specs import DType
+
+from ._profile import cuda_kernel_names
+from .base import Backend, register
+
+
+def te_backend_from_kernels(names: list[str]) -> str:
+    """Which of TE's attention backends launched these kernels."""
+    text = " ".join(names).lower()
+    if "cudnn" in text or "fmha" in text or "fprop" in text:
+        return "FusedAttention (cuDNN)"
+    if "flash" in text:
+        return "FlashAttention"
+    return "UnfusedDotProductAttention" if names else "unknown"
+
+
+@register("transformer-engine")
+class TransformerEngine(Backend):
+    library = "transformer_engine.pytorch"
+    min_compute_capability = (8, 0)
+    upstream = "transformer_engine.pytorch.DotProductAttention"
+
+    def version(self) -> str:
+        from importlib import metadata
+
+        try:
+            return metadata.version("transformer_engine")
+        except metadata.PackageNotFoundError:
+            return super().version()
+
+    def supports(self, spec):
+        if spec.dtype not in (DType.BF16, DType.FP16):
+            return f"dtype {spec.dtype}: TE's fused attention takes bf16 and fp16"
+        if spec.page_size is not None:
+            return "paged KV: TE's paged path needs its InferenceParams cache, not wired here yet"
+        return None
+
+    def prepare(self, spec, inputs):
+        import transformer_engine.pytorch as te
+
+        if not spec.is_masked:
+            mask = "no_mask"
+        elif spec.q_len == spec.kv_len:
+            mask = "causal"
+        else:
+            mask = "causal_bottom_right"
+        attention = te.DotProductAttention(
+            num_attention_heads=spec.num_q_heads,
+            kv_channels=spec.head_dim,
+            num_gqa_groups=spec.num_kv_heads,
+            attention_dropout=0.0,
+            qkv_format="bshd",
+            attn_mask_type=mask,
+        )
+        q, k, v = inputs.q, inputs.k, inputs.v
+        shape = tuple(q.shape)
+
+        def call():
+            return attention(q, k, v).view(shape)  # TE returns [B, Sq, Hq · D]
+
+        self._info = f"mask={mask};backend=" + te_backend_from_kernels(cuda_kernel_names(call))
+        return call
+
+    def run_info(self) -> str:
+        return getattr(self, "_info", "")
