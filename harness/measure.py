@@ -182,16 +182,16 @@ class Measurer:
 
     def measure(self, spec: ExperimentSpec, backend: Backend) -> ResultRow:
         config, env = self.config, self.env
-        version = backend.version() if backend.availability(self.device) is None else ""
+        unavailable = backend.availability(self.device)
+        version = "" if unavailable else backend.version()
 
         bounds = ceiling_fields(spec, self.ceilings)
 
         def row(status: Status, reason: str = "", **measured) -> ResultRow:
             return make_row(spec, backend.name, version, env, config, status, reason, **bounds, **measured)
 
-        reason = backend.availability(self.device)
-        if reason:
-            return row(Status.UNAVAILABLE, reason)
+        if unavailable:
+            return row(Status.UNAVAILABLE, unavailable)
         reason = backend.supports(spec)
         if reason:
             return row(Status.UNSUPPORTED, reason)
