@@ -40,6 +40,17 @@ class MeasureConfig:
         return check_mode(self.timing or default_mode(device), device)
 
 
+def memory_skip_reason(spec: ExperimentSpec, device_bytes: int) -> str | None:
+    """Why a spec is skipped before running (its inputs and output alone do not fit), or None."""
+    need = input_bytes(spec)
+    if need > MEMORY_HEADROOM * device_bytes:
+        return (
+            f"skipped: inputs and output need {need / 2**30:.1f} GiB, "
+            f"more than {MEMORY_HEADROOM:.0%} of this GPU's {device_bytes / 2**30:.1f} GiB"
+        )
+    return None
+
+
 def now_utc() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -171,14 +182,7 @@ class Measurer:
     def memory_skip_reason(self, spec: ExperimentSpec) -> str | None:
         if self.device.type != "cuda":
             return None
-        need = input_bytes(spec)
-        total = torch.cuda.get_device_properties(self.device).total_memory
-        if need > MEMORY_HEADROOM * total:
-            return (
-                f"skipped: inputs and output need {need / 2**30:.1f} GiB, "
-                f"more than {MEMORY_HEADROOM:.0%} of this GPU's {total / 2**30:.1f} GiB"
-            )
-        return None
+        return memory_skip_reason(spec, torch.cuda.get_device_properties(self.device).total_memory)
 
     def measure(self, spec: ExperimentSpec, backend: Backend) -> ResultRow:
         config, env = self.config, self.env

@@ -107,3 +107,14 @@ def test_narrowing_validates_names():
         get_preset("smoke").narrowed(workloads=["train"])
     with pytest.raises(SpecError, match="preset: 'huge'"):
         get_preset("huge")
+
+
+def test_full_preset_specs_that_cannot_fit_are_skipped_with_a_reason():
+    from harness.measure import memory_skip_reason
+
+    h100 = 80 * 2**30
+    specs = get_preset("full").narrowed(models=["Qwen3-235B-A22B"], workloads=["prefill"], batch_sizes=[256]).specs()
+    skipped = {s.kv_len: memory_skip_reason(s, h100) for s in specs}
+    assert skipped[4096] is None  # 36 GiB of Q, K, V, O fits
+    # Q + O: 2·256·32768·64·128·2 B = 256 GiB; K + V with 4 KV heads: 16 GiB
+    assert skipped[32768].startswith("skipped: inputs and output need 272.0 GiB, more than 90% of this GPU's 80.0 GiB")
