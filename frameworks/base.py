@@ -38,6 +38,7 @@ class Backend:
     devices: ClassVar[tuple[str, ...]] = ("cuda",)
     min_compute_capability: ClassVar[tuple[int, int] | None] = None  # CUDA only
     upstream: ClassVar[str] = ""  # where the kernel comes from, for `run.py list`
+    distribution: ClassVar[str | None] = None  # pip distribution whose version the rows carry, when the module has none
 
     def availability(self, device: "torch.device") -> str | None:
         """None if this backend can run on `device`, else why not (missing library or device)."""
@@ -57,6 +58,13 @@ class Backend:
         return None
 
     def version(self) -> str:
+        if self.distribution:
+            from importlib import metadata
+
+            try:
+                return metadata.version(self.distribution)
+            except metadata.PackageNotFoundError:
+                pass
         try:
             module = importlib.import_module(self.library)
         except Exception:
@@ -73,6 +81,11 @@ class Backend:
     def run_info(self) -> str:
         """After the first call: what actually ran (chosen kernel, autotuned config), or ''."""
         return ""
+
+
+def first_output(result):
+    """The output tensor of a library call that returns it alone or as (out, lse, ...)."""
+    return result[0] if isinstance(result, (tuple, list)) else result
 
 
 def _dist_version(module_name: str) -> str:

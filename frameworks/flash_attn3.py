@@ -11,12 +11,7 @@ import torch
 from specs import DType
 
 from ._paged import to_paged
-from .base import Backend, Unsupported, register
-
-
-def _first(result):
-    """Some FA3 releases return (out, lse), others out alone."""
-    return result[0] if isinstance(result, (tuple, list)) else result
+from .base import Backend, Unsupported, first_output, register
 
 
 @register("flash-attn3")
@@ -24,16 +19,7 @@ class FlashAttn3(Backend):
     library = "flash_attn_interface"
     min_compute_capability = (9, 0)
     upstream = "flash_attn_interface.flash_attn_func / flash_attn_with_kvcache (FA3)"
-
-    def version(self) -> str:
-        from importlib import metadata
-
-        for dist in ("flash_attn_3", "flash-attn-3"):
-            try:
-                return metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                continue
-        return super().version()
+    distribution = "flash_attn_3"
 
     def supports(self, spec):
         if spec.dtype not in (DType.BF16, DType.FP16):
@@ -53,7 +39,7 @@ class FlashAttn3(Backend):
                 raise Unsupported(f"this build: {exc}") from None
             raise
         if spec.page_size is None and spec.q_len > 1:
-            return lambda: _first(fa3.flash_attn_func(q, k, v, causal=causal))
+            return lambda: first_output(fa3.flash_attn_func(q, k, v, causal=causal))
         seqlens = torch.full((spec.batch_size,), spec.kv_len, dtype=torch.int32, device=q.device)
         kwargs = dict(cache_seqlens=seqlens, causal=causal)
         if spec.page_size is not None:
@@ -61,4 +47,4 @@ class FlashAttn3(Backend):
             k, v = paged.k_pages, paged.v_pages
             table = "page_table" if "page_table" in inspect.signature(fa3.flash_attn_with_kvcache).parameters else "block_table"
             kwargs[table] = paged.block_table
-        return lambda: _first(fa3.flash_attn_with_kvcache(q, k, v, **kwargs))
+        return lambda: first_output(fa3.flash_attn_with_kvcache(q, k, v, **kwargs))

@@ -7,12 +7,7 @@ from __future__ import annotations
 
 from specs import DType
 
-from .base import Backend, register
-
-
-def _first(result):
-    """flash_attn.cute returns (out, lse)."""
-    return result[0] if isinstance(result, (tuple, list)) else result
+from .base import Backend, first_output, register
 
 
 @register("flash-attn4")
@@ -20,14 +15,7 @@ class FlashAttn4(Backend):
     library = "flash_attn.cute"
     min_compute_capability = (9, 0)
     upstream = "flash_attn.cute.flash_attn_func (FA4, CuTe DSL)"
-
-    def version(self) -> str:
-        from importlib import metadata
-
-        try:
-            return metadata.version("flash-attn-4")
-        except metadata.PackageNotFoundError:
-            return super().version()
+    distribution = "flash-attn-4"
 
     def supports(self, spec):
         if spec.dtype not in (DType.BF16, DType.FP16):
@@ -42,4 +30,4 @@ class FlashAttn4(Backend):
         from flash_attn.cute import flash_attn_func
 
         q, k, v, causal = inputs.q, inputs.k, inputs.v, spec.is_masked
-        return lambda: _first(flash_attn_func(q, k, v, causal=causal))
+        return lambda: first_output(flash_attn_func(q, k, v, causal=causal))

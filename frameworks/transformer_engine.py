@@ -28,14 +28,7 @@ class TransformerEngine(Backend):
     library = "transformer_engine.pytorch"
     min_compute_capability = (8, 0)
     upstream = "transformer_engine.pytorch.DotProductAttention"
-
-    def version(self) -> str:
-        from importlib import metadata
-
-        try:
-            return metadata.version("transformer_engine")
-        except metadata.PackageNotFoundError:
-            return super().version()
+    distribution = "transformer_engine"
 
     def supports(self, spec):
         if spec.dtype not in (DType.BF16, DType.FP16):
