@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from specs import DType
 
-from ._profile import cuda_kernel_names
 from .base import Backend, register
 
 
@@ -40,6 +39,8 @@ class TransformerEngine(Backend):
     def prepare(self, spec, inputs):
         import transformer_engine.pytorch as te
 
+        from harness.timer import kernel_names
+
         if not spec.is_masked:
             mask = "no_mask"
         elif spec.q_len == spec.kv_len:
@@ -60,7 +61,7 @@ class TransformerEngine(Backend):
         def call():
             return attention(q, k, v).view(shape)  # TE returns [B, Sq, Hq · D]
 
-        self._info = f"mask={mask};backend=" + te_backend_from_kernels(cuda_kernel_names(call))
+        self._info = f"mask={mask};backend=" + te_backend_from_kernels(kernel_names(call))
         return call
 
     def run_info(self) -> str:

@@ -157,7 +157,7 @@ class _GraphSampler(_EventSampler):
                 self.output = fn()  # keep the graph's output alive with the graph
         except Exception as exc:
             raise TimingError(f"CUDA graph capture failed: {type(exc).__name__}: {exc}") from None
-        kernels = count_kernels(self.graph.replay)
+        kernels = len(kernel_names(self.graph.replay))
         if kernels == 0:
             raise TimingError("the CUDA graph captured no kernels: nothing would be timed")
         self.kernels = kernels
@@ -200,15 +200,15 @@ def _device_time_us(event) -> float:
     return 0.0
 
 
-def count_kernels(fn: Callable[[], object]) -> int:
-    """GPU kernels (and memcpy/memset work) one call of fn runs, per the profiler."""
+def kernel_names(fn: Callable[[], object]) -> list[str]:
+    """Names of the GPU kernels (and memcpy/memset work) one call of fn runs, in order, per the profiler."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
         torch.cuda.synchronize()
-    return sum(1 for e in prof.events() if str(getattr(e, "device_type", "")).endswith("CUDA"))
+    return [e.name for e in prof.events() if str(getattr(e, "device_type", "")).endswith("CUDA")]
 
 
 def make_sampler(fn, mode: TimingMode):
