@@ -5,7 +5,7 @@ percent of peak and the roofline-bound time, instead of datasheet numbers."""
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -141,6 +141,3 @@ def ceilings_for(device_name: str, path: Path | str) -> dict[str, Calibration]:
             newest[row.dtype] = row
     return newest
 
-
-def as_dict(row: Calibration) -> dict:
-    return asdict(row)

@@ -47,7 +47,3 @@ def make_inputs(spec: ExperimentSpec, device: torch.device) -> AttentionInputs:
     v = draw(spec.kv_len, spec.num_kv_heads)
     return AttentionInputs(q=q, k=k, v=v)
 
-
-def input_bytes(spec: ExperimentSpec) -> int:
-    """Device memory the inputs plus one output take (the floor of any backend's footprint)."""
-    return spec.ideal_bytes

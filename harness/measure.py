@@ -15,7 +15,7 @@ from specs import ExperimentSpec
 
 from . import calibrate
 from .env import Environment
-from .inputs import AttentionInputs, input_bytes, make_inputs
+from .inputs import AttentionInputs, make_inputs
 from .reference import check_indices, check_output, reference_attention
 from .store import ResultRow, Status
 from .telemetry import Telemetry, describe_reasons
@@ -42,7 +42,7 @@ class MeasureConfig:
 
 def memory_skip_reason(spec: ExperimentSpec, device_bytes: int) -> str | None:
     """Why a spec is skipped before running (its inputs and output alone do not fit), or None."""
-    need = input_bytes(spec)
+    need = spec.ideal_bytes  # Q, K, V and O: the floor of any backend's footprint
     if need > MEMORY_HEADROOM * device_bytes:
         return (
             f"skipped: inputs and output need {need / 2**30:.1f} GiB, "
