@@ -72,3 +72,36 @@ def test_split_heuristic_fills_the_gpu_only_when_needed():
     assert 8 * splits >= 3 * h100_sms and tokens % ops.SPLIT_GRANULE == 0  # ~4 a SM, less the rounding to whole granules
     assert (splits - 1) * tokens < 32768 <= splits * tokens  # no empty split
     assert ops.choose_splits(1, 8, 100, h100_sms) == (1, 128)
+
+
+@pytest.mark.parametrize("use_tma", [True, False])
+@pytest.mark.parametrize("workload", ["prefill", "append", "decode"])
+def test_kv_load_paths_and_pinned_configs_match_reference(workload, use_tma):
+    """Tile loads through tensor descriptors (TMA) and gathered pointer loads, each with a pinned
+    configuration instead of the autotuner: both compute the reference attention."""
+    spec = tiny_spec(workload, group=4, kv_len=72, chunk=20, batch=3)
+    inputs = make_inputs(spec, DEVICE)
+    small = DEVICE.type == "cpu"
+    if workload == "decode":
+        config = triton.Config({"BLOCK_N": 16 if small else 64}, num_warps=4, num_stages=1 if small else 3)
+        op = ops.Decode(inputs.q, inputs.k, inputs.v, spec.kv_len, num_splits=3, granule=16 if small else 64, use_tma=use_tma, config=config)
+    else:
+        blocks = {"BLOCK_M": 32, "BLOCK_N": 16} if small else {"BLOCK_M": 128, "BLOCK_N": 64}
+        config = triton.Config({**blocks, "WS": False}, num_warps=4, num_stages=1 if small else 3)
+        op = ops.Prefill(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, use_tma=use_tma, config=config)
+    assert op.kw["TMA"] is use_tma
+    assert ("kv_loads=tma" if use_tma else "kv_loads=gather") in op.config() and "warps=4" in op.config()
+    ref = reference_attention(spec, inputs, [0, 2])
+    check = check_output(spec, op(), ref, [0, 2])
+    assert check.ok, check.problem
+
+
+def test_paged_tiles_use_tma_only_when_a_page_holds_a_whole_tile():
+    spec = tiny_spec("append", group=4, kv_len=64)
+    inputs = make_inputs(spec, DEVICE)
+    for page, expected in [(ops.MAX_BLOCK_N, True), (ops.MAX_BLOCK_N * 2, True), (5, False)]:
+        cache = to_paged(inputs.k, inputs.v, page)
+        kd, vd, rows = ops.kv_descriptors(cache.k_pages, cache.v_pages, page, use_tma=True)
+        assert (kd is not None and vd is not None) is expected and rows == page
+    kd, _, _ = ops.kv_descriptors(inputs.k.transpose(1, 2).contiguous().transpose(1, 2), inputs.v, None, use_tma=True)
+    assert kd is None  # a strided (non-contiguous) cache falls back to gathered loads

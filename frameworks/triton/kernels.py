@@ -2,16 +2,18 @@
 
 - `prefill_kernel`: FlashAttention-2 style forward for prefill and append. One program owns
   BLOCK_M rows of the *packed* (query position × GQA group member) axis of one KV head, so each K/V
-  tile is loaded once for the whole group. Online softmax in fp32 (exp2), causal bottom-right
-  aligned: tiles every row sees in full run without a mask, tiles above the diagonal are never
-  visited. Dense or paged K/V (block table).
+  tile is loaded once for the whole group. Online softmax in fp32 (exp2, the scale folded into one
+  fused multiply-add), causal bottom-right aligned: tiles every row sees in full run without a mask,
+  tiles above the diagonal are never visited, the heaviest row blocks of a head start first.
 - `decode_kernel` + `combine_kernel`: FlashDecoding. Programs = (batch × KV head) × KV splits; each
   computes its group's attention over one slice of the cache and writes a normalised partial output
   and its log-sum-exp; the combine step merges the splits. With one split the decode kernel writes
   the output itself.
 
-Autotuned (block sizes, warps, stages) on CUDA; a single small configuration under the interpreter
-(TRITON_INTERPRET=1), which runs these kernels on the CPU for the tests."""
+K/V tiles come in through tensor descriptors (TMA on Hopper) when the cache is dense, or paged with
+pages that hold whole tiles; otherwise (pages of 16 tokens, say) through gathered pointer loads.
+Autotuned (block sizes, warps, stages, warp specialisation) on CUDA; a single small configuration
+under the interpreter (TRITON_INTERPRET=1), which runs these kernels on the CPU for the tests."""
 
 from __future__ import annotations
 
@@ -24,100 +26,142 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 LOG2E = 1.4426950408889634
 
 
+def _set_block_shapes(nargs):
+    """Autotuner pre-hook: a tensor descriptor's box is the tile the chosen config loads."""
+    for name in ("KD", "VD"):
+        if nargs.get(name) is not None:
+            nargs[name].block_shape = [nargs["BLOCK_N"], nargs["HEAD_DIM"]]
+
+
+def _config(blocks: dict, warps: int, stages: int, **extra) -> triton.Config:
+    return triton.Config({**blocks, **extra}, num_warps=warps, num_stages=stages, pre_hook=_set_block_shapes)
+
+
 def _prefill_configs():
     if INTERPRET:
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16}, num_warps=4, num_stages=1)]
-    shapes = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (128, 32, 4, 4), (64, 64, 4, 3), (64, 128, 4, 3)]
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in shapes]
+        return [_config({"BLOCK_M": 32, "BLOCK_N": 16}, 4, 1, WS=False)]
+    shapes = [(128, 128, 8, 3), (128, 64, 8, 3), (128, 128, 8, 2), (128, 64, 4, 3), (64, 64, 4, 3), (64, 128, 4, 3)]
+    return [_config({"BLOCK_M": m, "BLOCK_N": n}, w, s, WS=False) for m, n, w, s in shapes]
 
 
 def _decode_configs():
     if INTERPRET:
-        return [triton.Config({"BLOCK_N": 16}, num_warps=4, num_stages=1)]
-    shapes = [(64, 4, 3), (64, 4, 4), (128, 4, 3), (128, 8, 3), (32, 4, 4), (64, 8, 2)]
-    return [triton.Config({"BLOCK_N": n}, num_warps=w, num_stages=s) for n, w, s in shapes]
+        return [_config({"BLOCK_N": 16}, 4, 1)]
+    shapes = [(64, 4, 3), (64, 4, 4), (128, 4, 3), (128, 8, 3), (128, 4, 4), (64, 8, 4)]
+    return [_config({"BLOCK_N": n}, w, s) for n, w, s in shapes]
+
+
+@triton.jit
+def _load_tile(
+    X, XD, BT, b, hkv, start, s_xb, s_xs, s_xh, s_btb, SK, SK_ROWS,
+    HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
+    TMA: tl.constexpr, MASKED: tl.constexpr,
+):  # fmt: skip
+    """The [BLOCK_N, HEAD_DIM] K or V tile of keys start … start + BLOCK_N − 1. Through the tensor
+    descriptor XD when TMA (dense: rows b·SK_ROWS + start of the [B·Sk, Hkv·D] view; paged: a page
+    holds the whole tile), else gathered pointer loads (any page size). Keys ≥ SK read as zero or as
+    the next sequence's keys: callers mask their scores."""
+    if TMA:
+        if PAGED:
+            page = tl.load(BT + b * s_btb + start // PAGE)
+            row = page * PAGE + start % PAGE
+        else:
+            row = b * SK_ROWS + start
+        return XD.load([row, hkv * HEAD_DIM])
+    cols = start + tl.arange(0, BLOCK_N)
+    d = tl.arange(0, HEAD_DIM)
+    if PAGED:
+        page = tl.load(BT + b * s_btb + cols // PAGE, mask=cols < SK, other=0).to(tl.int64)
+        rows = page * s_xb + (cols % PAGE) * s_xs
+    else:
+        rows = b.to(tl.int64) * s_xb + cols.to(tl.int64) * s_xs
+    ptrs = X + rows[:, None] + hkv * s_xh + d[None, :]
+    if MASKED:
+        return tl.load(ptrs, mask=(cols < SK)[:, None], other=0.0)
+    return tl.load(ptrs)
 
 
 @triton.jit
 def _attend_tile(
-    acc, m_i, l_i, q, K, V, BT, b, hkv, start, pos, qk_scale,
-    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, offset,
+    acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale,
+    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset,
     HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
-    MASKED: tl.constexpr, CAUSAL: tl.constexpr, INTERPRETED: tl.constexpr,
+    MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr,
 ):  # fmt: skip
-    """One K/V tile of online softmax: returns the updated (acc, m_i, l_i). Scores are in log2 units.
+    """One K/V tile of online softmax: returns the updated (acc, m_i, l_i); m_i is in log2 units.
     Under the interpreter the dots run in fp32: Triton 3.6's interpreter multiplies bf16 operands as
     raw bits."""
-    cols = start + tl.arange(0, BLOCK_N)
-    d = tl.arange(0, HEAD_DIM)
-    col_ok = cols < SK
-    if PAGED:
-        page = tl.load(BT + b * s_btb + cols // PAGE, mask=col_ok, other=0).to(tl.int64)
-        k_rows = page * s_kb + (cols % PAGE) * s_ks
-        v_rows = page * s_vb + (cols % PAGE) * s_vs
-    else:
-        k_rows = b.to(tl.int64) * s_kb + cols.to(tl.int64) * s_ks
-        v_rows = b.to(tl.int64) * s_vb + cols.to(tl.int64) * s_vs
-    k = tl.load(K + k_rows[:, None] + hkv * s_kh + d[None, :], mask=col_ok[:, None], other=0.0)
+    k = _load_tile(
+        K, KD, BT, b, hkv, start, s_kb, s_ks, s_kh, s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA, MASKED
+    )
     if INTERPRETED:
-        qk = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32))) * qk_scale
+        qk = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)))
     else:
-        qk = tl.dot(q, tl.trans(k)) * qk_scale  # fp32 scores in log2 units: softmax_scale · log2(e)
+        qk = tl.dot(q, tl.trans(k))
     if MASKED:
-        keep = col_ok[None, :]
+        cols = start + tl.arange(0, BLOCK_N)
+        keep = (cols < SK)[None, :]
         if CAUSAL:
             keep = keep & (cols[None, :] <= pos[:, None] + offset)
         qk = tl.where(keep, qk, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(qk, 1))
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row that has seen no key yet
-    alpha = tl.exp2(m_i - m_safe)
-    p = tl.exp2(qk - m_safe[:, None])
-    l_i = l_i * alpha + tl.sum(p, 1)
-    v = tl.load(V + v_rows[:, None] + hkv * s_vh + d[None, :], mask=col_ok[:, None], other=0.0)
-    if INTERPRETED:
-        acc = acc * alpha[:, None] + tl.dot(p, v.to(tl.float32))
+        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row that has seen no key yet
     else:
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+        m_use = m_new
+    p = tl.exp2(qk * qk_scale - m_use[:, None])  # one fused multiply-add a score
+    alpha = tl.exp2(m_i - m_use)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    v = _load_tile(
+        V, VD, BT, b, hkv, start, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA, MASKED
+    )
+    if INTERPRETED:
+        acc = acc + tl.dot(p, v.to(tl.float32))
+    else:
+        acc = tl.dot(p.to(v.dtype), v, acc)
     return acc, m_new, l_i
 
 
 @triton.jit
 def _attend_range(
-    acc, m_i, l_i, q, K, V, BT, b, hkv, lo, hi, pos, qk_scale,
-    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, offset,
+    acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, lo, hi, pos, qk_scale,
+    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset,
     HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
-    MASKED: tl.constexpr, CAUSAL: tl.constexpr, INTERPRETED: tl.constexpr,
+    MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, WS: tl.constexpr, INTERPRETED: tl.constexpr,
 ):  # fmt: skip
-    """K/V tiles lo, lo + BLOCK_N, … < hi. A `for` loop (software-pipelined over num_stages) when
-    compiled; a `while` loop under the interpreter, whose `range` takes no run-time tensor bounds
-    (Triton 3.6)."""
+    """K/V tiles lo, lo + BLOCK_N, … < hi. A `tl.range` loop (software-pipelined over num_stages,
+    warp-specialised when WS) when compiled; a `while` loop under the interpreter, whose `range`
+    takes no run-time tensor bounds (Triton 3.6)."""
     if INTERPRETED:
         start = lo
         while start < hi:
             acc, m_i, l_i = _attend_tile(
-                acc, m_i, l_i, q, K, V, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK,
-                offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, INTERPRETED,
+                acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
+                s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA, INTERPRETED,
             )  # fmt: skip
             start += BLOCK_N
     else:
-        for start in range(lo, hi, BLOCK_N):
+        for start in tl.range(lo, hi, BLOCK_N, warp_specialize=WS):
+            start = tl.multiple_of(start, BLOCK_N)
             acc, m_i, l_i = _attend_tile(
-                acc, m_i, l_i, q, K, V, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK,
-                offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, INTERPRETED,
+                acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
+                s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA, INTERPRETED,
             )  # fmt: skip
     return acc, m_i, l_i
 
 
-@triton.autotune(configs=_prefill_configs(), key=["SQ", "SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL"])
+@triton.autotune(configs=_prefill_configs(), key=["SQ", "SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "TMA"])
 @triton.jit
 def prefill_kernel(
-    Q, K, V, O, BT,
+    Q, K, V, O, KD, VD, BT,
     s_qb, s_qs, s_qh, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_ob, s_os, s_oh, s_btb,
-    SQ, SK, HKV, qk_scale,
+    SQ, SK, SK_ROWS, HKV, qk_scale,
     G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, CAUSAL: tl.constexpr,
-    INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    TMA: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WS: tl.constexpr,
 ):  # fmt: skip
-    pid_m = tl.program_id(0)
+    # causal row blocks near the end of the sequence see the most keys: launch those first
+    pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = pid_bh // HKV
     hkv = pid_bh % HKV
@@ -142,26 +186,26 @@ def prefill_kernel(
         full = (SK // BLOCK_N) * BLOCK_N
     # tiles every row sees in full: no mask; then the diagonal and the ragged tail, masked
     acc, m_i, l_i = _attend_range(
-        acc, m_i, l_i, q, K, V, BT, b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, offset,
-        HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, INTERPRETED,
+        acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
+        SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, TMA, WS, INTERPRETED,
     )  # fmt: skip
     acc, m_i, l_i = _attend_range(
-        acc, m_i, l_i, q, K, V, BT, b, hkv, full, hi, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, offset,
-        HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, INTERPRETED,
+        acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, full, hi, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
+        SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, TMA, False, INTERPRETED,
     )  # fmt: skip
     out = acc / l_i[:, None]
     o_ptrs = O + b.to(tl.int64) * s_ob + pos.to(tl.int64)[:, None] * s_os + head[:, None] * s_oh + d[None, :]
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=row_ok[:, None])
 
 
-@triton.autotune(configs=_decode_configs(), key=["SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "SPLIT"])
+@triton.autotune(configs=_decode_configs(), key=["SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "SPLIT", "TMA"])
 @triton.jit
 def decode_kernel(
-    Q, K, V, O, O_PART, LSE_PART, BT,
+    Q, K, V, O, KD, VD, O_PART, LSE_PART, BT,
     s_qb, s_qh, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_ob, s_oh, s_btb,
-    SK, HKV, NUM_SPLITS, tokens_per_split, qk_scale,
+    SK, SK_ROWS, HKV, NUM_SPLITS, tokens_per_split, qk_scale,
     G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr,
-    SPLIT: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr,
+    SPLIT: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_bh = tl.program_id(0)
     split = tl.program_id(1)
@@ -177,9 +221,14 @@ def decode_kernel(
     acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
     lo = split * tokens_per_split
     hi = tl.minimum(SK, lo + tokens_per_split)
+    full = lo + ((hi - lo) // BLOCK_N) * BLOCK_N  # whole tiles; only the last split has a ragged tail
     acc, m_i, l_i = _attend_range(
-        acc, m_i, l_i, q, K, V, BT, b, hkv, lo, hi, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, hi, 0,
-        HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, INTERPRETED,
+        acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, lo, full, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
+        SK, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, False, TMA, False, INTERPRETED,
+    )  # fmt: skip
+    acc, m_i, l_i = _attend_range(
+        acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, full, hi, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
+        hi, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, TMA, False, INTERPRETED,
     )  # fmt: skip
     out = acc / l_i[:, None]
     if SPLIT:
@@ -187,7 +236,11 @@ def decode_kernel(
         tl.store(O_PART + (part * BLOCK_G + g)[:, None] * HEAD_DIM + d[None, :], out, mask=g_ok[:, None])
         tl.store(LSE_PART + part * BLOCK_G + g, m_i + tl.log2(l_i), mask=g_ok)
     else:
-        tl.store(O + b.to(tl.int64) * s_ob + head[:, None] * s_oh + d[None, :], out.to(O.dtype.element_ty), mask=g_ok[:, None])
+        tl.store(
+            O + b.to(tl.int64) * s_ob + head[:, None] * s_oh + d[None, :],
+            out.to(O.dtype.element_ty),
+            mask=g_ok[:, None],
+        )
 
 
 @triton.jit

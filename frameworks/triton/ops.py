@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 import triton
 
-from .kernels import INTERPRET, LOG2E, combine_kernel, decode_kernel, prefill_kernel
+from .kernels import INTERPRET, LOG2E, _set_block_shapes, combine_kernel, decode_kernel, prefill_kernel
 
 SPLIT_GRANULE = 128  # tokens: a split covers a multiple of the largest decode BLOCK_N
 PROGRAMS_PER_SM = 4  # decode splits until about this many programs per multiprocessor
+MAX_BLOCK_N = 16 if INTERPRET else 128  # the largest BLOCK_N of any configuration
 
 
 def sm_count(device: torch.device) -> int:
@@ -29,35 +30,70 @@ def _block_table_args(block_table):
     return (block_table, block_table.stride(0)) if block_table is not None else (None, 0)
 
 
+def tma_capable(device: torch.device) -> bool:
+    """Tensor descriptors lower to TMA on sm90+; the interpreter emulates them on the CPU."""
+    if INTERPRET:
+        return True
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
+
+
+def kv_descriptors(k, v, page_size: int | None, use_tma: bool | None = None):
+    """(K descriptor, V descriptor, K/V rows per sequence) for tile loads through TMA, or
+    (None, None, rows) when the layout does not allow it: a non-contiguous cache, or pages smaller
+    than a tile (a tile must sit inside one page). The box is set per configuration by the
+    autotuner's pre-hook."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    rows = k.shape[1]  # tokens a sequence (dense) or a page (paged) holds
+    if use_tma is None:
+        use_tma = tma_capable(k.device)
+    fits = page_size is None or page_size % MAX_BLOCK_N == 0
+    if not (use_tma and fits and k.is_contiguous() and v.is_contiguous()):
+        return None, None, rows
+    d = k.shape[3]
+    descs = [
+        TensorDescriptor(x, [x.shape[0] * x.shape[1], x.shape[2] * d], [x.shape[2] * d, 1], [MAX_BLOCK_N, d])
+        for x in (k, v)
+    ]  # fmt: skip
+    return descs[0], descs[1], rows
+
+
 class Prefill:
     """Prefill / append: q [B, Sq, Hq, D]; k, v [B, Sk, Hkv, D] or pages [P, page, Hkv, D] with block_table."""
 
-    def __init__(self, q, k, v, kv_len: int, causal: bool, block_table=None, page_size: int | None = None):
+    def __init__(
+        self, q, k, v, kv_len: int, causal: bool, block_table=None, page_size: int | None = None,
+        use_tma: bool | None = None, config: triton.Config | None = None,
+    ):  # fmt: skip
+        """config pins one configuration (BLOCK_M, BLOCK_N, WS, warps, stages) instead of autotuning."""
         b, sq, hq, d = q.shape
+        self.pinned = config
         hkv = k.shape[2]
         self.q, self.k, self.v = q, k, v
         self.out_shape, self.group, self.kv_heads, self.batch = (b, sq, hq, d), hq // hkv, hkv, b
         self.bt, self.s_btb = _block_table_args(block_table)
-        self.kw = dict(
-            SQ=sq, SK=kv_len, HKV=hkv, qk_scale=d**-0.5 * LOG2E, G=hq // hkv, HEAD_DIM=d,
-            PAGED=block_table is not None, PAGE=page_size or 1, CAUSAL=causal, INTERPRETED=INTERPRET,
-        )  # fmt: skip
+        self.kd, self.vd, rows = kv_descriptors(k, v, page_size, use_tma)
+        self.kw = {
+            "SQ": sq, "SK": kv_len, "SK_ROWS": rows, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "G": hq // hkv, "HEAD_DIM": d,
+            "PAGED": block_table is not None, "PAGE": page_size or 1, "CAUSAL": causal, "TMA": self.kd is not None,
+            "INTERPRETED": INTERPRET,
+        }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         q, k, v = self.q, self.k, self.v
         o = torch.empty(self.out_shape, dtype=q.dtype, device=q.device)
         rows = self.out_shape[1] * self.group
-        grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]), self.batch * self.kv_heads)  # noqa: E731
-        prefill_kernel[grid](
-            q, k, v, o, self.bt,
+        grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]), self.batch * self.kv_heads)
+        args = (
+            q, k, v, o, self.kd, self.vd, self.bt,
             q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
             v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), self.s_btb,
-            **self.kw,
         )  # fmt: skip
+        _launch(prefill_kernel, grid, self.pinned, args, self.kw)
         return o
 
     def config(self) -> str:
-        return _config_text(prefill_kernel)
+        return _config_text(self.pinned or prefill_kernel, self.kw["TMA"])
 
 
 class Decode:
@@ -65,11 +101,13 @@ class Decode:
 
     def __init__(
         self, q, k, v, kv_len: int, block_table=None, page_size: int | None = None,
-        num_splits: int | None = None, granule: int = SPLIT_GRANULE,
+        num_splits: int | None = None, granule: int = SPLIT_GRANULE, use_tma: bool | None = None,
+        config: triton.Config | None = None,
     ):  # fmt: skip
         b, _, hq, d = q.shape
         hkv = k.shape[2]
         group = hq // hkv
+        self.pinned = config
         self.q, self.k, self.v = q, k, v
         self.batch, self.kv_heads, self.group, self.head_dim = b, hkv, group, d
         if num_splits is None:
@@ -79,32 +117,33 @@ class Decode:
             self.splits = triton.cdiv(kv_len, tokens)
         self.block_g = max(16, triton.next_power_of_2(group))
         self.bt, self.s_btb = _block_table_args(block_table)
+        self.kd, self.vd, rows = kv_descriptors(k, v, page_size, use_tma)
         split = self.splits > 1
         # partial outputs and log-sum-exps, allocated once: [B·Hkv·splits, BLOCK_G, D] and [B·Hkv·splits, BLOCK_G]
         parts = b * hkv * self.splits if split else 1
         self.o_part = torch.empty(parts, self.block_g, d, dtype=torch.float32, device=q.device)
         self.lse_part = torch.empty(parts, self.block_g, dtype=torch.float32, device=q.device)
-        self.kw = dict(
-            SK=kv_len, HKV=hkv, NUM_SPLITS=self.splits, tokens_per_split=tokens, qk_scale=d**-0.5 * LOG2E,
-            G=group, BLOCK_G=self.block_g, HEAD_DIM=d, PAGED=block_table is not None, PAGE=page_size or 1, SPLIT=split,
-            INTERPRETED=INTERPRET,
-        )  # fmt: skip
+        self.kw = {
+            "SK": kv_len, "SK_ROWS": rows, "HKV": hkv, "NUM_SPLITS": self.splits, "tokens_per_split": tokens, "qk_scale": d**-0.5 * LOG2E,
+            "G": group, "BLOCK_G": self.block_g, "HEAD_DIM": d, "PAGED": block_table is not None, "PAGE": page_size or 1, "SPLIT": split,
+            "TMA": self.kd is not None, "INTERPRETED": INTERPRET,
+        }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         q, k, v = self.q, self.k, self.v
         o = torch.empty_like(q)
-        decode_kernel[(self.batch * self.kv_heads, self.splits)](
-            q, k, v, o, self.o_part, self.lse_part, self.bt,
+        args = (
+            q, k, v, o, self.kd, self.vd, self.o_part, self.lse_part, self.bt,
             q.stride(0), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
             v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(2), self.s_btb,
-            **self.kw,
         )  # fmt: skip
+        _launch(decode_kernel, (self.batch * self.kv_heads, self.splits), self.pinned, args, self.kw)
         if self.splits > 1:
             combine(self.o_part, self.lse_part, o, self.kv_heads, self.group, self.splits)
         return o
 
     def config(self) -> str:
-        return f"splits={self.splits};" + _config_text(decode_kernel)
+        return f"splits={self.splits};" + _config_text(self.pinned or decode_kernel, self.kw["TMA"])
 
 
 def combine(o_part, lse_part, out, kv_heads: int, group: int, splits: int) -> torch.Tensor:
@@ -118,9 +157,20 @@ def combine(o_part, lse_part, out, kv_heads: int, group: int, splits: int) -> to
     return out
 
 
-def _config_text(kernel) -> str:
-    config = getattr(kernel, "best_config", None)
+def _launch(kernel, grid, config: triton.Config | None, args: tuple, kw: dict) -> None:
+    """Launch an autotuned kernel, or its plain jitted function with one pinned configuration."""
+    if config is None:
+        kernel[grid](*args, **kw)
+        return
+    names = kernel.fn.arg_names
+    nargs = {**dict(zip(names, args)), **kw, **config.kwargs}
+    _set_block_shapes(nargs)
+    kernel.fn[grid](*args, **kw, **config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages)
+
+
+def _config_text(kernel, tma: bool) -> str:
+    config = kernel if isinstance(kernel, triton.Config) else getattr(kernel, "best_config", None)
     if config is None:
         return ""
     blocks = ",".join(f"{k}={v}" for k, v in config.kwargs.items())
-    return f"{blocks},warps={config.num_warps},stages={config.num_stages}"
+    return f"{blocks},warps={config.num_warps},stages={config.num_stages},kv_loads={'tma' if tma else 'gather'}"
