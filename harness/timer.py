@@ -1,7 +1,9 @@
 """One timer for every backend, in four modes, with adaptive repetition.
 
 - `events` (default on CUDA): each call timed by CUDA events, a 256 MB buffer zeroed before it so
-  L2 is cold.
+  L2 is cold, then the GPU held in a short spin (`torch.cuda._sleep`) so that the host has queued the
+  whole call before its start event fires: a call whose Python side takes longer than its kernels
+  (a 40 µs decode behind an autotuner's dispatch) is timed on the GPU, not on the host.
 - `graph`: the call captured once in a CUDA graph; each replay timed by events, the L2 flush kept
   between replays (launch overhead gone, cache still cold). A capture that fails or holds no kernel
   is an error, not a number.
@@ -15,15 +17,18 @@ confidence interval of the median is within ±ci_target of it, or the time cap i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable
 
 import torch
 
 from .stats import median_ci, percentile
 
 L2_FLUSH_BYTES = 256 * 2**20  # several times the L2 of any Hopper part (50 MB H100, 60 MB H200)
+HOST_LEAD_MIN_S = 50e-6  # GPU spin before each timed call, at least; more when the host is slower
+HOST_LEAD_MAX_S = 5e-3
+SPIN_CLOCK_HZ = 2.0e9  # cycles a second assumed for the spin: at or above any Hopper SM clock, so it lasts long enough
 PROFILE_RANGE = "attnbench::call"
 
 
@@ -59,7 +64,9 @@ def check_mode(mode: TimingMode | str, device: torch.device) -> TimingMode:
     try:
         mode = TimingMode(mode)
     except ValueError:
-        raise ValueError(f"timing: {mode!r} is not valid; expected one of {', '.join(m.value for m in TimingMode)}") from None
+        raise ValueError(
+            f"timing: {mode!r} is not valid; expected one of {', '.join(m.value for m in TimingMode)}"
+        ) from None
     if device.type == "cuda" and mode is TimingMode.WALL:
         raise ValueError("timing: wall is for CPU runs; on a GPU use events, graph or profiler")
     if device.type != "cuda" and mode is not TimingMode.WALL:
@@ -127,10 +134,19 @@ class _WallSampler:
         return out
 
 
+def host_lead_s(host_seconds: list[float]) -> float:
+    """How long the GPU should wait before a timed call: 1.5 × the slowest host-side enqueue seen,
+    within [HOST_LEAD_MIN_S, HOST_LEAD_MAX_S]."""
+    slowest = max(host_seconds, default=0.0)
+    return min(max(1.5 * slowest + 20e-6, HOST_LEAD_MIN_S), HOST_LEAD_MAX_S)
+
+
 class _EventSampler:
     def __init__(self, fn):
         self.fn = fn
         self.flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
+        self.lead_s = HOST_LEAD_MAX_S  # until a round has shown how long the host takes
+        self.spin = getattr(torch.cuda, "_sleep", None)
 
     def run_once(self):
         return self.fn()
@@ -138,12 +154,18 @@ class _EventSampler:
     def __call__(self, count: int) -> list[float]:
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+        host = []
         for i in range(count):
             self.flush.zero_()  # evict L2: every call reads its inputs from HBM
+            if self.spin is not None:
+                self.spin(int(self.lead_s * SPIN_CLOCK_HZ))  # keep the GPU busy while the host queues the call
+            t0 = time.perf_counter()
             starts[i].record()
             self.run_once()
             ends[i].record()
+            host.append(time.perf_counter() - t0)
         torch.cuda.synchronize()
+        self.lead_s = host_lead_s(host[1:] or host)  # the first call of a round may include one-off work
         return [s.elapsed_time(e) for s, e in zip(starts, ends)]
 
 
@@ -183,7 +205,11 @@ class _ProfilerSampler:
             torch.cuda.synchronize()
         # the range shows up as a CPU event and, in recent versions, again as a GPU annotation:
         # the CPU one carries the device time of the kernels launched inside it
-        ranges = [e for e in prof.events() if e.name == PROFILE_RANGE and str(getattr(e, "device_type", "CPU")).endswith("CPU")]
+        ranges = [
+            e
+            for e in prof.events()
+            if e.name == PROFILE_RANGE and str(getattr(e, "device_type", "CPU")).endswith("CPU")
+        ]
         times = [_device_time_us(e) / 1e3 for e in ranges]
         if len(times) != count or not all(t > 0 for t in times):
             raise TimingError(
@@ -247,7 +273,9 @@ def relative_half_width(samples: list[float]) -> float:
     return max(mid - lo, hi - mid) / mid if mid > 0 else float("inf")
 
 
-def time_callable(fn: Callable[[], object], device: torch.device, repetition: Repetition, mode: TimingMode | None = None) -> Timing:
+def time_callable(
+    fn: Callable[[], object], device: torch.device, repetition: Repetition, mode: TimingMode | None = None
+) -> Timing:
     mode = check_mode(mode or default_mode(device), device)
     sampler = make_sampler(fn, mode)
     first = sampler(1)[0]  # also a warm-up; estimates one call to fit the time cap

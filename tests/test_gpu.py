@@ -6,7 +6,7 @@ import torch
 
 from frameworks import BACKENDS, get_backend, load_all
 from harness.env import collect
-from harness.measure import Measurer, MeasureConfig
+from harness.measure import MeasureConfig, Measurer
 from harness.store import Status
 from harness.timer import Repetition
 from specs import ExperimentSpec
@@ -31,7 +31,10 @@ def available_or_skip(name):
 @pytest.fixture(scope="module")
 def measurer():
     device = torch.device("cuda")
-    return Measurer(MeasureConfig(device="cuda", repetition=Repetition(iterations=3, warmup=1), run_id="gpu-test"), collect(device, "test"))
+    return Measurer(
+        MeasureConfig(device="cuda", repetition=Repetition(iterations=3, warmup=1), run_id="gpu-test"),
+        collect(device, "test"),
+    )
 
 
 @pytest.mark.parametrize("group", sorted(SHAPES))
@@ -61,6 +64,23 @@ def test_timing_modes_on_gpu():
         assert timing.n == 20 and timing.p50_ms > 0 and timing.mode is mode
     with pytest.raises(TimingError, match="captured no kernels"):
         time_callable(lambda: None, torch.device("cuda"), rep, TimingMode.GRAPH)
+
+
+def test_events_time_the_gpu_not_a_slow_host():
+    """A call whose host side takes 2 ms around a microsecond kernel: the GPU spin ahead of each
+    start event keeps the host's time out of the sample."""
+    import time
+
+    from harness.timer import TimingMode, time_callable
+
+    x = torch.ones(1 << 16, device="cuda")
+
+    def slow_host():
+        time.sleep(0.002)
+        return x * 2
+
+    timing = time_callable(slow_host, torch.device("cuda"), Repetition(iterations=10, warmup=2), TimingMode.EVENTS)
+    assert timing.p50_ms < 0.5, timing.samples_ms
 
 
 def test_rows_carry_telemetry_and_ceilings(tmp_path):

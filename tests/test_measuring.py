@@ -6,15 +6,15 @@ import random
 import pytest
 import torch
 
+from frameworks import get_backend
 from harness import calibrate, timer
 from harness.compare import compare, judge, summarize
 from harness.env import collect
-from harness.measure import Measurer, MeasureConfig, make_row
+from harness.measure import MeasureConfig, Measurer, make_row
 from harness.stats import geometric_mean, median_ci, median_rank_interval
 from harness.store import Status
 from harness.telemetry import Snapshot, describe_reasons
 from harness.timer import Repetition, TimingMode, check_mode, time_callable
-from frameworks import get_backend
 
 from .helpers import tiny_spec
 from .test_store import CONFIG, ENV, ok_row
@@ -161,7 +161,10 @@ def test_compare_significance_from_both_intervals():
 
 
 def test_compare_matches_specs_across_files_and_takes_a_geometric_mean():
-    a_rows = [with_ci(ok_row(tiny_spec("decode")), 1.0, 0.99, 1.01), with_ci(ok_row(tiny_spec("prefill")), 4.0, 3.9, 4.1)]
+    a_rows = [
+        with_ci(ok_row(tiny_spec("decode")), 1.0, 0.99, 1.01),
+        with_ci(ok_row(tiny_spec("prefill")), 4.0, 3.9, 4.1),
+    ]
     b_rows = [
         with_ci(ok_row(tiny_spec("decode")), 0.5, 0.49, 0.51, device="NVIDIA H200"),  # another GPU: same spec matches
         with_ci(ok_row(tiny_spec("prefill")), 8.0, 7.9, 8.1, device="NVIDIA H200"),
@@ -182,3 +185,12 @@ def test_compare_names_a_throttled_side_and_defaults_to_a_one_percent_floor():
     hot = with_ci(a, 1.05, 1.04, 1.06, throttled=True, throttle_reasons="start:none end:sw_thermal_slowdown")
     assert judge(a, hot) == "slower (B throttled)"
     assert summarize(compare([a], [hot])).slower == 1
+
+
+def test_host_lead_covers_the_slowest_host_enqueue_within_bounds():
+    from harness.timer import HOST_LEAD_MAX_S, HOST_LEAD_MIN_S, host_lead_s
+
+    assert host_lead_s([]) == HOST_LEAD_MIN_S
+    assert host_lead_s([1e-6, 2e-6]) == HOST_LEAD_MIN_S
+    assert host_lead_s([100e-6, 400e-6]) == pytest.approx(1.5 * 400e-6 + 20e-6)
+    assert host_lead_s([1.0]) == HOST_LEAD_MAX_S  # a first call that compiled does not stall every sample

@@ -8,7 +8,7 @@ import triton
 from .kernels import INTERPRET, LOG2E, _set_block_shapes, combine_kernel, decode_kernel, prefill_kernel
 
 SPLIT_GRANULE = 128  # tokens: a split covers a multiple of the largest decode BLOCK_N
-PROGRAMS_PER_SM = 4  # decode splits until about this many programs per multiprocessor
+PROGRAMS_PER_SM = 1  # decode splits until about one program a multiprocessor (H100, v2: 4 a SM was slower)
 MAX_BLOCK_N = 16 if INTERPRET else 128  # the largest BLOCK_N of any configuration
 
 
@@ -117,7 +117,8 @@ class Decode:
             self.splits = triton.cdiv(kv_len, tokens)
         self.block_g = max(16, triton.next_power_of_2(group))
         self.bt, self.s_btb = _block_table_args(block_table)
-        self.kd, self.vd, rows = kv_descriptors(k, v, page_size, use_tma)
+        # decode reads each tile once, for 16 query rows: gathered loads measured as fast or faster than TMA
+        self.kd, self.vd, rows = kv_descriptors(k, v, page_size, False if use_tma is None else use_tma)
         split = self.splits > 1
         # partial outputs and log-sum-exps, allocated once: [B·Hkv·splits, BLOCK_G, D] and [B·Hkv·splits, BLOCK_G]
         parts = b * hkv * self.splits if split else 1
