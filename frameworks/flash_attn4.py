@@ -1,11 +1,10 @@
 """FlashAttention-4 (`flash_attn.cute`, the CuTe DSL build; Hopper and Blackwell): `flash_attn_func`
-for prefill, append (causal is bottom-right) and decode, dense K/V. Not yet run on a GPU in this
-project (the wheels were not carried yet): its first GPU run must pass tests/test_gpu.py before its
-numbers are published. Upstream: https://github.com/Dao-AILab/flash-attention/tree/main/flash_attn/cute"""
+for prefill, append (causal is bottom-right) and decode (split-KV by FA4's own heuristic), dense
+K/V. Upstream: https://github.com/Dao-AILab/flash-attention/tree/main/flash_attn/cute"""
 
 from __future__ import annotations
 
-from specs import DType
+from specs import DType, Workload
 
 from .base import Backend, first_output, register
 
@@ -30,4 +29,7 @@ class FlashAttn4(Backend):
         from flash_attn.cute import flash_attn_func
 
         q, k, v, causal = inputs.q, inputs.k, inputs.v, spec.is_masked
-        return lambda: first_output(flash_attn_func(q, k, v, causal=causal))
+        # decode: let FA4 split the KV length across CTAs (its heuristic, num_splits < 1), as FA3's
+        # flash_attn_with_kvcache does by default; prefill and append need no split
+        splits = 0 if spec.workload is Workload.DECODE else 1
+        return lambda: first_output(flash_attn_func(q, k, v, causal=causal, num_splits=splits))

@@ -45,14 +45,12 @@ def spec_for(model: str, workload: str, batch: int, seq: int, chunk: int) -> Exp
 
 
 def prefill_variants():
-    shapes = [(128, 128, 8, 3), (128, 64, 8, 3), (128, 128, 8, 4), (256, 64, 8, 2), (256, 128, 16, 2)]
-    for tma, lazy, (bm, bn, w, s) in [(True, lz, c) for lz in (True, False) for c in shapes] + [
-        (False, True, shapes[0])
-    ]:
+    shapes = [(128, 128, 8, 3), (128, 64, 8, 3), (128, 128, 8, 2), (256, 64, 8, 2), (64, 128, 4, 3)]
+    for tma, (bm, bn, w, s) in [(True, c) for c in shapes] + [(False, shapes[0])]:
         yield (
-            f"tma={int(tma)} lazy={int(lazy)} {bm}x{bn} w{w} s{s}",
+            f"tma={int(tma)} {bm}x{bn} w{w} s{s}",
             tma,
-            triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "WS": False, "LAZY": lazy}, num_warps=w, num_stages=s),
+            triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s),
         )
 
 

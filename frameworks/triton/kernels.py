@@ -12,7 +12,7 @@
 
 K/V tiles come in through tensor descriptors (TMA on Hopper) when the cache is dense, or paged with
 pages that hold whole tiles; otherwise (pages of 16 tokens, say) through gathered pointer loads.
-Autotuned (block sizes, warps, stages, warp specialisation) on CUDA; a single small configuration
+Autotuned (block sizes, warps, stages) on CUDA; a single small configuration
 under the interpreter (TRITON_INTERPRET=1), which runs these kernels on the CPU for the tests."""
 
 from __future__ import annotations
@@ -39,15 +39,17 @@ def _config(blocks: dict, warps: int, stages: int, **extra) -> triton.Config:
 
 def _prefill_configs():
     if INTERPRET:
-        return [_config({"BLOCK_M": 32, "BLOCK_N": 16}, 4, 1, WS=False, LAZY=True)]
-    shapes = [(128, 128, 8, 3), (128, 64, 8, 3), (128, 128, 8, 2), (128, 64, 4, 3), (64, 64, 4, 3), (64, 128, 4, 3)]
-    return [_config({"BLOCK_M": m, "BLOCK_N": n}, w, s, WS=False, LAZY=True) for m, n, w, s in shapes]
+        return [_config({"BLOCK_M": 32, "BLOCK_N": 16}, 4, 1)]
+    # H100, v2 (docs/perf-notes.md): 128 × 128, 8 warps, 3 stages won at every readme shape; the
+    # others stay for shapes where it may not (short sequences, head dim 64)
+    shapes = [(128, 128, 8, 3), (128, 64, 8, 3), (256, 64, 8, 2), (64, 128, 4, 3)]
+    return [_config({"BLOCK_M": m, "BLOCK_N": n}, w, s) for m, n, w, s in shapes]
 
 
 def _decode_configs():
     if INTERPRET:
         return [_config({"BLOCK_N": 16}, 4, 1)]
-    shapes = [(64, 4, 3), (64, 4, 4), (128, 4, 3), (128, 8, 3), (128, 4, 4), (64, 8, 4)]
+    shapes = [(64, 4, 3), (128, 4, 3), (128, 8, 3), (64, 4, 4)]
     return [_config({"BLOCK_N": n}, w, s) for n, w, s in shapes]
 
 
@@ -86,7 +88,7 @@ def _attend_tile(
     acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale,
     s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset,
     HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
-    MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, LAZY: tl.constexpr, INTERPRETED: tl.constexpr,
+    MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr,
 ):  # fmt: skip
     """One K/V tile of online softmax: returns the updated (acc, m_i, l_i); m_i is in log2 units.
     Under the interpreter the dots run in fp32: Triton 3.6's interpreter multiplies bf16 operands as
@@ -109,17 +111,6 @@ def _attend_tile(
         alpha = tl.exp2(m_i - m_use)
         l_i = l_i * alpha
         acc = acc * alpha[:, None]
-    elif LAZY:
-        # rescale only when some row's maximum grew by more than 2^8: the stale maximum keeps every
-        # exponent ≤ 8 (p ≤ 256, exact in fp32 and bf16), and l and acc share it, so the result is exact
-        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        if tl.max(m_new - m_i, 0) > 8.0:
-            alpha = tl.exp2(m_i - m_new)
-            l_i = l_i * alpha
-            acc = acc * alpha[:, None]
-        else:
-            m_new = m_i
-        m_use = m_new
     else:
         m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
         m_use = m_new
@@ -143,26 +134,25 @@ def _attend_range(
     acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, lo, hi, pos, qk_scale,
     s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset,
     HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
-    MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, WS: tl.constexpr, LAZY: tl.constexpr,
-    INTERPRETED: tl.constexpr,
+    MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr,
 ):  # fmt: skip
-    """K/V tiles lo, lo + BLOCK_N, … < hi. A `tl.range` loop (software-pipelined over num_stages,
-    warp-specialised when WS) when compiled; a `while` loop under the interpreter, whose `range`
+    """K/V tiles lo, lo + BLOCK_N, … < hi. A `tl.range` loop (software-pipelined over num_stages)
+    when compiled; a `while` loop under the interpreter, whose `range`
     takes no run-time tensor bounds (Triton 3.6)."""
     if INTERPRETED:
         start = lo
         while start < hi:
             acc, m_i, l_i = _attend_tile(
                 acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
-                s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA, LAZY, INTERPRETED,
+                s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA, INTERPRETED,
             )  # fmt: skip
             start += BLOCK_N
     else:
-        for start in tl.range(lo, hi, BLOCK_N, warp_specialize=WS):
+        for start in tl.range(lo, hi, BLOCK_N):
             start = tl.multiple_of(start, BLOCK_N)
             acc, m_i, l_i = _attend_tile(
                 acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
-                s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA, LAZY, INTERPRETED,
+                s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA, INTERPRETED,
             )  # fmt: skip
     return acc, m_i, l_i
 
@@ -174,8 +164,7 @@ def prefill_kernel(
     s_qb, s_qs, s_qh, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_ob, s_os, s_oh, s_btb,
     SQ, SK, SK_ROWS, HKV, qk_scale,
     G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, CAUSAL: tl.constexpr,
-    TMA: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WS: tl.constexpr,
-    LAZY: tl.constexpr,
+    TMA: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     # causal row blocks near the end of the sequence see the most keys: launch those first
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
@@ -204,11 +193,11 @@ def prefill_kernel(
     # tiles every row sees in full: no mask; then the diagonal and the ragged tail, masked
     acc, m_i, l_i = _attend_range(
         acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
-        SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, TMA, WS, LAZY, INTERPRETED,
+        SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, TMA, INTERPRETED,
     )  # fmt: skip
     acc, m_i, l_i = _attend_range(
         acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, full, hi, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
-        SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, TMA, False, False, INTERPRETED,
+        SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, TMA, INTERPRETED,
     )  # fmt: skip
     out = acc / l_i[:, None]
     o_ptrs = O + b.to(tl.int64) * s_ob + pos.to(tl.int64)[:, None] * s_os + head[:, None] * s_oh + d[None, :]
@@ -241,11 +230,11 @@ def decode_kernel(
     full = lo + ((hi - lo) // BLOCK_N) * BLOCK_N  # whole tiles; only the last split has a ragged tail
     acc, m_i, l_i = _attend_range(
         acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, lo, full, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
-        SK, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, False, TMA, False, False, INTERPRETED,
+        SK, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, False, TMA, INTERPRETED,
     )  # fmt: skip
     acc, m_i, l_i = _attend_range(
         acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, full, hi, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
-        hi, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, TMA, False, False, INTERPRETED,
+        hi, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, TMA, INTERPRETED,
     )  # fmt: skip
     out = acc / l_i[:, None]
     if SPLIT:

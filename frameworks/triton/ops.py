@@ -65,7 +65,7 @@ class Prefill:
         self, q, k, v, kv_len: int, causal: bool, block_table=None, page_size: int | None = None,
         use_tma: bool | None = None, config: triton.Config | None = None,
     ):  # fmt: skip
-        """config pins one configuration (BLOCK_M, BLOCK_N, WS, warps, stages) instead of autotuning."""
+        """config pins one configuration (BLOCK_M, BLOCK_N, warps, stages) instead of autotuning."""
         b, sq, hq, d = q.shape
         self.pinned = config
         hkv = k.shape[2]
