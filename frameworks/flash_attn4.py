@@ -16,6 +16,13 @@ class FlashAttn4(Backend):
     upstream = "flash_attn.cute.flash_attn_func (FA4, CuTe DSL)"
     distribution = "flash-attn-4"
 
+    def availability(self, device):
+        from .transformer_engine import FA4_IMPORT_ERROR
+
+        if FA4_IMPORT_ERROR:  # hidden from Transformer Engine in this process: give the real reason
+            return f"cannot import flash_attn.cute: {FA4_IMPORT_ERROR}"
+        return super().availability(device)
+
     def supports(self, spec):
         if spec.dtype not in (DType.BF16, DType.FP16):
             return f"dtype {spec.dtype}: FlashAttention-4 takes bf16 and fp16"

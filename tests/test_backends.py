@@ -113,3 +113,41 @@ def test_sdpa_unsupported_reason_keeps_pytorchs_words_without_noise():
 def test_sdpa_records_the_kernel_pytorch_chose():
     row = cpu_measurer().measure(tiny_spec("prefill"), get_backend("sdpa-math"))
     assert row.backend_info == "kernel=_scaled_dot_product_attention_math"
+
+
+def test_a_broken_flash_attn_cute_is_hidden_from_transformer_engine(monkeypatch):
+    """TE only tolerates ImportError when it probes FA4: an installed-but-broken FA4 is turned into one."""
+    import sys
+    import types
+
+    from frameworks.transformer_engine import hide_broken_fa4
+
+    monkeypatch.setattr("frameworks.transformer_engine.FA4_IMPORT_ERROR", "")  # restored after the test
+
+    parent = types.ModuleType("flash_attn")
+    parent.__path__ = []
+    monkeypatch.setitem(sys.modules, "flash_attn", parent)
+    # a finder whose module raises at import, as the real broken build does
+    import importlib.abc
+    import importlib.util
+
+    class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path, target=None):
+            return importlib.util.spec_from_loader(name, self) if name == "flash_attn.cute" else None
+
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            raise AttributeError("module 'cutlass.cute.core' has no attribute 'ThrMma'")
+
+    monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
+    monkeypatch.delitem(sys.modules, "flash_attn.cute", raising=False)
+    note = hide_broken_fa4()
+    assert "hidden" in note and "ThrMma" in note
+    with pytest.raises(ImportError):
+        import flash_attn.cute  # noqa: F401
+    # FlashAttention-4's own row still gives the real reason, not "import halted"
+    reason = get_backend("flash-attn4").availability(torch.device("cpu"))
+    assert "ThrMma" in reason
+    monkeypatch.delitem(sys.modules, "flash_attn.cute")
