@@ -25,8 +25,8 @@ def hide_broken_fa4() -> str:
     later imports of it raise ImportError instead; returns what was hidden ('' when nothing)."""
     try:
         import flash_attn.cute  # noqa: F401
-    except ImportError:
-        return ""
+    except ImportError:  # absent, or hidden earlier in this process
+        return f"flash_attn.cute hidden from TE ({FA4_IMPORT_ERROR[:80]})" if FA4_IMPORT_ERROR else ""
     except Exception as exc:  # noqa: BLE001  (a broken build raises AttributeError, RuntimeError, ...)
         global FA4_IMPORT_ERROR
         FA4_IMPORT_ERROR = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
