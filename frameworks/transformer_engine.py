@@ -23,12 +23,12 @@ FA4_IMPORT_ERROR = ""  # why flash_attn.cute was hidden, for FlashAttention-4's 
 def hide_broken_fa4() -> str:
     """If `flash_attn.cute` is installed but fails to import with anything but ImportError, make
     later imports of it raise ImportError instead; returns what was hidden ('' when nothing)."""
+    global FA4_IMPORT_ERROR
     try:
         import flash_attn.cute  # noqa: F401
     except ImportError:  # absent, or hidden earlier in this process
         return f"flash_attn.cute hidden from TE ({FA4_IMPORT_ERROR[:80]})" if FA4_IMPORT_ERROR else ""
     except Exception as exc:  # noqa: BLE001  (a broken build raises AttributeError, RuntimeError, ...)
-        global FA4_IMPORT_ERROR
         FA4_IMPORT_ERROR = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
         sys.modules["flash_attn.cute"] = None  # `import flash_attn.cute` now raises ImportError
         return f"flash_attn.cute hidden from TE ({FA4_IMPORT_ERROR[:80]})"
