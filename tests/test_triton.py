@@ -116,3 +116,16 @@ def test_paged_tiles_use_tma_only_when_a_page_holds_a_whole_tile():
         assert (kd is not None and vd is not None) is expected and rows == page
     kd, _, _ = ops.kv_descriptors(inputs.k.transpose(1, 2).contiguous().transpose(1, 2), inputs.v, None, use_tma=True)
     assert kd is None  # a strided (non-contiguous) cache falls back to gathered loads
+
+
+def test_exploration_script_builds_its_variants_and_shapes():
+    """The GPU exploration tool imports on any machine and describes valid variants and specs."""
+    from frameworks.triton import explore
+
+    variants = list(explore.prefill_variants())
+    assert variants and all({"BLOCK_M", "BLOCK_N"} <= set(c.kwargs) for _, _, c in variants)
+    assert any(not tma for _, tma, _ in variants)  # the gathered-load path stays in the comparison
+    decode = list(explore.decode_variants([None, 32]))
+    assert {s for _, _, s, _ in decode} == {None, 32}
+    spec = explore.spec_for("Qwen3-235B-A22B", "append", 256, 4096, 128)
+    assert (spec.q_len, spec.kv_len, spec.gqa_group) == (128, 4096, 16)

@@ -30,7 +30,6 @@ from specs import ExperimentSpec
 from specs.models import MODELS
 
 from . import ops
-from .kernels import _set_block_shapes  # noqa: F401  (pinned launches set the TMA box through it)
 
 FIELDS = ["shape", "variant", "p50_ms", "tflops", "gbps", "rel_err", "note"]
 
