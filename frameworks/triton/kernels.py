@@ -12,8 +12,8 @@
 
 K/V tiles come in through tensor descriptors (TMA on Hopper) when the cache is dense, or paged with
 pages that hold whole tiles; otherwise (pages of 16 tokens, say) through gathered pointer loads.
-Autotuned (block sizes, warps, stages) on CUDA; a single small configuration
-under the interpreter (TRITON_INTERPRET=1), which runs these kernels on the CPU for the tests."""
+Autotuned (block sizes, warps, stages) on CUDA; a single small configuration under the
+interpreter (TRITON_INTERPRET=1), which runs these kernels on the CPU for the tests."""
 
 from __future__ import annotations
 
@@ -106,19 +106,15 @@ def _attend_tile(
         if CAUSAL:
             keep = keep & (cols[None, :] <= pos[:, None] + offset)
         qk = tl.where(keep, qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+    if MASKED:
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row that has seen no key yet
-        alpha = tl.exp2(m_i - m_use)
-        l_i = l_i * alpha
-        acc = acc * alpha[:, None]
     else:
-        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        m_use = m_new
-        alpha = tl.exp2(m_i - m_use)
-        l_i = l_i * alpha
-        acc = acc * alpha[:, None]
+        m_use = m_new  # no score is masked, so the maximum is finite
+    alpha = tl.exp2(m_i - m_use)
     p = tl.exp2(qk * qk_scale - m_use[:, None])  # one fused multiply-add a score
-    l_i = l_i + tl.sum(p, 1)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
     v = _load_tile(
         V, VD, BT, b, hkv, start, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA, MASKED
     )
@@ -137,8 +133,8 @@ def _attend_range(
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr,
 ):  # fmt: skip
     """K/V tiles lo, lo + BLOCK_N, … < hi. A `tl.range` loop (software-pipelined over num_stages)
-    when compiled; a `while` loop under the interpreter, whose `range`
-    takes no run-time tensor bounds (Triton 3.6)."""
+    when compiled; a `while` loop under the interpreter, whose `range` takes no run-time tensor
+    bounds (Triton 3.6)."""
     if INTERPRETED:
         start = lo
         while start < hi:

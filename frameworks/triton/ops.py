@@ -9,7 +9,8 @@ from .kernels import INTERPRET, LOG2E, _set_block_shapes, combine_kernel, decode
 
 SPLIT_GRANULE = 128  # tokens: a split covers a multiple of the largest decode BLOCK_N
 PROGRAMS_PER_SM = 1  # decode splits until about one program a multiprocessor (H100, v2: 4 a SM was slower)
-MAX_BLOCK_N = 16 if INTERPRET else 128  # the largest BLOCK_N of any configuration
+# the largest tile any configuration loads: a paged cache goes through TMA only if its pages hold it
+MAX_BLOCK_N = max(c.kwargs["BLOCK_N"] for c in (*prefill_kernel.configs, *decode_kernel.configs))
 
 
 def sm_count(device: torch.device) -> int:
