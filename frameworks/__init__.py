@@ -1,18 +1,37 @@
-"""Backends: one adapter module per library, found automatically (adding a backend = adding a file)."""
+"""Backends: one adapter module per library, found automatically (adding a backend = adding a file).
+
+An adapter module that fails to import (a typo, a missing helper) does not take the others down: it
+is registered as an unavailable backend that carries the import error."""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
 
-from .base import BACKENDS, Backend, Unsupported, register
+from .base import BACKENDS, AttentionInputs, Backend, Caps, KVLayout, Unsupported, register, register_broken
+
+_FAILED: dict[str, str] = {}  # module -> backend name of its placeholder
+
+
+def adapter_modules() -> list[str]:
+    """Every adapter module of this package (files and sub-packages not starting with '_')."""
+    return [
+        f"{__name__}.{info.name}"
+        for info in pkgutil.iter_modules(__path__)
+        if info.name != "base" and not info.name.startswith("_")
+    ]
 
 
 def load_all() -> dict[str, type[Backend]]:
-    """Import every adapter module in this package so that its @register runs."""
-    for info in pkgutil.iter_modules(__path__):
-        if info.name != "base" and not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+    """Import every adapter module so that its @register runs; a module that fails becomes an
+    unavailable placeholder backend with the error."""
+    for module in adapter_modules():
+        if module in _FAILED:
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - any import-time failure of one adapter
+            _FAILED[module] = register_broken(module, exc)
     return BACKENDS
 
 
@@ -24,4 +43,7 @@ def get_backend(name: str) -> Backend:
         raise ValueError(f"backend: {name!r} is not known; expected one of {', '.join(sorted(BACKENDS))}") from None
 
 
-__all__ = ["BACKENDS", "Backend", "Unsupported", "get_backend", "load_all", "register"]
+__all__ = [
+    "BACKENDS", "AttentionInputs", "Backend", "Caps", "KVLayout", "Unsupported", "adapter_modules", "get_backend",
+    "load_all", "register",
+]  # fmt: skip

@@ -9,7 +9,7 @@ import torch
 from specs import DType
 
 from ._paged import to_paged
-from .base import Backend, Unsupported, register
+from .base import Backend, Caps, KVLayout, Unsupported, register
 
 
 @register("flash-attn2")
@@ -17,15 +17,12 @@ class FlashAttn2(Backend):
     library = "flash_attn"
     min_compute_capability = (8, 0)
     upstream = "flash_attn.flash_attn_func / flash_attn_with_kvcache (FA2)"
-
-    def supports(self, spec):
-        if spec.dtype not in (DType.BF16, DType.FP16):
-            return f"dtype {spec.dtype}: FlashAttention-2 takes bf16 and fp16"
-        if spec.head_dim > 256 or spec.head_dim % 8:
-            return f"head_dim {spec.head_dim}: FlashAttention-2 takes multiples of 8 up to 256"
-        if spec.page_size is not None and spec.page_size % 256:
-            return f"page_size {spec.page_size}: FlashAttention-2's paged KV needs pages of a multiple of 256 tokens"
-        return None
+    caps = Caps(
+        dtypes={DType.BF16, DType.FP16},
+        head_dims=range(8, 257, 8),
+        layouts={KVLayout.DENSE, KVLayout.PAGED},
+        page_size_multiple=256,  # FA2's paged KV takes pages of a multiple of 256 tokens
+    )
 
     def prepare(self, spec, inputs):
         from flash_attn import flash_attn_func, flash_attn_with_kvcache

@@ -11,7 +11,7 @@ import torch
 from specs import DType
 
 from ._paged import to_paged
-from .base import Backend, Unsupported, first_output, register
+from .base import Backend, Caps, KVLayout, Unsupported, first_output, register
 
 
 @register("flash-attn3")
@@ -20,13 +20,11 @@ class FlashAttn3(Backend):
     min_compute_capability = (9, 0)
     upstream = "flash_attn_interface.flash_attn_func / flash_attn_with_kvcache (FA3)"
     distribution = "flash_attn_3"
-
-    def supports(self, spec):
-        if spec.dtype not in (DType.BF16, DType.FP16):
-            return f"dtype {spec.dtype}: this FA3 build takes bf16 and fp16 (fp8 not benchmarked here)"
-        if spec.head_dim not in (64, 96, 128, 192, 256):
-            return f"head_dim {spec.head_dim}: FlashAttention-3 takes 64, 96, 128, 192, 256"
-        return None
+    caps = Caps(
+        dtypes={DType.BF16, DType.FP16},  # fp8 not benchmarked here
+        head_dims={64, 96, 128, 192, 256},
+        layouts={KVLayout.DENSE, KVLayout.PAGED},
+    )
 
     def prepare(self, spec, inputs):
         import flash_attn_interface as fa3
@@ -45,6 +43,10 @@ class FlashAttn3(Backend):
         if spec.page_size is not None:
             paged = to_paged(k, v, spec.page_size)
             k, v = paged.k_pages, paged.v_pages
-            table = "page_table" if "page_table" in inspect.signature(fa3.flash_attn_with_kvcache).parameters else "block_table"
+            table = (
+                "page_table"
+                if "page_table" in inspect.signature(fa3.flash_attn_with_kvcache).parameters
+                else "block_table"
+            )
             kwargs[table] = paged.block_table
         return lambda: first_output(fa3.flash_attn_with_kvcache(q, k, v, **kwargs))

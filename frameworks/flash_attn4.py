@@ -1,12 +1,21 @@
 """FlashAttention-4 (`flash_attn.cute`, the CuTe DSL build; Hopper and Blackwell): `flash_attn_func`
-for prefill, append (causal is bottom-right) and decode (split-KV by FA4's own heuristic), dense
-K/V. Upstream: https://github.com/Dao-AILab/flash-attention/tree/main/flash_attn/cute"""
+for prefill, append (causal is bottom-right) and decode, dense K/V. FA4 has no general split-KV
+(FlashDecoding) on sm90, so decode there runs one split; on Blackwell FA4's own heuristic picks the
+split. The split that ran is in backend_info.
+Upstream: https://github.com/Dao-AILab/flash-attention/tree/main/flash_attn/cute"""
 
 from __future__ import annotations
 
 from specs import DType, Workload
 
-from .base import Backend, first_output, register
+from .base import Backend, Caps, first_output, register
+
+
+def fa4_splits(workload: Workload, compute_capability: tuple[int, int]) -> int:
+    """num_splits for flash_attn_func: 1 (no split) except decode off sm90, where 0 asks FA4's heuristic."""
+    if workload is Workload.DECODE and compute_capability[0] != 9:
+        return 0
+    return 1
 
 
 @register("flash-attn4")
@@ -15,28 +24,38 @@ class FlashAttn4(Backend):
     min_compute_capability = (9, 0)
     upstream = "flash_attn.cute.flash_attn_func (FA4, CuTe DSL)"
     distribution = "flash-attn-4"
+    caps = Caps(dtypes={DType.BF16, DType.FP16}, head_dims={64, 96, 128})
 
     def availability(self, device):
-        from .transformer_engine import FA4_IMPORT_ERROR
-
-        if FA4_IMPORT_ERROR:  # hidden from Transformer Engine in this process: give the real reason
-            return f"cannot import flash_attn.cute: {FA4_IMPORT_ERROR}"
-        return super().availability(device)
-
-    def supports(self, spec):
-        if spec.dtype not in (DType.BF16, DType.FP16):
-            return f"dtype {spec.dtype}: FlashAttention-4 takes bf16 and fp16"
-        if spec.head_dim not in (64, 96, 128):
-            return f"head_dim {spec.head_dim}: FlashAttention-4 on Hopper takes 64, 96 and 128"
-        if spec.page_size is not None:
-            return "paged KV: not wired for FlashAttention-4 in this adapter yet"
-        return None
+        reason = super().availability(device)
+        if reason and "flash_attn.cute" in reason:
+            shadow = _shadowing_flash_attn2()
+            if shadow:
+                reason += f" ({shadow})"
+        return reason
 
     def prepare(self, spec, inputs):
+        import torch
         from flash_attn.cute import flash_attn_func
 
         q, k, v, causal = inputs.q, inputs.k, inputs.v, spec.is_masked
-        # decode: let FA4 split the KV length across CTAs (its heuristic, num_splits < 1), as FA3's
-        # flash_attn_with_kvcache does by default; prefill and append need no split
-        splits = 0 if spec.workload is Workload.DECODE else 1
+        splits = fa4_splits(spec.workload, torch.cuda.get_device_capability(q.device))
+        self._info = f"num_splits={'auto' if splits == 0 else splits}"
         return lambda: first_output(flash_attn_func(q, k, v, causal=causal, num_splits=splits))
+
+    def run_info(self) -> str:
+        return getattr(self, "_info", "")
+
+
+def _shadowing_flash_attn2() -> str:
+    """FlashAttention-2's sdist wheels ship an old `flash_attn/cute/` that, installed after
+    flash-attn-4, replaces FA4's files: say so when FA2's record lists files there."""
+    from importlib import metadata
+
+    try:
+        files = metadata.files("flash-attn") or []
+    except metadata.PackageNotFoundError:
+        return ""
+    if any(str(f).startswith("flash_attn/cute/") for f in files):
+        return "flash-attn (FA2) installed its own flash_attn/cute/ over FA4's: reinstall flash-attn-4 after flash-attn"
+    return ""

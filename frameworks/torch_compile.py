@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 
 from ._compile import configure_dynamo
-from .base import Backend, register
+from .base import Backend, Caps, register
 from .torch_naive import grouped_layout, naive_attention
 
 
@@ -20,7 +20,7 @@ def _compiled():
 
 @register("torch-compile")
 class TorchCompile(Backend):
-    devices = ("cuda", "cpu")
+    caps = Caps(devices={"cuda", "cpu"})
     upstream = "torch.compile(naive attention), inductor"
 
     def prepare(self, spec, inputs):

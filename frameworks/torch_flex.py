@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 
 from ._compile import configure_dynamo
-from .base import Backend, register
+from .base import Backend, Caps, register
 
 
 @functools.cache
@@ -20,13 +20,8 @@ def _compiled_flex():
 
 @register("flex")
 class Flex(Backend):
-    devices = ("cuda", "cpu")
+    caps = Caps(head_dims={16, 32, 64, 128, 256}, devices={"cuda", "cpu"})  # its kernels need a power of two >= 16
     upstream = "torch.nn.attention.flex_attention"
-
-    def supports(self, spec):
-        if spec.head_dim & (spec.head_dim - 1) or spec.head_dim < 16:
-            return f"head_dim {spec.head_dim}: FlexAttention's kernels need a power of two >= 16"
-        return None
 
     def prepare(self, spec, inputs):
         from torch.nn.attention.flex_attention import create_block_mask
@@ -44,4 +39,18 @@ class Flex(Backend):
             )
         flex = _compiled_flex()
         gqa = spec.gqa_group > 1
-        return lambda: flex(q, k, v, block_mask=block_mask, enable_gqa=gqa).transpose(1, 2)
+        options = flex_kernel_options(spec.q_len)
+        self._info = f"kernel_options={options}" if options else ""
+        return lambda: flex(q, k, v, block_mask=block_mask, enable_gqa=gqa, kernel_options=options).transpose(1, 2)
+
+    def run_info(self) -> str:
+        return getattr(self, "_info", "")
+
+
+def flex_kernel_options(q_len: int) -> dict | None:
+    """Inductor's flex template has no valid configuration for query lengths above the decode path
+    that are not a multiple of its default 128-row block (q_len 127: NoValidChoicesError on H100,
+    torch 2.11); 64 × 64 blocks compile and pass the reference there."""
+    if q_len > 16 and q_len % 128:
+        return {"BLOCK_M": 64, "BLOCK_N": 64}
+    return None

@@ -8,7 +8,7 @@ import torch
 
 from specs import ExperimentSpec
 
-from .base import Backend, register
+from .base import Backend, Caps, register
 
 
 def grouped_layout(spec: ExperimentSpec, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
@@ -38,7 +38,7 @@ def naive_attention(q_grouped, k_bhsd, v_bhsd, hidden, scale: float, out_shape: 
 
 @register("torch-naive")
 class TorchNaive(Backend):
-    devices = ("cuda", "cpu")
+    caps = Caps(devices={"cuda", "cpu"})
     upstream = "explicit torch.matmul / torch.softmax"
 
     def prepare(self, spec, inputs):

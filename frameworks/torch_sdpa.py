@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from .base import Backend, Unsupported, register
+from .base import Backend, Caps, Unsupported, register
 
 
 class _Sdpa(Backend):
@@ -82,18 +82,19 @@ def why_no_kernel(messages: list[str]) -> str:
 
 @register("sdpa")
 class Sdpa(_Sdpa):
-    devices = ("cuda", "cpu")
+    caps = Caps(devices={"cuda", "cpu"})
 
 
 @register("sdpa-flash")
 class SdpaFlash(_Sdpa):
     kernel = "FLASH_ATTENTION"
-    devices = ("cuda", "cpu")
+    caps = Caps(devices={"cuda", "cpu"})
 
 
 @register("sdpa-efficient")
 class SdpaEfficient(_Sdpa):
     kernel = "EFFICIENT_ATTENTION"
+    caps = Caps(gqa=False)  # PyTorch's memory-efficient kernel has no GQA: it needs Hq == Hkv
 
 
 @register("sdpa-cudnn")
@@ -105,4 +106,4 @@ class SdpaCudnn(_Sdpa):
 @register("sdpa-math")
 class SdpaMath(_Sdpa):
     kernel = "MATH"
-    devices = ("cuda", "cpu")
+    caps = Caps(devices={"cuda", "cpu"})

@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 
 import torch
 
+from frameworks import AttentionInputs
 from specs import ExperimentSpec
-
-
-@dataclass(frozen=True)
-class AttentionInputs:
-    """q: [B, Sq, Hq, D]; k, v: [B, Sk, Hkv, D]; contiguous, in the spec's dtype, on one device.
-    Adapters convert layouts in `prepare()` and never write into these tensors."""
-
-    q: torch.Tensor
-    k: torch.Tensor
-    v: torch.Tensor
-
-    @property
-    def device(self) -> torch.device:
-        return self.q.device
-
-    @property
-    def scale(self) -> float:
-        return self.q.shape[-1] ** -0.5
 
 
 def spec_seed(spec: ExperimentSpec) -> int:
@@ -46,4 +28,3 @@ def make_inputs(spec: ExperimentSpec, device: torch.device) -> AttentionInputs:
     k = draw(spec.kv_len, spec.num_kv_heads)
     v = draw(spec.kv_len, spec.num_kv_heads)
     return AttentionInputs(q=q, k=k, v=v)
-

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from frameworks import Backend, Unsupported
+from frameworks import AttentionInputs, Backend, Unsupported
 from specs import ExperimentSpec
 
 from . import calibrate
 from .env import Environment
-from .inputs import AttentionInputs, make_inputs
+from .inputs import make_inputs
 from .reference import check_indices, check_output, reference_attention
 from .store import ResultRow, Status
 from .telemetry import Telemetry, describe_reasons
@@ -100,8 +100,9 @@ def ceiling_fields(spec: ExperimentSpec, ceilings: dict) -> dict:
     cal = ceilings.get(str(spec.dtype))
     if cal is None:
         return {}
-    roofline_s = max(spec.flops / (cal.matmul_tflops * 1e12), spec.ideal_bytes / (cal.copy_gbps * 1e9))
-    return dict(ceiling_tflops=cal.matmul_tflops, ceiling_gbps=cal.copy_gbps, roofline_ms=roofline_s * 1e3)
+    bandwidth = cal.bandwidth_gbps
+    roofline_s = max(spec.flops / (cal.matmul_tflops * 1e12), spec.ideal_bytes / (bandwidth * 1e9))
+    return dict(ceiling_tflops=cal.matmul_tflops, ceiling_gbps=bandwidth, roofline_ms=roofline_s * 1e3)
 
 
 def _one_line(text: str, limit: int = 500) -> str:
@@ -166,7 +167,7 @@ class Measurer:
         state = SpecState(spec)
         try:
             state.inputs = make_inputs(spec, self.device)
-        except BaseException as exc:  # noqa: BLE001 - recorded per backend as oom / error
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             state.inputs_error = exc
@@ -230,9 +231,7 @@ class Measurer:
             start = self.telemetry.snapshot() if self.telemetry else None
             timing = time_callable(fn, self.device, config.repetition, config.timing_mode)
             end = self.telemetry.snapshot() if self.telemetry else None
-            peak = (
-                torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else None
-            )
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else None
             seconds = timing.p50_ms / 1e3
             tflops, gbps = spec.flops / seconds / 1e12, spec.ideal_bytes / seconds / 1e9
             ci_low, ci_high = timing.p50_ci_ms
@@ -270,7 +269,7 @@ class Measurer:
 def telemetry_fields(start, end) -> dict:
     if start is None and end is None:
         return {}
-    pick = lambda snap, attr: getattr(snap, attr) if snap is not None else None  # noqa: E731
+    pick = lambda snap, attr: getattr(snap, attr) if snap is not None else None
     return dict(
         sm_clock_start_mhz=pick(start, "sm_clock_mhz"),
         sm_clock_end_mhz=pick(end, "sm_clock_mhz"),

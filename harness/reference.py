@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from frameworks import AttentionInputs
 from specs import DType, ExperimentSpec
-
-from .inputs import AttentionInputs
 
 # ‖out − ref‖ / ‖ref‖ allowed per input dtype: a few units of the format's rounding error.
 # A wrong mask (top-left instead of bottom-right causal, a dropped GQA group) lands far above these.

@@ -23,6 +23,8 @@ from enum import Enum
 
 import torch
 
+from frameworks._profile import kernel_names
+
 from .stats import median_ci, percentile
 
 L2_FLUSH_BYTES = 256 * 2**20  # several times the L2 of any Hopper part (50 MB H100, 60 MB H200)
@@ -224,17 +226,6 @@ def _device_time_us(event) -> float:
         if hasattr(event, name):
             return float(getattr(event, name))
     return 0.0
-
-
-def kernel_names(fn: Callable[[], object]) -> list[str]:
-    """Names of the GPU kernels (and memcpy/memset work) one call of fn runs, in order, per the profiler."""
-    from torch.profiler import ProfilerActivity, profile
-
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    return [e.name for e in prof.events() if str(getattr(e, "device_type", "")).endswith("CUDA")]
 
 
 def make_sampler(fn, mode: TimingMode):

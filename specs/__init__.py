@@ -5,11 +5,11 @@ from .presets import PRESETS, SweepGrid, get_preset
 from .spec import DType, ExperimentSpec, SpecError, Workload, parse_enum
 
 __all__ = [
+    "MODELS",
+    "PRESETS",
     "DType",
     "ExperimentSpec",
-    "MODELS",
     "ModelShape",
-    "PRESETS",
     "SpecError",
     "SweepGrid",
     "Workload",

@@ -30,9 +30,11 @@ class SweepGrid:
             if not getattr(self, axis):
                 raise SpecError(f"{axis}: the sweep needs at least one value")
 
-    def narrowed(self, **axes) -> "SweepGrid":
+    def narrowed(self, **axes) -> SweepGrid:
         """This grid with the given axes replaced; None leaves an axis as it is."""
-        return replace(self, **{k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in axes.items() if v is not None})
+        return replace(
+            self, **{k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in axes.items() if v is not None}
+        )
 
     def specs(self) -> list[ExperimentSpec]:
         out: list[ExperimentSpec] = []
@@ -45,6 +47,8 @@ class SweepGrid:
                             q_lens = [seq]
                         elif workload is Workload.DECODE:
                             q_lens = [1]
+                        elif workload is Workload.SPEC_DECODE:  # chunks are the draft lengths here
+                            q_lens = [c for c in self.chunks if 2 <= c <= min(16, seq)]
                         else:
                             q_lens = [c for c in self.chunks if c <= seq]
                         for q_len in q_lens:
@@ -65,7 +69,7 @@ class SweepGrid:
         return out
 
 
-ALL_WORKLOADS = tuple(Workload)
+ALL_WORKLOADS = (Workload.PREFILL, Workload.APPEND, Workload.DECODE)
 
 PRESETS: dict[str, SweepGrid] = {
     # seconds on a 2-core CPU: tiny sequences, real head shapes (GQA groups 4 and 8)

@@ -14,6 +14,7 @@ class Workload(str, Enum):
     PREFILL = "prefill"  # Sq = Sk = L, causal
     APPEND = "append"  # chunked prefill: Sq = chunk, Sk = cached + chunk, causal bottom-right
     DECODE = "decode"  # Sq = 1 against a KV cache of Sk
+    SPEC_DECODE = "spec-decode"  # speculative decoding: Sq = 2 … 16 draft tokens, causal bottom-right
 
     def __str__(self) -> str:
         return self.value
@@ -89,6 +90,8 @@ class ExperimentSpec:
             raise SpecError(f"q_len: decode needs q_len = 1, got {self.q_len}")
         if self.workload is Workload.PREFILL and self.q_len != self.kv_len:
             raise SpecError(f"q_len: prefill needs q_len = kv_len, got q_len={self.q_len}, kv_len={self.kv_len}")
+        if self.workload is Workload.SPEC_DECODE and not 2 <= self.q_len <= min(16, self.kv_len):
+            raise SpecError(f"q_len: spec-decode needs 2 <= q_len <= 16 (and <= kv_len), got {self.q_len}")
         if self.workload is Workload.APPEND and not 1 <= self.q_len <= self.kv_len:
             raise SpecError(f"q_len: append needs 1 <= q_len <= kv_len, got q_len={self.q_len}, kv_len={self.kv_len}")
 

@@ -9,7 +9,9 @@ import time
 
 import torch
 
-from frameworks import Backend, register
+from frameworks import Backend, Caps, register
+
+ANYWHERE = Caps(devices={"cpu", "cuda"})
 
 
 def _dense_attention(q, k, v, hidden_from_row_col, scale):
@@ -29,19 +31,19 @@ def _dense_attention(q, k, v, hidden_from_row_col, scale):
 class TopLeftCausal(Backend):
     """Causal aligned top-left (query i sees keys 0 … i): wrong for append, right for prefill."""
 
-    devices = ("cpu", "cuda")
+    caps = ANYWHERE
 
     def prepare(self, spec, inputs):
         if spec.is_masked:
-            rule = lambda r, c: c > r  # noqa: E731
+            rule = lambda r, c: c > r
         else:
-            rule = lambda r, c: torch.zeros_like(c > r)  # noqa: E731
+            rule = lambda r, c: torch.zeros_like(c > r)
         return lambda: _dense_attention(inputs.q, inputs.k, inputs.v, rule, inputs.scale)
 
 
 @register("test-raises")
 class Raises(Backend):
-    devices = ("cpu", "cuda")
+    caps = ANYWHERE
 
     def prepare(self, spec, inputs):
         def call():
@@ -52,7 +54,7 @@ class Raises(Backend):
 
 @register("test-oom")
 class OutOfMemory(Backend):
-    devices = ("cpu", "cuda")
+    caps = ANYWHERE
 
     def prepare(self, spec, inputs):
         # a real allocation failure: 256 TiB
@@ -61,7 +63,7 @@ class OutOfMemory(Backend):
 
 @register("test-kills-process")
 class KillsProcess(Backend):
-    devices = ("cpu", "cuda")
+    caps = ANYWHERE
 
     def prepare(self, spec, inputs):
         return lambda: os.kill(os.getpid(), signal.SIGKILL)
@@ -69,7 +71,7 @@ class KillsProcess(Backend):
 
 @register("test-hangs")
 class Hangs(Backend):
-    devices = ("cpu", "cuda")
+    caps = ANYWHERE
 
     def prepare(self, spec, inputs):
         return lambda: time.sleep(3600)
@@ -78,7 +80,7 @@ class Hangs(Backend):
 @register("test-missing-library")
 class MissingLibrary(Backend):
     library = "attnbench_no_such_library"
-    devices = ("cpu", "cuda")
+    caps = ANYWHERE
 
     def prepare(self, spec, inputs):
         raise AssertionError("never prepared: the library is missing")
@@ -86,10 +88,12 @@ class MissingLibrary(Backend):
 
 @register("test-declines")
 class Declines(Backend):
-    devices = ("cpu", "cuda")
+    caps = ANYWHERE
 
-    def supports(self, spec):
+    def check(self, spec):
         return "head_dim 128 only" if spec.head_dim != 128 else None
 
     def prepare(self, spec, inputs):
-        return lambda: _dense_attention(inputs.q, inputs.k, inputs.v, lambda r, c: c > r + spec.causal_offset, inputs.scale)
+        return lambda: _dense_attention(
+            inputs.q, inputs.k, inputs.v, lambda r, c: c > r + spec.causal_offset, inputs.scale
+        )

@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from frameworks import BACKENDS, get_backend, load_all
-from harness.reference import check_indices, check_output, reference_attention
+from frameworks import BACKENDS, Caps, KVLayout, get_backend, load_all
 from harness.inputs import make_inputs
+from harness.reference import check_indices, check_output, reference_attention
 from harness.store import Status
+from specs import DType, Workload
 
 from .helpers import cpu_measurer, tiny_spec
 
@@ -16,7 +17,16 @@ CPU = torch.device("cpu")
 
 
 def test_the_pytorch_backends_are_registered():
-    expected = {"torch-naive", "torch-compile", "flex", "sdpa", "sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdpa-math"}
+    expected = {
+        "torch-naive",
+        "torch-compile",
+        "flex",
+        "sdpa",
+        "sdpa-flash",
+        "sdpa-efficient",
+        "sdpa-cudnn",
+        "sdpa-math",
+    }
     assert expected <= set(PROJECT_BACKENDS)
 
 
@@ -24,12 +34,40 @@ def test_the_pytorch_backends_are_registered():
 def test_unavailable_backends_say_why(name):
     backend = get_backend(name)
     reason = backend.availability(CPU)
-    if "cpu" in backend.devices and backend.library == "torch":
+    if "cpu" in backend.caps.devices and backend.library == "torch":
         assert reason is None
-    elif "cpu" not in backend.devices:
-        assert reason and "cuda" in reason
+    elif "cpu" not in backend.caps.devices:
+        assert reason == "needs a cuda device, this run is on cpu"
     else:  # a library backend that runs on the CPU: available, or says why not
         assert reason is None or backend.library in reason or "TRITON_INTERPRET" in reason
+
+
+def specs_from_caps(caps: Caps) -> list:
+    """Tiny specs a backend declares it runs: each workload, GQA group 4 (1 without GQA), dense or
+    paged (a page size it takes), in its first dtype."""
+    dtype = sorted(caps.dtypes, key=str)[0]
+    head_dim = 64 if caps.head_dims is None or 64 in caps.head_dims else min(caps.head_dims)
+    group = 4 if caps.gqa else 1
+    page = None if KVLayout.DENSE in caps.layouts else max(16, caps.page_size_multiple)
+    workloads = [w for w in ("prefill", "append", "decode", "spec-decode") if Workload(w) in caps.workloads]
+    out = []
+    for w in workloads:
+        kw = {"chunk": 4} if w == "spec-decode" else {}
+        out.append(tiny_spec(w, group=group, head_dim=head_dim, dtype=dtype, page_size=page, **kw))
+    return out
+
+
+@pytest.mark.parametrize("name", PROJECT_BACKENDS)
+def test_each_available_backend_runs_what_it_declares(name):
+    """Specs built from the declaration: every one runs ok or is declined by the library at run time,
+    and at least one runs ok (an adapter that declines everything fails)."""
+    backend = get_backend(name)
+    if backend.availability(CPU):
+        pytest.skip(backend.availability(CPU))
+    measurer = cpu_measurer()
+    rows = [measurer.measure(spec, backend) for spec in specs_from_caps(backend.caps)]
+    assert all(r.status in (Status.OK, Status.UNSUPPORTED) for r in rows), [(r.status, r.reason) for r in rows]
+    assert any(r.status is Status.OK for r in rows), [r.reason for r in rows]
 
 
 @pytest.mark.parametrize("group", [1, 4])
@@ -39,7 +77,10 @@ def test_backend_agrees_with_reference(name, workload, group):
     backend = get_backend(name)
     if backend.availability(CPU):
         pytest.skip(backend.availability(CPU))
-    row = cpu_measurer().measure(tiny_spec(workload, group=group), backend)
+    spec = tiny_spec(workload, group=group)
+    if backend.supports(spec):
+        pytest.skip(backend.supports(spec))
+    row = cpu_measurer().measure(spec, backend)
     assert row.status is Status.OK, row.reason
     assert row.rel_err < 2e-2 and row.checked_batch == 2
     assert row.p50_ms > 0 and row.tflops > 0 and row.n_iters == 2
@@ -115,39 +156,78 @@ def test_sdpa_records_the_kernel_pytorch_chose():
     assert row.backend_info == "kernel=_scaled_dot_product_attention_math"
 
 
-def test_a_broken_flash_attn_cute_is_hidden_from_transformer_engine(monkeypatch):
-    """TE only tolerates ImportError when it probes FA4: an installed-but-broken FA4 is turned into one."""
-    import sys
-    import types
+DENSE_ONLY = [n for n in PROJECT_BACKENDS if KVLayout.PAGED not in BACKENDS[n].caps.layouts]
 
-    from frameworks.transformer_engine import hide_broken_fa4
 
-    monkeypatch.setattr("frameworks.transformer_engine.FA4_IMPORT_ERROR", "")  # restored after the test
+@pytest.mark.parametrize("name", DENSE_ONLY)
+def test_a_paged_spec_on_a_dense_only_backend_is_unsupported_never_a_dense_ok(name):
+    backend = get_backend(name)
+    row = cpu_measurer().measure(tiny_spec("decode", page_size=16), backend)
+    assert row.status in (Status.UNSUPPORTED, Status.UNAVAILABLE)
+    if row.status is Status.UNSUPPORTED:
+        assert row.reason == "paged KV (page_size 16): this backend reads dense K/V only"
 
-    parent = types.ModuleType("flash_attn")
-    parent.__path__ = []
-    monkeypatch.setitem(sys.modules, "flash_attn", parent)
-    # a finder whose module raises at import, as the real broken build does
-    import importlib.abc
-    import importlib.util
 
-    class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        def find_spec(self, name, path, target=None):
-            return importlib.util.spec_from_loader(name, self) if name == "flash_attn.cute" else None
+def test_caps_refuse_with_the_field_and_what_is_allowed():
+    caps = Caps(dtypes={DType.BF16}, head_dims={64, 128}, workloads={Workload.DECODE},
+                layouts={KVLayout.PAGED}, page_size_multiple=256, gqa=False)  # fmt: skip
+    assert caps.reason(tiny_spec("decode", dtype="fp16")) == "dtype fp16: takes bf16"
+    assert caps.reason(tiny_spec("decode", dtype="bf16", head_dim=96)) == "head_dim 96: takes 64, 128"
+    assert caps.reason(tiny_spec("prefill", dtype="bf16")) == "workload prefill: takes decode"
+    assert "paged KV cache only" in caps.reason(tiny_spec("decode", dtype="bf16"))
+    assert (
+        caps.reason(tiny_spec("decode", dtype="bf16", page_size=16)) == "page_size 16: needs a multiple of 256 tokens"
+    )
+    assert "GQA group 4" in caps.reason(tiny_spec("decode", dtype="bf16", page_size=256))
+    assert caps.reason(tiny_spec("decode", group=1, dtype="bf16", page_size=512)) is None
 
-        def create_module(self, spec):
-            return None
 
-        def exec_module(self, module):
-            raise AttributeError("module 'cutlass.cute.core' has no attribute 'ThrMma'")
+def test_an_adapter_that_declines_inside_prepare_is_unsupported_with_its_words():
+    from frameworks import Backend, Unsupported
 
-    monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
-    monkeypatch.delitem(sys.modules, "flash_attn.cute", raising=False)
-    note = hide_broken_fa4()
-    assert "hidden" in note and "ThrMma" in note
-    with pytest.raises(ImportError):
-        import flash_attn.cute  # noqa: F401
-    # FlashAttention-4's own row still gives the real reason, not "import halted"
-    reason = get_backend("flash-attn4").availability(torch.device("cpu"))
-    assert "ThrMma" in reason
-    monkeypatch.delitem(sys.modules, "flash_attn.cute")
+    class DeclinesLate(Backend):
+        name = "declines-late"
+        caps = Caps(devices={"cpu"})
+
+        def prepare(self, spec, inputs):
+            raise Unsupported("the library has no kernel for this")
+
+    row = cpu_measurer().measure(tiny_spec("decode"), DeclinesLate())
+    assert row.status is Status.UNSUPPORTED and row.reason == "the library has no kernel for this"
+    assert row.p50_ms is None and row.rel_err is None
+
+
+def test_an_adapter_module_that_fails_to_import_becomes_an_unavailable_backend(tmp_path, monkeypatch):
+    import frameworks
+
+    (tmp_path / "my_broken_adapter.py").write_text("import attnbench_module_that_does_not_exist\n")
+    monkeypatch.setattr(frameworks, "__path__", [*frameworks.__path__, str(tmp_path)])
+    monkeypatch.setattr(frameworks, "_FAILED", {})
+    registry = dict(BACKENDS)
+    try:
+        load_all()
+        backend = get_backend("my-broken-adapter")
+        reason = backend.availability(CPU)
+        assert (
+            "frameworks.my_broken_adapter failed to import" in reason
+            and "attnbench_module_that_does_not_exist" in reason
+        )
+        assert {"torch-naive", "sdpa-math"} <= set(BACKENDS)  # the others still load
+    finally:
+        BACKENDS.clear()
+        BACKENDS.update(registry)
+
+
+def test_flashattention4_decode_never_asks_for_a_split_on_sm90():
+    from frameworks.flash_attn4 import fa4_splits
+
+    assert fa4_splits(Workload.DECODE, (9, 0)) == 1
+    assert fa4_splits(Workload.DECODE, (10, 0)) == 0
+    assert fa4_splits(Workload.PREFILL, (10, 0)) == 1
+
+
+def test_flex_gets_blocks_that_compile_for_chunks_off_its_block():
+    from frameworks.torch_flex import flex_kernel_options
+
+    assert flex_kernel_options(127) == {"BLOCK_M": 64, "BLOCK_N": 64}
+    assert flex_kernel_options(128) is None and flex_kernel_options(1) is None

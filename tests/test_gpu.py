@@ -17,7 +17,7 @@ load_all()
 PROJECT_BACKENDS = sorted(name for name, cls in BACKENDS.items() if cls.__module__.startswith("frameworks."))
 
 SHAPES = {4: (32, 8), 8: (32, 4), 16: (64, 4)}  # GQA group -> (q heads, kv heads), as in the models
-WORKLOADS = {"prefill": (1024, 1024), "append": (128, 1024), "decode": (1, 2048)}
+WORKLOADS = {"prefill": (1024, 1024), "append": (128, 1024), "decode": (1, 2048), "spec-decode": (4, 2048)}
 
 
 def available_or_skip(name):
@@ -97,10 +97,12 @@ def test_rows_carry_telemetry_and_ceilings(tmp_path):
     assert row.status is Status.OK, row.reason
     assert row.sm_clock_start_mhz > 0 and row.temp_end_c > 0 and row.power_end_w > 0 and row.throttled is not None
     assert row.ceiling_gbps > 500 and row.ceiling_tflops > 100 and 0 < row.pct_peak_gbps < 150
-    assert len(calibrate.load(path)) == 3
+    ceilings = calibrate.load(path)
+    assert len(ceilings) == 3 and all(c.read_gbps > 500 for c in ceilings)
+    assert row.ceiling_gbps == max(ceilings[0].copy_gbps, ceilings[0].read_gbps)
 
 
-PAGED = {"flash-attn2": 256, "flash-attn3": 64, "flashinfer": 16}  # a page size each paged backend takes
+PAGED = {"flash-attn2": 256, "flash-attn3": 64, "flashinfer": 16, "triton": 16}  # a page size each paged backend takes
 
 
 @pytest.mark.parametrize("group", sorted(SHAPES))
@@ -116,3 +118,32 @@ def test_paged_backend_on_gpu(measurer, name, workload, group):
     row = measurer.measure(spec, backend)
     assert row.status is Status.OK, f"{row.status}: {row.reason}"
     assert row.rel_err < 2e-2 and row.checked_batch == 4
+
+
+@pytest.mark.parametrize("name", PROJECT_BACKENDS)
+def test_every_available_backend_runs_something(measurer, name):
+    """An adapter that declines every spec fails: at least one real-shape spec runs ok."""
+    backend = available_or_skip(name)
+    statuses = []
+    for workload, (q_len, kv_len) in WORKLOADS.items():
+        kv_heads = 8 if backend.caps.gqa else 32  # built from the declaration
+        spec = ExperimentSpec(workload, 2, q_len, kv_len, 32, kv_heads, 128, model="gpu-test")
+        row = measurer.measure(spec, backend)
+        statuses.append(row.status)
+        if row.status is Status.OK:
+            return
+    pytest.fail(f"{name} ran nothing ok: {statuses}")
+
+
+def test_flex_append_with_a_chunk_that_is_not_a_multiple_of_its_block(measurer):
+    backend = available_or_skip("flex")
+    row = measurer.measure(ExperimentSpec("append", 4, 127, 1024, 32, 8, 128, model="gpu-test"), backend)
+    assert row.status is Status.OK, f"{row.status}: {row.reason}"
+
+
+def test_flashinfer_rows_say_which_kv_layout_ran(measurer):
+    backend = available_or_skip("flashinfer")
+    dense = measurer.measure(ExperimentSpec("decode", 4, 1, 2048, 32, 8, 128, model="gpu-test"), backend)
+    paged = measurer.measure(ExperimentSpec("decode", 4, 1, 2048, 32, 8, 128, page_size=16, model="gpu-test"), backend)
+    assert dense.status is Status.OK and paged.status is Status.OK
+    assert "dense" in dense.backend_info and "page_size=16" in paged.backend_info and dense.page_size is None

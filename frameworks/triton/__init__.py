@@ -9,27 +9,25 @@ import os
 from specs import DType, Workload
 
 from .._paged import to_paged
-from ..base import Backend, register
+from ..base import Backend, Caps, KVLayout, register
 
 
 @register("triton")
 class TritonAttention(Backend):
     library = "triton"
-    devices = ("cuda", "cpu")
     min_compute_capability = (8, 0)
     upstream = "frameworks/triton/kernels.py (in-repo)"
+    caps = Caps(
+        dtypes={DType.BF16, DType.FP16},
+        head_dims={64, 128},
+        layouts={KVLayout.DENSE, KVLayout.PAGED},
+        devices={"cuda", "cpu"},  # on a CPU under Triton's interpreter
+    )
 
     def availability(self, device):
         if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
             return "on a CPU the Triton kernels run only under the interpreter: set TRITON_INTERPRET=1"
         return super().availability(device)
-
-    def supports(self, spec):
-        if spec.dtype not in (DType.BF16, DType.FP16):
-            return f"dtype {spec.dtype}: the Triton kernels take bf16 and fp16"
-        if spec.head_dim not in (64, 128):
-            return f"head_dim {spec.head_dim}: the Triton kernels take 64 and 128"
-        return None
 
     def prepare(self, spec, inputs):
         from . import ops

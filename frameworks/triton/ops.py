@@ -75,9 +75,9 @@ class Prefill:
         self.bt, self.s_btb = _block_table_args(block_table)
         self.kd, self.vd, rows = kv_descriptors(k, v, page_size, use_tma)
         self.kw = {
-            "SQ": sq, "SK": kv_len, "SK_ROWS": rows, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "G": hq // hkv, "HEAD_DIM": d,
-            "PAGED": block_table is not None, "PAGE": page_size or 1, "CAUSAL": causal, "TMA": self.kd is not None,
-            "INTERPRETED": INTERPRET,
+            "SQ": sq, "SK": kv_len, "SK_ROWS": rows, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "G": hq // hkv,
+            "HEAD_DIM": d, "PAGED": block_table is not None, "PAGE": page_size or 1, "CAUSAL": causal,
+            "TMA": self.kd is not None, "INTERPRETED": INTERPRET,
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
@@ -126,9 +126,10 @@ class Decode:
         self.o_part = torch.empty(parts, self.block_g, d, dtype=torch.float32, device=q.device)
         self.lse_part = torch.empty(parts, self.block_g, dtype=torch.float32, device=q.device)
         self.kw = {
-            "SK": kv_len, "SK_ROWS": rows, "HKV": hkv, "NUM_SPLITS": self.splits, "tokens_per_split": tokens, "qk_scale": d**-0.5 * LOG2E,
-            "G": group, "BLOCK_G": self.block_g, "HEAD_DIM": d, "PAGED": block_table is not None, "PAGE": page_size or 1, "SPLIT": split,
-            "TMA": self.kd is not None, "INTERPRETED": INTERPRET,
+            "SK": kv_len, "SK_ROWS": rows, "HKV": hkv, "NUM_SPLITS": self.splits, "tokens_per_split": tokens,
+            "qk_scale": d**-0.5 * LOG2E, "G": group, "BLOCK_G": self.block_g, "HEAD_DIM": d,
+            "PAGED": block_table is not None, "PAGE": page_size or 1, "SPLIT": split, "TMA": self.kd is not None,
+            "INTERPRETED": INTERPRET,
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Time pinned configurations of the Triton kernels at real shapes, one GPU call for many variants.
 
-    python3 -m frameworks.triton.explore prefill [--models …] [--out DIR]
-    python3 -m frameworks.triton.explore decode  [--batch 1 --seq 32768]
+    python3 -m tools.triton_explore prefill [--models …] [--out DIR]
+    python3 -m tools.triton_explore decode  [--batch 1 --seq 32768]
 
 Each variant is checked against the fp32 reference (two batch elements) and timed with the
 harness's timer (CUDA events, L2 flushed); the autotuned backend and any library backends named with
@@ -21,6 +21,7 @@ import torch
 import triton
 
 from frameworks import get_backend
+from frameworks.triton import ops
 from harness.env import collect
 from harness.inputs import make_inputs
 from harness.measure import MeasureConfig, Measurer
@@ -28,8 +29,6 @@ from harness.reference import check_output, reference_attention
 from harness.timer import Repetition, TimingMode, time_callable
 from specs import ExperimentSpec
 from specs.models import MODELS
-
-from . import ops
 
 FIELDS = ["shape", "variant", "p50_ms", "tflops", "gbps", "rel_err", "note"]
 
@@ -91,11 +90,13 @@ def main() -> None:
     def record(shape, variant, spec, ms, err, note=""):
         r = {
             "shape": shape, "variant": variant, "p50_ms": f"{ms:.4f}", "tflops": f"{spec.flops / ms / 1e9:.1f}",
-            "gbps": f"{spec.ideal_bytes / ms / 1e6:.1f}", "rel_err": f"{err:.2e}" if err is not None else "", "note": note,
+            "gbps": f"{spec.ideal_bytes / ms / 1e6:.1f}", "rel_err": f"{err:.2e}" if err is not None else "",
+            "note": note,
         }  # fmt: skip
         rows.append(r)
         print(
-            f"{shape:34s} {variant:40s} {r['p50_ms']:>9s} ms {r['tflops']:>7s} TF/s {r['gbps']:>7s} GB/s {r['rel_err']:>9s} {note}",
+            f"{shape:34s} {variant:40s} {r['p50_ms']:>9s} ms {r['tflops']:>7s} TF/s {r['gbps']:>7s} GB/s "
+            f"{r['rel_err']:>9s} {note}",
             flush=True,
         )
 
