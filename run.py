@@ -15,14 +15,13 @@ import sys
 from collections import Counter
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from specs import MODELS, PRESETS, DType, SpecError, get_preset
+from specs import MODELS, PRESETS, DType, SpecError, Workload, get_preset
 
 REPO = Path(__file__).resolve().parent
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -42,20 +41,20 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except (SpecError, StoreError, ValueError) as exc:
-            console.print(f"[red]error:[/] {exc}")
+            console.print(f"[red]error:[/] {exc}", soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
 
 
-def split_list(values: Optional[List[str]]) -> Optional[List[str]]:
+def split_list(values: list[str] | None) -> list[str] | None:
     """`-b a,b -b c` -> [a, b, c]; None stays None."""
     if not values:
         return None
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
-def parse_ints(values: Optional[List[str]], field: str) -> Optional[List[int]]:
+def parse_ints(values: list[str] | None, field: str) -> list[int] | None:
     items = split_list(values)
     if items is None:
         return None
@@ -86,34 +85,64 @@ def gpu_name() -> str | None:
 @friendly_errors
 def sweep(
     preset: PresetName = typer.Option("smoke", help="Named sweep to run; the options below narrow it."),
-    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b", help="Backends (repeat or comma-separate); default: all."),
-    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help=f"Models: {', '.join(MODELS)}."),
-    workload: Optional[List[str]] = typer.Option(None, "--workload", "-w", help="prefill, append, decode."),
-    batch: Optional[List[str]] = typer.Option(None, help="Batch sizes."),
-    seq: Optional[List[str]] = typer.Option(None, help="KV lengths in tokens (prefill: also the query length)."),
-    chunk: Optional[List[str]] = typer.Option(None, help="Append chunk lengths (query tokens per step)."),
-    dtype: Optional[DType] = typer.Option(None, help="Input dtype (default: the preset's, bf16)."),
-    page_size: Optional[int] = typer.Option(None, help="Paged KV with this many tokens a page (default dense)."),
-    timing: Optional[str] = typer.Option(None, help="events (default on GPU), graph, profiler; wall on CPU."),
-    iterations: Optional[int] = typer.Option(None, help="A fixed number of timed calls (default: adaptive)."),
+    backend: list[str] | None = typer.Option(
+        None, "--backend", "-b", help="Backends (repeat or comma-separate); default: all."
+    ),
+    model: list[str] | None = typer.Option(None, "--model", "-m", help=f"Models: {', '.join(MODELS)}."),
+    workload: list[str] | None = typer.Option(
+        None, "--workload", "-w", help=f"Workloads: {', '.join(w.value for w in Workload)}."
+    ),
+    batch: list[str] | None = typer.Option(None, help="Batch sizes."),
+    seq: list[str] | None = typer.Option(None, help="KV lengths in tokens (prefill: also the query length)."),
+    chunk: list[str] | None = typer.Option(
+        None, help="Append chunk lengths (query tokens per step); spec-decode draft lengths."
+    ),
+    dtype: DType | None = typer.Option(None, help="Input dtype (default: the preset's, bf16)."),
+    page_size: int | None = typer.Option(None, help="Paged KV with this many tokens a page (default dense)."),
+    timing: str | None = typer.Option(None, help="events (default on GPU), graph, profiler; wall on CPU."),
+    iterations: int | None = typer.Option(None, help="A fixed number of timed calls (default: adaptive)."),
     min_iterations: int = typer.Option(10, help="Adaptive: at least this many timed calls."),
     max_iterations: int = typer.Option(2000, help="Adaptive: at most this many timed calls."),
-    ci_target: float = typer.Option(0.01, help="Adaptive: stop once the p50's 95% interval is within ±this (0.01 = ±1%)."),
-    warmup: Optional[int] = typer.Option(None, help="Warm-up calls before timing (default 10 on GPU, 2 on CPU)."),
-    max_seconds: Optional[float] = typer.Option(None, help="Cap on one task's timed loop (default 10 s on GPU, 1 s on CPU; at least 5 calls)."),
-    timeout: float = typer.Option(600.0, help="Seconds one (spec, backend) may take, compile included, before it is killed."),
-    device: Optional[str] = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="CSV to append to (default results/<gpu>.csv)."),
-    resume: bool = typer.Option(False, help="Skip (spec, backend) pairs the output file already holds."),
-    plot_dir: Optional[Path] = typer.Option(REPO / "plots", help="Where the sweep's plots go; --no-plot-dir for none."),
+    ci_target: float = typer.Option(
+        0.01, help="Adaptive: stop once the p50's 95% interval is within ±this (0.01 = ±1%)."
+    ),
+    warmup: int | None = typer.Option(None, help="Warm-up calls before timing (default 10 on GPU, 2 on CPU)."),
+    max_seconds: float | None = typer.Option(
+        None, help="Cap on one task's timed loop (default 10 s on GPU, 1 s on CPU; at least 5 calls)."
+    ),
+    timeout: float = typer.Option(
+        600.0, help="Seconds one (spec, backend) may take, compile included, before it is killed."
+    ),
+    device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="CSV to append to (default results/<gpu>.csv)."),
+    resume: bool = typer.Option(
+        False, help="Skip (spec, backend) pairs the output file already holds; error and timeout rows run again."
+    ),
+    keep_failed: bool = typer.Option(
+        False, help="With --resume: also skip pairs whose newest row is error or timeout."
+    ),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots of the output file after the sweep."),
+    plot_dir: Path = typer.Option(REPO / "plots", help="Where the plots go."),
 ):
     """Run a sweep: every spec of the (narrowed) preset × every backend, one CSV row each."""
     from harness.calibrate import calibration_file
     from harness.env import device_slug
     from harness.measure import MeasureConfig
+    from harness.options import check_number, check_output_dir, check_output_file
     from harness.sweep import log_path_for, make_run_id
     from harness.timer import Repetition
 
+    check_number("--timeout", timeout, minimum=0, inclusive=False)
+    check_number("--max-seconds", max_seconds, minimum=0, inclusive=False)
+    check_number("--iterations", iterations, minimum=1)
+    check_number("--min-iterations", min_iterations, minimum=1)
+    check_number("--max-iterations", max_iterations, minimum=max(1, min_iterations))
+    check_number("--warmup", warmup, minimum=0)
+    check_number("--ci-target", ci_target, minimum=0, inclusive=False)
+    if ci_target >= 1:
+        raise SpecError(f"--ci-target: must be below 1 (0.01 = ±1%), got {ci_target!r}")
+    if keep_failed and not resume:
+        raise SpecError("--keep-failed: only means something with --resume")
     specs, names, tasks, device = plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device)
     on_gpu = device == "cuda"
     repetition = Repetition(
@@ -133,53 +162,89 @@ def sweep(
         calibration_path=str(calibration_file(slug)),
         calibrate_if_missing=True,
     )
-    config.timing_mode  # validates --timing against the device
+    _ = config.timing_mode  # validates --timing against the device
     if output is None:
         output = REPO / "results" / f"{slug}.csv"
+    check_output_file("--output", output)
+    check_appendable(output)
+    if plots:
+        check_output_dir("--plot-dir", plot_dir)
 
     console.print(
         f"sweep [bold]{preset.value}[/]: {len(specs)} specs × {len(names)} backends = {len(tasks)} tasks "
         f"on {device} → {output} (run {config.run_id})"
     )
-    rows, skipped = run_with_progress(tasks, config, output, timeout, resume)
-    print_summary(rows, skipped)
+    try:
+        rows, skipped = run_with_progress(tasks, config, output, timeout, resume, keep_failed)
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]interrupted[/]: every finished row is in {output}; to continue where it stopped, run the "
+            f"same command with --resume (python3 {' '.join(resume_command(sys.argv))})"
+        )
+        raise typer.Exit(130) from None
+    summarize_file(output, tasks, len(rows), skipped)
     console.print(f"rows appended to [bold]{output}[/]; worker log: {log_path_for(config.run_id)}")
-    if plot_dir and rows:
+    if plots:
         from harness.report import plot as make_plots
+        from harness.store import load_rows
 
-        for path in make_plots(rows, plot_dir):
+        for path in make_plots(load_rows(output), plot_dir):
             console.print(f"plot: {path}")
+
+
+def resume_command(argv: list[str]) -> list[str]:
+    """The command line that was run, with --resume added once."""
+    args = [Path(argv[0]).name if argv and argv[0].endswith("run.py") else "run.py", *argv[1:]]
+    return args if "--resume" in args else [*args, "--resume"]
+
+
+def check_appendable(output: Path) -> None:
+    """An existing output file must be a whole attnbench CSV before anything is appended to it."""
+    from harness.store import load_rows
+
+    if output.exists() and output.stat().st_size:
+        load_rows(output)
 
 
 def plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device):
     """The narrowed preset's specs × backends as tasks, and the device they run on."""
-    import torch
-
     from frameworks import load_all
+    from harness.env import pick_device
+    from harness.options import check_known, check_number, dedupe
     from harness.sweep import plan_tasks
 
+    check_number("--page-size", page_size, minimum=1)
+    models, workloads = dedupe(split_list(model)), dedupe(split_list(workload))
+    check_known("--model", models, MODELS)
+    check_known("--workload", workloads, [w.value for w in Workload])
+    chunks = dedupe(parse_ints(chunk, "--chunk"))
     grid = get_preset(preset.value).narrowed(
-        models=split_list(model),
-        workloads=split_list(workload),
-        batch_sizes=parse_ints(batch, "batch"),
-        seq_lens=parse_ints(seq, "seq"),
-        chunks=parse_ints(chunk, "chunk"),
+        models=models,
+        workloads=workloads,
+        batch_sizes=dedupe(parse_ints(batch, "--batch")),
+        seq_lens=dedupe(parse_ints(seq, "--seq")),
+        chunks=chunks,
         dtype=dtype,
         page_size=page_size,
     )
+    chunked = {Workload.APPEND, Workload.SPEC_DECODE}
+    if chunks and not chunked & set(grid.workloads):
+        raise SpecError(
+            f"--chunk: applies to append and spec-decode only; this sweep's workloads are "
+            f"{', '.join(map(str, grid.workloads))}"
+        )
     specs = grid.specs()
     if not specs:
         raise SpecError("the narrowed sweep has no specs (is every --chunk longer than every --seq?)")
-    names = split_list(backend) or sorted(load_all())
+    names = dedupe(split_list(backend))
+    if names:
+        check_known("--backend", names, sorted(load_all()))
+    names = names or sorted(load_all())
     tasks = plan_tasks(specs, names)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device not in ("cuda", "cpu"):
-        raise SpecError(f"device: {device!r} is not valid; expected one of cuda, cpu")
-    return specs, names, tasks, device
+    return specs, names, tasks, pick_device(device).type
 
 
-def run_with_progress(tasks, config, output, timeout, resume=False):
+def run_with_progress(tasks, config, output, timeout, resume=False, keep_failed=False):
     """run_sweep under a rich progress bar; returns (rows, tasks skipped by resume)."""
     from harness.sweep import run_sweep
 
@@ -200,7 +265,9 @@ def run_with_progress(tasks, config, output, timeout, resume=False):
                 skipped += 1
             progress.update(bar, advance=1, description=f"{task.spec.model} {task.spec.workload} · {task.backend}")
 
-        rows = list(run_sweep(tasks, config, output, timeout_s=timeout, resume=resume, on_row=on_row))
+        rows = list(
+            run_sweep(tasks, config, output, timeout_s=timeout, resume=resume, keep_failed=keep_failed, on_row=on_row)
+        )
     return rows, skipped
 
 
@@ -208,27 +275,31 @@ def run_with_progress(tasks, config, output, timeout, resume=False):
 @friendly_errors
 def check(
     preset: PresetName = typer.Option("smoke", help="Named sweep to check; the options below narrow it."),
-    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b", help="Backends (repeat or comma-separate); default: all."),
-    model: Optional[List[str]] = typer.Option(None, "--model", "-m"),
-    workload: Optional[List[str]] = typer.Option(None, "--workload", "-w"),
-    batch: Optional[List[str]] = typer.Option(None),
-    seq: Optional[List[str]] = typer.Option(None),
-    chunk: Optional[List[str]] = typer.Option(None),
-    dtype: Optional[DType] = typer.Option(None),
-    page_size: Optional[int] = typer.Option(None),
+    backend: list[str] | None = typer.Option(
+        None, "--backend", "-b", help="Backends (repeat or comma-separate); default: all."
+    ),
+    model: list[str] | None = typer.Option(None, "--model", "-m"),
+    workload: list[str] | None = typer.Option(None, "--workload", "-w"),
+    batch: list[str] | None = typer.Option(None),
+    seq: list[str] | None = typer.Option(None),
+    chunk: list[str] | None = typer.Option(None),
+    dtype: DType | None = typer.Option(None),
+    page_size: int | None = typer.Option(None),
     timeout: float = typer.Option(600.0, help="Seconds one (spec, backend) may take before it is killed."),
-    device: Optional[str] = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
+    device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
 ):
     """Correctness only: every backend against the fp32 reference, one call each, nothing stored.
     Prints the relative error per cell; exits 1 if any backend is incorrect or errors."""
     import tempfile
 
     from harness.measure import MeasureConfig
+    from harness.options import check_number
     from harness.report import pivot, render_rich
     from harness.store import Status
     from harness.sweep import make_run_id
     from harness.timer import Repetition
 
+    check_number("--timeout", timeout, minimum=0, inclusive=False)
     specs, names, tasks, device = plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device)
     config = MeasureConfig(device=device, repetition=Repetition(iterations=1, warmup=0), run_id=make_run_id())
     console.print(f"check [bold]{preset.value}[/]: {len(specs)} specs × {len(names)} backends on {device}")
@@ -244,19 +315,29 @@ def check(
         raise typer.Exit(1)
 
 
-def print_summary(rows, skipped: int) -> None:
+def summarize_file(output: Path, tasks, measured: int, skipped: int) -> None:
+    """The table of every planned task as the file now holds it (rows of earlier, resumed runs included)."""
+    from harness.store import latest, load_rows
+
+    planned = {t.key for t in tasks}
+    rows = [r for r in latest(load_rows(output)) if r.task_key in planned]
+    print_summary(rows, skipped, measured)
+
+
+def print_summary(rows, skipped: int, measured: int | None = None) -> None:
     from harness.report import pivot, render_rich
 
     if rows:
         console.print(render_rich(pivot(rows, "p50_ms"), title="p50 latency, ms (best per column in bold)"))
     counts = Counter(r.status.value for r in rows)
     text = ", ".join(f"{n} {status}" for status, n in counts.most_common())
-    console.print(f"{len(rows)} rows: {text or 'none'}" + (f"; {skipped} skipped by --resume" if skipped else ""))
+    head = f"{len(rows)} rows" if measured is None else f"{len(rows)} tasks in the file ({measured} measured now)"
+    console.print(f"{head}: {text or 'none'}" + (f"; {skipped} kept from earlier runs by --resume" if skipped else ""))
 
 
 @app.command("list")
 @friendly_errors
-def list_(device: Optional[str] = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU).")):
+def list_(device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU).")):
     """Backends (with availability and the reason when not), models and presets."""
     from frameworks import load_all
     from harness.env import pick_device
@@ -265,11 +346,20 @@ def list_(device: Optional[str] = typer.Option(None, help="cuda or cpu (default:
     table = Table(title=f"backends on {dev.type}")
     for col in ("backend", "available", "version / reason", "kernel"):
         table.add_column(col)
-    for name, cls in sorted(load_all().items()):
+    registry = sorted(load_all().items())
+    for name, cls in registry:
         backend = cls()
         reason = backend.availability(dev)
         table.add_row(name, "[red]no[/]" if reason else "[green]yes[/]", reason or backend.version(), cls.upstream)
     console.print(table)
+
+    caps = Table(title="capabilities (declared; the library may still decline a spec at run time)")
+    columns = list(registry[0][1].caps.summary()) if registry else []
+    for col in ("backend", *columns):
+        caps.add_column(col)
+    for name, cls in registry:
+        caps.add_row(name, *cls.caps.summary().values())
+    console.print(caps)
 
     models = Table(title="models")
     for col in ("model", "q heads", "kv heads", "head dim", "GQA group"):
@@ -288,11 +378,19 @@ def list_(device: Optional[str] = typer.Option(None, help="cuda or cpu (default:
 
 
 def load_filtered(files, model, workload, backend):
+    """Rows of the files, narrowed by the filters; a filter value the files do not hold is an error."""
+    from harness.options import check_input_files, check_known, dedupe
     from harness.store import load_many
 
+    check_input_files("files", files)
     rows = load_many(files)
-    for field, wanted in (("model", split_list(model)), ("workload", split_list(workload)), ("backend", split_list(backend))):
+    for field, wanted in (
+        ("model", split_list(model)),
+        ("workload", split_list(workload)),
+        ("backend", split_list(backend)),
+    ):
         if wanted:
+            check_known(f"--{field}", dedupe(wanted), sorted({getattr(r, field) for r in rows}))
             rows = [r for r in rows if getattr(r, field) in wanted]
     if not rows:
         raise ValueError("no rows left after the filters")
@@ -302,13 +400,17 @@ def load_filtered(files, model, workload, backend):
 @app.command()
 @friendly_errors
 def table(
-    files: Optional[List[Path]] = typer.Argument(None, help="One or more results CSVs."),
-    metric: str = typer.Option("p95_ms", help="p50_ms, p95_ms, mean_ms, tflops, gbps, tokens_per_s, setup_ms, peak_mem_gib, rel_err, ..."),
+    files: list[Path] | None = typer.Argument(None, help="One or more results CSVs."),
+    metric: str = typer.Option(
+        "p95_ms", help="p50_ms, p95_ms, mean_ms, tflops, gbps, tokens_per_s, setup_ms, peak_mem_gib, rel_err, ..."
+    ),
     fmt: TableFormat = typer.Option("rich", "--format", help="rich (terminal) or markdown."),
-    model: Optional[List[str]] = typer.Option(None, "--model", "-m"),
-    workload: Optional[List[str]] = typer.Option(None, "--workload", "-w"),
-    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b"),
-    readme: Optional[Path] = typer.Option(None, help="Regenerate, in place, every attnbench:table block of this Markdown file."),
+    model: list[str] | None = typer.Option(None, "--model", "-m"),
+    workload: list[str] | None = typer.Option(None, "--workload", "-w"),
+    backend: list[str] | None = typer.Option(None, "--backend", "-b"),
+    readme: Path | None = typer.Option(
+        None, help="Regenerate, in place, every attnbench:table block of this Markdown file."
+    ),
 ):
     """Rows = backend, columns = model × workload, cell = the metric (failed cells show their status)."""
     from harness.report import check_metric, pivot, render_markdown, render_rich, rewrite_readme
@@ -338,19 +440,23 @@ def table(
 @app.command()
 @friendly_errors
 def plot(
-    files: List[Path] = typer.Argument(..., help="One or more results CSVs."),
+    files: list[Path] = typer.Argument(..., help="One or more results CSVs."),
     out_dir: Path = typer.Option(REPO / "plots", help="Folder for the PNGs."),
-    metric: Optional[List[str]] = typer.Option(None, help="Metrics to draw (default p50_ms and tflops)."),
-    model: Optional[List[str]] = typer.Option(None, "--model", "-m"),
-    workload: Optional[List[str]] = typer.Option(None, "--workload", "-w"),
-    backend: Optional[List[str]] = typer.Option(None, "--backend", "-b"),
-    baseline: Optional[str] = typer.Option(None, help="Backend the speedup heatmap divides by (default: sdpa, when it has rows)."),
+    metric: list[str] | None = typer.Option(None, help="Metrics to draw (default p50_ms and tflops)."),
+    model: list[str] | None = typer.Option(None, "--model", "-m"),
+    workload: list[str] | None = typer.Option(None, "--workload", "-w"),
+    backend: list[str] | None = typer.Option(None, "--backend", "-b"),
+    baseline: str | None = typer.Option(
+        None, help="Backend the speedup heatmap divides by (default: sdpa, when it has rows)."
+    ),
 ):
     """Latency and TFLOP/s against KV length (a panel per workload, a line per backend), a roofline
     against the measured ceilings, and a speedup heatmap against a baseline backend (PNGs)."""
+    from harness.options import check_output_dir
     from harness.report import plot as make_plots
     from harness.report import plot_roofline, plot_speedup
 
+    check_output_dir("--out-dir", out_dir)
     rows = load_filtered(files, model, workload, backend)
     metrics = tuple(split_list(metric) or ("p50_ms", "tflops"))
     paths = make_plots(rows, out_dir, metrics)
@@ -368,9 +474,9 @@ def plot(
 @app.command()
 @friendly_errors
 def calibrate(
-    device: Optional[str] = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
+    device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
 ):
-    """Measure this device's matmul rate (bf16, fp16, fp32) and copy bandwidth; store them in
+    """Measure this device's matmul rate (bf16, fp16, fp32), copy and read-only bandwidth; store them in
     results/calibration-<device>.csv. Sweeps use the newest calibration for percent of peak."""
     from harness import calibrate as cal
     from harness.env import collect, pick_device
@@ -382,13 +488,30 @@ def calibrate(
     path = cal.calibration_file(env.device_slug)
     cal.save(rows, path)
     out = Table(title=f"measured ceilings · {env.device} · torch {env.torch}")
-    for col in ("dtype", "matmul TFLOP/s", "datasheet dense", "copy GB/s (read+write)", "datasheet HBM"):
+    for col in (
+        "dtype",
+        "matmul TFLOP/s",
+        "datasheet dense",
+        "copy GB/s (read+write)",
+        "read-only GB/s",
+        "datasheet HBM",
+    ):
         out.add_column(col, justify="right")
     sheet = cal.DATASHEET.get(env.device_slug, {})
     for row in rows:
-        out.add_row(row.dtype, f"{row.matmul_tflops:.1f}", str(sheet.get(row.dtype, "—")), f"{row.copy_gbps:.0f}", str(sheet.get("gbps", "—")))
+        out.add_row(
+            row.dtype,
+            f"{row.matmul_tflops:.1f}",
+            str(sheet.get(row.dtype, "—")),
+            f"{row.copy_gbps:.0f}",
+            f"{row.read_gbps:.0f}",
+            str(sheet.get("gbps", "—")),
+        )
     console.print(out)
     console.print(f"appended to {path}")
+
+
+SPREAD_FILE = REPO / "results" / "spread.csv"
 
 
 @app.command()
@@ -396,29 +519,61 @@ def calibrate(
 def compare(
     a: Path = typer.Argument(..., help="Baseline results CSV (A)."),
     b: Path = typer.Argument(..., help="Candidate results CSV (B)."),
-    min_effect: float = typer.Option(0.01, help="Differences smaller than this (0.01 = 1%, the timer's target precision) are never called significant; 0 = intervals alone."),
+    min_effect: float = typer.Option(
+        0.01,
+        help="Differences smaller than this (0.01 = 1%, the timer's target precision) are never called "
+        "significant; 0 = intervals alone.",
+    ),
+    spread: Path | None = typer.Option(
+        SPREAD_FILE,
+        help="Between-run spread per GPU and workload (run.py spread); a difference inside it is not "
+        "significant. --no-spread to ignore.",
+    ),
+    no_spread: bool = typer.Option(False, "--no-spread", help="Judge by the intervals and --min-effect alone."),
     show: str = typer.Option("all", help="all, or significant (only the rows that differ)."),
+    all_rows: bool = typer.Option(
+        False, "--all", help="Also list rows present in only one file (by default: only counted)."
+    ),
 ):
-    """B against A per (spec, backend): ratio of p50s, significance from both 95% intervals, geomean."""
+    """B against A per (spec, backend): ratio of p50s, significance from both 95% intervals and the
+    measured between-run spread, geometric mean of the ratios."""
     from harness.compare import compare as compare_rows
-    from harness.compare import summarize
+    from harness.compare import load_spread, summarize
+    from harness.options import check_input_files, check_number
     from harness.store import load_rows
 
     if show not in ("all", "significant"):
         raise ValueError(f"show: {show!r} is not valid; expected one of all, significant")
-    comparisons = compare_rows(load_rows(a), load_rows(b), min_effect)
+    check_number("--min-effect", min_effect, minimum=0)
+    check_input_files("files", [a, b])
+    noise = {} if no_spread or spread is None else load_spread(spread)
+    comparisons = compare_rows(load_rows(a), load_rows(b), min_effect, noise)
     out = Table(title=f"B = {b.name} vs A = {a.name} (ratio = B p50 / A p50; below 1: B is faster)")
     for col in ("spec", "backend", "A p50 ms [95% CI]", "B p50 ms [95% CI]", "ratio", "verdict"):
         out.add_column(col)
     colours = {"faster": "green", "slower": "red", "not significant": "dim"}
-    colour_of = lambda verdict: next((c for k, c in colours.items() if verdict.startswith(k)), "yellow")  # noqa: E731
+    colour_of = lambda verdict: next((c for k, c in colours.items() if verdict.startswith(k)), "yellow")
+    one_sided = [c for c in comparisons if c.a is None or c.b is None]
     for c in comparisons:
         if show == "significant" and not c.significant:
             continue
-        fmt = lambda r: f"{r.p50_ms:.4g} [{r.p50_ci_low_ms:.4g}, {r.p50_ci_high_ms:.4g}]" if r and r.p50_ms is not None and r.p50_ci_low_ms is not None else (r.status.value if r else "—")  # noqa: E731
+        if not all_rows and (c.a is None or c.b is None):
+            continue
+        fmt = lambda r: (
+            f"{r.p50_ms:.4g} [{r.p50_ci_low_ms:.4g}, {r.p50_ci_high_ms:.4g}]"
+            if r and r.p50_ms is not None and r.p50_ci_low_ms is not None
+            else (r.status.value if r else "—")
+        )
         ratio = f"{c.ratio:.3f}" if c.ratio is not None else "—"
         out.add_row(c.label, c.backend, fmt(c.a), fmt(c.b), ratio, f"[{colour_of(c.verdict)}]{c.verdict}[/]")
     console.print(out)
+    if noise:
+        console.print(
+            f"between-run spread from {spread}: "
+            + ", ".join(f"{d} {w} ±{v:.1%}" for (d, w), v in sorted(noise.items()))
+        )
+    if one_sided and not all_rows:
+        console.print(f"{len(one_sided)} rows are in only one of the files (not listed; --all lists them)")
     s = summarize(comparisons)
     if s.compared:
         console.print(
@@ -428,6 +583,40 @@ def compare(
         )
     else:
         console.print(f"nothing comparable ({s.not_comparable} rows without a partner or not ok on both sides)")
+
+
+@app.command("spread")
+@friendly_errors
+def spread_(
+    files: list[Path] = typer.Argument(..., help="Results CSVs holding several runs of the same specs."),
+    output: Path = typer.Option(SPREAD_FILE, "--output", "-o", help="Where the spread table goes (compare reads it)."),
+):
+    """Between-run spread: how far the same (spec, backend, version, kernel) moves between runs in
+    separate processes, per GPU and workload (90th percentile and maximum over keys)."""
+    from harness.compare import between_run_spread, save_spread
+    from harness.options import check_input_files, check_output_file
+    from harness.store import load_many
+
+    check_input_files("files", files)
+    check_output_file("--output", output)
+    table = between_run_spread(load_many(files))
+    if not table:
+        raise ValueError("no (spec, backend) was measured in more than one run in these files")
+    out = Table(title="between-run spread of p50 (|p50 / median − 1| per key)")
+    for col in ("device", "workload", "keys", "runs (max)", "p90", "max"):
+        out.add_column(col)
+    for r in table:
+        out.add_row(
+            r["device"],
+            r["workload"],
+            str(r["keys"]),
+            str(r["runs"]),
+            f"{r['spread_p90']:.2%}",
+            f"{r['spread_max']:.2%}",
+        )
+    console.print(out)
+    save_spread(table, output)
+    console.print(f"written to {output}")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ import csv
 import io
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from pathlib import Path
-from typing import Iterable
 
 from specs import ExperimentSpec
 
@@ -82,7 +82,7 @@ class ResultRow:
     peak_mem_gib: float | None  # peak device memory of the task (inputs included); CUDA only
     # --- against this device's measured ceilings (`run.py calibrate`); empty when not calibrated
     ceiling_tflops: float | None  # measured matmul rate in this dtype
-    ceiling_gbps: float | None  # measured device-to-device copy bandwidth
+    ceiling_gbps: float | None  # measured bandwidth: the faster of a device copy and a read-only stream
     roofline_ms: float | None  # max(FLOPs / ceiling_tflops, bytes / ceiling_gbps): no kernel is faster
     pct_peak_tflops: float | None
     pct_peak_gbps: float | None
@@ -267,12 +267,14 @@ def load_many(paths: Iterable[Path | str]) -> list[ResultRow]:
     return rows
 
 
-def done_keys(path: Path | str) -> set[tuple]:
-    """Task keys already in a file, for --resume (an absent file holds none)."""
+def done_keys(path: Path | str, retry: Iterable[Status] = ()) -> set[tuple]:
+    """Task keys already in a file, for --resume (an absent file holds none); a key whose newest
+    row has a status in `retry` is left out, so that it runs again."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return set()
-    return {row.task_key for row in load_rows(path)}
+    retry = set(retry)
+    return {row.task_key for row in latest(load_rows(path)) if row.status not in retry}
 
 
 def latest(rows: Iterable[ResultRow]) -> list[ResultRow]:

@@ -12,18 +12,19 @@ import os
 import signal
 import tempfile
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from frameworks import BACKENDS, load_all
 from specs import ExperimentSpec, SpecError
 
 from .env import Environment, collect, git_commit
-from .measure import Measurer, MeasureConfig, make_row
+from .measure import MeasureConfig, Measurer, make_row
 from .store import ResultRow, Status, append_rows, done_keys
 
 WORKER_START_TIMEOUT_S = 300.0
+RETRIED_ON_RESUME = (Status.ERROR, Status.TIMEOUT)  # transient: a re-run may succeed
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,9 @@ def plan_tasks(specs: Iterable[ExperimentSpec], backend_names: Iterable[str]) ->
     names = list(backend_names)
     unknown = [n for n in names if n not in BACKENDS]
     if unknown:
-        raise SpecError(f"backends: {', '.join(map(repr, unknown))} not known; expected any of {', '.join(sorted(BACKENDS))}")
+        raise SpecError(
+            f"backends: {', '.join(map(repr, unknown))} not known; expected any of {', '.join(sorted(BACKENDS))}"
+        )
     return [Task(spec, n, BACKENDS[n].__module__) for spec in specs for n in names]
 
 
@@ -63,7 +66,9 @@ def _worker_main(conn, config: MeasureConfig, commit: str, log_path: str) -> Non
     import torch
 
     from frameworks import BACKENDS as registry
+    from frameworks import load_all
 
+    load_all()
     env = collect(torch.device(config.device), commit)
     measurer = Measurer(config, env)
     conn.send(("ready", env))
@@ -71,9 +76,16 @@ def _worker_main(conn, config: MeasureConfig, commit: str, log_path: str) -> Non
         task = conn.recv()
         if task is None:
             return
-        importlib.import_module(task.module)
+        _ensure_registered(task)
         print(f"--- {task.spec.describe()} :: {task.backend}", flush=True)
         conn.send(("row", measurer.measure(task.spec, registry[task.backend]())))
+
+
+def _ensure_registered(task: Task) -> None:
+    """Adapters outside frameworks/ (tests) register when their module is imported; frameworks'
+    own, broken ones included, are registered by load_all()."""
+    if task.backend not in BACKENDS:
+        importlib.import_module(task.module)
 
 
 class WorkerPool:
@@ -98,7 +110,9 @@ class WorkerPool:
         self.conn = parent
         if not parent.poll(WORKER_START_TIMEOUT_S):
             self._kill()
-            raise SweepError(f"the measuring worker did not start within {WORKER_START_TIMEOUT_S:.0f} s; see {self.log_path}")
+            raise SweepError(
+                f"the measuring worker did not start within {WORKER_START_TIMEOUT_S:.0f} s; see {self.log_path}"
+            )
         try:
             _, env = parent.recv()
         except EOFError:
@@ -114,6 +128,16 @@ class WorkerPool:
         if self.conn is not None:
             self.conn.close()
         self.process = self.conn = None
+
+    def _reap(self) -> int | None:
+        """Wait for a worker whose pipe broke, and return its exit code (negative: the signal).
+        Read only after the process is joined: before that, under load, it may still be None."""
+        exitcode = None
+        if self.process is not None:
+            self.process.join(10)
+            exitcode = self.process.exitcode
+        self._kill()
+        return exitcode
 
     def close(self) -> None:
         if self.process is not None and self.process.is_alive():
@@ -140,8 +164,7 @@ class WorkerPool:
                 return failed(Status.TIMEOUT, f"no result within the {timeout_s:g} s time limit; the worker was killed")
             _, row = self.conn.recv()
         except (EOFError, OSError, BrokenPipeError):
-            exitcode = self.process.exitcode if self.process is not None else None
-            self._kill()
+            exitcode = self._reap()
             if exitcode is None:
                 how = "the worker process died"
             elif exitcode < 0:
@@ -160,12 +183,14 @@ def run_sweep(
     output: Path,
     timeout_s: float,
     resume: bool = False,
+    keep_failed: bool = False,
     on_row: Callable[[Task, ResultRow | None], None] | None = None,
 ) -> Iterator[ResultRow]:
     """Measure `tasks`, appending each row to `output` as soon as it exists; yields the rows.
-    With `resume`, tasks whose (spec, backend) the file already holds are skipped (on_row gets None)."""
+    With `resume`, tasks whose (spec, backend) the file already holds are skipped (on_row gets None),
+    except those whose newest row is `error` or `timeout`, which run again unless `keep_failed`."""
     config = replace(config, run_id=config.run_id or make_run_id())
-    skip = done_keys(output) if resume else set()
+    skip = done_keys(output, retry=() if keep_failed else RETRIED_ON_RESUME) if resume else set()
     pool = WorkerPool(config, log_path_for(config.run_id))
     try:
         for task in tasks:

@@ -90,35 +90,130 @@ def test_cli_list():
 
 def test_cli_sweep_end_to_end(tmp_path):
     out = tmp_path / "s.csv"
-    args = ["sweep", "--preset", "smoke", "-m", "Llama-3.1-8B", "-w", "decode,append", "--seq", "64", "--chunk", "16",
-            "-b", "torch-naive,sdpa-math", "--iterations", "3", "-o", str(out), "--plot-dir", str(tmp_path / "p")]  # fmt: skip
+    args = ["sweep", "--preset", "smoke", "-m", "Llama-3.1-8B", "-w", "decode,append", "--seq", "64", "--chunk",
+            "16", "-b", "torch-naive,sdpa-math", "--iterations", "3", "-o", str(out),
+            "--plot-dir", str(tmp_path / "p")]  # fmt: skip
     result = runner.invoke(run.app, args)
     assert result.exit_code == 0, result.output
     rows = load_rows(out)
     assert len(rows) == 4 and all(r.status is Status.OK for r in rows) and {r.n_iters for r in rows} == {3}
-    assert "4 rows: 4 ok" in result.output
+    assert "4 tasks in the file (4 measured now): 4 ok" in result.output
     assert len(list((tmp_path / "p").glob("*.png"))) == 1
     again = runner.invoke(run.app, args + ["--resume"])
-    assert again.exit_code == 0 and "4 skipped by --resume" in again.output
+    assert again.exit_code == 0, again.output
+    # the summary after a resume covers the whole file, not only the (zero) rows of this run
+    assert "4 tasks in the file (0 measured now): 4 ok; 4 kept from earlier runs by --resume" in again.output
     assert len(load_rows(out)) == 4
+    none = runner.invoke(run.app, [*args[:-2], "--no-plots", "-o", str(tmp_path / "n.csv")])
+    assert none.exit_code == 0 and "plot:" not in none.output
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--model", "GPT-5"], "models: 'GPT-5' is not known; expected one of Llama-3.1-8B"),
-        (["--backend", "nope"], "backends: 'nope' not known"),
-        (["--batch", "0"], "batch: expected positive integers"),
-        (["--workload", "train"], "expected one of prefill, append, decode"),
-        (["--seq", "8", "--chunk", "16", "-w", "append"], "has no specs"),
-        (["--device", "tpu"], "device: 'tpu' is not valid"),
-    ],
-)
+BAD_SWEEP_INPUT = [
+    (["--model", "GPT-5"], "--model: 'GPT-5' not known; expected any of Llama-3.1-8B"),
+    (["--backend", "nope"], "--backend: 'nope' not known; expected any of flash-attn2"),
+    (["--batch", "0"], "--batch: expected positive integers, got 0"),
+    (["--batch", "two"], "--batch: expected positive integers, got two"),
+    (["--workload", "train"], "--workload: 'train' not known; expected any of prefill, append, decode, spec-decode"),
+    (["--seq", "8", "--chunk", "16", "-w", "append"], "has no specs"),
+    (
+        ["-w", "decode", "--chunk", "16"],
+        "--chunk: applies to append and spec-decode only; this sweep's workloads are decode",
+    ),
+    (["--device", "tpu"], "device: 'tpu' is not valid; expected one of cuda, cpu"),
+    (["--device", "cuda"], "device: cuda was asked for, but PyTorch sees no CUDA GPU here"),
+    (["--timeout", "0"], "--timeout: must be a finite number > 0, got 0.0"),
+    (["--timeout", "nan"], "--timeout: must be a finite number > 0, got nan"),
+    (["--timeout", "-5"], "--timeout: must be a finite number > 0, got -5.0"),
+    (["--max-seconds", "inf"], "--max-seconds: must be a finite number > 0, got inf"),
+    (["--warmup", "-1"], "--warmup: must be a finite number >= 0, got -1"),
+    (["--iterations", "0"], "--iterations: must be a finite number >= 1, got 0"),
+    (["--min-iterations", "0"], "--min-iterations: must be a finite number >= 1, got 0"),
+    (["--min-iterations", "50", "--max-iterations", "10"], "--max-iterations: must be a finite number >= 50, got 10"),
+    (["--ci-target", "0"], "--ci-target: must be a finite number > 0, got 0.0"),
+    (["--ci-target", "1.5"], "--ci-target: must be below 1"),
+    (["--page-size", "0"], "--page-size: must be a finite number >= 1, got 0"),
+    (["--keep-failed"], "--keep-failed: only means something with --resume"),
+    (["--timing", "graph"], "timing: graph needs a CUDA device"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_SWEEP_INPUT)
 def test_cli_sweep_bad_input_is_one_clear_line(args, message, tmp_path):
-    result = runner.invoke(run.app, ["sweep", "-o", str(tmp_path / "x.csv"), *args])
+    out = tmp_path / "x.csv"
+    result = runner.invoke(run.app, ["sweep", "-b", "torch-naive", "-o", str(out), "--no-plots", *args])
     assert result.exit_code == 2, result.output
-    assert message in " ".join(result.output.split())
-    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert not out.exists()  # refused before anything was measured
+
+
+def test_cli_path_options_are_checked_before_measuring(tmp_path):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("not a folder")
+    cases = [
+        (["-o", str(tmp_path)], f"--output: {tmp_path} is a directory; give a .csv file path"),
+        (
+            ["-o", str(a_file / "r.csv")],
+            f"--output: {a_file} is a file, so {a_file / 'r.csv'} cannot be created under it",
+        ),
+        (["-o", str(tmp_path / "r.csv"), "--plot-dir", str(a_file)], f"--plot-dir: {a_file} is a file, not a folder"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(run.app, ["sweep", "-b", "torch-naive", *args])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_cli_refuses_to_append_to_a_foreign_or_broken_results_file(tmp_path):
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("a,b\n1,2\n")
+    result = runner.invoke(run.app, ["sweep", "-b", "torch-naive", "-o", str(foreign), "--no-plots"])
+    assert result.exit_code == 2 and "not an attnbench results file" in result.output
+    assert foreign.read_text() == "a,b\n1,2\n"  # untouched
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root writes through file permissions")
+def test_cli_read_only_output_is_refused(tmp_path):
+    out = tmp_path / "ro.csv"
+    out.write_text("")
+    out.chmod(0o444)
+    result = runner.invoke(run.app, ["sweep", "-b", "torch-naive", "-o", str(out), "--no-plots"])
+    assert result.exit_code == 2 and "cannot be written" in result.output
+
+
+def test_cli_duplicate_names_are_measured_once(tmp_path):
+    out = tmp_path / "d.csv"
+    args = ["sweep", "-m", "Llama-3.1-8B,Llama-3.1-8B", "-w", "decode", "-w", "decode", "--seq", "32,32",
+            "-b", "torch-naive,torch-naive", "--iterations", "2", "-o", str(out), "--no-plots"]  # fmt: skip
+    result = runner.invoke(run.app, args)
+    assert result.exit_code == 0, result.output
+    assert len(load_rows(out)) == 1
+
+
+def test_cli_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "run_with_progress", interrupted)
+    result = runner.invoke(run.app, ["sweep", "-b", "torch-naive", "-o", str(tmp_path / "r.csv"), "--no-plots"])
+    assert result.exit_code == 130
+    assert "interrupted" in result.output and "--resume" in result.output
+
+
+def test_cli_table_names_an_unknown_filter_value(fixture_csv):
+    result = runner.invoke(run.app, ["table", str(fixture_csv), "-b", "torch-naive,flash-attn9"])
+    assert result.exit_code == 2
+    assert "--backend: 'flash-attn9' not known; expected any of flex, sdpa-flash, torch-naive" in " ".join(
+        result.output.split()
+    )
+    missing = runner.invoke(run.app, ["table", str(fixture_csv) + ".nope"])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_help_names_only_options_that_exist():
+    result = runner.invoke(run.app, ["sweep", "--help"])
+    text = " ".join(result.output.split())
+    assert "--no-plots" in text and "--no-plot-dir" not in text and "--keep-failed" in text
 
 
 def test_cli_rejects_unknown_preset():
@@ -151,7 +246,7 @@ def test_readme_rewrite_touches_only_its_blocks_and_is_idempotent(fixture_csv, t
     assert "stale table" not in once
     assert "| sdpa-flash | **1.000** | OOM |" in once  # p95 block
     assert "| sdpa-flash | **200.0** |" in once and "tiny decode" not in once.split("Middle text.")[1]  # filtered block
-    outside = lambda text: [part.split("<!-- /attnbench:table -->")[-1] for part in text.split("<!-- attnbench:table")]  # noqa: E731
+    outside = lambda text: [part.split("<!-- /attnbench:table -->")[-1] for part in text.split("<!-- attnbench:table")]
     assert outside(once)[0] == "# title\n\nIntro text that must survive.\n\n"
     assert outside(once)[1:] == ["\n\nMiddle text.\n\n", "\nTail.\n"]
     again = runner.invoke(run.app, ["table", "--readme", str(readme)])
@@ -170,7 +265,10 @@ def test_readme_rewrite_rejects_bad_markers(tmp_path):
 
 
 def test_plot_writes_roofline_and_speedup_heatmap(fixture_csv, tmp_path):
-    rows = [dataclasses.replace(r, ceiling_tflops=500.0, ceiling_gbps=3000.0) if r.status is Status.OK else r for r in load_rows(fixture_csv)]
+    rows = [
+        dataclasses.replace(r, ceiling_tflops=500.0, ceiling_gbps=3000.0) if r.status is Status.OK else r
+        for r in load_rows(fixture_csv)
+    ]
     calibrated = tmp_path / "calibrated.csv"
     append_rows(calibrated, rows)
     out = tmp_path / "plots"
@@ -187,6 +285,16 @@ def test_cli_compare(fixture_csv, tmp_path):
     assert result.exit_code == 0, result.output
     assert "3 compared: 3 not significant (100%)" in " ".join(result.output.split())
     assert "geometric mean of B/A = 1.0000" in result.output
+
+
+def test_cli_compare_lists_only_rows_in_both_files_unless_all(fixture_csv, tmp_path):
+    extra = tmp_path / "extra.csv"
+    append_rows(extra, load_rows(fixture_csv) + [ok_row(tiny_spec("decode", kv_len=96), p95_ms=0.7)])
+    default = runner.invoke(run.app, ["compare", str(fixture_csv), str(extra), "--no-spread"])
+    assert default.exit_code == 0, default.output
+    assert "only in B" not in default.output and "1 rows are in only one of the files" in default.output
+    listed = runner.invoke(run.app, ["compare", str(fixture_csv), str(extra), "--all", "--no-spread"])
+    assert "only in B" in listed.output
 
 
 def test_cli_calibrate_on_cpu(tmp_path, monkeypatch):

@@ -35,7 +35,9 @@ def test_each_failure_gets_its_status_and_the_sweep_goes_on(tmp_path):
     assert status["test-hangs"].status is Status.TIMEOUT
     assert status["test-missing-library"].status is Status.UNAVAILABLE
     assert "attnbench_no_such_library" in status["test-missing-library"].reason
-    assert status["test-declines"].status is Status.UNSUPPORTED and status["test-declines"].reason == "head_dim 128 only"
+    assert (
+        status["test-declines"].status is Status.UNSUPPORTED and status["test-declines"].reason == "head_dim 128 only"
+    )
     assert status["sdpa-math"].status is Status.OK  # after a kill and a hang the restarted worker still measures
     # every row reached the file, in order, the moment it was measured
     assert [r.backend for r in load_rows(out)] == backends
@@ -43,8 +45,9 @@ def test_each_failure_gets_its_status_and_the_sweep_goes_on(tmp_path):
 
 
 def test_top_left_is_right_for_prefill():
-    from .helpers import cpu_measurer
     from frameworks import get_backend
+
+    from .helpers import cpu_measurer
 
     row = cpu_measurer().measure(tiny_spec("prefill", kv_len=32), get_backend("test-top-left"))
     assert row.status is Status.OK
@@ -88,3 +91,38 @@ def test_resume_skips_what_the_file_holds(tmp_path):
 def test_unknown_backend_is_refused_with_the_valid_names():
     with pytest.raises(SpecError, match="expected any of .*torch-naive"):
         plan_tasks([tiny_spec("decode")], ["torch-naiv"])
+
+
+def test_resume_retries_error_and_timeout_rows_unless_keep_failed(tmp_path):
+    out = tmp_path / "r.csv"
+    spec = tiny_spec("decode")
+    first = list(run_sweep(plan_tasks([spec], ["torch-naive", "test-raises"]), CONFIG, out, timeout_s=60))
+    assert [r.status for r in first] == [Status.OK, Status.ERROR]
+    kept = list(
+        run_sweep(
+            plan_tasks([spec], ["torch-naive", "test-raises"]), CONFIG, out, timeout_s=60, resume=True, keep_failed=True
+        )
+    )
+    assert kept == []
+    retried = list(
+        run_sweep(plan_tasks([spec], ["torch-naive", "test-raises"]), CONFIG, out, timeout_s=60, resume=True)
+    )
+    assert [r.backend for r in retried] == ["test-raises"]  # the ok row is kept, the error runs again
+    assert len(load_rows(out)) == 3
+
+
+def test_the_worker_is_replaced_after_an_error_row(tmp_path):
+    from harness.sweep import WorkerPool
+
+    pool = WorkerPool(CONFIG, tmp_path / "log")
+    try:
+        spec = tiny_spec("decode")
+        ok = pool.run(plan_tasks([spec], ["torch-naive"])[0], 60)
+        first_pid = pool.process.pid
+        assert ok.status is Status.OK
+        error = pool.run(plan_tasks([spec], ["test-raises"])[0], 60)
+        assert error.status is Status.ERROR and pool.process is None  # a possibly poisoned worker is gone
+        again = pool.run(plan_tasks([spec], ["torch-naive"])[0], 60)
+        assert again.status is Status.OK and pool.process.pid != first_pid
+    finally:
+        pool.close()

@@ -1,0 +1,94 @@
+"""Checks of command-line input, done before anything is measured: each failure is a SpecError
+whose one-line message names the option and what is allowed."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from specs import SpecError
+
+
+def dedupe(values: Sequence[str] | None) -> list[str] | None:
+    """Keep the first of each repeated value, in order; None stays None."""
+    return None if values is None else list(dict.fromkeys(values))
+
+
+def check_known(option: str, values: Iterable[str] | None, known: Iterable[str]) -> None:
+    """Every value is one of `known`, else an error naming the unknown ones and the allowed ones."""
+    known = list(known)
+    unknown = [v for v in values or () if v not in known]
+    if unknown:
+        raise SpecError(
+            f"{option}: {', '.join(map(repr, unknown))} not known; expected any of {', '.join(map(str, known))}"
+        )
+
+
+def check_number(option: str, value: float | None, *, minimum: float, inclusive: bool = True) -> None:
+    """A finite number at least (or above) `minimum`; None means 'not given' and passes."""
+    if value is None:
+        return
+    bad = isinstance(value, float) and not math.isfinite(value)
+    bad = bad or (value < minimum if inclusive else value <= minimum)
+    if bad:
+        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+        raise SpecError(f"{option}: must be a finite number {bound}, got {value!r}")
+
+
+def _writable_dir(path: Path) -> bool:
+    """Can a file be created in this existing directory (real permission, not os.access alone)?"""
+    if not os.access(path, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".attnbench-probe-"):
+            return True
+    except OSError:
+        return False
+
+
+def _first_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def check_output_file(option: str, path: Path) -> None:
+    """A results file we can append to: an existing regular, writable file, or a new file whose
+    nearest existing ancestor is a writable directory."""
+    if path.exists():
+        if path.is_dir():
+            raise SpecError(f"{option}: {path} is a directory; give a .csv file path")
+        try:
+            with path.open("a"):
+                pass
+        except OSError as exc:
+            raise SpecError(f"{option}: {path} cannot be written ({exc.strerror or exc})") from None
+        return
+    base = _first_existing(path.parent)
+    if not base.is_dir():
+        raise SpecError(f"{option}: {base} is a file, so {path} cannot be created under it")
+    if not _writable_dir(base):
+        raise SpecError(f"{option}: cannot create {path}: {base} is not writable")
+
+
+def check_output_dir(option: str, path: Path) -> None:
+    """A folder we can write files into: an existing writable folder, or one we can create."""
+    if path.exists() and not path.is_dir():
+        raise SpecError(f"{option}: {path} is a file, not a folder")
+    base = _first_existing(path)
+    if not base.is_dir():
+        raise SpecError(f"{option}: {base} is a file, so the folder {path} cannot be created")
+    if not _writable_dir(base):
+        raise SpecError(f"{option}: {base} is not writable")
+
+
+def check_input_files(option: str, paths: Iterable[Path]) -> None:
+    for path in paths:
+        if not path.exists():
+            raise SpecError(f"{option}: {path}: no such file")
+        if path.is_dir():
+            raise SpecError(f"{option}: {path} is a directory, not a results CSV")
