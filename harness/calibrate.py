@@ -1,10 +1,13 @@
-"""Measured ceilings of this device: the matmul rate per dtype and the device-to-device copy
-bandwidth (bytes read + bytes written), stored in results/calibration.csv. Rows use them for
-percent of peak and the roofline-bound time, instead of datasheet numbers."""
+"""Measured ceilings of this device: the matmul rate per dtype, the device-to-device copy bandwidth
+(bytes read + bytes written) and a read-only stream (a reduction that reads every byte once), stored
+in results/calibration-<device>.csv. Rows use them for percent of peak and the roofline-bound time,
+instead of datasheet numbers. The bandwidth ceiling is the higher of copy and read: attention reads
+far more than it writes, and HBM serves a pure read stream faster than a half-read, half-write copy."""
 
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from specs import DType
 
 from .env import REPO_ROOT, Environment
 from .timer import Repetition, time_callable
+
 
 def calibration_file(device_slug: str) -> Path:
     """results/calibration-<device>.csv: one file per GPU kind, like the results."""
@@ -38,6 +42,12 @@ class Calibration:
     torch: str
     git_commit: str
     host: str
+    read_gbps: float | None = None  # read-only stream, bytes read / p50 (None in files that predate it)
+
+    @property
+    def bandwidth_gbps(self) -> float:
+        """The bandwidth ceiling: the faster of the copy and the read-only stream."""
+        return max(self.copy_gbps, self.read_gbps or 0.0)
 
 
 # vendor datasheet figures (dense, no sparsity), for display beside the measured ceilings only
@@ -56,6 +66,7 @@ def measure(device: torch.device, env: Environment, dtypes=tuple(DType), timesta
     gen = torch.Generator(device=device)
     gen.manual_seed(0)
     copy_gbps = _copy_gbps(device, sizes["copy_bytes"], gen, rep)
+    read_gbps = _read_gbps(device, sizes["copy_bytes"], gen, rep)
     out = []
     n = sizes["matmul_n"]
     previous = torch.get_float32_matmul_precision()
@@ -64,7 +75,7 @@ def measure(device: torch.device, env: Environment, dtypes=tuple(DType), timesta
         for dtype in dtypes:
             a = torch.randn(n, n, generator=gen, device=device).to(dtype.torch_dtype)
             b = torch.randn(n, n, generator=gen, device=device).to(dtype.torch_dtype)
-            ms = time_callable(lambda: torch.mm(a, b), device, rep).p50_ms
+            ms = time_callable(lambda a=a, b=b: torch.mm(a, b), device, rep).p50_ms
             out.append(
                 Calibration(
                     device=env.device,
@@ -79,6 +90,7 @@ def measure(device: torch.device, env: Environment, dtypes=tuple(DType), timesta
                     torch=env.torch,
                     git_commit=env.git_commit,
                     host=env.host,
+                    read_gbps=read_gbps,
                 )
             )
     finally:
@@ -94,16 +106,56 @@ def _copy_gbps(device: torch.device, nbytes: int, gen: torch.Generator, rep: Rep
     return 2 * nbytes / (copy_ms / 1e3) / 1e9
 
 
+def _read_gbps(device: torch.device, nbytes: int, gen: torch.Generator, rep: Repetition) -> float:
+    """Read-only stream: the faster of torch's sum and a Triton reduction with many loads in flight
+    (GPU), each reading every byte once and writing almost nothing; bytes read over the p50 time."""
+    src = torch.randn(nbytes // 2, generator=gen, device=device).to(torch.bfloat16)
+    candidates = [lambda: src.sum(dtype=torch.float32)]
+    if device.type == "cuda":
+        candidates.append(_triton_reader(src))
+    best_ms = min(time_callable(fn, device, rep).p50_ms for fn in candidates)
+    return nbytes / (best_ms / 1e3) / 1e9
+
+
+def _triton_reader(src: torch.Tensor):
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def read_kernel(X, OUT, N, BLOCK: tl.constexpr, ITERS: tl.constexpr):
+        pid = tl.program_id(0)
+        acc = tl.zeros([BLOCK], tl.float32)
+        base = pid.to(tl.int64) * BLOCK * ITERS
+        for i in tl.range(0, ITERS, num_stages=4):
+            offs = base + i * BLOCK + tl.arange(0, BLOCK)
+            acc += tl.load(X + offs, mask=offs < N, other=0.0, cache_modifier=".cg").to(tl.float32)
+        tl.store(OUT + pid, tl.sum(acc, 0))
+
+    block, iters = 4096, 16
+    n = src.numel()
+    grid = (triton.cdiv(n, block * iters),)
+    out = torch.empty(grid[0], dtype=torch.float32, device=src.device)
+    return lambda: read_kernel[grid](src, out, n, BLOCK=block, ITERS=iters, num_warps=8)
+
+
 def save(rows: list[Calibration], path: Path | str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with path.open(newline="") as handle:
+            header = tuple(next(csv.reader(handle), ()))
+        if header != COLUMNS:  # a file from before read_gbps: rewritten with the new column, values kept, atomically
+            old = load(path)
+            tmp = path.with_suffix(".csv.tmp")
+            save(old, tmp)
+            os.replace(tmp, path)
     with path.open("a", newline="") as handle:
         writer = csv.writer(handle)
-        if new:
+        if path.stat().st_size == 0:
             writer.writerow(COLUMNS)
         for row in rows:
-            writer.writerow([getattr(row, c) for c in COLUMNS])
+            writer.writerow(["" if getattr(row, c) is None else getattr(row, c) for c in COLUMNS])
 
 
 def load(path: Path | str) -> list[Calibration]:
@@ -112,7 +164,7 @@ def load(path: Path | str) -> list[Calibration]:
         return []
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
+        if tuple(reader.fieldnames or ()) not in (COLUMNS, COLUMNS[:-1]):  # files without read_gbps load too
             raise ValueError(f"{path} is not an attnbench calibration file (columns {reader.fieldnames})")
         rows = []
         for line_no, raw in enumerate(reader, start=2):
@@ -125,6 +177,7 @@ def load(path: Path | str) -> list[Calibration]:
                             "copy_gbps": float(raw["copy_gbps"]),
                             "matmul_n": int(raw["matmul_n"]),
                             "copy_bytes": int(raw["copy_bytes"]),
+                            "read_gbps": float(raw["read_gbps"]) if raw.get("read_gbps") else None,
                         }
                     )
                 )
@@ -140,4 +193,3 @@ def ceilings_for(device_name: str, path: Path | str) -> dict[str, Calibration]:
         if row.device == device_name and (row.dtype not in newest or row.timestamp >= newest[row.dtype].timestamp):
             newest[row.dtype] = row
     return newest
-

@@ -4,8 +4,8 @@ Usable across library versions (same GPU) or across GPUs (same spec)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .stats import geometric_mean
 from .store import ResultRow, Status, latest
@@ -48,7 +48,8 @@ DEFAULT_MIN_EFFECT = 0.01  # the precision the adaptive timer aims for (±1%): n
 
 def judge(a: ResultRow, b: ResultRow, min_effect: float = DEFAULT_MIN_EFFECT) -> str:
     """Significant when the two p50 intervals do not overlap and the ratio is at least min_effect
-    away from 1. A significant verdict says when either side ran thermally throttled."""
+    away from 1 (callers raise min_effect to the between-run spread). A significant verdict says when
+    either side ran thermally throttled."""
     if a.status is not Status.OK or b.status is not Status.OK:
         return f"not both ok (A {a.status}, B {b.status})"
     if a.timing_mode != b.timing_mode:
@@ -64,7 +65,15 @@ def judge(a: ResultRow, b: ResultRow, min_effect: float = DEFAULT_MIN_EFFECT) ->
     return verdict + (f" ({' and '.join(hot)} throttled)" if hot else "")
 
 
-def compare(a_rows: Iterable[ResultRow], b_rows: Iterable[ResultRow], min_effect: float = DEFAULT_MIN_EFFECT) -> list[Comparison]:
+def compare(
+    a_rows: Iterable[ResultRow],
+    b_rows: Iterable[ResultRow],
+    min_effect: float = DEFAULT_MIN_EFFECT,
+    spread: dict[tuple[str, str], float] | None = None,
+) -> list[Comparison]:
+    """Per (spec, backend). With `spread` ((device, workload) -> between-run spread), a difference
+    must also exceed the spread of both sides' devices to be called significant."""
+    spread = spread or {}
     a_by_key = {_key(r): r for r in latest(a_rows)}
     b_by_key = {_key(r): r for r in latest(b_rows)}
     out = []
@@ -74,7 +83,8 @@ def compare(a_rows: Iterable[ResultRow], b_rows: Iterable[ResultRow], min_effect
         if a is None or b is None:
             verdict = "only in B" if a is None else "only in A"
         else:
-            verdict = judge(a, b, min_effect)
+            noise = max(spread.get((a.device, a.workload), 0.0), spread.get((b.device, b.workload), 0.0))
+            verdict = judge(a, b, max(min_effect, noise))
         out.append(Comparison(_label(some), some.backend, a, b, verdict))
     return out
 
@@ -103,3 +113,67 @@ def summarize(comparisons: list[Comparison]) -> Summary:
         not_comparable=len(comparisons) - len(comparable),
         geomean_ratio=geometric_mean([c.ratio for c in comparable]) if comparable else None,
     )
+
+
+# ---- between-run spread --------------------------------------------------------------------------
+
+SPREAD_COLUMNS = ("device", "workload", "keys", "runs", "spread_p90", "spread_max")
+
+
+def between_run_spread(rows: Iterable[ResultRow]) -> list[dict]:
+    """How far the p50 of the same (spec, backend, library version, kernel) moves between runs
+    (separate processes, often separate sessions): per key, the largest |p50 / median − 1| over its
+    runs; per (device, workload), the 90th percentile and the maximum of that over keys."""
+    from collections import defaultdict
+
+    from .stats import percentile
+
+    by_key: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        if r.status is Status.OK:
+            by_key[(r.device, r.workload, r.task_key, r.backend_version, r.backend_info)][r.run_id] = r.p50_ms
+    per_group: dict[tuple[str, str], list[float]] = defaultdict(list)
+    runs: dict[tuple[str, str], int] = defaultdict(int)
+    for (device, workload, *_), p50s in by_key.items():
+        if len(p50s) < 2:
+            continue
+        values = sorted(p50s.values())
+        mid = percentile(values, 50)
+        group = (device, workload)
+        per_group[group].append(max(abs(v / mid - 1) for v in values))
+        runs[group] = max(runs[group], len(values))
+    return [
+        dict(device=d, workload=w, keys=len(v), runs=runs[(d, w)], spread_p90=percentile(v, 90), spread_max=max(v))
+        for (d, w), v in sorted(per_group.items())
+    ]
+
+
+def save_spread(table: list[dict], path) -> None:
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SPREAD_COLUMNS)
+        writer.writeheader()
+        for row in table:
+            writer.writerow({k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def load_spread(path) -> dict[tuple[str, str], float]:
+    """(device, workload) -> the 90th-percentile between-run spread; {} when the file is absent."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != SPREAD_COLUMNS:
+            raise ValueError(f"{path} is not an attnbench spread file (columns {reader.fieldnames})")
+        try:
+            return {(r["device"], r["workload"]): float(r["spread_p90"]) for r in reader}
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
