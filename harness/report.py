@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from .env import device_slug
 from .store import ResultRow, Status, latest
@@ -97,7 +97,14 @@ def pivot(rows: Iterable[ResultRow], metric: str = "p95_ms") -> Pivot:
     def row_label(r: ResultRow) -> str:
         return f"{r.backend} [{r.device}]" if len(devices) > 1 else r.backend
 
-    ordered = sorted(rows, key=lambda r: (_model_rank(r.model), WORKLOAD_ORDER.get(r.workload, 9), *(_sortable(getattr(r, a)) for a in varying)))
+    ordered = sorted(
+        rows,
+        key=lambda r: (
+            _model_rank(r.model),
+            WORKLOAD_ORDER.get(r.workload, 9),
+            *(_sortable(getattr(r, a)) for a in varying),
+        ),
+    )
     col_labels = list(dict.fromkeys(_col_label(r, varying) for r in ordered))
     row_labels = sorted({row_label(r) for r in rows})
     cells: dict[tuple[str, str], str] = {}
@@ -198,7 +205,9 @@ def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...
         workloads = [w for w in WORKLOAD_ORDER if any(r.workload == w for r in group)]
         backends = sorted({r.backend for r in group})
         color = backend_colours(backends, plt)
-        fig, axes = plt.subplots(len(metrics), len(workloads), figsize=(4.2 * len(workloads), 3.3 * len(metrics)), squeeze=False)
+        fig, axes = plt.subplots(
+            len(metrics), len(workloads), figsize=(4.2 * len(workloads), 3.3 * len(metrics)), squeeze=False
+        )
         for j, workload in enumerate(workloads):
             wrows = [r for r in group if r.workload == workload]
             single_point = len({(r.kv_len, r.q_len) for r in wrows}) == 1
@@ -216,10 +225,19 @@ def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...
                         mine = [r for r in wrows if r.backend == backend]
                         chunks = sorted({r.q_len for r in mine}) if workload == "append" else [None]
                         for chunk in chunks:
-                            pts = sorted((r.kv_len, getattr(r, metric)) for r in mine if chunk is None or r.q_len == chunk)
+                            pts = sorted(
+                                (r.kv_len, getattr(r, metric)) for r in mine if chunk is None or r.q_len == chunk
+                            )
                             style = "-" if chunk is None or chunk == chunks[0] else "--"
                             name = backend if style == "-" else f"{backend} (chunk {chunk})"
-                            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", color=color[backend], label=name)
+                            ax.plot(
+                                [p[0] for p in pts],
+                                [p[1] for p in pts],
+                                style,
+                                marker="o",
+                                color=color[backend],
+                                label=name,
+                            )
                     ax.set_xscale("log", base=2)
                     ax.set_xlabel("KV length (tokens)")
                 if metric.endswith("_ms") and not single_point:
@@ -229,9 +247,15 @@ def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...
                 ax.grid(True, alpha=0.3)
         handles = {}
         for ax in axes.flat:
-            for h, l in zip(*ax.get_legend_handles_labels()):
-                handles.setdefault(l, h)
-        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(6, len(handles)), fontsize="small")
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(label, handle)
+        fig.legend(
+            list(handles.values()),
+            list(handles.keys()),
+            loc="lower center",
+            ncol=min(6, len(handles)),
+            fontsize="small",
+        )
         fig.suptitle(f"{model} · batch {batch} · {dtype} · {device}")
         fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(handles) // 6), 1, 0.95))
         path = out_dir / f"{device_slug(device)}_{_slug(model)}_b{batch}_{dtype}.png"
@@ -251,10 +275,14 @@ def _block_params(text: str) -> dict[str, str]:
     params = {}
     for token in text.split():
         if "=" not in token:
-            raise ValueError(f"README table marker: {token!r} is not key=value (keys: files, metric, model, workload, backend)")
+            raise ValueError(
+                f"README table marker: {token!r} is not key=value (keys: files, metric, model, workload, backend)"
+            )
         key, value = token.split("=", 1)
         if key not in ("files", "metric", "model", "workload", "backend"):
-            raise ValueError(f"README table marker: {key!r} is not valid; expected one of files, metric, model, workload, backend")
+            raise ValueError(
+                f"README table marker: {key!r} is not valid; expected one of files, metric, model, workload, backend"
+            )
         params[key] = value
     if "files" not in params:
         raise ValueError("README table marker: needs files=results/<gpu>.csv[,more.csv]")
@@ -309,7 +337,13 @@ def plot_roofline(rows: Iterable[ResultRow], out_dir: Path | str) -> list[Path]:
             ax.annotate(f"{dtype} matmul {peak:.3g} TFLOP/s, copy {bw / 1e3:.3g} TB/s (measured)",
                         (xs[-1], peak), ha="right", va="bottom", fontsize="small")  # fmt: skip
         for r in mine:
-            ax.scatter(r.spec.flops / r.spec.ideal_bytes, r.tflops, color=color[r.backend], marker=markers.get(r.workload, "x"), s=40)
+            ax.scatter(
+                r.spec.flops / r.spec.ideal_bytes,
+                r.tflops,
+                color=color[r.backend],
+                marker=markers.get(r.workload, "x"),
+                s=40,
+            )
         for b in backends:
             ax.scatter([], [], color=color[b], marker="o", label=b)
         for w, m in markers.items():
@@ -337,7 +371,9 @@ def plot_speedup(rows: Iterable[ResultRow], out_dir: Path | str, baseline: str) 
 
     rows = latest(rows)
     if not any(r.backend == baseline for r in rows):
-        raise ValueError(f"baseline: {baseline!r} has no rows; expected one of {', '.join(sorted({r.backend for r in rows}))}")
+        raise ValueError(
+            f"baseline: {baseline!r} has no rows; expected one of {', '.join(sorted({r.backend for r in rows}))}"
+        )
     out_dir = Path(out_dir)
     written = []
     for device in sorted({r.device for r in rows}):

@@ -26,7 +26,7 @@ def matmul_of_about(target_ms: float = 1.0):
     batch = 1  # grow the batch of products until one call takes about target_ms
     while True:
         x, y = a.expand(batch, n, n), b.expand(batch, n, n)
-        fn = lambda x=x, y=y: torch.bmm(x, y)  # noqa: E731
+        fn = lambda x=x, y=y: torch.bmm(x, y)
         ms = p50(fn, iterations=10)
         if ms >= target_ms * 0.9:
             return fn, f"bmm {batch}×{n}³ bf16"
@@ -42,7 +42,8 @@ def compare(fn, label: str) -> None:
     theirs = triton.testing.do_bench(fn, warmup=25, rep=max(100, int(200 * events)), return_mode="median")
     print(
         f"{label:36s} events {events:8.4f} ms | graph {graph:8.4f} ms ({graph / events - 1:+.2%}) | "
-        f"profiler {kernels:8.4f} ms ({kernels / events - 1:+.2%}) | do_bench {theirs:8.4f} ms ({events / theirs - 1:+.2%})"
+        f"profiler {kernels:8.4f} ms ({kernels / events - 1:+.2%}) | "
+        f"do_bench {theirs:8.4f} ms ({events / theirs - 1:+.2%})"
     )
 
 
@@ -55,11 +56,11 @@ def main() -> None:
     q = torch.randn(16, 32, 4096, 128, device="cuda", dtype=torch.bfloat16)
     k = torch.randn(16, 8, 4096, 128, device="cuda", dtype=torch.bfloat16)
     v = torch.randn_like(k)
-    sdpa = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)  # noqa: E731
+    sdpa = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
     compare(sdpa, "sdpa causal B16 S4096 H32/8 D128")
     qd = torch.randn(64, 32, 1, 128, device="cuda", dtype=torch.bfloat16)
     kd = torch.randn(64, 8, 8192, 128, device="cuda", dtype=torch.bfloat16)
-    decode = lambda: torch.nn.functional.scaled_dot_product_attention(qd, kd, kd, enable_gqa=True)  # noqa: E731
+    decode = lambda: torch.nn.functional.scaled_dot_product_attention(qd, kd, kd, enable_gqa=True)
     compare(decode, "sdpa decode B64 S8192 H32/8 D128")
 
 

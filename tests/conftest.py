@@ -1,7 +1,6 @@
+import os
 import sys
 from pathlib import Path
-
-import os
 
 import pytest
 import torch
@@ -22,3 +21,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (the default addopts): one process a core on the CPU; none on a GPU host, where
+    parallel tests would share one device and disturb each other's timings."""
+    return 0 if torch.cuda.is_available() else None

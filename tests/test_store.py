@@ -2,8 +2,8 @@ import dataclasses
 
 import pytest
 
-from harness.measure import MeasureConfig, make_row
 from harness.env import Environment
+from harness.measure import MeasureConfig, make_row
 from harness.store import COLUMNS, ResultRow, Status, StoreError, append_rows, done_keys, latest, load_rows
 
 from .helpers import tiny_spec
@@ -33,9 +33,21 @@ def test_round_trip_keeps_every_value(tmp_path):
     rows = [
         ok_row(),
         ok_row(tiny_spec("append", page_size=16), tflops=0.1 + 0.2),
-        make_row(tiny_spec("prefill"), "sdpa-flash", "", ENV, CONFIG, Status.UNSUPPORTED, "head dim 256, needs a, b; c"),
-        make_row(tiny_spec("prefill"), "x", "1", ENV, CONFIG, Status.INCORRECT, "relative error 0.3", rel_err=0.3,
-                 max_abs_err=1.0, checked_batch=1),  # fmt: skip
+        make_row(
+            tiny_spec("prefill"), "sdpa-flash", "", ENV, CONFIG, Status.UNSUPPORTED, "head dim 256, needs a, b; c"
+        ),
+        make_row(
+            tiny_spec("prefill"),
+            "x",
+            "1",
+            ENV,
+            CONFIG,
+            Status.INCORRECT,
+            "relative error 0.3",
+            rel_err=0.3,
+            max_abs_err=1.0,
+            checked_batch=1,
+        ),  # fmt: skip
     ]
     append_rows(path, rows[:2])
     append_rows(path, rows[2:])
