@@ -1,0 +1,18 @@
+#!/bin/bash
+# A GPU-host job of one session (run in the background with setsid after the wheels are installed):
+# GPU tests, calibration (with the read-only stream), then the sweeps named in SWEEPS as
+# "name|args" entries separated by ';'. Everything lands in JOB (default /tmp/job); `done` at the end.
+set -u
+JOB=${JOB:-/tmp/job}
+P=${PYTHON:-/tmp/gpuenv/bin/python}
+mkdir -p "$JOB"
+export PYTHONUNBUFFERED=1
+step() { echo "$(date -u +%H:%M:%S) $*" >> "$JOB/steps.log"; }
+if [ -n "${TESTS:-}" ]; then step tests; $P -m pytest -q -m gpu tests/test_gpu.py ${TESTS} > "$JOB/tests.log" 2>&1; fi
+step calibrate; $P run.py calibrate > "$JOB/calibrate.log" 2>&1; cp results/calibration-*.csv "$JOB/" 2>/dev/null
+IFS=';' read -ra entries <<< "${SWEEPS:-}"
+for entry in "${entries[@]}"; do
+  name=${entry%%|*}; args=${entry#*|}
+  step "sweep $name"; $P run.py sweep $args -o "$JOB/$name.csv" --no-plots > "$JOB/sweep-$name.log" 2>&1
+done
+step done; touch "$JOB/done"
