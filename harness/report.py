@@ -362,6 +362,18 @@ def plot_roofline(rows: Iterable[ResultRow], out_dir: Path | str) -> list[Path]:
     return written
 
 
+def speedup_grid(p: Pivot, baseline: str) -> list[list[float | None]]:
+    """[backend][column] = baseline p50 / backend p50 (above 1: faster than the baseline), None where
+    either is not a number. `p` is a p50_ms pivot."""
+    values: list[list[float | None]] = [[None] * len(p.col_labels) for _ in p.row_labels]
+    for i, rl in enumerate(p.row_labels):
+        for j, col in enumerate(p.col_labels):
+            base, mine = p.cells.get((baseline, col), ""), p.cells.get((rl, col), "")
+            if _is_number(base) and _is_number(mine):
+                values[i][j] = float(base) / float(mine)
+    return values
+
+
 def plot_speedup(rows: Iterable[ResultRow], out_dir: Path | str, baseline: str) -> list[Path]:
     """Per device: a heatmap of baseline p50 / backend p50 (above 1 = faster than the baseline),
     rows = backends, columns = specs; failed cells show their status."""
@@ -380,12 +392,7 @@ def plot_speedup(rows: Iterable[ResultRow], out_dir: Path | str, baseline: str) 
         p = pivot([r for r in rows if r.device == device], "p50_ms")
         if baseline not in p.row_labels:
             continue
-        values = [[None] * len(p.col_labels) for _ in p.row_labels]
-        for i, rl in enumerate(p.row_labels):
-            for j, col in enumerate(p.col_labels):
-                base, mine = p.cells.get((baseline, col), ""), p.cells.get((rl, col), "")
-                if _is_number(base) and _is_number(mine):
-                    values[i][j] = float(base) / float(mine)
+        values = speedup_grid(p, baseline)
         finite = [v for row in values for v in row if v]
         span = max([abs(math.log10(v)) for v in finite] + [0.05])
         fig, ax = plt.subplots(figsize=(1.3 * len(p.col_labels) + 2.5, 0.5 * len(p.row_labels) + 2))

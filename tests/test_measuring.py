@@ -112,9 +112,11 @@ def test_calibration_round_trip_and_rows_carry_percent_of_peak(tmp_path):
     spec = tiny_spec("decode")
     row = Measurer(config, env).measure(spec, get_backend("torch-naive"))
     bf16 = next(r for r in rows if r.dtype == "bf16")
-    assert row.ceiling_tflops == bf16.matmul_tflops and row.ceiling_gbps == bf16.copy_gbps
-    assert row.pct_peak_gbps == pytest.approx(100 * row.gbps / bf16.copy_gbps)
-    expected_bound_ms = 1e3 * max(spec.flops / (bf16.matmul_tflops * 1e12), spec.ideal_bytes / (bf16.copy_gbps * 1e9))
+    assert row.ceiling_tflops == bf16.matmul_tflops and row.ceiling_gbps == bf16.bandwidth_gbps
+    assert row.pct_peak_gbps == pytest.approx(100 * row.gbps / bf16.bandwidth_gbps)
+    expected_bound_ms = 1e3 * max(
+        spec.flops / (bf16.matmul_tflops * 1e12), spec.ideal_bytes / (bf16.bandwidth_gbps * 1e9)
+    )
     assert row.roofline_ms == pytest.approx(expected_bound_ms)
     # an unsupported row still knows its bound, but has no percentages
     skipped = Measurer(config, env).measure(spec, get_backend("sdpa-cudnn"))
@@ -194,3 +196,57 @@ def test_host_lead_covers_the_slowest_host_enqueue_within_bounds():
     assert host_lead_s([1e-6, 2e-6]) == HOST_LEAD_MIN_S
     assert host_lead_s([100e-6, 400e-6]) == pytest.approx(1.5 * 400e-6 + 20e-6)
     assert host_lead_s([1.0]) == HOST_LEAD_MAX_S  # a first call that compiled does not stall every sample
+
+
+def _calibration(dtype: str, tflops: float, copy: float, read: float | None) -> calibrate.Calibration:
+    env = collect(CPU, "test")
+    return calibrate.Calibration(env.device, dtype, tflops, copy, 64, 1024, "2026-01-01T00:00:00+00:00", "", "",
+                                 env.torch, "test", env.host, read)  # fmt: skip
+
+
+def test_percent_of_peak_uses_its_dtypes_matmul_rate_and_the_faster_bandwidth(tmp_path):
+    path = tmp_path / "calibration-cpu.csv"
+    calibrate.save([_calibration("bf16", 100.0, 50.0, 80.0), _calibration("fp32", 7.0, 50.0, 80.0)], path)
+    config = MeasureConfig(device="cpu", repetition=Repetition(iterations=2, warmup=0), calibration_path=str(path))
+    row = Measurer(config, collect(CPU, "test")).measure(tiny_spec("prefill"), get_backend("torch-naive"))
+    assert row.ceiling_tflops == 100.0 and row.ceiling_gbps == 80.0  # bf16's rate, not fp32's; read beats copy
+    assert row.pct_peak_tflops == pytest.approx(row.tflops)  # 100 · tflops / 100
+    assert row.pct_peak_gbps == pytest.approx(100 * row.gbps / 80.0)
+
+
+def test_a_calibration_file_without_the_read_stream_loads_and_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "calibration-cpu.csv"
+    old = _calibration("bf16", 100.0, 50.0, None)
+    columns = calibrate.COLUMNS[:-1]
+    path.write_text(",".join(columns) + "\n" + ",".join(str(getattr(old, c)) for c in columns) + "\n")
+    assert calibrate.load(path) == [old] and old.bandwidth_gbps == 50.0
+    calibrate.save([_calibration("fp16", 90.0, 50.0, 70.0)], path)
+    loaded = calibrate.load(path)
+    assert loaded[0] == old and loaded[1].read_gbps == 70.0
+
+
+def test_between_run_spread_and_compare_use_it():
+    from harness.compare import between_run_spread
+
+    def run(run_id, p50, workload="decode"):
+        return dataclasses.replace(with_ci(ok_row(tiny_spec(workload)), p50, p50 * 0.995, p50 * 1.005), run_id=run_id)
+
+    rows = [run("a", 1.00), run("b", 1.10), run("c", 1.05), run("a", 2.0, "prefill")]  # prefill ran once
+    (table,) = between_run_spread(rows)
+    assert table["workload"] == "decode" and table["keys"] == 1 and table["runs"] == 3
+    assert table["spread_max"] == pytest.approx(0.05 / 1.05)  # |1.0 / 1.05 - 1| and |1.1 / 1.05 - 1|
+    a, b = run("a", 1.00), run("b", 1.04)
+    assert judge(a, b) == "slower"
+    noise = {(a.device, "decode"): 0.05}
+    assert compare([a], [b], spread=noise)[0].verdict == "not significant"
+    assert compare([a], [run("b", 1.10)], spread=noise)[0].verdict == "slower"
+
+
+def test_speedup_is_the_baseline_time_over_the_backends():
+    from harness.report import pivot, speedup_grid
+
+    slow = dataclasses.replace(ok_row(tiny_spec("decode"), p50_ms=2.0), backend="slow")
+    fast = dataclasses.replace(ok_row(tiny_spec("decode"), p50_ms=0.5), backend="fast")
+    p = pivot([slow, fast], "p50_ms")
+    grid = dict(zip(p.row_labels, (row[0] for row in speedup_grid(p, "slow"))))
+    assert grid == {"fast": 4.0, "slow": 1.0}  # above 1: faster than the baseline
