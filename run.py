@@ -18,10 +18,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from specs import MODELS, PRESETS, DType, SpecError, Workload, get_preset
+from specs import MIXES, MODELS, PRESETS, DType, SpecError, Workload, get_preset
 
 REPO = Path(__file__).resolve().parent
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -41,7 +42,7 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except (SpecError, StoreError, ValueError) as exc:
-            console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -98,7 +99,16 @@ def sweep(
         None, help="Append chunk lengths (query tokens per step); spec-decode draft lengths."
     ),
     dtype: DType | None = typer.Option(None, help="Input dtype (default: the preset's, bf16)."),
-    page_size: int | None = typer.Option(None, help="Paged KV with this many tokens a page (default dense)."),
+    page_size: list[str] | None = typer.Option(
+        None, help="KV page sizes, e.g. 1,16,64,256 (default the preset's; 'dense' for no pages)."
+    ),
+    mix: list[str] | None = typer.Option(
+        None, help=f"Batches of requests: mix strings like 2q2k_32q1s1k, or names: {', '.join(MIXES)}."
+    ),
+    lengths: str | None = typer.Option(
+        None, help="KV lengths drawn per request: uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA (with -w, --batch)."
+    ),
+    seed: int = typer.Option(0, help="Seed of --lengths (recorded in the row)."),
     timing: str | None = typer.Option(None, help="events (default on GPU), graph, profiler; wall on CPU."),
     iterations: int | None = typer.Option(None, help="A fixed number of timed calls (default: adaptive)."),
     min_iterations: int = typer.Option(10, help="Adaptive: at least this many timed calls."),
@@ -143,7 +153,9 @@ def sweep(
         raise SpecError(f"--ci-target: must be below 1 (0.01 = ±1%), got {ci_target!r}")
     if keep_failed and not resume:
         raise SpecError("--keep-failed: only means something with --resume")
-    specs, names, tasks, device = plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device)
+    specs, names, tasks, device = plan(
+        preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed
+    )
     on_gpu = device == "cuda"
     repetition = Repetition(
         iterations=iterations,
@@ -206,14 +218,34 @@ def check_appendable(output: Path) -> None:
         load_rows(output)
 
 
-def plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device):
+def parse_page_sizes(values: list[str] | None) -> list[int | None] | None:
+    """--page-size 1,16,dense -> [1, 16, None]."""
+    items = split_list(values)
+    if items is None:
+        return None
+    out = []
+    for item in items:
+        if item == "dense":
+            out.append(None)
+        elif item.isdigit() and int(item) >= 1:
+            out.append(int(item))
+        else:
+            raise SpecError(f"--page-size: {item!r} is not valid; expected positive integers or 'dense'")
+    return list(dict.fromkeys(out))
+
+
+def plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix=None, lengths=None, seed=0):
     """The narrowed preset's specs × backends as tasks, and the device they run on."""
     from frameworks import load_all
     from harness.env import pick_device
-    from harness.options import check_known, check_number, dedupe
+    from harness.options import check_known, dedupe
     from harness.sweep import plan_tasks
+    from specs import Lengths
 
-    check_number("--page-size", page_size, minimum=1)
+    if mix and lengths:
+        raise SpecError("--mix and --lengths: give one of them (a mix fixes every request's lengths)")
+    if lengths:
+        lengths = str(Lengths.parse(lengths, seed))
     models, workloads = dedupe(split_list(model)), dedupe(split_list(workload))
     check_known("--model", models, MODELS)
     check_known("--workload", workloads, [w.value for w in Workload])
@@ -225,15 +257,21 @@ def plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, 
         seq_lens=dedupe(parse_ints(seq, "--seq")),
         chunks=chunks,
         dtype=dtype,
-        page_size=page_size,
+        page_sizes=parse_page_sizes(page_size),
+        mixes=dedupe(split_list(mix)),
+        lengths=lengths,
     )
     chunked = {Workload.APPEND, Workload.SPEC_DECODE}
-    if chunks and not chunked & set(grid.workloads):
+    if lengths and Workload.MIXED in grid.workloads:
+        raise SpecError("--lengths: draws one workload at a time; give -w prefill, append, decode or spec-decode")
+    if chunks and not grid.mixes and not chunked & set(grid.workloads):
         raise SpecError(
             f"--chunk: applies to append and spec-decode only; this sweep's workloads are "
             f"{', '.join(map(str, grid.workloads))}"
         )
     specs = grid.specs()
+    if grid.mixes and workloads:  # a mix fixes its own workload: -w filters the mixes
+        specs = [s for s in specs if s.workload.value in workloads]
     if not specs:
         raise SpecError("the narrowed sweep has no specs (is every --chunk longer than every --seq?)")
     names = dedupe(split_list(backend))
@@ -284,7 +322,10 @@ def check(
     seq: list[str] | None = typer.Option(None),
     chunk: list[str] | None = typer.Option(None),
     dtype: DType | None = typer.Option(None),
-    page_size: int | None = typer.Option(None),
+    page_size: list[str] | None = typer.Option(None, help="KV page sizes (or 'dense')."),
+    mix: list[str] | None = typer.Option(None, help="Mix strings or names of batches of requests."),
+    lengths: str | None = typer.Option(None, help="uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA."),
+    seed: int = typer.Option(0, help="Seed of --lengths."),
     timeout: float = typer.Option(600.0, help="Seconds one (spec, backend) may take before it is killed."),
     device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
 ):
@@ -300,7 +341,9 @@ def check(
     from harness.timer import Repetition
 
     check_number("--timeout", timeout, minimum=0, inclusive=False)
-    specs, names, tasks, device = plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device)
+    specs, names, tasks, device = plan(
+        preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed
+    )
     config = MeasureConfig(device=device, repetition=Repetition(iterations=1, warmup=0), run_id=make_run_id())
     console.print(f"check [bold]{preset.value}[/]: {len(specs)} specs × {len(names)} backends on {device}")
     with tempfile.TemporaryDirectory() as scratch:

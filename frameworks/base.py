@@ -38,12 +38,21 @@ class Unsupported(Exception):
 
 @dataclass(frozen=True)
 class AttentionInputs:
-    """q: [B, Sq, Hq, D]; k, v: [B, Sk, Hkv, D]; contiguous, in the spec's dtype, on one device.
-    Adapters convert layouts in `prepare()` and never write into these tensors."""
+    """Uniform batch: q [B, Sq, Hq, D]; k, v [B, Sk, Hkv, D]. Ragged batch (`ragged`): packed,
+    q [Σ q_len, Hq, D] and k, v [Σ kv_len, Hkv, D], request i's rows at cu_seqlens_q[i] …
+    cu_seqlens_q[i + 1] (int32 offsets on the device; `spec.batch` has them as Python ints too).
+    Contiguous, in the spec's dtype, on one device. Adapters convert layouts in `prepare()` and never
+    write into these tensors; a ragged call returns O packed like q."""
 
     q: torch.Tensor
     k: torch.Tensor
     v: torch.Tensor
+    cu_seqlens_q: torch.Tensor | None = None
+    cu_seqlens_k: torch.Tensor | None = None
+
+    @property
+    def ragged(self) -> bool:
+        return self.cu_seqlens_q is not None
 
     @property
     def device(self) -> torch.device:
@@ -189,6 +198,18 @@ class Backend:
     def run_info(self) -> str:
         """After the first call: what actually ran (chosen kernel, autotuned config), or ''."""
         return ""
+
+
+def probe_build(attention: Callable, inputs: AttentionInputs) -> None:
+    """Call a library's [B, S, H, D] attention on one token: wheels built for some head dims or
+    dtypes only refuse here (Unsupported), not inside the timed loop."""
+    first = (lambda t: t[None, :1]) if inputs.ragged else (lambda t: t[:1, :1])
+    try:
+        attention(first(inputs.q), first(inputs.k), first(inputs.v))
+    except RuntimeError as exc:
+        if "build" in str(exc) or "not supported" in str(exc).lower():
+            raise Unsupported(f"this build: {exc}") from None
+        raise
 
 
 def first_output(result):

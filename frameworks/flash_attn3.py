@@ -1,5 +1,7 @@
 """FlashAttention-3 for Hopper (`flash_attn_interface`): `flash_attn_func` for dense prefill/append,
-`flash_attn_with_kvcache` for decode and for paged specs (`page_table`). Causal is bottom-right.
+`flash_attn_with_kvcache` for decode and for paged specs (`page_table`); ragged batches through
+`flash_attn_varlen_func` (dense) or one `flash_attn_with_kvcache` call with `cu_seqlens_q` and the
+page table (paged: a mixed batch in one call). Causal is bottom-right.
 Upstream: https://github.com/Dao-AILab/flash-attention/tree/main/hopper"""
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import torch
 
 from specs import DType
 
-from ._paged import to_paged
-from .base import Backend, Caps, KVLayout, Unsupported, first_output, register
+from ._paged import to_paged, to_paged_ragged
+from .base import Backend, Caps, KVLayout, first_output, probe_build, register
 
 
 @register("flash-attn3")
@@ -24,29 +26,42 @@ class FlashAttn3(Backend):
         dtypes={DType.BF16, DType.FP16},  # fp8 not benchmarked here
         head_dims={64, 96, 128, 192, 256},
         layouts={KVLayout.DENSE, KVLayout.PAGED},
+        ragged=True,
     )
 
     def prepare(self, spec, inputs):
         import flash_attn_interface as fa3
 
+        probe_build(fa3.flash_attn_func, inputs)
         q, k, v, causal = inputs.q, inputs.k, inputs.v, spec.is_masked
-        try:  # a one-token call: builds limited to some head dims / dtypes refuse here, not in the timed loop
-            fa3.flash_attn_func(q[:1, :1], k[:1, :1], v[:1, :1])
-        except RuntimeError as exc:
-            if "build" in str(exc) or "not supported" in str(exc).lower():
-                raise Unsupported(f"this build: {exc}") from None
-            raise
+        table_arg = (
+            "page_table" if "page_table" in inspect.signature(fa3.flash_attn_with_kvcache).parameters else "block_table"
+        )
+        if inputs.ragged:
+            batch, cq, ck = spec.batch, inputs.cu_seqlens_q, inputs.cu_seqlens_k
+            if spec.page_size is None:
+                self._info = "flash_attn_varlen_func"
+                kw = dict(max_seqlen_q=batch.max_q, max_seqlen_k=batch.max_kv, causal=spec.causal)
+                return lambda: first_output(fa3.flash_attn_varlen_func(q, k, v, cq, ck, **kw))
+            # a mixed batch in one call: packed queries (cu_seqlens_q) against the paged cache
+            paged = to_paged_ragged(k, v, batch.kv_lens, spec.page_size)
+            kw = {"cache_seqlens": paged.seqlens(), table_arg: paged.block_table, "cu_seqlens_q": cq,
+                  "max_seqlen_q": batch.max_q, "causal": spec.causal}  # fmt: skip
+            kp, vp = paged.k_pages, paged.v_pages
+            self._info = f"flash_attn_with_kvcache(cu_seqlens_q, {table_arg});page_size={spec.page_size}"
+            return lambda: first_output(fa3.flash_attn_with_kvcache(q, kp, vp, **kw))
         if spec.page_size is None and spec.q_len > 1:
+            self._info = "flash_attn_func"
             return lambda: first_output(fa3.flash_attn_func(q, k, v, causal=causal))
         seqlens = torch.full((spec.batch_size,), spec.kv_len, dtype=torch.int32, device=q.device)
         kwargs = dict(cache_seqlens=seqlens, causal=causal)
+        self._info = "flash_attn_with_kvcache"
         if spec.page_size is not None:
             paged = to_paged(k, v, spec.page_size)
             k, v = paged.k_pages, paged.v_pages
-            table = (
-                "page_table"
-                if "page_table" in inspect.signature(fa3.flash_attn_with_kvcache).parameters
-                else "block_table"
-            )
-            kwargs[table] = paged.block_table
+            kwargs[table_arg] = paged.block_table
+            self._info += f"({table_arg});page_size={spec.page_size}"
         return lambda: first_output(fa3.flash_attn_with_kvcache(q, k, v, **kwargs))
+
+    def run_info(self) -> str:
+        return getattr(self, "_info", "")

@@ -1,5 +1,6 @@
 """FlashAttention-4 (`flash_attn.cute`, the CuTe DSL build; Hopper and Blackwell): `flash_attn_func`
-for prefill, append (causal is bottom-right) and decode, dense K/V. FA4 has no general split-KV
+for prefill, append (causal is bottom-right) and decode, dense K/V; ragged batches through
+`flash_attn_varlen_func` (cu_seqlens_q / cu_seqlens_k). FA4 has no general split-KV
 (FlashDecoding) on sm90, so decode there runs one split; on Blackwell FA4's own heuristic picks the
 split. The split that ran is in backend_info.
 Upstream: https://github.com/Dao-AILab/flash-attention/tree/main/flash_attn/cute"""
@@ -24,7 +25,7 @@ class FlashAttn4(Backend):
     min_compute_capability = (9, 0)
     upstream = "flash_attn.cute.flash_attn_func (FA4, CuTe DSL)"
     distribution = "flash-attn-4"
-    caps = Caps(dtypes={DType.BF16, DType.FP16}, head_dims={64, 96, 128})
+    caps = Caps(dtypes={DType.BF16, DType.FP16}, head_dims={64, 96, 128}, ragged=True)
 
     def availability(self, device):
         reason = super().availability(device)
@@ -39,6 +40,18 @@ class FlashAttn4(Backend):
         from flash_attn.cute import flash_attn_func
 
         q, k, v, causal = inputs.q, inputs.k, inputs.v, spec.is_masked
+        if inputs.ragged:
+            import inspect
+
+            from flash_attn.cute import flash_attn_varlen_func
+
+            batch = spec.batch
+            wanted = dict(cu_seqlens_q=inputs.cu_seqlens_q, cu_seqlens_k=inputs.cu_seqlens_k, max_seqlen_q=batch.max_q,
+                          max_seqlen_k=batch.max_kv, causal=spec.causal, num_splits=1)  # fmt: skip
+            accepted = inspect.signature(flash_attn_varlen_func).parameters
+            kw = {name: value for name, value in wanted.items() if name in accepted}
+            self._info = "flash_attn_varlen_func;num_splits=1"
+            return lambda: first_output(flash_attn_varlen_func(q, k, v, **kw))
         splits = fa4_splits(spec.workload, torch.cuda.get_device_capability(q.device))
         self._info = f"num_splits={'auto' if splits == 0 else splits}"
         return lambda: first_output(flash_attn_func(q, k, v, causal=causal, num_splits=splits))

@@ -12,7 +12,7 @@ import torch
 
 from specs import DType, Workload
 
-from ._paged import to_paged
+from ._paged import to_paged, to_paged_ragged
 from .base import Backend, Caps, KVLayout, register
 
 WORKSPACE_BYTES = 256 * 2**20
@@ -27,6 +27,7 @@ class FlashInfer(Backend):
         dtypes={DType.BF16, DType.FP16},  # and fp8 KV, not benchmarked
         head_dims={64, 128, 256},
         layouts={KVLayout.DENSE, KVLayout.PAGED},
+        ragged=True,
     )
 
     def prepare(self, spec, inputs):
@@ -34,6 +35,8 @@ class FlashInfer(Backend):
 
         device, dtype = inputs.device, inputs.q.dtype
         workspace = torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device=device)
+        if inputs.ragged:
+            return self._prepare_ragged(spec, inputs, flashinfer, workspace)
         b, sq, hq, d = inputs.q.shape
         hkv = spec.num_kv_heads
         if spec.page_size is None and spec.workload is not Workload.DECODE:
@@ -79,6 +82,38 @@ class FlashInfer(Backend):
         q = inputs.q.view(b * sq, hq, d)
         self._info = f"BatchPrefillWithPagedKVCacheWrapper;{layout}"
         return lambda: wrapper.run(q, cache).view(b, sq, hq, d)
+
+    def _prepare_ragged(self, spec, inputs, flashinfer, workspace):
+        """A ragged batch in one call: the ragged-KV prefill wrapper (dense), the paged prefill wrapper
+        with qo_indptr (paged; chunks and decodes together), the decode wrapper when every request
+        decodes (paged)."""
+        dtype, batch = inputs.q.dtype, spec.batch
+        hq, hkv, d = spec.num_q_heads, spec.num_kv_heads, spec.head_dim
+        q, cq = inputs.q, inputs.cu_seqlens_q
+        if spec.page_size is None:
+            wrapper = flashinfer.BatchPrefillWithRaggedKVCacheWrapper(workspace, "NHD")
+            wrapper.plan(cq, inputs.cu_seqlens_k, hq, hkv, d, causal=spec.causal, q_data_type=dtype, kv_data_type=dtype)
+            k, v = inputs.k, inputs.v
+            self._info = "BatchPrefillWithRaggedKVCacheWrapper;dense"
+            return lambda: wrapper.run(q, k, v)
+        paged = to_paged_ragged(inputs.k, inputs.v, batch.kv_lens, spec.page_size)
+        cache = (paged.k_pages, paged.v_pages)
+        layout = f"paged, page_size={spec.page_size}"
+        if batch.kind == "decode":
+            wrapper = flashinfer.BatchDecodeWithPagedKVCacheWrapper(workspace, "NHD", use_tensor_cores=True)
+            wrapper.plan(
+                paged.indptr(), paged.indices(), paged.last_page_lens(), hq, hkv, d, spec.page_size,
+                pos_encoding_mode="NONE", q_data_type=dtype, kv_data_type=dtype,
+            )  # fmt: skip
+            self._info = f"BatchDecodeWithPagedKVCacheWrapper(tensor cores);{layout}"
+            return lambda: wrapper.run(q, cache)
+        wrapper = flashinfer.BatchPrefillWithPagedKVCacheWrapper(workspace, "NHD")
+        wrapper.plan(
+            cq, paged.indptr(), paged.indices(), paged.last_page_lens(), hq, hkv, d, spec.page_size,
+            causal=spec.causal, q_data_type=dtype, kv_data_type=dtype,
+        )  # fmt: skip
+        self._info = f"BatchPrefillWithPagedKVCacheWrapper(qo_indptr);{layout}"
+        return lambda: wrapper.run(q, cache)
 
     def run_info(self) -> str:
         return getattr(self, "_info", "")

@@ -24,7 +24,7 @@ class TorchCompile(Backend):
     upstream = "torch.compile(naive attention), inductor"
 
     def prepare(self, spec, inputs):
-        q, k, v, hidden = grouped_layout(spec, inputs.q, inputs.k, inputs.v)
+        q, k, v, hidden = grouped_layout(inputs.q, inputs.k, inputs.v, spec.is_masked)
         shape = tuple(inputs.q.shape)
         scale = inputs.scale
         compiled = _compiled()

@@ -20,12 +20,15 @@ def _compiled_flex():
 
 @register("flex")
 class Flex(Backend):
-    caps = Caps(head_dims={16, 32, 64, 128, 256}, devices={"cuda", "cpu"})  # its kernels need a power of two >= 16
+    # its kernels need a power of two >= 16; ragged batches through a document mask
+    caps = Caps(head_dims={16, 32, 64, 128, 256}, ragged=True, devices={"cuda", "cpu"})
     upstream = "torch.nn.attention.flex_attention"
 
     def prepare(self, spec, inputs):
         from torch.nn.attention.flex_attention import create_block_mask
 
+        if inputs.ragged:
+            return self._prepare_ragged(spec, inputs)
         q, k, v = (t.transpose(1, 2) for t in (inputs.q, inputs.k, inputs.v))  # [B, H, S, D] views
         block_mask = None
         if spec.is_masked:
@@ -42,6 +45,38 @@ class Flex(Backend):
         options = flex_kernel_options(spec.q_len)
         self._info = f"kernel_options={options}" if options else ""
         return lambda: flex(q, k, v, block_mask=block_mask, enable_gqa=gqa, kernel_options=options).transpose(1, 2)
+
+    def _prepare_ragged(self, spec, inputs):
+        """The packed batch as one sequence of Σ q_len queries against Σ kv_len keys, with a document
+        mask: a query sees the keys of its own request up to its bottom-right causal limit."""
+        import torch
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        batch, device = spec.batch, inputs.device
+        q_doc = torch.repeat_interleave(torch.arange(batch.num_requests, device=device),
+                                        torch.tensor(batch.q_lens, device=device))  # fmt: skip
+        k_doc = torch.repeat_interleave(torch.arange(batch.num_requests, device=device),
+                                        torch.tensor(batch.kv_lens, device=device))  # fmt: skip
+        cq = torch.tensor(batch.cu_seqlens_q, device=device)
+        ck = torch.tensor(batch.cu_seqlens_k, device=device)
+        q_pos = torch.arange(batch.total_q, device=device) - cq[q_doc]
+        kv_len = torch.tensor(batch.kv_lens, device=device)
+        q_len = torch.tensor(batch.q_lens, device=device)
+        if spec.causal:  # the last packed key index each query sees
+            limit = ck[q_doc] + kv_len[q_doc] - q_len[q_doc] + q_pos
+        else:
+            limit = ck[q_doc] + kv_len[q_doc] - 1
+
+        def document_causal(b, h, q_idx, kv_idx):
+            return (k_doc[kv_idx] == q_doc[q_idx]) & (kv_idx <= limit[q_idx])
+
+        block_mask = create_block_mask(document_causal, None, None, batch.total_q, batch.total_kv, device=device)
+        q, k, v = (t.transpose(0, 1)[None] for t in (inputs.q, inputs.k, inputs.v))  # [1, H, S, D] views
+        flex = _compiled_flex()
+        gqa = spec.gqa_group > 1
+        options = flex_kernel_options(batch.total_q)
+        self._info = "document mask over the packed batch" + (f";kernel_options={options}" if options else "")
+        return lambda: flex(q, k, v, block_mask=block_mask, enable_gqa=gqa, kernel_options=options)[0].transpose(0, 1)
 
     def run_info(self) -> str:
         return getattr(self, "_info", "")

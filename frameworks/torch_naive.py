@@ -1,6 +1,7 @@
 """PyTorch naive attention: explicit matmul, fp32 softmax, matmul. GQA folds each group's query heads
 into the row dimension, so K and V are read as they are (never repeated). Also the body that
-`torch-compile` compiles."""
+`torch-compile` compiles. A ragged batch runs request by request (a Python loop of naive calls):
+the baseline, and said so in backend_info."""
 
 from __future__ import annotations
 
@@ -11,18 +12,19 @@ from specs import ExperimentSpec
 from .base import Backend, Caps, register
 
 
-def grouped_layout(spec: ExperimentSpec, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+def grouped_layout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, masked: bool):
     """q [B, Sq, Hq, D] -> [B, Hkv, Sq·G, D] (row = position·G + group member); k, v -> [B, Hkv, Sk, D];
     and the bottom-right causal mask over those rows, [Sq·G, Sk] (True = hidden), or None."""
-    b, sq, d = spec.batch_size, spec.q_len, spec.head_dim
-    hkv, g = spec.num_kv_heads, spec.gqa_group
+    b, sq, hq, d = q.shape
+    sk, hkv = k.shape[1], k.shape[2]
+    g = hq // hkv
     q_grouped = q.view(b, sq, hkv, g, d).permute(0, 2, 1, 3, 4).reshape(b, hkv, sq * g, d).contiguous()
     k_bhsd = k.transpose(1, 2).contiguous()
     v_bhsd = v.transpose(1, 2).contiguous()
     hidden = None
-    if spec.is_masked:
-        query_pos = torch.arange(sq, device=q.device).repeat_interleave(g) + spec.causal_offset
-        hidden = torch.arange(spec.kv_len, device=q.device)[None, :] > query_pos[:, None]
+    if masked:
+        query_pos = torch.arange(sq, device=q.device).repeat_interleave(g) + (sk - sq)
+        hidden = torch.arange(sk, device=q.device)[None, :] > query_pos[:, None]
     return q_grouped, k_bhsd, v_bhsd, hidden
 
 
@@ -36,13 +38,31 @@ def naive_attention(q_grouped, k_bhsd, v_bhsd, hidden, scale: float, out_shape: 
     return out.view(b, k_bhsd.shape[1], sq, hq // k_bhsd.shape[1], d).permute(0, 2, 1, 3, 4).reshape(out_shape)
 
 
+def request_views(spec: ExperimentSpec, inputs):
+    """Each request of a ragged batch as [1, S, H, D] views of the packed inputs."""
+    cq, ck = spec.batch.cu_seqlens_q, spec.batch.cu_seqlens_k
+    for i in range(spec.batch.num_requests):
+        yield (inputs.q[cq[i] : cq[i + 1]][None], inputs.k[ck[i] : ck[i + 1]][None], inputs.v[ck[i] : ck[i + 1]][None])
+
+
 @register("torch-naive")
 class TorchNaive(Backend):
-    caps = Caps(devices={"cuda", "cpu"})
     upstream = "explicit torch.matmul / torch.softmax"
+    caps = Caps(ragged=True, devices={"cuda", "cpu"})
 
     def prepare(self, spec, inputs):
-        q, k, v, hidden = grouped_layout(spec, inputs.q, inputs.k, inputs.v)
-        shape = tuple(inputs.q.shape)
         scale = inputs.scale
-        return lambda: naive_attention(q, k, v, hidden, scale, shape)
+        if not inputs.ragged:
+            q, k, v, hidden = grouped_layout(inputs.q, inputs.k, inputs.v, spec.is_masked)
+            shape = tuple(inputs.q.shape)
+            self._info = ""
+            return lambda: naive_attention(q, k, v, hidden, scale, shape)
+        parts = [
+            (*grouped_layout(q, k, v, spec.causal and q.shape[1] > 1), tuple(q.shape))
+            for q, k, v in request_views(spec, inputs)
+        ]
+        self._info = f"per-request loop of {len(parts)} naive calls (baseline)"
+        return lambda: torch.cat([naive_attention(q, k, v, h, scale, shape)[0] for q, k, v, h, shape in parts])
+
+    def run_info(self) -> str:
+        return getattr(self, "_info", "")

@@ -29,11 +29,14 @@ class TransformerEngine(Backend):
     min_compute_capability = (8, 0)
     upstream = "transformer_engine.pytorch.DotProductAttention"
     distribution = "transformer_engine"
-    caps = Caps(dtypes={DType.BF16, DType.FP16})  # dense bshd only: TE's paged path needs its InferenceParams cache
+    # dense only: TE's paged path needs its InferenceParams cache; ragged batches in the THD format
+    caps = Caps(dtypes={DType.BF16, DType.FP16}, ragged=True)
 
     def prepare(self, spec, inputs):
         import transformer_engine.pytorch as te
 
+        if inputs.ragged:
+            return self._prepare_thd(spec, inputs, te)
         if not spec.is_masked:
             mask = "no_mask"
         elif spec.q_len == spec.kv_len:
@@ -55,6 +58,28 @@ class TransformerEngine(Backend):
             return attention(q, k, v).view(shape)  # TE returns [B, Sq, Hq · D]
 
         self._info = f"mask={mask};backend=" + te_backend_from_kernels(kernel_names(call))
+        return call
+
+    def _prepare_thd(self, spec, inputs, te):
+        """Packed tokens (qkv_format="thd") with cu_seqlens and TE's bottom-right causal padding mask."""
+        mask = "padding_causal_bottom_right" if spec.causal else "padding"
+        attention = te.DotProductAttention(
+            num_attention_heads=spec.num_q_heads,
+            kv_channels=spec.head_dim,
+            num_gqa_groups=spec.num_kv_heads,
+            attention_dropout=0.0,
+            qkv_format="thd",
+            attn_mask_type=mask,
+        )
+        q, k, v, batch = inputs.q, inputs.k, inputs.v, spec.batch
+        kw = dict(cu_seqlens_q=inputs.cu_seqlens_q, cu_seqlens_kv=inputs.cu_seqlens_k, max_seqlen_q=batch.max_q,
+                  max_seqlen_kv=batch.max_kv)  # fmt: skip
+        shape = tuple(q.shape)
+
+        def call():
+            return attention(q, k, v, **kw).view(shape)  # TE returns [Σ q_len, Hq · D]
+
+        self._info = f"thd;mask={mask};backend=" + te_backend_from_kernels(kernel_names(call))
         return call
 
     def run_info(self) -> str:

@@ -12,19 +12,27 @@ from specs import ExperimentSpec
 
 def spec_seed(spec: ExperimentSpec) -> int:
     """A seed that depends only on the spec's shape, so every run and backend sees the same numbers."""
-    return zlib.crc32(repr(spec.key).encode())
+    key = spec.key if spec.mix else spec.key[:-1]  # uniform specs keep the seeds they had before mixes existed
+    return zlib.crc32(repr(key).encode())
 
 
 def make_inputs(spec: ExperimentSpec, device: torch.device) -> AttentionInputs:
     gen = torch.Generator(device=device)
     gen.manual_seed(spec_seed(spec))
     dtype = spec.dtype.torch_dtype
+    d = spec.head_dim
 
-    def draw(seq: int, heads: int) -> torch.Tensor:
-        shape = (spec.batch_size, seq, heads, spec.head_dim)
+    def draw(*shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=gen, device=device, dtype=dtype)
 
-    q = draw(spec.q_len, spec.num_q_heads)
-    k = draw(spec.kv_len, spec.num_kv_heads)
-    v = draw(spec.kv_len, spec.num_kv_heads)
+    if spec.is_ragged:
+        batch = spec.batch
+        q = draw(batch.total_q, spec.num_q_heads, d)
+        k = draw(batch.total_kv, spec.num_kv_heads, d)
+        v = draw(batch.total_kv, spec.num_kv_heads, d)
+        offsets = lambda values: torch.tensor(values, dtype=torch.int32, device=device)  # noqa: E731
+        return AttentionInputs(q, k, v, offsets(batch.cu_seqlens_q), offsets(batch.cu_seqlens_k))
+    q = draw(spec.batch_size, spec.q_len, spec.num_q_heads, d)
+    k = draw(spec.batch_size, spec.kv_len, spec.num_kv_heads, d)
+    v = draw(spec.batch_size, spec.kv_len, spec.num_kv_heads, d)
     return AttentionInputs(q=q, k=k, v=v)

@@ -73,6 +73,9 @@ def make_row(
         run_id=config.run_id,
         timestamp=now_utc(),
         **spec.to_dict(),
+        total_q_tokens=spec.batch.total_q,
+        total_kv_tokens=spec.batch.total_kv,
+        min_kv_len=spec.batch.min_kv,
         backend=backend,
         backend_version=version,
         status=status,
@@ -89,7 +92,7 @@ def make_row(
 
 
 _FIXED = {"run_id", "timestamp", "backend", "backend_version", "status", "reason", "device", "driver", "cuda",
-          "torch", "git_commit", "timing_mode", "host"}  # fmt: skip
+          "torch", "git_commit", "timing_mode", "host", "total_q_tokens", "total_kv_tokens", "min_kv_len"}  # fmt: skip
 MEASURED_FIELDS = tuple(
     f.name for f in fields(ResultRow) if f.name not in _FIXED and f.name not in {g.name for g in fields(ExperimentSpec)}
 )

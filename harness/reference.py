@@ -20,45 +20,73 @@ SCORE_BLOCK_BYTES = 256 * 2**20
 
 
 def check_indices(spec: ExperimentSpec, device: torch.device) -> list[int]:
-    """Batch elements to check: all of them when cheap, else first, last and evenly spaced between."""
-    per_sequence = spec.flops / spec.batch_size
+    """Requests (batch elements) to check: all of them when cheap, else a bounded sample. Uniform:
+    first, last and evenly spaced between (the last catches batch-stride bugs best). Ragged: the
+    shortest and the longest request always, then evenly spaced others while the budget lasts."""
     budget = CHECK_FLOP_BUDGET.get(device.type, CHECK_FLOP_BUDGET["cpu"])
-    count = max(1, min(spec.batch_size, int(budget // per_sequence)))
-    if count == spec.batch_size:
-        return list(range(spec.batch_size))
-    if count == 1:
-        return [spec.batch_size - 1]  # the last element catches batch-stride bugs best
-    step = (spec.batch_size - 1) / (count - 1)
-    return sorted({round(i * step) for i in range(count)})
+    batch = spec.batch
+    per_request = [4 * spec.head_dim * spec.num_q_heads * (q * k if not spec.causal else q * k - q * (q - 1) // 2)
+                   for q, k in zip(batch.q_lens, batch.kv_lens)]  # fmt: skip
+    n = batch.num_requests
+    if sum(per_request) <= budget:
+        return list(range(n))
+    if not spec.is_ragged:
+        count = max(1, int(budget // per_request[0]))
+        if count == 1:
+            return [n - 1]
+        step = (n - 1) / (count - 1)
+        return sorted({round(i * step) for i in range(count)})
+    by_length = sorted(range(n), key=lambda i: (batch.kv_lens[i], batch.q_lens[i]))
+    picked = {by_length[0], by_length[-1]}
+    spent = sum(per_request[i] for i in picked)
+    for i in range(0, n, max(1, n // 16)):
+        if i not in picked and spent + per_request[i] <= budget:
+            picked.add(i)
+            spent += per_request[i]
+    return sorted(picked)
+
+
+def _request_reference(q, k, v, scale: float, masked: bool, group: int) -> torch.Tensor:
+    """fp32 attention of one request: q [Sq, Hq, D], k/v [Sk, Hkv, D] -> [Sq, Hq, D], bottom-right
+    causal when masked, the score block bounded by SCORE_BLOCK_BYTES."""
+    sq, hq, d = q.shape
+    sk, hkv = k.shape[0], k.shape[1]
+    k, v = k.float(), v.float()
+    q_chunk = max(1, min(sq, SCORE_BLOCK_BYTES // (4 * hq * sk)))
+    out = torch.empty(sq, hq, d, dtype=torch.float32, device=q.device)
+    key_pos = torch.arange(sk, device=q.device)
+    for start in range(0, sq, q_chunk):
+        stop = min(sq, start + q_chunk)
+        block = q[start:stop].float().view(stop - start, hkv, group, d)
+        scores = torch.einsum("qhgd,khd->hgqk", block, k) * scale
+        if masked:
+            query_pos = torch.arange(start, stop, device=q.device) + (sk - sq)
+            scores.masked_fill_(key_pos[None, :] > query_pos[:, None], float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
+        out[start:stop] = torch.einsum("hgqk,khd->qhgd", probs, v).reshape(stop - start, hq, d)
+    return out
 
 
 def reference_attention(spec: ExperimentSpec, inputs: AttentionInputs, batch_indices: list[int]) -> torch.Tensor:
-    """fp32 attention for the given batch elements, [len(batch_indices), Sq, Hq, D], in bounded memory.
-    GQA by grouping query heads (no K/V copy); causal is bottom-right aligned."""
-    hq, hkv, group, d = spec.num_q_heads, spec.num_kv_heads, spec.gqa_group, spec.head_dim
-    q_chunk = max(1, min(spec.q_len, SCORE_BLOCK_BYTES // (4 * hq * spec.kv_len)))
-    out = torch.empty(len(batch_indices), spec.q_len, hq, d, dtype=torch.float32, device=inputs.device)
-    key_pos = torch.arange(spec.kv_len, device=inputs.device)
+    """fp32 attention of the given requests, in bounded memory: [len(batch_indices), Sq, Hq, D] for a
+    uniform batch, their packed rows [Σ q_len, Hq, D] for a ragged one. GQA by grouping query heads
+    (no K/V copy); causal is bottom-right aligned within each request."""
+    group = spec.gqa_group
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")  # no TF32 in the reference
     try:
-        for slot, b in enumerate(batch_indices):
-            k = inputs.k[b].float()  # [Sk, Hkv, D]
-            v = inputs.v[b].float()
-            for start in range(0, spec.q_len, q_chunk):
-                stop = min(spec.q_len, start + q_chunk)
-                q = inputs.q[b, start:stop].float().view(stop - start, hkv, group, d)
-                scores = torch.einsum("qhgd,khd->hgqk", q, k) * inputs.scale
-                if spec.is_masked:
-                    query_pos = torch.arange(start, stop, device=inputs.device) + spec.causal_offset
-                    hidden = key_pos[None, :] > query_pos[:, None]  # [q, Sk]
-                    scores.masked_fill_(hidden, float("-inf"))
-                probs = torch.softmax(scores, dim=-1)
-                o = torch.einsum("hgqk,khd->qhgd", probs, v)
-                out[slot, start:stop] = o.reshape(stop - start, hq, d)
+        outs = []
+        for b in batch_indices:
+            if inputs.ragged:
+                cq, ck = spec.batch.cu_seqlens_q, spec.batch.cu_seqlens_k
+                q, k, v = inputs.q[cq[b] : cq[b + 1]], inputs.k[ck[b] : ck[b + 1]], inputs.v[ck[b] : ck[b + 1]]
+            else:
+                q, k, v = inputs.q[b], inputs.k[b], inputs.v[b]
+            masked = spec.causal and q.shape[0] > 1
+            outs.append(_request_reference(q, k, v, inputs.scale, masked, group))
     finally:
         torch.set_float32_matmul_precision(previous)
-    return out
+    return torch.cat(outs) if inputs.ragged else torch.stack(outs)
 
 
 @dataclass(frozen=True)
@@ -78,14 +106,21 @@ def check_output(
     spec: ExperimentSpec, out: torch.Tensor, reference: torch.Tensor, batch_indices: list[int]
 ) -> CheckResult:
     tolerance = TOLERANCE[spec.dtype]
-    expected = (spec.batch_size, spec.q_len, spec.num_q_heads, spec.head_dim)
+    if spec.is_ragged:
+        expected = (spec.batch.total_q, spec.num_q_heads, spec.head_dim)
+    else:
+        expected = (spec.batch_size, spec.q_len, spec.num_q_heads, spec.head_dim)
     if not isinstance(out, torch.Tensor):
         return CheckResult(float("nan"), float("nan"), 0, tolerance, f"output is {type(out).__name__}, not a tensor")
     if tuple(out.shape) != expected:
         return CheckResult(
             float("nan"), float("nan"), 0, tolerance, f"output shape {tuple(out.shape)}, expected {expected}"
         )
-    got = out[batch_indices].float()
+    if spec.is_ragged:
+        cq = spec.batch.cu_seqlens_q
+        got = torch.cat([out[cq[b] : cq[b + 1]] for b in batch_indices]).float()
+    else:
+        got = out[batch_indices].float()
     diff = got - reference
     rel = (diff.norm() / reference.norm().clamp_min(1e-30)).item()
     max_abs = diff.abs().max().item()

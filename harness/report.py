@@ -36,7 +36,9 @@ HIGHER_IS_BETTER = {"tflops", "gbps", "tokens_per_s", "pct_peak_tflops", "pct_pe
 STATUS_LABEL = {s: s.value.upper() for s in Status}
 
 # spec fields that may tell two columns apart, in the order they are shown
-SPEC_AXES = ("batch_size", "q_len", "kv_len", "dtype", "page_size", "causal", "num_q_heads", "num_kv_heads", "head_dim")
+SPEC_AXES = (
+    "mix", "batch_size", "q_len", "kv_len", "dtype", "page_size", "causal", "num_q_heads", "num_kv_heads", "head_dim",
+)  # fmt: skip
 
 
 def check_metric(metric: str) -> str:
@@ -69,12 +71,27 @@ def _sortable(value) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
 
 
+MIX_DETERMINED = ("mix", "batch_size", "q_len", "kv_len")  # a mix fixes these: its name says them
+
+
 def _col_label(row: ResultRow, varying: list[str]) -> str:
-    parts = [row.model, row.workload]
+    from specs import MIX_NAMES
+
+    if row.mix in MIX_NAMES:
+        parts = [row.model, MIX_NAMES[row.mix]]
+    elif row.mix:
+        parts = [row.model, row.workload, row.mix]
+    else:
+        parts = [row.model, row.workload]
     short = {"batch_size": "B", "q_len": "q", "kv_len": "kv", "page_size": "page", "num_q_heads": "Hq",
              "num_kv_heads": "Hkv", "head_dim": "D"}  # fmt: skip
     for axis in varying:
+        if row.mix and axis in MIX_DETERMINED:
+            continue
         value = getattr(row, axis)
+        if axis == "page_size" and value is None:
+            parts.append("dense")
+            continue
         parts.append(f"{short.get(axis, axis)}={value}" if axis in short or axis == "causal" else str(value))
     return " ".join(parts)
 

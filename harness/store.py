@@ -58,6 +58,11 @@ class ResultRow:
     dtype: str
     causal: bool
     page_size: int | None
+    mix: str  # "" for a uniform batch; else the mix string or length generator (rebuilds the batch exactly)
+    # --- the batch in totals (uniform: batch_size × q_len and batch_size × kv_len)
+    total_q_tokens: int
+    total_kv_tokens: int
+    min_kv_len: int
     # --- the backend and the outcome
     backend: str
     backend_version: str
@@ -137,6 +142,9 @@ class ResultRow:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow))
+# files written before batches could be ragged: the same columns without the mix and the totals
+BATCH_COLUMNS = ("mix", "total_q_tokens", "total_kv_tokens", "min_kv_len")
+LEGACY_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in BATCH_COLUMNS)
 
 
 class StoreError(ValueError):
@@ -195,12 +203,13 @@ def _from_cell(text: str, column: str, where: str):
 
 def append_rows(path: Path | str, rows: Iterable[ResultRow]) -> None:
     """Append rows (writing the header first if the file is new); flushed at once so a killed sweep
-    keeps every finished row. An existing file must already be an attnbench CSV of this schema."""
+    keeps every finished row. An existing file must already be an attnbench CSV of this schema (a
+    file of the legacy schema is first rewritten, atomically and with every value kept, in this one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
-    if not new:
-        _check_header(path)
+    if not new and _check_header(path) == LEGACY_COLUMNS:
+        upgrade(path)
     with path.open("a", newline="") as handle:
         writer = csv.writer(handle)
         if new:
@@ -210,15 +219,26 @@ def append_rows(path: Path | str, rows: Iterable[ResultRow]) -> None:
         handle.flush()
 
 
-def _check_header(path: Path) -> None:
+def _check_header(path: Path) -> tuple[str, ...]:
     with path.open(newline="") as handle:
         header = next(csv.reader(handle), [])
-    _validate_header(header, path)
+    return _validate_header(header, path)
 
 
-def _validate_header(header: list[str], path: Path) -> None:
-    if header == list(COLUMNS):
-        return
+def upgrade(path: Path) -> None:
+    """Rewrite a legacy-schema file in this schema, every row kept, through a temporary file."""
+    import os
+
+    rows = load_rows(path)
+    tmp = path.with_name(path.name + ".upgrading")
+    tmp.unlink(missing_ok=True)
+    append_rows(tmp, rows)
+    os.replace(tmp, path)
+
+
+def _validate_header(header: list[str], path: Path) -> tuple[str, ...]:
+    if tuple(header) in (COLUMNS, LEGACY_COLUMNS):
+        return tuple(header)
     missing = [c for c in COLUMNS if c not in header]
     extra = [c for c in header if c not in COLUMNS]
     detail = []
@@ -244,15 +264,19 @@ def load_rows(path: Path | str) -> list[ResultRow]:
     header = next(reader, None)
     if header is None:
         raise StoreError(f"{path} is empty: no header row")
-    _validate_header(header, path)
+    columns = _validate_header(header, path)
     rows = []
     for line_no, cells in enumerate(reader, start=2):
         where = f"{path}, line {line_no}"
         if not cells:
             continue
-        if len(cells) != len(COLUMNS):
-            raise StoreError(f"{where}: {len(cells)} cells, expected {len(COLUMNS)}")
-        values = {c: _from_cell(cell, c, where) for c, cell in zip(COLUMNS, cells)}
+        if len(cells) != len(columns):
+            raise StoreError(f"{where}: {len(cells)} cells, expected {len(columns)}")
+        values = {c: _from_cell(cell, c, where) for c, cell in zip(columns, cells)}
+        if columns == LEGACY_COLUMNS:  # a uniform batch: its totals follow from the spec
+            b = values["batch_size"]
+            values.update(mix="", total_q_tokens=b * values["q_len"], total_kv_tokens=b * values["kv_len"],
+                          min_kv_len=values["kv_len"])  # fmt: skip
         try:
             rows.append(ResultRow(**values))
         except (ValueError, TypeError) as exc:

@@ -1,4 +1,5 @@
-"""Named sweeps as data: a grid of models × workloads × batch sizes × sequence lengths × chunks.
+"""Named sweeps as data: a grid of models × workloads × batch sizes × sequence lengths × chunks ×
+page sizes, or of models × named serving mixes × page sizes.
 
 A preset is a `SweepGrid`; the CLI narrows it by replacing any axis (`--models`, `--batch`, …)."""
 
@@ -6,8 +7,61 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .batch import is_generator, parse_mix
 from .models import MODELS
 from .spec import DType, ExperimentSpec, SpecError, Workload, parse_enum
+
+
+@dataclass(frozen=True)
+class Mix:
+    """A named batch of requests: a mix string, or a length generator with the workload and the
+    number of requests it draws (and the chunk, for append and spec-decode)."""
+
+    name: str
+    mix: str
+    workload: str | None = None  # generators only
+    count: int | None = None
+    chunk: int = 1
+
+    def spec(self, model: str, **kw) -> ExperimentSpec:
+        shape = MODELS[model]
+        heads = (shape.num_q_heads, shape.num_kv_heads, shape.head_dim)
+        if is_generator(self.mix):
+            return ExperimentSpec.from_lengths(self.mix, self.workload, self.count, *heads, chunk=self.chunk,
+                                               model=model, **kw)  # fmt: skip
+        return ExperimentSpec.from_mix(self.mix, *heads, model=model, **kw)
+
+
+# traffic a serving engine runs, by name (the table shows the name; the row keeps the mix string)
+MIXES: dict[str, Mix] = {
+    m.name: m
+    for m in (
+        # one 512-token chunk of a 4k prompt beside 127 decodes on 1k-8k caches
+        Mix("decode-heavy", "q512s4k_32q1s1k_32q1s2k_32q1s4k_31q1s8k"),
+        # whole prompts of 1k-4k tokens with a few decodes
+        Mix("prefill-heavy", "2q4k_2q2k_4q1k_8q1s2k"),
+        # chunked-prefill steady state: a 2k chunk of a 16k prompt beside 64 decodes on 4k caches
+        Mix("chunked-prefill", "q2ks16k_64q1s4k"),
+        # long context: decodes on 32k-128k caches
+        Mix("long-decode", "q1s128k_2q1s64k_4q1s32k"),
+        # speculative decoding: 64 requests verifying 4 draft tokens on 4k caches
+        Mix("spec-decode", "64q4s4k"),
+        # 16 prompts with lognormal lengths around 2k tokens
+        Mix("prefill-lognormal", "lognormal:2048:0.8@0", workload="prefill", count=16),
+    )
+}
+# the row's mix string (canonical for the grammar) -> the name
+MIX_NAMES = {(m.mix if is_generator(m.mix) else parse_mix(m.mix).to_mix()): m.name for m in MIXES.values()}
+
+
+def resolve_mix(text: str) -> Mix:
+    """A mix by name, or a mix string given on the command line (a bad segment is named)."""
+    if text in MIXES:
+        return MIXES[text]
+    if is_generator(text):
+        raise SpecError(f"mix: {text!r} is a length generator; give it as --lengths with --workload and --batch")
+    parse_mix(text)
+    return Mix(text, text)
 
 
 @dataclass(frozen=True)
@@ -18,7 +72,9 @@ class SweepGrid:
     seq_lens: tuple[int, ...]  # kv_len of every workload (prefill: q_len = kv_len too)
     chunks: tuple[int, ...]  # append q_len; chunks longer than the sequence are skipped
     dtype: DType = DType.BF16
-    page_size: int | None = None
+    page_sizes: tuple[int | None, ...] = (None,)  # None: dense KV
+    mixes: tuple[str, ...] = ()  # named mixes or mix strings: when set, models × mixes × page sizes
+    lengths: str | None = None  # a length generator: each workload × batch size (requests) × chunk drawn from it
 
     def __post_init__(self) -> None:
         for name in self.models:
@@ -26,9 +82,11 @@ class SweepGrid:
                 raise SpecError(f"models: {name!r} is not known; expected one of {', '.join(MODELS)}")
         object.__setattr__(self, "workloads", tuple(parse_enum(Workload, w, "workloads") for w in self.workloads))
         object.__setattr__(self, "dtype", parse_enum(DType, self.dtype, "dtype"))
-        for axis in ("models", "workloads", "batch_sizes", "seq_lens", "chunks"):
+        for axis in ("models", "workloads", "batch_sizes", "seq_lens", "chunks", "page_sizes"):
             if not getattr(self, axis):
                 raise SpecError(f"{axis}: the sweep needs at least one value")
+        for mix in self.mixes:
+            resolve_mix(mix)
 
     def narrowed(self, **axes) -> SweepGrid:
         """This grid with the given axes replaced; None leaves an axis as it is."""
@@ -37,6 +95,24 @@ class SweepGrid:
         )
 
     def specs(self) -> list[ExperimentSpec]:
+        if self.mixes:
+            return [
+                resolve_mix(mix).spec(model, dtype=self.dtype, page_size=page)
+                for model in self.models
+                for mix in self.mixes
+                for page in self.page_sizes
+            ]
+        if self.lengths:
+            return [
+                ExperimentSpec.from_lengths(
+                    self.lengths, w, count, *_heads(model), chunk=chunk, model=model, dtype=self.dtype, page_size=page
+                )  # fmt: skip
+                for model in self.models
+                for w in self.workloads
+                for count in self.batch_sizes
+                for chunk in ([1] if w in (Workload.PREFILL, Workload.DECODE) else self.chunks)
+                for page in self.page_sizes
+            ]
         out: list[ExperimentSpec] = []
         for model_name in self.models:
             model = MODELS[model_name]
@@ -52,7 +128,7 @@ class SweepGrid:
                         else:
                             q_lens = [c for c in self.chunks if c <= seq]
                         for q_len in q_lens:
-                            out.append(
+                            out.extend(
                                 ExperimentSpec(
                                     workload=workload,
                                     batch_size=batch,
@@ -62,9 +138,10 @@ class SweepGrid:
                                     num_kv_heads=model.num_kv_heads,
                                     head_dim=model.head_dim,
                                     dtype=self.dtype,
-                                    page_size=self.page_size,
+                                    page_size=page,
                                     model=model.name,
                                 )
+                                for page in self.page_sizes
                             )
         return out
 
@@ -88,6 +165,16 @@ PRESETS: dict[str, SweepGrid] = {
         seq_lens=(4096,),
         chunks=(128,),
     ),
+    # the batches serving engines run: named mixes, dense and paged with 16-token pages
+    "serving": SweepGrid(
+        models=("Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B"),
+        workloads=(Workload.MIXED,),
+        batch_sizes=(1,),
+        seq_lens=(1,),
+        chunks=(1,),
+        page_sizes=(None, 16),
+        mixes=tuple(MIXES),
+    ),
     # everything; specs that cannot fit in the GPU's memory are recorded as skipped
     "full": SweepGrid(
         models=tuple(MODELS),
@@ -97,6 +184,11 @@ PRESETS: dict[str, SweepGrid] = {
         chunks=(128, 512),
     ),
 }
+
+
+def _heads(model: str) -> tuple[int, int, int]:
+    shape = MODELS[model]
+    return shape.num_q_heads, shape.num_kv_heads, shape.head_dim
 
 
 def get_preset(name: str) -> SweepGrid:

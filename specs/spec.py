@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import Enum
+from functools import cached_property
 
-
-class SpecError(ValueError):
-    """An invalid spec or sweep option; the message names the field and the allowed values."""
+from .batch import Batch, Lengths, is_generator, parse_mix
+from .spec_errors import SpecError
 
 
 class Workload(str, Enum):
@@ -15,6 +15,7 @@ class Workload(str, Enum):
     APPEND = "append"  # chunked prefill: Sq = chunk, Sk = cached + chunk, causal bottom-right
     DECODE = "decode"  # Sq = 1 against a KV cache of Sk
     SPEC_DECODE = "spec-decode"  # speculative decoding: Sq = 2 … 16 draft tokens, causal bottom-right
+    MIXED = "mixed"  # a ragged batch of several of the above (chunks beside decodes): needs a mix
 
     def __str__(self) -> str:
         return self.value
@@ -52,9 +53,13 @@ def parse_enum(enum_cls: type[Enum], value, field_name: str):
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    """One attention forward pass: Q is [batch_size, q_len, num_q_heads, head_dim], K and V are
-    [batch_size, kv_len, num_kv_heads, head_dim]. `causal` means bottom-right aligned: query i sees
-    keys 0 … kv_len − q_len + i (the same as top-left when q_len == kv_len)."""
+    """One attention forward pass over a batch of requests. Uniform (mix == ""): Q is
+    [batch_size, q_len, num_q_heads, head_dim], K and V [batch_size, kv_len, num_kv_heads, head_dim].
+    Ragged (mix set): request i has its own q_len and kv_len, from the mix grammar (`2q2k_32q1s1k`)
+    or a seeded length generator (`lognormal:2048:0.8@0`, with workload, batch_size and, for append
+    and spec-decode, q_len as the chunk); batch_size, q_len and kv_len are then the number of
+    requests and the longest query and KV lengths. `causal` means bottom-right aligned within each
+    request: query i sees keys 0 … kv_len − q_len + i (the same as top-left when q_len == kv_len)."""
 
     workload: Workload
     batch_size: int
@@ -67,6 +72,7 @@ class ExperimentSpec:
     causal: bool = True
     page_size: int | None = None  # None: dense KV; otherwise paged KV with this many tokens a page
     model: str = "custom"  # a label for reports: the model whose attention shape this is
+    mix: str = ""  # "" = uniform batch; else the mix string or length generator the batch is built from
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "workload", parse_enum(Workload, self.workload, "workload"))
@@ -86,6 +92,13 @@ class ExperimentSpec:
                 f"num_q_heads: {self.num_q_heads} is not divisible by num_kv_heads={self.num_kv_heads} "
                 "(GQA needs whole groups of query heads)"
             )
+        if not isinstance(self.mix, str):
+            raise SpecError(f"mix: must be a string, got {self.mix!r}")
+        if self.mix:
+            self._check_batch()
+            return
+        if self.workload is Workload.MIXED:
+            raise SpecError("workload: mixed needs a mix of requests (e.g. --mix q512s4k_32q1s2k)")
         if self.workload is Workload.DECODE and self.q_len != 1:
             raise SpecError(f"q_len: decode needs q_len = 1, got {self.q_len}")
         if self.workload is Workload.PREFILL and self.q_len != self.kv_len:
@@ -95,6 +108,54 @@ class ExperimentSpec:
         if self.workload is Workload.APPEND and not 1 <= self.q_len <= self.kv_len:
             raise SpecError(f"q_len: append needs 1 <= q_len <= kv_len, got q_len={self.q_len}, kv_len={self.kv_len}")
 
+    def _check_batch(self) -> None:
+        batch = self.batch
+        if not is_generator(self.mix) and batch.kind != self.workload.value:
+            raise SpecError(f"workload: the mix {self.mix!r} is a {batch.kind} batch, not {self.workload}")
+        given = (self.batch_size, self.q_len, self.kv_len)
+        derived = (batch.num_requests, batch.max_q, batch.max_kv)
+        if given != derived:
+            raise SpecError(
+                f"mix: {self.mix!r} has {derived[0]} requests, longest query {derived[1]} and KV {derived[2]}; "
+                f"the spec says batch_size={given[0]}, q_len={given[1]}, kv_len={given[2]}"
+            )
+
+    @classmethod
+    def from_mix(cls, mix: str, num_q_heads: int, num_kv_heads: int, head_dim: int, **kw) -> ExperimentSpec:
+        """The spec of a mix string: workload, batch_size, q_len and kv_len come from its requests."""
+        batch = parse_mix(mix)
+        return cls(batch.kind, batch.num_requests, batch.max_q, batch.max_kv, num_q_heads, num_kv_heads, head_dim,
+                   mix=batch.to_mix() if kw.pop("canonical", True) else mix, **kw)  # fmt: skip
+
+    @classmethod
+    def from_lengths(
+        cls, lengths: str, workload: str, count: int, num_q_heads: int, num_kv_heads: int, head_dim: int,
+        chunk: int = 1, **kw,
+    ) -> ExperimentSpec:  # fmt: skip
+        """A batch of `count` requests of one workload whose KV lengths are drawn from `lengths`."""
+        generator = Lengths.parse(lengths, kw.pop("seed", None))
+        workload = parse_enum(Workload, workload, "workload")
+        if workload is Workload.MIXED:
+            raise SpecError("workload: a length generator builds one workload; mixed batches need --mix")
+        q = 1 if workload is Workload.DECODE else chunk
+        batch = generator.batch(workload.value, count, q)
+        return cls(workload, count, batch.max_q, batch.max_kv, num_q_heads, num_kv_heads, head_dim,
+                   mix=str(generator), **kw)  # fmt: skip
+
+    @cached_property
+    def batch(self) -> Batch:
+        """Every request's (q_len, kv_len)."""
+        if not self.mix:
+            return Batch.uniform(self.batch_size, self.q_len, self.kv_len)
+        if is_generator(self.mix):
+            return Lengths.parse(self.mix).batch(self.workload.value, self.batch_size, self.q_len)
+        return parse_mix(self.mix)
+
+    @property
+    def is_ragged(self) -> bool:
+        """Requests of different lengths: only backends that declare `ragged` take it."""
+        return bool(self.mix) and not self.batch.is_uniform
+
     # ---- derived values -------------------------------------------------------------------------
     @property
     def gqa_group(self) -> int:
@@ -103,7 +164,7 @@ class ExperimentSpec:
 
     @property
     def causal_offset(self) -> int:
-        """Bottom-right alignment: query i sees keys 0 … causal_offset + i."""
+        """Bottom-right alignment of a uniform batch: query i sees keys 0 … causal_offset + i."""
         return self.kv_len - self.q_len
 
     @property
@@ -113,36 +174,39 @@ class ExperimentSpec:
 
     @property
     def visible_pairs(self) -> int:
-        """(query, key) pairs one head of one sequence computes: only the visible triangle when causal."""
-        if not self.causal:
-            return self.q_len * self.kv_len
-        # query i sees causal_offset + i + 1 keys
-        return self.q_len * self.causal_offset + self.q_len * (self.q_len + 1) // 2
+        """(query, key) pairs one head computes over the whole batch, summed per request: only the
+        visible triangle when causal (q·k − q(q−1)/2 a request)."""
+        return self.batch.visible_pairs(self.causal)
 
     @property
     def flops(self) -> int:
         """2 FLOPs per multiply-add for Q·Kᵀ and for P·V: 4 · head_dim per visible pair and head."""
-        return 4 * self.head_dim * self.num_q_heads * self.visible_pairs * self.batch_size
+        return 4 * self.head_dim * self.num_q_heads * self.visible_pairs
 
     @property
     def ideal_bytes(self) -> int:
-        """Q, K and V read once, O written once."""
-        q_and_o = 2 * self.batch_size * self.q_len * self.num_q_heads * self.head_dim
-        k_and_v = 2 * self.batch_size * self.kv_len * self.num_kv_heads * self.head_dim
+        """Q, K and V read once, O written once, summed over the requests."""
+        q_and_o = 2 * self.batch.total_q * self.num_q_heads * self.head_dim
+        k_and_v = 2 * self.batch.total_kv * self.num_kv_heads * self.head_dim
         return (q_and_o + k_and_v) * self.dtype.itemsize
 
     @property
     def tokens(self) -> int:
         """Query tokens processed by one call."""
-        return self.batch_size * self.q_len
+        return self.batch.total_q
 
     @property
     def key(self) -> tuple:
         """Identity of the spec, for resume and joins: every field, as plain values."""
-        return tuple(str(v) if isinstance(v, Enum) else v for v in asdict(self).values())
+        return tuple(str(v) if isinstance(v, Enum) else v for v in (getattr(self, f.name) for f in fields(self)))
 
     def describe(self) -> str:
         page = f" page={self.page_size}" if self.page_size else ""
+        if self.mix:
+            return (
+                f"{self.model} {self.workload} mix={self.mix} ({self.batch_size} requests, {self.tokens} query tokens) "
+                f"H={self.num_q_heads}/{self.num_kv_heads} D={self.head_dim} {self.dtype}{page}"
+            )
         return (
             f"{self.model} {self.workload} B={self.batch_size} q={self.q_len} kv={self.kv_len} "
             f"H={self.num_q_heads}/{self.num_kv_heads} D={self.head_dim} {self.dtype}{page}"

@@ -4,7 +4,7 @@ why it cannot run; none is incorrect or crashes. Run on the GPU host before call
 import pytest
 import torch
 
-from frameworks import BACKENDS, get_backend, load_all
+from frameworks import BACKENDS, KVLayout, get_backend, load_all
 from harness.env import collect
 from harness.measure import MeasureConfig, Measurer
 from harness.store import Status
@@ -147,3 +147,31 @@ def test_flashinfer_rows_say_which_kv_layout_ran(measurer):
     paged = measurer.measure(ExperimentSpec("decode", 4, 1, 2048, 32, 8, 128, page_size=16, model="gpu-test"), backend)
     assert dense.status is Status.OK and paged.status is Status.OK
     assert "dense" in dense.backend_info and "page_size=16" in paged.backend_info and dense.page_size is None
+
+
+RAGGED_MIXES = ["q300s1000_5q1s700_3q4s1500", "2q512_q100s2000", "8q1s3000_q1s17"]
+RAGGED_BACKENDS = sorted(n for n in PROJECT_BACKENDS if BACKENDS[n].caps.ragged)
+
+
+@pytest.mark.parametrize("group", sorted(SHAPES))
+@pytest.mark.parametrize("mix", RAGGED_MIXES)
+@pytest.mark.parametrize("name", RAGGED_BACKENDS)
+def test_ragged_backend_on_gpu(measurer, name, mix, group):
+    backend = available_or_skip(name)
+    hq, hkv = SHAPES[group]
+    spec = ExperimentSpec.from_mix(mix, hq, hkv, 128, model="gpu-test")
+    row = measurer.measure(spec, backend)
+    assert row.status is Status.OK, f"{row.status}: {row.reason}"
+    assert row.rel_err < 2e-2
+
+
+@pytest.mark.parametrize("page", [1, 16, 64, 256])
+@pytest.mark.parametrize("name", sorted(n for n in RAGGED_BACKENDS if KVLayout.PAGED in BACKENDS[n].caps.layouts))
+def test_ragged_paged_backend_on_gpu(measurer, name, page):
+    backend = available_or_skip(name)
+    spec = ExperimentSpec.from_mix(RAGGED_MIXES[0], 32, 4, 128, page_size=page, model="gpu-test")
+    if backend.supports(spec):
+        pytest.skip(backend.supports(spec))
+    row = measurer.measure(spec, backend)
+    assert row.status is Status.OK, f"{row.status}: {row.reason}"
+    assert row.rel_err < 2e-2 and f"page_size={page}" in row.backend_info

@@ -131,7 +131,10 @@ BAD_SWEEP_INPUT = [
     (["--min-iterations", "50", "--max-iterations", "10"], "--max-iterations: must be a finite number >= 50, got 10"),
     (["--ci-target", "0"], "--ci-target: must be a finite number > 0, got 0.0"),
     (["--ci-target", "1.5"], "--ci-target: must be below 1"),
-    (["--page-size", "0"], "--page-size: must be a finite number >= 1, got 0"),
+    (["--page-size", "0"], "--page-size: '0' is not valid; expected positive integers or 'dense'"),
+    (["--mix", "2q2k_32x1s1k"], "mix: segment 2 '32x1s1k' is not [count]q<q_len>[k][s<kv_len>[k]]"),
+    (["--mix", "q4", "--lengths", "uniform:1:8"], "--mix and --lengths: give one of them"),
+    (["--lengths", "normal:1:2"], "lengths: 'normal:1:2' is not valid; expected uniform:LOW:HIGH or lognormal"),
     (["--keep-failed"], "--keep-failed: only means something with --resume"),
     (["--timing", "graph"], "timing: graph needs a CUDA device"),
 ]

@@ -43,9 +43,9 @@ def test_strings_become_enums():
 
 
 def test_prefill_causal_flops_count_the_triangle():
-    # L = 4: visible pairs 1 + 2 + 3 + 4 = 10
+    # L = 4: visible pairs 1 + 2 + 3 + 4 = 10 a sequence, 30 over the batch of 3
     s = spec(q_len=4, kv_len=4, batch_size=3, num_q_heads=8, num_kv_heads=2, head_dim=64)
-    assert s.visible_pairs == 10
+    assert s.visible_pairs == 30
     assert s.flops == 4 * 64 * 8 * 10 * 3
 
 
@@ -59,13 +59,13 @@ def test_append_flops_are_bottom_right():
 
 def test_decode_flops_see_every_key():
     s = spec(workload="decode", q_len=1, kv_len=1000, batch_size=7, num_q_heads=32, num_kv_heads=8, head_dim=128)
-    assert s.visible_pairs == 1000 and not s.is_masked
+    assert s.visible_pairs == 1000 * 7 and not s.is_masked
     assert s.flops == 4 * 128 * 32 * 1000 * 7
 
 
 def test_non_causal_counts_all_pairs():
     s = spec(q_len=6, kv_len=6, causal=False)
-    assert s.visible_pairs == 36 and not s.is_masked
+    assert s.visible_pairs == 36 * s.batch_size and not s.is_masked
 
 
 def test_bytes_count_q_k_v_read_and_o_written_with_gqa():
