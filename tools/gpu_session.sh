@@ -2,6 +2,8 @@
 # A GPU-host job of one session (run in the background with setsid after the wheels are installed):
 # GPU tests, calibration (with the read-only stream), then the sweeps named in SWEEPS as
 # "name|args" entries separated by ';'. Everything lands in JOB (default /tmp/job); `done` at the end.
+# The device's copy of the tree may carry a stale .git: pass the commit that is running, e.g.
+#   ATTNBENCH_GIT_COMMIT=<git rev-parse --short=12 HEAD, run here> bash tools/gpu_session.sh
 set -u
 JOB=${JOB:-/tmp/job}
 P=${PYTHON:-/tmp/gpuenv/bin/python}
