@@ -554,6 +554,21 @@ def calibrate(
     console.print(f"appended to {path}")
 
 
+@app.command()
+@friendly_errors
+def repair(file: Path = typer.Argument(..., help="A results CSV whose last row was torn.")):
+    """Move a torn last row (a killed writer, a full disk) into FILE.torn and keep every whole row."""
+    from harness.options import check_input_files
+    from harness.store import repair as repair_file
+
+    check_input_files("file", [file])
+    kept, torn = repair_file(file)
+    if torn is None:
+        console.print(f"{file}: nothing torn; {kept} rows, all whole")
+    else:
+        console.print(f"{file}: the torn last row moved to {torn}; {kept} whole rows kept")
+
+
 SPREAD_FILE = REPO / "results" / "spread.csv"
 
 
@@ -636,29 +651,22 @@ def spread_(
 ):
     """Between-run spread: how far the same (spec, backend, version, kernel) moves between runs in
     separate processes, per GPU and workload (90th percentile and maximum over keys)."""
-    from harness.compare import between_run_spread, save_spread
+    from harness.compare import between_run_spread
     from harness.options import check_input_files, check_output_file
-    from harness.store import load_many
+    from harness.store import load_frame
 
     check_input_files("files", files)
     check_output_file("--output", output)
-    table = between_run_spread(load_many(files))
-    if not table:
+    table = between_run_spread(load_frame(files))
+    if table.empty:
         raise ValueError("no (spec, backend) was measured in more than one run in these files")
     out = Table(title="between-run spread of p50 (|p50 / median − 1| per key)")
     for col in ("device", "workload", "keys", "runs (max)", "p90", "max"):
         out.add_column(col)
-    for r in table:
-        out.add_row(
-            r["device"],
-            r["workload"],
-            str(r["keys"]),
-            str(r["runs"]),
-            f"{r['spread_p90']:.2%}",
-            f"{r['spread_max']:.2%}",
-        )
+    for r in table.itertuples():
+        out.add_row(r.device, r.workload, str(r.keys), str(r.runs), f"{r.spread_p90:.2%}", f"{r.spread_max:.2%}")
     console.print(out)
-    save_spread(table, output)
+    table.to_csv(output, index=False, float_format="%.5f")
     console.print(f"written to {output}")
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
 
 from .stats import geometric_mean
-from .store import ResultRow, Status, latest
+from .store import TASK_COLUMNS, ResultRow, Status, as_frame, latest
 
 
 @dataclass(frozen=True)
@@ -117,63 +120,32 @@ def summarize(comparisons: list[Comparison]) -> Summary:
 
 # ---- between-run spread --------------------------------------------------------------------------
 
-SPREAD_COLUMNS = ("device", "workload", "keys", "runs", "spread_p90", "spread_max")
+SPREAD_COLUMNS = ["device", "workload", "keys", "runs", "spread_p90", "spread_max"]
 
 
-def between_run_spread(rows: Iterable[ResultRow]) -> list[dict]:
+def between_run_spread(data) -> pd.DataFrame:
     """How far the p50 of the same (spec, backend, library version, kernel) moves between runs
     (separate processes, often separate sessions): per key, the largest |p50 / median − 1| over its
     runs; per (device, workload), the 90th percentile and the maximum of that over keys."""
-    from collections import defaultdict
-
-    from .stats import percentile
-
-    by_key: dict[tuple, dict[str, float]] = defaultdict(dict)
-    for r in rows:
-        if r.status is Status.OK:
-            by_key[(r.device, r.workload, r.task_key, r.backend_version, r.backend_info)][r.run_id] = r.p50_ms
-    per_group: dict[tuple[str, str], list[float]] = defaultdict(list)
-    runs: dict[tuple[str, str], int] = defaultdict(int)
-    for (device, workload, *_), p50s in by_key.items():
-        if len(p50s) < 2:
-            continue
-        values = sorted(p50s.values())
-        mid = percentile(values, 50)
-        group = (device, workload)
-        per_group[group].append(max(abs(v / mid - 1) for v in values))
-        runs[group] = max(runs[group], len(values))
-    return [
-        dict(device=d, workload=w, keys=len(v), runs=runs[(d, w)], spread_p90=percentile(v, 90), spread_max=max(v))
-        for (d, w), v in sorted(per_group.items())
-    ]
-
-
-def save_spread(table: list[dict], path) -> None:
-    import csv
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SPREAD_COLUMNS)
-        writer.writeheader()
-        for row in table:
-            writer.writerow({k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in row.items()})
+    ok = as_frame(data).query("status == 'ok'")
+    key = ["device", *TASK_COLUMNS, "backend_version", "backend_info"]
+    per_run = ok.groupby([*key, "run_id"], dropna=False)["p50_ms"].last().reset_index()
+    per_key = per_run.groupby(key, dropna=False)["p50_ms"].agg(
+        runs="count", spread=lambda p50: (p50 / p50.median() - 1).abs().max()
+    )
+    per_key = per_key[per_key["runs"] > 1].reset_index()
+    table = per_key.groupby(["device", "workload"]).agg(
+        keys=("spread", "size"), runs=("runs", "max"), spread_p90=("spread", lambda s: s.quantile(0.9)),
+        spread_max=("spread", "max"),
+    )  # fmt: skip
+    return table.reset_index()[SPREAD_COLUMNS]
 
 
 def load_spread(path) -> dict[tuple[str, str], float]:
     """(device, workload) -> the 90th-percentile between-run spread; {} when the file is absent."""
-    import csv
-    from pathlib import Path
-
-    path = Path(path)
-    if not path.exists():
+    if not Path(path).exists():
         return {}
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != SPREAD_COLUMNS:
-            raise ValueError(f"{path} is not an attnbench spread file (columns {reader.fieldnames})")
-        try:
-            return {(r["device"], r["workload"]): float(r["spread_p90"]) for r in reader}
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+    table = pd.read_csv(path)
+    if list(table.columns) != SPREAD_COLUMNS:
+        raise ValueError(f"{path} is not an attnbench spread file (columns {list(table.columns)})")
+    return {(r.device, r.workload): float(r.spread_p90) for r in table.itertuples()}

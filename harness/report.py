@@ -9,8 +9,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from .env import device_slug
-from .store import ResultRow, Status, latest
+from .store import ResultRow, Status, as_frame, latest
 
 # numeric columns a table or plot can show, with how to print them
 METRICS: dict[str, str] = {
@@ -74,7 +76,7 @@ def _sortable(value) -> tuple:
 MIX_DETERMINED = ("mix", "batch_size", "q_len", "kv_len")  # a mix fixes these: its name says them
 
 
-def _col_label(row: ResultRow, varying: list[str]) -> str:
+def _col_label(row, varying: list[str]) -> str:
     from specs import MIX_NAMES
 
     if row.mix in MIX_NAMES:
@@ -89,59 +91,48 @@ def _col_label(row: ResultRow, varying: list[str]) -> str:
         if row.mix and axis in MIX_DETERMINED:
             continue
         value = getattr(row, axis)
-        if axis == "page_size" and value is None:
+        if axis == "page_size" and pd.isna(value):
             parts.append("dense")
             continue
         parts.append(f"{short.get(axis, axis)}={value}" if axis in short or axis == "causal" else str(value))
     return " ".join(parts)
 
 
-def pivot(rows: Iterable[ResultRow], metric: str = "p95_ms") -> Pivot:
-    """Rows = backend (with the device when several), columns = model × workload (plus any other
-    spec field that varies inside one of those), cell = the metric, or the status when not ok."""
+def _mix_order(mix: str) -> int:
+    """Named mixes in the preset's order, other mix strings after."""
+    from specs import MIX_NAMES
+
+    names = list(MIX_NAMES)
+    return names.index(mix) if mix in names else len(names)
+
+
+def pivot(data, metric: str = "p95_ms") -> Pivot:
+    """Rows = backend (with the device when several), columns = model × workload or mix (plus any
+    other spec field that varies inside one of those), cell = the metric, or the status when not ok.
+    `data`: a results frame or ResultRows; the newest row per (device, spec, backend) is shown."""
     check_metric(metric)
-    rows = latest(rows)
-    devices = sorted({r.device for r in rows})
-    groups: dict[tuple[str, str], set] = {}
-    for r in rows:
-        groups.setdefault((r.model, r.workload), set()).add(tuple(getattr(r, a) for a in SPEC_AXES))
-    varying = [
-        axis
-        for i, axis in enumerate(SPEC_AXES)
-        if any(len({combo[i] for combo in combos}) > 1 for combos in groups.values())
-    ]
-
-    def row_label(r: ResultRow) -> str:
-        return f"{r.backend} [{r.device}]" if len(devices) > 1 else r.backend
-
-    ordered = sorted(
-        rows,
-        key=lambda r: (
-            _model_rank(r.model),
-            WORKLOAD_ORDER.get(r.workload, 9),
-            *(_sortable(getattr(r, a)) for a in varying),
-        ),
-    )
-    col_labels = list(dict.fromkeys(_col_label(r, varying) for r in ordered))
-    row_labels = sorted({row_label(r) for r in rows})
-    cells: dict[tuple[str, str], str] = {}
-    values: dict[str, list[tuple[float, str]]] = {}
+    frame = latest(as_frame(data)).copy()
+    group = frame.groupby(["model", "workload"], dropna=False)
+    varying = [axis for axis in SPEC_AXES if (group[axis].nunique(dropna=False) > 1).any()]
+    several = frame["device"].nunique() > 1
+    frame["row"] = frame["backend"] + (" [" + frame["device"] + "]" if several else "")
+    frame["col"] = [_col_label(r, varying) for r in frame.itertuples()]
+    frame["order"] = [
+        (_model_rank(r.model), _mix_order(r.mix), WORKLOAD_ORDER.get(r.workload, 9),
+         *(_sortable(None if pd.isna(getattr(r, a)) else getattr(r, a)) for a in varying))
+        for r in frame.itertuples()
+    ]  # fmt: skip
+    col_labels = list(dict.fromkeys(frame.sort_values("order", kind="stable")["col"]))
     fmt = METRICS[metric]
-    for r in rows:
-        key = (row_label(r), _col_label(r, varying))
-        value = getattr(r, metric)
-        if r.status is Status.OK and value is not None:
-            cells[key] = fmt.format(value)
-            values.setdefault(key[1], []).append((value, key[0]))
-        elif value is not None and metric in ("rel_err", "setup_ms", "roofline_ms"):
-            cells[key] = f"{fmt.format(value)} {STATUS_LABEL[r.status]}"
-        else:
-            cells[key] = STATUS_LABEL[r.status]
-    best = {}
-    for col, vals in values.items():
-        pick = max(vals) if metric in HIGHER_IS_BETTER else min(vals)
-        best[col] = pick[1]
-    return Pivot(metric, row_labels, col_labels, cells, best)
+    ok = (frame["status"] == Status.OK.value) & frame[metric].notna()
+    label = frame["status"].str.upper()
+    text = frame[metric].map(lambda v: "" if pd.isna(v) else fmt.format(v))
+    shown_with_status = frame[metric].notna() & (metric in ("rel_err", "setup_ms", "roofline_ms"))
+    frame["cell"] = label.where(~shown_with_status, text + " " + label).where(~ok, text)
+    cells = {(r.row, r.col): r.cell for r in frame[["row", "col", "cell"]].itertuples()}
+    values = frame[ok].pivot_table(index="row", columns="col", values=metric, aggfunc="first")
+    best = (values.idxmax() if metric in HIGHER_IS_BETTER else values.idxmin()).to_dict()
+    return Pivot(metric, sorted(frame["row"].unique()), col_labels, cells, best)
 
 
 def render_rich(p: Pivot, title: str | None = None):

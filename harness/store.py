@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import types
 import typing
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from specs import ExperimentSpec
 
@@ -153,17 +157,20 @@ class StoreError(ValueError):
 
 def _field_types() -> dict[str, tuple[type, bool]]:
     """column -> (base type, optional)."""
-    hints = typing.get_type_hints(ResultRow)
     out = {}
-    for name, hint in hints.items():
+    for name, hint in typing.get_type_hints(ResultRow).items():
         args = typing.get_args(hint)
-        optional = type(None) in args and (typing.get_origin(hint) in (typing.Union, types.UnionType))
-        base = next((a for a in args if a is not type(None)), hint) if optional else hint
-        out[name] = (base, optional)
+        optional = type(None) in args and typing.get_origin(hint) in (typing.Union, types.UnionType)
+        out[name] = (next(a for a in args if a is not type(None)) if optional else hint, optional)
     return out
 
 
 _TYPES = _field_types()
+NUMERIC = [c for c, (base, _) in _TYPES.items() if base in (int, float)]
+FLAGS = [c for c, (base, _) in _TYPES.items() if base is bool]
+# the spec and the backend: what identifies a task (the device is added to tell GPUs apart)
+SPEC_COLUMNS = tuple(f.name for f in fields(ExperimentSpec))
+TASK_COLUMNS = (*SPEC_COLUMNS, "backend")
 
 
 def _to_cell(value) -> str:
@@ -176,64 +183,84 @@ def _to_cell(value) -> str:
     return str(value)
 
 
-def _from_cell(text: str, column: str, where: str):
-    base, optional = _TYPES[column]
-    if text == "":
-        if optional:
+# ---- writing: one whole row per write, never onto a torn line ----------------------------------
+
+
+def torn_line(path: Path) -> int | None:
+    """The line number of a torn last line (a row without its newline: a killed writer, a full
+    disk), or None when the file ends with a whole row."""
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        if handle.tell() == 0:
             return None
-        if base is str:
-            return ""
-        raise StoreError(f"{where}: column {column!r} is empty but required")
-    try:
-        if base is bool:
-            if text not in ("True", "False"):
-                raise ValueError
-            return text == "True"
-        if base is int:
-            return int(text)
-        if base is float:
-            return float(text)
-        if base is Status:
-            return Status(text)
-        return text
-    except ValueError:
-        allowed = f"; expected one of {', '.join(s.value for s in Status)}" if base is Status else ""
-        raise StoreError(f"{where}: column {column!r} has {text!r}, not a {base.__name__}{allowed}") from None
+        handle.seek(-1, 2)
+        if handle.read(1) == b"\n":
+            return None
+        handle.seek(0)
+        return handle.read().count(b"\n") + 1
+
+
+def check_whole(path: Path) -> None:
+    line = torn_line(path)
+    if line is not None:
+        raise StoreError(
+            f"{path}, line {line}: the last row is torn (a killed writer or a full disk); "
+            f"run `python3 run.py repair {path}` to move it to {path.name}.torn and keep every whole row"
+        )
+
+
+def repair(path: Path | str) -> tuple[int, Path | None]:
+    """Move a torn last line into PATH.torn (appended), keeping every whole row; returns (whole
+    rows kept, the .torn file or None when nothing was torn). The file is replaced atomically."""
+    path = Path(path)
+    if torn_line(path) is None:
+        return len(load_rows(path)), None
+    text = path.read_bytes()
+    cut = text.rfind(b"\n") + 1
+    torn = path.with_name(path.name + ".torn")
+    with torn.open("ab") as handle:
+        handle.write(text[cut:] + b"\n")
+    tmp = path.with_name(path.name + ".repairing")
+    tmp.write_bytes(text[:cut])
+    os.replace(tmp, path)
+    return len(load_rows(path)), torn
 
 
 def append_rows(path: Path | str, rows: Iterable[ResultRow]) -> None:
-    """Append rows (writing the header first if the file is new); flushed at once so a killed sweep
-    keeps every finished row. An existing file must already be an attnbench CSV of this schema (a
-    file of the legacy schema is first rewritten, atomically and with every value kept, in this one)."""
+    """Append rows (writing the header first if the file is new); each row is written whole and
+    flushed at once, so a killed sweep keeps every finished row. An existing file must already be an
+    attnbench CSV of this schema and end with a whole row (a file of the legacy schema is first
+    rewritten, atomically and with every value kept, in this one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
-    if not new and _check_header(path) == LEGACY_COLUMNS:
-        upgrade(path)
+    if not new:
+        check_whole(path)
+        if _read_header(path) == LEGACY_COLUMNS:
+            upgrade(path)
     with path.open("a", newline="") as handle:
         writer = csv.writer(handle)
         if new:
             writer.writerow(COLUMNS)
         for row in rows:
-            writer.writerow([_to_cell(getattr(row, c)) for c in COLUMNS])
-        handle.flush()
-
-
-def _check_header(path: Path) -> tuple[str, ...]:
-    with path.open(newline="") as handle:
-        header = next(csv.reader(handle), [])
-    return _validate_header(header, path)
+            line = io.StringIO()
+            csv.writer(line).writerow([_to_cell(getattr(row, c)) for c in COLUMNS])
+            handle.write(line.getvalue())  # one write a row
+            handle.flush()
 
 
 def upgrade(path: Path) -> None:
     """Rewrite a legacy-schema file in this schema, every row kept, through a temporary file."""
-    import os
-
     rows = load_rows(path)
     tmp = path.with_name(path.name + ".upgrading")
     tmp.unlink(missing_ok=True)
     append_rows(tmp, rows)
     os.replace(tmp, path)
+
+
+def _read_header(path: Path) -> tuple[str, ...]:
+    with path.open(newline="") as handle:
+        return _validate_header(next(csv.reader(handle), []), path)
 
 
 def _validate_header(header: list[str], path: Path) -> tuple[str, ...]:
@@ -251,44 +278,150 @@ def _validate_header(header: list[str], path: Path) -> tuple[str, ...]:
     raise StoreError(f"{path} is not an attnbench results file of this version ({'; '.join(detail)})")
 
 
-def load_rows(path: Path | str) -> list[ResultRow]:
-    """Every row of one CSV, validated; a malformed or foreign file raises StoreError."""
+# ---- reading: any number of files into one typed, validated DataFrame ---------------------------
+
+
+def read_frame(path: Path | str) -> pd.DataFrame:
+    """One results CSV as a typed DataFrame (numbers as float or nullable Int64, flags as boolean,
+    status as text), every cell and every row checked; the error names the file, line and column.
+    A `line` column keeps each row's line in its file."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: no such file")
+    check_whole(path)
     try:
         text = path.read_text()
     except UnicodeDecodeError:
         raise StoreError(f"{path} is not a text CSV file") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None:
+    records = list(csv.reader(io.StringIO(text)))
+    if not records:
         raise StoreError(f"{path} is empty: no header row")
-    columns = _validate_header(header, path)
-    rows = []
-    for line_no, cells in enumerate(reader, start=2):
-        where = f"{path}, line {line_no}"
-        if not cells:
-            continue
+    columns = _validate_header(records[0], path)
+    body = [(line, cells) for line, cells in enumerate(records[1:], start=2) if cells]
+    for line, cells in body:
         if len(cells) != len(columns):
-            raise StoreError(f"{where}: {len(cells)} cells, expected {len(columns)}")
-        values = {c: _from_cell(cell, c, where) for c, cell in zip(columns, cells)}
-        if columns == LEGACY_COLUMNS:  # a uniform batch: its totals follow from the spec
-            b = values["batch_size"]
-            values.update(mix="", total_q_tokens=b * values["q_len"], total_kv_tokens=b * values["kv_len"],
-                          min_kv_len=values["kv_len"])  # fmt: skip
-        try:
-            rows.append(ResultRow(**values))
-        except (ValueError, TypeError) as exc:
-            raise StoreError(f"{where}: {exc}") from None
-    return rows
+            raise StoreError(f"{path}, line {line}: {len(cells)} cells, expected {len(columns)}")
+    frame = pd.DataFrame([cells for _, cells in body], columns=list(columns), dtype=str)
+    frame["line"] = [line for line, _ in body]
+    if columns == LEGACY_COLUMNS:  # a uniform batch: its totals follow from the spec
+        frame["mix"] = ""
+        for total, length in (("total_q_tokens", "q_len"), ("total_kv_tokens", "kv_len")):
+            frame[total] = (pd.to_numeric(frame["batch_size"]) * pd.to_numeric(frame[length])).astype(str)
+        frame["min_kv_len"] = frame["kv_len"]
+    return _typed(frame[[*COLUMNS, "line"]], path)
+
+
+def _first_line(frame: pd.DataFrame, bad: pd.Series) -> int:
+    return int(frame.loc[bad, "line"].iloc[0])
+
+
+def _typed(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Convert the text cells column by column; refuse what cannot be true, naming file and line."""
+    for column in NUMERIC:
+        text = frame[column]
+        nan = text.str.lower().isin(["nan", "+nan", "-nan"])
+        if nan.any():
+            raise StoreError(f"{path}, line {_first_line(frame, nan)}: column {column!r} is nan")
+        values = pd.to_numeric(text.where(text != ""), errors="coerce")
+        bad = (text != "") & values.isna()
+        base, optional = _TYPES[column]
+        if bad.any():
+            cell = text[bad].iloc[0]
+            raise StoreError(
+                f"{path}, line {_first_line(frame, bad)}: column {column!r} has {cell!r}, not a {base.__name__}"
+            )
+        if not optional and (text == "").any():
+            raise StoreError(f"{path}, line {_first_line(frame, text == '')}: column {column!r} is empty but required")
+        frame[column] = values.astype("Int64") if base is int else values.astype(float)
+    for column in FLAGS:
+        text = frame[column]
+        bad = ~text.isin(["True", "False", ""])
+        if bad.any():
+            raise StoreError(
+                f"{path}, line {_first_line(frame, bad)}: column {column!r} has {text[bad].iloc[0]!r}, not a bool"
+            )
+        frame[column] = text.map({"True": True, "False": False, "": None}).astype("boolean")
+    statuses = [s.value for s in Status]
+    bad = ~frame["status"].isin(statuses)
+    if bad.any():
+        raise StoreError(
+            f"{path}, line {_first_line(frame, bad)}: column 'status' has {frame['status'][bad].iloc[0]!r}, "
+            f"not a Status; expected one of {', '.join(statuses)}"
+        )
+    _check_values(frame, path)
+    return frame
+
+
+def _check_values(frame: pd.DataFrame, path: Path) -> None:
+    """The invariants of ResultRow, vectorised: an ok row has its timing and check, finite and
+    positive; a failed row has a reason and no timing or metric."""
+    ok = frame["status"] == Status.OK.value
+    timed = list(TIMED_FIELDS)
+    finite = frame[timed].apply(lambda column: np.isfinite(column.astype(float))).all(axis=1)
+    latency = frame[["p50_ms", "p95_ms", "min_ms", "max_ms", "mean_ms"]]
+    checks = [
+        (ok & frame[timed + list(CHECK_FIELDS)].isna().any(axis=1), "an ok row needs its timing and check columns"),
+        (ok & (frame["reason"] != ""), "an ok row has no reason"),
+        (ok & ~finite, "a latency or metric is nan or inf"),
+        (ok & (latency <= 0).any(axis=1), "a latency is zero or negative"),
+        (~ok & frame[timed + list(OK_ONLY_OPTIONAL)].notna().any(axis=1), "a failed row carries timing or metrics"),
+        (~ok & (frame["reason"] == ""), "a failed row needs a reason"),
+    ]  # fmt: skip
+    for bad, why in checks:
+        if bad.any():
+            line = _first_line(frame, bad)
+            raise StoreError(f"{path}, line {line}: {why} (status {frame.loc[bad, 'status'].iloc[0]})")
+
+
+def load_frame(paths: Iterable[Path | str]) -> pd.DataFrame:
+    """Any number of results CSVs as one typed DataFrame; a `file` column says where each row came from."""
+    frames = []
+    for path in paths:
+        frame = read_frame(path)
+        frame["file"] = str(path)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=[*COLUMNS, "line", "file"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def rows_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
+    """ResultRows (from a running sweep) as a frame of the same shape as load_frame's."""
+    records = [{c: (getattr(r, c).value if c == "status" else getattr(r, c)) for c in COLUMNS} for r in rows]
+    frame = pd.DataFrame(records, columns=list(COLUMNS))
+    for column in NUMERIC:
+        frame[column] = pd.to_numeric(frame[column]).astype("Int64" if _TYPES[column][0] is int else float)
+    for column in FLAGS:
+        frame[column] = frame[column].astype("boolean")
+    return frame
+
+
+def as_frame(data) -> pd.DataFrame:
+    return data if isinstance(data, pd.DataFrame) else rows_frame(data)
+
+
+def frame_rows(frame: pd.DataFrame) -> list[ResultRow]:
+    """The frame's rows as ResultRows (missing values as None)."""
+    clean = frame[list(COLUMNS)].astype(object).where(frame[list(COLUMNS)].notna(), None)
+    return [ResultRow(**record) for record in clean.to_dict("records")]
+
+
+def load_rows(path: Path | str) -> list[ResultRow]:
+    """Every row of one CSV, validated; a malformed or foreign file raises StoreError."""
+    return frame_rows(read_frame(path))
 
 
 def load_many(paths: Iterable[Path | str]) -> list[ResultRow]:
-    rows: list[ResultRow] = []
-    for path in paths:
-        rows.extend(load_rows(path))
-    return rows
+    return frame_rows(load_frame(paths))
+
+
+def latest(data):
+    """One row per (device, spec, backend): the newest (the later in file order on a tie), so re-runs
+    supersede older measurements. A frame in, a frame out; ResultRows in, ResultRows out."""
+    frame = as_frame(data)
+    keys = ["device", *TASK_COLUMNS]
+    newest = frame.sort_values("timestamp", kind="stable").drop_duplicates(keys, keep="last")
+    return newest if isinstance(data, pd.DataFrame) else frame_rows(newest)
 
 
 def done_keys(path: Path | str, retry: Iterable[Status] = ()) -> set[tuple]:
@@ -297,15 +430,4 @@ def done_keys(path: Path | str, retry: Iterable[Status] = ()) -> set[tuple]:
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return set()
-    retry = set(retry)
-    return {row.task_key for row in latest(load_rows(path)) if row.status not in retry}
-
-
-def latest(rows: Iterable[ResultRow]) -> list[ResultRow]:
-    """One row per (device, spec, backend): the newest, so re-runs supersede older measurements."""
-    newest: dict[tuple, ResultRow] = {}
-    for row in rows:
-        key = (row.device, row.task_key)
-        if key not in newest or row.timestamp >= newest[key].timestamp:
-            newest[key] = row
-    return list(newest.values())
+    return {row.task_key for row in latest(load_rows(path)) if row.status not in set(retry)}

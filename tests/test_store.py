@@ -1,10 +1,22 @@
 import dataclasses
+import re
 
 import pytest
 
 from harness.env import Environment
 from harness.measure import MeasureConfig, make_row
-from harness.store import COLUMNS, ResultRow, Status, StoreError, append_rows, done_keys, latest, load_rows
+from harness.store import (
+    COLUMNS,
+    ResultRow,
+    Status,
+    StoreError,
+    append_rows,
+    done_keys,
+    latest,
+    load_frame,
+    load_many,
+    load_rows,
+)
 
 from .helpers import tiny_spec
 
@@ -100,3 +112,90 @@ def test_done_keys_and_latest(tmp_path):
     assert done_keys(path) == {new.task_key}
     assert done_keys(tmp_path / "absent.csv") == set()
     assert latest(load_rows(path)) == [new]
+
+
+def _written(tmp_path, rows=None):
+    path = tmp_path / "r.csv"
+    append_rows(path, rows or [ok_row(tiny_spec("decode")), ok_row(tiny_spec("prefill"))])
+    return path
+
+
+def test_a_torn_last_row_is_refused_before_appending_and_repair_keeps_every_whole_row(tmp_path):
+    from typer.testing import CliRunner
+
+    import run
+
+    path = _written(tmp_path)
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole.splitlines(keepends=True)[-1][:40])  # a writer killed mid-row
+    with pytest.raises(StoreError, match=r"r.csv, line 4: the last row is torn.*run.py repair"):
+        append_rows(path, [ok_row(tiny_spec("append"))])
+    runner = CliRunner()
+    refused = runner.invoke(run.app, ["sweep", "-b", "torch-naive", "-o", str(path), "--no-plots"])
+    assert refused.exit_code == 2 and "line 4: the last row is torn" in " ".join(refused.output.split())
+    fixed = runner.invoke(run.app, ["repair", str(path)])
+    assert fixed.exit_code == 0 and "2 whole rows kept" in " ".join(fixed.output.split())
+    assert path.read_bytes() == whole and len(load_rows(path)) == 2
+    assert (tmp_path / "r.csv.torn").read_bytes() == whole.splitlines(keepends=True)[-1][:40] + b"\n"
+    append_rows(path, [ok_row(tiny_spec("append"))])
+    assert len(load_rows(path)) == 3
+
+
+@pytest.mark.parametrize(
+    "column, value, message",
+    [
+        ("p50_ms", "nan", "line 2: column 'p50_ms' is nan"),
+        ("p50_ms", "inf", "line 2: a latency or metric is nan or inf"),
+        ("p50_ms", "-1.0", "line 2: a latency is zero or negative"),
+        ("p50_ms", "fast", "line 2: column 'p50_ms' has 'fast', not a float"),
+        ("throttled", "maybe", "line 2: column 'throttled' has 'maybe', not a bool"),
+    ],
+)
+def test_values_that_cannot_be_true_are_refused_with_file_and_line(tmp_path, column, value, message):
+    path = _written(tmp_path)
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index(column)] = value
+    path.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    with pytest.raises(StoreError, match=re.escape(f"{path}, {message}")):
+        load_rows(path)
+
+
+def test_a_failed_row_with_metrics_is_refused(tmp_path):
+    failed = make_row(tiny_spec("decode"), "x", "", ENV, CONFIG, Status.ERROR, "boom")
+    path = _written(tmp_path, [failed])
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index("tflops")] = "12.5"
+    path.write_text("\n".join([lines[0], ",".join(cells)]) + "\n")
+    with pytest.raises(StoreError, match="line 2: a failed row carries timing or metrics"):
+        load_rows(path)
+
+
+def test_the_pandas_pivot_reproduces_the_committed_readme_tables():
+    """The README's blocks were written by the hand-written pivot before pandas; the pandas one must
+    render the same text from the same committed CSVs."""
+    from pathlib import Path
+
+    from harness.report import BLOCK, rewrite_readme
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    text = readme.read_text()
+    assert len(BLOCK.findall(text)) >= 8
+    assert rewrite_readme(text, readme.parent, load_many)[0] == text
+
+
+def test_frames_load_typed_and_latest_keeps_the_newest_per_device_and_task(tmp_path):
+    import dataclasses
+
+    first = ok_row(tiny_spec("decode"), p50_ms=2.0)
+    again = dataclasses.replace(first, timestamp="2099-01-01T00:00:00+00:00", p50_ms=1.0)
+    other_gpu = dataclasses.replace(first, device="NVIDIA H200")
+    path = _written(tmp_path, [first, again, other_gpu])
+    frame = load_frame([path])
+    assert str(frame["p50_ms"].dtype) == "float64" and str(frame["n_iters"].dtype) == "Int64"
+    assert list(frame["line"]) == [2, 3, 4] and set(frame["file"]) == {str(path)}
+    newest = latest(frame)
+    assert sorted(newest["p50_ms"]) == [1.0, 2.0] and len(newest) == 2
