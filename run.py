@@ -556,6 +556,24 @@ def calibrate(
 
 @app.command()
 @friendly_errors
+def report(
+    files: list[Path] = typer.Argument(..., help="Results CSVs (e.g. results/*.csv)."),
+    out_dir: Path = typer.Option(..., "--output", "-o", help="Folder for index.html (created)."),
+):
+    """One static HTML page (works offline): environment per GPU, every row in a filterable table
+    with the command that reproduces it, roofline, scaling curves, speed-up heatmap, serving mixes."""
+    from harness.html_report import write_report
+    from harness.options import check_input_files, check_output_dir
+    from harness.store import load_frame
+
+    check_input_files("files", files)
+    check_output_dir("--output", out_dir)
+    path = write_report(load_frame(files), out_dir)
+    console.print(f"report: {path} ({path.stat().st_size / 2**20:.1f} MiB, no network needed)")
+
+
+@app.command()
+@friendly_errors
 def repair(file: Path = typer.Argument(..., help="A results CSV whose last row was torn.")):
     """Move a torn last row (a killed writer, a full disk) into FILE.torn and keep every whole row."""
     from harness.options import check_input_files

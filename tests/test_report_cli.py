@@ -9,6 +9,7 @@ import run
 from harness.measure import make_row
 from harness.report import pivot, render_markdown
 from harness.store import Status, append_rows, load_rows
+from specs import ExperimentSpec
 
 from .helpers import tiny_spec
 from .test_store import CONFIG, ENV, ok_row
@@ -319,3 +320,32 @@ def test_cli_check_reports_errors_and_fails_on_a_wrong_backend():
     bad = runner.invoke(run.app, base + ["-b", "torch-naive,test-top-left"])
     assert bad.exit_code == 1
     assert "incorrect test-top-left" in " ".join(bad.output.split()) and "relative error" in bad.output
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        tiny_spec("decode"),
+        tiny_spec("append", page_size=16),
+        ExperimentSpec.from_mix("q20_3q1s17_2q4s25", 32, 8, 128, model="Llama-3.1-8B"),
+        ExperimentSpec.from_lengths("lognormal:64:0.5@3", "append", 5, 32, 8, 128, chunk=4, model="Llama-3.1-8B"),
+        ExperimentSpec("prefill", 2, 64, 64, 32, 4, 128, model="Qwen3-30B-A3B", page_size=64),
+    ],
+)
+def test_the_reports_command_measures_the_same_spec_again(spec, tmp_path, monkeypatch):
+    import shlex
+
+    from harness.html_report import reproduce_command
+    from harness.store import rows_frame
+
+    if spec.model == "tiny":
+        spec = dataclasses.replace(spec, model="Llama-3.1-8B", num_q_heads=32, num_kv_heads=8, head_dim=128)
+    row = next(rows_frame([ok_row(spec)]).itertuples())
+    command = reproduce_command(row)
+    captured = []
+    monkeypatch.setattr(run, "run_with_progress", lambda tasks, *a, **k: captured.extend(tasks) or ([], 0))
+    monkeypatch.setattr(run, "summarize_file", lambda *a, **k: None)
+    args = shlex.split(command)[2:] + ["--device", "cpu", "-o", str(tmp_path / "x.csv"), "--no-plots"]
+    result = runner.invoke(run.app, args)
+    assert result.exit_code == 0, result.output
+    assert [t.spec for t in captured] == [spec] and captured[0].backend == row.backend

@@ -1,0 +1,34 @@
+#!/bin/bash
+# On the offline GPU host: install the wheels of the given part folders into /tmp/gpuenv, a Python
+# environment layered over the host's own PyTorch; run it after each part arrives (split wheels are
+# joined once all their pieces are there). Then use /tmp/gpuenv/bin/python.
+#
+#   bash tools/install_wheels.sh PARTDIR...
+set -uo pipefail
+STAGE=${STAGE:-/tmp/gpu-wheels}; ENV=${GPUENV:-/tmp/gpuenv}
+mkdir -p "$STAGE"
+for d in "$@"; do cp -n "$d"/* "$STAGE"/ 2>/dev/null || true; done
+cd "$STAGE"
+for first in *.whl.part00; do
+  [ -e "$first" ] || continue
+  whl=${first%.part00}; n=$(ls "$whl".part* | wc -l); last=$(printf '%s.part%02d' "$whl" $((n - 1)))
+  if [ -e "$last" ] && [ "$(stat -c %s "$last")" -lt "$(stat -c %s "$first")" ]; then
+    cat "$whl".part* > "$whl.tmp" && mv "$whl.tmp" "$whl" && rm -f "$whl".part*
+  fi
+done
+ls *.part[0-9]* >/dev/null 2>&1 && echo "still waiting for pieces of: $(ls *.part[0-9]* | sed 's/.part[0-9]*$//' | sort -u | tr '\n' ' ')"
+if [ ! -x "$ENV/bin/python" ]; then
+  python3 -m venv --without-pip "$ENV"
+  sp=$("$ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  python3 -c 'import site; print("\n".join(site.getsitepackages()))' > "$sp/_host_site.pth"
+fi
+sp=$("$ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+ls "$STAGE"/*.whl >/dev/null 2>&1 && python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$sp" "$STAGE"/*.whl 2>&1 | grep -v "already exists" | tail -3
+"$ENV/bin/python" - <<'PY'
+import importlib
+for mod in ["torch", "flash_attn", "flash_attn_interface", "flash_attn.cute", "flashinfer", "transformer_engine.pytorch"]:
+    try:
+        m = importlib.import_module(mod); print(f"{mod:28s} ok {getattr(m, '__version__', '')}")
+    except Exception as e:
+        print(f"{mod:28s} -- {type(e).__name__}: {str(e)[:80]}")
+PY
