@@ -197,7 +197,7 @@ def sweep(
     summarize_file(output, tasks, len(rows), skipped)
     console.print(f"rows appended to [bold]{output}[/]; worker log: {log_path_for(config.run_id)}")
     if plots:
-        from harness.report import plot as make_plots
+        from harness.plots import plot as make_plots
         from harness.store import load_rows
 
         for path in make_plots(load_rows(output), plot_dir):
@@ -496,8 +496,8 @@ def plot(
     """Latency and TFLOP/s against KV length (a panel per workload, a line per backend), a roofline
     against the measured ceilings, and a speedup heatmap against a baseline backend (PNGs)."""
     from harness.options import check_output_dir
-    from harness.report import plot as make_plots
-    from harness.report import plot_roofline, plot_speedup
+    from harness.plots import plot as make_plots
+    from harness.plots import plot_roofline, plot_speedup
 
     check_output_dir("--out-dir", out_dir)
     rows = load_filtered(files, model, workload, backend)

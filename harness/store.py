@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import types
 import typing
@@ -12,7 +13,6 @@ from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from specs import ExperimentSpec
@@ -127,10 +127,14 @@ class ResultRow:
                 raise ValueError(f"an ok row needs {', '.join(missing)}")
             if self.reason:
                 raise ValueError("an ok row has no reason")
+            if not all(math.isfinite(getattr(self, name)) for name in TIMED_FIELDS):
+                raise ValueError("a latency or metric is nan or inf")
+            if min(self.p50_ms, self.p95_ms, self.min_ms, self.max_ms, self.mean_ms) <= 0:
+                raise ValueError("a latency is zero or negative")
         else:
             present = [name for name in TIMED_FIELDS + OK_ONLY_OPTIONAL if getattr(self, name) is not None]
             if present:
-                raise ValueError(f"a {self.status} row carries no timing, got {', '.join(present)}")
+                raise ValueError(f"a {self.status} row carries no timing or metrics, got {', '.join(present)}")
             if not self.reason:
                 raise ValueError(f"a {self.status} row needs a reason")
 
@@ -186,18 +190,17 @@ def _to_cell(value) -> str:
 # ---- writing: one whole row per write, never onto a torn line ----------------------------------
 
 
+def _csv_line(row: ResultRow) -> str:
+    line = io.StringIO()
+    csv.writer(line).writerow([_to_cell(getattr(row, c)) for c in COLUMNS])
+    return line.getvalue()
+
+
 def torn_line(path: Path) -> int | None:
     """The line number of a torn last line (a row without its newline: a killed writer, a full
     disk), or None when the file ends with a whole row."""
-    with path.open("rb") as handle:
-        handle.seek(0, 2)
-        if handle.tell() == 0:
-            return None
-        handle.seek(-1, 2)
-        if handle.read(1) == b"\n":
-            return None
-        handle.seek(0)
-        return handle.read().count(b"\n") + 1
+    data = path.read_bytes()
+    return None if not data or data.endswith(b"\n") else data.count(b"\n") + 1
 
 
 def check_whole(path: Path) -> None:
@@ -243,9 +246,7 @@ def append_rows(path: Path | str, rows: Iterable[ResultRow]) -> None:
         if new:
             writer.writerow(COLUMNS)
         for row in rows:
-            line = io.StringIO()
-            csv.writer(line).writerow([_to_cell(getattr(row, c)) for c in COLUMNS])
-            handle.write(line.getvalue())  # one write a row
+            handle.write(_csv_line(row))  # one write a row
             handle.flush()
 
 
@@ -266,16 +267,11 @@ def _read_header(path: Path) -> tuple[str, ...]:
 def _validate_header(header: list[str], path: Path) -> tuple[str, ...]:
     if tuple(header) in (COLUMNS, LEGACY_COLUMNS):
         return tuple(header)
-    missing = [c for c in COLUMNS if c not in header]
-    extra = [c for c in header if c not in COLUMNS]
-    detail = []
-    if missing:
-        detail.append(f"missing columns: {', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}")
-    if extra:
-        detail.append(f"unexpected columns: {', '.join(extra[:8])}{' …' if len(extra) > 8 else ''}")
-    if not detail:
-        detail.append("columns are in a different order")
-    raise StoreError(f"{path} is not an attnbench results file of this version ({'; '.join(detail)})")
+    missing = ", ".join(c for c in COLUMNS if c not in header)[:200] or "none"
+    extra = ", ".join(c for c in header if c not in COLUMNS)[:200] or "none"
+    raise StoreError(
+        f"{path} is not an attnbench results file of this version (missing columns: {missing}; unexpected: {extra})"
+    )
 
 
 # ---- reading: any number of files into one typed, validated DataFrame ---------------------------
@@ -290,9 +286,12 @@ def read_frame(path: Path | str) -> pd.DataFrame:
         raise StoreError(f"{path}: no such file")
     check_whole(path)
     try:
-        text = path.read_text()
+        return _parse(path.read_text(), path)
     except UnicodeDecodeError:
         raise StoreError(f"{path} is not a text CSV file") from None
+
+
+def _parse(text: str, path: Path) -> pd.DataFrame:
     records = list(csv.reader(io.StringIO(text)))
     if not records:
         raise StoreError(f"{path} is empty: no header row")
@@ -348,29 +347,12 @@ def _typed(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
             f"{path}, line {_first_line(frame, bad)}: column 'status' has {frame['status'][bad].iloc[0]!r}, "
             f"not a Status; expected one of {', '.join(statuses)}"
         )
-    _check_values(frame, path)
+    for line, record in zip(frame["line"], _records(frame)):
+        try:
+            ResultRow(**record)  # the row's own invariants: one place for writing and reading
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"{path}, line {line}: {exc}") from None
     return frame
-
-
-def _check_values(frame: pd.DataFrame, path: Path) -> None:
-    """The invariants of ResultRow, vectorised: an ok row has its timing and check, finite and
-    positive; a failed row has a reason and no timing or metric."""
-    ok = frame["status"] == Status.OK.value
-    timed = list(TIMED_FIELDS)
-    finite = frame[timed].apply(lambda column: np.isfinite(column.astype(float))).all(axis=1)
-    latency = frame[["p50_ms", "p95_ms", "min_ms", "max_ms", "mean_ms"]]
-    checks = [
-        (ok & frame[timed + list(CHECK_FIELDS)].isna().any(axis=1), "an ok row needs its timing and check columns"),
-        (ok & (frame["reason"] != ""), "an ok row has no reason"),
-        (ok & ~finite, "a latency or metric is nan or inf"),
-        (ok & (latency <= 0).any(axis=1), "a latency is zero or negative"),
-        (~ok & frame[timed + list(OK_ONLY_OPTIONAL)].notna().any(axis=1), "a failed row carries timing or metrics"),
-        (~ok & (frame["reason"] == ""), "a failed row needs a reason"),
-    ]  # fmt: skip
-    for bad, why in checks:
-        if bad.any():
-            line = _first_line(frame, bad)
-            raise StoreError(f"{path}, line {line}: {why} (status {frame.loc[bad, 'status'].iloc[0]})")
 
 
 def load_frame(paths: Iterable[Path | str]) -> pd.DataFrame:
@@ -386,24 +368,22 @@ def load_frame(paths: Iterable[Path | str]) -> pd.DataFrame:
 
 
 def rows_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
-    """ResultRows (from a running sweep) as a frame of the same shape as load_frame's."""
-    records = [{c: (getattr(r, c).value if c == "status" else getattr(r, c)) for c in COLUMNS} for r in rows]
-    frame = pd.DataFrame(records, columns=list(COLUMNS))
-    for column in NUMERIC:
-        frame[column] = pd.to_numeric(frame[column]).astype("Int64" if _TYPES[column][0] is int else float)
-    for column in FLAGS:
-        frame[column] = frame[column].astype("boolean")
-    return frame
+    """ResultRows (from a running sweep) as a frame typed exactly as load_frame's: through their CSV text."""
+    lines = [",".join(COLUMNS)] + [_csv_line(row).rstrip("\r\n") for row in rows]
+    return _parse("\n".join(lines) + "\n", Path("<rows>")).drop(columns="line")
 
 
 def as_frame(data) -> pd.DataFrame:
     return data if isinstance(data, pd.DataFrame) else rows_frame(data)
 
 
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """The frame's rows as dicts of Python values (missing values as None)."""
+    return frame[list(COLUMNS)].astype(object).where(frame[list(COLUMNS)].notna(), None).to_dict("records")
+
+
 def frame_rows(frame: pd.DataFrame) -> list[ResultRow]:
-    """The frame's rows as ResultRows (missing values as None)."""
-    clean = frame[list(COLUMNS)].astype(object).where(frame[list(COLUMNS)].notna(), None)
-    return [ResultRow(**record) for record in clean.to_dict("records")]
+    return [ResultRow(**record) for record in _records(frame)]
 
 
 def load_rows(path: Path | str) -> list[ResultRow]:

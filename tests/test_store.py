@@ -170,7 +170,7 @@ def test_a_failed_row_with_metrics_is_refused(tmp_path):
     cells = lines[1].split(",")
     cells[header.index("tflops")] = "12.5"
     path.write_text("\n".join([lines[0], ",".join(cells)]) + "\n")
-    with pytest.raises(StoreError, match="line 2: a failed row carries timing or metrics"):
+    with pytest.raises(StoreError, match="line 2: a error row carries no timing or metrics, got tflops"):
         load_rows(path)
 
 

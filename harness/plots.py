@@ -1,0 +1,227 @@
+"""PNG figures of result rows (matplotlib, no display needed): latency and TFLOP/s against KV length
+per model, the roofline against the measured ceilings, and the speed-up heatmap over a baseline.
+The interactive versions are in the HTML report (`harness/html_report.py`)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from .env import device_slug
+from .report import WORKLOAD_ORDER, Pivot, check_metric, pivot
+from .store import ResultRow, Status, latest
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def backend_colours(backends: list[str], plt) -> dict:
+    """One colour a backend, the same in every panel: tab10 while it has room, tab20 past it."""
+    cmap, size = (plt.get_cmap("tab10"), 10) if len(backends) <= 10 else (plt.get_cmap("tab20"), 20)
+    return {b: cmap(i % size) for i, b in enumerate(backends)}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
+
+
+def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...] = ("p50_ms", "tflops")) -> list[Path]:
+    """One PNG per (device, model, batch size, dtype): a column per workload, a row per metric,
+    x = KV length (log scale), one line per backend; only ok rows are drawn."""
+    plt = _pyplot()
+
+    for m in metrics:
+        check_metric(m)
+    ok = [r for r in latest(rows) if r.status is Status.OK]
+    out_dir = Path(out_dir)
+    groups: dict[tuple, list[ResultRow]] = {}
+    for r in ok:
+        groups.setdefault((r.device, r.model, r.batch_size, r.dtype), []).append(r)
+    written = []
+    for (device, model, batch, dtype), group in sorted(groups.items()):
+        workloads = [w for w in WORKLOAD_ORDER if any(r.workload == w for r in group)]
+        backends = sorted({r.backend for r in group})
+        color = backend_colours(backends, plt)
+        fig, axes = plt.subplots(
+            len(metrics), len(workloads), figsize=(4.2 * len(workloads), 3.3 * len(metrics)), squeeze=False
+        )
+        for j, workload in enumerate(workloads):
+            wrows = [r for r in group if r.workload == workload]
+            single_point = len({(r.kv_len, r.q_len) for r in wrows}) == 1
+            for i, metric in enumerate(metrics):
+                ax = axes[i][j]
+                if single_point:  # one sequence length: bars say more than one-point lines
+                    names = [b for b in backends if any(r.backend == b for r in wrows)]
+                    heights = [next(getattr(r, metric) for r in wrows if r.backend == b) for b in names]
+                    for x, (b, h) in enumerate(zip(names, heights)):
+                        ax.bar(x, h, color=color[b], label=b)
+                    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize="small")
+                    ax.set_xlabel(f"KV {wrows[0].kv_len}, q {wrows[0].q_len}")
+                else:
+                    for backend in backends:
+                        mine = [r for r in wrows if r.backend == backend]
+                        chunks = sorted({r.q_len for r in mine}) if workload == "append" else [None]
+                        for chunk in chunks:
+                            pts = sorted(
+                                (r.kv_len, getattr(r, metric)) for r in mine if chunk is None or r.q_len == chunk
+                            )
+                            style = "-" if chunk is None or chunk == chunks[0] else "--"
+                            name = backend if style == "-" else f"{backend} (chunk {chunk})"
+                            ax.plot(
+                                [p[0] for p in pts],
+                                [p[1] for p in pts],
+                                style,
+                                marker="o",
+                                color=color[backend],
+                                label=name,
+                            )
+                    ax.set_xscale("log", base=2)
+                    ax.set_xlabel("KV length (tokens)")
+                if metric.endswith("_ms") and not single_point:
+                    ax.set_yscale("log")
+                ax.set_title(workload if i == 0 else "")
+                ax.set_ylabel(metric)
+                ax.grid(True, alpha=0.3)
+        handles = {}
+        for ax in axes.flat:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(label, handle)
+        fig.legend(
+            list(handles.values()),
+            list(handles.keys()),
+            loc="lower center",
+            ncol=min(6, len(handles)),
+            fontsize="small",
+        )
+        fig.suptitle(f"{model} · batch {batch} · {dtype} · {device}")
+        fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(handles) // 6), 1, 0.95))
+        path = out_dir / f"{device_slug(device)}_{_slug(model)}_b{batch}_{dtype}.png"
+        written.append(_save(plt, fig, path))
+    return written
+
+
+# ---- roofline and speedup heatmap ---------------------------------------------------------------
+
+
+def plot_roofline(rows: Iterable[ResultRow], out_dir: Path | str) -> list[Path]:
+    """Per device: arithmetic intensity (FLOP/byte) against achieved TFLOP/s, with the measured
+    matmul and copy ceilings; a colour per backend, a marker per workload."""
+    plt = _pyplot()
+
+    ok = [r for r in latest(rows) if r.status is Status.OK and r.ceiling_tflops and r.ceiling_gbps]
+    out_dir = Path(out_dir)
+    written = []
+    markers = {"prefill": "o", "append": "s", "decode": "^"}
+    for device in sorted({r.device for r in ok}):
+        mine = [r for r in ok if r.device == device]
+        backends = sorted({r.backend for r in mine})
+        color = backend_colours(backends, plt)
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        for dtype in sorted({r.dtype for r in mine}):
+            rs = [r for r in mine if r.dtype == dtype]
+            peak, bw = rs[0].ceiling_tflops, rs[0].ceiling_gbps
+            intensities = [r.spec.flops / r.spec.ideal_bytes for r in rs]
+            lo, hi = min(intensities + [1.0]) / 2, max(intensities + [peak * 1e3 / bw]) * 2
+            xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+            ax.plot(xs, [min(peak, bw * x / 1e3) for x in xs], "k-", lw=1.2, alpha=0.7)
+            ax.annotate(f"{dtype} matmul {peak:.3g} TFLOP/s, copy {bw / 1e3:.3g} TB/s (measured)",
+                        (xs[-1], peak), ha="right", va="bottom", fontsize="small")  # fmt: skip
+        for r in mine:
+            ax.scatter(
+                r.spec.flops / r.spec.ideal_bytes,
+                r.tflops,
+                color=color[r.backend],
+                marker=markers.get(r.workload, "x"),
+                s=40,
+            )
+        for b in backends:
+            ax.scatter([], [], color=color[b], marker="o", label=b)
+        for w, m in markers.items():
+            if any(r.workload == w for r in mine):
+                ax.scatter([], [], color="gray", marker=m, label=w)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("arithmetic intensity (FLOP / ideal byte)")
+        ax.set_ylabel("achieved TFLOP/s (p50)")
+        ax.set_title(f"roofline · {device}")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize="small", ncol=2, loc="lower right")
+        fig.tight_layout()
+        path = out_dir / f"{device_slug(device)}_roofline.png"
+        written.append(_save(plt, fig, path))
+    return written
+
+
+def speedup_grid(p: Pivot, baseline: str) -> list[list[float | None]]:
+    """[backend][column] = baseline p50 / backend p50 (above 1: faster than the baseline), None where
+    either is not a number. `p` is a p50_ms pivot."""
+    values: list[list[float | None]] = [[None] * len(p.col_labels) for _ in p.row_labels]
+    for i, rl in enumerate(p.row_labels):
+        for j, col in enumerate(p.col_labels):
+            base, mine = p.cells.get((baseline, col), ""), p.cells.get((rl, col), "")
+            if _is_number(base) and _is_number(mine):
+                values[i][j] = float(base) / float(mine)
+    return values
+
+
+def plot_speedup(rows: Iterable[ResultRow], out_dir: Path | str, baseline: str) -> list[Path]:
+    """Per device: a heatmap of baseline p50 / backend p50 (above 1 = faster than the baseline),
+    rows = backends, columns = specs; failed cells show their status."""
+    from matplotlib.colors import LogNorm
+
+    plt = _pyplot()
+
+    rows = latest(rows)
+    if not any(r.backend == baseline for r in rows):
+        raise ValueError(
+            f"baseline: {baseline!r} has no rows; expected one of {', '.join(sorted({r.backend for r in rows}))}"
+        )
+    out_dir = Path(out_dir)
+    written = []
+    for device in sorted({r.device for r in rows}):
+        p = pivot([r for r in rows if r.device == device], "p50_ms")
+        if baseline not in p.row_labels:
+            continue
+        values = speedup_grid(p, baseline)
+        finite = [v for row in values for v in row if v]
+        span = max([abs(math.log10(v)) for v in finite] + [0.05])
+        fig, ax = plt.subplots(figsize=(1.3 * len(p.col_labels) + 2.5, 0.5 * len(p.row_labels) + 2))
+        grid = [[v if v else float("nan") for v in row] for row in values]
+        image = ax.imshow(grid, cmap="RdYlGn", norm=LogNorm(vmin=10**-span, vmax=10**span), aspect="auto")
+        for i, rl in enumerate(p.row_labels):
+            for j, col in enumerate(p.col_labels):
+                v = values[i][j]
+                text = f"{v:.2f}×" if v else p.cells.get((rl, col), "—").lower()[:11]
+                ax.text(j, i, text, ha="center", va="center", fontsize="x-small", color="black" if v else "gray")
+        ax.set_xticks(range(len(p.col_labels)), [c.replace(" ", "\n", 1) for c in p.col_labels], fontsize="x-small")
+        ax.set_yticks(range(len(p.row_labels)), p.row_labels, fontsize="small")
+        ax.set_title(f"speedup over {baseline} (p50) · {device}")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        fig.tight_layout()
+        path = out_dir / f"{device_slug(device)}_speedup_vs_{_slug(baseline)}.png"
+        written.append(_save(plt, fig, path))
+    return written
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
