@@ -131,6 +131,10 @@ def sweep(
     keep_failed: bool = typer.Option(
         False, help="With --resume: also skip pairs whose newest row is error or timeout."
     ),
+    gpus: str | None = typer.Option(
+        None, help="Run on several local GPUs at once: 'all' or ids like 0,1,3 (one worker process each)."
+    ),
+    workers: int | None = typer.Option(None, help="Worker processes for a CPU sweep (GPU sweeps: --gpus)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots of the output file after the sweep."),
     plot_dir: Path = typer.Option(REPO / "plots", help="Where the plots go."),
 ):
@@ -153,10 +157,16 @@ def sweep(
         raise SpecError(f"--ci-target: must be below 1 (0.01 = ±1%), got {ci_target!r}")
     if keep_failed and not resume:
         raise SpecError("--keep-failed: only means something with --resume")
+    check_number("--workers", workers, minimum=1)
+    if gpus is not None:
+        if device == "cpu":
+            raise SpecError("--gpus: runs on GPUs; for a CPU sweep use --workers")
+        device = "cuda"
     specs, names, tasks, device = plan(
         preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed
     )
     on_gpu = device == "cuda"
+    worker_envs = worker_environments(gpus, workers, on_gpu)
     repetition = Repetition(
         iterations=iterations,
         min_iterations=min_iterations,
@@ -187,7 +197,7 @@ def sweep(
         f"on {device} → {output} (run {config.run_id})"
     )
     try:
-        rows, skipped = run_with_progress(tasks, config, output, timeout, resume, keep_failed)
+        rows, skipped = run_with_progress(tasks, config, output, timeout, resume, keep_failed, worker_envs)
     except KeyboardInterrupt:
         console.print(
             f"[yellow]interrupted[/]: every finished row is in {output}; to continue where it stopped, run the "
@@ -202,6 +212,37 @@ def sweep(
 
         for path in make_plots(load_rows(output), plot_dir):
             console.print(f"plot: {path}")
+
+
+def local_gpu_count() -> int:
+    """GPUs on this host, through NVML (no CUDA context in this process), else torch."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml.nvmlDeviceGetCount()
+    except Exception:
+        import torch
+
+        return torch.cuda.device_count()
+
+
+def worker_environments(gpus: str | None, workers: int | None, on_gpu: bool) -> list[dict[str, str]] | None:
+    """One environment per worker process: a GPU each for --gpus, plain copies for --workers (CPU)."""
+    if gpus is not None:
+        count = local_gpu_count()
+        items = [g.strip() for g in gpus.split(",") if g.strip()]
+        valid = gpus == "all" or (items and all(g.isdigit() and int(g) < count for g in items))
+        if not valid:
+            have = ", ".join(map(str, range(count))) or "none"
+            raise SpecError(f"--gpus: {gpus!r} is not valid; expected 'all' or ids of this host's GPUs ({have})")
+        ids = list(range(count)) if gpus == "all" else [int(g) for g in items]
+        return [{"CUDA_VISIBLE_DEVICES": str(i)} for i in dict.fromkeys(ids)]
+    if workers is not None and workers > 1:
+        if on_gpu:
+            raise SpecError("--workers: for CPU sweeps; on GPUs give --gpus (one worker a GPU)")
+        return [{} for _ in range(workers)]
+    return None
 
 
 def resume_command(argv: list[str]) -> list[str]:
@@ -282,7 +323,7 @@ def plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, 
     return specs, names, tasks, pick_device(device).type
 
 
-def run_with_progress(tasks, config, output, timeout, resume=False, keep_failed=False):
+def run_with_progress(tasks, config, output, timeout, resume=False, keep_failed=False, workers=None):
     """run_sweep under a rich progress bar; returns (rows, tasks skipped by resume)."""
     from harness.sweep import run_sweep
 
@@ -304,8 +345,11 @@ def run_with_progress(tasks, config, output, timeout, resume=False, keep_failed=
             progress.update(bar, advance=1, description=f"{task.spec.model} {task.spec.workload} · {task.backend}")
 
         rows = list(
-            run_sweep(tasks, config, output, timeout_s=timeout, resume=resume, keep_failed=keep_failed, on_row=on_row)
-        )
+            run_sweep(
+                tasks, config, output, timeout_s=timeout, resume=resume, keep_failed=keep_failed, on_row=on_row,
+                workers=workers,
+            )
+        )  # fmt: skip
     return rows, skipped
 
 

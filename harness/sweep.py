@@ -89,9 +89,11 @@ def _ensure_registered(task: Task) -> None:
 
 
 class WorkerPool:
-    """One worker process at a time, restarted after a timeout, a crash or an error."""
+    """One worker process at a time, restarted after a timeout, a crash or an error. `env` is set in
+    the worker's environment before it starts (CUDA_VISIBLE_DEVICES: the one GPU it sees)."""
 
-    def __init__(self, config: MeasureConfig, log_path: Path):
+    def __init__(self, config: MeasureConfig, log_path: Path, env: dict[str, str] | None = None):
+        self.worker_env = env or {}
         self.config = config
         self.commit = git_commit()
         self.log_path = log_path
@@ -105,7 +107,8 @@ class WorkerPool:
         self.process = self.ctx.Process(
             target=_worker_main, args=(child, self.config, self.commit, str(self.log_path)), daemon=True
         )
-        self.process.start()
+        with _environment(self.worker_env):  # a spawned child copies the parent's environment at start
+            self.process.start()
         child.close()
         self.conn = parent
         if not parent.poll(WORKER_START_TIMEOUT_S):
@@ -177,6 +180,33 @@ class WorkerPool:
         return row
 
 
+def _environment(values: dict[str, str]):
+    """Set these environment variables for the duration of a `with` block."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def scope():
+        saved = {k: os.environ.get(k) for k in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    return scope()
+
+
+def longest_first(tasks: list[Task]) -> list[Task]:
+    """Tasks by decreasing estimated cost (FLOPs plus 300 × bytes, an H100's balance point), the
+    backends of one spec kept together so that a worker reuses its inputs: the tail stays short."""
+    cost = {t.spec: t.spec.flops + 300 * t.spec.ideal_bytes for t in tasks}
+    return sorted(tasks, key=lambda t: -cost[t.spec])  # stable: spec-major order within equal costs
+
+
 def run_sweep(
     tasks: list[Task],
     config: MeasureConfig,
@@ -185,26 +215,79 @@ def run_sweep(
     resume: bool = False,
     keep_failed: bool = False,
     on_row: Callable[[Task, ResultRow | None], None] | None = None,
+    workers: list[dict[str, str]] | None = None,
 ) -> Iterator[ResultRow]:
     """Measure `tasks`, appending each row to `output` as soon as it exists; yields the rows.
     With `resume`, tasks whose (spec, backend) the file already holds are skipped (on_row gets None),
-    except those whose newest row is `error` or `timeout`, which run again unless `keep_failed`."""
+    except those whose newest row is `error` or `timeout`, which run again unless `keep_failed`.
+    `workers`: one environment per worker process (e.g. {"CUDA_VISIBLE_DEVICES": "3"}); with more
+    than one, the tasks go out longest-first from one queue and this process alone writes the CSV."""
     config = replace(config, run_id=config.run_id or make_run_id())
     skip = done_keys(output, retry=() if keep_failed else RETRIED_ON_RESUME) if resume else set()
-    pool = WorkerPool(config, log_path_for(config.run_id))
+    todo = []
+    for task in tasks:
+        if task.key in skip:
+            if on_row:
+                on_row(task, None)
+        else:
+            todo.append(task)
+    pools = [WorkerPool(config, log_path_for(config.run_id), env) for env in (workers or [{}])]
+    rows = _serial(todo, pools[0], timeout_s) if len(pools) == 1 else _parallel(todo, pools, timeout_s)
     try:
-        for task in tasks:
-            if task.key in skip:
-                if on_row:
-                    on_row(task, None)
-                continue
-            row = pool.run(task, timeout_s)
+        for task, row in rows:
             append_rows(output, [row])
             if on_row:
                 on_row(task, row)
             yield row
     finally:
-        pool.close()
+        rows.close()
+        for pool in pools:
+            pool.close()
+
+
+def _serial(todo: list[Task], pool: WorkerPool, timeout_s: float):
+    for task in todo:
+        yield task, pool.run(task, timeout_s)
+
+
+def _parallel(todo: list[Task], pools: list[WorkerPool], timeout_s: float):
+    """One thread a worker pulls tasks from a shared queue; rows come back in the order they finish.
+    Workers start one after another, so that the first of a GPU kind calibrates it alone."""
+    import queue
+    import threading
+
+    for pool in pools:
+        pool._start()
+    tasks: queue.Queue = queue.Queue()
+    for task in longest_first(todo):
+        tasks.put(task)
+    done: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def work(pool: WorkerPool) -> None:
+        while not stop.is_set():
+            try:
+                task = tasks.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put((task, pool.run(task, timeout_s)))
+            except Exception as exc:  # noqa: BLE001 - a worker that cannot restart: report, keep the others
+                done.put((task, exc))
+
+    threads = [threading.Thread(target=work, args=(pool,), daemon=True) for pool in pools]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(len(todo)):
+            task, row = done.get()
+            if isinstance(row, Exception):
+                raise row
+            yield task, row
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=1)
 
 
 def log_path_for(run_id: str) -> Path:

@@ -48,17 +48,32 @@ def describe_reasons(start: Snapshot | None, end: Snapshot | None) -> str:
     return " ".join(parts)
 
 
-class Telemetry:
-    """Reads one GPU through NVML; every read returns None when NVML is not there."""
+def pci_bus_id(device) -> str | None:
+    """The NVML bus id ("00000000:1B:00.0") of a torch CUDA device: NVML numbers GPUs on its own and
+    ignores CUDA_VISIBLE_DEVICES, so a worker that sees only its GPU as cuda:0 finds it by bus id."""
+    import torch
 
-    def __init__(self, device_index: int = 0):
+    props = torch.cuda.get_device_properties(device)
+    if not hasattr(props, "pci_bus_id"):
+        return None
+    return f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"
+
+
+class Telemetry:
+    """Reads one GPU through NVML (found by PCI bus id, else by index); every read returns None when
+    NVML is not there."""
+
+    def __init__(self, device_index: int = 0, bus_id: str | None = None):
         self.handle = None
         try:
             import pynvml
 
             pynvml.nvmlInit()
             self.nvml = pynvml
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
+            if bus_id:
+                self.handle = pynvml.nvmlDeviceGetHandleByPciBusId_v2(bus_id)
+            else:
+                self.handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
         except Exception:
             self.handle = None
 

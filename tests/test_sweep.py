@@ -126,3 +126,64 @@ def test_the_worker_is_replaced_after_an_error_row(tmp_path):
         assert again.status is Status.OK and pool.process.pid != first_pid
     finally:
         pool.close()
+
+
+def _keys(rows):
+    return sorted(r.task_key for r in rows)
+
+
+def test_two_cpu_workers_give_exactly_the_rows_of_one_even_when_one_is_killed(tmp_path):
+    specs = [tiny_spec("decode"), tiny_spec("append", kv_len=32, chunk=8), tiny_spec("prefill", kv_len=24)]
+    backends = ["torch-naive", "sdpa-math", "test-kills-process", "test-declines"]
+    one = list(run_sweep(plan_tasks(specs, backends), CONFIG, tmp_path / "one.csv", timeout_s=60))
+    two = list(run_sweep(plan_tasks(specs, backends), CONFIG, tmp_path / "two.csv", timeout_s=60, workers=[{}, {}]))
+    assert _keys(two) == _keys(one) and len(set(_keys(two))) == len(two) == 12
+    assert _keys(load_rows(tmp_path / "two.csv")) == _keys(one)
+    status = {(r.backend, r.workload): r.status for r in two}
+    assert {s for (b, _), s in status.items() if b == "test-kills-process"} == {Status.ERROR}
+    assert {s for (b, _), s in status.items() if b in ("torch-naive", "sdpa-math")} == {Status.OK}
+
+
+def test_workers_get_their_own_environment(tmp_path):
+    from harness.sweep import _environment
+
+    with _environment({"ATTNBENCH_PROBE": "3"}):
+        assert __import__("os").environ["ATTNBENCH_PROBE"] == "3"
+    assert "ATTNBENCH_PROBE" not in __import__("os").environ
+
+
+def test_longest_tasks_go_first_with_a_specs_backends_together():
+    from harness.sweep import longest_first
+
+    small, big = tiny_spec("decode"), tiny_spec("prefill", kv_len=64)
+    ordered = longest_first(plan_tasks([small, big], ["torch-naive", "sdpa-math"]))
+    assert [(t.spec, t.backend) for t in ordered] == [
+        (big, "torch-naive"), (big, "sdpa-math"), (small, "torch-naive"), (small, "sdpa-math"),
+    ]  # fmt: skip
+
+
+def test_resume_after_the_driver_is_killed_loses_and_repeats_nothing(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r.csv"
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    args = [sys.executable, str(root / "run.py"), "sweep", "-m", "Llama-3.1-8B", "-w", "decode,append", "--seq",
+            "32,48", "--chunk", "8", "-b", "torch-naive,sdpa-math", "--iterations", "2", "--workers", "2",
+            "--device", "cpu", "--no-plots", "-o", str(out)]  # fmt: skip
+    driver = subprocess.Popen(args, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 3):
+        time.sleep(0.05)
+    os.kill(driver.pid, signal.SIGKILL)  # the parent, mid-sweep
+    driver.wait()
+    before = out.read_text().count("\n") - 1
+    assert 2 <= before < 8, before
+    finished = subprocess.run([*args, "--resume"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    rows = load_rows(out)
+    keys = _keys(rows)
+    assert len(keys) == len(set(keys)) == 8  # every task once: 2 × (decode + append) × 2 backends
