@@ -135,6 +135,10 @@ def sweep(
         None, help="Run on several local GPUs at once: 'all' or ids like 0,1,3 (one worker process each)."
     ),
     workers: int | None = typer.Option(None, help="Worker processes for a CPU sweep (GPU sweeps: --gpus)."),
+    ray: str | None = typer.Option(
+        None, help="Run the tasks on a Ray cluster: 'auto' (the running one) or ray://host:port; one GPU a task."
+    ),
+    accelerator_type: str | None = typer.Option(None, help="With --ray: only GPUs of this Ray accelerator type."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots of the output file after the sweep."),
     plot_dir: Path = typer.Option(REPO / "plots", help="Where the plots go."),
 ):
@@ -162,9 +166,16 @@ def sweep(
         if device == "cpu":
             raise SpecError("--gpus: runs on GPUs; for a CPU sweep use --workers")
         device = "cuda"
+    if ray is not None:
+        if gpus is not None or workers is not None:
+            raise SpecError("--ray: the cluster places the tasks; leave out --gpus and --workers")
+        if not (ray == "auto" or ray.startswith("ray://")):
+            raise SpecError(f"--ray: {ray!r} is not valid; expected auto or ray://host:port")
+        device = device or "cuda"  # the GPUs are the cluster's, not necessarily this host's
     specs, names, tasks, device = plan(
-        preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed
-    )
+        preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed,
+        check_device=ray is None,
+    )  # fmt: skip
     on_gpu = device == "cuda"
     worker_envs = worker_environments(gpus, workers, on_gpu)
     repetition = Repetition(
@@ -175,7 +186,7 @@ def sweep(
         max_seconds=max_seconds if max_seconds is not None else (10.0 if on_gpu else 1.0),
         warmup=warmup if warmup is not None else (10 if on_gpu else 2),
     )
-    slug = device_slug(gpu_name() or "gpu") if on_gpu else "cpu"
+    slug = "ray" if ray else device_slug(gpu_name() or "gpu") if on_gpu else "cpu"
     config = MeasureConfig(
         device=device,
         repetition=repetition,
@@ -197,7 +208,9 @@ def sweep(
         f"on {device} → {output} (run {config.run_id})"
     )
     try:
-        rows, skipped = run_with_progress(tasks, config, output, timeout, resume, keep_failed, worker_envs)
+        rows, skipped = run_with_progress(
+            tasks, config, output, timeout, resume, keep_failed, worker_envs, ray, accelerator_type
+        )
     except KeyboardInterrupt:
         console.print(
             f"[yellow]interrupted[/]: every finished row is in {output}; to continue where it stopped, run the "
@@ -275,7 +288,10 @@ def parse_page_sizes(values: list[str] | None) -> list[int | None] | None:
     return list(dict.fromkeys(out))
 
 
-def plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix=None, lengths=None, seed=0):
+def plan(
+    preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix=None, lengths=None, seed=0,
+    check_device=True,
+):  # fmt: skip
     """The narrowed preset's specs × backends as tasks, and the device they run on."""
     from frameworks import load_all
     from harness.env import pick_device
@@ -320,10 +336,16 @@ def plan(preset, backend, model, workload, batch, seq, chunk, dtype, page_size, 
         check_known("--backend", names, sorted(load_all()))
     names = names or sorted(load_all())
     tasks = plan_tasks(specs, names)
+    if not check_device:  # the devices are elsewhere (a Ray cluster)
+        if device not in ("cuda", "cpu"):
+            raise SpecError(f"device: {device!r} is not valid; expected one of cuda, cpu")
+        return specs, names, tasks, device
     return specs, names, tasks, pick_device(device).type
 
 
-def run_with_progress(tasks, config, output, timeout, resume=False, keep_failed=False, workers=None):
+def run_with_progress(
+    tasks, config, output, timeout, resume=False, keep_failed=False, workers=None, ray=None, accelerator_type=None
+):
     """run_sweep under a rich progress bar; returns (rows, tasks skipped by resume)."""
     from harness.sweep import run_sweep
 
@@ -347,7 +369,7 @@ def run_with_progress(tasks, config, output, timeout, resume=False, keep_failed=
         rows = list(
             run_sweep(
                 tasks, config, output, timeout_s=timeout, resume=resume, keep_failed=keep_failed, on_row=on_row,
-                workers=workers,
+                workers=workers, ray_address=ray, accelerator_type=accelerator_type,
             )
         )  # fmt: skip
     return rows, skipped

@@ -33,6 +33,7 @@ class MeasureConfig:
     run_id: str = ""
     calibration_path: str | None = None  # ceilings for percent-of-peak; None = no ceilings
     calibrate_if_missing: bool = False  # measure and store the ceilings when the file has none for this device
+    ceilings: dict | None = None  # dtype -> Calibration, given instead of a file (Ray workers have none)
 
     @property
     def timing_mode(self) -> TimingMode:
@@ -154,6 +155,8 @@ class Measurer:
         self.ceilings = self._load_ceilings()
 
     def _load_ceilings(self) -> dict:
+        if self.config.ceilings is not None:
+            return self.config.ceilings
         path = self.config.calibration_path
         if path is None:
             return {}

@@ -216,12 +216,15 @@ def run_sweep(
     keep_failed: bool = False,
     on_row: Callable[[Task, ResultRow | None], None] | None = None,
     workers: list[dict[str, str]] | None = None,
+    ray_address: str | None = None,
+    accelerator_type: str | None = None,
 ) -> Iterator[ResultRow]:
     """Measure `tasks`, appending each row to `output` as soon as it exists; yields the rows.
     With `resume`, tasks whose (spec, backend) the file already holds are skipped (on_row gets None),
     except those whose newest row is `error` or `timeout`, which run again unless `keep_failed`.
     `workers`: one environment per worker process (e.g. {"CUDA_VISIBLE_DEVICES": "3"}); with more
-    than one, the tasks go out longest-first from one queue and this process alone writes the CSV."""
+    than one, the tasks go out longest-first from one queue and this process alone writes the CSV.
+    `ray_address`: run the tasks on a Ray cluster instead (harness/ray_executor.py), same rows."""
     config = replace(config, run_id=config.run_id or make_run_id())
     skip = done_keys(output, retry=() if keep_failed else RETRIED_ON_RESUME) if resume else set()
     todo = []
@@ -231,8 +234,15 @@ def run_sweep(
                 on_row(task, None)
         else:
             todo.append(task)
-    pools = [WorkerPool(config, log_path_for(config.run_id), env) for env in (workers or [{}])]
-    rows = _serial(todo, pools[0], timeout_s) if len(pools) == 1 else _parallel(todo, pools, timeout_s)
+    pools = [] if ray_address else [WorkerPool(config, log_path_for(config.run_id), env) for env in (workers or [{}])]
+    if ray_address:
+        from .ray_executor import ray_rows
+
+        rows = ray_rows(todo, config, timeout_s, ray_address, accelerator_type)
+    elif len(pools) == 1:
+        rows = _serial(todo, pools[0], timeout_s)
+    else:
+        rows = _parallel(todo, pools, timeout_s)
     try:
         for task, row in rows:
             append_rows(output, [row])

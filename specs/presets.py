@@ -175,6 +175,15 @@ PRESETS: dict[str, SweepGrid] = {
         page_sizes=(None, 16),
         mixes=tuple(MIXES),
     ),
+    # latency, TFLOP/s and GB/s against context length and batch: what the multi-GPU path is for.
+    # 72 specs × every backend; specs whose inputs cannot fit are recorded as skipped (oom) at once
+    "scaling": SweepGrid(
+        models=("Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B"),
+        workloads=ALL_WORKLOADS,
+        batch_sizes=(1, 16),
+        seq_lens=(1024, 8192, 32768, 131072),
+        chunks=(512,),
+    ),
     # everything; specs that cannot fit in the GPU's memory are recorded as skipped
     "full": SweepGrid(
         models=tuple(MODELS),
