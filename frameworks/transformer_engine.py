@@ -35,51 +35,31 @@ class TransformerEngine(Backend):
     def prepare(self, spec, inputs):
         import transformer_engine.pytorch as te
 
-        if inputs.ragged:
-            return self._prepare_thd(spec, inputs, te)
-        if not spec.is_masked:
-            mask = "no_mask"
-        elif spec.q_len == spec.kv_len:
-            mask = "causal"
+        kw = {}
+        if inputs.ragged:  # packed tokens with cu_seqlens and TE's bottom-right causal padding mask
+            layout, mask = "thd", "padding_causal_bottom_right" if spec.causal else "padding"
+            kw = dict(cu_seqlens_q=inputs.cu_seqlens_q, cu_seqlens_kv=inputs.cu_seqlens_k,
+                      max_seqlen_q=spec.batch.max_q, max_seqlen_kv=spec.batch.max_kv)  # fmt: skip
+        elif not spec.is_masked:
+            layout, mask = "bshd", "no_mask"
         else:
-            mask = "causal_bottom_right"
+            layout, mask = "bshd", "causal" if spec.q_len == spec.kv_len else "causal_bottom_right"
         attention = te.DotProductAttention(
             num_attention_heads=spec.num_q_heads,
             kv_channels=spec.head_dim,
             num_gqa_groups=spec.num_kv_heads,
             attention_dropout=0.0,
-            qkv_format="bshd",
+            qkv_format=layout,
             attn_mask_type=mask,
         )
         q, k, v = inputs.q, inputs.k, inputs.v
         shape = tuple(q.shape)
 
         def call():
-            return attention(q, k, v).view(shape)  # TE returns [B, Sq, Hq · D]
+            return attention(q, k, v, **kw).view(shape)  # TE returns [..., Hq · D]
 
-        self._info = f"mask={mask};backend=" + te_backend_from_kernels(kernel_names(call))
-        return call
-
-    def _prepare_thd(self, spec, inputs, te):
-        """Packed tokens (qkv_format="thd") with cu_seqlens and TE's bottom-right causal padding mask."""
-        mask = "padding_causal_bottom_right" if spec.causal else "padding"
-        attention = te.DotProductAttention(
-            num_attention_heads=spec.num_q_heads,
-            kv_channels=spec.head_dim,
-            num_gqa_groups=spec.num_kv_heads,
-            attention_dropout=0.0,
-            qkv_format="thd",
-            attn_mask_type=mask,
-        )
-        q, k, v, batch = inputs.q, inputs.k, inputs.v, spec.batch
-        kw = dict(cu_seqlens_q=inputs.cu_seqlens_q, cu_seqlens_kv=inputs.cu_seqlens_k, max_seqlen_q=batch.max_q,
-                  max_seqlen_kv=batch.max_kv)  # fmt: skip
-        shape = tuple(q.shape)
-
-        def call():
-            return attention(q, k, v, **kw).view(shape)  # TE returns [Σ q_len, Hq · D]
-
-        self._info = f"thd;mask={mask};backend=" + te_backend_from_kernels(kernel_names(call))
+        prefix = "thd;" if inputs.ragged else ""  # uniform rows keep the backend_info of earlier runs
+        self._info = f"{prefix}mask={mask};backend=" + te_backend_from_kernels(kernel_names(call))
         return call
 
     def run_info(self) -> str:
