@@ -70,9 +70,11 @@ class Telemetry:
 
             pynvml.nvmlInit()
             self.nvml = pynvml
-            if bus_id:
-                self.handle = pynvml.nvmlDeviceGetHandleByPciBusId_v2(bus_id)
-            else:
+            try:  # by bus id where torch gives one; NVML's index only matches with every GPU visible
+                self.handle = pynvml.nvmlDeviceGetHandleByPciBusId_v2(bus_id) if bus_id else None
+            except Exception:
+                self.handle = None
+            if self.handle is None:
                 self.handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
         except Exception:
             self.handle = None
