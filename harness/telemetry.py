@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 # NVML clock-event ("throttle") reason bits, from nvml.h
@@ -74,7 +75,7 @@ class Telemetry:
                 self.handle = pynvml.nvmlDeviceGetHandleByPciBusId_v2(bus_id) if bus_id else None
             except Exception:
                 self.handle = None
-            if self.handle is None:
+            if self.handle is None and "CUDA_VISIBLE_DEVICES" not in os.environ:  # never another GPU's readings
                 self.handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
         except Exception:
             self.handle = None
