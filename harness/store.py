@@ -199,8 +199,11 @@ def _csv_line(row: ResultRow) -> str:
 def torn_line(path: Path) -> int | None:
     """The line number of a torn last line (a row without its newline: a killed writer, a full
     disk), or None when the file ends with a whole row."""
-    data = path.read_bytes()
-    return None if not data or data.endswith(b"\n") else data.count(b"\n") + 1
+    with path.open("rb") as handle:  # the last byte only: this runs before every appended row
+        if handle.seek(0, 2) == 0 or (handle.seek(-1, 2), handle.read(1))[1] == b"\n":
+            return None
+        handle.seek(0)
+        return handle.read().count(b"\n") + 1
 
 
 def check_whole(path: Path) -> None:

@@ -6,6 +6,7 @@ every row is appended to the CSV the moment it exists, so a killed sweep loses n
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing as mp
 import os
@@ -180,24 +181,19 @@ class WorkerPool:
         return row
 
 
+@contextlib.contextmanager
 def _environment(values: dict[str, str]):
     """Set these environment variables for the duration of a `with` block."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def scope():
-        saved = {k: os.environ.get(k) for k in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-    return scope()
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def longest_first(tasks: list[Task]) -> list[Task]:
