@@ -129,3 +129,24 @@ def test_exploration_script_builds_its_variants_and_shapes():
     assert {s for _, _, s, _ in decode} == {None, 32}
     spec = explore.spec_for("Qwen3-235B-A22B", "append", 256, 4096, 128)
     assert (spec.q_len, spec.kv_len, spec.gqa_group) == (128, 4096, 16)
+
+
+@pytest.mark.parametrize("page_size", [None, 16, 5])
+@pytest.mark.parametrize(
+    "mix",
+    [
+        "q20_3q1s17_2q4s25",  # a whole prompt (chunk = cache), decodes, speculative steps
+        "2q9s30_q5",  # chunks on caches, a 5-token prompt
+        "3q1s7_q1s40",  # decodes only, one of length 1 past a page boundary
+        "q1_q33s34",  # a 1-token prompt; a chunk one shorter than its cache
+    ],
+)
+def test_triton_varlen_matches_reference_on_ragged_and_mixed_batches(mix, page_size):
+    if DEVICE.type == "cuda":
+        pytest.skip("covered at real sizes by tests/test_gpu.py")
+    from specs import ExperimentSpec
+
+    spec = ExperimentSpec.from_mix(mix, 8, 2, 64, page_size=page_size)
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.OK, row.reason
+    assert row.rel_err < 1e-2 and row.checked_batch == spec.batch_size and row.backend_info.startswith("varlen;")

@@ -8,7 +8,7 @@ import os
 
 from specs import DType, Workload
 
-from .._paged import to_paged
+from .._paged import to_paged, to_paged_ragged
 from ..base import Backend, Caps, KVLayout, register
 
 
@@ -21,6 +21,7 @@ class TritonAttention(Backend):
         dtypes={DType.BF16, DType.FP16},
         head_dims={64, 128},
         layouts={KVLayout.DENSE, KVLayout.PAGED},
+        ragged=True,  # one varlen launch for prefills, chunks and decodes together
         devices={"cuda", "cpu"},  # on a CPU under Triton's interpreter
     )
 
@@ -32,6 +33,9 @@ class TritonAttention(Backend):
     def prepare(self, spec, inputs):
         from . import ops
 
+        if inputs.ragged:
+            return self._prepare_ragged(spec, inputs, ops)
+
         k, v, table = inputs.k, inputs.v, None
         if spec.page_size is not None:
             paged = to_paged(k, v, spec.page_size)
@@ -40,6 +44,20 @@ class TritonAttention(Backend):
             self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size)
         else:
             self._op = ops.Prefill(inputs.q, k, v, spec.kv_len, spec.is_masked, table, spec.page_size)
+        return self._op
+
+    def _prepare_ragged(self, spec, inputs, ops):
+        import torch
+
+        batch = spec.batch
+        kv_lens = torch.tensor(batch.kv_lens, dtype=torch.int32, device=inputs.device)
+        if spec.page_size is None:
+            self._op = ops.Varlen(inputs.q, inputs.k, inputs.v, inputs.cu_seqlens_q, kv_lens, batch.max_q,
+                                  spec.causal, cu_seqlens_k=inputs.cu_seqlens_k)  # fmt: skip
+        else:
+            paged = to_paged_ragged(inputs.k, inputs.v, batch.kv_lens, spec.page_size)
+            self._op = ops.Varlen(inputs.q, paged.k_pages, paged.v_pages, inputs.cu_seqlens_q, kv_lens, batch.max_q,
+                                  spec.causal, block_table=paged.block_table, page_size=spec.page_size)  # fmt: skip
         return self._op
 
     def run_info(self) -> str:

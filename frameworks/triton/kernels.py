@@ -200,6 +200,64 @@ def prefill_kernel(
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=row_ok[:, None])
 
 
+@triton.autotune(configs=_prefill_configs(), key=["MAX_Q", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL"])
+@triton.jit
+def varlen_kernel(
+    Q, K, V, O, BT, CU_Q, CU_K, SEQ_K,
+    s_qs, s_qh, s_ks, s_kh, s_vs, s_vh, s_os, s_oh, s_kb, s_vb, s_btb,
+    MAX_Q, HKV, qk_scale,
+    G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, CAUSAL: tl.constexpr,
+    INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """A ragged batch in one launch: program (row block, request × KV head) over the packed queries of
+    its request (rows CU_Q[b] …) against that request's keys: dense packed (rows CU_K[b] …) or paged
+    (row b of the block table, SEQ_K[b] keys). Bottom-right causal per request; a program past its
+    request's rows returns at once (decodes and short chunks beside long ones)."""
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // HKV
+    hkv = pid_bh % HKV
+    q_start = tl.load(CU_Q + b)
+    q_len = tl.load(CU_Q + b + 1) - q_start
+    if pid_m * BLOCK_M < q_len * G:
+        kv_len = tl.load(SEQ_K + b)
+        if PAGED:
+            k_base, v_base = K, V  # pages through row b of the block table
+        else:
+            k_start = tl.load(CU_K + b).to(tl.int64)
+            k_base, v_base = K + k_start * s_ks, V + k_start * s_vs
+        rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        pos = rows // G
+        head = hkv * G + rows % G
+        row_ok = rows < q_len * G
+        d = tl.arange(0, HEAD_DIM)
+        q_rows = (q_start + pos).to(tl.int64)
+        q = tl.load(Q + q_rows[:, None] * s_qs + head[:, None] * s_qh + d[None, :], mask=row_ok[:, None], other=0.0)
+        m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+        l_i = tl.zeros([BLOCK_M], tl.float32)
+        acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+        offset = kv_len - q_len
+        if CAUSAL:
+            pos_first = (pid_m * BLOCK_M) // G
+            pos_last = tl.minimum((pid_m * BLOCK_M + BLOCK_M - 1) // G, q_len - 1)
+            hi = tl.minimum(kv_len, offset + pos_last + 1)
+            full = (tl.minimum(offset + pos_first + 1, kv_len) // BLOCK_N) * BLOCK_N
+        else:
+            hi = kv_len
+            full = (kv_len // BLOCK_N) * BLOCK_N
+        acc, m_i, l_i = _attend_range(
+            acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
+            s_vs, s_vh, s_btb, kv_len, 1, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, False, INTERPRETED,
+        )  # fmt: skip
+        acc, m_i, l_i = _attend_range(
+            acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, full, hi, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
+            s_vs, s_vh, s_btb, kv_len, 1, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, False, INTERPRETED,
+        )  # fmt: skip
+        out = acc / l_i[:, None]
+        tl.store(O + q_rows[:, None] * s_os + head[:, None] * s_oh + d[None, :], out.to(O.dtype.element_ty),
+                 mask=row_ok[:, None])  # fmt: skip
+
+
 @triton.autotune(configs=_decode_configs(), key=["SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "SPLIT", "TMA"])
 @triton.jit
 def decode_kernel(

@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 import triton
 
-from .kernels import INTERPRET, LOG2E, _set_block_shapes, combine_kernel, decode_kernel, prefill_kernel
+from .kernels import (
+    INTERPRET,
+    LOG2E,
+    _set_block_shapes,
+    combine_kernel,
+    decode_kernel,
+    prefill_kernel,
+    varlen_kernel,
+)
 
 SPLIT_GRANULE = 128  # tokens: a split covers a multiple of the largest decode BLOCK_N
 PROGRAMS_PER_SM = 1  # decode splits until about one program a multiprocessor (H100, v2: 4 a SM was slower)
@@ -147,6 +155,50 @@ class Decode:
 
     def config(self) -> str:
         return f"splits={self.splits};" + _config_text(self.pinned or decode_kernel, self.kw["TMA"])
+
+
+class Varlen:
+    """A ragged batch (prefills, chunks and decodes together) in one launch: q packed [Σ q_len, Hq, D]
+    with cu_seqlens_q; k, v packed [Σ kv_len, Hkv, D] with cu_seqlens_k (dense), or pages with a
+    block table and each request's KV length (paged). Gathered K/V loads (no TMA)."""
+
+    def __init__(
+        self, q, k, v, cu_seqlens_q, kv_lens, max_q: int, causal: bool, cu_seqlens_k=None, block_table=None,
+        page_size: int | None = None, config: triton.Config | None = None,
+    ):  # fmt: skip
+        total, hq, d = q.shape
+        hkv = k.shape[-2]
+        self.pinned = config
+        self.q, self.k, self.v = q, k, v
+        self.requests = cu_seqlens_q.numel() - 1
+        self.group, self.kv_heads, self.max_q = hq // hkv, hkv, max_q
+        self.cu_q, self.seq_k = cu_seqlens_q, kv_lens
+        self.cu_k = cu_seqlens_k if cu_seqlens_k is not None else cu_seqlens_q  # unused when paged
+        self.bt, self.s_btb = _block_table_args(block_table)
+        paged = block_table is not None
+        self.strides = (
+            k.stride(-3), k.stride(-2), v.stride(-3), v.stride(-2),
+            k.stride(0) if paged else 0, v.stride(0) if paged else 0,
+        )  # fmt: skip
+        self.kw = {
+            "MAX_Q": max_q, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "G": hq // hkv, "HEAD_DIM": d, "PAGED": paged,
+            "PAGE": page_size or 1, "CAUSAL": causal, "INTERPRETED": INTERPRET,
+        }  # fmt: skip
+
+    def __call__(self) -> torch.Tensor:
+        q = self.q
+        o = torch.empty_like(q)
+        s_ks, s_kh, s_vs, s_vh, s_kb, s_vb = self.strides
+        grid = lambda meta: (triton.cdiv(self.max_q * self.group, meta["BLOCK_M"]), self.requests * self.kv_heads)
+        args = (
+            q, self.k, self.v, o, self.bt, self.cu_q, self.cu_k, self.seq_k,
+            q.stride(0), q.stride(1), s_ks, s_kh, s_vs, s_vh, o.stride(0), o.stride(1), s_kb, s_vb, self.s_btb,
+        )  # fmt: skip
+        _launch(varlen_kernel, grid, self.pinned, args, self.kw)
+        return o
+
+    def config(self) -> str:
+        return "varlen;" + _config_text(self.pinned or varlen_kernel, False)
 
 
 def combine(o_part, lse_part, out, kv_heads: int, group: int, splits: int) -> torch.Tensor:
