@@ -149,4 +149,27 @@ def test_triton_varlen_matches_reference_on_ragged_and_mixed_batches(mix, page_s
     spec = ExperimentSpec.from_mix(mix, 8, 2, 64, page_size=page_size)
     row = cpu_measurer().measure(spec, get_backend("triton"))
     assert row.status is Status.OK, row.reason
-    assert row.rel_err < 1e-2 and row.checked_batch == spec.batch_size and row.backend_info.startswith("varlen;")
+    kernel = "ragged-decode;" if spec.batch.kind == "decode" else "varlen;"
+    assert row.rel_err < 1e-2 and row.checked_batch == spec.batch_size and row.backend_info.startswith(kernel)
+
+
+@pytest.mark.parametrize("page_size", [None, 16])
+def test_ragged_decode_splits_per_request_with_empty_splits(page_size):
+    """Caches of 7, 40, 100 and 1 tokens cut into 4 splits of 32: the short requests leave splits
+    empty (log-sum-exp −inf), which the combine must weigh by zero."""
+    from frameworks._paged import to_paged_ragged
+    from specs import ExperimentSpec
+
+    spec = ExperimentSpec.from_mix("q1s7_q1s40_q1s100_q1", 16, 2, 64)
+    inputs = make_inputs(spec, DEVICE)
+    kv_lens = torch.tensor(spec.batch.kv_lens, dtype=torch.int32, device=DEVICE)
+    cache = {"cu_seqlens_k": inputs.cu_seqlens_k}
+    k, v = inputs.k, inputs.v
+    if page_size:
+        paged = to_paged_ragged(k, v, spec.batch.kv_lens, page_size)
+        k, v, cache = paged.k_pages, paged.v_pages, {"block_table": paged.block_table, "page_size": page_size}
+    op = ops.RaggedDecode(inputs.q, k, v, kv_lens, spec.kv_len, num_splits=4, granule=16, **cache)
+    assert op.splits == 4 and op.tokens == 32
+    ref = reference_attention(spec, inputs, [0, 1, 2, 3])
+    check = check_output(spec, op(), ref, [0, 1, 2, 3])
+    assert check.ok, check.problem

@@ -51,7 +51,15 @@ class TritonAttention(Backend):
 
         batch = spec.batch
         kv_lens = torch.tensor(batch.kv_lens, dtype=torch.int32, device=inputs.device)
-        if spec.page_size is None:
+        if batch.kind == "decode":  # split-KV with a split count a request
+            cache = {"cu_seqlens_k": inputs.cu_seqlens_k}
+            k, v = inputs.k, inputs.v
+            if spec.page_size is not None:
+                paged = to_paged_ragged(k, v, batch.kv_lens, spec.page_size)
+                k, v = paged.k_pages, paged.v_pages
+                cache = {"block_table": paged.block_table, "page_size": spec.page_size}
+            self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, **cache)
+        elif spec.page_size is None:
             self._op = ops.Varlen(inputs.q, inputs.k, inputs.v, inputs.cu_seqlens_q, kv_lens, batch.max_q,
                                   spec.causal, cu_seqlens_k=inputs.cu_seqlens_k)  # fmt: skip
         else:

@@ -303,6 +303,57 @@ def decode_kernel(
         )
 
 
+@triton.autotune(configs=_decode_configs(), key=["MAX_K", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE"])
+@triton.jit
+def ragged_decode_kernel(
+    Q, K, V, O_PART, LSE_PART, BT, CU_K, SEQ_K,
+    s_qb, s_qh, s_ks, s_kh, s_vs, s_vh, s_kb, s_vb, s_btb,
+    MAX_K, HKV, NUM_SPLITS, tokens_per_split, qk_scale,
+    G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr,
+    INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """Decodes on caches of different lengths: program (request × KV head, split). The splits cut the
+    longest cache; a request uses as many as its own length needs (its split count), and a split past
+    its end writes an empty partial (log-sum-exp −inf, output 0) that the combine weighs by zero."""
+    pid_bh = tl.program_id(0)
+    split = tl.program_id(1)
+    b = pid_bh // HKV
+    hkv = pid_bh % HKV
+    kv_len = tl.load(SEQ_K + b)
+    g = tl.arange(0, BLOCK_G)
+    g_ok = g < G
+    d = tl.arange(0, HEAD_DIM)
+    part = (b * HKV + hkv).to(tl.int64) * NUM_SPLITS + split
+    lo = split * tokens_per_split
+    hi = tl.minimum(kv_len, lo + tokens_per_split)
+    out = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+    lse = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    if lo < hi:
+        if PAGED:
+            k_base, v_base = K, V
+        else:
+            k_start = tl.load(CU_K + b).to(tl.int64)
+            k_base, v_base = K + k_start * s_ks, V + k_start * s_vs
+        q = tl.load(Q + b.to(tl.int64) * s_qb + (hkv * G + g)[:, None] * s_qh + d[None, :], mask=g_ok[:, None],
+                    other=0.0)  # fmt: skip
+        m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+        l_i = tl.zeros([BLOCK_G], tl.float32)
+        acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+        full = lo + ((hi - lo) // BLOCK_N) * BLOCK_N
+        acc, m_i, l_i = _attend_range(
+            acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, lo, full, g, qk_scale, s_kb, s_ks, s_kh, s_vb,
+            s_vs, s_vh, s_btb, kv_len, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, False, False, INTERPRETED,
+        )  # fmt: skip
+        acc, m_i, l_i = _attend_range(
+            acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, full, hi, g, qk_scale, s_kb, s_ks, s_kh, s_vb,
+            s_vs, s_vh, s_btb, hi, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, False, INTERPRETED,
+        )  # fmt: skip
+        out = acc / l_i[:, None]
+        lse = m_i + tl.log2(l_i)
+    tl.store(O_PART + (part * BLOCK_G + g)[:, None] * HEAD_DIM + d[None, :], out, mask=g_ok[:, None])
+    tl.store(LSE_PART + part * BLOCK_G + g, lse, mask=g_ok)
+
+
 @triton.jit
 def combine_kernel(
     O_PART, LSE_PART, O, s_ob, s_oh, HKV, NUM_SPLITS,

@@ -12,6 +12,7 @@ from .kernels import (
     combine_kernel,
     decode_kernel,
     prefill_kernel,
+    ragged_decode_kernel,
     varlen_kernel,
 )
 
@@ -199,6 +200,57 @@ class Varlen:
 
     def config(self) -> str:
         return "varlen;" + _config_text(self.pinned or varlen_kernel, False)
+
+
+class RaggedDecode:
+    """Decodes on caches of different lengths: q packed [B, Hq, D] (one query a request); k, v packed
+    [Σ kv_len, Hkv, D] with cu_seqlens_k, or pages with a block table; kv_lens [B]. Split-KV sized by
+    the longest cache, each request using the splits its length needs, merged by the LSE combine."""
+
+    def __init__(
+        self, q, k, v, kv_lens, max_kv: int, cu_seqlens_k=None, block_table=None, page_size: int | None = None,
+        num_splits: int | None = None, granule: int = SPLIT_GRANULE, config: triton.Config | None = None,
+    ):  # fmt: skip
+        b, hq, d = q.shape
+        hkv = k.shape[-2]
+        group = hq // hkv
+        self.pinned = config
+        self.q, self.k, self.v, self.kv_lens = q, k, v, kv_lens
+        self.batch, self.kv_heads, self.group = b, hkv, group
+        wanted = num_splits or choose_splits(b, hkv, max_kv, sm_count(q.device), granule)[0]
+        tokens = triton.cdiv(triton.cdiv(max_kv, wanted), granule) * granule
+        self.splits, self.tokens = triton.cdiv(max_kv, tokens), tokens
+        self.block_g = max(16, triton.next_power_of_2(group))
+        self.cu_k = cu_seqlens_k if cu_seqlens_k is not None else kv_lens  # unused when paged
+        self.bt, self.s_btb = _block_table_args(block_table)
+        paged = block_table is not None
+        self.strides = (
+            k.stride(-3), k.stride(-2), v.stride(-3), v.stride(-2),
+            k.stride(0) if paged else 0, v.stride(0) if paged else 0,
+        )  # fmt: skip
+        parts = b * hkv * self.splits
+        self.o_part = torch.empty(parts, self.block_g, d, dtype=torch.float32, device=q.device)
+        self.lse_part = torch.empty(parts, self.block_g, dtype=torch.float32, device=q.device)
+        self.kw = {
+            "MAX_K": max_kv, "HKV": hkv, "NUM_SPLITS": self.splits, "tokens_per_split": tokens,
+            "qk_scale": d**-0.5 * LOG2E, "G": group, "BLOCK_G": self.block_g, "HEAD_DIM": d, "PAGED": paged,
+            "PAGE": page_size or 1, "INTERPRETED": INTERPRET,
+        }  # fmt: skip
+
+    def __call__(self) -> torch.Tensor:
+        q = self.q
+        o = torch.empty_like(q)
+        s_ks, s_kh, s_vs, s_vh, s_kb, s_vb = self.strides
+        args = (
+            q, self.k, self.v, self.o_part, self.lse_part, self.bt, self.cu_k, self.kv_lens,
+            q.stride(0), q.stride(1), s_ks, s_kh, s_vs, s_vh, s_kb, s_vb, self.s_btb,
+        )  # fmt: skip
+        _launch(ragged_decode_kernel, (self.batch * self.kv_heads, self.splits), self.pinned, args, self.kw)
+        combine(self.o_part, self.lse_part, o.view(self.batch, 1, *o.shape[1:]), self.kv_heads, self.group, self.splits)
+        return o
+
+    def config(self) -> str:
+        return f"ragged-decode;splits={self.splits};" + _config_text(self.pinned or ragged_decode_kernel, False)
 
 
 def combine(o_part, lse_part, out, kv_heads: int, group: int, splits: int) -> torch.Tensor:
