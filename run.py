@@ -563,12 +563,12 @@ def plot(
     against the measured ceilings, and a speedup heatmap against a baseline backend (PNGs)."""
     from harness.options import check_output_dir
     from harness.plots import plot as make_plots
-    from harness.plots import plot_roofline, plot_speedup
+    from harness.plots import plot_mixes, plot_roofline, plot_speedup
 
     check_output_dir("--out-dir", out_dir)
     rows = load_filtered(files, model, workload, backend)
     metrics = tuple(split_list(metric) or ("p50_ms", "tflops"))
-    paths = make_plots(rows, out_dir, metrics)
+    paths = make_plots(rows, out_dir, metrics) + plot_mixes(rows, out_dir)
     if not paths:
         raise ValueError("no ok rows to plot")
     paths += plot_roofline(rows, out_dir)

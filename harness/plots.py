@@ -48,7 +48,7 @@ def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...
 
     for m in metrics:
         check_metric(m)
-    ok = [r for r in latest(rows) if r.status is Status.OK]
+    ok = [r for r in latest(rows) if r.status is Status.OK and not r.mix]  # mixes: plot_mixes
     out_dir = Path(out_dir)
     groups: dict[tuple, list[ResultRow]] = {}
     for r in ok:
@@ -225,3 +225,49 @@ def _is_number(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def plot_mixes(rows, out_dir: Path | str) -> list[Path]:
+    """Per device: each serving mix (and page size) as a group of bars, one a backend, its p50 over the
+    fastest backend's on that mix (1 = the winner; log scale), so who wins where, and by how much,
+    reads at a glance."""
+    from specs import MIX_NAMES
+
+    from .store import as_frame
+
+    plt = _pyplot()
+    frame = latest(as_frame(rows))
+    frame = frame[(frame["status"] == Status.OK.value) & (frame["mix"] != "")].copy()
+    written = []
+    for device, mine in frame.groupby("device"):
+        mine["mix name"] = [
+            MIX_NAMES.get(m, m) + ("" if pd_isna(p) else f" · page {int(p)}")
+            for m, p in zip(mine["mix"], mine["page_size"])
+        ]
+        table = mine.pivot_table(index="mix name", columns="backend", values="p50_ms", aggfunc="first")
+        relative = table.div(table.min(axis=1), axis=0)
+        backends = list(relative.columns)
+        color = backend_colours(backends, plt)
+        fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(relative) * max(1, len(backends)) / 2), 4.5))
+        width = 0.8 / len(backends)
+        for i, backend in enumerate(backends):
+            xs = [j + i * width for j in range(len(relative))]
+            ax.bar(xs, relative[backend], width, color=color[backend], label=backend)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(relative))], relative.index, rotation=30, ha="right",
+                      fontsize="small")  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=0.9)  # the winners' bars (1.0) stay visible
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_ylabel("p50 / the mix's fastest p50 (1 = winner)")
+        ax.set_title(f"serving mixes · {device}")
+        ax.legend(fontsize="small")
+        ax.grid(True, axis="y", alpha=0.3)
+        fig.tight_layout()
+        written.append(_save(plt, fig, Path(out_dir) / f"{device_slug(device)}_serving_mixes.png"))
+    return written
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))

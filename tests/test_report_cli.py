@@ -349,3 +349,13 @@ def test_the_reports_command_measures_the_same_spec_again(spec, tmp_path, monkey
     result = runner.invoke(run.app, args)
     assert result.exit_code == 0, result.output
     assert [t.spec for t in captured] == [spec] and captured[0].backend == row.backend
+
+
+def test_plot_draws_the_serving_mixes_apart(tmp_path):
+    mixed = ExperimentSpec.from_mix("q20_3q1s17", 8, 2, 64, model="Llama-3.1-8B")
+    rows = [dataclasses.replace(ok_row(mixed, p50_ms=t), backend=b) for b, t in (("a", 1.0), ("b", 2.0))]
+    path = tmp_path / "mix.csv"
+    append_rows(path, rows)
+    result = runner.invoke(run.app, ["plot", str(path), "--out-dir", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p" / "h100_serving_mixes.png").stat().st_size > 5_000
