@@ -173,3 +173,24 @@ def test_ragged_decode_splits_per_request_with_empty_splits(page_size):
     ref = reference_attention(spec, inputs, [0, 1, 2, 3])
     check = check_output(spec, op(), ref, [0, 1, 2, 3])
     assert check.ok, check.problem
+
+
+@pytest.mark.parametrize("page_size", [None, 16])
+@pytest.mark.parametrize("mix", ["q20s30_2q4s25_3q1s17", "q9_5q1s40"])
+def test_a_mixed_batch_in_two_launches_matches_the_reference(mix, page_size, monkeypatch):
+    if DEVICE.type == "cuda":
+        pytest.skip("covered at real sizes by tests/test_gpu.py")
+    from frameworks.triton import TritonAttention
+    from specs import ExperimentSpec
+
+    monkeypatch.setattr(TritonAttention, "mixed_launches", 2)
+    spec = ExperimentSpec.from_mix(mix, 8, 2, 64, page_size=page_size)
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.OK, row.reason
+    assert row.rel_err < 1e-2 and row.backend_info.startswith("two launches;varlen;")
+
+
+def test_the_two_launch_split_needs_decodes_after_other_requests():
+    assert ops.split_point((0, 20, 24, 28, 29, 30)) == 3  # q20, q4, q4, then two decodes
+    assert ops.split_point((0, 1, 2)) is None  # decodes only
+    assert ops.split_point((0, 1, 21)) is None  # a decode before the chunk

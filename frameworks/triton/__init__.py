@@ -5,6 +5,7 @@ On a CPU they run under Triton's interpreter when TRITON_INTERPRET=1 (slow; for 
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 from specs import DType, Workload
 
@@ -17,6 +18,9 @@ class TritonAttention(Backend):
     library = "triton"
     min_compute_capability = (8, 0)
     upstream = "frameworks/triton/kernels.py (in-repo)"
+    # a mixed batch (chunks, then decodes): one varlen launch (1), or the varlen kernel for the chunks
+    # and the split-KV decode for the decodes, two launches on one stream (2). 1 until a GPU says which
+    mixed_launches: ClassVar[int] = 1
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
         head_dims={64, 128},
@@ -59,6 +63,14 @@ class TritonAttention(Backend):
                 k, v = paged.k_pages, paged.v_pages
                 cache = {"block_table": paged.block_table, "page_size": spec.page_size}
             self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, **cache)
+        elif self.mixed_launches == 2 and ops.split_point(batch.cu_seqlens_q) is not None:
+            cache = {"cu_seqlens_k": inputs.cu_seqlens_k}
+            k, v = inputs.k, inputs.v
+            if spec.page_size is not None:
+                paged = to_paged_ragged(k, v, batch.kv_lens, spec.page_size)
+                k, v = paged.k_pages, paged.v_pages
+                cache = {"block_table": paged.block_table, "page_size": spec.page_size}
+            self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, **cache)
         elif spec.page_size is None:
             self._op = ops.Varlen(inputs.q, inputs.k, inputs.v, inputs.cu_seqlens_q, kv_lens, batch.max_q,
                                   spec.causal, cu_seqlens_k=inputs.cu_seqlens_k)  # fmt: skip

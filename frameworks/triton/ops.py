@@ -165,9 +165,11 @@ class Varlen:
 
     def __init__(
         self, q, k, v, cu_seqlens_q, kv_lens, max_q: int, causal: bool, cu_seqlens_k=None, block_table=None,
-        page_size: int | None = None, config: triton.Config | None = None,
+        page_size: int | None = None, config: triton.Config | None = None, out=None,
     ):  # fmt: skip
+        """out: write into this [Σ q_len, Hq, D] tensor (rows at cu_seqlens_q) instead of a new one."""
         total, hq, d = q.shape
+        self.out = out
         hkv = k.shape[-2]
         self.pinned = config
         self.q, self.k, self.v = q, k, v
@@ -188,7 +190,7 @@ class Varlen:
 
     def __call__(self) -> torch.Tensor:
         q = self.q
-        o = torch.empty_like(q)
+        o = self.out if self.out is not None else torch.empty_like(q)
         s_ks, s_kh, s_vs, s_vh, s_kb, s_vb = self.strides
         grid = lambda meta: (triton.cdiv(self.max_q * self.group, meta["BLOCK_M"]), self.requests * self.kv_heads)
         args = (
@@ -209,9 +211,10 @@ class RaggedDecode:
 
     def __init__(
         self, q, k, v, kv_lens, max_kv: int, cu_seqlens_k=None, block_table=None, page_size: int | None = None,
-        num_splits: int | None = None, granule: int = SPLIT_GRANULE, config: triton.Config | None = None,
+        num_splits: int | None = None, granule: int = SPLIT_GRANULE, config: triton.Config | None = None, out=None,
     ):  # fmt: skip
         b, hq, d = q.shape
+        self.out = out  # write into this [B, Hq, D] tensor instead of a new one
         hkv = k.shape[-2]
         group = hq // hkv
         self.pinned = config
@@ -239,7 +242,7 @@ class RaggedDecode:
 
     def __call__(self) -> torch.Tensor:
         q = self.q
-        o = torch.empty_like(q)
+        o = self.out if self.out is not None else torch.empty_like(q)
         s_ks, s_kh, s_vs, s_vh, s_kb, s_vb = self.strides
         args = (
             q, self.k, self.v, self.o_part, self.lse_part, self.bt, self.cu_k, self.kv_lens,
@@ -251,6 +254,50 @@ class RaggedDecode:
 
     def config(self) -> str:
         return f"ragged-decode;splits={self.splits};" + _config_text(self.pinned or ragged_decode_kernel, False)
+
+
+class Mixed:
+    """Chunks and decodes of one batch in two launches on one stream, no synchronisation between
+    them: the varlen kernel for the requests before the decodes, the ragged split-KV decode for the
+    decodes, both writing into one output. Serving engines order a batch this way (decodes together
+    at its end); the decodes' rows and keys are then contiguous, so neither launch copies anything."""
+
+    def __init__(self, q, k, v, cu_q_list, kv_lens_list, causal: bool, cu_seqlens_k=None, block_table=None,
+                 page_size: int | None = None):  # fmt: skip
+        first = split_point(cu_q_list)
+        device = q.device
+        ints = lambda values: torch.tensor(values, dtype=torch.int32, device=device)  # noqa: E731
+        self.out = torch.empty_like(q)
+        rows = cu_q_list[first]
+        dense = block_table is None
+        max_q = max(b - a for a, b in zip(cu_q_list, cu_q_list[1 : first + 1]))
+        self.chunks = Varlen(q, k, v, ints(cu_q_list[: first + 1]), ints(kv_lens_list[:first]), max_q, causal,
+                             cu_seqlens_k=cu_seqlens_k[: first + 1] if dense else None,
+                             block_table=None if dense else block_table[:first], page_size=page_size,
+                             out=self.out)  # fmt: skip
+        tail = kv_lens_list[first:]
+        self.decodes = RaggedDecode(q[rows:], k, v, ints(tail), max(tail),
+                                    cu_seqlens_k=cu_seqlens_k[first:] if dense else None,
+                                    block_table=None if dense else block_table[first:], page_size=page_size,
+                                    out=self.out[rows:])  # fmt: skip
+
+    def __call__(self) -> torch.Tensor:
+        self.chunks()
+        self.decodes()
+        return self.out
+
+    def config(self) -> str:
+        return f"two launches;{self.chunks.config()};{self.decodes.config()}"
+
+
+def split_point(cu_q_list) -> int | None:
+    """The index of the first request of a trailing run of decodes (q_len 1) that follows at least
+    one other request, or None when the batch is not laid out that way."""
+    q_lens = [b - a for a, b in zip(cu_q_list, cu_q_list[1:])]
+    first = len(q_lens)
+    while first > 0 and q_lens[first - 1] == 1:
+        first -= 1
+    return first if 0 < first < len(q_lens) else None
 
 
 def combine(o_part, lse_part, out, kv_heads: int, group: int, splits: int) -> torch.Tensor:
