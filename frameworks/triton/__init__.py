@@ -55,29 +55,17 @@ class TritonAttention(Backend):
 
         batch = spec.batch
         kv_lens = torch.tensor(batch.kv_lens, dtype=torch.int32, device=inputs.device)
+        k, v, cache = inputs.k, inputs.v, {"cu_seqlens_k": inputs.cu_seqlens_k}
+        if spec.page_size is not None:
+            paged = to_paged_ragged(k, v, batch.kv_lens, spec.page_size)
+            k, v = paged.k_pages, paged.v_pages
+            cache = {"block_table": paged.block_table, "page_size": spec.page_size}
         if batch.kind == "decode":  # split-KV with a split count a request
-            cache = {"cu_seqlens_k": inputs.cu_seqlens_k}
-            k, v = inputs.k, inputs.v
-            if spec.page_size is not None:
-                paged = to_paged_ragged(k, v, batch.kv_lens, spec.page_size)
-                k, v = paged.k_pages, paged.v_pages
-                cache = {"block_table": paged.block_table, "page_size": spec.page_size}
             self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, **cache)
         elif self.mixed_launches == 2 and ops.split_point(batch.cu_seqlens_q) is not None:
-            cache = {"cu_seqlens_k": inputs.cu_seqlens_k}
-            k, v = inputs.k, inputs.v
-            if spec.page_size is not None:
-                paged = to_paged_ragged(k, v, batch.kv_lens, spec.page_size)
-                k, v = paged.k_pages, paged.v_pages
-                cache = {"block_table": paged.block_table, "page_size": spec.page_size}
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, **cache)
-        elif spec.page_size is None:
-            self._op = ops.Varlen(inputs.q, inputs.k, inputs.v, inputs.cu_seqlens_q, kv_lens, batch.max_q,
-                                  spec.causal, cu_seqlens_k=inputs.cu_seqlens_k)  # fmt: skip
         else:
-            paged = to_paged_ragged(inputs.k, inputs.v, batch.kv_lens, spec.page_size)
-            self._op = ops.Varlen(inputs.q, paged.k_pages, paged.v_pages, inputs.cu_seqlens_q, kv_lens, batch.max_q,
-                                  spec.causal, block_table=paged.block_table, page_size=spec.page_size)  # fmt: skip
+            self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal, **cache)
         return self._op
 
     def run_info(self) -> str:

@@ -158,6 +158,16 @@ class Decode:
         return f"splits={self.splits};" + _config_text(self.pinned or decode_kernel, self.kw["TMA"])
 
 
+def _packed_kv(k, v, cu_seqlens_k, block_table, placeholder):
+    """Kernel arguments of a ragged K/V cache: (cu_seqlens_k, block table, its row stride, K/V strides
+    (token, head, page)). Dense: packed [Σ kv_len, Hkv, D] located by cu_seqlens_k; paged: pages
+    located by the block table (the placeholder tensor stands in for the unused cu_seqlens_k)."""
+    paged = block_table is not None
+    strides = (k.stride(-3), k.stride(-2), v.stride(-3), v.stride(-2), k.stride(0) if paged else 0,
+               v.stride(0) if paged else 0)  # fmt: skip
+    return (placeholder if cu_seqlens_k is None else cu_seqlens_k, *_block_table_args(block_table), strides)
+
+
 class Varlen:
     """A ragged batch (prefills, chunks and decodes together) in one launch: q packed [Σ q_len, Hq, D]
     with cu_seqlens_q; k, v packed [Σ kv_len, Hkv, D] with cu_seqlens_k (dense), or pages with a
@@ -176,13 +186,8 @@ class Varlen:
         self.requests = cu_seqlens_q.numel() - 1
         self.group, self.kv_heads, self.max_q = hq // hkv, hkv, max_q
         self.cu_q, self.seq_k = cu_seqlens_q, kv_lens
-        self.cu_k = cu_seqlens_k if cu_seqlens_k is not None else cu_seqlens_q  # unused when paged
-        self.bt, self.s_btb = _block_table_args(block_table)
+        self.cu_k, self.bt, self.s_btb, self.strides = _packed_kv(k, v, cu_seqlens_k, block_table, cu_seqlens_q)
         paged = block_table is not None
-        self.strides = (
-            k.stride(-3), k.stride(-2), v.stride(-3), v.stride(-2),
-            k.stride(0) if paged else 0, v.stride(0) if paged else 0,
-        )  # fmt: skip
         self.kw = {
             "MAX_Q": max_q, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "G": hq // hkv, "HEAD_DIM": d, "PAGED": paged,
             "PAGE": page_size or 1, "CAUSAL": causal, "INTERPRETED": INTERPRET,
@@ -224,13 +229,8 @@ class RaggedDecode:
         tokens = triton.cdiv(triton.cdiv(max_kv, wanted), granule) * granule
         self.splits, self.tokens = triton.cdiv(max_kv, tokens), tokens
         self.block_g = max(16, triton.next_power_of_2(group))
-        self.cu_k = cu_seqlens_k if cu_seqlens_k is not None else kv_lens  # unused when paged
-        self.bt, self.s_btb = _block_table_args(block_table)
+        self.cu_k, self.bt, self.s_btb, self.strides = _packed_kv(k, v, cu_seqlens_k, block_table, kv_lens)
         paged = block_table is not None
-        self.strides = (
-            k.stride(-3), k.stride(-2), v.stride(-3), v.stride(-2),
-            k.stride(0) if paged else 0, v.stride(0) if paged else 0,
-        )  # fmt: skip
         parts = b * hkv * self.splits
         self.o_part = torch.empty(parts, self.block_g, d, dtype=torch.float32, device=q.device)
         self.lse_part = torch.empty(parts, self.block_g, dtype=torch.float32, device=q.device)
