@@ -9,6 +9,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+import pandas as pd
+
 from .env import device_slug
 from .report import WORKLOAD_ORDER, Pivot, check_metric, pivot
 from .store import ResultRow, Status, latest
@@ -241,7 +243,7 @@ def plot_mixes(rows, out_dir: Path | str) -> list[Path]:
     written = []
     for device, mine in frame.groupby("device"):
         mine["mix name"] = [
-            MIX_NAMES.get(m, m) + ("" if pd_isna(p) else f" · page {int(p)}")
+            MIX_NAMES.get(m, m) + ("" if pd.isna(p) else f" · page {int(p)}")
             for m, p in zip(mine["mix"], mine["page_size"])
         ]
         table = mine.pivot_table(index="mix name", columns="backend", values="p50_ms", aggfunc="first")
@@ -265,9 +267,3 @@ def plot_mixes(rows, out_dir: Path | str) -> list[Path]:
         fig.tight_layout()
         written.append(_save(plt, fig, Path(out_dir) / f"{device_slug(device)}_serving_mixes.png"))
     return written
-
-
-def pd_isna(value) -> bool:
-    import pandas as pd
-
-    return bool(pd.isna(value))

@@ -32,7 +32,6 @@ METRICS: dict[str, str] = {
     "p50_ci_high_ms": "{:.3f}",
 }
 HIGHER_IS_BETTER = {"tflops", "gbps", "tokens_per_s", "pct_peak_tflops", "pct_peak_gbps"}
-STATUS_LABEL = {s: s.value.upper() for s in Status}
 
 # spec fields that may tell two columns apart, in the order they are shown
 SPEC_AXES = (
