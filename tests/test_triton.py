@@ -190,6 +190,19 @@ def test_a_mixed_batch_in_two_launches_matches_the_reference(mix, page_size, mon
     assert row.rel_err < 1e-2 and row.backend_info.startswith("two launches;varlen;")
 
 
+def test_the_environment_picks_the_mixed_launches_for_a_measurement(monkeypatch):
+    from specs import ExperimentSpec
+
+    spec = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64)
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
+    assert cpu_measurer().measure(spec, get_backend("triton")).backend_info.startswith("two launches;")
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "1")
+    assert cpu_measurer().measure(spec, get_backend("triton")).backend_info.startswith("varlen;")
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "3")
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_MIXED_LAUNCHES" in row.reason
+
+
 def test_the_two_launch_split_needs_decodes_after_other_requests():
     assert ops.split_point((0, 20, 24, 28, 29, 30)) == 3  # q20, q4, q4, then two decodes
     assert ops.split_point((0, 1, 2)) is None  # decodes only

@@ -1,7 +1,8 @@
 #!/bin/bash
 # A GPU-host job of one session (run in the background with setsid after the wheels are installed):
-# GPU tests, calibration (with the read-only stream), then the sweeps named in SWEEPS as
-# "name|args" entries separated by ';'. Everything lands in JOB (default /tmp/job); `done` at the end.
+# GPU tests (pytest -k expression in TESTS, if set), calibration (unless CALIBRATE=0: the sweep then
+# reads results/calibration-<gpu>.csv), then the sweeps named in SWEEPS as "name|args[|ENV=value ...]"
+# entries separated by ';'. Everything lands in JOB (default /tmp/job); `done` at the end.
 # The device's copy of the tree may carry a stale .git: pass the commit that is running, e.g.
 #   ATTNBENCH_GIT_COMMIT=<git rev-parse --short=12 HEAD, run here> bash tools/gpu_session.sh
 set -u
@@ -10,11 +11,15 @@ P=${PYTHON:-/tmp/gpuenv/bin/python}
 mkdir -p "$JOB"
 export PYTHONUNBUFFERED=1
 step() { echo "$(date -u +%H:%M:%S) $*" >> "$JOB/steps.log"; }
-if [ -n "${TESTS:-}" ]; then step tests; $P -m pytest -q -m gpu tests/test_gpu.py ${TESTS} > "$JOB/tests.log" 2>&1; fi
-step calibrate; $P run.py calibrate > "$JOB/calibrate.log" 2>&1; cp results/calibration-*.csv "$JOB/" 2>/dev/null
+if [ -n "${TESTS:-}" ]; then step tests; $P -m pytest -q -m gpu tests/test_gpu.py -k "$TESTS" > "$JOB/tests.log" 2>&1; fi
+if [ "${CALIBRATE:-1}" != 0 ]; then
+  step calibrate; $P run.py calibrate > "$JOB/calibrate.log" 2>&1; cp results/calibration-*.csv "$JOB/" 2>/dev/null
+fi
 IFS=';' read -ra entries <<< "${SWEEPS:-}"
 for entry in "${entries[@]}"; do
-  name=${entry%%|*}; args=${entry#*|}
-  step "sweep $name"; $P run.py sweep $args -o "$JOB/$name.csv" --no-plots > "$JOB/sweep-$name.log" 2>&1
+  IFS='|' read -r name args envs <<< "$entry"
+  step "sweep $name"
+  # shellcheck disable=SC2086  # args and envs are word lists
+  env ${envs:-} $P run.py sweep $args -o "$JOB/$name.csv" --no-plots > "$JOB/sweep-$name.log" 2>&1
 done
 step done; touch "$JOB/done"

@@ -19,7 +19,9 @@ class TritonAttention(Backend):
     min_compute_capability = (8, 0)
     upstream = "frameworks/triton/kernels.py (in-repo)"
     # a mixed batch (chunks, then decodes): one varlen launch (1), or the varlen kernel for the chunks
-    # and the split-KV decode for the decodes, two launches on one stream (2). 1 until a GPU says which
+    # and the split-KV decode for the decodes, two launches on one stream (2). 1 until a GPU says which;
+    # ATTNBENCH_TRITON_MIXED_LAUNCHES=2 picks the other for a measurement (the row's backend_info says
+    # "two launches" when it ran)
     mixed_launches: ClassVar[int] = 1
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
@@ -62,11 +64,17 @@ class TritonAttention(Backend):
             cache = {"block_table": paged.block_table, "page_size": spec.page_size}
         if batch.kind == "decode":  # split-KV with a split count a request
             self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, **cache)
-        elif self.mixed_launches == 2 and ops.split_point(batch.cu_seqlens_q) is not None:
+        elif self._launches() == 2 and ops.split_point(batch.cu_seqlens_q) is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, **cache)
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal, **cache)
         return self._op
+
+    def _launches(self) -> int:
+        value = os.environ.get("ATTNBENCH_TRITON_MIXED_LAUNCHES", str(self.mixed_launches))
+        if value not in ("1", "2"):
+            raise ValueError(f"ATTNBENCH_TRITON_MIXED_LAUNCHES: {value!r} is not valid; expected 1 or 2")
+        return int(value)
 
     def run_info(self) -> str:
         return self._op.config() if hasattr(self, "_op") else ""
