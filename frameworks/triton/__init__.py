@@ -39,6 +39,7 @@ class TritonAttention(Backend):
     def prepare(self, spec, inputs):
         from . import ops
 
+        self._page = spec.page_size
         if inputs.ragged:
             return self._prepare_ragged(spec, inputs, ops)
 
@@ -77,4 +78,8 @@ class TritonAttention(Backend):
         return int(value)
 
     def run_info(self) -> str:
-        return self._op.config() if hasattr(self, "_op") else ""
+        if not hasattr(self, "_op"):
+            return ""
+        info = self._op.config()
+        page = self._page
+        return info if page is None or "page_size=" in info else f"{info};page_size={page}"
