@@ -520,9 +520,21 @@ def table(
     readme: Path | None = typer.Option(
         None, help="Regenerate, in place, every attnbench:table block of this Markdown file."
     ),
+    show_winners: bool = typer.Option(
+        False, "--winners", help="Serving mixes: the fastest backend a mix, the runner-up and the margin."
+    ),
 ):
-    """Rows = backend, columns = model × workload, cell = the metric (failed cells show their status)."""
-    from harness.report import check_metric, pivot, render_markdown, render_rich, rewrite_readme
+    """Rows = backend, columns = model × workload, cell = the metric (failed cells show their status).
+    With --winners: one line a serving mix, who wins and by how much."""
+    from harness.report import (
+        check_metric,
+        pivot,
+        render_markdown,
+        render_rich,
+        render_winners_markdown,
+        rewrite_readme,
+        winners,
+    )
     from harness.store import load_many
 
     if readme is not None:
@@ -538,6 +550,17 @@ def table(
         return
     if not files:
         raise ValueError("files: give one or more results CSVs (or --readme README.md)")
+    if show_winners:
+        found = winners(load_filtered(files, model, workload, backend))
+        if found.empty:
+            raise ValueError("--winners: no ok rows of a serving mix in these files")
+        if fmt.value == "markdown":
+            print(render_winners_markdown(found))
+        else:
+            from rich.markdown import Markdown
+
+            console.print(Markdown(render_winners_markdown(found)))
+        return
     check_metric(metric)
     p = pivot(load_filtered(files, model, workload, backend), metric)
     if fmt.value == "markdown":

@@ -18,7 +18,7 @@ from .env import Environment
 from .inputs import make_inputs
 from .reference import check_indices, check_output, reference_attention
 from .store import ResultRow, Status
-from .telemetry import Telemetry, describe_reasons, pci_bus_id
+from .telemetry import Telemetry, describe_reasons, gpu_uuid, pci_bus_id
 from .timer import Repetition, TimingMode, check_mode, default_mode, time_callable
 
 # the inputs plus the output must fit in this share of the GPU's memory, or the spec is skipped
@@ -150,7 +150,9 @@ class Measurer:
         self.device = torch.device(config.device)
         self.state: SpecState | None = None
         self.telemetry = (
-            Telemetry(self.device.index or 0, pci_bus_id(self.device)) if self.device.type == "cuda" else None
+            Telemetry(self.device.index or 0, pci_bus_id(self.device), gpu_uuid(self.device))
+            if self.device.type == "cuda"
+            else None
         )
         self.ceilings = self._load_ceilings()
 

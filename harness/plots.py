@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .env import device_slug
@@ -229,41 +230,64 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def plot_mixes(rows, out_dir: Path | str) -> list[Path]:
-    """Per device: each serving mix (and page size) as a group of bars, one a backend, its p50 over the
-    fastest backend's on that mix (1 = the winner; log scale), so who wins where, and by how much,
-    reads at a glance."""
-    from specs import MIX_NAMES
+def mix_ratios(rows) -> dict[tuple[str, str], pd.DataFrame]:
+    """(device, model) -> rows = backend, columns = serving mix (· page size), cell = the backend's p50
+    over the fastest p50 of that column (1 = it wins; NaN = no ok row)."""
+    from specs import MIX_NAMES, MODELS
 
     from .store import as_frame
 
-    plt = _pyplot()
     frame = latest(as_frame(rows))
-    frame = frame[(frame["status"] == Status.OK.value) & (frame["mix"] != "")].copy()
+    frame = frame[(frame["status"] == Status.OK.value) & (frame["mix"] != "") & frame["p50_ms"].notna()].copy()
+    frame["group"] = [
+        MIX_NAMES.get(m, m) + (" · dense" if pd.isna(p) else f" · page {int(p)}")
+        for m, p in zip(frame["mix"], frame["page_size"])
+    ]
+    order = {name: i for i, name in enumerate(MIX_NAMES.values())}
+    models = {m: i for i, m in enumerate(MODELS)}
+    out = {}
+    for (device, model), mine in sorted(frame.groupby(["device", "model"]), key=lambda kv: (kv[0][0], models.get(
+            kv[0][1], len(models)), kv[0][1])):  # fmt: skip
+        table = mine.pivot_table(index="backend", columns="group", values="p50_ms")
+        columns = sorted(table.columns, key=lambda g: (order.get(g.split(" · ")[0], len(order)), g))
+        out[(device, model)] = table.div(table.min(axis=0), axis=1)[columns]
+    return out
+
+
+def plot_mixes(rows, out_dir: Path | str) -> list[Path]:
+    """Per device, one heat map a model: rows = backend, columns = serving mix and KV layout, each
+    cell the backend's p50 over the column's fastest (1.00 = the winner, boxed; blank = did not run
+    ok), so who wins where, and by how much, reads at a glance."""
+    import matplotlib.colors as mcolors
+
+    plt = _pyplot()
     written = []
-    for device, mine in frame.groupby("device"):
-        mine["mix name"] = [
-            MIX_NAMES.get(m, m) + ("" if pd.isna(p) else f" · page {int(p)}")
-            for m, p in zip(mine["mix"], mine["page_size"])
-        ]
-        table = mine.pivot_table(index="mix name", columns="backend", values="p50_ms", aggfunc="first")
-        relative = table.div(table.min(axis=1), axis=0)
-        backends = list(relative.columns)
-        color = backend_colours(backends, plt)
-        fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(relative) * max(1, len(backends)) / 2), 4.5))
-        width = 0.8 / len(backends)
-        for i, backend in enumerate(backends):
-            xs = [j + i * width for j in range(len(relative))]
-            ax.bar(xs, relative[backend], width, color=color[backend], label=backend)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(relative))], relative.index, rotation=30, ha="right",
-                      fontsize="small")  # fmt: skip
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=0.9)  # the winners' bars (1.0) stay visible
-        ax.axhline(1.0, color="black", lw=0.8)
-        ax.set_ylabel("p50 / the mix's fastest p50 (1 = winner)")
-        ax.set_title(f"serving mixes · {device}")
-        ax.legend(fontsize="small")
-        ax.grid(True, axis="y", alpha=0.3)
-        fig.tight_layout()
+    ratios = mix_ratios(rows)
+    for device in dict.fromkeys(d for d, _ in ratios):
+        panels = [(model, table) for (d, model), table in ratios.items() if d == device]
+        columns = max(len(t.columns) for _, t in panels)
+        height = sum(0.32 * len(t) + 1.3 for _, t in panels) + 0.6
+        shared = all(list(t.columns) == list(panels[0][1].columns) for _, t in panels)
+        fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 0.95 * columns + 2.5), height), squeeze=False,
+                                 layout="constrained")  # fmt: skip
+        norm = mcolors.LogNorm(vmin=1, vmax=10)
+        for ax, (model, table) in zip(axes[:, 0], panels):
+            values = table.to_numpy(dtype=float)
+            image = ax.imshow(values.clip(1, 10), cmap="RdYlGn_r", norm=norm, aspect="auto")
+            for (i, j), value in np.ndenumerate(values):
+                if np.isnan(value):
+                    continue
+                text = f"{value:.2f}" if value < 10 else f"{value:.0f}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                        fontweight="bold" if value == 1 else "normal")  # fmt: skip
+                if value == 1:
+                    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=1.5, color="black"))
+            last = ax is axes[-1, 0]
+            ax.set_xticks(range(len(table.columns)), table.columns if last or not shared else [], rotation=30,
+                          ha="right", fontsize="small")  # fmt: skip
+            ax.set_yticks(range(len(table.index)), table.index, fontsize="small")
+            ax.set_title(model, fontsize="medium", loc="left")
+        fig.colorbar(image, ax=axes[:, 0].tolist(), label="p50 / the column's fastest p50", shrink=0.6)
+        fig.suptitle(f"serving mixes · {device}")
         written.append(_save(plt, fig, Path(out_dir) / f"{device_slug(device)}_serving_mixes.png"))
     return written

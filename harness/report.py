@@ -148,6 +148,73 @@ def render_markdown(p: Pivot) -> str:
     return "\n".join(lines)
 
 
+# ---- serving mixes: who wins -----------------------------------------------------------------------
+
+
+def winners(data, reference: str = "triton") -> pd.DataFrame:
+    """One line a (device, model, mix, KV layout) among the ok rows of named or ad-hoc mixes: the
+    fastest backend by p50, the runner-up, the margin (runner-up p50 / winner p50) and, for
+    `reference` (the in-repo kernels), the best library's p50 over its own (1 = it wins; the
+    Triton issue's target is ≥ 0.8). Empty when no mix row is ok."""
+    from specs import MIX_NAMES, MODELS
+
+    frame = latest(as_frame(data))
+    frame = frame[(frame["status"] == Status.OK.value) & (frame["mix"] != "") & frame["p50_ms"].notna()]
+    lines = []
+    keys = ["device", "model", "mix", "page_size"]
+    for (device, model, mix, page), group in frame.groupby(keys, dropna=False, sort=False):
+        ranked = group.sort_values("p50_ms", kind="stable")
+        first = ranked.iloc[0]
+        second = ranked.iloc[1] if len(ranked) > 1 else None
+        libraries = ranked[ranked["backend"] != reference]
+        mine = ranked[ranked["backend"] == reference]
+        lines.append(
+            {
+                "device": device,
+                "model": model,
+                "mix": MIX_NAMES.get(mix, mix),
+                "kv": "dense" if pd.isna(page) else f"page {int(page)}",
+                "backends": len(ranked),
+                "winner": first["backend"],
+                "p50_ms": first["p50_ms"],
+                "runner_up": None if second is None else second["backend"],
+                "runner_up_p50_ms": None if second is None else second["p50_ms"],
+                "margin": None if second is None else second["p50_ms"] / first["p50_ms"],
+                f"best_library_over_{reference}": (
+                    libraries["p50_ms"].iloc[0] / mine["p50_ms"].iloc[0] if len(mine) and len(libraries) else None
+                ),
+                "_mix_order": list(MIX_NAMES.values()).index(MIX_NAMES[mix]) if mix in MIX_NAMES else len(MIX_NAMES),
+            }
+        )
+    table = pd.DataFrame(lines)
+    if table.empty:
+        return table
+    models = [*MODELS, *sorted(set(table["model"]) - set(MODELS))]
+    table["_model"] = pd.Categorical(table["model"], categories=models, ordered=True)
+    table = table.sort_values(["device", "_model", "_mix_order", "kv"], kind="stable")
+    return table.drop(columns=["_model", "_mix_order"]).reset_index(drop=True)
+
+
+def render_winners_markdown(table: pd.DataFrame, reference: str = "triton") -> str:
+    if table.empty:
+        return "(no ok rows of a serving mix)"
+    several = table["device"].nunique() > 1
+    ratio = f"best_library_over_{reference}"
+    head = (["device"] if several else []) + ["model", "mix", "KV", "winner", "p50 ms", "runner-up", "margin",
+                                              f"best library ÷ {reference}"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) - 4) + "---:|---|---:|---:|"]
+    for r in table.itertuples():
+        runner = "—" if r.runner_up is None or pd.isna(r.runner_up) else f"{r.runner_up} ({r.runner_up_p50_ms:.3f})"
+        margin = "—" if pd.isna(r.margin) else f"{r.margin:.2f}×"
+        mine = getattr(r, ratio)
+        cells = ([r.device] if several else []) + [
+            r.model, r.mix, r.kv, f"**{r.winner}**", f"{r.p50_ms:.3f}", runner, margin,
+            "—" if mine is None or pd.isna(mine) else f"{mine:.2f}",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # ---- README blocks ------------------------------------------------------------------------------
 
 BLOCK = re.compile(
@@ -164,9 +231,10 @@ def _block_params(text: str) -> dict[str, str]:
                 f"README table marker: {token!r} is not key=value (keys: files, metric, model, workload, backend)"
             )
         key, value = token.split("=", 1)
-        if key not in ("files", "metric", "model", "workload", "backend"):
+        if key not in ("files", "metric", "model", "workload", "backend", "view"):
             raise ValueError(
-                f"README table marker: {key!r} is not valid; expected one of files, metric, model, workload, backend"
+                f"README table marker: {key!r} is not valid; expected one of files, metric, model, workload, backend,"
+                " view"
             )
         params[key] = value
     if "files" not in params:
@@ -187,8 +255,13 @@ def rewrite_readme(text: str, base_dir: Path, load) -> tuple[str, int]:
             if field in params:
                 wanted = set(params[field].split(","))
                 rows = [r for r in rows if getattr(r, field) in wanted]
-        metric = params.get("metric", "p95_ms")
-        table = render_markdown(pivot(rows, metric))
+        view = params.get("view", "pivot")
+        if view == "winners":
+            table = render_winners_markdown(winners(rows))
+        elif view == "pivot":
+            table = render_markdown(pivot(rows, params.get("metric", "p95_ms")))
+        else:
+            raise ValueError(f"README table marker: view={view!r} is not valid; expected pivot or winners")
         count += 1
         return f"{match.group('open')}{table}\n{match.group('close')}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 # NVML clock-event ("throttle") reason bits, from nvml.h
@@ -50,7 +51,7 @@ def describe_reasons(start: Snapshot | None, end: Snapshot | None) -> str:
 
 
 def pci_bus_id(device) -> str | None:
-    """The NVML bus id ("00000000:1B:00.0") of a torch CUDA device: NVML numbers GPUs on its own and
+    """The PCI bus id ("00000000:1B:00.0") of a torch CUDA device: NVML numbers GPUs on its own and
     ignores CUDA_VISIBLE_DEVICES, so a worker that sees only its GPU as cuda:0 finds it by bus id."""
     import torch
 
@@ -60,21 +61,62 @@ def pci_bus_id(device) -> str | None:
     return f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"
 
 
-class Telemetry:
-    """Reads one GPU through NVML (found by PCI bus id, else by index); every read returns None when
-    NVML is not there."""
+def gpu_uuid(device) -> str | None:
+    """The device's UUID as torch reports it (NVML's without the "GPU-" prefix), or None."""
+    import torch
 
-    def __init__(self, device_index: int = 0, bus_id: str | None = None):
+    uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
+    return None if uuid is None else str(uuid)
+
+
+_BUS = re.compile(r"([0-9a-fA-F]+):([0-9a-fA-F]+):([0-9a-fA-F]+)\.([0-9a-fA-F]+)")
+
+
+def _bus_key(text) -> tuple[int, ...] | None:
+    """(domain, bus, device, function) of "00000000:1B:00.0" or "0000:1b:00.0" (bytes or str)."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    match = _BUS.search(text or "")
+    return tuple(int(part, 16) for part in match.groups()) if match else None
+
+
+def _uuid_key(text) -> str | None:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return text.lower().removeprefix("gpu-") if text else None
+
+
+def find_nvml_handle(nvml, bus_id: str | None, uuid: str | None):
+    """The NVML handle of the GPU with this bus id or UUID, by walking NVML's own list (its lookup by
+    bus id wants a format and a string type that differ between driver and binding versions; a
+    comparison of parsed fields does not). None when nothing matches."""
+    want_bus, want_uuid = _bus_key(bus_id), _uuid_key(uuid)
+    if want_bus is None and want_uuid is None:
+        return None
+    for index in range(nvml.nvmlDeviceGetCount()):
+        try:
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            if want_bus is not None and _bus_key(nvml.nvmlDeviceGetPciInfo(handle).busId) == want_bus:
+                return handle
+            if want_uuid is not None and _uuid_key(nvml.nvmlDeviceGetUUID(handle)) == want_uuid:
+                return handle
+        except Exception:
+            continue
+    return None
+
+
+class Telemetry:
+    """Reads one GPU through NVML (found by PCI bus id or UUID, else by index when every GPU is
+    visible); every read returns None when NVML is not there or the GPU is not found."""
+
+    def __init__(self, device_index: int = 0, bus_id: str | None = None, uuid: str | None = None):
         self.handle = None
         try:
             import pynvml
 
             pynvml.nvmlInit()
             self.nvml = pynvml
-            try:  # by bus id where torch gives one; NVML's index only matches with every GPU visible
-                self.handle = pynvml.nvmlDeviceGetHandleByPciBusId_v2(bus_id) if bus_id else None
-            except Exception:
-                self.handle = None
+            self.handle = find_nvml_handle(pynvml, bus_id, uuid)
             if self.handle is None and "CUDA_VISIBLE_DEVICES" not in os.environ:  # never another GPU's readings
                 self.handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
         except Exception:

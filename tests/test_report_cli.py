@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -351,11 +352,76 @@ def test_the_reports_command_measures_the_same_spec_again(spec, tmp_path, monkey
     assert [t.spec for t in captured] == [spec] and captured[0].backend == row.backend
 
 
+def serving_rows():
+    """Two models on the decode-heavy mix (dense) and one ad-hoc mix with 16-token pages."""
+    heavy = "q512s4k_32q1s1k_32q1s2k_32q1s4k_31q1s8k"
+    llama = ExperimentSpec.from_mix(heavy, 32, 8, 128, model="Llama-3.1-8B")
+    qwen = ExperimentSpec.from_mix(heavy, 64, 4, 128, model="Qwen3-235B-A22B")
+    paged = ExperimentSpec.from_mix("q20_3q1s17", 8, 2, 64, model="Llama-3.1-8B", page_size=16)
+    rows = []
+    for spec, times in (
+        (llama, {"a": 1.0, "b": 2.0, "triton": 1.25}),
+        (qwen, {"a": 1.0, "b": 0.5}),
+        (paged, {"triton": 0.3}),
+    ):
+        rows += [dataclasses.replace(ok_row(spec, p50_ms=t), backend=b) for b, t in times.items()]
+    failed = make_row(qwen, "c", "", ENV, CONFIG, Status.ERROR, "boom")  # never a winner
+    return rows + [failed]
+
+
+def test_winners_rank_each_mix_and_model_apart():
+    from harness.report import winners
+
+    table = winners(serving_rows()).set_index(["model", "mix", "kv"])
+    llama = table.loc[("Llama-3.1-8B", "decode-heavy", "dense")]
+    assert (llama.winner, llama.p50_ms, llama.runner_up, llama.runner_up_p50_ms) == ("a", 1.0, "triton", 1.25)
+    assert llama.margin == pytest.approx(1.25) and llama.best_library_over_triton == pytest.approx(0.8)
+    qwen = table.loc[("Qwen3-235B-A22B", "decode-heavy", "dense")]
+    assert (qwen.winner, qwen.runner_up, qwen.backends) == ("b", "a", 2)  # the error row does not count
+    assert qwen.margin == pytest.approx(2.0) and pd.isna(qwen.best_library_over_triton)  # no triton row
+    alone = table.loc[("Llama-3.1-8B", "q20_3q1s17", "page 16")]
+    assert alone.winner == "triton" and pd.isna(alone.runner_up) and pd.isna(alone.margin)
+    assert list(table.index.get_level_values("model")) == ["Llama-3.1-8B", "Llama-3.1-8B", "Qwen3-235B-A22B"]
+
+
+def test_readme_winners_block_and_table_winners(tmp_path):
+    path = tmp_path / "serving.csv"
+    append_rows(path, serving_rows())
+    readme = tmp_path / "README.md"
+    readme.write_text(f"<!-- attnbench:table files={path.name} view=winners -->\n<!-- /attnbench:table -->\n")
+    result = runner.invoke(run.app, ["table", "--readme", str(readme)])
+    assert result.exit_code == 0, result.output
+    text = readme.read_text()
+    assert "| Llama-3.1-8B | decode-heavy | dense | **a** | 1.000 | triton (1.250) | 1.25× | 0.80 |" in text
+    assert "| Qwen3-235B-A22B | decode-heavy | dense | **b** | 0.500 | a (1.000) | 2.00× | — |" in text
+    shown = runner.invoke(run.app, ["table", str(path), "--winners", "--format", "markdown"])
+    assert shown.exit_code == 0, shown.output
+    assert "| Llama-3.1-8B | q20_3q1s17 | page 16 | **triton** | 0.300 | — | — | — |" in shown.output
+    readme.write_text(f"<!-- attnbench:table files={path.name} view=best -->\n<!-- /attnbench:table -->\n")
+    bad = runner.invoke(run.app, ["table", "--readme", str(readme)])
+    assert bad.exit_code == 2 and "view='best' is not valid; expected pivot or winners" in bad.output
+
+
+def test_table_winners_without_mix_rows_is_one_line(fixture_csv):
+    result = runner.invoke(run.app, ["table", str(fixture_csv), "--winners"])
+    assert result.exit_code == 2 and "--winners: no ok rows of a serving mix" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def test_plot_draws_the_serving_mixes_apart(tmp_path):
-    mixed = ExperimentSpec.from_mix("q20_3q1s17", 8, 2, 64, model="Llama-3.1-8B")
-    rows = [dataclasses.replace(ok_row(mixed, p50_ms=t), backend=b) for b, t in (("a", 1.0), ("b", 2.0))]
+    from harness.plots import mix_ratios
+
+    ratios = mix_ratios(serving_rows())
+    assert sorted(ratios) == [("NVIDIA H100 80GB HBM3", "Llama-3.1-8B"), ("NVIDIA H100 80GB HBM3", "Qwen3-235B-A22B")]
+    llama = ratios[("NVIDIA H100 80GB HBM3", "Llama-3.1-8B")]
+    assert list(llama.columns) == ["decode-heavy · dense", "q20_3q1s17 · page 16"]
+    assert llama.loc["triton", "decode-heavy · dense"] == pytest.approx(1.25)
+    assert llama.loc["b", "decode-heavy · dense"] == pytest.approx(2.0)
+    assert pd.isna(llama.loc["a", "q20_3q1s17 · page 16"])  # a did not run it
+    qwen = ratios[("NVIDIA H100 80GB HBM3", "Qwen3-235B-A22B")]
+    assert qwen.loc["a", "decode-heavy · dense"] == pytest.approx(2.0) and "c" not in qwen.index  # the error row
     path = tmp_path / "mix.csv"
-    append_rows(path, rows)
+    append_rows(path, serving_rows())
     result = runner.invoke(run.app, ["plot", str(path), "--out-dir", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p" / "h100_serving_mixes.png").stat().st_size > 5_000

@@ -18,11 +18,11 @@ class TritonAttention(Backend):
     library = "triton"
     min_compute_capability = (8, 0)
     upstream = "frameworks/triton/kernels.py (in-repo)"
-    # a mixed batch (chunks, then decodes): one varlen launch (1), or the varlen kernel for the chunks
-    # and the split-KV decode for the decodes, two launches on one stream (2). 1 until a GPU says which;
-    # ATTNBENCH_TRITON_MIXED_LAUNCHES=2 picks the other for a measurement (the row's backend_info says
-    # "two launches" when it ran)
-    mixed_launches: ClassVar[int] = 1
+    # a mixed batch (chunks, then decodes): the varlen kernel for the chunks and the split-KV decode for
+    # the decodes, two launches on one stream (2), or everything in one varlen launch (1). Two since the
+    # H100 serving run of 2026-11-23 (docs/perf-notes.md): never slower beyond noise, 3-17% faster where
+    # decodes dominate. ATTNBENCH_TRITON_MIXED_LAUNCHES=1 measures the other (backend_info says which ran)
+    mixed_launches: ClassVar[int] = 2
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
         head_dims={64, 128},
