@@ -23,7 +23,7 @@ def fake_nvml(gpus):
     nv.nvmlDeviceGetPowerUsage = lambda h: 100_000 * (h + 1)
     nv.nvmlDeviceGetCurrentClocksEventReasons = lambda h: 0
 
-    def by_bus_id(_):  # the binding's own lookup: under --gpus all on the H200 no handle came back; not used
+    def by_bus_id(_):  # the binding's own lookup (absent from the GPU host's pynvml): never relied on
         raise TypeError("bytes or integer address expected instead of str instance")
 
     nv.nvmlDeviceGetHandleByPciBusId_v2 = by_bus_id
