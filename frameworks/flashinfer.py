@@ -3,10 +3,17 @@ shuffled): the batch prefill wrapper for prefill and append (causal is bottom-ri
 decode wrapper with tensor cores for decode (so GQA groups of 16 work). Dense KV: the ragged-KV
 prefill wrapper (the path engines use for a prompt's new tokens) for prefill and append, and for
 decode the decode wrapper over the dense cache read as one page per sequence (no copy: the
-[B, Sk, Hkv, D] tensor is B pages of Sk tokens). plan() and the cache build happen here, never in
-the timed call; backend_info says which path ran. Upstream: https://github.com/flashinfer-ai/flashinfer"""
+[B, Sk, Hkv, D] tensor is B pages of Sk tokens). Ragged batches: a mixed one (chunks, then decodes)
+split as vLLM splits it, the prefill wrapper for the chunks and the decode wrapper for the decodes
+(`ATTNBENCH_FLASHINFER_MIXED=one-call`: the whole batch through the prefill wrapper, as SGLang's mixed
+chunked prefill runs it); an all-decode one through the decode wrapper (a dense packed cache read as
+pages of one token, SGLang's token pool). plan() and the cache build happen here, never in the timed
+call; backend_info says which path ran. Upstream: https://github.com/flashinfer-ai/flashinfer"""
 
 from __future__ import annotations
+
+import inspect
+import os
 
 import torch
 
@@ -84,36 +91,119 @@ class FlashInfer(Backend):
         return lambda: wrapper.run(q, cache).view(b, sq, hq, d)
 
     def _prepare_ragged(self, spec, inputs, flashinfer, workspace):
-        """A ragged batch in one call: the ragged-KV prefill wrapper (dense), the paged prefill wrapper
-        with qo_indptr (paged; chunks and decodes together), the decode wrapper when every request
-        decodes (paged)."""
-        dtype, batch = inputs.q.dtype, spec.batch
-        hq, hkv, d = spec.num_q_heads, spec.num_kv_heads, spec.head_dim
-        q, cq = inputs.q, inputs.cu_seqlens_q
-        if spec.page_size is None:
-            wrapper = flashinfer.BatchPrefillWithRaggedKVCacheWrapper(workspace, "NHD")
-            wrapper.plan(cq, inputs.cu_seqlens_k, hq, hkv, d, causal=spec.causal, q_data_type=dtype, kv_data_type=dtype)
-            k, v = inputs.k, inputs.v
-            self._info = "BatchPrefillWithRaggedKVCacheWrapper;dense"
-            return lambda: wrapper.run(q, k, v)
-        paged = to_paged_ragged(inputs.k, inputs.v, batch.kv_lens, spec.page_size)
-        cache = (paged.k_pages, paged.v_pages)
-        layout = f"paged, page_size={spec.page_size}"
+        """A ragged batch as engines call FlashInfer. Every request decodes: the decode wrapper (dense:
+        the packed cache read as pages of one token, as SGLang's token pool holds it). Chunks, then
+        decodes: vLLM's split, the prefill wrapper for the chunks and the decode wrapper for the
+        decodes, both writing into one output (ATTNBENCH_FLASHINFER_MIXED=one-call runs the whole
+        batch through the prefill wrapper instead, as SGLang's mixed chunked prefill does). Anything
+        else: one prefill-wrapper call (ragged-KV dense, paged with qo_indptr)."""
+        batch = spec.batch
+        mode = os.environ.get("ATTNBENCH_FLASHINFER_MIXED", "split")
+        if mode not in ("split", "one-call"):
+            raise ValueError(f"ATTNBENCH_FLASHINFER_MIXED: {mode!r} is not valid; expected split or one-call")
+        parts = _RaggedParts(spec, inputs, flashinfer, workspace)
+        q = inputs.q
         if batch.kind == "decode":
-            wrapper = flashinfer.BatchDecodeWithPagedKVCacheWrapper(workspace, "NHD", use_tensor_cores=True)
-            wrapper.plan(
-                paged.indptr(), paged.indices(), paged.last_page_lens(), hq, hkv, d, spec.page_size,
-                pos_encoding_mode="NONE", q_data_type=dtype, kv_data_type=dtype,
-            )  # fmt: skip
-            self._info = f"BatchDecodeWithPagedKVCacheWrapper(tensor cores);{layout}"
-            return lambda: wrapper.run(q, cache)
-        wrapper = flashinfer.BatchPrefillWithPagedKVCacheWrapper(workspace, "NHD")
-        wrapper.plan(
-            cq, paged.indptr(), paged.indices(), paged.last_page_lens(), hq, hkv, d, spec.page_size,
-            causal=spec.causal, q_data_type=dtype, kv_data_type=dtype,
-        )  # fmt: skip
-        self._info = f"BatchPrefillWithPagedKVCacheWrapper(qo_indptr);{layout}"
-        return lambda: wrapper.run(q, cache)
+            run = parts.decode(0, batch.num_requests)
+            self._info = f"{parts.decode_name};{parts.layout}"
+            return lambda: run(q, None)
+        first = batch.decode_split if mode == "split" else None
+        if first is None:
+            run = parts.prefill(0, batch.num_requests)
+            self._info = f"{parts.prefill_name};{parts.layout}"
+            return lambda: run(q, None)
+        rows = batch.cu_seqlens_q[first]
+        chunks, decodes = parts.prefill(0, first), parts.decode(first, batch.num_requests)
+        out = torch.empty_like(q)
+        q_chunks, q_decodes, out_chunks, out_decodes = q[:rows], q[rows:], out[:rows], out[rows:]
+        self._info = f"split: {parts.prefill_name} for {first} + {parts.decode_name} for the rest;{parts.layout}"
+
+        def call():
+            chunks(q_chunks, out_chunks)
+            decodes(q_decodes, out_decodes)
+            return out
+
+        return call
 
     def run_info(self) -> str:
         return getattr(self, "_info", "")
+
+
+class _RaggedParts:
+    """Planned FlashInfer wrappers over a slice of a ragged batch's requests (lo … hi − 1), each
+    returned as run(q_slice, out_slice). plan() happens here, outside the timed call."""
+
+    def __init__(self, spec, inputs, flashinfer, workspace):
+        self.spec, self.inputs, self.fi, self.workspace = spec, inputs, flashinfer, workspace
+        self.heads = (spec.num_q_heads, spec.num_kv_heads, spec.head_dim)
+        self.dtype = inputs.q.dtype
+        self.cu_q = torch.tensor(spec.batch.cu_seqlens_q, dtype=torch.int32, device=inputs.device)
+        self.cu_k = torch.tensor(spec.batch.cu_seqlens_k, dtype=torch.int32, device=inputs.device)
+        if spec.page_size is None:
+            self.layout = "dense"
+            self.paged = None
+        else:
+            self.layout = f"paged, page_size={spec.page_size}"
+            self.paged = to_paged_ragged(inputs.k, inputs.v, spec.batch.kv_lens, spec.page_size)
+        self.prefill_name = (
+            "BatchPrefillWithRaggedKVCacheWrapper"
+            if self.paged is None
+            else "BatchPrefillWithPagedKVCacheWrapper(qo_indptr)"
+        )
+        self.decode_name = "BatchDecodeWithPagedKVCacheWrapper(tensor cores)" + (
+            ", pages of one token" if self.paged is None else ""
+        )
+
+    def prefill(self, lo: int, hi: int):
+        hq, hkv, d = self.heads
+        qo = self.cu_q[lo : hi + 1] - self.cu_q[lo]
+        if self.paged is None:
+            wrapper = self.fi.BatchPrefillWithRaggedKVCacheWrapper(self.workspace, "NHD")
+            kv_lo, kv_hi = self.spec.batch.cu_seqlens_k[lo], self.spec.batch.cu_seqlens_k[hi]
+            wrapper.plan(qo, self.cu_k[lo : hi + 1] - kv_lo, hq, hkv, d, causal=self.spec.causal,
+                         q_data_type=self.dtype, kv_data_type=self.dtype)  # fmt: skip
+            k, v = self.inputs.k[kv_lo:kv_hi], self.inputs.v[kv_lo:kv_hi]
+            return _with_out(wrapper, lambda q, **out: wrapper.run(q, k, v, **out))
+        indptr, indices, last = self._pages(lo, hi)
+        wrapper = self.fi.BatchPrefillWithPagedKVCacheWrapper(self.workspace, "NHD")
+        wrapper.plan(qo, indptr, indices, last, hq, hkv, d, self.spec.page_size, causal=self.spec.causal,
+                     q_data_type=self.dtype, kv_data_type=self.dtype)  # fmt: skip
+        cache = (self.paged.k_pages, self.paged.v_pages)
+        return _with_out(wrapper, lambda q, **out: wrapper.run(q, cache, **out))
+
+    def decode(self, lo: int, hi: int):
+        hq, hkv, d = self.heads
+        if self.paged is None:  # the packed cache as pages of one token: no copy
+            kv_lo, kv_hi = self.spec.batch.cu_seqlens_k[lo], self.spec.batch.cu_seqlens_k[hi]
+            indptr = self.cu_k[lo : hi + 1] - kv_lo
+            indices = torch.arange(kv_lo, kv_hi, dtype=torch.int32, device=self.inputs.device)
+            last = torch.ones(hi - lo, dtype=torch.int32, device=self.inputs.device)
+            page_size, cache = 1, (self.inputs.k.unsqueeze(1), self.inputs.v.unsqueeze(1))
+        else:
+            indptr, indices, last = self._pages(lo, hi)
+            page_size, cache = self.spec.page_size, (self.paged.k_pages, self.paged.v_pages)
+        wrapper = self.fi.BatchDecodeWithPagedKVCacheWrapper(self.workspace, "NHD", use_tensor_cores=True)
+        wrapper.plan(indptr, indices, last, hq, hkv, d, page_size, pos_encoding_mode="NONE", q_data_type=self.dtype,
+                     kv_data_type=self.dtype)  # fmt: skip
+        return _with_out(wrapper, lambda q, **out: wrapper.run(q, cache, **out))
+
+    def _pages(self, lo: int, hi: int):
+        """kv_indptr, kv_indices and last-page lengths of requests lo … hi − 1."""
+        indptr = self.paged.indptr()
+        start, stop = int(indptr[lo]), int(indptr[hi])
+        return indptr[lo : hi + 1] - start, self.paged.indices()[start:stop], self.paged.last_page_lens()[lo:hi]
+
+
+def _with_out(wrapper, run):
+    """run(q, out): into `out` where the wrapper's run takes one (a slice of the batch's output), else
+    a copy into it, timed with the call (none when out is None)."""
+    takes_out = "out" in inspect.signature(wrapper.run).parameters
+
+    def call(q, out):
+        if out is None:
+            return run(q)
+        if takes_out:
+            return run(q, out=out)
+        return out.copy_(run(q))
+
+    return call

@@ -93,6 +93,11 @@ class Batch:
         kinds = {_request_kind(q, k) for q, k in zip(self.q_lens, self.kv_lens)}
         return kinds.pop() if len(kinds) == 1 else "mixed"
 
+    @property
+    def decode_split(self) -> int | None:
+        """Where the decodes of a mixed batch start: see `trailing_decodes`."""
+        return trailing_decodes(self.q_lens)
+
     def to_mix(self) -> str:
         """This batch in the mix grammar: runs of equal requests as one segment each, in order."""
         segments = []
@@ -108,6 +113,17 @@ class Batch:
             segments.append(f"{count if count > 1 else ''}q{_short(q)}" + (f"s{_short(k)}" if k != q else ""))
             i = j + 1
         return "_".join(segments)
+
+
+def trailing_decodes(q_lens) -> int | None:
+    """The index of the first request of a trailing run of decodes (q_len 1) that follows at least
+    one other request — chunks, then decodes, as serving engines lay out a mixed batch, so each part is
+    a contiguous slice for its own kernel — or None when the batch is not laid out that way."""
+    q_lens = list(q_lens)
+    first = len(q_lens)
+    while first > 0 and q_lens[first - 1] == 1:
+        first -= 1
+    return first if 0 < first < len(q_lens) else None
 
 
 def _request_kind(q: int, k: int) -> str:

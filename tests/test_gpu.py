@@ -176,6 +176,16 @@ def test_triton_mixed_batch_in_two_launches_on_gpu(measurer, mix, page, monkeypa
     assert row.rel_err < 2e-2 and row.backend_info.startswith("two launches;")
 
 
+@pytest.mark.parametrize("page", [None, 16])
+@pytest.mark.parametrize("mix", ["q300s1000_3q4s1500_5q1s700", "2q512_q100s2000_8q1s3000"])  # chunks, then decodes
+def test_flashinfer_splits_a_mixed_batch_on_gpu(measurer, mix, page):
+    backend = available_or_skip("flashinfer")
+    spec = ExperimentSpec.from_mix(mix, 32, 8, 128, page_size=page, model="gpu-test")
+    row = measurer.measure(spec, backend)
+    assert row.status is Status.OK, f"{row.status}: {row.reason}"
+    assert row.rel_err < 2e-2 and row.backend_info.startswith("split: ")
+
+
 @pytest.mark.parametrize("page", [1, 16, 64, 256])
 @pytest.mark.parametrize("name", sorted(n for n in RAGGED_BACKENDS if KVLayout.PAGED in BACKENDS[n].caps.layouts))
 def test_ragged_paged_backend_on_gpu(measurer, name, page):

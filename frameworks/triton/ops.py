@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import triton
 
+from specs.batch import trailing_decodes
+
 from .kernels import (
     INTERPRET,
     LOG2E,
@@ -291,13 +293,8 @@ class Mixed:
 
 
 def split_point(cu_q_list) -> int | None:
-    """The index of the first request of a trailing run of decodes (q_len 1) that follows at least
-    one other request, or None when the batch is not laid out that way."""
-    q_lens = [b - a for a, b in zip(cu_q_list, cu_q_list[1:])]
-    first = len(q_lens)
-    while first > 0 and q_lens[first - 1] == 1:
-        first -= 1
-    return first if 0 < first < len(q_lens) else None
+    """`specs.batch.trailing_decodes` of the query lengths these cumulative offsets hold."""
+    return trailing_decodes([b - a for a, b in zip(cu_q_list, cu_q_list[1:])])
 
 
 def combine(o_part, lse_part, out, kv_heads: int, group: int, splits: int) -> torch.Tensor:

@@ -1,0 +1,102 @@
+"""A CPU stand-in for the three FlashInfer wrappers the adapter plans and runs, for testing the
+adapter's plumbing (indptr, page indices, last-page lengths, the split of a mixed batch, output
+slices) without a GPU. It checks its inputs the way FlashInfer documents them (int32 CSR offsets
+from 0, 1 ≤ last page length ≤ page size, page ids inside the cache, NHD layout) and computes plain
+fp32 attention per request, bottom-right causal, GQA by head // group. Its results are the math, not
+FlashInfer's: the GPU conformance tests check the real library."""
+
+from __future__ import annotations
+
+import torch
+
+calls: list[tuple[str, int]] = []  # (wrapper, requests) of every run, for the tests
+
+
+def _attend(q, k, v, causal: bool) -> torch.Tensor:
+    """q [Sq, Hq, D], k/v [Sk, Hkv, D] -> [Sq, Hq, D] in fp32."""
+    sq, hq, d = q.shape
+    sk, hkv = k.shape[0], k.shape[1]
+    kk = k.float().repeat_interleave(hq // hkv, dim=1)
+    vv = v.float().repeat_interleave(hq // hkv, dim=1)
+    scores = torch.einsum("qhd,khd->hqk", q.float(), kk) * d**-0.5
+    if causal:
+        visible = torch.arange(sk)[None, :] <= torch.arange(sq)[:, None] + (sk - sq)
+        scores = scores.masked_fill(~visible, float("-inf"))
+    return torch.einsum("hqk,khd->qhd", scores.softmax(-1), vv)
+
+
+def _offsets(name: str, t: torch.Tensor, total: int | None = None) -> list[int]:
+    assert t.dtype == torch.int32, f"{name} must be int32, got {t.dtype}"
+    values = t.tolist()
+    assert values[0] == 0 and values == sorted(values), f"{name} must start at 0 and not decrease: {values}"
+    assert total is None or values[-1] == total, f"{name} ends at {values[-1]}, the tensor holds {total}"
+    return values
+
+
+def _finish(result: torch.Tensor, like: torch.Tensor, out):
+    result = result.to(like.dtype)
+    if out is None:
+        return result
+    assert out.shape == result.shape and out.is_contiguous(), "out must be a contiguous tensor of q's shape"
+    return out.copy_(result)
+
+
+class _Paged:
+    def _plan_pages(self, indptr, indices, last, page_size):
+        self.indptr = _offsets("kv_indptr", indptr, indices.numel())
+        assert indices.dtype == torch.int32 and last.dtype == torch.int32
+        self.indices, self.last, self.page_size = indices.long(), last.tolist(), page_size
+        assert all(1 <= n <= page_size for n in self.last), f"last page lengths out of 1…{page_size}: {self.last}"
+
+    def _request_kv(self, cache, i):
+        k_pages, v_pages = cache
+        assert k_pages.shape[1] == self.page_size, "NHD pages: [num_pages, page_size, Hkv, D]"
+        pages = self.indices[self.indptr[i] : self.indptr[i + 1]]
+        assert int(pages.max()) < k_pages.shape[0], "a page id past the cache"
+        n = (len(pages) - 1) * self.page_size + self.last[i]
+        return k_pages[pages].flatten(0, 1)[:n], v_pages[pages].flatten(0, 1)[:n]
+
+
+class BatchPrefillWithRaggedKVCacheWrapper:
+    def __init__(self, workspace, kv_layout="NHD"):
+        assert kv_layout == "NHD"
+
+    def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim, causal=False, **_):
+        self.qo, self.kv, self.causal = qo_indptr, kv_indptr, causal
+
+    def run(self, q, k, v, out=None):
+        qo, kv = _offsets("qo_indptr", self.qo, q.shape[0]), _offsets("kv_indptr", self.kv, k.shape[0])
+        calls.append(("ragged-prefill", len(qo) - 1))
+        parts = [_attend(q[a:b], k[c:e], v[c:e], self.causal) for a, b, c, e in zip(qo, qo[1:], kv, kv[1:])]
+        return _finish(torch.cat(parts), q, out)
+
+
+class BatchPrefillWithPagedKVCacheWrapper(_Paged):
+    def __init__(self, workspace, kv_layout="NHD"):
+        assert kv_layout == "NHD"
+
+    def plan(self, qo_indptr, indptr, indices, last, num_qo_heads, num_kv_heads, head_dim, page_size, causal=False,
+             **_):  # fmt: skip
+        self.qo, self.causal = qo_indptr, causal
+        self._plan_pages(indptr, indices, last, page_size)
+
+    def run(self, q, cache, out=None):
+        qo = _offsets("qo_indptr", self.qo, q.shape[0])
+        assert len(qo) == len(self.indptr), "one qo range a request"
+        calls.append(("paged-prefill", len(qo) - 1))
+        parts = [_attend(q[a:b], *self._request_kv(cache, i), self.causal) for i, (a, b) in enumerate(zip(qo, qo[1:]))]
+        return _finish(torch.cat(parts), q, out)
+
+
+class BatchDecodeWithPagedKVCacheWrapper(_Paged):
+    def __init__(self, workspace, kv_layout="NHD", use_tensor_cores=False):
+        assert kv_layout == "NHD"
+
+    def plan(self, indptr, indices, last, num_qo_heads, num_kv_heads, head_dim, page_size, **_):
+        self._plan_pages(indptr, indices, last, page_size)
+
+    def run(self, q, cache, out=None):
+        assert q.dim() == 3 and q.shape[0] == len(self.indptr) - 1, "decode: q is [requests, Hq, D]"
+        calls.append(("decode", q.shape[0]))
+        parts = [_attend(q[i : i + 1], *self._request_kv(cache, i), False) for i in range(q.shape[0])]
+        return _finish(torch.cat(parts), q, out)

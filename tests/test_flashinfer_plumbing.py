@@ -1,0 +1,80 @@
+"""The FlashInfer adapter's ragged plumbing on the CPU, through a stand-in for its wrappers
+(tests/fake_flashinfer.py): which wrapper runs which requests (vLLM's split of a mixed batch, the
+decode wrapper for all-decode batches, one call otherwise), and that the CSR offsets, page ids and
+output slices it builds give the reference result. The real library is checked by tests/test_gpu.py."""
+
+import sys
+
+import pytest
+import torch
+
+from frameworks import get_backend
+from harness.inputs import make_inputs
+from harness.reference import check_output, reference_attention
+from specs import ExperimentSpec
+
+from . import fake_flashinfer
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def flashinfer(monkeypatch):
+    fake_flashinfer.calls.clear()
+    monkeypatch.setitem(sys.modules, "flashinfer", fake_flashinfer)
+    monkeypatch.delenv("ATTNBENCH_FLASHINFER_MIXED", raising=False)
+    return fake_flashinfer
+
+
+def run(spec):
+    backend = get_backend("flashinfer")
+    inputs = make_inputs(spec, CPU)
+    out = backend.prepare(spec, inputs)()
+    everyone = list(range(spec.batch_size))
+    check = check_output(spec, out, reference_attention(spec, inputs, everyone), everyone)
+    assert check.ok, check.problem
+    return backend.run_info()
+
+
+@pytest.mark.parametrize("page", [None, 1, 16])
+def test_a_mixed_batch_is_split_as_vllm_splits_it(flashinfer, page):
+    spec = ExperimentSpec.from_mix("q20s30_2q4s25_3q1s17", 8, 2, 64, page_size=page)  # chunk, 2 spec, 3 decodes
+    info = run(spec)
+    prefill = "ragged-prefill" if page is None else "paged-prefill"
+    assert flashinfer.calls == [(prefill, 3), ("decode", 3)]
+    assert info.startswith("split: BatchPrefillWith") and "for 3 + BatchDecodeWithPagedKVCacheWrapper" in info
+    assert info.endswith("dense" if page is None else f"page_size={page}")
+
+
+@pytest.mark.parametrize("page", [None, 16])
+def test_an_all_decode_batch_runs_the_decode_wrapper(flashinfer, page):
+    spec = ExperimentSpec.from_mix("q1s7_q1s40_q1s100_q1s2", 8, 2, 64, page_size=page)
+    info = run(spec)
+    assert flashinfer.calls == [("decode", 4)]
+    assert info.startswith("BatchDecodeWithPagedKVCacheWrapper(tensor cores)")
+    assert ("pages of one token" in info) == (page is None)
+
+
+@pytest.mark.parametrize("mix", ["q9_q1s40_q5s20", "2q12_q7s9"])  # a decode in the middle; no decodes
+def test_other_ragged_batches_are_one_prefill_call(flashinfer, mix):
+    run(ExperimentSpec.from_mix(mix, 8, 2, 64, page_size=16))
+    assert flashinfer.calls == [("paged-prefill", 3)]
+
+
+def test_one_call_mode_runs_a_mixed_batch_through_the_prefill_wrapper(flashinfer, monkeypatch):
+    monkeypatch.setenv("ATTNBENCH_FLASHINFER_MIXED", "one-call")
+    info = run(ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64))
+    assert flashinfer.calls == [("ragged-prefill", 4)] and info == "BatchPrefillWithRaggedKVCacheWrapper;dense"
+    monkeypatch.setenv("ATTNBENCH_FLASHINFER_MIXED", "both")
+    with pytest.raises(ValueError, match="ATTNBENCH_FLASHINFER_MIXED: 'both' is not valid; expected split or one-call"):
+        run(ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64))
+
+
+def test_the_stand_in_catches_a_wrong_page_table(flashinfer, monkeypatch):
+    """The fake is strict enough to fail a broken adapter: last-page lengths off by one are refused."""
+    from frameworks import _paged
+
+    real = _paged.RaggedPagedKV.last_page_lens
+    monkeypatch.setattr(_paged.RaggedPagedKV, "last_page_lens", lambda self: real(self) + 1)
+    with pytest.raises(AssertionError, match="last page lengths"):
+        run(ExperimentSpec.from_mix("q20s30_3q1s16", 8, 2, 64, page_size=16))
