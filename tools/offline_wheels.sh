@@ -2,7 +2,7 @@
 # Pack the GPU attention backends as wheels for a GPU host without a package index (x86-64 Linux,
 # Python 3.12, PyTorch already installed there), in parts small enough to carry one at a time.
 #
-#   bash tools/offline_wheels.sh OUTDIR GROUP...     GROUP: flashinfer | fa4 | te | DIR (wheels you built)
+#   bash tools/offline_wheels.sh OUTDIR GROUP...     GROUP: flashinfer | fa4 | te | ray | DIR (wheels you built)
 #
 # PyPI wheels are downloaded for the host's platform (python 3.12, manylinux x86-64). FlashAttention-2
 # and -3 and Transformer Engine's torch extension have no wheel for every torch/CUDA pair: build them
@@ -20,12 +20,13 @@ PLAT=(--only-binary=:all: --python-version 3.12 --implementation cp --platform m
 declare -A GROUPS_PKGS=(
   [flashinfer]="flashinfer-python==0.7.2.post1 apache-tvm-ffi==0.1.15.post2 cuda-tile==1.7.0 nvidia-cudnn-frontend==1.32.0 nccl4py==0.6.0"
   [fa4]="flash-attn-4==4.0.0b36 nvidia-cutlass-dsl==4.8.1 nvidia-cutlass-dsl-libs-base==4.8.1 nvidia-cutlass-dsl-libs-core==4.8.1 nvidia-cutlass-dsl-libs-cu13==4.8.1 quack-kernels==0.6.5 torch-c-dlpack-ext==0.1.5 apache-tvm-ffi==0.1.15.post2"
+  [ray]="ray==2.60.0 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1"
   [te]="transformer-engine-cu13==2.20.2 transformer-engine==2.20.2 pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0 nvdlfw-inspect==0.2.2 nvidia-cudnn-frontend==1.32.0"
 )
 files=()
 for g in "$@"; do
   if [ -d "$g" ]; then files+=("$g"/*.whl); continue; fi
-  [ -n "${GROUPS_PKGS[$g]+x}" ] || { echo "group: '$g' is not known; expected flashinfer, fa4, te or a folder of wheels" >&2; exit 2; }
+  [ -n "${GROUPS_PKGS[$g]+x}" ] || { echo "group: '$g' is not known; expected flashinfer, fa4, te, ray or a folder of wheels" >&2; exit 2; }
   for p in ${GROUPS_PKGS[$g]}; do
     norm=$(echo "${p%%==*}" | tr '-' '_')
     hit=$(ls "$CACHE"/${norm}-${p##*==}-*.whl 2>/dev/null | head -1 || true)
