@@ -42,6 +42,10 @@ class FlashAttn3(Backend):
             if spec.page_size is None:
                 self._info = "flash_attn_varlen_func"
                 kw = dict(max_seqlen_q=batch.max_q, max_seqlen_k=batch.max_kv, causal=spec.causal)
+                if "num_splits" in inspect.signature(fa3.flash_attn_varlen_func).parameters:
+                    # its default is 1 (no KV split); vLLM passes 0, FA3's own heuristic, outside CUDA graphs
+                    kw["num_splits"] = 0
+                    self._info += "(num_splits=0: FA3's heuristic)"
                 return lambda: first_output(fa3.flash_attn_varlen_func(q, k, v, cq, ck, **kw))
             # a mixed batch in one call: packed queries (cu_seqlens_q) against the paged cache
             paged = to_paged_ragged(k, v, batch.kv_lens, spec.page_size)

@@ -186,6 +186,14 @@ def test_flashinfer_splits_a_mixed_batch_on_gpu(measurer, mix, page):
     assert row.rel_err < 2e-2 and row.backend_info.startswith("split: ")
 
 
+def test_flash_attn3_varlen_may_split_a_long_decode(measurer):
+    """FA3's varlen call defaults to one KV split; called as vLLM calls it, FA3's heuristic decides."""
+    backend = available_or_skip("flash-attn3")
+    row = measurer.measure(ExperimentSpec.from_mix("q1s32k_2q1s16k", 32, 8, 128, model="gpu-test"), backend)
+    assert row.status is Status.OK, f"{row.status}: {row.reason}"
+    assert row.rel_err < 2e-2 and "num_splits=0" in row.backend_info
+
+
 @pytest.mark.parametrize("page", [1, 16, 64, 256])
 @pytest.mark.parametrize("name", sorted(n for n in RAGGED_BACKENDS if KVLayout.PAGED in BACKENDS[n].caps.layouts))
 def test_ragged_paged_backend_on_gpu(measurer, name, page):
