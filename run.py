@@ -330,7 +330,8 @@ def plan(
     if grid.mixes and workloads:  # a mix fixes its own workload: -w filters the mixes
         specs = [s for s in specs if s.workload.value in workloads]
     if not specs:
-        raise SpecError("the narrowed sweep has no specs (is every --chunk longer than every --seq?)")
+        cap = f"; this preset leaves out calls of more than {grid.max_tflop:g} TFLOP" if grid.max_tflop else ""
+        raise SpecError(f"the narrowed sweep has no specs (is every --chunk longer than every --seq?{cap})")
     names = dedupe(split_list(backend))
     if names:
         check_known("--backend", names, sorted(load_all()))

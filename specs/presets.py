@@ -75,6 +75,7 @@ class SweepGrid:
     page_sizes: tuple[int | None, ...] = (None,)  # None: dense KV
     mixes: tuple[str, ...] = ()  # named mixes or mix strings: when set, models × mixes × page sizes
     lengths: str | None = None  # a length generator: each workload × batch size (requests) × chunk drawn from it
+    max_tflop: float | None = None  # leave out specs of more than this many TFLOP a call (None: no cap)
 
     def __post_init__(self) -> None:
         for name in self.models:
@@ -95,6 +96,12 @@ class SweepGrid:
         )
 
     def specs(self) -> list[ExperimentSpec]:
+        specs = self._all_specs()
+        if self.max_tflop is None:
+            return specs
+        return [s for s in specs if s.flops <= self.max_tflop * 1e12]
+
+    def _all_specs(self) -> list[ExperimentSpec]:
         if self.mixes:
             return [
                 resolve_mix(mix).spec(model, dtype=self.dtype, page_size=page)
@@ -175,14 +182,18 @@ PRESETS: dict[str, SweepGrid] = {
         page_sizes=(None, 16),
         mixes=tuple(MIXES),
     ),
-    # latency, TFLOP/s and GB/s against context length and batch: what the multi-GPU path is for.
-    # 72 specs × every backend; specs whose inputs cannot fit are recorded as skipped (oom) at once
+    # latency, TFLOP/s and GB/s against context length and batch, sized to fit one GPU in a session's
+    # device time: calls of more than 20 TFLOP are left out (causal prefill of 128k tokens, or of 32k at
+    # batch 16: a quarter second a call or more, which with warm-up and repetition would double the
+    # sweep; narrow `full` to reach them). 62 specs, estimated at about 9 min on one H100 for every
+    # backend (docs/perf-notes.md). Specs whose inputs cannot fit are recorded as skipped (oom) at once
     "scaling": SweepGrid(
         models=("Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B"),
         workloads=ALL_WORKLOADS,
         batch_sizes=(1, 16),
         seq_lens=(1024, 8192, 32768, 131072),
         chunks=(512,),
+        max_tflop=20,
     ),
     # everything; specs that cannot fit in the GPU's memory are recorded as skipped
     "full": SweepGrid(

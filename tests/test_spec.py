@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from specs import MODELS, PRESETS, DType, ExperimentSpec, SpecError, Workload, get_preset
@@ -118,3 +120,24 @@ def test_full_preset_specs_that_cannot_fit_are_skipped_with_a_reason():
     assert skipped[4096] is None  # 36 GiB of Q, K, V, O fits
     # Q + O: 2·256·32768·64·128·2 B = 256 GiB; K + V with 4 KV heads: 16 GiB
     assert skipped[32768].startswith("skipped: inputs and output need 272.0 GiB, more than 90% of this GPU's 80.0 GiB")
+
+
+def test_scaling_leaves_out_calls_above_its_flop_cap():
+    grid = get_preset("scaling")
+    kept = grid.specs()
+    assert len(kept) == 62 and all(s.flops <= 20e12 for s in kept)
+    key = lambda s: (s.model, s.workload.value, s.batch_size, s.kv_len)  # noqa: E731
+    left_out = {key(s) for s in dataclasses.replace(grid, max_tflop=None).specs()} - {key(s) for s in kept}
+    assert ("Llama-3.1-8B", "prefill", 1, 131072) in left_out and ("Llama-3.1-8B", "prefill", 1, 32768) not in left_out
+    assert not any(w == "decode" for _, w, _, _ in left_out)  # decodes are cheap at any length
+    assert ("Llama-3.1-8B", "decode", 16, 131072) in {key(s) for s in kept}
+
+
+def test_a_sweep_narrowed_to_nothing_by_the_cap_says_so():
+    from typer.testing import CliRunner
+
+    import run
+
+    result = CliRunner().invoke(run.app, ["sweep", "--preset", "scaling", "--seq", "131072", "-w", "prefill"])
+    assert result.exit_code == 2
+    assert "no specs" in result.output and "leaves out calls of more than 20 TFLOP" in result.output
