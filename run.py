@@ -487,13 +487,26 @@ def list_(device: str | None = typer.Option(None, help="cuda or cpu (default: cu
     console.print(presets)
 
 
+def only_results(files):
+    """The results CSVs among files; the project's other CSVs (ceilings, spread) are passed over with a
+    note, so that `results/*.csv` works; none left is an error."""
+    from harness.options import results_files
+
+    kept, notes = results_files(files)
+    for note in notes:
+        console.print(f"[dim]{note}[/]")
+    if not kept:
+        raise ValueError("files: none of them is a results CSV")
+    return kept
+
+
 def load_filtered(files, model, workload, backend):
     """Rows of the files, narrowed by the filters; a filter value the files do not hold is an error."""
     from harness.options import check_input_files, check_known, dedupe
     from harness.store import load_many
 
     check_input_files("files", files)
-    rows = load_many(files)
+    rows = load_many(only_results(files))
     for field, wanted in (
         ("model", split_list(model)),
         ("workload", split_list(workload)),
@@ -658,7 +671,7 @@ def report(
 
     check_input_files("files", files)
     check_output_dir("--output", out_dir)
-    path = write_report(load_frame(files), out_dir)
+    path = write_report(load_frame(only_results(files)), out_dir)
     console.print(f"report: {path} ({path.stat().st_size / 2**20:.1f} MiB, no network needed)")
 
 
@@ -765,7 +778,7 @@ def spread_(
 
     check_input_files("files", files)
     check_output_file("--output", output)
-    table = between_run_spread(load_frame(files))
+    table = between_run_spread(load_frame(only_results(files)))
     if table.empty:
         raise ValueError("no (spec, backend) was measured in more than one run in these files")
     out = Table(title="between-run spread of p50 (|p50 / median − 1| per key)")

@@ -124,11 +124,12 @@ def _environment(frame: pd.DataFrame) -> str:
 
 
 def _figures(frame: pd.DataFrame) -> list:
-    """Plotly figures: roofline, scaling curves, speed-up heatmap, winners per serving mix."""
+    """Plotly figures: roofline, scaling curves, speed-up heatmap, a heat map of the serving mixes a
+    GPU and model."""
     import plotly.express as px
     import plotly.graph_objects as go
 
-    from specs import MIX_NAMES
+    from .plots import mix_ratios
 
     ok = latest(frame)
     ok = ok[ok["status"] == Status.OK.value].copy()
@@ -164,14 +165,36 @@ def _figures(frame: pd.DataFrame) -> list:
         grid = joined.pivot_table(index="backend", columns="spec", values="speedup", aggfunc="first")
         figures.append(px.imshow(grid, color_continuous_scale="RdYlGn", color_continuous_midpoint=1.0, text_auto=".2f",
                                  aspect="auto", title="Speed-up over sdpa (sdpa p50 / backend p50)"))  # fmt: skip
-    mixes = ok[ok["mix"] != ""].copy()
-    if not mixes.empty:
-        mixes["mix name"] = mixes["mix"].map(lambda m: MIX_NAMES.get(m, m))
-        mixes["page"] = mixes["page_size"].map(lambda p: "dense" if pd.isna(p) else f"page {int(p)}")
-        figures.append(px.bar(mixes, x="mix name", y="p50_ms", color="backend", barmode="group",
-                              facet_row="device", facet_col="page", hover_data=["model", "backend_info"],
-                              title="Serving mixes: p50 per backend (lower is better)"))  # fmt: skip
+    for (device, model), table in mix_ratios(ok).items():  # one heat map a GPU and model: who wins each mix
+        title = f"Serving mixes · {device} · {model}: p50 / the mix's fastest p50 (1 = wins)"
+        heat = px.imshow(table, color_continuous_scale="RdYlGn_r", range_color=(1, 3), text_auto=".2f",
+                         aspect="auto", title=title)  # fmt: skip
+        figures.append(heat)
     return figures
+
+
+def _winners(frame: pd.DataFrame) -> str:
+    """The serving mixes' winners table (harness.report.winners), or nothing without mix rows."""
+    from .report import winners
+
+    table = winners(frame)
+    if table.empty:
+        return ""
+    shown = table.assign(
+        p50_ms=table["p50_ms"].map(lambda v: f"{v:.3f}"),
+        runner_up_p50_ms=table["runner_up_p50_ms"].map(lambda v: "" if pd.isna(v) else f"{v:.3f}"),
+        margin=table["margin"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}×"),
+        best_library_over_triton=table["best_library_over_triton"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
+    )
+    shown = shown.rename(columns={"kv": "KV", "p50_ms": "p50 ms", "runner_up": "runner-up",
+                                  "runner_up_p50_ms": "runner-up p50 ms",
+                                  "best_library_over_triton": "best library ÷ triton"})  # fmt: skip
+    body = shown.to_html(index=False, na_rep="", table_id="winners", escape=True, border=0)
+    intro = (
+        "The fastest backend a GPU, model, mix and KV layout (newest ok rows), the runner-up, the margin, and"
+        " the best library's p50 over the in-repo Triton kernels'."
+    )
+    return f"<h2>Serving mixes: who wins</h2>\n<p>{intro}</p>\n{body}"
 
 
 PAGE = """<!doctype html>
@@ -198,6 +221,7 @@ its spec on its GPU (newest rows). Hover a failed status for its reason, a row f
 measures it again.</p>
 <h2>Environment</h2>
 {environment}
+{winners}
 <h2>Figures</h2>
 {figures}
 <h2>All rows</h2>
@@ -247,6 +271,7 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
         plotly_js=get_plotlyjs(),
         summary=summary,
         environment=_environment(frame),
+        winners=_winners(frame),
         figures=figures or "<p>(no ok rows to draw)</p>",
         filters=_filters(frame),
         table=_table(frame),

@@ -92,3 +92,27 @@ def check_input_files(option: str, paths: Iterable[Path]) -> None:
             raise SpecError(f"{option}: {path}: no such file")
         if path.is_dir():
             raise SpecError(f"{option}: {path} is a directory, not a results CSV")
+
+
+def results_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
+    """The paths that are results CSVs, and a note for each of this project's other CSVs among them (a
+    GPU's measured ceilings, the between-run spread), which `results/*.csv` also matches: those are
+    passed over, never read as results. Anything else stays, for the loader to accept or refuse."""
+    import csv
+
+    from .calibrate import COLUMNS as CALIBRATION
+    from .compare import SPREAD_COLUMNS
+
+    kinds = {CALIBRATION: "measured ceilings", CALIBRATION[:-1]: "measured ceilings", tuple(SPREAD_COLUMNS): "spread"}
+    kept, notes = [], []
+    for path in paths:
+        try:
+            with open(path, newline="") as handle:
+                header = tuple(next(csv.reader(handle), ()))
+        except (OSError, UnicodeDecodeError):
+            header = ()
+        if header in kinds:
+            notes.append(f"{path} passed over: {kinds[header]}, not results")
+        else:
+            kept.append(path)
+    return kept, notes

@@ -53,6 +53,9 @@ def test_the_report_opens_offline_shows_every_row_and_filters(tmp_path):
         page.select_option('select[data-filter="mix"]', "")
         assert page.locator("#results tbody tr:visible").count() == len(frame)
         assert page.locator(".plotly-graph-div").count() >= 3  # roofline, speed-up, serving mixes
+        from harness.report import winners
+
+        assert page.locator("#winners tbody tr").count() == len(winners(frame)) > 0  # who wins each mix
         failed = page.locator("td.fail").first
         assert failed.get_attribute("title")  # a failed cell carries its reason
         page.screenshot(path=str(tmp_path / "report.png"), full_page=False)

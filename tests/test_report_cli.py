@@ -425,3 +425,34 @@ def test_plot_draws_the_serving_mixes_apart(tmp_path):
     result = runner.invoke(run.app, ["plot", str(path), "--out-dir", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p" / "h100_serving_mixes.png").stat().st_size > 5_000
+
+
+def test_the_html_report_shows_who_wins_each_mix_and_a_heat_map_a_model(tmp_path):
+    from harness.html_report import write_report
+    from harness.store import as_frame
+
+    text = write_report(as_frame(serving_rows()), tmp_path / "r").read_text()
+    winners_table = text.split('id="winners"')[1].split("</table>")[0]
+    assert winners_table.count("<tr") == 1 + 3  # the header and one line a model × mix × KV layout
+    assert "<td>triton</td>" in winners_table and "<td>1.25×</td>" in winners_table
+    assert text.count("Serving mixes · NVIDIA H100 80GB HBM3 · ") == 2  # Llama-3.1-8B and Qwen3-235B-A22B
+
+
+def test_results_glob_passes_over_ceilings_and_spread_files(fixture_csv, tmp_path):
+    from harness.calibrate import COLUMNS as CALIBRATION
+    from harness.compare import SPREAD_COLUMNS
+
+    ceilings, spread = tmp_path / "calibration-h100.csv", tmp_path / "spread.csv"
+    ceilings.write_text(",".join(CALIBRATION) + "\n")
+    spread.write_text(",".join(SPREAD_COLUMNS) + "\n")
+    result = runner.invoke(run.app, ["report", str(fixture_csv), str(ceilings), str(spread), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "calibration-h100.csv passed over: measured ceilings" in result.output
+    assert "spread.csv passed over: spread" in result.output
+    alone = runner.invoke(run.app, ["table", str(ceilings)])
+    assert alone.exit_code == 2
+    assert alone.output.strip().splitlines()[-1] == "error: files: none of them is a results CSV"
+    foreign = tmp_path / "other.csv"
+    foreign.write_text("a,b\n1,2\n")
+    refused = runner.invoke(run.app, ["table", str(fixture_csv), str(foreign)])
+    assert refused.exit_code == 2 and "not an attnbench results file" in refused.output  # not passed over

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from harness.html_report import write_report
+from harness.options import results_files
 from harness.store import load_frame
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -21,7 +22,7 @@ def main(out: str, files: list[str]) -> None:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as folder:
-        index = write_report(load_frame(files), folder)
+        index = write_report(load_frame(results_files(files)[0]), folder)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
