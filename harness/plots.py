@@ -233,24 +233,17 @@ def _is_number(text: str) -> bool:
 def mix_ratios(rows) -> dict[tuple[str, str], pd.DataFrame]:
     """(device, model) -> rows = backend, columns = serving mix (· page size), cell = the backend's p50
     over the fastest p50 of that column (1 = it wins; NaN = no ok row)."""
-    from specs import MIX_NAMES, MODELS
+    from .report import mix_rank, model_order, ok_mix_rows
 
-    from .store import as_frame
-
-    frame = latest(as_frame(rows))
-    frame = frame[(frame["status"] == Status.OK.value) & (frame["mix"] != "") & frame["p50_ms"].notna()].copy()
-    frame["group"] = [
-        MIX_NAMES.get(m, m) + (" · dense" if pd.isna(p) else f" · page {int(p)}")
-        for m, p in zip(frame["mix"], frame["page_size"])
-    ]
-    order = {name: i for i, name in enumerate(MIX_NAMES.values())}
-    models = {m: i for i, m in enumerate(MODELS)}
+    frame = ok_mix_rows(rows)
+    frame = frame.assign(group=frame["mix_name"] + " · " + frame["kv"])
     out = {}
-    for (device, model), mine in sorted(frame.groupby(["device", "model"]), key=lambda kv: (kv[0][0], models.get(
-            kv[0][1], len(models)), kv[0][1])):  # fmt: skip
-        table = mine.pivot_table(index="backend", columns="group", values="p50_ms")
-        columns = sorted(table.columns, key=lambda g: (order.get(g.split(" · ")[0], len(order)), g))
-        out[(device, model)] = table.div(table.min(axis=0), axis=1)[columns]
+    for device in sorted(frame["device"].unique()):
+        mine = frame[frame["device"] == device]
+        for model in model_order(mine["model"]):
+            table = mine[mine["model"] == model].pivot_table(index="backend", columns="group", values="p50_ms")
+            columns = sorted(table.columns, key=lambda g: (mix_rank(g.split(" · ")[0]), g))
+            out[(device, model)] = table.div(table.min(axis=0), axis=1)[columns]
     return out
 
 

@@ -82,6 +82,35 @@ def _col_label(row, varying: list[str]) -> str:
     return " ".join(parts)
 
 
+def model_order(names) -> list[str]:
+    """The known models among `names` in their table order, then any others sorted."""
+    from specs import MODELS
+
+    names = set(names)
+    return [m for m in MODELS if m in names] + sorted(names - set(MODELS))
+
+
+def mix_rank(name: str) -> int:
+    """A named serving mix's place in the preset (ad-hoc mixes after every named one)."""
+    from specs import MIX_NAMES
+
+    return list(MIX_NAMES.values()).index(name) if name in MIX_NAMES.values() else len(MIX_NAMES)
+
+
+def kv_label(page_size) -> str:
+    return "dense" if pd.isna(page_size) else f"page {int(page_size)}"
+
+
+def ok_mix_rows(data) -> pd.DataFrame:
+    """The newest ok rows of serving mixes (named or ad hoc) that have a p50, with `mix_name` (the
+    preset's name where there is one) and `kv` (dense or page N)."""
+    from specs import MIX_NAMES
+
+    frame = latest(as_frame(data))
+    frame = frame[(frame["status"] == Status.OK.value) & (frame["mix"] != "") & frame["p50_ms"].notna()]
+    return frame.assign(mix_name=frame["mix"].map(lambda m: MIX_NAMES.get(m, m)), kv=frame["page_size"].map(kv_label))
+
+
 def pivot(data, metric: str = "p95_ms") -> Pivot:
     """Rows = backend (with the device when several), columns = model × workload or mix (plus any
     other spec field that varies inside one of those), cell = the metric, or the status when not ok.
@@ -93,11 +122,10 @@ def pivot(data, metric: str = "p95_ms") -> Pivot:
     several = frame["device"].nunique() > 1
     frame["row"] = frame["backend"] + (" [" + frame["device"] + "]" if several else "")
     frame["col"] = [_col_label(r, varying) for r in frame.itertuples()]
-    from specs import MIX_NAMES, MODELS
+    from specs import MIX_NAMES
 
-    models = [*MODELS, *sorted(set(frame["model"]) - set(MODELS))]  # known models in their order, others after
     ordered = frame.assign(
-        _model=pd.Categorical(frame["model"], categories=models, ordered=True),
+        _model=pd.Categorical(frame["model"], categories=model_order(frame["model"]), ordered=True),
         _mix=frame["mix"].map({m: i for i, m in enumerate(MIX_NAMES)}).fillna(len(MIX_NAMES)),
         _workload=frame["workload"].map(WORKLOAD_ORDER).fillna(9),
     ).sort_values(["_model", "_mix", "_workload", *varying], kind="stable", na_position="last")
@@ -156,13 +184,8 @@ def winners(data, reference: str = "triton") -> pd.DataFrame:
     fastest backend by p50, the runner-up, the margin (runner-up p50 / winner p50) and, for
     `reference` (the in-repo kernels), the best library's p50 over its own (1 = it wins; the
     Triton issue's target is ≥ 0.8). Empty when no mix row is ok."""
-    from specs import MIX_NAMES, MODELS
-
-    frame = latest(as_frame(data))
-    frame = frame[(frame["status"] == Status.OK.value) & (frame["mix"] != "") & frame["p50_ms"].notna()]
     lines = []
-    keys = ["device", "model", "mix", "page_size"]
-    for (device, model, mix, page), group in frame.groupby(keys, dropna=False, sort=False):
+    for (device, model, mix_name, kv), group in ok_mix_rows(data).groupby(["device", "model", "mix_name", "kv"]):
         ranked = group.sort_values("p50_ms", kind="stable")
         first = ranked.iloc[0]
         second = ranked.iloc[1] if len(ranked) > 1 else None
@@ -172,8 +195,8 @@ def winners(data, reference: str = "triton") -> pd.DataFrame:
             {
                 "device": device,
                 "model": model,
-                "mix": MIX_NAMES.get(mix, mix),
-                "kv": "dense" if pd.isna(page) else f"page {int(page)}",
+                "mix": mix_name,
+                "kv": kv,
                 "backends": len(ranked),
                 "winner": first["backend"],
                 "p50_ms": first["p50_ms"],
@@ -183,16 +206,16 @@ def winners(data, reference: str = "triton") -> pd.DataFrame:
                 f"best_library_over_{reference}": (
                     libraries["p50_ms"].iloc[0] / mine["p50_ms"].iloc[0] if len(mine) and len(libraries) else None
                 ),
-                "_mix_order": list(MIX_NAMES.values()).index(MIX_NAMES[mix]) if mix in MIX_NAMES else len(MIX_NAMES),
             }
         )
     table = pd.DataFrame(lines)
     if table.empty:
         return table
-    models = [*MODELS, *sorted(set(table["model"]) - set(MODELS))]
-    table["_model"] = pd.Categorical(table["model"], categories=models, ordered=True)
-    table = table.sort_values(["device", "_model", "_mix_order", "kv"], kind="stable")
-    return table.drop(columns=["_model", "_mix_order"]).reset_index(drop=True)
+    order = table.assign(
+        _model=pd.Categorical(table["model"], categories=model_order(table["model"]), ordered=True),
+        _mix=table["mix"].map(mix_rank),
+    )
+    return table.loc[order.sort_values(["device", "_model", "_mix", "kv"], kind="stable").index].reset_index(drop=True)
 
 
 def render_winners_markdown(table: pd.DataFrame, reference: str = "triton") -> str:
