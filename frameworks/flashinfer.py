@@ -145,6 +145,9 @@ class _RaggedParts:
         else:
             self.layout = f"paged, page_size={spec.page_size}"
             self.paged = to_paged_ragged(inputs.k, inputs.v, spec.batch.kv_lens, spec.page_size)
+            # FlashInfer's CSR view of the whole cache, sliced per part by _pages
+            self.page_indptr, self.page_indices = self.paged.indptr(), self.paged.indices()
+            self.last_page_lens = self.paged.last_page_lens()
         self.prefill_name = (
             "BatchPrefillWithRaggedKVCacheWrapper"
             if self.paged is None
@@ -189,9 +192,9 @@ class _RaggedParts:
 
     def _pages(self, lo: int, hi: int):
         """kv_indptr, kv_indices and last-page lengths of requests lo … hi − 1."""
-        indptr = self.paged.indptr()
+        indptr = self.page_indptr
         start, stop = int(indptr[lo]), int(indptr[hi])
-        return indptr[lo : hi + 1] - start, self.paged.indices()[start:stop], self.paged.last_page_lens()[lo:hi]
+        return indptr[lo : hi + 1] - start, self.page_indices[start:stop], self.last_page_lens[lo:hi]
 
 
 def _with_out(wrapper, run):

@@ -65,7 +65,7 @@ class TritonAttention(Backend):
             cache = {"block_table": paged.block_table, "page_size": spec.page_size}
         if batch.kind == "decode":  # split-KV with a split count a request
             self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, **cache)
-        elif self._launches() == 2 and ops.split_point(batch.cu_seqlens_q) is not None:
+        elif self._launches() == 2 and batch.decode_split is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, **cache)
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal, **cache)
@@ -80,6 +80,5 @@ class TritonAttention(Backend):
     def run_info(self) -> str:
         if not hasattr(self, "_op"):
             return ""
-        info = self._op.config()
-        page = self._page
-        return info if page is None or "page_size=" in info else f"{info};page_size={page}"
+        info = self._op.config()  # the kernels' configuration; the page size is the adapter's to say
+        return info if self._page is None else f"{info};page_size={self._page}"
