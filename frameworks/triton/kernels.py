@@ -153,6 +153,25 @@ def _attend_range(
     return acc, m_i, l_i
 
 
+@triton.jit
+def _key_bounds(
+    pid_m, q_len, kv_len, G: tl.constexpr, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr
+):
+    """(full, hi) for row block pid_m of the packed (position × group member) rows: keys 0 … full − 1
+    are seen by every row (whole tiles, no mask needed), no row sees a key ≥ hi. Causal is bottom-right:
+    tiles above the diagonal are skipped whole."""
+    if CAUSAL:
+        offset = kv_len - q_len
+        pos_first = (pid_m * BLOCK_M) // G
+        pos_last = tl.minimum((pid_m * BLOCK_M + BLOCK_M - 1) // G, q_len - 1)
+        hi = tl.minimum(kv_len, offset + pos_last + 1)
+        full = (tl.minimum(offset + pos_first + 1, kv_len) // BLOCK_N) * BLOCK_N
+    else:
+        hi = kv_len
+        full = (kv_len // BLOCK_N) * BLOCK_N
+    return full, hi
+
+
 @triton.autotune(configs=_prefill_configs(), key=["SQ", "SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "TMA"])
 @triton.jit
 def prefill_kernel(
@@ -178,14 +197,7 @@ def prefill_kernel(
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     offset = SK - SQ
-    if CAUSAL:
-        pos_first = (pid_m * BLOCK_M) // G
-        pos_last = tl.minimum((pid_m * BLOCK_M + BLOCK_M - 1) // G, SQ - 1)
-        hi = tl.minimum(SK, offset + pos_last + 1)  # tiles above the diagonal are skipped whole
-        full = (tl.minimum(offset + pos_first + 1, SK) // BLOCK_N) * BLOCK_N  # keys every row sees
-    else:
-        hi = SK
-        full = (SK // BLOCK_N) * BLOCK_N
+    full, hi = _key_bounds(pid_m, SQ, SK, G, CAUSAL, BLOCK_M, BLOCK_N)
     # tiles every row sees in full: no mask; then the diagonal and the ragged tail, masked
     acc, m_i, l_i = _attend_range(
         acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
@@ -237,14 +249,7 @@ def varlen_kernel(
         l_i = tl.zeros([BLOCK_M], tl.float32)
         acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
         offset = kv_len - q_len
-        if CAUSAL:
-            pos_first = (pid_m * BLOCK_M) // G
-            pos_last = tl.minimum((pid_m * BLOCK_M + BLOCK_M - 1) // G, q_len - 1)
-            hi = tl.minimum(kv_len, offset + pos_last + 1)
-            full = (tl.minimum(offset + pos_first + 1, kv_len) // BLOCK_N) * BLOCK_N
-        else:
-            hi = kv_len
-            full = (kv_len // BLOCK_N) * BLOCK_N
+        full, hi = _key_bounds(pid_m, q_len, kv_len, G, CAUSAL, BLOCK_M, BLOCK_N)
         acc, m_i, l_i = _attend_range(
             acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
             s_vs, s_vh, s_btb, kv_len, 1, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, False, INTERPRETED,
