@@ -20,6 +20,6 @@ for entry in "${entries[@]}"; do
   IFS='|' read -r name args envs <<< "$entry"
   step "sweep $name"
   # shellcheck disable=SC2086  # args and envs are word lists
-  env ${envs:-} $P run.py sweep $args -o "$JOB/$name.csv" --no-plots > "$JOB/sweep-$name.log" 2>&1
+  env ${envs:-} $P run.py sweep $args -o "$JOB/$name.csv" --no-plots >> "$JOB/sweep-$name.log" 2>&1
 done
 step done; touch "$JOB/done"
