@@ -57,6 +57,7 @@ def ray_rows(todo: list[Task], config: MeasureConfig, timeout_s: float, address:
     options = {"num_gpus": 1, "max_retries": 0}
     if accelerator_type:
         options["accelerator_type"] = accelerator_type
+    check_cluster(ray.cluster_resources(), address, accelerator_type)
     commit = git_commit()
     measure = ray.remote(_measure).options(**options)
     if config.calibration_path:  # once per sweep, on the kind of GPU the tasks ask for, before any row
@@ -89,6 +90,19 @@ def ray_rows(todo: list[Task], config: MeasureConfig, timeout_s: float, address:
                 ray.cancel(ref, force=True)
                 pending.pop(ref)
                 yield task, _failed(task, config, Status.TIMEOUT, f"no result within the {timeout_s:g} s time limit")
+
+
+def check_cluster(resources: dict, address: str, accelerator_type: str | None = None) -> None:
+    """A cluster with no GPU (of the asked type) would leave every task pending for ever: say so instead."""
+    have = ", ".join(f"{v:g} {k}" for k, v in sorted(resources.items()) if not k.startswith(("node:", "memory",
+                     "object_store")))  # fmt: skip
+    if resources.get("GPU", 0) < 1:
+        raise ValueError(f"--ray: the Ray cluster at {address} has no GPU (it has {have or 'nothing'}); every task "
+                         "asks for one GPU: start its nodes with GPUs (ray start --num-gpus N)")  # fmt: skip
+    if accelerator_type and resources.get(f"accelerator_type:{accelerator_type}", 0) <= 0:
+        types = sorted(k.split(":", 1)[1] for k in resources if k.startswith("accelerator_type:"))
+        raise ValueError(f"--accelerator-type: the Ray cluster at {address} has no {accelerator_type!r} GPU; it has "
+                         f"{', '.join(types) or 'no typed GPU'}")  # fmt: skip
 
 
 def _failed(task: Task, config: MeasureConfig, status: Status, reason: str) -> ResultRow:

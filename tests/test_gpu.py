@@ -176,6 +176,18 @@ def test_triton_mixed_batch_in_two_launches_on_gpu(measurer, mix, page, monkeypa
     assert row.rel_err < 2e-2 and row.backend_info.startswith("two launches;")
 
 
+@pytest.mark.parametrize("schedule", ["longest-first", "simple"])
+@pytest.mark.parametrize("page", [None, 16])
+def test_triton_varlen_schedules_on_gpu(measurer, page, schedule, monkeypatch):
+    backend = available_or_skip("triton")
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "1")
+    monkeypatch.setenv("ATTNBENCH_TRITON_SCHEDULE", schedule)
+    spec = ExperimentSpec.from_mix("q100s300_2q700_5q1s700_q1500", 32, 8, 128, page_size=page, model="gpu-test")
+    row = measurer.measure(spec, backend)
+    assert row.status is Status.OK, f"{row.status}: {row.reason}"
+    assert row.rel_err < 2e-2 and row.backend_info.startswith(f"varlen;schedule={schedule};")
+
+
 @pytest.mark.parametrize("page", [None, 16])
 @pytest.mark.parametrize("mix", ["q300s1000_3q4s1500_5q1s700", "2q512_q100s2000_8q1s3000"])  # chunks, then decodes
 def test_flashinfer_splits_a_mixed_batch_on_gpu(measurer, mix, page):

@@ -25,11 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_ray_tasks_give_the_rows_of_the_local_workers(tmp_path):
     specs = [tiny_spec("decode"), tiny_spec("append", kv_len=32, chunk=8)]
     backends = ["torch-naive", "sdpa-math", "test-kills-process", "test-declines"]
-    local = list(run_sweep(plan_tasks(specs, backends), CONFIG, tmp_path / "local.csv", timeout_s=60))
+    # generous limits: a Ray task's limit runs from its submission, so it includes starting a Ray worker
+    # (torch imported afresh after test-kills-process killed one), which a loaded 2-core machine makes slow
+    local = list(run_sweep(plan_tasks(specs, backends), CONFIG, tmp_path / "local.csv", timeout_s=300))
     ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
     try:
         remote = list(
-            run_sweep(plan_tasks(specs, backends), CONFIG, tmp_path / "ray.csv", timeout_s=60, ray_address="auto")
+            run_sweep(plan_tasks(specs, backends), CONFIG, tmp_path / "ray.csv", timeout_s=300, ray_address="auto")
         )
     finally:
         ray.shutdown()
@@ -61,3 +63,13 @@ def test_cli_sweep_on_a_running_ray_cluster(tmp_path):
         assert again.returncode == 0 and len(load_rows(out)) == 2  # resume works the same
     finally:
         subprocess.run([*ray_cli, "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def test_a_cluster_without_the_gpus_a_task_asks_for_is_one_clear_error():
+    from harness.ray_executor import check_cluster
+
+    with pytest.raises(ValueError, match=r"--ray: the Ray cluster at auto has no GPU \(it has 2 CPU\)"):
+        check_cluster({"CPU": 2.0, "memory": 1e9, "node:10.0.0.1": 1.0}, "auto")
+    with pytest.raises(ValueError, match="--accelerator-type: .* no 'H200' GPU; it has H100"):
+        check_cluster({"CPU": 2.0, "GPU": 1.0, "accelerator_type:H100": 1.0}, "auto", "H200")
+    check_cluster({"CPU": 2.0, "GPU": 1.0, "accelerator_type:H100": 1.0}, "auto", "H100")  # no error

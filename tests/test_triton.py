@@ -1,6 +1,7 @@
 """The in-repo Triton kernels against the fp32 reference: on the CPU under TRITON_INTERPRET=1 (set by
 conftest when there is no GPU), on the GPU compiled."""
 
+import itertools
 import math
 
 import pytest
@@ -207,3 +208,41 @@ def test_the_two_launch_split_needs_decodes_after_other_requests():
     assert ops.split_point((0, 20, 24, 28, 29, 30)) == 3  # q20, q4, q4, then two decodes
     assert ops.split_point((0, 1, 2)) is None  # decodes only
     assert ops.split_point((0, 1, 21)) is None  # a decode before the chunk
+
+
+@pytest.mark.parametrize("schedule", ["longest-first", "simple"])
+@pytest.mark.parametrize("page_size", [None, 16])
+def test_both_varlen_schedules_match_the_reference(schedule, page_size, monkeypatch):
+    """The heaviest request (q20 on 30 keys) sits in the middle of the batch, so longest-first launches the
+    requests in another order than the batch's, and its causal row blocks last first."""
+    if DEVICE.type == "cuda":
+        pytest.skip("covered at real sizes by tests/test_gpu.py")
+    from specs import ExperimentSpec
+
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "1")
+    monkeypatch.setenv("ATTNBENCH_TRITON_SCHEDULE", schedule)
+    spec = ExperimentSpec.from_mix("q5_2q4s9_q20s30_q1s17", 8, 2, 64, page_size=page_size)
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.OK, row.reason
+    assert row.rel_err < 1e-2 and row.backend_info.startswith(f"varlen;schedule={schedule};")
+
+
+def test_longest_first_orders_requests_by_their_query_key_pairs():
+    q_lens, kv_lens = [5, 4, 4, 20, 1], [5, 9, 9, 30, 17]
+    cu = torch.tensor([0, *itertools.accumulate(q_lens)], dtype=torch.int32)
+    q = torch.zeros(sum(q_lens), 2, 64)
+    k = torch.zeros(sum(kv_lens), 1, 64)
+    kv = torch.tensor(kv_lens, dtype=torch.int32)
+    order = lambda schedule: ops.Varlen(q, k, k, cu, kv, 20, True, schedule=schedule).order.tolist()  # noqa: E731
+    assert order("longest-first") == [3, 1, 2, 0, 4]  # 600, 36, 36 (batch order kept), 25, 17 pairs
+    assert order("simple") == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="schedule: 'random' is not valid; expected one of longest-first, simple"):
+        ops.Varlen(q, k, k, cu, kv, 20, True, schedule="random")
+
+
+def test_the_environment_picks_the_varlen_schedule(monkeypatch):
+    from specs import ExperimentSpec
+
+    monkeypatch.setenv("ATTNBENCH_TRITON_SCHEDULE", "sideways")
+    row = cpu_measurer().measure(ExperimentSpec.from_mix("q20s30_q4s9", 8, 2, 64), get_backend("triton"))
+    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_SCHEDULE: 'sideways' is not valid" in row.reason

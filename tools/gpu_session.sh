@@ -2,7 +2,9 @@
 # A GPU-host job of one session (run in the background with setsid after the wheels are installed):
 # GPU tests (pytest -k expression in TESTS, if set), calibration (unless CALIBRATE=0: the sweep then
 # reads results/calibration-<gpu>.csv), then the sweeps named in SWEEPS as "name|args[|ENV=value ...]"
-# entries separated by ';'. Everything lands in JOB (default /tmp/job); `done` at the end.
+# entries separated by ';' (an entry that says --ray runs on a local Ray head with the GPUs of this
+# host, started before it and stopped after it). Shell commands in CMDS (profiles, explorations: output in cmds.log)
+# run after the tests, before the sweeps. Everything lands in JOB (default /tmp/job); `done` at the end.
 # The device's copy of the tree may carry a stale .git: pass the commit that is running, e.g.
 #   ATTNBENCH_GIT_COMMIT=<git rev-parse --short=12 HEAD, run here> bash tools/gpu_session.sh
 set -u
@@ -12,14 +14,18 @@ mkdir -p "$JOB"
 export PYTHONUNBUFFERED=1
 step() { echo "$(date -u +%H:%M:%S) $*" >> "$JOB/steps.log"; }
 if [ -n "${TESTS:-}" ]; then step tests; $P -m pytest -q -m gpu tests/test_gpu.py -k "$TESTS" > "$JOB/tests.log" 2>&1; fi
+if [ -n "${CMDS:-}" ]; then step cmds; JOB=$JOB PYTHON=$P bash -c "$CMDS" > "$JOB/cmds.log" 2>&1; fi
 if [ "${CALIBRATE:-1}" != 0 ]; then
   step calibrate; $P run.py calibrate > "$JOB/calibrate.log" 2>&1; cp results/calibration-*.csv "$JOB/" 2>/dev/null
 fi
 IFS=';' read -ra entries <<< "${SWEEPS:-}"
+ray_cli() { RAY_USAGE_STATS_ENABLED=0 $P -m ray.scripts.scripts "$@" >> "$JOB/ray.log" 2>&1; }
 for entry in "${entries[@]}"; do
   IFS='|' read -r name args envs <<< "$entry"
+  case "$args" in *--ray*) step "ray start"; ray_cli start --head --include-dashboard=false ;; esac
   step "sweep $name"
   # shellcheck disable=SC2086  # args and envs are word lists
   env ${envs:-} $P run.py sweep $args -o "$JOB/$name.csv" --no-plots >> "$JOB/sweep-$name.log" 2>&1
+  case "$args" in *--ray*) step "ray stop"; ray_cli stop --force ;; esac
 done
 step done; touch "$JOB/done"

@@ -23,6 +23,9 @@ class TritonAttention(Backend):
     # H100 serving run of 2026-11-23 (docs/perf-notes.md): never slower beyond noise, 3-17% faster where
     # decodes dominate. ATTNBENCH_TRITON_MIXED_LAUNCHES=1 measures the other (backend_info says which ran)
     mixed_launches: ClassVar[int] = 2
+    # the varlen launch's order of requests (ops.SCHEDULES): heaviest first, or batch order ("simple");
+    # ATTNBENCH_TRITON_SCHEDULE picks the other for a measurement (backend_info says which ran)
+    schedule: ClassVar[str] = "longest-first"
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
         head_dims={64, 128},
@@ -63,12 +66,18 @@ class TritonAttention(Backend):
             paged = to_paged_ragged(k, v, batch.kv_lens, spec.page_size)
             k, v = paged.k_pages, paged.v_pages
             cache = {"block_table": paged.block_table, "page_size": spec.page_size}
+        schedule = os.environ.get("ATTNBENCH_TRITON_SCHEDULE", self.schedule)
+        if schedule not in ops.SCHEDULES:
+            raise ValueError(f"ATTNBENCH_TRITON_SCHEDULE: {schedule!r} is not valid; expected one of "
+                             f"{', '.join(ops.SCHEDULES)}")  # fmt: skip
         if batch.kind == "decode":  # split-KV with a split count a request
             self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, **cache)
         elif self._launches() == 2 and batch.decode_split is not None:
-            self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, **cache)
+            self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
+                                 **cache)  # fmt: skip
         else:
-            self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal, **cache)
+            self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal,
+                                  schedule=schedule, **cache)  # fmt: skip
         return self._op
 
     def _launches(self) -> int:

@@ -215,19 +215,22 @@ def prefill_kernel(
 @triton.autotune(configs=_prefill_configs(), key=["MAX_Q", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL"])
 @triton.jit
 def varlen_kernel(
-    Q, K, V, O, BT, CU_Q, CU_K, SEQ_K,
+    Q, K, V, O, BT, CU_Q, CU_K, SEQ_K, ORDER,
     s_qs, s_qh, s_ks, s_kh, s_vs, s_vh, s_os, s_oh, s_kb, s_vb, s_btb,
     MAX_Q, HKV, qk_scale,
     G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, CAUSAL: tl.constexpr,
-    INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    LAST_ROWS_FIRST: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """A ragged batch in one launch: program (row block, request × KV head) over the packed queries of
     its request (rows CU_Q[b] …) against that request's keys: dense packed (rows CU_K[b] …) or paged
     (row b of the block table, SEQ_K[b] keys). Bottom-right causal per request; a program past its
-    request's rows returns at once (decodes and short chunks beside long ones)."""
-    pid_m = tl.program_id(0)
+    request's rows returns at once (decodes and short chunks beside long ones). ORDER maps the grid's
+    request axis to requests: heaviest first when the host sorted it (`ops.Varlen`'s schedule), so the
+    GPU starts the longest work first and the short requests fill the tail; with LAST_ROWS_FIRST causal
+    row blocks run last first within a request (the last rows see the most keys)."""
+    pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if LAST_ROWS_FIRST else tl.program_id(0)
     pid_bh = tl.program_id(1)
-    b = pid_bh // HKV
+    b = tl.load(ORDER + pid_bh // HKV)
     hkv = pid_bh % HKV
     q_start = tl.load(CU_Q + b)
     q_len = tl.load(CU_Q + b + 1) - q_start

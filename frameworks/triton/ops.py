@@ -18,6 +18,7 @@ from .kernels import (
     varlen_kernel,
 )
 
+SCHEDULES = ("longest-first", "simple")  # the varlen kernel's order of requests (`Varlen`)
 SPLIT_GRANULE = 128  # tokens: a split covers a multiple of the largest decode BLOCK_N
 PROGRAMS_PER_SM = 1  # decode splits until about one program a multiprocessor (H100, v2: 4 a SM was slower)
 # the largest tile any configuration loads: a paged cache goes through TMA only if its pages hold it
@@ -177,10 +178,21 @@ class Varlen:
 
     def __init__(
         self, q, k, v, cu_seqlens_q, kv_lens, max_q: int, causal: bool, cu_seqlens_k=None, block_table=None,
-        page_size: int | None = None, config: triton.Config | None = None, out=None,
+        page_size: int | None = None, config: triton.Config | None = None, out=None, schedule: str = "longest-first",
     ):  # fmt: skip
-        """out: write into this [Σ q_len, Hq, D] tensor (rows at cu_seqlens_q) instead of a new one."""
+        """out: write into this [Σ q_len, Hq, D] tensor (rows at cu_seqlens_q) instead of a new one.
+        schedule: "longest-first" launches the requests heaviest first (query × key pairs, computed here,
+        outside any timed call), "simple" in batch order."""
         total, hq, d = q.shape
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule: {schedule!r} is not valid; expected one of {', '.join(SCHEDULES)}")
+        self.schedule = schedule
+        q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
+        order = list(range(len(q_lens)))
+        if schedule == "longest-first":
+            work = [qn * kn for qn, kn in zip(q_lens, kv_lens.tolist())]
+            order.sort(key=lambda i: -work[i])  # stable: equal requests keep their batch order
+        self.order = torch.tensor(order, dtype=torch.int32, device=q.device)
         self.out = out
         hkv = k.shape[-2]
         self.pinned = config
@@ -192,7 +204,8 @@ class Varlen:
         paged = block_table is not None
         self.kw = {
             "MAX_Q": max_q, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "G": hq // hkv, "HEAD_DIM": d, "PAGED": paged,
-            "PAGE": page_size or 1, "CAUSAL": causal, "INTERPRETED": INTERPRET,
+            "PAGE": page_size or 1, "CAUSAL": causal, "LAST_ROWS_FIRST": causal and schedule == "longest-first",
+            "INTERPRETED": INTERPRET,
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
@@ -201,14 +214,14 @@ class Varlen:
         s_ks, s_kh, s_vs, s_vh, s_kb, s_vb = self.strides
         grid = lambda meta: (triton.cdiv(self.max_q * self.group, meta["BLOCK_M"]), self.requests * self.kv_heads)
         args = (
-            q, self.k, self.v, o, self.bt, self.cu_q, self.cu_k, self.seq_k,
+            q, self.k, self.v, o, self.bt, self.cu_q, self.cu_k, self.seq_k, self.order,
             q.stride(0), q.stride(1), s_ks, s_kh, s_vs, s_vh, o.stride(0), o.stride(1), s_kb, s_vb, self.s_btb,
         )  # fmt: skip
         _launch(varlen_kernel, grid, self.pinned, args, self.kw)
         return o
 
     def config(self) -> str:
-        return "varlen;" + _config_text(self.pinned or varlen_kernel, False)
+        return f"varlen;schedule={self.schedule};" + _config_text(self.pinned or varlen_kernel, False)
 
 
 class RaggedDecode:
@@ -265,7 +278,7 @@ class Mixed:
     at its end); the decodes' rows and keys are then contiguous, so neither launch copies anything."""
 
     def __init__(self, q, k, v, cu_q_list, kv_lens_list, causal: bool, cu_seqlens_k=None, block_table=None,
-                 page_size: int | None = None):  # fmt: skip
+                 page_size: int | None = None, schedule: str = "longest-first"):  # fmt: skip
         first = split_point(cu_q_list)
         device = q.device
         ints = lambda values: torch.tensor(values, dtype=torch.int32, device=device)  # noqa: E731
@@ -276,7 +289,7 @@ class Mixed:
         self.chunks = Varlen(q, k, v, ints(cu_q_list[: first + 1]), ints(kv_lens_list[:first]), max_q, causal,
                              cu_seqlens_k=cu_seqlens_k[: first + 1] if dense else None,
                              block_table=None if dense else block_table[:first], page_size=page_size,
-                             out=self.out)  # fmt: skip
+                             out=self.out, schedule=schedule)  # fmt: skip
         tail = kv_lens_list[first:]
         self.decodes = RaggedDecode(q[rows:], k, v, ints(tail), max(tail),
                                     cu_seqlens_k=cu_seqlens_k[first:] if dense else None,

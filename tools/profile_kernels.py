@@ -1,0 +1,121 @@
+"""Which GPU kernels one call of a backend runs, and how long each takes (the PyTorch profiler's CUDA
+activity), for specs of the sweep's presets: the evidence docs/perf-notes.md cites for what limits a
+kernel. A development tool, not a benchmark (published numbers come from `run.py sweep`).
+
+    python3 -m tools.profile_kernels --preset serving --mix prefill-heavy -m Llama-3.1-8B \\
+        -b triton,flash-attn3 --page-size dense,16 [--calls 20] [--out DIR]
+
+Prints a table a (spec, backend): each kernel's launches a call and its mean µs, the sum of the
+kernels (GPU busy time) and the wall time of a call between CUDA events; writes profile-kernels.csv."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from frameworks import get_backend, load_all
+from harness.inputs import make_inputs
+from specs import MIX_NAMES, get_preset
+
+FIELDS = ["spec", "backend", "backend_info", "kernel", "launches_per_call", "us_per_call", "share", "call_us"]
+
+
+def specs_for(args) -> list:
+    grid = get_preset(args.preset)
+    out = []
+    pages = [None if p == "dense" else int(p) for p in args.page_size.split(",")]
+    for spec in grid.specs():
+        if args.model and spec.model not in args.model.split(","):
+            continue
+        if args.mix and MIX_NAMES.get(spec.mix, spec.mix) not in args.mix.split(","):
+            continue
+        if args.workload and spec.workload.value not in args.workload.split(","):
+            continue
+        if spec.page_size in pages:
+            out.append(spec)
+    return out
+
+
+def profile_call(fn, calls: int) -> tuple[dict[str, list[float]], float]:
+    """Per kernel name, the CUDA µs of each launch over `calls` calls; and the mean µs a call by events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(calls):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    call_us = start.elapsed_time(end) * 1e3 / calls
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    times: dict[str, list[float]] = defaultdict(list)
+    for e in prof.events():
+        if str(getattr(e, "device_type", "")).endswith("CUDA"):
+            times[e.name].append(e.device_time if hasattr(e, "device_time") else e.cuda_time)
+    return times, call_us
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="serving")
+    ap.add_argument("-m", "--model", default="Llama-3.1-8B")
+    ap.add_argument("--mix", default="")
+    ap.add_argument("-w", "--workload", default="")
+    ap.add_argument("-b", "--backends", default="triton,flash-attn3")
+    ap.add_argument("--page-size", default="dense,16")
+    ap.add_argument("--calls", type=int, default=20)
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    a = ap.parse_args()
+    load_all()
+    device = torch.device("cuda")
+    rows = []
+    for spec in specs_for(a):
+        inputs = make_inputs(spec, device)
+        what = MIX_NAMES.get(spec.mix, spec.mix) or f"{spec.workload.value} B{spec.batch_size} S{spec.kv_len}"
+        label = f"{spec.model} {what} {'dense' if spec.page_size is None else f'page {spec.page_size}'}"
+        for name in a.backends.split(","):
+            backend = get_backend(name)
+            why = backend.availability(device) or backend.supports(spec)
+            if why:
+                print(f"{label:48s} {name:14s} skipped: {why}", flush=True)
+                continue
+            try:
+                fn = backend.prepare(spec, inputs)
+                times, call_us = profile_call(fn, a.calls)
+            except Exception as exc:  # noqa: BLE001  (one backend that fails is reported, not fatal)
+                print(f"{label:48s} {name:14s} failed: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
+                continue
+            busy = sum(sum(v) for v in times.values()) / a.calls
+            info = backend.run_info()
+            print(f"{label:48s} {name:14s} call {call_us:9.1f} µs, kernels {busy:9.1f} µs  {info}", flush=True)
+            for kernel, ts in sorted(times.items(), key=lambda kv: -sum(kv[1])):
+                us = sum(ts) / a.calls
+                rows.append({
+                    "spec": label, "backend": name, "backend_info": info, "kernel": kernel[:160],
+                    "launches_per_call": f"{len(ts) / a.calls:g}", "us_per_call": f"{us:.1f}",
+                    "share": f"{us / busy:.3f}" if busy else "", "call_us": f"{call_us:.1f}",
+                })  # fmt: skip
+                print(f"    {us:9.1f} µs  ×{len(ts) / a.calls:g}  {kernel[:110]}", flush=True)
+        del inputs
+        torch.cuda.empty_cache()
+    out = Path(a.out) / "profile-kernels.csv"
+    with out.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {out} ({torch.cuda.get_device_name()}, torch {torch.__version__})")
+
+
+if __name__ == "__main__":
+    main()
