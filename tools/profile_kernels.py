@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("-b", "--backends", default="triton,flash-attn3")
     ap.add_argument("--page-size", default="dense,16")
     ap.add_argument("--calls", type=int, default=20)
+    ap.add_argument("--plain", type=int, default=0, help="only call each backend this many times (under ncu)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     a = ap.parse_args()
     load_all()
@@ -92,6 +93,12 @@ def main() -> None:
                 continue
             try:
                 fn = backend.prepare(spec, inputs)
+                if a.plain:
+                    for _ in range(a.plain):
+                        fn()
+                    torch.cuda.synchronize()
+                    print(f"{label:48s} {name:14s} called {a.plain} times  {backend.run_info()}", flush=True)
+                    continue
                 times, call_us = profile_call(fn, a.calls)
             except Exception as exc:  # noqa: BLE001  (one backend that fails is reported, not fatal)
                 print(f"{label:48s} {name:14s} failed: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
