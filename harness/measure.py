@@ -110,8 +110,13 @@ def ceiling_fields(spec: ExperimentSpec, ceilings: dict) -> dict:
 
 
 def _one_line(text: str, limit: int = 500) -> str:
+    """On one line and at most `limit` characters: a long reason keeps its head and its tail (a wrapped
+    exception names the real error last, after the wrapper's traceback)."""
     text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    return text[:head] + " … " + text[len(text) - (limit - head - 3) :]
 
 
 def is_oom(exc: BaseException) -> bool:

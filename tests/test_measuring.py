@@ -253,3 +253,13 @@ def test_speedup_is_the_baseline_time_over_the_backends():
     p = pivot([slow, fast], "p50_ms")
     grid = dict(zip(p.row_labels, (row[0] for row in speedup_grid(p, "slow"))))
     assert grid == {"fast": 4.0, "slow": 1.0}  # above 1: faster than the baseline
+
+
+def test_a_long_failure_reason_keeps_its_head_and_its_last_words():
+    from harness.measure import _one_line
+
+    text = "InductorError: SubprocException:\n" + "  File x, line 1\n" * 200 + "OutOfResources: shared memory"
+    line = _one_line(text)
+    assert len(line) == 500 and "\n" not in line
+    assert line.startswith("InductorError: SubprocException:") and line.endswith("OutOfResources: shared memory")
+    assert _one_line("short\nreason") == "short reason"
