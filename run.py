@@ -588,7 +588,9 @@ def table(
 def plot(
     files: list[Path] = typer.Argument(..., help="One or more results CSVs."),
     out_dir: Path = typer.Option(REPO / "plots", help="Folder for the PNGs."),
-    metric: list[str] | None = typer.Option(None, help="Metrics to draw (default p50_ms and tflops)."),
+    metric: list[str] | None = typer.Option(
+        None, help="Metrics to draw (default p50_ms and throughput: TFLOP/s, GB/s for decode)."
+    ),
     model: list[str] | None = typer.Option(None, "--model", "-m"),
     workload: list[str] | None = typer.Option(None, "--workload", "-w"),
     backend: list[str] | None = typer.Option(None, "--backend", "-b"),
@@ -604,7 +606,7 @@ def plot(
 
     check_output_dir("--out-dir", out_dir)
     rows = load_filtered(files, model, workload, backend)
-    metrics = tuple(split_list(metric) or ("p50_ms", "tflops"))
+    metrics = tuple(split_list(metric) or ("p50_ms", "throughput"))
     paths = make_plots(rows, out_dir, metrics) + plot_mixes(rows, out_dir)
     if not paths:
         raise ValueError("no ok rows to plot")

@@ -2,13 +2,13 @@
 shuffled): the batch prefill wrapper for prefill and append (causal is bottom-right), the batch
 decode wrapper with tensor cores for decode (so GQA groups of 16 work). Dense KV: the ragged-KV
 prefill wrapper (the path engines use for a prompt's new tokens) for prefill and append, and for
-decode the decode wrapper over the dense cache read as one page per sequence (no copy: the
-[B, Sk, Hkv, D] tensor is B pages of Sk tokens). Ragged batches: a mixed one (chunks, then decodes)
-split as vLLM splits it, the prefill wrapper for the chunks and the decode wrapper for the decodes
-(`ATTNBENCH_FLASHINFER_MIXED=one-call`: the whole batch through the prefill wrapper, as SGLang's mixed
-chunked prefill runs it); an all-decode one through the decode wrapper (a dense packed cache read as
-pages of one token, SGLang's token pool). plan() and the cache build happen here, never in the timed
-call; backend_info says which path ran. Upstream: https://github.com/flashinfer-ai/flashinfer"""
+decode the decode wrapper over the dense cache read as pages of one token (no copy: the
+[B, Sk, Hkv, D] tensor is B·Sk pages of one token, so FlashInfer can split a long cache). Ragged
+batches: a mixed one (chunks, then decodes) split as vLLM splits it, the prefill wrapper for the
+chunks and the decode wrapper for the decodes (`ATTNBENCH_FLASHINFER_MIXED=one-call`: the whole batch
+through the prefill wrapper, as SGLang's mixed chunked prefill runs it); an all-decode one through
+the decode wrapper (a dense packed cache read as pages of one token, SGLang's token pool). plan()
+and the cache build happen here, never in the timed call; backend_info says which path ran. Upstream: https://github.com/flashinfer-ai/flashinfer"""
 
 from __future__ import annotations
 
@@ -57,13 +57,15 @@ class FlashInfer(Backend):
             self._info = "BatchPrefillWithRaggedKVCacheWrapper;dense"
             return lambda: wrapper.run(q, k, v).view(b, sq, hq, d)
 
-        if spec.page_size is None:  # dense decode: sequence i is page i, of kv_len tokens
-            page_size = spec.kv_len
-            cache = (inputs.k, inputs.v)
-            indices = torch.arange(b, dtype=torch.int32, device=device)
-            indptr = torch.arange(b + 1, dtype=torch.int32, device=device)
-            last_page_len = torch.full((b,), spec.kv_len, dtype=torch.int32, device=device)
-            layout = "dense (one page a sequence)"
+        if spec.page_size is None:  # dense decode: the [B, Sk] cache as B·Sk pages of one token (no copy)
+            # (one page a sequence, the first form, left FlashInfer no KV split: a page is its unit of work,
+            # 3-6x slower at B = 1 on 8k-128k caches, H100 2026-11-23)
+            page_size = 1
+            cache = (inputs.k.view(b * spec.kv_len, 1, hkv, d), inputs.v.view(b * spec.kv_len, 1, hkv, d))
+            indices = torch.arange(b * spec.kv_len, dtype=torch.int32, device=device)
+            indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * spec.kv_len
+            last_page_len = torch.ones(b, dtype=torch.int32, device=device)
+            layout = "dense (pages of one token)"
         else:
             page_size = spec.page_size
             paged = to_paged(inputs.k, inputs.v, page_size)

@@ -149,12 +149,7 @@ def _figures(frame: pd.DataFrame) -> list:
                            row=1, col=i)  # fmt: skip
     figures.append(roof)
     uniform = ok[ok["mix"] == ""]
-    if uniform["kv_len"].nunique() > 1:
-        curves = uniform.sort_values("kv_len")
-        figures.append(px.line(curves, x="kv_len", y="p50_ms", color="backend", facet_col="workload",
-                               facet_row="device", line_group="backend", markers=True, log_x=True, log_y=True,
-                               hover_data=["model", "batch_size", "q_len"],
-                               title="Scaling: p50 latency against KV length"))  # fmt: skip
+    figures += _scaling_figures(uniform)
     if "sdpa" in set(uniform["backend"]):
         key = uniform[["device", *TASK_COLUMNS[:-1]]].apply(lambda c: c.map(str)).agg("|".join, axis=1)
         joined = uniform.assign(key=key)
@@ -170,6 +165,32 @@ def _figures(frame: pd.DataFrame) -> list:
         heat = px.imshow(table, color_continuous_scale="RdYlGn_r", range_color=(1, 3), text_auto=".2f",
                          aspect="auto", title=title)  # fmt: skip
         figures.append(heat)
+    return figures
+
+
+def _scaling_figures(uniform: pd.DataFrame) -> list:
+    """Per GPU, the curves of the (model, batch) groups measured at more than one KV length: a row of panels
+    a group, a panel a workload, a line a backend, log-x; latency, then throughput (TFLOP/s for prefill and
+    append, GB/s for decode: what bounds each)."""
+    import plotly.express as px
+
+    if uniform.empty:
+        return []
+    lengths = uniform.groupby(["device", "model", "batch_size"])["kv_len"].transform("nunique")
+    curves = uniform[lengths > 1].sort_values("kv_len").copy()
+    curves["group"] = curves["model"] + " · B=" + curves["batch_size"].map(str)
+    curves["throughput"] = curves["tflops"].where(curves["workload"] != "decode", curves["gbps"])
+    curves["chunk"] = curves["q_len"].where(curves["workload"] == "append", 0)
+    figures = []
+    for device, rows in curves.groupby("device"):
+        height = 260 * rows["group"].nunique() + 120
+        for y, what in (("p50_ms", "p50 latency (ms)"), ("throughput", "TFLOP/s (prefill, append), GB/s (decode)")):
+            fig = px.line(rows, x="kv_len", y=y, color="backend", symbol="backend", facet_col="workload",
+                          facet_row="group", line_group="chunk", markers=True, log_x=True, log_y=y == "p50_ms",
+                          hover_data=["model", "batch_size", "q_len", "p50_ms", "tflops", "gbps"], height=height,
+                          title=f"Scaling · {device}: {what} against KV length")  # fmt: skip
+            fig.update_yaxes(matches=None, showticklabels=True)
+            figures.append(fig)
     return figures
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .env import device_slug
-from .report import WORKLOAD_ORDER, Pivot, check_metric, pivot
+from .report import METRICS, WORKLOAD_ORDER, Pivot, pivot
 from .store import ResultRow, Status, latest
 
 
@@ -44,13 +44,28 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
 
-def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...] = ("p50_ms", "tflops")) -> list[Path]:
+THROUGHPUT = "throughput"  # a pseudo-metric: TFLOP/s where compute bounds the workload, GB/s where memory does
+MARKERS = "os^Dv<>pP*Xh"
+
+
+def workload_metric(metric: str, workload: str) -> str:
+    """The column a panel draws: `throughput` is gbps for decode (memory-bound), tflops otherwise."""
+    if metric != THROUGHPUT:
+        return metric
+    return "gbps" if workload == "decode" else "tflops"
+
+
+def plot(
+    rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...] = ("p50_ms", THROUGHPUT)
+) -> list[Path]:
     """One PNG per (device, model, batch size, dtype): a column per workload, a row per metric,
-    x = KV length (log scale), one line per backend; only ok rows are drawn."""
+    x = KV length (log scale), one line (colour and marker) per backend; only ok rows are drawn.
+    `throughput` draws TFLOP/s for prefill and append and GB/s for decode."""
     plt = _pyplot()
 
     for m in metrics:
-        check_metric(m)
+        if m != THROUGHPUT and m not in METRICS:
+            raise ValueError(f"metric: {m!r} is not valid; expected one of {THROUGHPUT}, {', '.join(METRICS)}")
     ok = [r for r in latest(rows) if r.status is Status.OK and not r.mix]  # mixes: plot_mixes
     out_dir = Path(out_dir)
     groups: dict[tuple, list[ResultRow]] = {}
@@ -61,13 +76,15 @@ def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...
         workloads = [w for w in WORKLOAD_ORDER if any(r.workload == w for r in group)]
         backends = sorted({r.backend for r in group})
         color = backend_colours(backends, plt)
+        marker = {b: MARKERS[i % len(MARKERS)] for i, b in enumerate(backends)}
         fig, axes = plt.subplots(
             len(metrics), len(workloads), figsize=(4.2 * len(workloads), 3.3 * len(metrics)), squeeze=False
         )
         for j, workload in enumerate(workloads):
             wrows = [r for r in group if r.workload == workload]
             single_point = len({(r.kv_len, r.q_len) for r in wrows}) == 1
-            for i, metric in enumerate(metrics):
+            for i, shown in enumerate(metrics):
+                metric = workload_metric(shown, workload)
                 ax = axes[i][j]
                 if single_point:  # one sequence length: bars say more than one-point lines
                     names = [b for b in backends if any(r.backend == b for r in wrows)]
@@ -90,7 +107,7 @@ def plot(rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...
                                 [p[0] for p in pts],
                                 [p[1] for p in pts],
                                 style,
-                                marker="o",
+                                marker=marker[backend],
                                 color=color[backend],
                                 label=name,
                             )

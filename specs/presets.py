@@ -185,8 +185,9 @@ PRESETS: dict[str, SweepGrid] = {
     # latency, TFLOP/s and GB/s against context length and batch, sized to fit one GPU in a session's
     # device time: calls of more than 20 TFLOP are left out (causal prefill of 128k tokens, or of 32k at
     # batch 16: a quarter second a call or more, which with warm-up and repetition would double the
-    # sweep; narrow `full` to reach them). 62 specs, estimated at about 9 min on one H100 for every
-    # backend (docs/perf-notes.md). Specs whose inputs cannot fit are recorded as skipped (oom) at once
+    # sweep; narrow `full` to reach them). 62 specs, about 15 min on one H100 for every backend (47 of them
+    # took 11 min on 2026-11-23, half of it torch.compile's recompiles: docs/perf-notes.md). Specs whose
+    # inputs cannot fit are recorded as skipped (oom) at once
     "scaling": SweepGrid(
         models=("Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B"),
         workloads=ALL_WORKLOADS,

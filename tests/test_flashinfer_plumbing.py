@@ -78,3 +78,14 @@ def test_the_stand_in_catches_a_wrong_page_table(flashinfer, monkeypatch):
     monkeypatch.setattr(_paged.RaggedPagedKV, "last_page_lens", lambda self: real(self) + 1)
     with pytest.raises(AssertionError, match="last page lengths"):
         run(ExperimentSpec.from_mix("q20s30_3q1s16", 8, 2, 64, page_size=16))
+
+
+@pytest.mark.parametrize("page", [None, 16])
+def test_a_uniform_decode_reads_a_dense_cache_as_pages_of_one_token(flashinfer, page):
+    """One page a sequence would leave FlashInfer nothing to split at batch 1 (a page is its unit of work)."""
+    from tests.helpers import tiny_spec
+
+    spec = tiny_spec("decode", group=4, kv_len=40, page_size=page)
+    info = run(spec)
+    assert flashinfer.calls == [("decode", spec.batch_size)]
+    assert info.endswith("dense (pages of one token)" if page is None else "paged, page_size=16")

@@ -456,3 +456,36 @@ def test_results_glob_passes_over_ceilings_and_spread_files(fixture_csv, tmp_pat
     foreign.write_text("a,b\n1,2\n")
     refused = runner.invoke(run.app, ["table", str(fixture_csv), str(foreign)])
     assert refused.exit_code == 2 and "not an attnbench results file" in refused.output  # not passed over
+
+
+def test_throughput_panels_draw_tflops_for_prefill_and_gbps_for_decode(tmp_path, monkeypatch):
+    from harness import plots
+
+    rows = [ok_row(tiny_spec(w, kv_len=kv), p95_ms=1.0, tflops=5.0) for w in ("prefill", "decode") for kv in (32, 64)]
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda plt, fig, path: figures.append(fig) or path)
+    plots.plot(rows, tmp_path)  # default metrics: p50_ms, throughput
+    (fig,) = figures
+    labels = [[ax.get_ylabel() for ax in row] for row in (fig.axes[0:2], fig.axes[2:4])]
+    assert labels == [["p50_ms", "p50_ms"], ["tflops", "gbps"]]
+    lines = fig.axes[3].get_lines()
+    assert [list(line.get_ydata()) for line in lines] == [[r.gbps for r in rows if r.workload == "decode"]]
+    with pytest.raises(ValueError, match="metric: 'speed' is not valid; expected one of throughput, "):
+        plots.plot(rows, tmp_path, ("speed",))
+
+
+def test_the_report_draws_a_scaling_curve_a_model_and_batch(tmp_path):
+    from harness.html_report import _scaling_figures
+    from harness.store import as_frame
+
+    rows = [ok_row(tiny_spec(w, kv_len=kv, batch=b), p95_ms=1.0, tflops=5.0)
+            for w in ("prefill", "decode") for kv in (32, 64) for b in (1, 2)]  # fmt: skip
+    rows.append(ok_row(tiny_spec("decode", kv_len=48, batch=3), p95_ms=1.0))  # one length: no curve
+    figures = _scaling_figures(as_frame(rows))
+    assert len(figures) == 2  # one GPU: latency, throughput
+    latency, throughput = figures
+    assert {t.name for t in latency.data} == {"torch-naive"}
+    rows_of_panels = {a.text for a in latency.layout.annotations if a.text.startswith("group=")}
+    assert rows_of_panels == {"group=tiny · B=1", "group=tiny · B=2"}
+    assert {y for t in throughput.data for y in t.y} == {5.0, 456.7}  # prefill TFLOP/s, decode GB/s
+    assert {y for t in latency.data for y in t.y} == {1.5}
