@@ -176,6 +176,17 @@ def test_triton_mixed_batch_in_two_launches_on_gpu(measurer, mix, page, monkeypa
     assert row.rel_err < 2e-2 and row.backend_info.startswith("two launches;")
 
 
+@pytest.mark.parametrize("page", [None, 16])
+def test_triton_mixed_batch_on_two_streams_on_gpu(measurer, page, monkeypatch):
+    backend = available_or_skip("triton")
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_STREAMS", "2")
+    spec = ExperimentSpec.from_mix("q2ks4k_64q1s4k", 32, 8, 128, page_size=page, model="gpu-test")
+    row = measurer.measure(spec, backend)
+    assert row.status is Status.OK, f"{row.status}: {row.reason}"
+    assert row.rel_err < 2e-2 and row.backend_info.startswith("two launches;streams=2;")
+
+
 @pytest.mark.parametrize("schedule", ["longest-first", "simple"])
 @pytest.mark.parametrize("page", [None, 16])
 def test_triton_varlen_schedules_on_gpu(measurer, page, schedule, monkeypatch):

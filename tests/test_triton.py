@@ -188,7 +188,7 @@ def test_a_mixed_batch_in_two_launches_matches_the_reference(mix, page_size, mon
     spec = ExperimentSpec.from_mix(mix, 8, 2, 64, page_size=page_size)
     row = cpu_measurer().measure(spec, get_backend("triton"))
     assert row.status is Status.OK, row.reason
-    assert row.rel_err < 1e-2 and row.backend_info.startswith("two launches;varlen;")
+    assert row.rel_err < 1e-2 and row.backend_info.startswith("two launches;streams=1;varlen;")
 
 
 def test_the_environment_picks_the_mixed_launches_for_a_measurement(monkeypatch):
@@ -246,3 +246,17 @@ def test_the_environment_picks_the_varlen_schedule(monkeypatch):
     monkeypatch.setenv("ATTNBENCH_TRITON_SCHEDULE", "sideways")
     row = cpu_measurer().measure(ExperimentSpec.from_mix("q20s30_q4s9", 8, 2, 64), get_backend("triton"))
     assert row.status is Status.ERROR and "ATTNBENCH_TRITON_SCHEDULE: 'sideways' is not valid" in row.reason
+
+
+def test_two_streams_are_asked_for_by_the_environment_and_never_claimed_on_a_cpu(monkeypatch):
+    from specs import ExperimentSpec
+
+    spec = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64)
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_STREAMS", "2")
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    if DEVICE.type == "cpu":  # the interpreter has no streams: the row says the one it ran on
+        assert row.status is Status.OK and row.backend_info.startswith("two launches;streams=1;")
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_STREAMS", "3")
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_MIXED_STREAMS: '3' is not valid" in row.reason

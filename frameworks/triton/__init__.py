@@ -26,6 +26,10 @@ class TritonAttention(Backend):
     # the varlen launch's order of requests (ops.SCHEDULES): heaviest first, or batch order ("simple");
     # ATTNBENCH_TRITON_SCHEDULE picks the other for a measurement (backend_info says which ran)
     schedule: ClassVar[str] = "longest-first"
+    # the two launches of a mixed batch on one stream (1) or the decodes on a second one (2), to overlap the
+    # memory-bound decodes with the chunks (docs/perf-notes.md: predicted, not yet measured; backend_info
+    # says streams=N). ATTNBENCH_TRITON_MIXED_STREAMS=2 measures it
+    mixed_streams: ClassVar[int] = 1
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
         head_dims={64, 128},
@@ -74,11 +78,17 @@ class TritonAttention(Backend):
             self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, **cache)
         elif self._launches() == 2 and batch.decode_split is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
-                                 **cache)  # fmt: skip
+                                 streams=self._streams(), **cache)  # fmt: skip
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal,
                                   schedule=schedule, **cache)  # fmt: skip
         return self._op
+
+    def _streams(self) -> int:
+        value = os.environ.get("ATTNBENCH_TRITON_MIXED_STREAMS", str(self.mixed_streams))
+        if value not in ("1", "2"):
+            raise ValueError(f"ATTNBENCH_TRITON_MIXED_STREAMS: {value!r} is not valid; expected 1 or 2")
+        return int(value)
 
     def _launches(self) -> int:
         value = os.environ.get("ATTNBENCH_TRITON_MIXED_LAUNCHES", str(self.mixed_launches))

@@ -278,7 +278,12 @@ class Mixed:
     at its end); the decodes' rows and keys are then contiguous, so neither launch copies anything."""
 
     def __init__(self, q, k, v, cu_q_list, kv_lens_list, causal: bool, cu_seqlens_k=None, block_table=None,
-                 page_size: int | None = None, schedule: str = "longest-first"):  # fmt: skip
+                 page_size: int | None = None, schedule: str = "longest-first", streams: int = 1):  # fmt: skip
+        """streams=2: the decodes on a second CUDA stream (forked from and joined to the caller's), so the
+        memory-bound decode launch can fill the SMs the chunks leave idle; one stream on a CPU."""
+        if streams not in (1, 2):
+            raise ValueError(f"streams: {streams!r} is not valid; expected 1 or 2")
+        self.side = torch.cuda.Stream(q.device) if streams == 2 and q.is_cuda else None
         first = split_point(cu_q_list)
         device = q.device
         ints = lambda values: torch.tensor(values, dtype=torch.int32, device=device)  # noqa: E731
@@ -297,12 +302,21 @@ class Mixed:
                                     out=self.out[rows:])  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
+        if self.side is None:
+            self.chunks()
+            self.decodes()
+            return self.out
+        main = torch.cuda.current_stream(self.out.device)
+        self.side.wait_stream(main)  # the inputs and the output exist before the decodes read or write them
+        with torch.cuda.stream(self.side):
+            self.decodes()  # first: short and memory-bound, its programs start before the chunks' fill the SMs
         self.chunks()
-        self.decodes()
+        main.wait_stream(self.side)  # the call ends when both have (and a CUDA graph captures the join)
         return self.out
 
     def config(self) -> str:
-        return f"two launches;{self.chunks.config()};{self.decodes.config()}"
+        streams = 1 if self.side is None else 2
+        return f"two launches;streams={streams};{self.chunks.config()};{self.decodes.config()}"
 
 
 def split_point(cu_q_list) -> int | None:
