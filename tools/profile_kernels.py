@@ -11,11 +11,11 @@ kernels (GPU busy time) and the wall time of a call between CUDA events; writes 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 from collections import defaultdict
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from frameworks import get_backend, load_all
@@ -117,10 +117,7 @@ def main() -> None:
         del inputs
         torch.cuda.empty_cache()
     out = Path(a.out) / "profile-kernels.csv"
-    with out.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+    pd.DataFrame(rows, columns=FIELDS).to_csv(out, index=False)
     print(f"wrote {out} ({torch.cuda.get_device_name()}, torch {torch.__version__})")
 
 

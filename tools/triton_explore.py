@@ -11,12 +11,12 @@ docs/perf-notes.md, not a benchmark: published numbers come from `run.py sweep`.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import os
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 import triton
 
@@ -151,10 +151,7 @@ def main() -> None:
         del inputs, ref
         torch.cuda.empty_cache()
     out = Path(a.out) / f"explore-{a.part}.csv"
-    with out.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+    pd.DataFrame(rows, columns=FIELDS).to_csv(out, index=False)
     print(f"wrote {out} ({env.device}, torch {torch.__version__}, triton {triton.__version__})")
 
 
