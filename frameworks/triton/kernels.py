@@ -54,15 +54,23 @@ def _decode_configs():
 
 
 @triton.jit
+def _tile_pages(BT, b, start, s_btb, SK, PAGE: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The page id of each key row of the tile at `start` (gathered loads of a paged cache): loaded once
+    a tile and shared by its K and V loads."""
+    cols = start + tl.arange(0, BLOCK_N)
+    return tl.load(BT + b * s_btb + cols // PAGE, mask=cols < SK, other=0).to(tl.int64)
+
+
+@triton.jit
 def _load_tile(
-    X, XD, BT, b, hkv, start, s_xb, s_xs, s_xh, s_btb, SK, SK_ROWS,
+    X, XD, BT, b, hkv, start, s_xb, s_xs, s_xh, s_btb, SK, SK_ROWS, pages,
     HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
     TMA: tl.constexpr, MASKED: tl.constexpr,
 ):  # fmt: skip
     """The [BLOCK_N, HEAD_DIM] K or V tile of keys start … start + BLOCK_N − 1. Through the tensor
     descriptor XD when TMA (dense: rows b·SK_ROWS + start of the [B·Sk, Hkv·D] view; paged: a page
-    holds the whole tile), else gathered pointer loads (any page size). Keys ≥ SK read as zero or as
-    the next sequence's keys: callers mask their scores."""
+    holds the whole tile), else gathered pointer loads (any page size; `pages` from _tile_pages).
+    Keys ≥ SK read as zero or as the next sequence's keys: callers mask their scores."""
     if TMA:
         if PAGED:
             page = tl.load(BT + b * s_btb + start // PAGE)
@@ -73,8 +81,7 @@ def _load_tile(
     cols = start + tl.arange(0, BLOCK_N)
     d = tl.arange(0, HEAD_DIM)
     if PAGED:
-        page = tl.load(BT + b * s_btb + cols // PAGE, mask=cols < SK, other=0).to(tl.int64)
-        rows = page * s_xb + (cols % PAGE) * s_xs
+        rows = pages * s_xb + (cols % PAGE) * s_xs
     else:
         rows = b.to(tl.int64) * s_xb + cols.to(tl.int64) * s_xs
     ptrs = X + rows[:, None] + hkv * s_xh + d[None, :]
@@ -93,9 +100,13 @@ def _attend_tile(
     """One K/V tile of online softmax: returns the updated (acc, m_i, l_i); m_i is in log2 units.
     Under the interpreter the dots run in fp32: Triton 3.6's interpreter multiplies bf16 operands as
     raw bits."""
+    pages = 0
+    if PAGED and not TMA:
+        pages = _tile_pages(BT, b, start, s_btb, SK, PAGE, BLOCK_N)
     k = _load_tile(
-        K, KD, BT, b, hkv, start, s_kb, s_ks, s_kh, s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA, MASKED
-    )
+        K, KD, BT, b, hkv, start, s_kb, s_ks, s_kh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA,
+        MASKED,
+    )  # fmt: skip
     if INTERPRETED:
         qk = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)))
     else:
@@ -116,8 +127,9 @@ def _attend_tile(
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None]
     v = _load_tile(
-        V, VD, BT, b, hkv, start, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA, MASKED
-    )
+        V, VD, BT, b, hkv, start, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA,
+        MASKED,
+    )  # fmt: skip
     if INTERPRETED:
         acc = acc + tl.dot(p, v.to(tl.float32))
     else:
