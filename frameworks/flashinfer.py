@@ -6,7 +6,8 @@ decode the decode wrapper over the dense cache read as pages of one token (no co
 [B, Sk, Hkv, D] tensor is B·Sk pages of one token, so FlashInfer can split a long cache). Ragged
 batches: a mixed one (chunks, then decodes) split as vLLM splits it, the prefill wrapper for the
 chunks and the decode wrapper for the decodes (`ATTNBENCH_FLASHINFER_MIXED=one-call`: the whole batch
-through the prefill wrapper, as SGLang's mixed chunked prefill runs it); an all-decode one through
+through the prefill wrapper, as SGLang's mixed chunked prefill runs it; `=batch-attention`: the
+holistic BatchAttention kernel, one persistent launch for any ragged batch); an all-decode one through
 the decode wrapper (a dense packed cache read as pages of one token, SGLang's token pool). plan()
 and the cache build happen here, never in the timed call; backend_info says which path ran. Upstream: https://github.com/flashinfer-ai/flashinfer"""
 
@@ -20,9 +21,12 @@ import torch
 from specs import DType, Workload
 
 from ._paged import to_paged, to_paged_ragged
-from .base import Backend, Caps, KVLayout, register
+from .base import Backend, Caps, KVLayout, Unsupported, register
 
 WORKSPACE_BYTES = 256 * 2**20
+# a ragged batch: vLLM's split (prefill wrapper for the chunks, decode wrapper for the decodes), SGLang's one
+# prefill-wrapper call, or BatchAttention (FlashInfer's holistic kernel for mixed batches, one launch)
+MIXED_MODES = ("split", "one-call", "batch-attention")
 
 
 @register("flashinfer")
@@ -101,10 +105,14 @@ class FlashInfer(Backend):
         else: one prefill-wrapper call (ragged-KV dense, paged with qo_indptr)."""
         batch = spec.batch
         mode = os.environ.get("ATTNBENCH_FLASHINFER_MIXED", "split")
-        if mode not in ("split", "one-call"):
-            raise ValueError(f"ATTNBENCH_FLASHINFER_MIXED: {mode!r} is not valid; expected split or one-call")
+        if mode not in MIXED_MODES:
+            raise ValueError(f"ATTNBENCH_FLASHINFER_MIXED: {mode!r} is not valid; expected {', '.join(MIXED_MODES)}")
         parts = _RaggedParts(spec, inputs, flashinfer, workspace)
         q = inputs.q
+        if mode == "batch-attention":  # the holistic persistent kernel: every request in one launch
+            run = parts.batch_attention()
+            self._info = f"BatchAttention (one persistent launch);{parts.layout}"
+            return lambda: run(q, None)
         if batch.kind == "decode":
             run = parts.decode(0, batch.num_requests)
             self._info = f"{parts.decode_name};{parts.layout}"
@@ -191,6 +199,27 @@ class _RaggedParts:
         wrapper.plan(indptr, indices, last, hq, hkv, d, page_size, pos_encoding_mode="NONE", q_data_type=self.dtype,
                      kv_data_type=self.dtype)  # fmt: skip
         return _with_out(wrapper, lambda q, **out: wrapper.run(q, cache, **out))
+
+    def batch_attention(self):
+        """The whole batch through BatchAttention, planned here: pages of the spec's size, or the dense
+        packed cache read as pages of one token. Returns run(q, out)."""
+        if not hasattr(self.fi, "BatchAttention"):
+            raise Unsupported("this FlashInfer has no BatchAttention (the holistic kernel for mixed batches)")
+        hq, hkv, d = self.heads
+        device = self.inputs.device
+        n = self.spec.batch.num_requests
+        if self.paged is None:
+            indptr, page_size = self.cu_k, 1
+            indices = torch.arange(self.spec.batch.cu_seqlens_k[-1], dtype=torch.int32, device=device)
+            cache = (self.inputs.k.unsqueeze(1), self.inputs.v.unsqueeze(1))
+        else:
+            indptr, indices = self._pages(0, n)[:2]
+            page_size, cache = self.spec.page_size, (self.paged.k_pages, self.paged.v_pages)
+        kv_lens = torch.tensor(self.spec.batch.kv_lens, dtype=torch.int32, device=device)
+        wrapper = self.fi.BatchAttention("NHD", device=str(device))
+        wrapper.plan(self.cu_q, indptr, indices, kv_lens, hq, hkv, d, d, page_size, causal=self.spec.causal,
+                     q_data_type=self.dtype, kv_data_type=self.dtype)  # fmt: skip
+        return lambda q, out: wrapper.run(q, cache, out=out)[0]
 
     def _pages(self, lo: int, hi: int):
         """kv_indptr, kv_indices and last-page lengths of requests lo … hi − 1."""

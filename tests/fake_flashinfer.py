@@ -100,3 +100,36 @@ class BatchDecodeWithPagedKVCacheWrapper(_Paged):
         calls.append(("decode", q.shape[0]))
         parts = [_attend(q[i : i + 1], *self._request_kv(cache, i), False) for i in range(q.shape[0])]
         return _finish(torch.cat(parts), q, out)
+
+
+class BatchAttention:
+    """The holistic wrapper: pages (any mix of prefill, chunk and decode requests) with per-request KV
+    lengths instead of last-page lengths; run returns (out, lse)."""
+
+    def __init__(self, kv_layout="NHD", device="cuda"):
+        assert kv_layout == "NHD"
+
+    def plan(self, qo_indptr, kv_indptr, kv_indices, kv_len_arr, num_qo_heads, num_kv_heads, head_dim_qk,
+             head_dim_vo, page_size, causal=False, **_):  # fmt: skip
+        self.qo, self.causal, self.page_size = qo_indptr, causal, page_size
+        self.indptr = _offsets("kv_indptr", kv_indptr, kv_indices.numel())
+        assert kv_len_arr.dtype == torch.int32 and kv_indices.dtype == torch.int32
+        self.indices, self.kv_lens = kv_indices.long(), kv_len_arr.tolist()
+        for i, n in enumerate(self.kv_lens):
+            pages = self.indptr[i + 1] - self.indptr[i]
+            assert (pages - 1) * page_size < n <= pages * page_size, f"request {i}: {n} keys on {pages} pages"
+
+    def run(self, q, cache, out=None):
+        qo = _offsets("qo_indptr", self.qo, q.shape[0])
+        assert len(qo) == len(self.indptr), "one qo range a request"
+        calls.append(("batch-attention", len(qo) - 1))
+        k_pages, v_pages = cache
+        assert k_pages.shape[1] == self.page_size, "NHD pages: [num_pages, page_size, Hkv, D]"
+        parts = []
+        for i, (a, b) in enumerate(zip(qo, qo[1:])):
+            pages = self.indices[self.indptr[i] : self.indptr[i + 1]]
+            n = self.kv_lens[i]
+            k, v = k_pages[pages].flatten(0, 1)[:n], v_pages[pages].flatten(0, 1)[:n]
+            parts.append(_attend(q[a:b], k, v, self.causal))
+        result = _finish(torch.cat(parts), q, out)
+        return result, torch.zeros(q.shape[0], q.shape[1])

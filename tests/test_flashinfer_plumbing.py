@@ -66,7 +66,8 @@ def test_one_call_mode_runs_a_mixed_batch_through_the_prefill_wrapper(flashinfer
     info = run(ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64))
     assert flashinfer.calls == [("ragged-prefill", 4)] and info == "BatchPrefillWithRaggedKVCacheWrapper;dense"
     monkeypatch.setenv("ATTNBENCH_FLASHINFER_MIXED", "both")
-    with pytest.raises(ValueError, match="ATTNBENCH_FLASHINFER_MIXED: 'both' is not valid; expected split or one-call"):
+    expected = "ATTNBENCH_FLASHINFER_MIXED: 'both' is not valid; expected split, one-call, batch-attention"
+    with pytest.raises(ValueError, match=expected):
         run(ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64))
 
 
@@ -89,3 +90,26 @@ def test_a_uniform_decode_reads_a_dense_cache_as_pages_of_one_token(flashinfer, 
     info = run(spec)
     assert flashinfer.calls == [("decode", spec.batch_size)]
     assert info.endswith("dense (pages of one token)" if page is None else "paged, page_size=16")
+
+
+@pytest.mark.parametrize("page", [None, 1, 16])
+@pytest.mark.parametrize("mix", ["q20s30_2q4s25_3q1s17", "q1s7_q1s40", "2q12_q7s9"])
+def test_batch_attention_mode_runs_any_ragged_batch_in_one_call(flashinfer, monkeypatch, mix, page):
+    monkeypatch.setenv("ATTNBENCH_FLASHINFER_MIXED", "batch-attention")
+    spec = ExperimentSpec.from_mix(mix, 8, 2, 64, page_size=page)
+    info = run(spec)
+    assert flashinfer.calls == [("batch-attention", spec.batch.num_requests)]
+    assert info.startswith("BatchAttention (one persistent launch);")
+    assert info.endswith("dense" if page is None else f"page_size={page}")
+
+
+def test_batch_attention_mode_without_it_in_the_library_is_unsupported(flashinfer, monkeypatch):
+    from harness.store import Status
+
+    from .helpers import cpu_measurer
+
+    monkeypatch.setenv("ATTNBENCH_FLASHINFER_MIXED", "batch-attention")
+    monkeypatch.delattr(fake_flashinfer, "BatchAttention")
+    monkeypatch.setattr(get_backend("flashinfer").__class__, "availability", lambda self, device: None)
+    row = cpu_measurer().measure(ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64), get_backend("flashinfer"))
+    assert row.status is Status.UNSUPPORTED and "no BatchAttention" in row.reason

@@ -209,6 +209,17 @@ def test_flashinfer_splits_a_mixed_batch_on_gpu(measurer, mix, page):
     assert row.rel_err < 2e-2 and row.backend_info.startswith("split: ")
 
 
+@pytest.mark.parametrize("page", [None, 16])
+def test_flashinfer_batch_attention_runs_a_mixed_batch_on_gpu(measurer, page, monkeypatch):
+    backend = available_or_skip("flashinfer")
+    monkeypatch.setenv("ATTNBENCH_FLASHINFER_MIXED", "batch-attention")
+    spec = ExperimentSpec.from_mix("q300s1000_3q4s1500_5q1s700", 32, 8, 128, page_size=page, model="gpu-test")
+    row = measurer.measure(spec, backend)
+    assert row.status in (Status.OK, Status.UNSUPPORTED), f"{row.status}: {row.reason}"
+    if row.status is Status.OK:
+        assert row.rel_err < 2e-2 and row.backend_info.startswith("BatchAttention")
+
+
 def test_flash_attn3_varlen_may_split_a_long_decode(measurer):
     """FA3's varlen call defaults to one KV split; called as vLLM calls it, FA3's heuristic decides."""
     backend = available_or_skip("flash-attn3")
