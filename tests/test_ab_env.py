@@ -1,0 +1,52 @@
+"""tools/ab_env.py: the interleaved A/B of one backend under two environments."""
+
+import os
+
+import pytest
+
+from tools import ab_env
+
+from .helpers import cpu_measurer
+
+
+def test_the_sides_alternate_so_neither_always_runs_first():
+    assert ab_env.order(3) == [(0, "a"), (0, "b"), (1, "b"), (1, "a"), (2, "a"), (2, "b")]
+
+
+def test_the_environment_is_restored_after_each_side(monkeypatch):
+    monkeypatch.setenv("ATTNBENCH_AB_KEPT", "before")
+    monkeypatch.delenv("ATTNBENCH_AB_NEW", raising=False)
+    with ab_env.environment({"ATTNBENCH_AB_KEPT": "a", "ATTNBENCH_AB_NEW": "b"}):
+        assert os.environ["ATTNBENCH_AB_KEPT"] == "a" and os.environ["ATTNBENCH_AB_NEW"] == "b"
+    assert os.environ["ATTNBENCH_AB_KEPT"] == "before" and "ATTNBENCH_AB_NEW" not in os.environ
+    assert ab_env.parse_env("A=1, B=x=y") == {"A": "1", "B": "x=y"}
+    with pytest.raises(SystemExit, match="'oops' is not NAME=VALUE"):
+        ab_env.parse_env("A=1,oops")
+
+
+def test_each_side_runs_under_its_environment(monkeypatch):
+    """The Triton adapter reads ATTNBENCH_TRITON_SCHEDULE at prepare: each side's rows say its own."""
+    pytest.importorskip("triton")
+    from specs import ExperimentSpec
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "1")
+    spec = ExperimentSpec.from_mix("q5_q20s30", 8, 2, 64, model="tiny")
+    rows = ab_env.run_ab([spec], "triton", {"ATTNBENCH_TRITON_SCHEDULE": "simple"},
+                         {"ATTNBENCH_TRITON_SCHEDULE": "longest-first"}, 2, cpu_measurer())  # fmt: skip
+    assert [(r["round"], r["side"]) for r in rows] == ab_env.order(2)
+    assert all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        wanted = "simple" if r["side"] == "a" else "longest-first"
+        assert r["backend_info"].startswith(f"varlen;schedule={wanted};")
+    table = ab_env.summarise(rows)
+    assert len(table) == 1 and table["b_over_a"].iloc[0] > 0
+
+
+def test_the_summary_divides_the_medians_and_keeps_the_rounds_range():
+    rows = [{"spec": "s", "side": side, "round": r, "status": "ok", "p50_ms": ms}
+            for r, side, ms in [(0, "a", 2.0), (0, "b", 1.0), (1, "b", 1.2), (1, "a", 2.0), (2, "a", 3.0),
+                                (2, "b", 1.5)]]  # fmt: skip
+    line = ab_env.summarise(rows).iloc[0]
+    assert line["a_ms"] == 2.0 and line["b_ms"] == 1.2 and line["b_over_a"] == pytest.approx(0.6)
+    assert line["round_ratio_min"] == pytest.approx(0.5) and line["round_ratio_max"] == pytest.approx(0.6)
