@@ -108,7 +108,7 @@ class WorkerPool:
         self.process = self.ctx.Process(
             target=_worker_main, args=(child, self.config, self.commit, str(self.log_path)), daemon=True
         )
-        with _environment(self.worker_env):  # a spawned child copies the parent's environment at start
+        with environment(self.worker_env):  # a spawned child copies the parent's environment at start
             self.process.start()
         child.close()
         self.conn = parent
@@ -182,7 +182,7 @@ class WorkerPool:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]):
+def environment(values: dict[str, str]):
     """Set these environment variables for the duration of a `with` block."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)

@@ -145,9 +145,9 @@ def test_two_cpu_workers_give_exactly_the_rows_of_one_even_when_one_is_killed(tm
 
 
 def test_workers_get_their_own_environment(tmp_path):
-    from harness.sweep import _environment
+    from harness.sweep import environment
 
-    with _environment({"ATTNBENCH_PROBE": "3"}):
+    with environment({"ATTNBENCH_PROBE": "3"}):
         assert __import__("os").environ["ATTNBENCH_PROBE"] == "3"
     assert "ATTNBENCH_PROBE" not in __import__("os").environ
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +23,7 @@ import pandas as pd
 from frameworks import get_backend, load_all
 from harness.env import collect
 from harness.measure import MeasureConfig, Measurer
+from harness.sweep import environment
 from harness.timer import Repetition
 from specs import MIX_NAMES, get_preset
 
@@ -39,20 +39,6 @@ def parse_env(text: str) -> dict[str, str]:
             raise SystemExit(f"error: --a/--b: {item!r} is not NAME=VALUE")
         out[key] = value
     return out
-
-
-@contextmanager
-def environment(values: dict[str, str]):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def order(rounds: int) -> list[tuple[int, str]]:
