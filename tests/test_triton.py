@@ -126,6 +126,7 @@ def test_exploration_script_builds_its_variants_and_shapes():
     variants = list(explore.prefill_variants())
     assert variants and all({"BLOCK_M", "BLOCK_N"} <= set(c.kwargs) for _, _, c in variants)
     assert any(not tma for _, tma, _ in variants)  # the gathered-load path stays in the comparison
+    assert any(c.kwargs.get("QK_AHEAD") for _, _, c in variants)  # and the Q·Kᵀ-ahead attempt
     decode = list(explore.decode_variants([None, 32]))
     assert {s for _, _, s, _ in decode} == {None, 32}
     spec = explore.spec_for("Qwen3-235B-A22B", "append", 256, 4096, 128)
@@ -260,3 +261,24 @@ def test_two_streams_are_asked_for_by_the_environment_and_never_claimed_on_a_cpu
     monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_STREAMS", "3")
     row = cpu_measurer().measure(spec, get_backend("triton"))
     assert row.status is Status.ERROR and "ATTNBENCH_TRITON_MIXED_STREAMS: '3' is not valid" in row.reason
+
+
+@pytest.mark.parametrize("page_size", [None, 16])
+@pytest.mark.parametrize("workload,kv_len", [("prefill", 72), ("append", 72), ("append", 100), ("prefill", 16)])
+def test_the_qk_ahead_variant_matches_the_reference(workload, kv_len, page_size):
+    """The pinned QK_AHEAD variant (the next tile's Q·Kᵀ before this tile's softmax): many full tiles,
+    one full tile (nothing ahead of it), none (a 16-token prefill: every tile is on the diagonal)."""
+    spec = tiny_spec(workload, group=4, kv_len=kv_len, chunk=20, batch=3, page_size=page_size)
+    inputs = make_inputs(spec, DEVICE)
+    small = DEVICE.type == "cpu"
+    blocks = {"BLOCK_M": 32, "BLOCK_N": 16} if small else {"BLOCK_M": 128, "BLOCK_N": 64}
+    config = triton.Config({**blocks, "QK_AHEAD": True}, num_warps=4, num_stages=1 if small else 3)
+    k, v, table = inputs.k, inputs.v, None
+    if page_size:
+        paged = to_paged(k, v, page_size)
+        k, v, table = paged.k_pages, paged.v_pages, paged.block_table
+    op = ops.Prefill(inputs.q, k, v, spec.kv_len, spec.is_masked, table, page_size, config=config)
+    assert "QK_AHEAD=True" in op.config()
+    ref = reference_attention(spec, inputs, [0, 2])
+    check = check_output(spec, op(), ref, [0, 2])
+    assert check.ok, check.problem

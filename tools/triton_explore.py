@@ -50,6 +50,13 @@ def prefill_variants():
             tma,
             triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s),
         )
+    # the next tile's Q·Kᵀ issued before this tile's softmax (kernels.QK_AHEAD; docs/perf-notes.md)
+    for bm, bn, w, s in [(128, 128, 8, 2), (128, 64, 8, 3), (128, 64, 8, 2)]:
+        yield (
+            f"tma=1 {bm}x{bn} w{w} s{s} qk-ahead",
+            True,
+            triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "QK_AHEAD": True}, num_warps=w, num_stages=s),
+        )
 
 
 def decode_variants(splits_list):

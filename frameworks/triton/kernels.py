@@ -166,6 +166,91 @@ def _attend_range(
 
 
 @triton.jit
+def _scores(q, k, INTERPRETED: tl.constexpr):
+    if INTERPRETED:  # Triton 3.6's interpreter multiplies bf16 operands as raw bits
+        return tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)))
+    return tl.dot(q, tl.trans(k))
+
+
+@triton.jit
+def _softmax_pv(acc, m_i, l_i, qk, v, qk_scale, INTERPRETED: tl.constexpr):
+    """Online softmax of one unmasked tile's scores and its P·V: (acc, m_i, l_i) updated."""
+    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(qk * qk_scale - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    if INTERPRETED:
+        acc = acc + tl.dot(p, v.to(tl.float32))
+    else:
+        acc = tl.dot(p.to(v.dtype), v, acc)
+    return acc, m_new, l_i
+
+
+@triton.jit
+def _attend_full_qk_ahead(
+    acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, lo, hi, qk_scale,
+    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS,
+    HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
+    TMA: tl.constexpr, INTERPRETED: tl.constexpr,
+):  # fmt: skip
+    """The unmasked tiles lo … hi − 1 with the next tile's Q·Kᵀ issued before this tile's softmax (FA3's
+    intra-warpgroup overlap, written in the source): the tensor cores can run that GEMM while the
+    softmax runs, if the compiler keeps it in flight. Needs lo < hi."""
+    pages = 0
+    if PAGED and not TMA:
+        pages = _tile_pages(BT, b, lo, s_btb, SK, PAGE, BLOCK_N)
+    k = _load_tile(K, KD, BT, b, hkv, lo, s_kb, s_ks, s_kh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE,
+                   BLOCK_N, TMA, False)  # fmt: skip
+    qk = _scores(q, k, INTERPRETED)
+    prev = lo
+    if INTERPRETED:
+        start = lo + BLOCK_N
+        while start < hi:
+            acc, m_i, l_i, qk, prev = _qk_ahead_step(
+                acc, m_i, l_i, qk, prev, q, K, V, KD, VD, BT, b, hkv, start, qk_scale, s_kb, s_ks, s_kh, s_vb,
+                s_vs, s_vh, s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA, INTERPRETED,
+            )  # fmt: skip
+            start += BLOCK_N
+    else:
+        for start in tl.range(lo + BLOCK_N, hi, BLOCK_N):
+            start = tl.multiple_of(start, BLOCK_N)
+            acc, m_i, l_i, qk, prev = _qk_ahead_step(
+                acc, m_i, l_i, qk, prev, q, K, V, KD, VD, BT, b, hkv, start, qk_scale, s_kb, s_ks, s_kh, s_vb,
+                s_vs, s_vh, s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA, INTERPRETED,
+            )  # fmt: skip
+    pages = 0
+    if PAGED and not TMA:
+        pages = _tile_pages(BT, b, prev, s_btb, SK, PAGE, BLOCK_N)
+    v = _load_tile(V, VD, BT, b, hkv, prev, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE,
+                   BLOCK_N, TMA, False)  # fmt: skip
+    return _softmax_pv(acc, m_i, l_i, qk, v, qk_scale, INTERPRETED)
+
+
+@triton.jit
+def _qk_ahead_step(
+    acc, m_i, l_i, qk, prev, q, K, V, KD, VD, BT, b, hkv, start, qk_scale,
+    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS,
+    HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
+    TMA: tl.constexpr, INTERPRETED: tl.constexpr,
+):  # fmt: skip
+    """Issue Q·Kᵀ of the tile at `start`, then the softmax and P·V of the tile at `prev` (its scores `qk`)."""
+    pages = 0
+    if PAGED and not TMA:
+        pages = _tile_pages(BT, b, start, s_btb, SK, PAGE, BLOCK_N)
+    k = _load_tile(K, KD, BT, b, hkv, start, s_kb, s_ks, s_kh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE,
+                   BLOCK_N, TMA, False)  # fmt: skip
+    qk_next = _scores(q, k, INTERPRETED)
+    pages = 0
+    if PAGED and not TMA:
+        pages = _tile_pages(BT, b, prev, s_btb, SK, PAGE, BLOCK_N)
+    v = _load_tile(V, VD, BT, b, hkv, prev, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE,
+                   BLOCK_N, TMA, False)  # fmt: skip
+    acc, m_i, l_i = _softmax_pv(acc, m_i, l_i, qk, v, qk_scale, INTERPRETED)
+    return acc, m_i, l_i, qk_next, start
+
+
+@triton.jit
 def _key_bounds(
     pid_m, q_len, kv_len, G: tl.constexpr, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr
 ):
@@ -192,6 +277,7 @@ def prefill_kernel(
     SQ, SK, SK_ROWS, HKV, qk_scale,
     G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, CAUSAL: tl.constexpr,
     TMA: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    QK_AHEAD: tl.constexpr = False,
 ):  # fmt: skip
     # causal row blocks near the end of the sequence see the most keys: launch those first
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
@@ -211,10 +297,17 @@ def prefill_kernel(
     offset = SK - SQ
     full, hi = _key_bounds(pid_m, SQ, SK, G, CAUSAL, BLOCK_M, BLOCK_N)
     # tiles every row sees in full: no mask; then the diagonal and the ragged tail, masked
-    acc, m_i, l_i = _attend_range(
-        acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
-        SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, TMA, INTERPRETED,
-    )  # fmt: skip
+    if QK_AHEAD:  # a pinned variant (tools/triton_explore.py): the next tile's Q·Kᵀ before this one's softmax
+        if full > 0:
+            acc, m_i, l_i = _attend_full_qk_ahead(
+                acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, 0, full, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
+                s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA, INTERPRETED,
+            )  # fmt: skip
+    else:
+        acc, m_i, l_i = _attend_range(
+            acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
+            s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, TMA, INTERPRETED,
+        )  # fmt: skip
     acc, m_i, l_i = _attend_range(
         acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, full, hi, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
         SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, TMA, INTERPRETED,
