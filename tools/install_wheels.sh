@@ -23,7 +23,21 @@ if [ ! -x "$ENV/bin/python" ]; then
   python3 -c 'import site; print("\n".join(site.getsitepackages()))' > "$sp/_host_site.pth"
 fi
 sp=$("$ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-ls "$STAGE"/*.whl >/dev/null 2>&1 && python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$sp" "$STAGE"/*.whl 2>&1 | grep -v "already exists" | tail -3
+# only the wheels not installed by an earlier call (a stamp a wheel in $STAGE/.installed): a call then
+# costs its own part's install, not every part's again
+mkdir -p "$STAGE/.installed"
+new=()
+for whl in "$STAGE"/*.whl; do
+  [ -e "$whl" ] && [ ! -e "$STAGE/.installed/$(basename "$whl")" ] && new+=("$whl")
+done
+if [ ${#new[@]} -gt 0 ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$sp" "${new[@]}" 2>&1 \
+    | grep -v "already exists" | tail -3
+  if [ "${PIPESTATUS[0]}" -eq 0 ]; then
+    for whl in "${new[@]}"; do touch "$STAGE/.installed/$(basename "$whl")"; done
+  fi
+  echo "installed now: $(for w in "${new[@]}"; do basename "$w"; done | tr '\n' ' ')"
+fi
 "$ENV/bin/python" - <<'PY'
 import importlib
 for mod in ["torch", "flash_attn", "flash_attn_interface", "flash_attn.cute", "flashinfer", "transformer_engine.pytorch"]:
