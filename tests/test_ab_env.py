@@ -50,3 +50,13 @@ def test_the_summary_divides_the_medians_and_keeps_the_rounds_range():
     line = ab_env.summarise(rows).iloc[0]
     assert line["a_ms"] == 2.0 and line["b_ms"] == 1.2 and line["b_over_a"] == pytest.approx(0.6)
     assert line["round_ratio_min"] == pytest.approx(0.5) and line["round_ratio_max"] == pytest.approx(0.6)
+
+
+def test_the_tools_narrow_a_preset_as_the_sweep_does():
+    from tools.narrow import preset_specs, spec_label
+
+    specs = preset_specs("serving", models="Llama-3.1-8B", mixes="decode-heavy", pages="16")
+    assert [spec_label(s) for s in specs] == ["Llama-3.1-8B decode-heavy page 16"]
+    assert len(preset_specs("serving")) == 36  # empty narrowings keep the preset's axes
+    (prefill,) = preset_specs("readme", models="Qwen3-30B-A3B", workloads="prefill")
+    assert spec_label(prefill) == "Qwen3-30B-A3B prefill B256 S4096 dense"

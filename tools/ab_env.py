@@ -25,7 +25,7 @@ from harness.env import collect
 from harness.measure import MeasureConfig, Measurer
 from harness.sweep import environment
 from harness.timer import Repetition
-from specs import MIX_NAMES, get_preset
+from tools.narrow import preset_specs, spec_label
 
 FIELDS = ["spec", "side", "round", "status", "p50_ms", "sm_clock_end_mhz", "power_end_w", "backend_info"]
 
@@ -46,26 +46,6 @@ def order(rounds: int) -> list[tuple[int, str]]:
     return [(r, side) for r in range(rounds) for side in (("a", "b") if r % 2 == 0 else ("b", "a"))]
 
 
-def specs_for(a) -> list:
-    keep = set(filter(None, a.mix.split(",")))
-    models = set(filter(None, a.model.split(",")))
-    out = []
-    for spec in get_preset(a.preset).specs():
-        if models and spec.model not in models:
-            continue
-        if keep and MIX_NAMES.get(spec.mix, spec.mix) not in keep:
-            continue
-        if a.page_size != "all" and str(spec.page_size or "dense") not in a.page_size.split(","):
-            continue
-        out.append(spec)
-    return out
-
-
-def label(spec) -> str:
-    what = MIX_NAMES.get(spec.mix, spec.mix) or f"{spec.workload.value} B{spec.batch_size} S{spec.kv_len}"
-    return f"{spec.model} {what} {'dense' if spec.page_size is None else f'page {spec.page_size}'}"
-
-
 def run_ab(specs, backend_name: str, env_a: dict, env_b: dict, rounds: int, measurer: Measurer) -> list[dict]:
     rows = []
     for spec in specs:
@@ -73,7 +53,7 @@ def run_ab(specs, backend_name: str, env_a: dict, env_b: dict, rounds: int, meas
             with environment(env_a if side == "a" else env_b):
                 row = measurer.measure(spec, get_backend(backend_name))
             rows.append({
-                "spec": label(spec), "side": side, "round": r, "status": row.status.value, "p50_ms": row.p50_ms,
+                "spec": spec_label(spec), "side": side, "round": r, "status": row.status.value, "p50_ms": row.p50_ms,
                 "sm_clock_end_mhz": row.sm_clock_end_mhz, "power_end_w": row.power_end_w,
                 "backend_info": row.backend_info,
             })  # fmt: skip
@@ -106,7 +86,8 @@ def main() -> None:
     ap.add_argument("--preset", default="serving")
     ap.add_argument("-m", "--model", default="")
     ap.add_argument("--mix", default="")
-    ap.add_argument("--page-size", default="all", help="dense,16,… or all")
+    ap.add_argument("-w", "--workload", default="")
+    ap.add_argument("--page-size", default="", help="dense,16,…; default: the preset's")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--max-seconds", type=float, default=0.5)
     ap.add_argument("--device", default="cuda")
@@ -119,7 +100,7 @@ def main() -> None:
     device = torch.device(a.device)
     config = MeasureConfig(device=a.device, repetition=Repetition(max_seconds=a.max_seconds), run_id="ab-env")
     measurer = Measurer(config, collect(device, "ab-env"))
-    specs = specs_for(a)
+    specs = preset_specs(a.preset, a.model, a.mix, a.workload, a.page_size)
     if not specs:
         raise SystemExit("error: no spec matches --preset/--model/--mix/--page-size")
     rows = run_ab(specs, a.backend, env_a, env_b, a.rounds, measurer)

@@ -20,25 +20,9 @@ import torch
 
 from frameworks import get_backend, load_all
 from harness.inputs import make_inputs
-from specs import MIX_NAMES, get_preset
+from tools.narrow import preset_specs, spec_label
 
 FIELDS = ["spec", "backend", "backend_info", "kernel", "launches_per_call", "us_per_call", "share", "call_us"]
-
-
-def specs_for(args) -> list:
-    grid = get_preset(args.preset)
-    out = []
-    pages = [None if p == "dense" else int(p) for p in args.page_size.split(",")]
-    for spec in grid.specs():
-        if args.model and spec.model not in args.model.split(","):
-            continue
-        if args.mix and MIX_NAMES.get(spec.mix, spec.mix) not in args.mix.split(","):
-            continue
-        if args.workload and spec.workload.value not in args.workload.split(","):
-            continue
-        if spec.page_size in pages:
-            out.append(spec)
-    return out
 
 
 def profile_call(fn, calls: int) -> tuple[dict[str, list[float]], float]:
@@ -73,7 +57,7 @@ def main() -> None:
     ap.add_argument("--mix", default="")
     ap.add_argument("-w", "--workload", default="")
     ap.add_argument("-b", "--backends", default="triton,flash-attn3")
-    ap.add_argument("--page-size", default="dense,16")
+    ap.add_argument("--page-size", default="", help="dense,16,…; default: the preset's")
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--plain", type=int, default=0, help="only call each backend this many times (under ncu)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -81,10 +65,9 @@ def main() -> None:
     load_all()
     device = torch.device("cuda")
     rows = []
-    for spec in specs_for(a):
+    for spec in preset_specs(a.preset, a.model, a.mix, a.workload, a.page_size):
         inputs = make_inputs(spec, device)
-        what = MIX_NAMES.get(spec.mix, spec.mix) or f"{spec.workload.value} B{spec.batch_size} S{spec.kv_len}"
-        label = f"{spec.model} {what} {'dense' if spec.page_size is None else f'page {spec.page_size}'}"
+        label = spec_label(spec)
         for name in a.backends.split(","):
             backend = get_backend(name)
             why = backend.availability(device) or backend.supports(spec)
