@@ -20,7 +20,8 @@ the backend *unavailable* instead of breaking the import of `frameworks`. This m
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, ClassVar
@@ -198,6 +199,15 @@ class Backend:
     def run_info(self) -> str:
         """After the first call: what actually ran (chosen kernel, autotuned config), or ''."""
         return ""
+
+
+def env_choice(name: str, default: str, allowed: Sequence[str]) -> str:
+    """An adapter switch read from the environment when a spec is prepared (which variant a measurement
+    runs; backend_info says which ran): one of `allowed`, else a ValueError naming the variable."""
+    value = os.environ.get(name, default)
+    if value not in allowed:
+        raise ValueError(f"{name}: {value!r} is not valid; expected {', '.join(allowed)}")
+    return value
 
 
 def probe_build(attention: Callable, inputs: AttentionInputs) -> None:

@@ -14,14 +14,13 @@ and the cache build happen here, never in the timed call; backend_info says whic
 from __future__ import annotations
 
 import inspect
-import os
 
 import torch
 
 from specs import DType, Workload
 
 from ._paged import to_paged, to_paged_ragged
-from .base import Backend, Caps, KVLayout, Unsupported, register
+from .base import Backend, Caps, KVLayout, Unsupported, env_choice, register
 
 WORKSPACE_BYTES = 256 * 2**20
 # a ragged batch: vLLM's split (prefill wrapper for the chunks, decode wrapper for the decodes), SGLang's one
@@ -104,9 +103,7 @@ class FlashInfer(Backend):
         batch through the prefill wrapper instead, as SGLang's mixed chunked prefill does). Anything
         else: one prefill-wrapper call (ragged-KV dense, paged with qo_indptr)."""
         batch = spec.batch
-        mode = os.environ.get("ATTNBENCH_FLASHINFER_MIXED", "split")
-        if mode not in MIXED_MODES:
-            raise ValueError(f"ATTNBENCH_FLASHINFER_MIXED: {mode!r} is not valid; expected {', '.join(MIXED_MODES)}")
+        mode = env_choice("ATTNBENCH_FLASHINFER_MIXED", "split", MIXED_MODES)
         parts = _RaggedParts(spec, inputs, flashinfer, workspace)
         q = inputs.q
         if mode == "batch-attention":  # the holistic persistent kernel: every request in one launch

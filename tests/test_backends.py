@@ -231,3 +231,15 @@ def test_flex_gets_blocks_that_compile_for_chunks_off_its_block():
 
     assert flex_kernel_options(127) == {"BLOCK_M": 64, "BLOCK_N": 64}
     assert flex_kernel_options(128) is None and flex_kernel_options(1) is None
+
+
+def test_an_adapter_switch_is_read_from_the_environment_and_refused_when_unknown(monkeypatch):
+    from frameworks.base import env_choice
+
+    monkeypatch.delenv("ATTNBENCH_SWITCH_PROBE", raising=False)
+    assert env_choice("ATTNBENCH_SWITCH_PROBE", "a", ("a", "b")) == "a"
+    monkeypatch.setenv("ATTNBENCH_SWITCH_PROBE", "b")
+    assert env_choice("ATTNBENCH_SWITCH_PROBE", "a", ("a", "b")) == "b"
+    monkeypatch.setenv("ATTNBENCH_SWITCH_PROBE", "c")
+    with pytest.raises(ValueError, match="ATTNBENCH_SWITCH_PROBE: 'c' is not valid; expected a, b"):
+        env_choice("ATTNBENCH_SWITCH_PROBE", "a", ("a", "b"))

@@ -10,7 +10,7 @@ from typing import ClassVar
 from specs import DType, Workload
 
 from .._paged import to_paged, to_paged_ragged
-from ..base import Backend, Caps, KVLayout, register
+from ..base import Backend, Caps, KVLayout, env_choice, register
 
 
 @register("triton")
@@ -70,10 +70,7 @@ class TritonAttention(Backend):
             paged = to_paged_ragged(k, v, batch.kv_lens, spec.page_size)
             k, v = paged.k_pages, paged.v_pages
             cache = {"block_table": paged.block_table, "page_size": spec.page_size}
-        schedule = os.environ.get("ATTNBENCH_TRITON_SCHEDULE", self.schedule)
-        if schedule not in ops.SCHEDULES:
-            raise ValueError(f"ATTNBENCH_TRITON_SCHEDULE: {schedule!r} is not valid; expected one of "
-                             f"{', '.join(ops.SCHEDULES)}")  # fmt: skip
+        schedule = env_choice("ATTNBENCH_TRITON_SCHEDULE", self.schedule, ops.SCHEDULES)
         if batch.kind == "decode":  # split-KV with a split count a request
             self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, **cache)
         elif self._launches() == 2 and batch.decode_split is not None:
@@ -85,16 +82,10 @@ class TritonAttention(Backend):
         return self._op
 
     def _streams(self) -> int:
-        value = os.environ.get("ATTNBENCH_TRITON_MIXED_STREAMS", str(self.mixed_streams))
-        if value not in ("1", "2"):
-            raise ValueError(f"ATTNBENCH_TRITON_MIXED_STREAMS: {value!r} is not valid; expected 1 or 2")
-        return int(value)
+        return int(env_choice("ATTNBENCH_TRITON_MIXED_STREAMS", str(self.mixed_streams), ("1", "2")))
 
     def _launches(self) -> int:
-        value = os.environ.get("ATTNBENCH_TRITON_MIXED_LAUNCHES", str(self.mixed_launches))
-        if value not in ("1", "2"):
-            raise ValueError(f"ATTNBENCH_TRITON_MIXED_LAUNCHES: {value!r} is not valid; expected 1 or 2")
-        return int(value)
+        return int(env_choice("ATTNBENCH_TRITON_MIXED_LAUNCHES", str(self.mixed_launches), ("1", "2")))
 
     def run_info(self) -> str:
         if not hasattr(self, "_op"):
