@@ -91,6 +91,13 @@ def _load_tile(
 
 
 @triton.jit
+def _scores(q, k, INTERPRETED: tl.constexpr):
+    if INTERPRETED:  # Triton 3.6's interpreter multiplies bf16 operands as raw bits
+        return tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)))
+    return tl.dot(q, tl.trans(k))
+
+
+@triton.jit
 def _attend_tile(
     acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale,
     s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset,
@@ -107,10 +114,7 @@ def _attend_tile(
         K, KD, BT, b, hkv, start, s_kb, s_ks, s_kh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA,
         MASKED,
     )  # fmt: skip
-    if INTERPRETED:
-        qk = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)))
-    else:
-        qk = tl.dot(q, tl.trans(k))
+    qk = _scores(q, k, INTERPRETED)
     if MASKED:
         cols = start + tl.arange(0, BLOCK_N)
         keep = (cols < SK)[None, :]
@@ -163,13 +167,6 @@ def _attend_range(
                 s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA, INTERPRETED,
             )  # fmt: skip
     return acc, m_i, l_i
-
-
-@triton.jit
-def _scores(q, k, INTERPRETED: tl.constexpr):
-    if INTERPRETED:  # Triton 3.6's interpreter multiplies bf16 operands as raw bits
-        return tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)))
-    return tl.dot(q, tl.trans(k))
 
 
 @triton.jit
