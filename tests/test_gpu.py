@@ -165,24 +165,27 @@ def test_ragged_backend_on_gpu(measurer, name, mix, group):
     assert row.rel_err < 2e-2
 
 
+def measure_mix(measurer, name, mix, page, monkeypatch, **env):
+    """One (mix, backend) row at a real head shape (32 query heads, 8 KV heads, D 128) under these
+    ATTNBENCH_* switches."""
+    backend = available_or_skip(name)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return measurer.measure(ExperimentSpec.from_mix(mix, 32, 8, 128, page_size=page, model="gpu-test"), backend)
+
+
 @pytest.mark.parametrize("page", [None, 16])
 @pytest.mark.parametrize("mix", ["q300s1000_3q4s1500_5q1s700", "2q512_q100s2000_8q1s3000"])  # chunks, then decodes
 def test_triton_mixed_batch_in_two_launches_on_gpu(measurer, mix, page, monkeypatch):
-    backend = available_or_skip("triton")
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
-    spec = ExperimentSpec.from_mix(mix, 32, 8, 128, page_size=page, model="gpu-test")
-    row = measurer.measure(spec, backend)
+    row = measure_mix(measurer, "triton", mix, page, monkeypatch, ATTNBENCH_TRITON_MIXED_LAUNCHES="2")
     assert row.status is Status.OK, f"{row.status}: {row.reason}"
     assert row.rel_err < 2e-2 and row.backend_info.startswith("two launches;")
 
 
 @pytest.mark.parametrize("page", [None, 16])
 def test_triton_mixed_batch_on_two_streams_on_gpu(measurer, page, monkeypatch):
-    backend = available_or_skip("triton")
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_STREAMS", "2")
-    spec = ExperimentSpec.from_mix("q2ks4k_64q1s4k", 32, 8, 128, page_size=page, model="gpu-test")
-    row = measurer.measure(spec, backend)
+    env = {"ATTNBENCH_TRITON_MIXED_LAUNCHES": "2", "ATTNBENCH_TRITON_MIXED_STREAMS": "2"}
+    row = measure_mix(measurer, "triton", "q2ks4k_64q1s4k", page, monkeypatch, **env)
     assert row.status is Status.OK, f"{row.status}: {row.reason}"
     assert row.rel_err < 2e-2 and row.backend_info.startswith("two launches;streams=2;")
 
@@ -190,31 +193,24 @@ def test_triton_mixed_batch_on_two_streams_on_gpu(measurer, page, monkeypatch):
 @pytest.mark.parametrize("schedule", ["longest-first", "simple"])
 @pytest.mark.parametrize("page", [None, 16])
 def test_triton_varlen_schedules_on_gpu(measurer, page, schedule, monkeypatch):
-    backend = available_or_skip("triton")
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "1")
-    monkeypatch.setenv("ATTNBENCH_TRITON_SCHEDULE", schedule)
-    spec = ExperimentSpec.from_mix("q100s300_2q700_5q1s700_q1500", 32, 8, 128, page_size=page, model="gpu-test")
-    row = measurer.measure(spec, backend)
+    env = {"ATTNBENCH_TRITON_MIXED_LAUNCHES": "1", "ATTNBENCH_TRITON_SCHEDULE": schedule}
+    row = measure_mix(measurer, "triton", "q100s300_2q700_5q1s700_q1500", page, monkeypatch, **env)
     assert row.status is Status.OK, f"{row.status}: {row.reason}"
     assert row.rel_err < 2e-2 and row.backend_info.startswith(f"varlen;schedule={schedule};")
 
 
 @pytest.mark.parametrize("page", [None, 16])
 @pytest.mark.parametrize("mix", ["q300s1000_3q4s1500_5q1s700", "2q512_q100s2000_8q1s3000"])  # chunks, then decodes
-def test_flashinfer_splits_a_mixed_batch_on_gpu(measurer, mix, page):
-    backend = available_or_skip("flashinfer")
-    spec = ExperimentSpec.from_mix(mix, 32, 8, 128, page_size=page, model="gpu-test")
-    row = measurer.measure(spec, backend)
+def test_flashinfer_splits_a_mixed_batch_on_gpu(measurer, mix, page, monkeypatch):
+    row = measure_mix(measurer, "flashinfer", mix, page, monkeypatch)
     assert row.status is Status.OK, f"{row.status}: {row.reason}"
     assert row.rel_err < 2e-2 and row.backend_info.startswith("split: ")
 
 
 @pytest.mark.parametrize("page", [None, 16])
 def test_flashinfer_batch_attention_runs_a_mixed_batch_on_gpu(measurer, page, monkeypatch):
-    backend = available_or_skip("flashinfer")
-    monkeypatch.setenv("ATTNBENCH_FLASHINFER_MIXED", "batch-attention")
-    spec = ExperimentSpec.from_mix("q300s1000_3q4s1500_5q1s700", 32, 8, 128, page_size=page, model="gpu-test")
-    row = measurer.measure(spec, backend)
+    mix = "q300s1000_3q4s1500_5q1s700"
+    row = measure_mix(measurer, "flashinfer", mix, page, monkeypatch, ATTNBENCH_FLASHINFER_MIXED="batch-attention")
     assert row.status in (Status.OK, Status.UNSUPPORTED), f"{row.status}: {row.reason}"
     if row.status is Status.OK:
         assert row.rel_err < 2e-2 and row.backend_info.startswith("BatchAttention")
