@@ -174,17 +174,20 @@ def _scaling_figures(uniform: pd.DataFrame) -> list:
     append, GB/s for decode: what bounds each)."""
     import plotly.express as px
 
+    from .plots import THROUGHPUT, workload_metric
+
     if uniform.empty:
         return []
     lengths = uniform.groupby(["device", "model", "batch_size"])["kv_len"].transform("nunique")
     curves = uniform[lengths > 1].sort_values("kv_len").copy()
     curves["group"] = curves["model"] + " · B=" + curves["batch_size"].map(str)
-    curves["throughput"] = curves["tflops"].where(curves["workload"] != "decode", curves["gbps"])
+    column = curves["workload"].map(lambda w: workload_metric(THROUGHPUT, w))  # the PNG plots' choice, tflops or gbps
+    curves[THROUGHPUT] = [row[c] for row, c in zip(curves.to_dict("records"), column)]
     curves["chunk"] = curves["q_len"].where(curves["workload"] == "append", 0)
     figures = []
     for device, rows in curves.groupby("device"):
         height = 260 * rows["group"].nunique() + 120
-        for y, what in (("p50_ms", "p50 latency (ms)"), ("throughput", "TFLOP/s (prefill, append), GB/s (decode)")):
+        for y, what in (("p50_ms", "p50 latency (ms)"), (THROUGHPUT, "TFLOP/s (prefill, append), GB/s (decode)")):
             fig = px.line(rows, x="kv_len", y=y, color="backend", symbol="backend", facet_col="workload",
                           facet_row="group", line_group="chunk", markers=True, log_x=True, log_y=y == "p50_ms",
                           hover_data=["model", "batch_size", "q_len", "p50_ms", "tflops", "gbps"], height=height,
