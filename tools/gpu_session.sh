@@ -1,6 +1,6 @@
 #!/bin/bash
 # A GPU-host job of one session (run in the background with setsid after the wheels are installed):
-# GPU tests (pytest -k expression in TESTS, if set), calibration (unless CALIBRATE=0: the sweep then
+# GPU tests (pytest -k expression in TESTS, if set; TESTS=all runs every one), calibration (unless CALIBRATE=0: the sweep then
 # reads results/calibration-<gpu>.csv), then the sweeps named in SWEEPS as "name|args[|ENV=value ...]"
 # entries separated by ';' (an entry that says --ray runs on a local Ray head with the GPUs of this
 # host, started before it and stopped after it). Shell commands in CMDS (profiles, explorations: output in cmds.log)
@@ -13,7 +13,12 @@ P=${PYTHON:-/tmp/gpuenv/bin/python}
 mkdir -p "$JOB"
 export PYTHONUNBUFFERED=1
 step() { echo "$(date -u +%H:%M:%S) $*" >> "$JOB/steps.log"; }
-if [ -n "${TESTS:-}" ]; then step tests; $P -m pytest -q -m gpu tests/test_gpu.py -k "$TESTS" > "$JOB/tests.log" 2>&1; fi
+# PYTEST_ARGS: more pytest options, e.g. "-n 8" (pytest-xdist) to run the correctness tests side by side
+# shellcheck disable=SC2086  # PYTEST_ARGS is a word list
+[ "${TESTS:-}" = all ] && TESTS="not attnbench_no_such_test"
+if [ -n "${TESTS:-}" ]; then
+  step tests; $P -m pytest -q -m gpu tests/test_gpu.py -k "$TESTS" ${PYTEST_ARGS:-} > "$JOB/tests.log" 2>&1
+fi
 if [ -n "${CMDS:-}" ]; then step cmds; JOB=$JOB PYTHON=$P bash -c "$CMDS" > "$JOB/cmds.log" 2>&1; fi
 if [ "${CALIBRATE:-1}" != 0 ]; then
   step calibrate; $P run.py calibrate > "$JOB/calibrate.log" 2>&1; cp results/calibration-*.csv "$JOB/" 2>/dev/null

@@ -31,11 +31,15 @@ for whl in "$STAGE"/*.whl; do
   [ -e "$whl" ] && [ ! -e "$STAGE/.installed/$(basename "$whl")" ] && new+=("$whl")
 done
 if [ ${#new[@]} -gt 0 ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$sp" "${new[@]}" 2>&1 \
-    | grep -v "already exists" | tail -3
-  if [ "${PIPESTATUS[0]}" -eq 0 ]; then
+  # into an empty folder, then merged over site-packages: `pip --target --upgrade` straight into it would
+  # replace a top-level folder that an earlier part's wheel shares (transformer_engine/ of the core
+  # library and of the torch extension, flash_attn/ of FA2 and FA4) instead of merging it
+  tmp=$(mktemp -d "$STAGE/.target.XXXX")
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$tmp" "${new[@]}" 2>&1 | tail -3
+  if [ "${PIPESTATUS[0]}" -eq 0 ] && cp -a "$tmp"/. "$sp"/; then
     for whl in "${new[@]}"; do touch "$STAGE/.installed/$(basename "$whl")"; done
   fi
+  rm -rf "$tmp"
   echo "installed now: $(for w in "${new[@]}"; do basename "$w"; done | tr '\n' ' ')"
 fi
 "$ENV/bin/python" - <<'PY'
