@@ -7,6 +7,10 @@
 # run after the tests, before the sweeps. Everything lands in JOB (default /tmp/job); `done` at the end.
 # The device's copy of the tree may carry a stale .git: pass the commit that is running, e.g.
 #   ATTNBENCH_GIT_COMMIT=<git rev-parse --short=12 HEAD, run here> bash tools/gpu_session.sh
+# Start it with `setsid nohup bash tools/gpu_session.sh > /tmp/session.out 2>&1 < /dev/null &` (a job
+# started with a plain `&` dies with the call that started it), and keep a call open while it runs
+# (`for i in $(seq 50); do sleep 10; [ -e /tmp/job/done ] && break; done`): the lent machine goes back
+# 30 s after a call ends, and what was installed on it goes with it.
 set -u
 JOB=${JOB:-/tmp/job}
 P=${PYTHON:-/tmp/gpuenv/bin/python}
