@@ -127,10 +127,35 @@ def test_exploration_script_builds_its_variants_and_shapes():
     assert variants and all({"BLOCK_M", "BLOCK_N"} <= set(c.kwargs) for _, _, c in variants)
     assert any(not tma for _, tma, _ in variants)  # the gathered-load path stays in the comparison
     assert any(c.kwargs.get("QK_AHEAD") for _, _, c in variants)  # and the Q·Kᵀ-ahead attempt
+    assert any(c.maxnreg for _, _, c in variants) and any(c.num_warps == 4 for _, _, c in variants)  # occupancy
     decode = list(explore.decode_variants([None, 32]))
     assert {s for _, _, s, _ in decode} == {None, 32}
     spec = explore.spec_for("Qwen3-235B-A22B", "append", 256, 4096, 128)
     assert (spec.q_len, spec.kv_len, spec.gqa_group) == (128, 4096, 16)
+
+
+def test_a_pinned_configuration_with_a_register_cap_runs_and_says_so():
+    """An occupancy variant of the exploration tool: the cap reaches the launch and the row's config."""
+    import triton
+
+    spec = tiny_spec("append", group=2, kv_len=40)
+    inputs = make_inputs(spec, DEVICE)
+    block = {"BLOCK_M": 64, "BLOCK_N": 64} if DEVICE.type == "cuda" else {"BLOCK_M": 32, "BLOCK_N": 16}
+    config = triton.Config(block, num_warps=4, num_stages=2, maxnreg=128)
+    op = ops.Prefill(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, use_tma=False, config=config)
+    idx = list(range(spec.batch_size))
+    assert check_output(spec, op(), reference_attention(spec, inputs, idx), idx).ok
+    assert "warps=4,stages=2,maxnreg=128," in op.config()
+
+    class Launcher:  # stands in for a jitted function: records the launch options it gets
+        arg_names = ["X"]
+
+        def __getitem__(self, grid):
+            return lambda *args, **kw: seen.update(kw)
+
+    seen = {}
+    ops._launch(type("Kernel", (), {"fn": Launcher()})(), (1,), config, (None,), {})
+    assert seen["maxnreg"] == 128 and seen["num_warps"] == 4
 
 
 @pytest.mark.parametrize("page_size", [None, 16, 5])

@@ -50,6 +50,15 @@ def prefill_variants():
             tma,
             triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s),
         )
+    # more than one CTA an SM (ncu: one 8-warp CTA an SM, 36% of stalls at its barrier; docs/perf-notes.md):
+    # tiles whose shared memory leaves room for a second CTA, and a register cap that lets two 8-warp CTAs in
+    for bm, bn, w, s, regs in [(64, 64, 4, 2, None), (64, 64, 4, 3, None), (64, 128, 4, 2, None),
+                               (128, 64, 8, 2, None), (128, 64, 8, 2, 128)]:  # fmt: skip
+        yield (
+            f"tma=1 {bm}x{bn} w{w} s{s}{f' maxnreg{regs}' if regs else ''} occ",
+            True,
+            triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s, maxnreg=regs),
+        )
     # the next tile's Q·Kᵀ issued before this tile's softmax (kernels.QK_AHEAD; docs/perf-notes.md)
     for bm, bn, w, s in [(128, 128, 8, 2), (128, 64, 8, 3), (128, 64, 8, 2)]:
         yield (

@@ -343,7 +343,8 @@ def _launch(kernel, grid, config: triton.Config | None, args: tuple, kw: dict) -
     names = kernel.fn.arg_names
     nargs = {**dict(zip(names, args)), **kw, **config.kwargs}
     _set_block_shapes(nargs)
-    kernel.fn[grid](*args, **kw, **config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages)
+    extra = {"maxnreg": config.maxnreg} if config.maxnreg else {}  # a register cap, for occupancy variants
+    kernel.fn[grid](*args, **kw, **config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages, **extra)
 
 
 def _config_text(kernel, tma: bool) -> str:
@@ -351,4 +352,5 @@ def _config_text(kernel, tma: bool) -> str:
     if config is None:
         return ""
     blocks = ",".join(f"{k}={v}" for k, v in config.kwargs.items())
-    return f"{blocks},warps={config.num_warps},stages={config.num_stages},kv_loads={'tma' if tma else 'gather'}"
+    regs = f",maxnreg={config.maxnreg}" if config.maxnreg else ""
+    return f"{blocks},warps={config.num_warps},stages={config.num_stages}{regs},kv_loads={'tma' if tma else 'gather'}"
