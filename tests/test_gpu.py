@@ -53,6 +53,7 @@ def test_backend_on_gpu(measurer, name, workload, group):
         print(f"{name} {workload} group {group}: unsupported: {row.reason}")
 
 
+@pytest.mark.exclusive
 def test_timing_modes_on_gpu():
     """Every mode times a real kernel; a graph that captures no kernel is an error, not a number."""
     from harness.timer import TimingError, TimingMode, time_callable
@@ -66,6 +67,7 @@ def test_timing_modes_on_gpu():
         time_callable(lambda: None, torch.device("cuda"), rep, TimingMode.GRAPH)
 
 
+@pytest.mark.exclusive
 def test_events_time_the_gpu_not_a_slow_host():
     """A call whose host side takes 2 ms around a microsecond kernel: the GPU spin ahead of each
     start event keeps the host's time out of the sample."""
@@ -83,6 +85,7 @@ def test_events_time_the_gpu_not_a_slow_host():
     assert timing.p50_ms < 0.5, timing.samples_ms
 
 
+@pytest.mark.exclusive
 def test_rows_carry_telemetry_and_ceilings(tmp_path):
     from harness import calibrate
 

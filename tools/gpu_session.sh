@@ -17,11 +17,19 @@ P=${PYTHON:-/tmp/gpuenv/bin/python}
 mkdir -p "$JOB"
 export PYTHONUNBUFFERED=1
 step() { echo "$(date -u +%H:%M:%S) $*" >> "$JOB/steps.log"; }
-# PYTEST_ARGS: more pytest options, e.g. "-n 8" (pytest-xdist) to run the correctness tests side by side
+# PYTEST_ARGS: more pytest options, e.g. "-n 8" (pytest-xdist) to run the correctness tests side by side;
+# the tests marked `exclusive` (timing and ceiling assertions) then run after them with the GPU to themselves
 # shellcheck disable=SC2086  # PYTEST_ARGS is a word list
 [ "${TESTS:-}" = all ] && TESTS="not attnbench_no_such_test"
 if [ -n "${TESTS:-}" ]; then
-  step tests; $P -m pytest -q -m gpu tests/test_gpu.py -k "$TESTS" ${PYTEST_ARGS:-} > "$JOB/tests.log" 2>&1
+  step tests
+  if [ -n "${PYTEST_ARGS:-}" ]; then
+    $P -m pytest -q -m "gpu and not exclusive" tests/test_gpu.py -k "$TESTS" $PYTEST_ARGS > "$JOB/tests.log" 2>&1
+    step "tests (exclusive)"
+    $P -m pytest -q -m "gpu and exclusive" tests/test_gpu.py -k "$TESTS" -n 0 >> "$JOB/tests.log" 2>&1
+  else
+    $P -m pytest -q -m gpu tests/test_gpu.py -k "$TESTS" > "$JOB/tests.log" 2>&1
+  fi
 fi
 if [ -n "${CMDS:-}" ]; then step cmds; JOB=$JOB PYTHON=$P bash -c "$CMDS" > "$JOB/cmds.log" 2>&1; fi
 if [ "${CALIBRATE:-1}" != 0 ]; then
