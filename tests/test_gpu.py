@@ -193,6 +193,15 @@ def test_triton_mixed_batch_on_two_streams_on_gpu(measurer, page, monkeypatch):
     assert row.rel_err < 2e-2 and row.backend_info.startswith("two launches;streams=2;")
 
 
+@pytest.mark.parametrize("page", [16, 64])
+@pytest.mark.parametrize("mix", ["q300s1000_3q4s1500_5q1s700", "q1s32k_2q1s16k_4q1s5000"])  # mixed; long decodes
+def test_triton_page_ids_a_step_ahead_on_gpu(measurer, mix, page, monkeypatch):
+    env = {"ATTNBENCH_TRITON_MIXED_LAUNCHES": "2", "ATTNBENCH_TRITON_PAGE_PREFETCH": "1"}
+    row = measure_mix(measurer, "triton", mix, page, monkeypatch, **env)
+    assert row.status is Status.OK, f"{row.status}: {row.reason}"
+    assert row.rel_err < 2e-2 and "kv_loads=gather,page_ids_ahead" in row.backend_info
+
+
 @pytest.mark.parametrize("schedule", ["longest-first", "simple"])
 @pytest.mark.parametrize("page", [None, 16])
 def test_triton_varlen_schedules_on_gpu(measurer, page, schedule, monkeypatch):

@@ -307,3 +307,44 @@ def test_the_qk_ahead_variant_matches_the_reference(workload, kv_len, page_size)
     ref = reference_attention(spec, inputs, [0, 2])
     check = check_output(spec, op(), ref, [0, 2])
     assert check.ok, check.problem
+
+
+@pytest.mark.parametrize("page_size", [5, 16])
+@pytest.mark.parametrize(
+    "spec_args",
+    [
+        ("mix", "q20s30_3q1s17_2q4s25"),  # a mixed batch: varlen chunks, split-KV decodes
+        ("mix", "3q1s7_q1s40_q1s65"),  # decodes only: one of 7 tokens, splits past a short cache's end
+        ("uniform", "append"),
+        ("uniform", "decode"),
+    ],
+)
+def test_page_ids_a_step_ahead_match_the_reference(monkeypatch, spec_args, page_size):
+    """ATTNBENCH_TRITON_PAGE_PREFETCH=1: gathered paged tiles take the page ids loaded one step before
+    (the last step loads ids past the cache's end, masked); every kernel stays exact, and the row says so."""
+    from specs import ExperimentSpec
+
+    kind, what = spec_args
+    if kind == "mix":
+        spec = ExperimentSpec.from_mix(what, 8, 2, 64, page_size=page_size)
+    else:
+        spec = tiny_spec(what, group=4, kv_len=70, chunk=20, batch=2, page_size=page_size)
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
+    monkeypatch.setenv("ATTNBENCH_TRITON_PAGE_PREFETCH", "1")
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.OK, row.reason
+    gathered = "kv_loads=tma" not in row.backend_info  # pages that hold a whole tile go through TMA: no ids
+    assert row.rel_err < 1e-2 and ("page_ids_ahead" in row.backend_info) == gathered
+    assert gathered or page_size == 16
+    monkeypatch.setenv("ATTNBENCH_TRITON_PAGE_PREFETCH", "0")
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.OK and "page_ids_ahead" not in row.backend_info
+
+
+def test_page_ids_ahead_are_never_claimed_for_a_dense_cache(monkeypatch):
+    monkeypatch.setenv("ATTNBENCH_TRITON_PAGE_PREFETCH", "1")
+    row = cpu_measurer().measure(tiny_spec("decode", kv_len=40), get_backend("triton"))
+    assert row.status is Status.OK and "page_ids_ahead" not in row.backend_info
+    monkeypatch.setenv("ATTNBENCH_TRITON_PAGE_PREFETCH", "yes")
+    row = cpu_measurer().measure(tiny_spec("decode", kv_len=40, page_size=16), get_backend("triton"))
+    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_PAGE_PREFETCH: 'yes' is not valid" in row.reason

@@ -30,6 +30,10 @@ class TritonAttention(Backend):
     # memory-bound decodes with the chunks (docs/perf-notes.md: predicted, not yet measured; backend_info
     # says streams=N). ATTNBENCH_TRITON_MIXED_STREAMS=2 measures it
     mixed_streams: ClassVar[int] = 1
+    # gathered paged tiles load the next tile's page ids a step ahead (1) or their own in their step (0):
+    # predicted to shorten the id → address → K/V load chain (docs/perf-notes.md), not yet measured;
+    # ATTNBENCH_TRITON_PAGE_PREFETCH=1 measures it (backend_info says kv_loads=gather,page_ids_ahead)
+    page_prefetch: ClassVar[int] = 0
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
         head_dims={64, 128},
@@ -54,10 +58,12 @@ class TritonAttention(Backend):
         if spec.page_size is not None:
             paged = to_paged(k, v, spec.page_size)
             k, v, table = paged.k_pages, paged.v_pages, paged.block_table
+        ahead = self._prefetch()
         if spec.workload is Workload.DECODE:
-            self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size)
+            self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size, prefetch_pages=ahead)
         else:
-            self._op = ops.Prefill(inputs.q, k, v, spec.kv_len, spec.is_masked, table, spec.page_size)
+            self._op = ops.Prefill(inputs.q, k, v, spec.kv_len, spec.is_masked, table, spec.page_size,
+                                   prefetch_pages=ahead)  # fmt: skip
         return self._op
 
     def _prepare_ragged(self, spec, inputs, ops):
@@ -71,6 +77,7 @@ class TritonAttention(Backend):
             k, v = paged.k_pages, paged.v_pages
             cache = {"block_table": paged.block_table, "page_size": spec.page_size}
         schedule = env_choice("ATTNBENCH_TRITON_SCHEDULE", self.schedule, ops.SCHEDULES)
+        cache["prefetch_pages"] = self._prefetch()
         if batch.kind == "decode":  # split-KV with a split count a request
             self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, **cache)
         elif self._launches() == 2 and batch.decode_split is not None:
@@ -83,6 +90,9 @@ class TritonAttention(Backend):
 
     def _streams(self) -> int:
         return int(env_choice("ATTNBENCH_TRITON_MIXED_STREAMS", str(self.mixed_streams), ("1", "2")))
+
+    def _prefetch(self) -> bool:
+        return env_choice("ATTNBENCH_TRITON_PAGE_PREFETCH", str(self.page_prefetch), ("0", "1")) == "1"
 
     def _launches(self) -> int:
         return int(env_choice("ATTNBENCH_TRITON_MIXED_LAUNCHES", str(self.mixed_launches), ("1", "2")))

@@ -100,16 +100,13 @@ def _scores(q, k, INTERPRETED: tl.constexpr):
 @triton.jit
 def _attend_tile(
     acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale,
-    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset,
+    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset, pages,
     HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr,
 ):  # fmt: skip
     """One K/V tile of online softmax: returns the updated (acc, m_i, l_i); m_i is in log2 units.
-    Under the interpreter the dots run in fp32: Triton 3.6's interpreter multiplies bf16 operands as
-    raw bits."""
-    pages = 0
-    if PAGED and not TMA:
-        pages = _tile_pages(BT, b, start, s_btb, SK, PAGE, BLOCK_N)
+    `pages`: the tile's page ids (_tile_pages) for gathered paged loads, else unused. Under the
+    interpreter the dots run in fp32: Triton 3.6's interpreter multiplies bf16 operands as raw bits."""
     k = _load_tile(
         K, KD, BT, b, hkv, start, s_kb, s_ks, s_kh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA,
         MASKED,
@@ -147,26 +144,58 @@ def _attend_range(
     s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset,
     HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr,
+    PREFETCH: tl.constexpr = False,
 ):  # fmt: skip
     """K/V tiles lo, lo + BLOCK_N, … < hi. A `tl.range` loop (software-pipelined over num_stages)
     when compiled; a `while` loop under the interpreter, whose `range` takes no run-time tensor
-    bounds (Triton 3.6)."""
+    bounds (Triton 3.6). Gathered paged tiles load their page ids in the tile's own step, or with
+    PREFETCH one step ahead (carried through the loop), so that the chain page id → address → K/V
+    load does not begin with a load the step must wait for."""
+    ahead = 0
+    if PAGED and not TMA and PREFETCH:
+        ahead = _tile_pages(BT, b, lo, s_btb, SK, PAGE, BLOCK_N)
     if INTERPRETED:
         start = lo
         while start < hi:
-            acc, m_i, l_i = _attend_tile(
-                acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
-                s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA, INTERPRETED,
+            acc, m_i, l_i, ahead = _paged_step(
+                acc, m_i, l_i, ahead, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
+                s_vs, s_vh, s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA,
+                INTERPRETED, PREFETCH,
             )  # fmt: skip
             start += BLOCK_N
     else:
         for start in tl.range(lo, hi, BLOCK_N):
             start = tl.multiple_of(start, BLOCK_N)
-            acc, m_i, l_i = _attend_tile(
-                acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
-                s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA, INTERPRETED,
+            acc, m_i, l_i, ahead = _paged_step(
+                acc, m_i, l_i, ahead, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
+                s_vs, s_vh, s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA,
+                INTERPRETED, PREFETCH,
             )  # fmt: skip
     return acc, m_i, l_i
+
+
+@triton.jit
+def _paged_step(
+    acc, m_i, l_i, ahead, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale,
+    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset,
+    HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
+    MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr,
+    PREFETCH: tl.constexpr,
+):  # fmt: skip
+    """One step of _attend_range: the tile at `start` with its page ids (`ahead` holds them when PREFETCH,
+    and comes back holding the next tile's); (acc, m_i, l_i, ahead) out."""
+    pages = 0
+    if PAGED and not TMA:
+        if PREFETCH:
+            pages = ahead
+            ahead = _tile_pages(BT, b, start + BLOCK_N, s_btb, SK, PAGE, BLOCK_N)
+        else:
+            pages = _tile_pages(BT, b, start, s_btb, SK, PAGE, BLOCK_N)
+    acc, m_i, l_i = _attend_tile(
+        acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
+        s_btb, SK, SK_ROWS, offset, pages, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA, INTERPRETED,
+    )  # fmt: skip
+    return acc, m_i, l_i, ahead
 
 
 @triton.jit
@@ -266,7 +295,10 @@ def _key_bounds(
     return full, hi
 
 
-@triton.autotune(configs=_prefill_configs(), key=["SQ", "SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "TMA"])
+@triton.autotune(
+    configs=_prefill_configs(),
+    key=["SQ", "SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "TMA", "PREFETCH_PAGES"],
+)
 @triton.jit
 def prefill_kernel(
     Q, K, V, O, KD, VD, BT,
@@ -274,7 +306,7 @@ def prefill_kernel(
     SQ, SK, SK_ROWS, HKV, qk_scale,
     G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, CAUSAL: tl.constexpr,
     TMA: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    QK_AHEAD: tl.constexpr = False,
+    QK_AHEAD: tl.constexpr = False, PREFETCH_PAGES: tl.constexpr = False,
 ):  # fmt: skip
     # causal row blocks near the end of the sequence see the most keys: launch those first
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
@@ -303,18 +335,20 @@ def prefill_kernel(
     else:
         acc, m_i, l_i = _attend_range(
             acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
-            s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, TMA, INTERPRETED,
+            s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, TMA, INTERPRETED, PREFETCH_PAGES,
         )  # fmt: skip
     acc, m_i, l_i = _attend_range(
         acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, full, hi, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
-        SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, TMA, INTERPRETED,
+        SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, TMA, INTERPRETED, PREFETCH_PAGES,
     )  # fmt: skip
     out = acc / l_i[:, None]
     o_ptrs = O + b.to(tl.int64) * s_ob + pos.to(tl.int64)[:, None] * s_os + head[:, None] * s_oh + d[None, :]
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=row_ok[:, None])
 
 
-@triton.autotune(configs=_prefill_configs(), key=["MAX_Q", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL"])
+@triton.autotune(
+    configs=_prefill_configs(), key=["MAX_Q", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "PREFETCH_PAGES"]
+)
 @triton.jit
 def varlen_kernel(
     Q, K, V, O, BT, CU_Q, CU_K, SEQ_K, ORDER,
@@ -322,6 +356,7 @@ def varlen_kernel(
     MAX_Q, HKV, qk_scale,
     G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, CAUSAL: tl.constexpr,
     LAST_ROWS_FIRST: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    PREFETCH_PAGES: tl.constexpr = False,
 ):  # fmt: skip
     """A ragged batch in one launch: program (row block, request × KV head) over the packed queries of
     its request (rows CU_Q[b] …) against that request's keys: dense packed (rows CU_K[b] …) or paged
@@ -358,17 +393,21 @@ def varlen_kernel(
         acc, m_i, l_i = _attend_range(
             acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
             s_vs, s_vh, s_btb, kv_len, 1, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, False, INTERPRETED,
+            PREFETCH_PAGES,
         )  # fmt: skip
         acc, m_i, l_i = _attend_range(
             acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, full, hi, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
             s_vs, s_vh, s_btb, kv_len, 1, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, False, INTERPRETED,
+            PREFETCH_PAGES,
         )  # fmt: skip
         out = acc / l_i[:, None]
         tl.store(O + q_rows[:, None] * s_os + head[:, None] * s_oh + d[None, :], out.to(O.dtype.element_ty),
                  mask=row_ok[:, None])  # fmt: skip
 
 
-@triton.autotune(configs=_decode_configs(), key=["SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "SPLIT", "TMA"])
+@triton.autotune(
+    configs=_decode_configs(), key=["SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "SPLIT", "TMA", "PREFETCH_PAGES"]
+)
 @triton.jit
 def decode_kernel(
     Q, K, V, O, KD, VD, O_PART, LSE_PART, BT,
@@ -376,6 +415,7 @@ def decode_kernel(
     SK, SK_ROWS, HKV, NUM_SPLITS, tokens_per_split, qk_scale,
     G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr,
     SPLIT: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr,
+    PREFETCH_PAGES: tl.constexpr = False,
 ):  # fmt: skip
     pid_bh = tl.program_id(0)
     split = tl.program_id(1)
@@ -394,11 +434,11 @@ def decode_kernel(
     full = lo + ((hi - lo) // BLOCK_N) * BLOCK_N  # whole tiles; only the last split has a ragged tail
     acc, m_i, l_i = _attend_range(
         acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, lo, full, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
-        SK, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, False, TMA, INTERPRETED,
+        SK, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, False, TMA, INTERPRETED, PREFETCH_PAGES,
     )  # fmt: skip
     acc, m_i, l_i = _attend_range(
         acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, full, hi, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
-        hi, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, TMA, INTERPRETED,
+        hi, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, TMA, INTERPRETED, PREFETCH_PAGES,
     )  # fmt: skip
     out = acc / l_i[:, None]
     if SPLIT:
@@ -413,14 +453,14 @@ def decode_kernel(
         )
 
 
-@triton.autotune(configs=_decode_configs(), key=["MAX_K", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE"])
+@triton.autotune(configs=_decode_configs(), key=["MAX_K", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "PREFETCH_PAGES"])
 @triton.jit
 def ragged_decode_kernel(
     Q, K, V, O_PART, LSE_PART, BT, CU_K, SEQ_K,
     s_qb, s_qh, s_ks, s_kh, s_vs, s_vh, s_kb, s_vb, s_btb,
     MAX_K, HKV, NUM_SPLITS, tokens_per_split, qk_scale,
     G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr,
-    INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr,
+    INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr, PREFETCH_PAGES: tl.constexpr = False,
 ):  # fmt: skip
     """Decodes on caches of different lengths: program (request × KV head, split). The splits cut the
     longest cache; a request uses as many as its own length needs (its split count), and a split past
@@ -453,10 +493,12 @@ def ragged_decode_kernel(
         acc, m_i, l_i = _attend_range(
             acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, lo, full, g, qk_scale, s_kb, s_ks, s_kh, s_vb,
             s_vs, s_vh, s_btb, kv_len, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, False, False, INTERPRETED,
+            PREFETCH_PAGES,
         )  # fmt: skip
         acc, m_i, l_i = _attend_range(
             acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, full, hi, g, qk_scale, s_kb, s_ks, s_kh, s_vb,
             s_vs, s_vh, s_btb, hi, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, False, INTERPRETED,
+            PREFETCH_PAGES,
         )  # fmt: skip
         out = acc / l_i[:, None]
         lse = m_i + tl.log2(l_i)

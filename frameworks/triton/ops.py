@@ -76,9 +76,10 @@ class Prefill:
 
     def __init__(
         self, q, k, v, kv_len: int, causal: bool, block_table=None, page_size: int | None = None,
-        use_tma: bool | None = None, config: triton.Config | None = None,
+        use_tma: bool | None = None, config: triton.Config | None = None, prefetch_pages: bool = False,
     ):  # fmt: skip
-        """config pins one configuration (BLOCK_M, BLOCK_N, warps, stages) instead of autotuning."""
+        """config pins one configuration (BLOCK_M, BLOCK_N, warps, stages) instead of autotuning.
+        prefetch_pages: gathered paged tiles load the next tile's page ids a step ahead (kernels._attend_range)."""
         b, sq, hq, d = q.shape
         self.pinned = config
         hkv = k.shape[2]
@@ -90,6 +91,7 @@ class Prefill:
             "SQ": sq, "SK": kv_len, "SK_ROWS": rows, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "G": hq // hkv,
             "HEAD_DIM": d, "PAGED": block_table is not None, "PAGE": page_size or 1, "CAUSAL": causal,
             "TMA": self.kd is not None, "INTERPRETED": INTERPRET,
+            "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table, self.kd),
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
@@ -106,7 +108,7 @@ class Prefill:
         return o
 
     def config(self) -> str:
-        return _config_text(self.pinned or prefill_kernel, self.kw["TMA"])
+        return _config_text(self.pinned or prefill_kernel, self.kw["TMA"], self.kw["PREFETCH_PAGES"])
 
 
 class Decode:
@@ -115,7 +117,7 @@ class Decode:
     def __init__(
         self, q, k, v, kv_len: int, block_table=None, page_size: int | None = None,
         num_splits: int | None = None, granule: int = SPLIT_GRANULE, use_tma: bool | None = None,
-        config: triton.Config | None = None,
+        config: triton.Config | None = None, prefetch_pages: bool = False,
     ):  # fmt: skip
         b, _, hq, d = q.shape
         hkv = k.shape[2]
@@ -141,7 +143,7 @@ class Decode:
             "SK": kv_len, "SK_ROWS": rows, "HKV": hkv, "NUM_SPLITS": self.splits, "tokens_per_split": tokens,
             "qk_scale": d**-0.5 * LOG2E, "G": group, "BLOCK_G": self.block_g, "HEAD_DIM": d,
             "PAGED": block_table is not None, "PAGE": page_size or 1, "SPLIT": split, "TMA": self.kd is not None,
-            "INTERPRETED": INTERPRET,
+            "INTERPRETED": INTERPRET, "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table, self.kd),
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
@@ -158,7 +160,9 @@ class Decode:
         return o
 
     def config(self) -> str:
-        return f"splits={self.splits};" + _config_text(self.pinned or decode_kernel, self.kw["TMA"])
+        return f"splits={self.splits};" + _config_text(
+            self.pinned or decode_kernel, self.kw["TMA"], self.kw["PREFETCH_PAGES"]
+        )
 
 
 def _packed_kv(k, v, cu_seqlens_k, block_table, placeholder):
@@ -179,6 +183,7 @@ class Varlen:
     def __init__(
         self, q, k, v, cu_seqlens_q, kv_lens, max_q: int, causal: bool, cu_seqlens_k=None, block_table=None,
         page_size: int | None = None, config: triton.Config | None = None, out=None, schedule: str = "longest-first",
+        prefetch_pages: bool = False,
     ):  # fmt: skip
         """out: write into this [Σ q_len, Hq, D] tensor (rows at cu_seqlens_q) instead of a new one.
         schedule: "longest-first" launches the requests heaviest first (query × key pairs, computed here,
@@ -205,7 +210,7 @@ class Varlen:
         self.kw = {
             "MAX_Q": max_q, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "G": hq // hkv, "HEAD_DIM": d, "PAGED": paged,
             "PAGE": page_size or 1, "CAUSAL": causal, "LAST_ROWS_FIRST": causal and schedule == "longest-first",
-            "INTERPRETED": INTERPRET,
+            "INTERPRETED": INTERPRET, "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table),
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
@@ -221,7 +226,9 @@ class Varlen:
         return o
 
     def config(self) -> str:
-        return f"varlen;schedule={self.schedule};" + _config_text(self.pinned or varlen_kernel, False)
+        return f"varlen;schedule={self.schedule};" + _config_text(
+            self.pinned or varlen_kernel, False, self.kw["PREFETCH_PAGES"]
+        )
 
 
 class RaggedDecode:
@@ -232,6 +239,7 @@ class RaggedDecode:
     def __init__(
         self, q, k, v, kv_lens, max_kv: int, cu_seqlens_k=None, block_table=None, page_size: int | None = None,
         num_splits: int | None = None, granule: int = SPLIT_GRANULE, config: triton.Config | None = None, out=None,
+        prefetch_pages: bool = False,
     ):  # fmt: skip
         b, hq, d = q.shape
         self.out = out  # write into this [B, Hq, D] tensor instead of a new one
@@ -253,6 +261,7 @@ class RaggedDecode:
             "MAX_K": max_kv, "HKV": hkv, "NUM_SPLITS": self.splits, "tokens_per_split": tokens,
             "qk_scale": d**-0.5 * LOG2E, "G": group, "BLOCK_G": self.block_g, "HEAD_DIM": d, "PAGED": paged,
             "PAGE": page_size or 1, "INTERPRETED": INTERPRET,
+            "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table),
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
@@ -268,7 +277,9 @@ class RaggedDecode:
         return o
 
     def config(self) -> str:
-        return f"ragged-decode;splits={self.splits};" + _config_text(self.pinned or ragged_decode_kernel, False)
+        return f"ragged-decode;splits={self.splits};" + _config_text(
+            self.pinned or ragged_decode_kernel, False, self.kw["PREFETCH_PAGES"]
+        )
 
 
 class Mixed:
@@ -278,7 +289,8 @@ class Mixed:
     at its end); the decodes' rows and keys are then contiguous, so neither launch copies anything."""
 
     def __init__(self, q, k, v, cu_q_list, kv_lens_list, causal: bool, cu_seqlens_k=None, block_table=None,
-                 page_size: int | None = None, schedule: str = "longest-first", streams: int = 1):  # fmt: skip
+                 page_size: int | None = None, schedule: str = "longest-first", streams: int = 1,
+                 prefetch_pages: bool = False):  # fmt: skip
         """streams=2: the decodes on a second CUDA stream (forked from and joined to the caller's), so the
         memory-bound decode launch can fill the SMs the chunks leave idle; one stream on a CPU."""
         if streams not in (1, 2):
@@ -294,12 +306,12 @@ class Mixed:
         self.chunks = Varlen(q, k, v, ints(cu_q_list[: first + 1]), ints(kv_lens_list[:first]), max_q, causal,
                              cu_seqlens_k=cu_seqlens_k[: first + 1] if dense else None,
                              block_table=None if dense else block_table[:first], page_size=page_size,
-                             out=self.out, schedule=schedule)  # fmt: skip
+                             out=self.out, schedule=schedule, prefetch_pages=prefetch_pages)  # fmt: skip
         tail = kv_lens_list[first:]
         self.decodes = RaggedDecode(q[rows:], k, v, ints(tail), max(tail),
                                     cu_seqlens_k=cu_seqlens_k[first:] if dense else None,
                                     block_table=None if dense else block_table[first:], page_size=page_size,
-                                    out=self.out[rows:])  # fmt: skip
+                                    out=self.out[rows:], prefetch_pages=prefetch_pages)  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         if self.side is None:
@@ -347,10 +359,16 @@ def _launch(kernel, grid, config: triton.Config | None, args: tuple, kw: dict) -
     kernel.fn[grid](*args, **kw, **config.kwargs, num_warps=config.num_warps, num_stages=config.num_stages, **extra)
 
 
-def _config_text(kernel, tma: bool) -> str:
+def _prefetching(asked: bool, block_table, descriptor=None) -> bool:
+    """Page ids a step ahead apply to gathered paged tiles only (a dense cache has none; TMA pages hold a tile)."""
+    return bool(asked and block_table is not None and descriptor is None)
+
+
+def _config_text(kernel, tma: bool, prefetch_pages: bool = False) -> str:
     config = kernel if isinstance(kernel, triton.Config) else getattr(kernel, "best_config", None)
     if config is None:
         return ""
     blocks = ",".join(f"{k}={v}" for k, v in config.kwargs.items())
     regs = f",maxnreg={config.maxnreg}" if config.maxnreg else ""
-    return f"{blocks},warps={config.num_warps},stages={config.num_stages}{regs},kv_loads={'tma' if tma else 'gather'}"
+    loads = ("tma" if tma else "gather") + (",page_ids_ahead" if prefetch_pages else "")
+    return f"{blocks},warps={config.num_warps},stages={config.num_stages}{regs},kv_loads={loads}"
