@@ -1,0 +1,58 @@
+"""The GPU-host shell tools that can be exercised on any machine."""
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_wheel(folder: Path, name: str, files: dict[str, str]) -> Path:
+    """A minimal pure-Python wheel holding `files` (path inside site-packages -> text)."""
+    dist = f"{name}-1.0.dist-info"
+    wheel_text = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+    body = {**files, f"{dist}/METADATA": metadata, f"{dist}/WHEEL": wheel_text}
+    record = []
+    for path, text in body.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{dist}/RECORD,,")
+    wheel = folder / f"{name}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, text in body.items():
+            zf.writestr(path, text)
+        zf.writestr(f"{dist}/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU host's install script is bash on Linux")
+def test_install_wheels_merges_parts_that_share_a_top_level_folder(tmp_path):
+    """Transformer Engine's core library and its torch extension both install into transformer_engine/
+    and travel in different parts: the second call must add to that folder, not replace it (seen on the
+    H100: `pip --target --upgrade` replaced it and TE could not find its torch library)."""
+    parts = [tmp_path / "part1", tmp_path / "part2"]
+    for part in parts:
+        part.mkdir()
+    make_wheel(parts[0], "pkg_ext", {"sharedpkg/wheel_lib/ext.py": "EXT = 1\n"})
+    make_wheel(parts[1], "pkg_core", {"sharedpkg/__init__.py": "CORE = 2\n", "sharedpkg/lib/core.py": "X = 3\n"})
+    env = {**os.environ, "STAGE": str(tmp_path / "stage"), "GPUENV": str(tmp_path / "env")}
+    for part in parts:  # one call a part, as on the device
+        done = subprocess.run(["bash", str(ROOT / "tools/install_wheels.sh"), str(part)], env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    python = tmp_path / "env/bin/python"
+    check = "import sharedpkg, sharedpkg.wheel_lib.ext as e, sharedpkg.lib.core as c; print(sharedpkg.CORE, e.EXT, c.X)"
+    out = subprocess.run([str(python), "-c", check], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["2", "1", "3"], out.stderr
+    # a third call with nothing new installs nothing and keeps both
+    again = subprocess.run(["bash", str(ROOT / "tools/install_wheels.sh")], env=env, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert again.returncode == 0 and "installed now" not in again.stdout
+    assert (tmp_path / "stage/.installed/pkg_ext-1.0-py3-none-any.whl").exists()
