@@ -56,3 +56,31 @@ def test_install_wheels_merges_parts_that_share_a_top_level_folder(tmp_path):
                            timeout=300)  # fmt: skip
     assert again.returncode == 0 and "installed now" not in again.stdout
     assert (tmp_path / "stage/.installed/pkg_ext-1.0-py3-none-any.whl").exists()
+
+
+def test_ctas_per_sm_is_the_tightest_of_registers_shared_memory_and_threads():
+    from tools.aot_check import Report, Variant
+
+    def ctas(regs, smem_kb, warps):
+        return Report(Variant("v", None, {}, warps, 3), regs, 0, int(smem_kb * 1024)).ctas_per_sm
+
+    assert ctas(194, 225, 8) == 1  # 225 KB + 1 KB reserved: one fits in 228 KB
+    assert ctas(94, 70, 4) == 3  # shared memory: 3 × 71 KB; registers would allow 5
+    assert ctas(128, 96, 8) == 2  # registers: 65536 / (128 × 256) = 2; shared memory would allow 2
+    assert ctas(255, 10, 8) == 1  # registers: 65536 / (255 × 256) = 1
+    assert ctas(32, 1, 4) == 16  # threads: 2048 / 128
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Triton's NVIDIA backend (ptxas) ships for Linux")
+def test_every_kernel_variant_compiles_for_hopper_without_a_gpu():
+    """tools.aot_check --quick: each kernel (prefill, varlen, decode, ragged decode) dense, paged with ids in
+    their step and a step ahead, TMA pages, and the exploration variants compile for sm_90a here."""
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-m", "tools.aot_check", "--quick"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    kernels = ("prefill", "varlen", "decode", "ragged")
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(kernels)]
+    assert len(rows) >= 13 and all(int(r[-4]) > 0 and float(r[-2]) > 0 for r in rows)
+    assert any("ids-ahead" in " ".join(r) for r in rows) and "0 failed" in done.stdout

@@ -99,14 +99,23 @@ def _scores(q, k, INTERPRETED: tl.constexpr):
 
 @triton.jit
 def _attend_tile(
-    acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale,
-    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset, pages,
+    acc, m_i, l_i, ahead, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale,
+    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset,
     HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr,
+    PREFETCH: tl.constexpr,
 ):  # fmt: skip
-    """One K/V tile of online softmax: returns the updated (acc, m_i, l_i); m_i is in log2 units.
-    `pages`: the tile's page ids (_tile_pages) for gathered paged loads, else unused. Under the
-    interpreter the dots run in fp32: Triton 3.6's interpreter multiplies bf16 operands as raw bits."""
+    """One K/V tile of online softmax: returns the updated (acc, m_i, l_i, ahead); m_i is in log2 units.
+    Gathered paged tiles load their page ids here, or with PREFETCH take them from `ahead` and load the
+    next tile's into it. Under the interpreter the dots run in fp32: Triton 3.6's interpreter multiplies
+    bf16 operands as raw bits."""
+    pages = 0
+    if PAGED and not TMA:
+        if PREFETCH:
+            pages = ahead
+            ahead = _tile_pages(BT, b, start + BLOCK_N, s_btb, SK, PAGE, BLOCK_N)
+        else:
+            pages = _tile_pages(BT, b, start, s_btb, SK, PAGE, BLOCK_N)
     k = _load_tile(
         K, KD, BT, b, hkv, start, s_kb, s_ks, s_kh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA,
         MASKED,
@@ -135,7 +144,7 @@ def _attend_tile(
         acc = acc + tl.dot(p, v.to(tl.float32))
     else:
         acc = tl.dot(p.to(v.dtype), v, acc)
-    return acc, m_new, l_i
+    return acc, m_new, l_i, ahead
 
 
 @triton.jit
@@ -157,7 +166,7 @@ def _attend_range(
     if INTERPRETED:
         start = lo
         while start < hi:
-            acc, m_i, l_i, ahead = _paged_step(
+            acc, m_i, l_i, ahead = _attend_tile(
                 acc, m_i, l_i, ahead, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
                 s_vs, s_vh, s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA,
                 INTERPRETED, PREFETCH,
@@ -166,36 +175,12 @@ def _attend_range(
     else:
         for start in tl.range(lo, hi, BLOCK_N):
             start = tl.multiple_of(start, BLOCK_N)
-            acc, m_i, l_i, ahead = _paged_step(
+            acc, m_i, l_i, ahead = _attend_tile(
                 acc, m_i, l_i, ahead, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
                 s_vs, s_vh, s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA,
                 INTERPRETED, PREFETCH,
             )  # fmt: skip
     return acc, m_i, l_i
-
-
-@triton.jit
-def _paged_step(
-    acc, m_i, l_i, ahead, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale,
-    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset,
-    HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
-    MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr,
-    PREFETCH: tl.constexpr,
-):  # fmt: skip
-    """One step of _attend_range: the tile at `start` with its page ids (`ahead` holds them when PREFETCH,
-    and comes back holding the next tile's); (acc, m_i, l_i, ahead) out."""
-    pages = 0
-    if PAGED and not TMA:
-        if PREFETCH:
-            pages = ahead
-            ahead = _tile_pages(BT, b, start + BLOCK_N, s_btb, SK, PAGE, BLOCK_N)
-        else:
-            pages = _tile_pages(BT, b, start, s_btb, SK, PAGE, BLOCK_N)
-    acc, m_i, l_i = _attend_tile(
-        acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
-        s_btb, SK, SK_ROWS, offset, pages, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA, INTERPRETED,
-    )  # fmt: skip
-    return acc, m_i, l_i, ahead
 
 
 @triton.jit

@@ -1,0 +1,206 @@
+"""Compile the in-repo Triton kernels for Hopper (sm_90a) on any machine, no GPU needed, and read what
+ptxas says of each: registers a thread, spilled bytes, shared memory a CTA, and how many CTAs of it an
+H100/H200 SM can hold. A compile error shows here, not in a GPU session; an occupancy hypothesis is
+checked before it costs device time (docs/perf-notes.md).
+
+    python3 -m tools.aot_check                 # every kernel, dense / paged / TMA / page ids ahead, each config
+    python3 -m tools.aot_check --only prefill  # variants whose name has one of these substrings
+    python3 -m tools.aot_check --quick         # one configuration a kernel variant (the tests)
+
+Needs Triton with its NVIDIA backend (ptxas ships in the Linux wheel); must run without
+TRITON_INTERPRET=1 (the interpreter replaces the kernels). Prints a table; --csv writes it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+# Hopper (H100 and H200 alike): per SM
+REGISTERS_PER_SM = 65536
+SHARED_PER_SM = 228 * 1024  # of which a CTA may take 227 KB; 1 KB a CTA is reserved by the driver
+SHARED_RESERVED_PER_CTA = 1024
+THREADS_PER_SM = 2048
+
+POINTER_DTYPES = {"Q": "act", "K": "act", "V": "act", "O": "act", "O_PART": "fp32", "LSE_PART": "fp32"}
+INT_POINTERS = {"BT", "CU_Q", "CU_K", "SEQ_K", "ORDER"}
+
+
+@dataclass
+class Variant:
+    name: str
+    kernel: object  # the autotuned kernel (its .fn is the JITFunction)
+    constexprs: dict
+    warps: int
+    stages: int
+    maxnreg: int | None = None
+    tma: bool = False
+
+
+@dataclass
+class Report:
+    variant: Variant
+    registers: int
+    spill_bytes: int
+    shared_bytes: int
+
+    @property
+    def ctas_per_sm(self) -> int:
+        threads = 32 * self.variant.warps
+        by_regs = REGISTERS_PER_SM // max(1, self.registers * threads)
+        by_smem = SHARED_PER_SM // (self.shared_bytes + SHARED_RESERVED_PER_CTA)
+        return max(0, min(by_regs, by_smem, THREADS_PER_SM // threads))
+
+
+def signature(fn, constexprs: dict, dtype: str, tma_block: tuple[int, int] | None) -> dict:
+    sig = {}
+    for name in fn.arg_names:
+        if name in constexprs:
+            sig[name] = "constexpr"
+        elif name in ("KD", "VD"):
+            sig[name] = f"tensordesc<{dtype}[{tma_block[0]},{tma_block[1]}]>" if tma_block else "constexpr"
+        elif name in POINTER_DTYPES:
+            sig[name] = "*" + (dtype if POINTER_DTYPES[name] == "act" else "fp32")
+        elif name in INT_POINTERS:
+            sig[name] = "*i32"
+        elif name == "qk_scale":
+            sig[name] = "fp32"
+        else:
+            sig[name] = "i32"
+    return sig
+
+
+def divisibility(fn, sig: dict) -> dict:
+    """What the JIT would specialise at a real launch: pointers and strides 16-aligned."""
+    return {
+        (i,): [["tt.divisibility", 16]]
+        for i, name in enumerate(fn.arg_names)
+        if sig[name].startswith("*") or name.startswith("s_")
+    }
+
+
+def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.backends.nvidia.compiler import get_ptxas
+    from triton.compiler import ASTSource
+
+    fn = v.kernel.fn
+    constexprs = {k: val for k, val in v.constexprs.items() if k in fn.arg_names}
+    for name in ("KD", "VD"):
+        if name in fn.arg_names and not v.tma:
+            constexprs[name] = None
+    block = (v.constexprs["BLOCK_N"], v.constexprs["HEAD_DIM"]) if v.tma else None
+    sig = signature(fn, constexprs, dtype, block)
+    src = ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=divisibility(fn, sig))
+    options = {"num_warps": v.warps, "num_stages": v.stages}
+    if v.maxnreg:
+        options["maxnreg"] = v.maxnreg
+    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(compiled.asm["ptx"])
+    try:
+        cmd = [get_ptxas(90).path, "-v", "--gpu-name=sm_90a", "-o", os.devnull, f.name]
+        if v.maxnreg:
+            cmd[1:1] = [f"--maxrregcount={v.maxnreg}"]
+        log = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
+    finally:
+        os.unlink(f.name)
+    regs = int(re.search(r"Used (\d+) registers", log).group(1))
+    spills = sum(int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", log))
+    return Report(v, regs, spills, compiled.metadata.shared)
+
+
+def variants(quick: bool) -> list[Variant]:
+    from frameworks.triton import kernels as k
+
+    out = []
+    prefill_configs = [
+        (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in k._prefill_configs()
+    ]
+    decode_configs = [(c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in k._decode_configs()]
+    if quick:
+        prefill_configs, decode_configs = prefill_configs[:1], decode_configs[:1]
+    head = {"HEAD_DIM": 128, "INTERPRETED": False}
+    # (label, PAGED, PAGE, TMA, PREFETCH_PAGES): dense through TMA, pages of 16 gathered (ids in their step
+    # or a step ahead), pages of 256 through TMA
+    layouts = [("dense", False, 1, True, False), ("page16", True, 16, False, False),
+               ("page16 ids-ahead", True, 16, False, True), ("page256", True, 256, True, False)]  # fmt: skip
+    for (label, paged, page, tma, ahead), (bm, bn, w, s) in ((lay, c) for lay in layouts for c in prefill_configs):
+        ce = {**head, "G": 4, "PAGED": paged, "PAGE": page, "CAUSAL": True, "TMA": tma, "BLOCK_M": bm, "BLOCK_N": bn,
+              "QK_AHEAD": False, "PREFETCH_PAGES": ahead}  # fmt: skip
+        out.append(Variant(f"prefill {label} {bm}x{bn} w{w} s{s}", k.prefill_kernel, ce, w, s, tma=tma))
+    for label, paged, page, _, ahead in layouts[:3]:
+        for bm, bn, w, s in prefill_configs:
+            ce = {**head, "G": 4, "PAGED": paged, "PAGE": page, "CAUSAL": True, "LAST_ROWS_FIRST": True,
+                  "BLOCK_M": bm, "BLOCK_N": bn, "PREFETCH_PAGES": ahead}  # fmt: skip
+            out.append(Variant(f"varlen {label} {bm}x{bn} w{w} s{s}", k.varlen_kernel, ce, w, s))
+        for bn, w, s in decode_configs:
+            ce = {**head, "G": 4, "BLOCK_G": 16, "PAGED": paged, "PAGE": page, "BLOCK_N": bn, "PREFETCH_PAGES": ahead}
+            out.append(Variant(f"ragged-decode {label} n{bn} w{w} s{s}", k.ragged_decode_kernel, ce, w, s))
+            ce = {**ce, "SPLIT": True, "TMA": False}
+            out.append(Variant(f"decode {label} n{bn} w{w} s{s}", k.decode_kernel, ce, w, s))
+    # the exploration tool's pinned prefill variants (tools/triton_explore.py): QK_AHEAD and occupancy
+    from tools.triton_explore import prefill_variants
+
+    for name, tma, config in prefill_variants():
+        if quick and "qk-ahead" not in name and "maxnreg" not in name:
+            continue
+        ce = {**head, "G": 4, "PAGED": False, "PAGE": 1, "CAUSAL": True, "TMA": tma, "QK_AHEAD": False,
+              "PREFETCH_PAGES": False, **config.kwargs}  # fmt: skip
+        out.append(Variant(f"explore {name}", k.prefill_kernel, ce, config.num_warps, config.num_stages,
+                           maxnreg=config.maxnreg, tma=tma))  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default="", help="comma-separated substrings: keep variants whose name has one")
+    ap.add_argument("--quick", action="store_true", help="one configuration a kernel variant")
+    ap.add_argument("--csv", default="", help="write the table here")
+    a = ap.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        print("error: TRITON_INTERPRET=1 replaces the kernels with the interpreter's: unset it", file=sys.stderr)
+        return 2
+    rows, failed = [], 0
+    print(f"{'variant':52s} {'regs':>5s} {'spill B':>8s} {'smem KB':>8s} {'CTAs/SM':>8s}", flush=True)
+    for v in variants(a.quick):
+        if a.only and not any(o in v.name for o in a.only.split(",")):
+            continue
+        try:
+            r = compile_variant(v)
+        except Exception as exc:  # noqa: BLE001  (a variant that does not compile is reported, the rest go on)
+            failed += 1
+            print(f"{v.name:52s} FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:160]}", flush=True)
+            continue
+        rows.append(r)
+        print(f"{v.name:52s} {r.registers:5d} {r.spill_bytes:8d} {r.shared_bytes / 1024:8.1f} {r.ctas_per_sm:8d}",
+              flush=True)  # fmt: skip
+    if a.csv:
+        import pandas as pd
+
+        pd.DataFrame(
+            [
+                {
+                    "variant": r.variant.name,
+                    "warps": r.variant.warps,
+                    "stages": r.variant.stages,
+                    "maxnreg": r.variant.maxnreg or "",
+                    "registers": r.registers,
+                    "spill_bytes": r.spill_bytes,
+                    "shared_bytes": r.shared_bytes,
+                    "ctas_per_sm": r.ctas_per_sm,
+                }
+                for r in rows
+            ]  # fmt: skip
+        ).to_csv(a.csv, index=False)
+    print(f"{len(rows)} compiled for sm_90a, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
