@@ -1,6 +1,7 @@
 """Compile the in-repo Triton kernels for Hopper (sm_90a) on any machine, no GPU needed, and read what
-ptxas says of each: registers a thread, spilled bytes, shared memory a CTA, and how many CTAs of it an
-H100/H200 SM can hold. A compile error shows here, not in a GPU session; an occupancy hypothesis is
+ptxas and Triton say of each: registers a thread, spilled bytes, shared memory a CTA, how many CTAs of it
+an H100/H200 SM can hold, and the warpgroup-MMA waits Triton placed (`pendings`: how many MMAs each wait
+leaves in flight). A compile error shows here, not in a GPU session; an occupancy or overlap hypothesis is
 checked before it costs device time (docs/perf-notes.md).
 
     python3 -m tools.aot_check                 # every kernel, dense / paged / TMA / page ids ahead, each config
@@ -47,6 +48,7 @@ class Report:
     registers: int
     spill_bytes: int
     shared_bytes: int
+    mma_waits: str = ""  # the `pendings` of each warpgroup-MMA wait: 0 = nothing left in flight past it
 
     @property
     def ctas_per_sm(self) -> int:
@@ -112,7 +114,8 @@ def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
         os.unlink(f.name)
     regs = int(re.search(r"Used (\d+) registers", log).group(1))
     spills = sum(int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", log))
-    return Report(v, regs, spills, compiled.metadata.shared)
+    waits = " ".join(re.findall(r"warp_group_dot_wait .*?pendings = (\d+)", compiled.asm["ttgir"]))
+    return Report(v, regs, spills, compiled.metadata.shared, waits)
 
 
 def variants(quick: bool) -> list[Variant]:
@@ -167,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: TRITON_INTERPRET=1 replaces the kernels with the interpreter's: unset it", file=sys.stderr)
         return 2
     rows, failed = [], 0
-    print(f"{'variant':52s} {'regs':>5s} {'spill B':>8s} {'smem KB':>8s} {'CTAs/SM':>8s}", flush=True)
+    print(f"{'variant':52s} {'regs':>5s} {'spill B':>8s} {'smem KB':>8s} {'CTAs/SM':>8s}  MMA waits", flush=True)
     for v in variants(a.quick):
         if a.only and not any(o in v.name for o in a.only.split(",")):
             continue
@@ -178,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{v.name:52s} FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:160]}", flush=True)
             continue
         rows.append(r)
-        print(f"{v.name:52s} {r.registers:5d} {r.spill_bytes:8d} {r.shared_bytes / 1024:8.1f} {r.ctas_per_sm:8d}",
-              flush=True)  # fmt: skip
+        print(f"{v.name:52s} {r.registers:5d} {r.spill_bytes:8d} {r.shared_bytes / 1024:8.1f} {r.ctas_per_sm:8d}  "
+              f"{r.mma_waits}", flush=True)  # fmt: skip
     if a.csv:
         import pandas as pd
 
@@ -194,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                     "spill_bytes": r.spill_bytes,
                     "shared_bytes": r.shared_bytes,
                     "ctas_per_sm": r.ctas_per_sm,
+                    "mma_waits": r.mma_waits,
                 }
                 for r in rows
             ]  # fmt: skip
