@@ -202,6 +202,30 @@ def test_triton_page_ids_a_step_ahead_on_gpu(measurer, mix, page, monkeypatch):
     assert row.rel_err < 2e-2 and "kv_loads=gather,page_ids_ahead" in row.backend_info
 
 
+@pytest.mark.parametrize(
+    "workload,q_len,kv_len,head_dim,dtype",
+    [("prefill", 1000, 1000, 128, "bf16"), ("append", 100, 1500, 128, "bf16"), ("append", 128, 4096, 64, "fp16"),
+     ("prefill", 300, 300, 64, "bf16")],
+)  # fmt: skip
+@pytest.mark.parametrize("block", [(128, 128, 8), (128, 64, 8), (64, 64, 4)])
+def test_gluon_prefill_matches_the_reference_on_gpu(workload, q_len, kv_len, head_dim, dtype, block):
+    """The Gluon attempt (explicit MMA waits; tools/triton_explore.py only): bottom-right causal over tiles
+    that end past the keys, GQA 4, two batch elements."""
+    if torch.cuda.get_device_capability()[0] != 9:
+        pytest.skip("the Gluon kernel is written for Hopper (sm_90)")
+    from frameworks.triton.gluon_prefill import GluonPrefill
+    from harness.inputs import make_inputs
+    from harness.reference import check_output, reference_attention
+    from specs import DType
+
+    spec = ExperimentSpec(workload, 2, q_len, kv_len, 32, 8, head_dim, dtype=DType(dtype), model="gpu-test")
+    inputs = make_inputs(spec, torch.device("cuda"))
+    op = GluonPrefill(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, *block)
+    idx = [0, 1]
+    check = check_output(spec, op(), reference_attention(spec, inputs, idx), idx)
+    assert check.ok, f"{check.problem} (rel_err {check.rel_err:.2e})"
+
+
 @pytest.mark.parametrize("schedule", ["longest-first", "simple"])
 @pytest.mark.parametrize("page", [None, 16])
 def test_triton_varlen_schedules_on_gpu(measurer, page, schedule, monkeypatch):

@@ -76,6 +76,29 @@ def signature(fn, constexprs: dict, dtype: str, tma_block: tuple[int, int] | Non
     return sig
 
 
+def gluon_signature(fn, constexprs: dict, dtype: str) -> dict:
+    """The Gluon prefill kernel's arguments: TMA descriptors with their shared layouts (q: BLOCK_M rows,
+    k and v: BLOCK_N), the output pointer, integer sizes and strides, the fp32 scale."""
+    import torch
+
+    from frameworks.triton.gluon_prefill import shared_layout
+
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float16
+    d = constexprs["HEAD_DIM"]
+    sig = {}
+    for name in fn.arg_names:
+        if name in constexprs:
+            sig[name] = "constexpr"
+        elif name.endswith("_desc"):
+            rows = constexprs["BLOCK_M"] if name == "q_desc" else constexprs["BLOCK_N"]
+            sig[name] = f"tensordesc<{dtype}[{rows}, {d}],{shared_layout([rows, d], torch_dtype)!r}>"
+        elif name == "O":
+            sig[name] = f"*{dtype}"
+        else:
+            sig[name] = "fp32" if name == "qk_scale" else "i32"
+    return sig
+
+
 def divisibility(fn, sig: dict) -> dict:
     """What the JIT would specialise at a real launch: pointers and strides 16-aligned."""
     return {
@@ -91,14 +114,22 @@ def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
     from triton.backends.nvidia.compiler import get_ptxas
     from triton.compiler import ASTSource
 
-    fn = v.kernel.fn
-    constexprs = {k: val for k, val in v.constexprs.items() if k in fn.arg_names}
-    for name in ("KD", "VD"):
-        if name in fn.arg_names and not v.tma:
-            constexprs[name] = None
-    block = (v.constexprs["BLOCK_N"], v.constexprs["HEAD_DIM"]) if v.tma else None
-    sig = signature(fn, constexprs, dtype, block)
-    src = ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=divisibility(fn, sig))
+    if getattr(v.kernel, "is_gluon", lambda: False)():  # a Gluon kernel: its own source class and descriptors
+        from triton.experimental.gluon._runtime import GluonASTSource
+
+        fn = v.kernel
+        constexprs = {k: val for k, val in v.constexprs.items() if k in fn.arg_names}
+        sig = gluon_signature(fn, constexprs, dtype)
+        src = GluonASTSource(fn, sig, constexprs, divisibility(fn, sig))
+    else:
+        fn = v.kernel.fn
+        constexprs = {k: val for k, val in v.constexprs.items() if k in fn.arg_names}
+        for name in ("KD", "VD"):
+            if name in fn.arg_names and not v.tma:
+                constexprs[name] = None
+        block = (v.constexprs["BLOCK_N"], v.constexprs["HEAD_DIM"]) if v.tma else None
+        sig = signature(fn, constexprs, dtype, block)
+        src = ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=divisibility(fn, sig))
     options = {"num_warps": v.warps, "num_stages": v.stages}
     if v.maxnreg:
         options["maxnreg"] = v.maxnreg
@@ -157,6 +188,14 @@ def variants(quick: bool) -> list[Variant]:
               "PREFETCH_PAGES": False, **config.kwargs}  # fmt: skip
         out.append(Variant(f"explore {name}", k.prefill_kernel, ce, config.num_warps, config.num_stages,
                            maxnreg=config.maxnreg, tma=tma))  # fmt: skip
+    try:  # the Gluon attempt (frameworks/triton/gluon_prefill.py): Triton with Gluon only
+        from frameworks.triton.gluon_prefill import gluon_prefill_kernel
+    except ImportError:
+        return out
+    gluon_shapes = [(128, 128, 8), (128, 64, 8)] + ([] if quick else [(64, 128, 4), (64, 64, 4)])
+    for bm, bn, w in gluon_shapes:
+        ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": bm, "BLOCK_N": bn, "num_warps": w}
+        out.append(Variant(f"gluon prefill {bm}x{bn} w{w}", gluon_prefill_kernel, ce, w, 1))
     return out
 
 

@@ -68,6 +68,13 @@ def prefill_variants():
         )
 
 
+def gluon_variants():
+    """The Gluon kernel (FA3's intra-warpgroup overlap through explicit MMA waits): (name, (BLOCK_M,
+    BLOCK_N, warps), "gluon") in the prefill variants' shape."""
+    for bm, bn, w in [(128, 128, 8), (128, 64, 8), (64, 128, 4), (64, 64, 4)]:
+        yield f"gluon {bm}x{bn} w{w}", (bm, bn, w), "gluon"
+
+
 def decode_variants(splits_list):
     for tma, (bn, w, s), splits in itertools.product(
         (True, False), [(64, 4, 3), (128, 4, 3), (128, 8, 3), (64, 4, 4), (128, 4, 4)], splits_list
@@ -134,7 +141,7 @@ def main() -> None:
         else:
             print(f"{shape:34s} [triton] {row.status.value}: {row.reason}", flush=True)
         if a.part == "prefill":
-            variants = ((n, tma, None, c) for n, tma, c in prefill_variants())
+            variants = ((n, tma, None, c) for n, tma, c in (*prefill_variants(), *gluon_variants()))
         else:
             variants = decode_variants([None if s == "auto" else int(s) for s in a.splits.split(",")])
         for name, tma, splits, config in variants:
@@ -142,7 +149,12 @@ def main() -> None:
                 continue
             t0 = time.time()
             try:
-                if a.part == "prefill":
+                if config == "gluon":  # frameworks/triton/gluon_prefill.py: the explicit-wait attempt
+                    from frameworks.triton.gluon_prefill import GluonPrefill
+
+                    bm, bn, w = tma
+                    op = GluonPrefill(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, bm, bn, w)
+                elif a.part == "prefill":
                     op = ops.Prefill(
                         inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, use_tma=tma, config=config
                     )
