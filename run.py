@@ -126,10 +126,10 @@ def sweep(
     device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="CSV to append to (default results/<gpu>.csv)."),
     resume: bool = typer.Option(
-        False, help="Skip (spec, backend) pairs the output file already holds; error and timeout rows run again."
+        False, help="Skip (spec, backend) pairs the output file holds; error, timeout and unavailable rows run again."
     ),
     keep_failed: bool = typer.Option(
-        False, help="With --resume: also skip pairs whose newest row is error or timeout."
+        False, help="With --resume: also skip pairs whose newest row is error, timeout or unavailable."
     ),
     gpus: str | None = typer.Option(
         None, help="Run on several local GPUs at once: 'all' or ids like 0,1,3 (one worker process each)."

@@ -25,7 +25,8 @@ from .measure import MeasureConfig, Measurer, make_row
 from .store import ResultRow, Status, append_rows, done_keys
 
 WORKER_START_TIMEOUT_S = 300.0
-RETRIED_ON_RESUME = (Status.ERROR, Status.TIMEOUT)  # transient: a re-run may succeed
+# transient: a re-run may succeed (an `unavailable` library may have been installed since)
+RETRIED_ON_RESUME = (Status.ERROR, Status.TIMEOUT, Status.UNAVAILABLE)
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def run_sweep(
 ) -> Iterator[ResultRow]:
     """Measure `tasks`, appending each row to `output` as soon as it exists; yields the rows.
     With `resume`, tasks whose (spec, backend) the file already holds are skipped (on_row gets None),
-    except those whose newest row is `error` or `timeout`, which run again unless `keep_failed`.
+    except those whose newest row is `error`, `timeout` or `unavailable`, which run again unless `keep_failed`.
     `workers`: one environment per worker process (e.g. {"CUDA_VISIBLE_DEVICES": "3"}); with more
     than one, the tasks go out longest-first from one queue and this process alone writes the CSV.
     `ray_address`: run the tasks on a Ray cluster instead (harness/ray_executor.py), same rows."""
