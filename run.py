@@ -126,10 +126,13 @@ def sweep(
     device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="CSV to append to (default results/<gpu>.csv)."),
     resume: bool = typer.Option(
-        False, help="Skip (spec, backend) pairs the output file holds; error, timeout and unavailable rows run again."
+        False, help="Skip (spec, backend) pairs the output file already holds; error and timeout rows run again."
     ),
     keep_failed: bool = typer.Option(
-        False, help="With --resume: also skip pairs whose newest row is error, timeout or unavailable."
+        False, help="With --resume: also skip pairs whose newest row is error or timeout."
+    ),
+    retry_unavailable: bool = typer.Option(
+        False, help="With --resume: also run again pairs whose newest row is unavailable (a library installed since)."
     ),
     gpus: str | None = typer.Option(
         None, help="Run on several local GPUs at once: 'all' or ids like 0,1,3 (one worker process each)."
@@ -161,6 +164,8 @@ def sweep(
         raise SpecError(f"--ci-target: must be below 1 (0.01 = ±1%), got {ci_target!r}")
     if keep_failed and not resume:
         raise SpecError("--keep-failed: only means something with --resume")
+    if retry_unavailable and not resume:
+        raise SpecError("--retry-unavailable: only means something with --resume")
     check_number("--workers", workers, minimum=1)
     if gpus is not None:
         if device == "cpu":
@@ -209,7 +214,7 @@ def sweep(
     )
     try:
         rows, skipped = run_with_progress(
-            tasks, config, output, timeout, resume, keep_failed, worker_envs, ray, accelerator_type
+            tasks, config, output, timeout, resume, keep_failed, worker_envs, ray, accelerator_type, retry_unavailable
         )
     except KeyboardInterrupt:
         console.print(
@@ -345,8 +350,9 @@ def plan(
 
 
 def run_with_progress(
-    tasks, config, output, timeout, resume=False, keep_failed=False, workers=None, ray=None, accelerator_type=None
-):
+    tasks, config, output, timeout, resume=False, keep_failed=False, workers=None, ray=None, accelerator_type=None,
+    retry_unavailable=False,
+):  # fmt: skip
     """run_sweep under a rich progress bar; returns (rows, tasks skipped by resume)."""
     from harness.sweep import run_sweep
 
@@ -371,6 +377,7 @@ def run_with_progress(
             run_sweep(
                 tasks, config, output, timeout_s=timeout, resume=resume, keep_failed=keep_failed, on_row=on_row,
                 workers=workers, ray_address=ray, accelerator_type=accelerator_type,
+                retry_unavailable=retry_unavailable,
             )
         )  # fmt: skip
     return rows, skipped

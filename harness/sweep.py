@@ -25,8 +25,7 @@ from .measure import MeasureConfig, Measurer, make_row
 from .store import ResultRow, Status, append_rows, done_keys
 
 WORKER_START_TIMEOUT_S = 300.0
-# transient: a re-run may succeed (an `unavailable` library may have been installed since)
-RETRIED_ON_RESUME = (Status.ERROR, Status.TIMEOUT, Status.UNAVAILABLE)
+RETRIED_ON_RESUME = (Status.ERROR, Status.TIMEOUT)  # transient: a re-run may succeed
 
 
 @dataclass(frozen=True)
@@ -211,6 +210,7 @@ def run_sweep(
     timeout_s: float,
     resume: bool = False,
     keep_failed: bool = False,
+    retry_unavailable: bool = False,
     on_row: Callable[[Task, ResultRow | None], None] | None = None,
     workers: list[dict[str, str]] | None = None,
     ray_address: str | None = None,
@@ -218,12 +218,14 @@ def run_sweep(
 ) -> Iterator[ResultRow]:
     """Measure `tasks`, appending each row to `output` as soon as it exists; yields the rows.
     With `resume`, tasks whose (spec, backend) the file already holds are skipped (on_row gets None),
-    except those whose newest row is `error`, `timeout` or `unavailable`, which run again unless `keep_failed`.
+    except those whose newest row is `error` or `timeout`, which run again unless `keep_failed`, and
+    `unavailable` ones with `retry_unavailable` (a library installed since the rows were written).
     `workers`: one environment per worker process (e.g. {"CUDA_VISIBLE_DEVICES": "3"}); with more
     than one, the tasks go out longest-first from one queue and this process alone writes the CSV.
     `ray_address`: run the tasks on a Ray cluster instead (harness/ray_executor.py), same rows."""
     config = replace(config, run_id=config.run_id or make_run_id())
-    skip = done_keys(output, retry=() if keep_failed else RETRIED_ON_RESUME) if resume else set()
+    retry = (() if keep_failed else RETRIED_ON_RESUME) + ((Status.UNAVAILABLE,) if retry_unavailable else ())
+    skip = done_keys(output, retry=retry) if resume else set()
     todo = []
     for task in tasks:
         if task.key in skip:

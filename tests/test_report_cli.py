@@ -138,6 +138,7 @@ BAD_SWEEP_INPUT = [
     (["--mix", "q4", "--lengths", "uniform:1:8"], "--mix and --lengths: give one of them"),
     (["--lengths", "normal:1:2"], "lengths: 'normal:1:2' is not valid; expected uniform:LOW:HIGH or lognormal"),
     (["--keep-failed"], "--keep-failed: only means something with --resume"),
+    (["--retry-unavailable"], "--retry-unavailable: only means something with --resume"),
     (["--timing", "graph"], "timing: graph needs a CUDA device"),
 ]
 

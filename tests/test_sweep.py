@@ -111,15 +111,15 @@ def test_resume_retries_error_and_timeout_rows_unless_keep_failed(tmp_path):
     assert len(load_rows(out)) == 3
 
 
-def test_resume_retries_a_backend_that_was_unavailable(tmp_path):
-    """A library missing at the first sweep may be installed before --resume: its pairs run again (here it is
-    still missing, so the new row says unavailable again); --keep-failed keeps the old rows."""
+def test_resume_retries_an_unavailable_backend_only_when_asked(tmp_path):
+    """A library missing at the first sweep may be installed before --resume --retry-unavailable: its pairs run
+    again (here it is still missing, so the new row says unavailable again); a plain --resume keeps them."""
     out = tmp_path / "u.csv"
     tasks = plan_tasks([tiny_spec("decode")], ["torch-naive", "test-missing-library"])
     first = list(run_sweep(tasks, CONFIG, out, timeout_s=60))
     assert [r.status for r in first] == [Status.OK, Status.UNAVAILABLE]
-    assert list(run_sweep(tasks, CONFIG, out, timeout_s=60, resume=True, keep_failed=True)) == []
-    again = list(run_sweep(tasks, CONFIG, out, timeout_s=60, resume=True))
+    assert list(run_sweep(tasks, CONFIG, out, timeout_s=60, resume=True)) == []
+    again = list(run_sweep(tasks, CONFIG, out, timeout_s=60, resume=True, retry_unavailable=True))
     assert [(r.backend, r.status) for r in again] == [("test-missing-library", Status.UNAVAILABLE)]
     assert len(load_rows(out)) == 3
 
