@@ -91,6 +91,22 @@ def _load_tile(
 
 
 @triton.jit
+def _full_tile(
+    X, XD, BT, b, hkv, start, s_xb, s_xs, s_xh, s_btb, SK, SK_ROWS,
+    HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr, TMA: tl.constexpr,
+):  # fmt: skip
+    """The unmasked K or V tile at `start` with its own page ids (the QK_AHEAD variant loads K and V of
+    different tiles, so they share none)."""
+    pages = 0
+    if PAGED and not TMA:
+        pages = _tile_pages(BT, b, start, s_btb, SK, PAGE, BLOCK_N)
+    return _load_tile(
+        X, XD, BT, b, hkv, start, s_xb, s_xs, s_xh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA,
+        False,
+    )  # fmt: skip
+
+
+@triton.jit
 def _scores(q, k, INTERPRETED: tl.constexpr):
     if INTERPRETED:  # Triton 3.6's interpreter multiplies bf16 operands as raw bits
         return tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)))
@@ -208,11 +224,7 @@ def _attend_full_qk_ahead(
     """The unmasked tiles lo … hi − 1 with the next tile's Q·Kᵀ issued before this tile's softmax (FA3's
     intra-warpgroup overlap, written in the source): the tensor cores can run that GEMM while the
     softmax runs, if the compiler keeps it in flight. Needs lo < hi."""
-    pages = 0
-    if PAGED and not TMA:
-        pages = _tile_pages(BT, b, lo, s_btb, SK, PAGE, BLOCK_N)
-    k = _load_tile(K, KD, BT, b, hkv, lo, s_kb, s_ks, s_kh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE,
-                   BLOCK_N, TMA, False)  # fmt: skip
+    k = _full_tile(K, KD, BT, b, hkv, lo, s_kb, s_ks, s_kh, s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA)
     qk = _scores(q, k, INTERPRETED)
     prev = lo
     if INTERPRETED:
@@ -230,11 +242,7 @@ def _attend_full_qk_ahead(
                 acc, m_i, l_i, qk, prev, q, K, V, KD, VD, BT, b, hkv, start, qk_scale, s_kb, s_ks, s_kh, s_vb,
                 s_vs, s_vh, s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA, INTERPRETED,
             )  # fmt: skip
-    pages = 0
-    if PAGED and not TMA:
-        pages = _tile_pages(BT, b, prev, s_btb, SK, PAGE, BLOCK_N)
-    v = _load_tile(V, VD, BT, b, hkv, prev, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE,
-                   BLOCK_N, TMA, False)  # fmt: skip
+    v = _full_tile(V, VD, BT, b, hkv, prev, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA)
     return _softmax_pv(acc, m_i, l_i, qk, v, qk_scale, INTERPRETED)
 
 
@@ -246,17 +254,9 @@ def _qk_ahead_step(
     TMA: tl.constexpr, INTERPRETED: tl.constexpr,
 ):  # fmt: skip
     """Issue Q·Kᵀ of the tile at `start`, then the softmax and P·V of the tile at `prev` (its scores `qk`)."""
-    pages = 0
-    if PAGED and not TMA:
-        pages = _tile_pages(BT, b, start, s_btb, SK, PAGE, BLOCK_N)
-    k = _load_tile(K, KD, BT, b, hkv, start, s_kb, s_ks, s_kh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE,
-                   BLOCK_N, TMA, False)  # fmt: skip
+    k = _full_tile(K, KD, BT, b, hkv, start, s_kb, s_ks, s_kh, s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA)
     qk_next = _scores(q, k, INTERPRETED)
-    pages = 0
-    if PAGED and not TMA:
-        pages = _tile_pages(BT, b, prev, s_btb, SK, PAGE, BLOCK_N)
-    v = _load_tile(V, VD, BT, b, hkv, prev, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE,
-                   BLOCK_N, TMA, False)  # fmt: skip
+    v = _full_tile(V, VD, BT, b, hkv, prev, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA)
     acc, m_i, l_i = _softmax_pv(acc, m_i, l_i, qk, v, qk_scale, INTERPRETED)
     return acc, m_i, l_i, qk_next, start
 
