@@ -108,7 +108,7 @@ class Prefill:
         return o
 
     def config(self) -> str:
-        return _config_text(self.pinned or prefill_kernel, self.kw["TMA"], self.kw["PREFETCH_PAGES"])
+        return _config_text(self.pinned or prefill_kernel, self.kw)
 
 
 class Decode:
@@ -160,9 +160,7 @@ class Decode:
         return o
 
     def config(self) -> str:
-        return f"splits={self.splits};" + _config_text(
-            self.pinned or decode_kernel, self.kw["TMA"], self.kw["PREFETCH_PAGES"]
-        )
+        return f"splits={self.splits};" + _config_text(self.pinned or decode_kernel, self.kw)
 
 
 def _packed_kv(k, v, cu_seqlens_k, block_table, placeholder):
@@ -226,9 +224,7 @@ class Varlen:
         return o
 
     def config(self) -> str:
-        return f"varlen;schedule={self.schedule};" + _config_text(
-            self.pinned or varlen_kernel, False, self.kw["PREFETCH_PAGES"]
-        )
+        return f"varlen;schedule={self.schedule};" + _config_text(self.pinned or varlen_kernel, self.kw)
 
 
 class RaggedDecode:
@@ -277,9 +273,7 @@ class RaggedDecode:
         return o
 
     def config(self) -> str:
-        return f"ragged-decode;splits={self.splits};" + _config_text(
-            self.pinned or ragged_decode_kernel, False, self.kw["PREFETCH_PAGES"]
-        )
+        return f"ragged-decode;splits={self.splits};" + _config_text(self.pinned or ragged_decode_kernel, self.kw)
 
 
 class Mixed:
@@ -364,11 +358,13 @@ def _prefetching(asked: bool, block_table, descriptor=None) -> bool:
     return bool(asked and block_table is not None and descriptor is None)
 
 
-def _config_text(kernel, tma: bool, prefetch_pages: bool = False) -> str:
+def _config_text(kernel, kw: dict) -> str:
+    """The configuration that ran (pinned, or the autotuner's pick) and how K/V came in, from the launch's
+    keyword arguments `kw` (the varlen and ragged decode kernels always gather: they have no TMA)."""
     config = kernel if isinstance(kernel, triton.Config) else getattr(kernel, "best_config", None)
     if config is None:
         return ""
     blocks = ",".join(f"{k}={v}" for k, v in config.kwargs.items())
     regs = f",maxnreg={config.maxnreg}" if config.maxnreg else ""
-    loads = ("tma" if tma else "gather") + (",page_ids_ahead" if prefetch_pages else "")
+    loads = ("tma" if kw.get("TMA") else "gather") + (",page_ids_ahead" if kw["PREFETCH_PAGES"] else "")
     return f"{blocks},warps={config.num_warps},stages={config.num_stages}{regs},kv_loads={loads}"
