@@ -64,7 +64,7 @@ def signature(fn, constexprs: dict, dtype: str, tma_block: tuple[int, int] | Non
         if name in constexprs:
             sig[name] = "constexpr"
         elif name in ("KD", "VD"):
-            sig[name] = f"tensordesc<{dtype}[{tma_block[0]},{tma_block[1]}]>" if tma_block else "constexpr"
+            sig[name] = f"tensordesc<{dtype}[{tma_block[0]},{tma_block[1]}]>"  # gathered loads: constexpr None
         elif name in POINTER_DTYPES:
             sig[name] = "*" + (dtype if POINTER_DTYPES[name] == "act" else "fp32")
         elif name in INT_POINTERS:
@@ -179,7 +179,7 @@ def variants(quick: bool) -> list[Variant]:
             ce = {**ce, "SPLIT": True, "TMA": False}
             out.append(Variant(f"decode {label} n{bn} w{w} s{s}", k.decode_kernel, ce, w, s))
     # the exploration tool's pinned prefill variants (tools/triton_explore.py): QK_AHEAD and occupancy
-    from tools.triton_explore import prefill_variants
+    from tools.triton_explore import gluon_variants, prefill_variants
 
     for name, tma, config in prefill_variants():
         if quick and "qk-ahead" not in name and "maxnreg" not in name:
@@ -192,10 +192,10 @@ def variants(quick: bool) -> list[Variant]:
         from frameworks.triton.gluon_prefill import gluon_prefill_kernel
     except ImportError:
         return out
-    gluon_shapes = [(128, 128, 8), (128, 64, 8)] + ([] if quick else [(64, 128, 4), (64, 64, 4)])
-    for bm, bn, w in gluon_shapes:
-        ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": bm, "BLOCK_N": bn, "num_warps": w}
-        out.append(Variant(f"gluon prefill {bm}x{bn} w{w}", gluon_prefill_kernel, ce, w, 1))
+    for name, _, config in list(gluon_variants())[: 2 if quick else None]:
+        ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": config.kwargs["BLOCK_M"],
+              "BLOCK_N": config.kwargs["BLOCK_N"], "num_warps": config.num_warps}  # fmt: skip
+        out.append(Variant(f"explore {name}", gluon_prefill_kernel, ce, config.num_warps, 1))
     return out
 
 

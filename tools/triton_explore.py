@@ -69,10 +69,10 @@ def prefill_variants():
 
 
 def gluon_variants():
-    """The Gluon kernel (FA3's intra-warpgroup overlap through explicit MMA waits): (name, (BLOCK_M,
-    BLOCK_N, warps), "gluon") in the prefill variants' shape."""
+    """The Gluon kernel (frameworks/triton/gluon_prefill.py: FA3's intra-warpgroup overlap through explicit MMA
+    waits) in the prefill variants' shape: (name, TMA, config), the config marked GLUON."""
     for bm, bn, w in [(128, 128, 8), (128, 64, 8), (64, 128, 4), (64, 64, 4)]:
-        yield f"gluon {bm}x{bn} w{w}", (bm, bn, w), "gluon"
+        yield f"gluon {bm}x{bn} w{w}", True, triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "GLUON": True}, num_warps=w)
 
 
 def decode_variants(splits_list):
@@ -149,11 +149,11 @@ def main() -> None:
                 continue
             t0 = time.time()
             try:
-                if config == "gluon":  # frameworks/triton/gluon_prefill.py: the explicit-wait attempt
+                if config.kwargs.get("GLUON"):  # frameworks/triton/gluon_prefill.py: the explicit-wait attempt
                     from frameworks.triton.gluon_prefill import GluonPrefill
 
-                    bm, bn, w = tma
-                    op = GluonPrefill(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, bm, bn, w)
+                    blocks = (config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.num_warps)
+                    op = GluonPrefill(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, *blocks)
                 elif a.part == "prefill":
                     op = ops.Prefill(
                         inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, use_tma=tma, config=config
