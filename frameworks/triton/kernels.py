@@ -169,7 +169,7 @@ def _attend_range(
     s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset,
     HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr,
-    PREFETCH: tl.constexpr = False,
+    PREFETCH: tl.constexpr,
 ):  # fmt: skip
     """K/V tiles lo, lo + BLOCK_N, … < hi. A `tl.range` loop (software-pipelined over num_stages)
     when compiled; a `while` loop under the interpreter, whose `range` takes no run-time tensor
