@@ -6,10 +6,12 @@ import torch
 
 from frameworks import BACKENDS, KVLayout, get_backend, load_all
 from harness.env import collect
+from harness.inputs import make_inputs
 from harness.measure import MeasureConfig, Measurer
+from harness.reference import check_output, reference_attention
 from harness.store import Status
 from harness.timer import Repetition
-from specs import ExperimentSpec
+from specs import DType, ExperimentSpec
 
 pytestmark = pytest.mark.gpu
 
@@ -213,10 +215,7 @@ def test_gluon_prefill_matches_the_reference_on_gpu(workload, q_len, kv_len, hea
     that end past the keys, GQA 4, two batch elements."""
     if torch.cuda.get_device_capability()[0] != 9:
         pytest.skip("the Gluon kernel is written for Hopper (sm_90)")
-    from frameworks.triton.gluon_prefill import GluonPrefill
-    from harness.inputs import make_inputs
-    from harness.reference import check_output, reference_attention
-    from specs import DType
+    from frameworks.triton.gluon_prefill import GluonPrefill  # Triton's experimental Gluon: imported only here
 
     spec = ExperimentSpec(workload, 2, q_len, kv_len, 32, 8, head_dim, dtype=DType(dtype), model="gpu-test")
     inputs = make_inputs(spec, torch.device("cuda"))

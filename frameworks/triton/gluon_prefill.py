@@ -183,6 +183,3 @@ class GluonPrefill:
             HEAD_DIM=d, CAUSAL=self.causal, BLOCK_M=self.block_m, BLOCK_N=self.block_n, num_warps=self.warps,
         )  # fmt: skip
         return o
-
-    def config(self) -> str:
-        return f"gluon;BLOCK_M={self.block_m},BLOCK_N={self.block_n},warps={self.warps},kv_loads=tma"
