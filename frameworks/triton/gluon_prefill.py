@@ -22,7 +22,7 @@ from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-LOG2E = 1.4426950408889634
+from .kernels import LOG2E
 
 
 @gluon.jit
@@ -163,8 +163,8 @@ class GluonPrefill:
             raise ValueError(f"gluon prefill: head dim 64 or 128, bf16 or fp16; got {d}, {q.dtype}")
         if block_m != 16 * warps:
             raise ValueError(f"gluon prefill: block_m must be 16 × warps ({16 * warps}), got {block_m}")
-        self.q, self.k, self.v = q, k, v
-        self.shape, self.hq, self.hkv, self.sq, self.sk = q.shape, hq, hkv, sq, kv_len
+        self.q, self.k, self.v = q, k, v  # the descriptors hold their addresses: keep them alive
+        self.shape, self.hkv, self.sk = q.shape, hkv, kv_len
         self.block_m, self.block_n, self.warps, self.causal = block_m, block_n, warps, causal
         q2, k2, v2 = q.view(b * sq, hq * d), k.reshape(b * k.shape[1], hkv * d), v.reshape(b * v.shape[1], hkv * d)
         self.q_desc = TensorDescriptor.from_tensor(q2, [block_m, d], shared_layout([block_m, d], q.dtype))
