@@ -64,8 +64,7 @@ class FlashInfer(Backend):
             # (one page a sequence, the first form, left FlashInfer no KV split: a page is its unit of work,
             # 3-6x slower at B = 1 on 8k-128k caches, H100 2026-11-23)
             page_size = 1
-            cache = (inputs.k.view(b * spec.kv_len, 1, hkv, d), inputs.v.view(b * spec.kv_len, 1, hkv, d))
-            indices = torch.arange(b * spec.kv_len, dtype=torch.int32, device=device)
+            cache, indices = _token_pages(inputs.k, inputs.v, 0, b * spec.kv_len)
             indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * spec.kv_len
             last_page_len = torch.ones(b, dtype=torch.int32, device=device)
             layout = "dense (pages of one token)"
@@ -186,9 +185,9 @@ class _RaggedParts:
         if self.paged is None:  # the packed cache as pages of one token: no copy
             kv_lo, kv_hi = self.spec.batch.cu_seqlens_k[lo], self.spec.batch.cu_seqlens_k[hi]
             indptr = self.cu_k[lo : hi + 1] - kv_lo
-            indices = torch.arange(kv_lo, kv_hi, dtype=torch.int32, device=self.inputs.device)
+            cache, indices = _token_pages(self.inputs.k, self.inputs.v, kv_lo, kv_hi)
             last = torch.ones(hi - lo, dtype=torch.int32, device=self.inputs.device)
-            page_size, cache = 1, (self.inputs.k.unsqueeze(1), self.inputs.v.unsqueeze(1))
+            page_size = 1
         else:
             indptr, indices, last = self._pages(lo, hi)
             page_size, cache = self.spec.page_size, (self.paged.k_pages, self.paged.v_pages)
@@ -207,8 +206,7 @@ class _RaggedParts:
         n = self.spec.batch.num_requests
         if self.paged is None:
             indptr, page_size = self.cu_k, 1
-            indices = torch.arange(self.spec.batch.cu_seqlens_k[-1], dtype=torch.int32, device=device)
-            cache = (self.inputs.k.unsqueeze(1), self.inputs.v.unsqueeze(1))
+            cache, indices = _token_pages(self.inputs.k, self.inputs.v, 0, self.spec.batch.cu_seqlens_k[-1])
         else:
             indptr, indices = self._pages(0, n)[:2]
             page_size, cache = self.spec.page_size, (self.paged.k_pages, self.paged.v_pages)
@@ -223,6 +221,14 @@ class _RaggedParts:
         indptr = self.page_indptr
         start, stop = int(indptr[lo]), int(indptr[hi])
         return indptr[lo : hi + 1] - start, self.page_indices[start:stop], self.last_page_lens[lo:hi]
+
+
+def _token_pages(k, v, first: int, stop: int):
+    """A dense cache ([B, Sk, Hkv, D] or packed [Σ Sk, Hkv, D]) read as pages of one token, no copy: the
+    (K, V) pages [tokens, 1, Hkv, D] and the page ids of tokens first … stop − 1."""
+    hkv, d = k.shape[-2:]
+    pages = (k.view(-1, 1, hkv, d), v.view(-1, 1, hkv, d))  # a view: a cache that would need a copy raises
+    return pages, torch.arange(first, stop, dtype=torch.int32, device=k.device)
 
 
 def _with_out(wrapper, run):
