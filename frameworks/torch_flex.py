@@ -42,7 +42,7 @@ class Flex(Backend):
             )
         flex = _compiled_flex()
         gqa = spec.gqa_group > 1
-        options = flex_kernel_options(spec.q_len)
+        options = flex_kernel_options(spec.q_len, spec.gqa_group)
         self._info = f"kernel_options={options}" if options else ""
         return lambda: flex(q, k, v, block_mask=block_mask, enable_gqa=gqa, kernel_options=options).transpose(1, 2)
 
@@ -74,7 +74,7 @@ class Flex(Backend):
         q, k, v = (t.transpose(0, 1)[None] for t in (inputs.q, inputs.k, inputs.v))  # [1, H, S, D] views
         flex = _compiled_flex()
         gqa = spec.gqa_group > 1
-        options = flex_kernel_options(batch.total_q)
+        options = flex_kernel_options(batch.total_q, spec.gqa_group)
         self._info = "document mask over the packed batch" + (f";kernel_options={options}" if options else "")
         return lambda: flex(q, k, v, block_mask=block_mask, enable_gqa=gqa, kernel_options=options)[0].transpose(0, 1)
 
@@ -82,10 +82,13 @@ class Flex(Backend):
         return getattr(self, "_info", "")
 
 
-def flex_kernel_options(q_len: int) -> dict | None:
-    """Inductor's flex template has no valid configuration for query lengths above the decode path
-    that are not a multiple of its default 128-row block (q_len 127: NoValidChoicesError on H100,
-    torch 2.11); 64 × 64 blocks compile and pass the reference there."""
-    if q_len > 16 and q_len % 128:
+def flex_kernel_options(q_len: int, group: int = 1) -> dict | None:
+    """Inductor's flex template has no valid configuration (NoValidChoicesError on H100, torch 2.11) for
+    - query lengths above the decode path that are not a multiple of its default 128-row block (q_len 127);
+    - short queries whose GQA group packs more than one 128-row mask block (the decode kernel's rows are
+      q_len × group, its default block the next power of two: 9 queries × 16 → 256 rows, and a block that
+      does not divide the mask's 128-row blocks is skipped; the ragged decode 8q1s3000_q1s17 at group 16).
+    64 × 64 blocks compile and pass the reference in both."""
+    if (q_len > 16 and q_len % 128) or (q_len < 128 and q_len * group > 128):
         return {"BLOCK_M": 64, "BLOCK_N": 64}
     return None

@@ -231,6 +231,10 @@ def test_flex_gets_blocks_that_compile_for_chunks_off_its_block():
 
     assert flex_kernel_options(127) == {"BLOCK_M": 64, "BLOCK_N": 64}
     assert flex_kernel_options(128) is None and flex_kernel_options(1) is None
+    # short queries: the decode kernel packs q_len × group rows; past one 128-row mask block it needs 64 × 64
+    assert flex_kernel_options(9, 16) == {"BLOCK_M": 64, "BLOCK_N": 64}
+    assert flex_kernel_options(8, 16) is None and flex_kernel_options(1, 16) is None
+    assert flex_kernel_options(4, 16) is None and flex_kernel_options(16, 8) is None
 
 
 def test_an_adapter_switch_is_read_from_the_environment_and_refused_when_unknown(monkeypatch):

@@ -341,6 +341,23 @@ def test_page_ids_a_step_ahead_match_the_reference(monkeypatch, spec_args, page_
     assert row.status is Status.OK and "page_ids_ahead" not in row.backend_info
 
 
+@pytest.mark.parametrize(
+    "what,launches",
+    [("q20s30_3q1s17", ["prefill", "decode"]), ("3q1s7_q1s40", ["decode"]), ("q20s30_q9s25", ["prefill"])],
+)
+def test_page_ids_ahead_by_default_in_the_decode_launches_only(monkeypatch, what, launches):
+    """The default ("decode"): the split-KV decode launches take page ids a step ahead, the varlen launches
+    of prompts and chunks do not; backend_info names the loads of each launch that ran."""
+    from specs import ExperimentSpec
+
+    monkeypatch.delenv("ATTNBENCH_TRITON_PAGE_PREFETCH", raising=False)
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
+    row = cpu_measurer().measure(ExperimentSpec.from_mix(what, 8, 2, 64, page_size=16), get_backend("triton"))
+    assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
+    loads = [chunk.split(";")[0].split(")")[0] for chunk in row.backend_info.split("kv_loads=")[1:]]
+    assert loads == [("gather,page_ids_ahead" if kind == "decode" else "gather") for kind in launches], row.backend_info
+
+
 def test_page_ids_ahead_are_never_claimed_for_a_dense_cache(monkeypatch):
     monkeypatch.setenv("ATTNBENCH_TRITON_PAGE_PREFETCH", "1")
     row = cpu_measurer().measure(tiny_spec("decode", kv_len=40), get_backend("triton"))

@@ -5,12 +5,15 @@ On a CPU they run under Triton's interpreter when TRITON_INTERPRET=1 (slow; for 
 from __future__ import annotations
 
 import os
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from specs import DType, Workload
 
 from .._paged import to_paged, to_paged_ragged
 from ..base import Backend, Caps, KVLayout, env_choice, register
+
+if TYPE_CHECKING:
+    from . import ops
 
 
 @register("triton")
@@ -30,10 +33,12 @@ class TritonAttention(Backend):
     # memory-bound decodes with the chunks (docs/perf-notes.md: predicted, not yet measured; backend_info
     # says streams=N). ATTNBENCH_TRITON_MIXED_STREAMS=2 measures it
     mixed_streams: ClassVar[int] = 1
-    # gathered paged tiles load the next tile's page ids a step ahead (1) or their own in their step (0):
-    # predicted to shorten the id → address → K/V load chain (docs/perf-notes.md), not yet measured;
-    # ATTNBENCH_TRITON_PAGE_PREFETCH=1 measures it (backend_info says kv_loads=gather,page_ids_ahead)
-    page_prefetch: ClassVar[int] = 0
+    # gathered paged tiles load the next tile's page ids a step ahead ("1": in every kernel; "decode": in the
+    # split-KV decode kernels only) or their own in their step ("0"). "decode" since the H100 A/B of
+    # 2026-11-23 (docs/perf-notes.md): long-decode at page 16 0.78× the time, decode-heavy and prefill-heavy
+    # unchanged within 1% but one prefill-heavy case 1.07×. ATTNBENCH_TRITON_PAGE_PREFETCH=0|1|decode picks
+    # another (backend_info says kv_loads=gather,page_ids_ahead for each launch that ran so)
+    page_prefetch: ClassVar[str] = "decode"
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
         head_dims={64, 128},
@@ -60,10 +65,10 @@ class TritonAttention(Backend):
             k, v, table = paged.k_pages, paged.v_pages, paged.block_table
         ahead = self._prefetch()
         if spec.workload is Workload.DECODE:
-            self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size, prefetch_pages=ahead)
+            self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size, prefetch_pages=ahead.decode)
         else:
             self._op = ops.Prefill(inputs.q, k, v, spec.kv_len, spec.is_masked, table, spec.page_size,
-                                   prefetch_pages=ahead)  # fmt: skip
+                                   prefetch_pages=ahead.prefill)  # fmt: skip
         return self._op
 
     def _prepare_ragged(self, spec, inputs, ops):
@@ -77,22 +82,25 @@ class TritonAttention(Backend):
             k, v = paged.k_pages, paged.v_pages
             cache = {"block_table": paged.block_table, "page_size": spec.page_size}
         schedule = env_choice("ATTNBENCH_TRITON_SCHEDULE", self.schedule, ops.SCHEDULES)
-        cache["prefetch_pages"] = self._prefetch()
+        ahead = self._prefetch()
         if batch.kind == "decode":  # split-KV with a split count a request
-            self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, **cache)
+            self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, prefetch_pages=ahead.decode, **cache)
         elif self._launches() == 2 and batch.decode_split is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
-                                 streams=self._streams(), **cache)  # fmt: skip
+                                 streams=self._streams(), prefetch_pages=ahead, **cache)  # fmt: skip
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal,
-                                  schedule=schedule, **cache)  # fmt: skip
+                                  schedule=schedule, prefetch_pages=ahead.prefill, **cache)  # fmt: skip
         return self._op
 
     def _streams(self) -> int:
         return int(env_choice("ATTNBENCH_TRITON_MIXED_STREAMS", str(self.mixed_streams), ("1", "2")))
 
-    def _prefetch(self) -> bool:
-        return env_choice("ATTNBENCH_TRITON_PAGE_PREFETCH", str(self.page_prefetch), ("0", "1")) == "1"
+    def _prefetch(self) -> ops.PagePrefetch:
+        from . import ops
+
+        mode = env_choice("ATTNBENCH_TRITON_PAGE_PREFETCH", self.page_prefetch, ("0", "1", "decode"))
+        return ops.PagePrefetch(prefill=mode == "1", decode=mode != "0")
 
     def _launches(self) -> int:
         return int(env_choice("ATTNBENCH_TRITON_MIXED_LAUNCHES", str(self.mixed_launches), ("1", "2")))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 
@@ -276,6 +278,14 @@ class RaggedDecode:
         return f"ragged-decode;splits={self.splits};" + _config_text(self.pinned or ragged_decode_kernel, self.kw)
 
 
+class PagePrefetch(NamedTuple):
+    """Where gathered paged tiles load the next tile's page ids a step ahead: in the prefill/varlen
+    launches, in the split-KV decode launches."""
+
+    prefill: bool = False
+    decode: bool = False
+
+
 class Mixed:
     """Chunks and decodes of one batch in two launches on one stream, no synchronisation between
     them: the varlen kernel for the requests before the decodes, the ragged split-KV decode for the
@@ -284,9 +294,10 @@ class Mixed:
 
     def __init__(self, q, k, v, cu_q_list, kv_lens_list, causal: bool, cu_seqlens_k=None, block_table=None,
                  page_size: int | None = None, schedule: str = "longest-first", streams: int = 1,
-                 prefetch_pages: bool = False):  # fmt: skip
+                 prefetch_pages: PagePrefetch = PagePrefetch()):  # fmt: skip
         """streams=2: the decodes on a second CUDA stream (forked from and joined to the caller's), so the
-        memory-bound decode launch can fill the SMs the chunks leave idle; one stream on a CPU."""
+        memory-bound decode launch can fill the SMs the chunks leave idle; one stream on a CPU.
+        prefetch_pages: page ids a step ahead in the chunks' launch and in the decodes' launch."""
         if streams not in (1, 2):
             raise ValueError(f"streams: {streams!r} is not valid; expected 1 or 2")
         self.side = torch.cuda.Stream(q.device) if streams == 2 and q.is_cuda else None
@@ -300,12 +311,12 @@ class Mixed:
         self.chunks = Varlen(q, k, v, ints(cu_q_list[: first + 1]), ints(kv_lens_list[:first]), max_q, causal,
                              cu_seqlens_k=cu_seqlens_k[: first + 1] if dense else None,
                              block_table=None if dense else block_table[:first], page_size=page_size,
-                             out=self.out, schedule=schedule, prefetch_pages=prefetch_pages)  # fmt: skip
+                             out=self.out, schedule=schedule, prefetch_pages=prefetch_pages.prefill)  # fmt: skip
         tail = kv_lens_list[first:]
         self.decodes = RaggedDecode(q[rows:], k, v, ints(tail), max(tail),
                                     cu_seqlens_k=cu_seqlens_k[first:] if dense else None,
                                     block_table=None if dense else block_table[first:], page_size=page_size,
-                                    out=self.out[rows:], prefetch_pages=prefetch_pages)  # fmt: skip
+                                    out=self.out[rows:], prefetch_pages=prefetch_pages.decode)  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         if self.side is None:
