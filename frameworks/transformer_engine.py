@@ -7,6 +7,9 @@ Upstream: https://github.com/NVIDIA/TransformerEngine"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 from specs import DType
 
 from ._profile import kernel_names
@@ -23,6 +26,45 @@ def te_backend_from_kernels(names: list[str]) -> str:
     return "UnfusedDotProductAttention" if names else "unknown"
 
 
+def loaded_library_dir(soname_prefix: str, maps: str | None = None) -> str | None:
+    """The folder of the shared library this process has loaded whose file name starts with `soname_prefix`
+    (`libcudnn.so`: the cuDNN PyTorch links, not its libcudnn_graph/_cnn parts), from /proc/self/maps."""
+    if maps is None:
+        try:
+            maps = open("/proc/self/maps").read()  # noqa: SIM115 - one read
+        except OSError:
+            return None
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        path = fields[5] if len(fields) == 6 else ""
+        if os.path.basename(path).startswith(soname_prefix):
+            return os.path.dirname(path)
+    return None
+
+
+@contextlib.contextmanager
+def torch_cudnn_for_te(maps: str | None = None):
+    """TE's import loads `libcudnn.so` from CUDNN_HOME/CUDNN_PATH/CUDA_HOME or the system's library path
+    before any Python package, so next to a PyTorch with its own cuDNN it loads a second, different one;
+    that one then binds to the libcudnn_graph PyTorch loaded (cuDNN loads its parts by soname) once an SDPA
+    cuDNN call has run, and the import fails ("libcudnn_cnn.so.9: undefined symbol ... libcudnn_graph.so.9",
+    the H200 scaling sweep of 2026-11-23). For the import only, CUDNN_PATH names the folder of the cuDNN
+    PyTorch has loaded, so TE and PyTorch share one; unchanged where the user set CUDNN_HOME or CUDNN_PATH."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.backends.cudnn.version()  # loads PyTorch's cuDNN if its import did not
+    folder = None if {"CUDNN_HOME", "CUDNN_PATH"} & os.environ.keys() else loaded_library_dir("libcudnn.so", maps)
+    if folder is None:
+        yield None
+        return
+    os.environ["CUDNN_PATH"] = folder
+    try:
+        yield folder
+    finally:
+        os.environ.pop("CUDNN_PATH", None)
+
+
 @register("transformer-engine")
 class TransformerEngine(Backend):
     library = "transformer_engine.pytorch"
@@ -31,6 +73,10 @@ class TransformerEngine(Backend):
     distribution = "transformer_engine"
     # dense only: TE's paged path needs its InferenceParams cache; ragged batches in the THD format
     caps = Caps(dtypes={DType.BF16, DType.FP16}, ragged=True)
+
+    def availability(self, device):
+        with torch_cudnn_for_te():  # the first import of TE in this process happens here
+            return super().availability(device)
 
     def prepare(self, spec, inputs):
         import transformer_engine.pytorch as te

@@ -1,5 +1,7 @@
 """Conformance: every registered backend that can run here agrees with the fp32 reference."""
 
+import os
+
 import pytest
 import torch
 
@@ -247,3 +249,29 @@ def test_an_adapter_switch_is_read_from_the_environment_and_refused_when_unknown
     monkeypatch.setenv("ATTNBENCH_SWITCH_PROBE", "c")
     with pytest.raises(ValueError, match="ATTNBENCH_SWITCH_PROBE: 'c' is not valid; expected a, b"):
         env_choice("ATTNBENCH_SWITCH_PROBE", "a", ("a", "b"))
+
+
+MAPS = """7f01-7f02 r--p 00000000 103:02 11 /opt/venv/nvidia/cudnn/lib/libcudnn_graph.so.9
+7f02-7f03 r-xp 00001000 103:02 12 /opt/venv/nvidia/cudnn/lib/libcudnn.so.9
+7f03-7f04 rw-p 00000000 00:00 0
+7f04-7f05 r-xp 00001000 103:02 13 /lib/x86_64-linux-gnu/libc.so.6
+"""
+
+
+def test_te_imports_with_the_cudnn_pytorch_loaded(monkeypatch):
+    """TE's import looks for libcudnn in CUDNN_PATH first: for the import only, it names the folder of the
+    cuDNN PyTorch loaded (libcudnn.so.9, not its parts), unless the user set one; nothing loaded: unchanged."""
+    from frameworks.transformer_engine import loaded_library_dir, torch_cudnn_for_te
+
+    assert loaded_library_dir("libcudnn.so", MAPS) == "/opt/venv/nvidia/cudnn/lib"
+    assert loaded_library_dir("libcudnn.so", MAPS.replace("libcudnn.so.9", "libcudnn_ops.so.9")) is None
+    monkeypatch.delenv("CUDNN_PATH", raising=False)
+    monkeypatch.delenv("CUDNN_HOME", raising=False)
+    with torch_cudnn_for_te(MAPS) as folder:
+        assert folder == os.environ["CUDNN_PATH"] == "/opt/venv/nvidia/cudnn/lib"
+    assert "CUDNN_PATH" not in os.environ
+    with torch_cudnn_for_te("") as folder:
+        assert folder is None and "CUDNN_PATH" not in os.environ
+    monkeypatch.setenv("CUDNN_HOME", "/usr/local/cudnn")
+    with torch_cudnn_for_te(MAPS) as folder:
+        assert folder is None and "CUDNN_PATH" not in os.environ

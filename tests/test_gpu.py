@@ -269,3 +269,31 @@ def test_ragged_paged_backend_on_gpu(measurer, name, page):
     row = measurer.measure(spec, backend)
     assert row.status is Status.OK, f"{row.status}: {row.reason}"
     assert row.rel_err < 2e-2 and f"page_size={page}" in row.backend_info
+
+
+TE_AFTER_CUDNN = """
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+q = torch.randn(1, 8, 256, 128, device="cuda", dtype=torch.bfloat16)
+with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+    torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
+torch.cuda.synchronize()
+from frameworks import get_backend, load_all
+load_all()
+print("availability:", get_backend("transformer-engine").availability(torch.device("cuda")))
+"""
+
+
+def test_te_imports_after_a_cudnn_sdpa_call_on_gpu():
+    """The H200 scaling sweep of 2026-11-23 lost every TE row: the worker had run SDPA on cuDNN before TE's
+    first import, which then loaded the system's cuDNN beside PyTorch's and failed. A fresh process that does
+    the same must find TE available (frameworks.transformer_engine.torch_cudnn_for_te)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("transformer_engine") is None:
+        pytest.skip("Transformer Engine is not installed")
+    done = subprocess.run([sys.executable, "-c", TE_AFTER_CUDNN], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "availability: None" in done.stdout, done.stdout[-2000:]
