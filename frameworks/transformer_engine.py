@@ -58,6 +58,11 @@ def torch_cudnn_for_te(maps: str | None = None):
     if folder is None:
         yield None
         return
+    import ctypes
+    import glob
+
+    for part in sorted(glob.glob(os.path.join(folder, "libcudnn*.so.*[0-9]"))):  # its graph/cnn/ops/engine parts too
+        ctypes.CDLL(part, mode=ctypes.RTLD_GLOBAL)
     os.environ["CUDNN_PATH"] = folder
     try:
         yield folder
