@@ -263,3 +263,12 @@ def test_a_long_failure_reason_keeps_its_head_and_its_last_words():
     assert len(line) == 500 and "\n" not in line
     assert line.startswith("InductorError: SubprocException:") and line.endswith("OutOfResources: shared memory")
     assert _one_line("short\nreason") == "short reason"
+
+
+@pytest.mark.parametrize("shape", calibrate.READER_SHAPES)
+def test_every_read_stream_shape_reads_every_element_once(shape):
+    """The Triton read streams that set the bandwidth ceiling (run here by Triton's interpreter): each one's
+    partial sums add up to the sum of the whole buffer, a tail that fills no block included."""
+    src = torch.randn(300_001, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    partial = calibrate._triton_reader(src, *shape)()
+    assert partial.sum().item() == pytest.approx(src.float().sum().item(), rel=1e-4, abs=1e-2)
