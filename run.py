@@ -445,7 +445,7 @@ def print_summary(rows, skipped: int, measured: int | None = None) -> None:
     from harness.report import pivot, render_rich
 
     if rows:
-        console.print(render_rich(pivot(rows, "p50_ms"), title="p50 latency, ms (best per column in bold)"))
+        console.print(render_rich(pivot(rows, "p50_ms"), title="p50 latency, ms (the best in bold)"))
     counts = Counter(r.status.value for r in rows)
     text = ", ".join(f"{n} {status}" for status, n in counts.most_common())
     head = f"{len(rows)} rows" if measured is None else f"{len(rows)} tasks in the file ({measured} measured now)"

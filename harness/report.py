@@ -142,23 +142,33 @@ def pivot(data, metric: str = "p95_ms") -> Pivot:
     return Pivot(metric, sorted(frame["row"].unique()), col_labels, cells, best)
 
 
+WIDE = 12  # spec columns beyond which a terminal table turns (a spec a line, a backend a column)
+
+
 def render_rich(p: Pivot, title: str | None = None):
+    """A backend a line and a spec a column; turned when there are more than WIDE specs and more specs than
+    backends (the `scaling` preset's 62 specs made 62 columns that no terminal shows), the best still in
+    bold (then: per line)."""
     from rich.table import Table
 
-    table = Table(title=title or f"{p.metric} (best per column in bold; failed cells show their status)")
-    table.add_column("backend", style="cyan", no_wrap=True)
-    for col in p.col_labels:
+    turned = len(p.col_labels) > WIDE and len(p.col_labels) > len(p.row_labels)
+    where = "line" if turned else "column"
+    table = Table(title=title or f"{p.metric} (best per {where} in bold; failed cells show their status)")
+    lines, columns = (p.col_labels, p.row_labels) if turned else (p.row_labels, p.col_labels)
+    table.add_column("spec" if turned else "backend", style="cyan", no_wrap=True)
+    for col in columns:
         table.add_column(col.replace(" ", "\n", 1), justify="right", overflow="fold")
-    for rl in p.row_labels:
+    for line in lines:
         cells = []
-        for col in p.col_labels:
-            text = p.cells.get((rl, col), "—")
-            if p.best.get(col) == rl:
+        for col in columns:
+            backend, spec = (col, line) if turned else (line, col)
+            text = p.cells.get((backend, spec), "—")
+            if p.best.get(spec) == backend:
                 text = f"[bold green]{text}[/]"
             elif not re.match(r"^[\d.]", text):
                 text = f"[dim]{text}[/]"
             cells.append(text)
-        table.add_row(rl, *cells)
+        table.add_row(line, *cells)
     return table
 
 

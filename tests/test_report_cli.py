@@ -490,3 +490,29 @@ def test_the_report_draws_a_scaling_curve_a_model_and_batch(tmp_path):
     assert rows_of_panels == {"group=tiny · B=1", "group=tiny · B=2"}
     assert {y for t in throughput.data for y in t.y} == {5.0, 456.7}  # prefill TFLOP/s, decode GB/s
     assert {y for t in latency.data for y in t.y} == {1.5}
+
+
+def test_a_terminal_table_of_many_specs_turns_a_spec_a_line():
+    """More than WIDE specs and more specs than backends (the `scaling` preset: 62 specs): a spec a line and a
+    backend a column, every value where it belongs and the best of each spec in bold; few specs keep a backend
+    a line."""
+    from rich.console import Console
+
+    from harness.report import WIDE, Pivot, render_rich
+
+    specs = [f"m prefill S{1024 * (i + 1)}" for i in range(WIDE + 3)]
+    cells = {(b, s): f"{(i + 1) * k:.3f}" for i, s in enumerate(specs) for b, k in [("fast", 1), ("slow", 2)]}
+    p = Pivot("p50_ms", ["fast", "slow"], specs, cells, {s: "fast" for s in specs})
+    console = Console(width=200, record=True, color_system="truecolor")
+    console.print(render_rich(p))
+    text = console.export_text(clear=False)
+    lines = [line for line in text.splitlines() if "S5120" in line]
+    assert len(lines) == 1 and [c.strip() for c in lines[0].split("│")[2:4]] == ["5.000", "10.000"], lines
+    assert "best per line" in text and "spec" in text
+    styled = [line for line in console.export_text(styles=True).splitlines() if "S5120" in line][0]
+    assert "\x1b[1;32m5.000" in styled and "\x1b[1;32m10.000" not in styled, styled
+    few = Pivot("p50_ms", ["fast", "slow"], specs[:3], cells, {})
+    console = Console(width=200, record=True)
+    console.print(render_rich(few))
+    text = console.export_text()
+    assert "best per column" in text and "backend" in text
