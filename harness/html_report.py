@@ -58,6 +58,25 @@ TABLE_COLUMNS = ["GPU", "model", "workload / mix", "batch", "q", "kv", "page", "
                  "CI ±%", "TFLOP/s", "GB/s", "% peak", "measured", "reproduce"]  # fmt: skip
 
 
+def above_ceiling(r) -> str:
+    """Why a row's percent of peak is over 100 ('' when it is not): above the measured ceiling only (the
+    calibration ran on another machine of the kind, or its stream was slower than this kernel), or above
+    the vendor's datasheet as well (worth a look at the byte or FLOP count)."""
+    decode = r.workload == "decode"
+    pct, value = (r.pct_peak_gbps, r.gbps) if decode else (r.pct_peak_tflops, r.tflops)
+    if pd.isna(pct) or pct <= 100:
+        return ""
+    from .calibrate import DATASHEET
+    from .env import device_slug
+
+    unit, ceiling = ("GB/s", r.ceiling_gbps) if decode else ("TFLOP/s", r.ceiling_tflops)
+    sheet = DATASHEET.get(device_slug(r.device), {}).get("gbps" if decode else r.dtype)
+    if sheet and value > sheet:
+        return f"{value:.0f} {unit} beats the datasheet's {sheet:g}: check the ideal byte and FLOP count"
+    return (f"{value:.0f} {unit} is above the measured ceiling of {ceiling:.0f} but within the datasheet: "
+            "run `run.py calibrate` on this GPU")  # fmt: skip
+
+
 def _table(frame: pd.DataFrame) -> str:
     from specs import MIX_NAMES
 
@@ -74,7 +93,10 @@ def _table(frame: pd.DataFrame) -> str:
         cells = [r.device, r.model, label, r.batch_size, r.q_len, r.kv_len,
                  "dense" if pd.isna(r.page_size) else int(r.page_size), r.backend]  # fmt: skip
         numbers = [_fmt(r.p50_ms, "{:.4g}"), _fmt(r.p95_ms, "{:.4g}"), _fmt(ci, "{:.2f}"), _fmt(r.tflops, "{:.1f}"),
-                   _fmt(r.gbps, "{:.0f}"), _fmt(peak, "{:.1f}")]  # fmt: skip
+                   _fmt(r.gbps, "{:.0f}")]  # fmt: skip
+        over = above_ceiling(r)
+        peak_cell = (f'<td class="num over" title="{html.escape(over)}">{_fmt(peak, "{:.1f}")}</td>' if over
+                     else f'<td class="num">{_fmt(peak, "{:.1f}")}</td>')  # fmt: skip
         data = " ".join(f'data-{k}="{html.escape(str(getattr(r, k)))}"' for k in FILTERS)
         command = reproduce_command(r)
         body.append(
@@ -82,6 +104,7 @@ def _table(frame: pd.DataFrame) -> str:
             + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
             + status
             + "".join(f'<td class="num">{n}</td>' for n in numbers)
+            + peak_cell
             + f"<td>{html.escape(r.timestamp[:10])}</td>"
             + f'<td><code class="cmd">{html.escape(command)}</code></td></tr>'
         )
@@ -116,6 +139,7 @@ def _environment(frame: pd.DataFrame) -> str:
             "commits": ", ".join(sorted(set(rows["git_commit"]))),
             "measured": f"{rows['timestamp'].min()[:10]} … {rows['timestamp'].max()[:10]}",
             "rows": str(len(rows)),
+            "over 100% of peak": str(sum(bool(above_ceiling(r)) for r in rows.itertuples())),
             "libraries": libs,
         }
         items = "".join(f"<dt>{k}</dt><dd>{html.escape(v)}</dd>" for k, v in facts.items())
@@ -230,6 +254,7 @@ th, td {{ border: 1px solid #ddd; padding: 2px 6px; }}
 th {{ background: #f3f3f3; position: sticky; top: 0; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 td.fail {{ color: #a33; cursor: help; }}
+td.over {{ color: #a60; text-decoration: underline dotted; cursor: help; }}
 tr.best td {{ font-weight: bold; background: #eef8ee; }}
 code.cmd {{ font-size: 10px; color: #555; }}
 .env {{ display: inline-block; vertical-align: top; margin: 0 2em 1em 0; }}

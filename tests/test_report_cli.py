@@ -516,3 +516,22 @@ def test_a_terminal_table_of_many_specs_turns_a_spec_a_line():
     console.print(render_rich(few))
     text = console.export_text()
     assert "best per column" in text and "backend" in text
+
+
+def test_the_report_flags_percent_of_peak_over_100_and_says_why(tmp_path):
+    """A decode row above its measured read ceiling but under the datasheet asks for a calibration on this
+    GPU; one above the datasheet asks for a look at the byte count; under 100% nothing is flagged."""
+    from harness.html_report import above_ceiling, write_report
+    from harness.store import as_frame
+
+    base = dataclasses.replace(ok_row(tiny_spec("decode")), device="NVIDIA H200", ceiling_gbps=4478.0)
+    recalibrate = dataclasses.replace(base, gbps=4601.0, pct_peak_gbps=102.7)
+    impossible = dataclasses.replace(base, gbps=5000.0, pct_peak_gbps=111.7, backend="sdpa")
+    fine = dataclasses.replace(base, gbps=4400.0, pct_peak_gbps=98.3, backend="triton")
+    assert "above the measured ceiling of 4478" in above_ceiling(recalibrate)
+    assert "run.py calibrate" in above_ceiling(recalibrate)
+    assert "beats the datasheet's 4800" in above_ceiling(impossible)
+    assert above_ceiling(fine) == ""
+    text = write_report(as_frame([recalibrate, impossible, fine]), tmp_path / "r").read_text()
+    assert text.count('class="num over"') == 2
+    assert "<dt>over 100% of peak</dt><dd>2</dd>" in text
