@@ -154,7 +154,7 @@ def variants(quick: bool) -> list[Variant]:
 
     out = []
     prefill_configs = [
-        (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in k._prefill_configs()
+        (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages, c.maxnreg) for c in k._prefill_configs()
     ]
     decode_configs = [(c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in k._decode_configs()]
     if quick:
@@ -164,15 +164,21 @@ def variants(quick: bool) -> list[Variant]:
     # or a step ahead), pages of 256 through TMA
     layouts = [("dense", False, 1, True, False), ("page16", True, 16, False, False),
                ("page16 ids-ahead", True, 16, False, True), ("page256", True, 256, True, False)]  # fmt: skip
-    for (label, paged, page, tma, ahead), (bm, bn, w, s) in ((lay, c) for lay in layouts for c in prefill_configs):
+    cap = lambda regs: f" maxnreg{regs}" if regs else ""  # noqa: E731
+    for (label, paged, page, tma, ahead), (bm, bn, w, s, regs) in (
+        (lay, c) for lay in layouts for c in prefill_configs
+    ):
         ce = {**head, "G": 4, "PAGED": paged, "PAGE": page, "CAUSAL": True, "TMA": tma, "BLOCK_M": bm, "BLOCK_N": bn,
               "QK_AHEAD": False, "PREFETCH_PAGES": ahead}  # fmt: skip
-        out.append(Variant(f"prefill {label} {bm}x{bn} w{w} s{s}", k.prefill_kernel, ce, w, s, tma=tma))
+        name = f"prefill {label} {bm}x{bn} w{w} s{s}{cap(regs)}"
+        out.append(Variant(name, k.prefill_kernel, ce, w, s, maxnreg=regs, tma=tma))
     for label, paged, page, _, ahead in layouts[:3]:
-        for bm, bn, w, s in prefill_configs:
+        for bm, bn, w, s, regs in prefill_configs:
             ce = {**head, "G": 4, "PAGED": paged, "PAGE": page, "CAUSAL": True, "LAST_ROWS_FIRST": True,
                   "BLOCK_M": bm, "BLOCK_N": bn, "PREFETCH_PAGES": ahead}  # fmt: skip
-            out.append(Variant(f"varlen {label} {bm}x{bn} w{w} s{s}", k.varlen_kernel, ce, w, s))
+            out.append(
+                Variant(f"varlen {label} {bm}x{bn} w{w} s{s}{cap(regs)}", k.varlen_kernel, ce, w, s, maxnreg=regs)
+            )
         for bn, w, s in decode_configs:
             ce = {**head, "G": 4, "BLOCK_G": 16, "PAGED": paged, "PAGE": page, "BLOCK_N": bn, "PREFETCH_PAGES": ahead}
             out.append(Variant(f"ragged-decode {label} n{bn} w{w} s{s}", k.ragged_decode_kernel, ce, w, s))
