@@ -89,3 +89,16 @@ def test_every_kernel_variant_compiles_for_hopper_without_a_gpu(tmp_path):
     # the prefill kernels use Hopper's warpgroup MMA; a wait that leaves nothing in flight reads 0
     prefill = rows[rows.variant.str.startswith("prefill dense")]
     assert prefill.mma_waits.astype(str).str.fullmatch(r"\d+( \d+)*").all()
+
+
+def test_a_production_configs_register_cap_reaches_the_compile(monkeypatch):
+    """aot_check compiles the autotuner's configurations as the GPU runs them: the capped 128 × 64 with its
+    128-register cap, in the prefill and the varlen kernel (it was once compiled uncapped)."""
+    pytest.importorskip("triton")
+    from frameworks.triton import kernels
+    from tools.aot_check import variants
+
+    monkeypatch.setattr(kernels, "INTERPRET", False)  # the GPU's configuration list, not the interpreter's one
+    capped = [v for v in variants(quick=False) if v.name.startswith(("prefill dense", "varlen dense")) and v.maxnreg]
+    assert [(v.name.split()[0], v.maxnreg) for v in capped] == [("prefill", 128), ("varlen", 128)]
+    assert all(v.name.endswith("128x64 w8 s2 maxnreg128") for v in capped)
