@@ -48,8 +48,9 @@ def torch_cudnn_for_te(maps: str | None = None):
     before any Python package, so next to a PyTorch with its own cuDNN it loads a second, different one;
     that one then binds to the libcudnn_graph PyTorch loaded (cuDNN loads its parts by soname) once an SDPA
     cuDNN call has run, and the import fails ("libcudnn_cnn.so.9: undefined symbol ... libcudnn_graph.so.9",
-    the H200 scaling sweep of 2026-11-23). For the import only, CUDNN_PATH names the folder of the cuDNN
-    PyTorch has loaded, so TE and PyTorch share one; unchanged where the user set CUDNN_HOME or CUDNN_PATH."""
+    the H200 scaling sweep of 2026-11-23). So every part of the cuDNN PyTorch has loaded is loaded first (a
+    later lookup by soname finds them), and for the import only CUDNN_PATH names their folder: TE and PyTorch
+    share one cuDNN. Unchanged where the user set CUDNN_HOME or CUDNN_PATH."""
     import torch
 
     if torch.cuda.is_available():
@@ -62,7 +63,10 @@ def torch_cudnn_for_te(maps: str | None = None):
     import glob
 
     for part in sorted(glob.glob(os.path.join(folder, "libcudnn*.so.*[0-9]"))):  # its graph/cnn/ops/engine parts too
-        ctypes.CDLL(part, mode=ctypes.RTLD_GLOBAL)
+        try:
+            ctypes.CDLL(part, mode=ctypes.RTLD_GLOBAL)
+        except OSError:  # a part that does not load: TE's import then says what it misses, as an unavailable row
+            pass
     os.environ["CUDNN_PATH"] = folder
     try:
         yield folder

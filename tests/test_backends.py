@@ -275,3 +275,17 @@ def test_te_imports_with_the_cudnn_pytorch_loaded(monkeypatch):
     monkeypatch.setenv("CUDNN_HOME", "/usr/local/cudnn")
     with torch_cudnn_for_te(MAPS) as folder:
         assert folder is None and "CUDNN_PATH" not in os.environ
+
+
+def test_a_cudnn_part_that_does_not_load_leaves_te_to_say_why(tmp_path, monkeypatch):
+    """A file in PyTorch's cuDNN folder that is no library: the preload passes over it (TE's own import then
+    reports what it misses as an `unavailable` row) instead of raising out of availability()."""
+    from frameworks.transformer_engine import torch_cudnn_for_te
+
+    (tmp_path / "libcudnn_broken.so.9").write_text("not an ELF file")
+    monkeypatch.delenv("CUDNN_PATH", raising=False)
+    monkeypatch.delenv("CUDNN_HOME", raising=False)
+    maps = f"7f02-7f03 r-xp 00001000 103:02 12 {tmp_path}/libcudnn.so.9\n"
+    with torch_cudnn_for_te(maps) as folder:
+        assert folder == str(tmp_path) == os.environ["CUDNN_PATH"]
+    assert "CUDNN_PATH" not in os.environ
