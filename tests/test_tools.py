@@ -102,3 +102,16 @@ def test_a_production_configs_register_cap_reaches_the_compile(monkeypatch):
     capped = [v for v in variants(quick=False) if v.name.startswith(("prefill dense", "varlen dense")) and v.maxnreg]
     assert [(v.name.split()[0], v.maxnreg) for v in capped] == [("prefill", 128), ("varlen", 128)]
     assert all(v.name.endswith("128x64 w8 s2 maxnreg128") for v in capped)
+
+
+def test_gpu_session_runs_cmds_before_the_sweeps_and_cmds_last_after_them(tmp_path):
+    """The job's order is what the device plan relies on: CMDS, calibration, each sweep, then CMDS_LAST."""
+    root = Path(__file__).resolve().parent.parent
+    job = tmp_path / "job"
+    env = dict(os.environ, JOB=str(job), PYTHON="true", CALIBRATE="0",
+               CMDS='echo first > "$JOB/a"', CMDS_LAST='test -e "$JOB/a" && echo last > "$JOB/b"',
+               SWEEPS="one|--preset smoke;two|--preset smoke")  # fmt: skip
+    subprocess.run(["bash", str(root / "tools" / "gpu_session.sh")], env=env, check=True, cwd=root)
+    steps = [line.split(" ", 1)[1] for line in (job / "steps.log").read_text().splitlines()]
+    assert steps == ["cmds", "sweep one", "sweep two", "cmds-last", "done"]
+    assert (job / "b").read_text() == "last\n" and (job / "done").exists()

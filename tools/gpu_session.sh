@@ -4,7 +4,8 @@
 # reads results/calibration-<gpu>.csv), then the sweeps named in SWEEPS as "name|args[|ENV=value ...]"
 # entries separated by ';' (an entry that says --ray runs on a local Ray head with the GPUs of this
 # host, started before it and stopped after it). Shell commands in CMDS (profiles, explorations: output in cmds.log)
-# run after the tests, before the sweeps. Everything lands in JOB (default /tmp/job); `done` at the end.
+# run after the tests, before the sweeps; those in CMDS_LAST after the sweeps (output in cmds-last.log).
+# Everything lands in JOB (default /tmp/job); `done` at the end.
 # The device's copy of the tree may carry a stale .git: pass the commit that is running, e.g.
 #   ATTNBENCH_GIT_COMMIT=<git rev-parse --short=12 HEAD, run here> bash tools/gpu_session.sh
 # Start it with `setsid nohup bash tools/gpu_session.sh > /tmp/session.out 2>&1 < /dev/null &` (a job
@@ -45,4 +46,5 @@ for entry in "${entries[@]}"; do
   env ${envs:-} $P run.py sweep $args -o "$JOB/$name.csv" --no-plots >> "$JOB/sweep-$name.log" 2>&1
   case "$args" in *--ray*) step "ray stop"; ray_cli stop --force ;; esac
 done
+if [ -n "${CMDS_LAST:-}" ]; then step cmds-last; JOB=$JOB PYTHON=$P bash -c "$CMDS_LAST" > "$JOB/cmds-last.log" 2>&1; fi
 step done; touch "$JOB/done"
