@@ -25,8 +25,14 @@ def calibration_file(device_slug: str) -> Path:
     return REPO_ROOT / "results" / f"calibration-{device_slug}.csv"
 
 
-# problem sizes: big enough to saturate the device, small enough to take seconds
-SIZES = {"cuda": {"matmul_n": 8192, "copy_bytes": 2 * 2**30}, "cpu": {"matmul_n": 384, "copy_bytes": 32 * 2**20}}
+# problem sizes: big enough to saturate the device, small enough to take seconds. The read stream is the
+# longer one: a launch's fixed cost (the event-to-kernel gap, the ramp-up and the tail of the last wave, a few
+# microseconds) is 0.5-1% of a 2 GiB read (0.48 ms on an H200), enough for a 4 GB decode to read "100.6%" of
+# it (2026-11-29); at 16 GiB (3.8 ms) it is under 0.2%
+SIZES = {
+    "cuda": {"matmul_n": 8192, "copy_bytes": 2 * 2**30, "read_bytes": 16 * 2**30},
+    "cpu": {"matmul_n": 384, "copy_bytes": 32 * 2**20, "read_bytes": 32 * 2**20},
+}
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ def measure(device: torch.device, env: Environment, dtypes=tuple(DType), timesta
     gen = torch.Generator(device=device)
     gen.manual_seed(0)
     copy_gbps = _copy_gbps(device, sizes["copy_bytes"], gen, rep)
-    read_gbps = _read_gbps(device, sizes["copy_bytes"], gen, rep)
+    read_gbps = _read_gbps(device, read_bytes(device, sizes["read_bytes"]), gen, rep)
     out = []
     n = sizes["matmul_n"]
     previous = torch.get_float32_matmul_precision()
@@ -107,10 +113,19 @@ def _copy_gbps(device: torch.device, nbytes: int, gen: torch.Generator, rep: Rep
     return 2 * nbytes / (copy_ms / 1e3) / 1e9
 
 
+def read_bytes(device: torch.device, wanted: int) -> int:
+    """The read stream's size: `wanted`, or a quarter of the GPU's free memory where that is less (a
+    smaller card, or one that other work shares), rounded down to whole MiB."""
+    if device.type != "cuda":
+        return wanted
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(2**20, min(wanted, free // 4) // 2**20 * 2**20)
+
+
 def _read_gbps(device: torch.device, nbytes: int, gen: torch.Generator, rep: Repetition) -> float:
     """Read-only stream: the faster of torch's sum and a Triton reduction with many loads in flight
     (GPU), each reading every byte once and writing almost nothing; bytes read over the p50 time."""
-    src = torch.randn(nbytes // 2, generator=gen, device=device).to(torch.bfloat16)
+    src = torch.empty(nbytes // 2, dtype=torch.bfloat16, device=device).normal_(generator=gen)  # no fp32 copy
     candidates = [lambda: src.sum(dtype=torch.float32)]
     if device.type == "cuda":
         candidates += [_triton_reader(src, *shape) for shape in READER_SHAPES]

@@ -272,3 +272,15 @@ def test_every_read_stream_shape_reads_every_element_once(shape):
     src = torch.randn(300_001, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
     partial = calibrate._triton_reader(src, *shape)()
     assert partial.sum().item() == pytest.approx(src.float().sum().item(), rel=1e-4, abs=1e-2)
+
+
+def test_the_read_stream_is_sized_down_to_a_quarter_of_free_gpu_memory(monkeypatch):
+    """16 GiB on a card with room for it; a quarter of the free memory (whole MiB) on one without: the
+    calibration must not run a shared or smaller GPU out of memory."""
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (140 * gib, 141 * gib))
+    assert calibrate.read_bytes(torch.device("cuda"), 16 * gib) == 16 * gib
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * gib + 12345, 80 * gib))
+    assert calibrate.read_bytes(torch.device("cuda"), 16 * gib) == (10 * gib + 12345) // 4 // 2**20 * 2**20
+    assert calibrate.read_bytes(torch.device("cpu"), 32 * 2**20) == 32 * 2**20
+    assert calibrate.SIZES["cuda"]["read_bytes"] > calibrate.SIZES["cuda"]["copy_bytes"]

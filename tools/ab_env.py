@@ -104,6 +104,7 @@ def main() -> None:
     if not specs:
         raise SystemExit("error: no spec matches --preset/--model/--mix/--page-size")
     rows = run_ab(specs, a.backend, env_a, env_b, a.rounds, measurer)
+    Path(a.out).mkdir(parents=True, exist_ok=True)  # a new folder for this run is fine
     pd.DataFrame(rows, columns=FIELDS).to_csv(Path(a.out) / "ab-env.csv", index=False)
     table = summarise(rows)
     print(f"A = {a.a}   B = {a.b}   ({a.backend}, {a.rounds} rounds, ABBA order)")
