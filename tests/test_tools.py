@@ -121,7 +121,8 @@ def test_ab_env_writes_its_csv_into_a_folder_it_creates(tmp_path):
     """An A/B's --out may name a new folder (one a run): the table must not be lost to a missing folder."""
     out = tmp_path / "new" / "ab"
     cmd = [sys.executable, "-m", "tools.ab_env", "-b", "torch-naive", "--preset", "smoke", "-w", "decode",
-           "--device", "cpu", "--rounds", "1", "--a", "X_A=1", "--b", "X_B=1", "--max-seconds", "0.05", "--out", str(out)]  # fmt: skip
+           "--device", "cpu", "--rounds", "1", "--a", "X_A=1", "--b", "X_B=1",
+           "--max-seconds", "0.05", "--out", str(out)]  # fmt: skip
     done = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = (out / "ab-env.csv").read_text().splitlines()
