@@ -141,6 +141,27 @@ def test_the_worker_is_replaced_after_an_error_row(tmp_path):
         pool.close()
 
 
+def test_workers_are_all_asked_to_stop_before_any_is_waited_for(tmp_path):
+    """A sweep of several workers winds them down together: after ask_to_stop each one exits by itself
+    (exit code 0, no kill), so close() only reaps it."""
+    from harness.sweep import WorkerPool
+
+    pools = [WorkerPool(CONFIG, tmp_path / f"log{i}") for i in range(2)]
+    try:
+        for pool in pools:
+            pool._start()
+        processes = [pool.process for pool in pools]
+        for pool in pools:
+            pool.ask_to_stop()
+        for process in processes:
+            process.join(30)
+            assert process.exitcode == 0
+    finally:
+        for pool in pools:
+            pool.close()
+    assert all(pool.process is None and not pool.stopping for pool in pools)
+
+
 def _keys(rows):
     return sorted(r.task_key for r in rows)
 

@@ -30,9 +30,10 @@ class TritonAttention(Backend):
     # ATTNBENCH_TRITON_SCHEDULE picks the other for a measurement (backend_info says which ran)
     schedule: ClassVar[str] = "longest-first"
     # the two launches of a mixed batch on one stream (1) or the decodes on a second one (2), to overlap the
-    # memory-bound decodes with the chunks (docs/perf-notes.md: predicted, not yet measured; backend_info
-    # says streams=N). ATTNBENCH_TRITON_MIXED_STREAMS=2 measures it
-    mixed_streams: ClassVar[int] = 1
+    # memory-bound decodes with the chunks. Two since the H200 A/B of 2026-11-29 (docs/perf-notes.md): 0.95-0.96
+    # of the time on chunked-prefill and decode-heavy, dense and paged, every round. backend_info says
+    # streams=N (1 on a CPU, which has no streams); ATTNBENCH_TRITON_MIXED_STREAMS=1 measures the other
+    mixed_streams: ClassVar[int] = 2
     # gathered paged tiles load the next tile's page ids a step ahead ("1": in every kernel; "decode": in the
     # split-KV decode kernels only) or their own in their step ("0"). "decode" since the H100 A/B of
     # 2026-11-23 (docs/perf-notes.md): long-decode at page 16 0.78× the time, decode-heavy and prefill-heavy
