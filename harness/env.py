@@ -25,6 +25,7 @@ class Environment:
     python: str
     git_commit: str
     host: str
+    gpu_uuid: str = ""  # the measuring GPU's UUID (what tells the GPUs of one host apart); "" on a CPU
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -102,8 +103,9 @@ def collect(device: torch.device, commit: str | None = None) -> Environment:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         slug, driver, cuda = device_slug(name), _nvidia_driver(), torch.version.cuda or ""
+        uuid = str(getattr(torch.cuda.get_device_properties(device), "uuid", "") or "")
     else:
-        name, slug, driver, cuda = _cpu_name(), "cpu", "", ""
+        name, slug, driver, cuda, uuid = _cpu_name(), "cpu", "", "", ""
     return Environment(
         device=name,
         device_slug=slug,
@@ -113,4 +115,5 @@ def collect(device: torch.device, commit: str | None = None) -> Environment:
         python=platform.python_version(),
         git_commit=commit if commit is not None else git_commit(),
         host=socket.gethostname(),
+        gpu_uuid=uuid,
     )

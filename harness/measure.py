@@ -89,11 +89,13 @@ def make_row(
         git_commit=env.git_commit,
         timing_mode=config.timing_mode.label,
         host=env.host,
+        gpu_uuid=env.gpu_uuid,
     )
 
 
 _FIXED = {"run_id", "timestamp", "backend", "backend_version", "status", "reason", "device", "driver", "cuda",
-          "torch", "git_commit", "timing_mode", "host", "total_q_tokens", "total_kv_tokens", "min_kv_len"}  # fmt: skip
+          "torch", "git_commit", "timing_mode", "host", "gpu_uuid", "total_q_tokens", "total_kv_tokens",
+          "min_kv_len"}  # fmt: skip
 MEASURED_FIELDS = tuple(
     f.name for f in fields(ResultRow) if f.name not in _FIXED and f.name not in {g.name for g in fields(ExperimentSpec)}
 )

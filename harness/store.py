@@ -118,6 +118,7 @@ class ResultRow:
     git_commit: str
     timing_mode: str
     host: str
+    gpu_uuid: str = ""  # which GPU of the host (its UUID; "" on a CPU and in files that predate the column)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -150,9 +151,11 @@ class ResultRow:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow))
-# files written before batches could be ragged: the same columns without the mix and the totals
+# files written before rows named their GPU (a sweep over several GPUs of a host): no gpu_uuid
+NO_GPU_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c != "gpu_uuid")
+# files written before batches could be ragged: also without the mix and the totals
 BATCH_COLUMNS = ("mix", "total_q_tokens", "total_kv_tokens", "min_kv_len")
-LEGACY_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in BATCH_COLUMNS)
+LEGACY_COLUMNS: tuple[str, ...] = tuple(c for c in NO_GPU_COLUMNS if c not in BATCH_COLUMNS)
 
 
 class StoreError(ValueError):
@@ -242,7 +245,7 @@ def append_rows(path: Path | str, rows: Iterable[ResultRow]) -> None:
     new = not path.exists() or path.stat().st_size == 0
     if not new:
         check_whole(path)
-        if _read_header(path) == LEGACY_COLUMNS:
+        if _read_header(path) != COLUMNS:
             upgrade(path)
     with path.open("a", newline="") as handle:
         writer = csv.writer(handle)
@@ -268,7 +271,7 @@ def _read_header(path: Path) -> tuple[str, ...]:
 
 
 def _validate_header(header: list[str], path: Path) -> tuple[str, ...]:
-    if tuple(header) in (COLUMNS, LEGACY_COLUMNS):
+    if tuple(header) in (COLUMNS, NO_GPU_COLUMNS, LEGACY_COLUMNS):
         return tuple(header)
     missing = ", ".join(c for c in COLUMNS if c not in header)[:200] or "none"
     extra = ", ".join(c for c in header if c not in COLUMNS)[:200] or "none"
@@ -310,6 +313,8 @@ def _parse(text: str, path: Path) -> pd.DataFrame:
         for total, length in (("total_q_tokens", "q_len"), ("total_kv_tokens", "kv_len")):
             frame[total] = (pd.to_numeric(frame["batch_size"]) * pd.to_numeric(frame[length])).astype(str)
         frame["min_kv_len"] = frame["kv_len"]
+    if "gpu_uuid" not in columns:
+        frame["gpu_uuid"] = ""  # not recorded then
     return _typed(frame[[*COLUMNS, "line"]], path)
 
 

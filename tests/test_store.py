@@ -1,3 +1,4 @@
+import csv
 import dataclasses
 import re
 
@@ -7,15 +8,18 @@ from harness.env import Environment
 from harness.measure import MeasureConfig, make_row
 from harness.store import (
     COLUMNS,
+    NO_GPU_COLUMNS,
     ResultRow,
     Status,
     StoreError,
+    _csv_line,
     append_rows,
     done_keys,
     latest,
     load_frame,
     load_many,
     load_rows,
+    read_frame,
 )
 
 from .helpers import tiny_spec
@@ -199,3 +203,24 @@ def test_frames_load_typed_and_latest_keeps_the_newest_per_device_and_task(tmp_p
     assert list(frame["line"]) == [2, 3, 4] and set(frame["file"]) == {str(path)}
     newest = latest(frame)
     assert sorted(newest["p50_ms"]) == [1.0, 2.0] and len(newest) == 2
+
+
+def test_rows_name_their_gpu_and_files_from_before_the_column_load_and_upgrade(tmp_path):
+    """gpu_uuid tells the GPUs of one host apart (a --gpus all sweep). A file written before the column
+    existed loads with it empty, and the first append rewrites it in this schema, every old value kept."""
+    env = dataclasses.replace(ENV, gpu_uuid="GPU-a3726b80-c31b-022a-e983-4cf9f655a42d")
+    new = make_row(tiny_spec("decode"), "torch-naive", "2.11.0", env, CONFIG, Status.UNSUPPORTED, "not here")
+    assert new.gpu_uuid == env.gpu_uuid
+    old_rows = [ok_row(), ok_row(tiny_spec("append", page_size=16))]
+    path = tmp_path / "old.csv"
+    keep = [COLUMNS.index(c) for c in NO_GPU_COLUMNS]
+    with path.open("w", newline="") as handle:  # the previous schema: every column but gpu_uuid
+        writer = csv.writer(handle)
+        writer.writerow(NO_GPU_COLUMNS)
+        for row in old_rows:
+            cells = next(csv.reader([_csv_line(row)]))
+            writer.writerow([cells[i] for i in keep])
+    assert load_rows(path) == old_rows and read_frame(path)["gpu_uuid"].eq("").all()
+    append_rows(path, [new])
+    assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert load_rows(path) == [*old_rows, new]
