@@ -1,9 +1,11 @@
 """One timer for every backend, in four modes, with adaptive repetition.
 
 - `events` (default on CUDA): each call timed by CUDA events, a 256 MB buffer zeroed before it so
-  L2 is cold, then the GPU held in a short spin (`torch.cuda._sleep`) so that the host has queued the
-  whole call before its start event fires: a call whose Python side takes longer than its kernels
-  (a 40 µs decode behind an autotuner's dispatch) is timed on the GPU, not on the host.
+  L2 is cold (ATTNBENCH_L2_FLUSH=read reads it instead, leaving L2 cold and clean: a zeroed buffer leaves
+  up to the L2's size in dirty lines, written back to HBM while the timed call runs), then the GPU held in
+  a short spin (`torch.cuda._sleep`) so that the host has queued the whole call before its start event
+  fires: a call whose Python side takes longer than its kernels (a 40 µs decode behind an autotuner's
+  dispatch) is timed on the GPU, not on the host.
 - `graph`: the call captured once in a CUDA graph; each replay timed by events, the L2 flush kept
   between replays (launch overhead gone, cache still cold). A capture that fails or holds no kernel
   is an error, not a number.
@@ -16,6 +18,7 @@ confidence interval of the median is within ±ci_target of it, or the time cap i
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +37,29 @@ SPIN_CLOCK_HZ = 2.0e9  # cycles a second assumed for the spin: at or above any H
 PROFILE_RANGE = "attnbench::call"
 
 
+L2_FLUSHES = ("zero", "read")
+
+
+def l2_flush_kind() -> str:
+    """How the L2 is flushed before a timed call: `zero` (write a 256 MB buffer, as triton's do_bench and
+    FlashInfer's benchmark do) or `read` (read it: no dirty lines for the timed call to write back).
+    ATTNBENCH_L2_FLUSH picks it; the row's timing_mode says which ran."""
+    kind = os.environ.get("ATTNBENCH_L2_FLUSH", "zero")
+    if kind not in L2_FLUSHES:
+        raise ValueError(f"ATTNBENCH_L2_FLUSH: {kind!r} is not valid; expected one of {', '.join(L2_FLUSHES)}")
+    return kind
+
+
+def l2_flusher() -> Callable[[], object]:
+    """A callable that evicts the L2 the chosen way (its buffer allocated and touched once, here)."""
+    kind = l2_flush_kind()
+    buffer = torch.zeros(L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
+    if kind == "zero":
+        return buffer.zero_
+    total = torch.empty((), dtype=torch.int64, device="cuda")
+    return lambda: torch.sum(buffer, dtype=torch.int64, out=total)
+
+
 class TimingError(RuntimeError):
     """The requested timing mode cannot time this callable (recorded as an error row)."""
 
@@ -49,13 +75,17 @@ class TimingMode(str, Enum):
 
     @property
     def label(self) -> str:
-        """What goes in the row's timing_mode column."""
-        return {
+        """What goes in the row's timing_mode column (a flush by reading says so: its rows are not
+        ranked against rows flushed by writing)."""
+        label = {
             "events": "cuda-events/l2-flushed",
             "graph": "cuda-graph/l2-flushed",
             "profiler": "profiler-kernels/l2-flushed",
             "wall": "wall-clock",
         }[self.value]
+        if self is not TimingMode.WALL and os.environ.get("ATTNBENCH_L2_FLUSH") == "read":  # a bad value: error rows
+            label += "-by-read"
+        return label
 
 
 def default_mode(device: torch.device) -> TimingMode:
@@ -146,7 +176,7 @@ def host_lead_s(host_seconds: list[float]) -> float:
 class _EventSampler:
     def __init__(self, fn):
         self.fn = fn
-        self.flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
+        self.flush = l2_flusher()
         self.lead_s = HOST_LEAD_MAX_S  # until a round has shown how long the host takes
         self.spin = getattr(torch.cuda, "_sleep", None)
 
@@ -158,7 +188,7 @@ class _EventSampler:
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
         host = []
         for i in range(count):
-            self.flush.zero_()  # evict L2: every call reads its inputs from HBM
+            self.flush()  # evict L2: every call reads its inputs from HBM
             if self.spin is not None:
                 self.spin(int(self.lead_s * SPIN_CLOCK_HZ))  # keep the GPU busy while the host queues the call
             t0 = time.perf_counter()
@@ -193,7 +223,7 @@ class _GraphSampler(_EventSampler):
 class _ProfilerSampler:
     def __init__(self, fn):
         self.fn = fn
-        self.flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
+        self.flush = l2_flusher()
 
     def __call__(self, count: int) -> list[float]:
         from torch.profiler import ProfilerActivity, profile, record_function
@@ -201,7 +231,7 @@ class _ProfilerSampler:
         torch.cuda.synchronize()
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for _ in range(count):
-                self.flush.zero_()
+                self.flush()
                 with record_function(PROFILE_RANGE):
                     self.fn()
             torch.cuda.synchronize()

@@ -74,6 +74,18 @@ def test_timing_modes_on_gpu():
 
 
 @pytest.mark.exclusive
+def test_a_flush_by_reading_times_every_mode_and_says_so_on_gpu(monkeypatch):
+    """ATTNBENCH_L2_FLUSH=read: the same modes time the same kernel, and the label names the flush."""
+    from harness.timer import TimingMode, time_callable
+
+    monkeypatch.setenv("ATTNBENCH_L2_FLUSH", "read")
+    a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+    for mode in (TimingMode.EVENTS, TimingMode.GRAPH, TimingMode.PROFILER):
+        timing = time_callable(lambda: a @ a, torch.device("cuda"), Repetition(iterations=10, warmup=2), mode)
+        assert timing.n == 10 and timing.p50_ms > 0 and mode.label.endswith("l2-flushed-by-read")
+
+
+@pytest.mark.exclusive
 def test_events_time_the_gpu_not_a_slow_host():
     """A call whose host side takes 2 ms around a microsecond kernel: the GPU spin ahead of each
     start event keeps the host's time out of the sample."""
@@ -105,6 +117,7 @@ def test_rows_carry_telemetry_and_ceilings(tmp_path):
     )
     assert row.status is Status.OK, row.reason
     assert row.sm_clock_start_mhz > 0 and row.temp_end_c > 0 and row.power_end_w > 0 and row.throttled is not None
+    assert len(row.gpu_uuid) >= 32 and row.gpu_uuid == env.gpu_uuid  # which GPU of the host measured it
     assert row.ceiling_gbps > 500 and row.ceiling_tflops > 100 and 0 < row.pct_peak_gbps < 150
     ceilings = calibrate.load(path)
     assert len(ceilings) == 3 and all(c.read_gbps > 500 for c in ceilings)

@@ -284,3 +284,20 @@ def test_the_read_stream_is_sized_down_to_a_quarter_of_free_gpu_memory(monkeypat
     assert calibrate.read_bytes(torch.device("cuda"), 16 * gib) == (10 * gib + 12345) // 4 // 2**20 * 2**20
     assert calibrate.read_bytes(torch.device("cpu"), 32 * 2**20) == 32 * 2**20
     assert calibrate.SIZES["cuda"]["read_bytes"] > calibrate.SIZES["cuda"]["copy_bytes"]
+
+
+def test_the_l2_flush_is_chosen_by_the_environment_and_named_in_the_row(monkeypatch):
+    """zero (the default) or read; anything else is refused naming the variable and the allowed values,
+    and a row flushed by reading says so in timing_mode (compare never ranks it against a zeroing flush)."""
+    monkeypatch.delenv("ATTNBENCH_L2_FLUSH", raising=False)
+    assert timer.l2_flush_kind() == "zero" and TimingMode.EVENTS.label == "cuda-events/l2-flushed"
+    monkeypatch.setenv("ATTNBENCH_L2_FLUSH", "read")
+    assert timer.l2_flush_kind() == "read"
+    assert [m.label for m in TimingMode] == [
+        "cuda-events/l2-flushed-by-read", "cuda-graph/l2-flushed-by-read", "profiler-kernels/l2-flushed-by-read",
+        "wall-clock",
+    ]  # fmt: skip
+    monkeypatch.setenv("ATTNBENCH_L2_FLUSH", "flush")
+    with pytest.raises(ValueError, match=r"ATTNBENCH_L2_FLUSH: 'flush' is not valid; expected one of zero, read"):
+        timer.l2_flush_kind()
+    assert TimingMode.EVENTS.label == "cuda-events/l2-flushed"  # the rows of a refused run claim no read flush
