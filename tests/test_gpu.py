@@ -221,6 +221,16 @@ def test_triton_page_ids_a_step_ahead_on_gpu(measurer, mix, page, monkeypatch):
     assert row.rel_err < 2e-2 and "kv_loads=gather,page_ids_ahead" in row.backend_info
 
 
+@pytest.mark.parametrize("page", [None, 16])
+@pytest.mark.parametrize("mix", ["q1s32k_2q1s16k_4q1s5000", "q300s1000_3q4s1500_5q1s700", "64q1s32k"])
+def test_triton_waves_split_rule_on_gpu(measurer, mix, page, monkeypatch):
+    """ATTNBENCH_TRITON_SPLITS=waves: uneven long decodes, the decodes of a mixed batch, uniform long decodes."""
+    env = {"ATTNBENCH_TRITON_MIXED_LAUNCHES": "2", "ATTNBENCH_TRITON_SPLITS": "waves"}
+    row = measure_mix(measurer, "triton", mix, page, monkeypatch, **env)
+    assert row.status is Status.OK, f"{row.status}: {row.reason}"
+    assert row.rel_err < 2e-2 and "split_rule=waves;" in row.backend_info
+
+
 @pytest.mark.parametrize(
     "workload,q_len,kv_len,head_dim,dtype",
     [("prefill", 1000, 1000, 128, "bf16"), ("append", 100, 1500, 128, "bf16"), ("append", 128, 4096, 64, "fp16"),

@@ -77,6 +77,73 @@ def test_split_heuristic_fills_the_gpu_only_when_needed():
     assert ops.choose_splits(1, 8, 100, h100_sms) == (1, 128)
 
 
+def _slots_used(kv_lens, kv_heads, tokens, sms):
+    """Share of the program slots of the waves a decode launch needs that hold a working program."""
+    programs = kv_heads * sum(-(-n // tokens) for n in kv_lens)
+    return programs / (-(-programs // sms) * sms)
+
+
+def test_the_waves_split_rule_fills_whole_waves_and_sizes_splits_by_the_work():
+    """ATTNBENCH_TRITON_SPLITS=waves (ops.choose_splits_waves), at the sizes that showed the problem on the
+    H200 (132 SMs): batch 1 × 128k with 8 KV heads, where "fill" launches 136 programs (a second wave of 4),
+    and the long-decode mix (128k, 2 × 64k, 4 × 32k), where "fill" sizes the splits by the 128k cache and
+    leaves a third of the SMs without work."""
+    sms = 132
+    splits, tokens = ops.choose_splits_waves([131072], 8, sms)
+    assert ops.choose_splits(1, 8, 131072, sms)[0] * 8 > sms  # what "fill" does: one wave and a bit
+    assert 0.9 * sms <= 8 * splits <= sms and tokens % ops.SPLIT_GRANULE == 0
+    assert (splits - 1) * tokens < 131072 <= splits * tokens  # no empty split
+    assert ops.choose_splits_waves([4096], 256 * 8, sms) == (1, 4096)  # the readme batch fills the GPU unsplit
+    long_decode = [131072, 65536, 65536, *[32768] * 4]
+    fill_tokens = ops.choose_splits(7, 8, 131072, sms)[1]
+    splits, tokens = ops.choose_splits_waves(long_decode, 8, sms)
+    assert _slots_used(long_decode, 8, fill_tokens, sms) < 0.7 < 0.9 < _slots_used(long_decode, 8, tokens, sms)
+    assert ops.choose_splits_waves([0, 0], 8, sms) == (1, ops.SPLIT_GRANULE)  # empty caches: one split, no error
+
+
+@pytest.mark.parametrize("page_size", [None, 16])
+def test_ragged_decode_with_the_waves_rule_matches_the_reference(page_size):
+    """Caches of 7, 40, 100 and 1 tokens, 2 KV heads, 4 SMs (a CPU), granules of 16: the rule picks 3
+    splits of 48 (12 programs in 3 waves of 4, 80 tokens of time each, the least of any split), the short
+    requests leaving splits empty; the result matches the fp32 reference and the row names the rule."""
+    from frameworks._paged import to_paged_ragged
+    from specs import ExperimentSpec
+
+    spec = ExperimentSpec.from_mix("q1s7_q1s40_q1s100_q1", 16, 2, 64)
+    inputs = make_inputs(spec, DEVICE)
+    kv_lens = torch.tensor(spec.batch.kv_lens, dtype=torch.int32, device=DEVICE)
+    cache = {"cu_seqlens_k": inputs.cu_seqlens_k}
+    k, v = inputs.k, inputs.v
+    if page_size:
+        paged = to_paged_ragged(k, v, spec.batch.kv_lens, page_size)
+        k, v, cache = paged.k_pages, paged.v_pages, {"block_table": paged.block_table, "page_size": page_size}
+    op = ops.RaggedDecode(inputs.q, k, v, kv_lens, spec.kv_len, granule=16, split_rule="waves", **cache)
+    assert (op.splits, op.tokens) == ((3, 48) if DEVICE.type == "cpu" else (op.splits, op.tokens))
+    assert "split_rule=waves;" in op.config()
+    ref = reference_attention(spec, inputs, [0, 1, 2, 3])
+    check = check_output(spec, op(), ref, [0, 1, 2, 3])
+    assert check.ok, check.problem
+    with pytest.raises(ValueError, match="split_rule: 'even' is not valid; expected one of fill, waves"):
+        ops.RaggedDecode(inputs.q, k, v, kv_lens, spec.kv_len, split_rule="even", **cache)
+
+
+@pytest.mark.parametrize("what", ["decode", "3q1s7_q1s40", "q20s30_3q1s17"])
+def test_the_environment_picks_the_split_rule_and_the_row_says_which(monkeypatch, what):
+    from specs import ExperimentSpec
+
+    spec = tiny_spec("decode", kv_len=40, batch=2) if what == "decode" else ExperimentSpec.from_mix(what, 8, 2, 64)
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
+    monkeypatch.delenv("ATTNBENCH_TRITON_SPLITS", raising=False)
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.OK and "split_rule" not in row.backend_info  # the default, "fill", unsaid
+    monkeypatch.setenv("ATTNBENCH_TRITON_SPLITS", "waves")
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.OK and row.rel_err < 1e-2 and "split_rule=waves;" in row.backend_info, row.reason
+    monkeypatch.setenv("ATTNBENCH_TRITON_SPLITS", "even")
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_SPLITS: 'even' is not valid" in row.reason
+
+
 @pytest.mark.parametrize("use_tma", [True, False])
 @pytest.mark.parametrize("workload", ["prefill", "append", "decode"])
 def test_kv_load_paths_and_pinned_configs_match_reference(workload, use_tma):

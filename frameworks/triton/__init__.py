@@ -40,6 +40,11 @@ class TritonAttention(Backend):
     # unchanged within 1% but one prefill-heavy case 1.07×. ATTNBENCH_TRITON_PAGE_PREFETCH=0|1|decode picks
     # another (backend_info says kv_loads=gather,page_ids_ahead for each launch that ran so)
     page_prefetch: ClassVar[str] = "decode"
+    # how the split-KV decodes size their splits (ops.SPLIT_RULES): "fill" (about one program a multiprocessor,
+    # by the longest cache) or "waves" (whole waves, each request's own length: ops.choose_splits_waves).
+    # ATTNBENCH_TRITON_SPLITS=waves measures it (docs/perf-notes.md: predicted, not yet measured; backend_info
+    # says split_rule=waves where it ran)
+    split_rule: ClassVar[str] = "fill"
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
         head_dims={64, 128},
@@ -66,7 +71,8 @@ class TritonAttention(Backend):
             k, v, table = paged.k_pages, paged.v_pages, paged.block_table
         ahead = self._prefetch()
         if spec.workload is Workload.DECODE:
-            self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size, prefetch_pages=ahead.decode)
+            self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size, prefetch_pages=ahead.decode,
+                                  split_rule=self._split_rule())  # fmt: skip
         else:
             self._op = ops.Prefill(inputs.q, k, v, spec.kv_len, spec.is_masked, table, spec.page_size,
                                    prefetch_pages=ahead.prefill)  # fmt: skip
@@ -85,14 +91,21 @@ class TritonAttention(Backend):
         schedule = env_choice("ATTNBENCH_TRITON_SCHEDULE", self.schedule, ops.SCHEDULES)
         ahead = self._prefetch()
         if batch.kind == "decode":  # split-KV with a split count a request
-            self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, prefetch_pages=ahead.decode, **cache)
+            self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, prefetch_pages=ahead.decode,
+                                        split_rule=self._split_rule(), **cache)  # fmt: skip
         elif self._launches() == 2 and batch.decode_split is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
-                                 streams=self._streams(), prefetch_pages=ahead, **cache)  # fmt: skip
+                                 streams=self._streams(), prefetch_pages=ahead, split_rule=self._split_rule(),
+                                 **cache)  # fmt: skip
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal,
                                   schedule=schedule, prefetch_pages=ahead.prefill, **cache)  # fmt: skip
         return self._op
+
+    def _split_rule(self) -> str:
+        from . import ops
+
+        return env_choice("ATTNBENCH_TRITON_SPLITS", self.split_rule, ops.SPLIT_RULES)
 
     def _streams(self) -> int:
         return int(env_choice("ATTNBENCH_TRITON_MIXED_STREAMS", str(self.mixed_streams), ("1", "2")))

@@ -41,6 +41,36 @@ def choose_splits(batch: int, kv_heads: int, kv_len: int, sms: int, granule: int
     return triton.cdiv(kv_len, tokens), tokens
 
 
+# how the split-KV decode sizes its splits: "fill" (enough programs for about one a multiprocessor, sized by
+# the longest cache) or "waves" (the split length that minimises whole waves × split length, counting each
+# request's own splits: choose_splits_waves)
+SPLIT_RULES = ("fill", "waves")
+# a decode program's cost besides its keys, in granules' worth of time (a guess to be measured: starting the
+# program and writing its partial output and log-sum-exp, about 2-3 µs, as long as an SM streams ~256 keys)
+SPLIT_OVERHEAD_GRANULES = 2
+
+
+def choose_splits_waves(kv_lens, kv_heads: int, sms: int, granule: int = SPLIT_GRANULE) -> tuple[int, int]:
+    """(splits of the longest cache, tokens a split) for caches of the given lengths: the tokens a split
+    (whole granules) that minimise waves × (tokens + SPLIT_OVERHEAD_GRANULES granules), where a wave is `sms` programs
+    (one a multiprocessor at a time: a 3-stage 128-key tile leaves room for no second), the programs are
+    kv_heads × Σ ceil(kv_i / tokens), the splits each request needs, and the overhead is what a program
+    costs besides its keys (its start, its partial output, its share of the combine). Ties go to fewer
+    programs. Against "fill": no second wave of a few programs (Llama-3.1-8B, batch 1 × 128k: 17 splits ×
+    8 heads = 136 programs on 132 SMs) and, for uneven caches, splits sized by the work, not by the
+    longest cache alone."""
+    lens = [int(n) for n in kv_lens if n > 0] or [1]
+    granules = triton.cdiv(max(lens), granule)
+    best = None
+    for tokens in sorted({triton.cdiv(granules, n) * granule for n in range(1, min(granules, 4 * sms) + 1)}):
+        programs = kv_heads * sum(triton.cdiv(n, tokens) for n in lens)
+        key = (triton.cdiv(programs, sms) * (tokens + SPLIT_OVERHEAD_GRANULES * granule), programs)
+        if best is None or key < best[0]:
+            best = (key, tokens)
+    tokens = best[1]
+    return triton.cdiv(max(lens), tokens), tokens
+
+
 def _block_table_args(block_table):
     return (block_table, block_table.stride(0)) if block_table is not None else (None, 0)
 
@@ -119,7 +149,7 @@ class Decode:
     def __init__(
         self, q, k, v, kv_len: int, block_table=None, page_size: int | None = None,
         num_splits: int | None = None, granule: int = SPLIT_GRANULE, use_tma: bool | None = None,
-        config: triton.Config | None = None, prefetch_pages: bool = False,
+        config: triton.Config | None = None, prefetch_pages: bool = False, split_rule: str = "fill",
     ):  # fmt: skip
         b, _, hq, d = q.shape
         hkv = k.shape[2]
@@ -127,7 +157,10 @@ class Decode:
         self.pinned = config
         self.q, self.k, self.v = q, k, v
         self.batch, self.kv_heads, self.group, self.head_dim = b, hkv, group, d
-        if num_splits is None:
+        self.split_rule = _check_rule(split_rule) if num_splits is None else "fixed"
+        if num_splits is None and split_rule == "waves":  # b requests of one length: b × hkv programs a split
+            self.splits, tokens = choose_splits_waves([kv_len], b * hkv, sm_count(q.device), granule)
+        elif num_splits is None:
             self.splits, tokens = choose_splits(b, hkv, kv_len, sm_count(q.device), granule)
         else:  # granule must be a multiple of the decode BLOCK_N in use (16 under the interpreter)
             tokens = triton.cdiv(triton.cdiv(kv_len, num_splits), granule) * granule
@@ -162,7 +195,8 @@ class Decode:
         return o
 
     def config(self) -> str:
-        return f"splits={self.splits};" + _config_text(self.pinned or decode_kernel, self.kw)
+        text = _config_text(self.pinned or decode_kernel, self.kw)
+        return f"splits={self.splits};{_rule_text(self.split_rule)}" + text
 
 
 def _packed_kv(k, v, cu_seqlens_k, block_table, placeholder):
@@ -237,7 +271,7 @@ class RaggedDecode:
     def __init__(
         self, q, k, v, kv_lens, max_kv: int, cu_seqlens_k=None, block_table=None, page_size: int | None = None,
         num_splits: int | None = None, granule: int = SPLIT_GRANULE, config: triton.Config | None = None, out=None,
-        prefetch_pages: bool = False,
+        prefetch_pages: bool = False, split_rule: str = "fill",
     ):  # fmt: skip
         b, hq, d = q.shape
         self.out = out  # write into this [B, Hq, D] tensor instead of a new one
@@ -246,7 +280,11 @@ class RaggedDecode:
         self.pinned = config
         self.q, self.k, self.v, self.kv_lens = q, k, v, kv_lens
         self.batch, self.kv_heads, self.group = b, hkv, group
-        wanted = num_splits or choose_splits(b, hkv, max_kv, sm_count(q.device), granule)[0]
+        self.split_rule = _check_rule(split_rule) if not num_splits else "fixed"
+        if not num_splits and split_rule == "waves":  # each request's own length (read once, before any timing)
+            wanted = choose_splits_waves(kv_lens.tolist(), hkv, sm_count(q.device), granule)[0]
+        else:
+            wanted = num_splits or choose_splits(b, hkv, max_kv, sm_count(q.device), granule)[0]
         tokens = triton.cdiv(triton.cdiv(max_kv, wanted), granule) * granule
         self.splits, self.tokens = triton.cdiv(max_kv, tokens), tokens
         self.block_g = max(16, triton.next_power_of_2(group))
@@ -275,7 +313,19 @@ class RaggedDecode:
         return o
 
     def config(self) -> str:
-        return f"ragged-decode;splits={self.splits};" + _config_text(self.pinned or ragged_decode_kernel, self.kw)
+        text = _config_text(self.pinned or ragged_decode_kernel, self.kw)
+        return f"ragged-decode;splits={self.splits};{_rule_text(self.split_rule)}" + text
+
+
+def _check_rule(rule: str) -> str:
+    if rule not in SPLIT_RULES:
+        raise ValueError(f"split_rule: {rule!r} is not valid; expected one of {', '.join(SPLIT_RULES)}")
+    return rule
+
+
+def _rule_text(rule: str) -> str:
+    """backend_info's word on the split rule: said when it is not the default."""
+    return "" if rule == "fill" else f"split_rule={rule};"
 
 
 class PagePrefetch(NamedTuple):
@@ -294,7 +344,7 @@ class Mixed:
 
     def __init__(self, q, k, v, cu_q_list, kv_lens_list, causal: bool, cu_seqlens_k=None, block_table=None,
                  page_size: int | None = None, schedule: str = "longest-first", streams: int = 1,
-                 prefetch_pages: PagePrefetch = PagePrefetch()):  # fmt: skip
+                 prefetch_pages: PagePrefetch = PagePrefetch(), split_rule: str = "fill"):  # fmt: skip
         """streams=2: the decodes on a second CUDA stream (forked from and joined to the caller's), so the
         memory-bound decode launch can fill the SMs the chunks leave idle; one stream on a CPU.
         prefetch_pages: page ids a step ahead in the chunks' launch and in the decodes' launch."""
@@ -316,7 +366,8 @@ class Mixed:
         self.decodes = RaggedDecode(q[rows:], k, v, ints(tail), max(tail),
                                     cu_seqlens_k=cu_seqlens_k[first:] if dense else None,
                                     block_table=None if dense else block_table[first:], page_size=page_size,
-                                    out=self.out[rows:], prefetch_pages=prefetch_pages.decode)  # fmt: skip
+                                    out=self.out[rows:], prefetch_pages=prefetch_pages.decode,
+                                    split_rule=split_rule)  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         if self.side is None:
