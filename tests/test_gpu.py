@@ -252,7 +252,7 @@ def test_gluon_prefill_matches_the_reference_on_gpu(workload, q_len, kv_len, hea
     assert check.ok, f"{check.problem} (rel_err {check.rel_err:.2e})"
 
 
-@pytest.mark.parametrize("schedule", ["longest-first", "simple"])
+@pytest.mark.parametrize("schedule", ["longest-first", "simple", "tiles"])
 @pytest.mark.parametrize("page", [None, 16])
 def test_triton_varlen_schedules_on_gpu(measurer, page, schedule, monkeypatch):
     env = {"ATTNBENCH_TRITON_MIXED_LAUNCHES": "1", "ATTNBENCH_TRITON_SCHEDULE": schedule}

@@ -303,11 +303,12 @@ def test_the_two_launch_split_needs_decodes_after_other_requests():
     assert ops.split_point((0, 1, 21)) is None  # a decode before the chunk
 
 
-@pytest.mark.parametrize("schedule", ["longest-first", "simple"])
+@pytest.mark.parametrize("schedule", ["longest-first", "simple", "tiles"])
 @pytest.mark.parametrize("page_size", [None, 16])
-def test_both_varlen_schedules_match_the_reference(schedule, page_size, monkeypatch):
+def test_every_varlen_schedule_matches_the_reference(schedule, page_size, monkeypatch):
     """The heaviest request (q20 on 30 keys) sits in the middle of the batch, so longest-first launches the
-    requests in another order than the batch's, and its causal row blocks last first."""
+    requests in another order than the batch's, and its causal row blocks last first; "tiles" does the same
+    over a grid of the row blocks that hold rows (a decode's one block beside the q20's several)."""
     if DEVICE.type == "cuda":
         pytest.skip("covered at real sizes by tests/test_gpu.py")
     from specs import ExperimentSpec
@@ -329,8 +330,20 @@ def test_longest_first_orders_requests_by_their_query_key_pairs():
     order = lambda schedule: ops.Varlen(q, k, k, cu, kv, 20, True, schedule=schedule).order.tolist()  # noqa: E731
     assert order("longest-first") == [3, 1, 2, 0, 4]  # 600, 36, 36 (batch order kept), 25, 17 pairs
     assert order("simple") == [0, 1, 2, 3, 4]
-    with pytest.raises(ValueError, match="schedule: 'random' is not valid; expected one of longest-first, simple"):
+    assert order("tiles") == order("longest-first")
+    with pytest.raises(ValueError, match="'random' is not valid; expected one of longest-first, simple, tiles"):
         ops.Varlen(q, k, k, cu, kv, 20, True, schedule="random")
+
+
+def test_the_tiles_grid_launches_only_row_blocks_that_hold_rows():
+    """q_lens 5, 4, 4, 20, 1 with a GQA group of 2 (rows 10, 8, 8, 40, 2): at BLOCK_M 16 the tiles grid has
+    1 + 1 + 1 + 3 + 1 = 7 row blocks a KV head, where the (row block, request × head) grid has 3 × 5 = 15."""
+    q_lens, kv_lens = [5, 4, 4, 20, 1], [5, 9, 9, 30, 17]
+    cu = torch.tensor([0, *itertools.accumulate(q_lens)], dtype=torch.int32)
+    q, k = torch.zeros(sum(q_lens), 2, 64), torch.zeros(sum(kv_lens), 1, 64)
+    op = ops.Varlen(q, k, k, cu, torch.tensor(kv_lens, dtype=torch.int32), 20, True, schedule="tiles")
+    assert op._blocks(16) == 7 and op._blocks(64) == 5 and op.kw["TILES"] and op.kw["BLOCK_R"] == 8
+    assert -(-20 * 2 // 16) * len(q_lens) == 15  # what the other grid launches a KV head
 
 
 def test_the_environment_picks_the_varlen_schedule(monkeypatch):

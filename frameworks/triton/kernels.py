@@ -335,16 +335,17 @@ def prefill_kernel(
 
 
 @triton.autotune(
-    configs=_prefill_configs(), key=["MAX_Q", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "PREFETCH_PAGES"]
+    configs=_prefill_configs(),
+    key=["MAX_Q", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "PREFETCH_PAGES", "TILES"],
 )
 @triton.jit
 def varlen_kernel(
     Q, K, V, O, BT, CU_Q, CU_K, SEQ_K, ORDER,
     s_qs, s_qh, s_ks, s_kh, s_vs, s_vh, s_os, s_oh, s_kb, s_vb, s_btb,
-    MAX_Q, HKV, qk_scale,
+    MAX_Q, HKV, qk_scale, NUM_REQ,
     G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, CAUSAL: tl.constexpr,
     LAST_ROWS_FIRST: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    PREFETCH_PAGES: tl.constexpr = False,
+    PREFETCH_PAGES: tl.constexpr = False, TILES: tl.constexpr = False, BLOCK_R: tl.constexpr = 1,
 ):  # fmt: skip
     """A ragged batch in one launch: program (row block, request × KV head) over the packed queries of
     its request (rows CU_Q[b] …) against that request's keys: dense packed (rows CU_K[b] …) or paged
@@ -352,11 +353,28 @@ def varlen_kernel(
     request's rows returns at once (decodes and short chunks beside long ones). ORDER maps the grid's
     request axis to requests: heaviest first when the host sorted it (`ops.Varlen`'s schedule), so the
     GPU starts the longest work first and the short requests fill the tail; with LAST_ROWS_FIRST causal
-    row blocks run last first within a request (the last rows see the most keys)."""
-    pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if LAST_ROWS_FIRST else tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = tl.load(ORDER + pid_bh // HKV)
-    hkv = pid_bh % HKV
+    row blocks run last first within a request (the last rows see the most keys).
+    TILES: a one-dimensional grid of the row blocks that hold rows, (block, KV head) with the head fastest:
+    program p takes block p // HKV of the requests in ORDER, found from their block counts (a cumulative
+    sum over the NUM_REQ ≤ BLOCK_R requests), so no program is launched past its request's rows."""
+    if TILES:
+        pid = tl.program_id(0) // HKV
+        hkv = tl.program_id(0) % HKV
+        r = tl.arange(0, BLOCK_R)
+        r_ok = r < NUM_REQ
+        req = tl.load(ORDER + r, mask=r_ok, other=0)
+        lens = tl.load(CU_Q + req + 1, mask=r_ok, other=0) - tl.load(CU_Q + req, mask=r_ok, other=0)
+        blocks = tl.where(r_ok, (lens * G + BLOCK_M - 1) // BLOCK_M, 0)
+        ends = tl.cumsum(blocks, 0)
+        i = tl.sum((ends <= pid).to(tl.int32), 0)  # the request (its place in ORDER) that holds block pid
+        local = pid - tl.sum(tl.where(r == i, ends - blocks, 0), 0)
+        pid_m = tl.sum(tl.where(r == i, blocks, 0), 0) - 1 - local if LAST_ROWS_FIRST else local
+        b = tl.load(ORDER + i)
+    else:
+        pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if LAST_ROWS_FIRST else tl.program_id(0)
+        pid_bh = tl.program_id(1)
+        b = tl.load(ORDER + pid_bh // HKV)
+        hkv = pid_bh % HKV
     q_start = tl.load(CU_Q + b)
     q_len = tl.load(CU_Q + b + 1) - q_start
     if pid_m * BLOCK_M < q_len * G:

@@ -20,7 +20,9 @@ from .kernels import (
     varlen_kernel,
 )
 
-SCHEDULES = ("longest-first", "simple")  # the varlen kernel's order of requests (`Varlen`)
+# the varlen kernel's order of requests (`Varlen`): heaviest first on a grid of (row block, request × head),
+# batch order on it, or heaviest first on a grid of only the row blocks that hold rows ("tiles")
+SCHEDULES = ("longest-first", "simple", "tiles")
 SPLIT_GRANULE = 128  # tokens: a split covers a multiple of the largest decode BLOCK_N
 PROGRAMS_PER_SM = 1  # decode splits until about one program a multiprocessor (H100, v2: 4 a SM was slower)
 # the largest tile any configuration loads: a paged cache goes through TMA only if its pages hold it
@@ -221,14 +223,16 @@ class Varlen:
     ):  # fmt: skip
         """out: write into this [Σ q_len, Hq, D] tensor (rows at cu_seqlens_q) instead of a new one.
         schedule: "longest-first" launches the requests heaviest first (query × key pairs, computed here,
-        outside any timed call), "simple" in batch order."""
+        outside any timed call), "simple" in batch order; "tiles" heaviest first too, over a grid of the row
+        blocks that hold rows only: the (max_q-sized) grid of the others launches a program for every row
+        block of the longest request for each request, and those past a shorter request's rows return at once."""
         total, hq, d = q.shape
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule: {schedule!r} is not valid; expected one of {', '.join(SCHEDULES)}")
         self.schedule = schedule
         q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
         order = list(range(len(q_lens)))
-        if schedule == "longest-first":
+        if schedule in ("longest-first", "tiles"):
             work = [qn * kn for qn, kn in zip(q_lens, kv_lens.tolist())]
             order.sort(key=lambda i: -work[i])  # stable: equal requests keep their batch order
         self.order = torch.tensor(order, dtype=torch.int32, device=q.device)
@@ -241,23 +245,36 @@ class Varlen:
         self.cu_q, self.seq_k = cu_seqlens_q, kv_lens
         self.cu_k, self.bt, self.s_btb, self.strides = _packed_kv(k, v, cu_seqlens_k, block_table, cu_seqlens_q)
         paged = block_table is not None
+        self.q_lens = q_lens
+        self.blocks: dict[int, int] = {}  # BLOCK_M -> row blocks that hold rows (the "tiles" grid)
         self.kw = {
-            "MAX_Q": max_q, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "G": hq // hkv, "HEAD_DIM": d, "PAGED": paged,
-            "PAGE": page_size or 1, "CAUSAL": causal, "LAST_ROWS_FIRST": causal and schedule == "longest-first",
-            "INTERPRETED": INTERPRET, "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table),
+            "MAX_Q": max_q, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "NUM_REQ": self.requests, "G": hq // hkv,
+            "HEAD_DIM": d, "PAGED": paged, "PAGE": page_size or 1, "CAUSAL": causal,
+            "LAST_ROWS_FIRST": causal and schedule != "simple", "INTERPRETED": INTERPRET,
+            "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table), "TILES": schedule == "tiles",
+            "BLOCK_R": triton.next_power_of_2(self.requests),
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         q = self.q
         o = self.out if self.out is not None else torch.empty_like(q)
         s_ks, s_kh, s_vs, s_vh, s_kb, s_vb = self.strides
-        grid = lambda meta: (triton.cdiv(self.max_q * self.group, meta["BLOCK_M"]), self.requests * self.kv_heads)
+        if self.schedule == "tiles":
+            grid = lambda meta: (self._blocks(meta["BLOCK_M"]) * self.kv_heads,)  # noqa: E731
+        else:
+            grid = lambda meta: (triton.cdiv(self.max_q * self.group, meta["BLOCK_M"]), self.requests * self.kv_heads)  # noqa: E731
         args = (
             q, self.k, self.v, o, self.bt, self.cu_q, self.cu_k, self.seq_k, self.order,
             q.stride(0), q.stride(1), s_ks, s_kh, s_vs, s_vh, o.stride(0), o.stride(1), s_kb, s_vb, self.s_btb,
         )  # fmt: skip
         _launch(varlen_kernel, grid, self.pinned, args, self.kw)
         return o
+
+    def _blocks(self, block_m: int) -> int:
+        """Row blocks that hold rows at this BLOCK_M (counted once a block size, on the host)."""
+        if block_m not in self.blocks:
+            self.blocks[block_m] = sum(triton.cdiv(n * self.group, block_m) for n in self.q_lens)
+        return self.blocks[block_m]
 
     def config(self) -> str:
         return f"varlen;schedule={self.schedule};" + _config_text(self.pinned or varlen_kernel, self.kw)
