@@ -50,14 +50,18 @@ def l2_flush_kind() -> str:
     return kind
 
 
-def l2_flusher() -> Callable[[], object]:
-    """A callable that evicts the L2 the chosen way (its buffer allocated and touched once, here)."""
-    kind = l2_flush_kind()
-    buffer = torch.zeros(L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
-    if kind == "zero":
-        return buffer.zero_
-    total = torch.empty((), dtype=torch.int64, device="cuda")
-    return lambda: torch.sum(buffer, dtype=torch.int64, out=total)
+class L2Flush:
+    """Evicts the L2 the chosen way (l2_flush_kind) when called; its buffer is allocated and touched once."""
+
+    def __init__(self, device: str = "cuda", nbytes: int = L2_FLUSH_BYTES):
+        self.kind = l2_flush_kind()
+        self.buffer = torch.zeros(nbytes, dtype=torch.int8, device=device)
+        self.total = torch.empty((), dtype=torch.int64, device=device)
+
+    def __call__(self) -> torch.Tensor:
+        if self.kind == "zero":
+            return self.buffer.zero_()
+        return torch.sum(self.buffer, dim=0, dtype=torch.int64, out=self.total)  # reads every byte, writes 8
 
 
 class TimingError(RuntimeError):
@@ -176,7 +180,7 @@ def host_lead_s(host_seconds: list[float]) -> float:
 class _EventSampler:
     def __init__(self, fn):
         self.fn = fn
-        self.flush = l2_flusher()
+        self.flush = L2Flush()
         self.lead_s = HOST_LEAD_MAX_S  # until a round has shown how long the host takes
         self.spin = getattr(torch.cuda, "_sleep", None)
 
@@ -223,7 +227,7 @@ class _GraphSampler(_EventSampler):
 class _ProfilerSampler:
     def __init__(self, fn):
         self.fn = fn
-        self.flush = l2_flusher()
+        self.flush = L2Flush()
 
     def __call__(self, count: int) -> list[float]:
         from torch.profiler import ProfilerActivity, profile, record_function

@@ -301,3 +301,18 @@ def test_the_l2_flush_is_chosen_by_the_environment_and_named_in_the_row(monkeypa
     with pytest.raises(ValueError, match=r"ATTNBENCH_L2_FLUSH: 'flush' is not valid; expected one of zero, read"):
         timer.l2_flush_kind()
     assert TimingMode.EVENTS.label == "cuda-events/l2-flushed"  # the rows of a refused run claim no read flush
+
+
+@pytest.mark.parametrize("kind", ["zero", "read"])
+def test_each_l2_flush_touches_the_whole_buffer_and_only_zero_writes_it(monkeypatch, kind):
+    """The flush callables themselves (on a CPU tensor here; the timer makes them on the GPU): a zeroing
+    flush writes the buffer, a reading one returns its sum and leaves it as it was."""
+    monkeypatch.setenv("ATTNBENCH_L2_FLUSH", kind)
+    flush = timer.L2Flush("cpu", 4096)
+    buffer = flush.buffer
+    buffer.fill_(3)
+    result = flush()
+    if kind == "zero":
+        assert int(buffer.abs().sum()) == 0
+    else:
+        assert int(result) == 3 * 4096 and bool((buffer == 3).all())
