@@ -103,7 +103,9 @@ def collect(device: torch.device, commit: str | None = None) -> Environment:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         slug, driver, cuda = device_slug(name), _nvidia_driver(), torch.version.cuda or ""
-        uuid = str(getattr(torch.cuda.get_device_properties(device), "uuid", "") or "")
+        from .telemetry import gpu_uuid  # the same UUID telemetry finds the GPU in NVML by
+
+        uuid = gpu_uuid(device) or ""
     else:
         name, slug, driver, cuda, uuid = _cpu_name(), "cpu", "", "", ""
     return Environment(
