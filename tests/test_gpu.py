@@ -1,6 +1,8 @@
 """GPU conformance at real head shapes (skipped without CUDA): every available backend is ok or says
 why it cannot run; none is incorrect or crashes. Run on the GPU host before calling GPU work done."""
 
+import re
+
 import pytest
 import torch
 
@@ -117,7 +119,8 @@ def test_rows_carry_telemetry_and_ceilings(tmp_path):
     )
     assert row.status is Status.OK, row.reason
     assert row.sm_clock_start_mhz > 0 and row.temp_end_c > 0 and row.power_end_w > 0 and row.throttled is not None
-    assert len(row.gpu_uuid) >= 32 and row.gpu_uuid == env.gpu_uuid  # which GPU of the host measured it
+    assert re.fullmatch(r"(GPU-)?[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", row.gpu_uuid), row.gpu_uuid  # which GPU
+    assert row.gpu_uuid == env.gpu_uuid
     assert row.ceiling_gbps > 500 and row.ceiling_tflops > 100 and 0 < row.pct_peak_gbps < 150
     ceilings = calibrate.load(path)
     assert len(ceilings) == 3 and all(c.read_gbps > 500 for c in ceilings)
