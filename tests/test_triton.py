@@ -101,11 +101,9 @@ def test_the_waves_split_rule_fills_whole_waves_and_sizes_splits_by_the_work():
     assert ops.choose_splits_waves([0, 0], 8, sms) == (1, ops.SPLIT_GRANULE)  # empty caches: one split, no error
 
 
-@pytest.mark.parametrize("page_size", [None, 16])
-def test_ragged_decode_with_the_waves_rule_matches_the_reference(page_size):
-    """Caches of 7, 40, 100 and 1 tokens, 2 KV heads, 4 SMs (a CPU), granules of 16: the rule picks 3
-    splits of 48 (12 programs in 3 waves of 4, 80 tokens of time each, the least of any split), the short
-    requests leaving splits empty; the result matches the fp32 reference and the row names the rule."""
+def _uneven_decodes(page_size):
+    """Four decodes on caches of 7, 40, 100 and 1 tokens (16 query heads, 2 KV heads, D 64), dense packed or
+    in shuffled pages: (spec, inputs, k, v, kv_lens, the cache's keyword arguments for ops.RaggedDecode)."""
     from frameworks._paged import to_paged_ragged
     from specs import ExperimentSpec
 
@@ -117,8 +115,18 @@ def test_ragged_decode_with_the_waves_rule_matches_the_reference(page_size):
     if page_size:
         paged = to_paged_ragged(k, v, spec.batch.kv_lens, page_size)
         k, v, cache = paged.k_pages, paged.v_pages, {"block_table": paged.block_table, "page_size": page_size}
+    return spec, inputs, k, v, kv_lens, cache
+
+
+@pytest.mark.parametrize("page_size", [None, 16])
+def test_ragged_decode_with_the_waves_rule_matches_the_reference(page_size):
+    """Caches of 7, 40, 100 and 1 tokens, 2 KV heads, 4 SMs (a CPU), granules of 16: the rule picks 3
+    splits of 48 (12 programs in 3 waves of 4, 80 tokens of time each, the least of any split), the short
+    requests leaving splits empty; the result matches the fp32 reference and the row names the rule."""
+    spec, inputs, k, v, kv_lens, cache = _uneven_decodes(page_size)
     op = ops.RaggedDecode(inputs.q, k, v, kv_lens, spec.kv_len, granule=16, split_rule="waves", **cache)
-    assert (op.splits, op.tokens) == ((3, 48) if DEVICE.type == "cpu" else (op.splits, op.tokens))
+    if DEVICE.type == "cpu":  # 4 "SMs"; a GPU has its own count
+        assert (op.splits, op.tokens) == (3, 48)
     assert "split_rule=waves;" in op.config()
     ref = reference_attention(spec, inputs, [0, 1, 2, 3])
     check = check_output(spec, op(), ref, [0, 1, 2, 3])
@@ -251,17 +259,7 @@ def test_triton_varlen_matches_reference_on_ragged_and_mixed_batches(mix, page_s
 def test_ragged_decode_splits_per_request_with_empty_splits(page_size):
     """Caches of 7, 40, 100 and 1 tokens cut into 4 splits of 32: the short requests leave splits
     empty (log-sum-exp −inf), which the combine must weigh by zero."""
-    from frameworks._paged import to_paged_ragged
-    from specs import ExperimentSpec
-
-    spec = ExperimentSpec.from_mix("q1s7_q1s40_q1s100_q1", 16, 2, 64)
-    inputs = make_inputs(spec, DEVICE)
-    kv_lens = torch.tensor(spec.batch.kv_lens, dtype=torch.int32, device=DEVICE)
-    cache = {"cu_seqlens_k": inputs.cu_seqlens_k}
-    k, v = inputs.k, inputs.v
-    if page_size:
-        paged = to_paged_ragged(k, v, spec.batch.kv_lens, page_size)
-        k, v, cache = paged.k_pages, paged.v_pages, {"block_table": paged.block_table, "page_size": page_size}
+    spec, inputs, k, v, kv_lens, cache = _uneven_decodes(page_size)
     op = ops.RaggedDecode(inputs.q, k, v, kv_lens, spec.kv_len, num_splits=4, granule=16, **cache)
     assert op.splits == 4 and op.tokens == 32
     ref = reference_attention(spec, inputs, [0, 1, 2, 3])
