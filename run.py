@@ -722,11 +722,17 @@ def compare(
     all_rows: bool = typer.Option(
         False, "--all", help="Also list rows present in only one file (by default: only counted)."
     ),
+    a_gpu: str | None = typer.Option(
+        None,
+        help="Only A's rows measured on the GPU whose UUID starts with this (the GPUs of one host: "
+        "the same file as A and B, --a-gpu and --b-gpu).",
+    ),
+    b_gpu: str | None = typer.Option(None, help="Only B's rows measured on the GPU whose UUID starts with this."),
 ):
     """B against A per (spec, backend): ratio of p50s, significance from both 95% intervals and the
     measured between-run spread, geometric mean of the ratios."""
     from harness.compare import compare as compare_rows
-    from harness.compare import load_spread, summarize
+    from harness.compare import load_spread, on_gpu, summarize
     from harness.options import check_input_files, check_number
     from harness.store import load_rows
 
@@ -735,7 +741,8 @@ def compare(
     check_number("--min-effect", min_effect, minimum=0)
     check_input_files("files", [a, b])
     noise = {} if no_spread or spread is None else load_spread(spread)
-    comparisons = compare_rows(load_rows(a), load_rows(b), min_effect, noise)
+    rows_a, rows_b = on_gpu(load_rows(a), a_gpu, "--a-gpu", a), on_gpu(load_rows(b), b_gpu, "--b-gpu", b)
+    comparisons = compare_rows(rows_a, rows_b, min_effect, noise)
     out = Table(title=f"B = {b.name} vs A = {a.name} (ratio = B p50 / A p50; below 1: B is faster)")
     for col in ("spec", "backend", "A p50 ms [95% CI]", "B p50 ms [95% CI]", "ratio", "verdict"):
         out.add_column(col)

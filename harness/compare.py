@@ -49,6 +49,23 @@ def _key(row: ResultRow) -> tuple:
 DEFAULT_MIN_EFFECT = 0.01  # the precision the adaptive timer aims for (±1%): no claims below it
 
 
+def on_gpu(rows: list[ResultRow], prefix: str | None, option: str, path) -> list[ResultRow]:
+    """The rows measured on the GPU whose UUID starts with `prefix` ("GPU-" and case ignored), to compare
+    the GPUs of one host with each other; every row when no prefix is given. None matching: a one-line
+    error that names the option and the GPUs the file's rows do name."""
+    if not prefix:
+        return rows
+    key = lambda uuid: (uuid or "").lower().removeprefix("gpu-")  # noqa: E731
+    kept = [r for r in rows if key(r.gpu_uuid).startswith(key(prefix))]
+    if not kept:
+        named = sorted({key(r.gpu_uuid)[:8] for r in rows if r.gpu_uuid})
+        raise ValueError(
+            f"{option}: no row of {path} was measured on a GPU whose UUID starts with {prefix!r}; "
+            f"its rows name {', '.join(named) if named else 'no GPU (written before rows named theirs)'}"
+        )
+    return kept
+
+
 def judge(a: ResultRow, b: ResultRow, min_effect: float = DEFAULT_MIN_EFFECT) -> str:
     """Significant when the two p50 intervals do not overlap and the ratio is at least min_effect
     away from 1 (callers raise min_effect to the between-run spread). A significant verdict says when

@@ -293,6 +293,27 @@ def test_cli_compare(fixture_csv, tmp_path):
     assert "geometric mean of B/A = 1.0000" in result.output
 
 
+def test_cli_compare_between_the_gpus_of_one_file(fixture_csv, tmp_path):
+    """One sweep over two GPUs of a host (one file): --a-gpu and --b-gpu pick each side's rows by UUID prefix
+    ("GPU-" and case ignored); a prefix no row has is one line naming the GPUs the file does have."""
+    two = tmp_path / "two-gpus.csv"
+    rows = load_rows(fixture_csv)
+    first = [dataclasses.replace(r, gpu_uuid="a3726b80-c31b-022a-e983-4cf9f655a42d") for r in rows]
+    second = [dataclasses.replace(r, gpu_uuid="f5b8ca0f-1465-4178-e70d-a8af3a4e8173") for r in rows[:2]]
+    second = [dataclasses.replace(second[0], p50_ms=1.2, p50_ci_low_ms=1.19, p50_ci_high_ms=1.21), second[1]]
+    append_rows(two, first + second)
+    args = ["compare", str(two), str(two), "--no-spread"]
+    result = runner.invoke(run.app, [*args, "--a-gpu", "GPU-A3726B80", "--b-gpu", "f5b8"])
+    assert result.exit_code == 0, result.output
+    assert "2 compared: 1 not significant (50%), 1 faster, 0 slower" in " ".join(result.output.split())
+    bad = runner.invoke(run.app, [*args, "--a-gpu", "0000"])
+    lines = [line for line in bad.output.splitlines() if line.strip()]
+    assert bad.exit_code == 2 and len(lines) == 1, bad.output
+    assert "--a-gpu: no row of" in lines[0] and "its rows name a3726b80, f5b8ca0f" in " ".join(bad.output.split())
+    old = runner.invoke(run.app, ["compare", str(fixture_csv), str(fixture_csv), "--b-gpu", "a372"])
+    assert old.exit_code == 2 and "no GPU (written before rows named theirs)" in " ".join(old.output.split())
+
+
 def test_cli_compare_lists_only_rows_in_both_files_unless_all(fixture_csv, tmp_path):
     extra = tmp_path / "extra.csv"
     append_rows(extra, load_rows(fixture_csv) + [ok_row(tiny_spec("decode", kv_len=96), p95_ms=0.7)])
