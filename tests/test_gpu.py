@@ -234,6 +234,17 @@ def test_triton_waves_split_rule_on_gpu(measurer, mix, page, monkeypatch):
     assert row.rel_err < 2e-2 and "split_rule=waves;" in row.backend_info
 
 
+@pytest.mark.parametrize("schedule", ["longest-first", "tiles"])
+@pytest.mark.parametrize("mix", ["q100s300_2q700_5q1s700_q1500", "q300s1000_3q4s1500_5q1s700"])
+def test_triton_varlen_through_tma_on_gpu(measurer, mix, schedule, monkeypatch):
+    """ATTNBENCH_TRITON_VARLEN_TMA=1 on a dense ragged cache: tiles that run past a request's keys into the
+    next request's, dropped by the key mask; one launch, and the chunk launch of two."""
+    env = {"ATTNBENCH_TRITON_VARLEN_TMA": "1", "ATTNBENCH_TRITON_SCHEDULE": schedule}
+    row = measure_mix(measurer, "triton", mix, None, monkeypatch, **env)
+    assert row.status is Status.OK, f"{row.status}: {row.reason}"
+    assert row.rel_err < 2e-2 and "kv_loads=tma" in row.backend_info.split("varlen;")[1].split(";ragged-decode")[0]
+
+
 @pytest.mark.parametrize(
     "workload,q_len,kv_len,head_dim,dtype",
     [("prefill", 1000, 1000, 128, "bf16"), ("append", 100, 1500, 128, "bf16"), ("append", 128, 4096, 64, "fp16"),

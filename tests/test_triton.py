@@ -333,6 +333,33 @@ def test_longest_first_orders_requests_by_their_query_key_pairs():
         ops.Varlen(q, k, k, cu, kv, 20, True, schedule="random")
 
 
+@pytest.mark.parametrize("schedule", ["longest-first", "tiles"])
+@pytest.mark.parametrize("launches", ["1", "2"])
+def test_varlen_tiles_through_tma_over_a_packed_cache_match_the_reference(monkeypatch, schedule, launches):
+    """ATTNBENCH_TRITON_VARLEN_TMA=1: a dense ragged cache's K/V tiles through descriptors over the packed
+    [Σ kv_len, Hkv·D] view (emulated by the interpreter). The q20 request's tiles run past its 30 keys
+    into the next request's: the key mask must drop them; the row says kv_loads=tma."""
+    if DEVICE.type == "cuda":
+        pytest.skip("covered at real sizes by tests/test_gpu.py")
+    from specs import ExperimentSpec
+
+    monkeypatch.setenv("ATTNBENCH_TRITON_VARLEN_TMA", "1")
+    monkeypatch.setenv("ATTNBENCH_TRITON_SCHEDULE", schedule)
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", launches)
+    spec = ExperimentSpec.from_mix("q5_2q4s9_q20s30_q1s17_2q1s40", 8, 2, 64)
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.OK, row.reason
+    varlen = row.backend_info.split("varlen;")[1]
+    assert row.rel_err < 1e-2 and "kv_loads=tma" in varlen.split(";ragged-decode")[0], row.backend_info
+    paged = cpu_measurer().measure(
+        ExperimentSpec.from_mix("q20s30_q4s9", 8, 2, 64, page_size=16), get_backend("triton")
+    )
+    assert paged.status is Status.OK and "kv_loads=tma" not in paged.backend_info  # pages of 16: gathered
+    monkeypatch.setenv("ATTNBENCH_TRITON_VARLEN_TMA", "yes")
+    bad = cpu_measurer().measure(spec, get_backend("triton"))
+    assert bad.status is Status.ERROR and "ATTNBENCH_TRITON_VARLEN_TMA: 'yes' is not valid" in bad.reason
+
+
 def test_the_tiles_grid_launches_only_row_blocks_that_hold_rows():
     """q_lens 5, 4, 4, 20, 1 with a GQA group of 2 (rows 10, 8, 8, 40, 2): at BLOCK_M 16 the tiles grid has
     1 + 1 + 1 + 3 + 1 = 7 row blocks a KV head, where the (row block, request × head) grid has 3 × 5 = 15."""

@@ -174,12 +174,14 @@ def variants(quick: bool) -> list[Variant]:
         out.append(Variant(name, k.prefill_kernel, ce, w, s, maxnreg=regs, tma=tma))
     for label, paged, page, _, ahead in layouts[:3]:
         for bm, bn, w, s, regs in prefill_configs:
-            for tiles in (False, True):  # the (row block, request × head) grid, or the grid of row blocks only
+            # the (row block, request × head) grid, or the grid of row blocks only; a dense cache also through TMA
+            for tiles, tma in ((False, False), (True, False), *(((False, True),) if not paged else ())):
                 ce = {**head, "G": 4, "PAGED": paged, "PAGE": page, "CAUSAL": True, "LAST_ROWS_FIRST": True,
                       "BLOCK_M": bm, "BLOCK_N": bn, "PREFETCH_PAGES": ahead, "TILES": tiles,
-                      "BLOCK_R": 64 if tiles else 1}  # fmt: skip
-                name = f"varlen{' tiles' if tiles else ''} {label} {bm}x{bn} w{w} s{s}{cap(regs)}"
-                out.append(Variant(name, k.varlen_kernel, ce, w, s, maxnreg=regs))
+                      "BLOCK_R": 64 if tiles else 1, "TMA": tma}  # fmt: skip
+                kind = "varlen" + (" tiles" if tiles else "")
+                name = f"{kind} {label}{' tma' if tma else ''} {bm}x{bn} w{w} s{s}{cap(regs)}"
+                out.append(Variant(name, k.varlen_kernel, ce, w, s, maxnreg=regs, tma=tma))
         for bn, w, s in decode_configs:
             ce = {**head, "G": 4, "BLOCK_G": 16, "PAGED": paged, "PAGE": page, "BLOCK_N": bn, "PREFETCH_PAGES": ahead}
             out.append(Variant(f"ragged-decode {label} n{bn} w{w} s{s}", k.ragged_decode_kernel, ce, w, s))

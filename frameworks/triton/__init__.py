@@ -45,6 +45,10 @@ class TritonAttention(Backend):
     # ATTNBENCH_TRITON_SPLITS=waves measures it (docs/perf-notes.md: predicted, not yet measured; backend_info
     # says split_rule=waves where it ran)
     split_rule: ClassVar[str] = "fill"
+    # a dense ragged cache's K/V tiles in the varlen launches: gathered pointer loads ("0") or tensor
+    # descriptors over the packed cache ("1": TMA, sm90+). ATTNBENCH_TRITON_VARLEN_TMA=1 measures it
+    # (docs/perf-notes.md: predicted, not yet measured; backend_info says kv_loads=tma where it ran)
+    varlen_tma: ClassVar[str] = "0"
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
         head_dims={64, 128},
@@ -96,11 +100,18 @@ class TritonAttention(Backend):
         elif self._launches() == 2 and batch.decode_split is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
                                  streams=self._streams(), prefetch_pages=ahead, split_rule=self._split_rule(),
-                                 **cache)  # fmt: skip
+                                 varlen_tma=self._varlen_tma(inputs.device), **cache)  # fmt: skip
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal,
-                                  schedule=schedule, prefetch_pages=ahead.prefill, **cache)  # fmt: skip
+                                  schedule=schedule, prefetch_pages=ahead.prefill,
+                                  use_tma=self._varlen_tma(inputs.device), **cache)  # fmt: skip
         return self._op
+
+    def _varlen_tma(self, device) -> bool:
+        from . import ops
+
+        wanted = env_choice("ATTNBENCH_TRITON_VARLEN_TMA", self.varlen_tma, ("0", "1")) == "1"
+        return wanted and ops.tma_capable(device)
 
     def _split_rule(self) -> str:
         from . import ops

@@ -336,16 +336,17 @@ def prefill_kernel(
 
 @triton.autotune(
     configs=_prefill_configs(),
-    key=["MAX_Q", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "PREFETCH_PAGES", "TILES"],
+    key=["MAX_Q", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "PREFETCH_PAGES", "TILES", "TMA"],
 )
 @triton.jit
 def varlen_kernel(
-    Q, K, V, O, BT, CU_Q, CU_K, SEQ_K, ORDER,
+    Q, K, V, O, KD, VD, BT, CU_Q, CU_K, SEQ_K, ORDER,
     s_qs, s_qh, s_ks, s_kh, s_vs, s_vh, s_os, s_oh, s_kb, s_vb, s_btb,
     MAX_Q, HKV, qk_scale, NUM_REQ,
     G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, CAUSAL: tl.constexpr,
     LAST_ROWS_FIRST: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     PREFETCH_PAGES: tl.constexpr = False, TILES: tl.constexpr = False, BLOCK_R: tl.constexpr = 1,
+    TMA: tl.constexpr = False,
 ):  # fmt: skip
     """A ragged batch in one launch: program (row block, request × KV head) over the packed queries of
     its request (rows CU_Q[b] …) against that request's keys: dense packed (rows CU_K[b] …) or paged
@@ -356,7 +357,10 @@ def varlen_kernel(
     row blocks run last first within a request (the last rows see the most keys).
     TILES: a one-dimensional grid of the row blocks that hold rows, (block, KV head) with the head fastest:
     program p takes block p // HKV of the requests in ORDER, found from their block counts (a cumulative
-    sum over the NUM_REQ ≤ BLOCK_R requests), so no program is launched past its request's rows."""
+    sum over the NUM_REQ ≤ BLOCK_R requests), so no program is launched past its request's rows.
+    TMA (dense only): K/V tiles through descriptors KD, VD over the packed [Σ kv_len, Hkv·D] view, from the
+    request's first key row CU_K[b]; a tile past the request's end reads the next request's keys (or zeros at
+    the end), which the key mask drops as it drops them in the uniform kernel."""
     if TILES:
         pid = tl.program_id(0) // HKV
         hkv = tl.program_id(0) % HKV
@@ -379,11 +383,14 @@ def varlen_kernel(
     q_len = tl.load(CU_Q + b + 1) - q_start
     if pid_m * BLOCK_M < q_len * G:
         kv_len = tl.load(SEQ_K + b)
+        kv_b = b  # the paged tiles' block-table row, or (dense through TMA) the descriptor's first row
         if PAGED:
             k_base, v_base = K, V  # pages through row b of the block table
         else:
             k_start = tl.load(CU_K + b).to(tl.int64)
             k_base, v_base = K + k_start * s_ks, V + k_start * s_vs
+            if TMA:
+                kv_b = tl.load(CU_K + b)
         rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         pos = rows // G
         head = hkv * G + rows % G
@@ -397,13 +404,13 @@ def varlen_kernel(
         offset = kv_len - q_len
         full, hi = _key_bounds(pid_m, q_len, kv_len, G, CAUSAL, BLOCK_M, BLOCK_N)
         acc, m_i, l_i = _attend_range(
-            acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
-            s_vs, s_vh, s_btb, kv_len, 1, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, False, INTERPRETED,
+            acc, m_i, l_i, q, k_base, v_base, KD, VD, BT, kv_b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
+            s_vs, s_vh, s_btb, kv_len, 1, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, TMA, INTERPRETED,
             PREFETCH_PAGES,
         )  # fmt: skip
         acc, m_i, l_i = _attend_range(
-            acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, full, hi, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
-            s_vs, s_vh, s_btb, kv_len, 1, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, False, INTERPRETED,
+            acc, m_i, l_i, q, k_base, v_base, KD, VD, BT, kv_b, hkv, full, hi, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
+            s_vs, s_vh, s_btb, kv_len, 1, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, TMA, INTERPRETED,
             PREFETCH_PAGES,
         )  # fmt: skip
         out = acc / l_i[:, None]

@@ -214,12 +214,13 @@ def _packed_kv(k, v, cu_seqlens_k, block_table, placeholder):
 class Varlen:
     """A ragged batch (prefills, chunks and decodes together) in one launch: q packed [Σ q_len, Hq, D]
     with cu_seqlens_q; k, v packed [Σ kv_len, Hkv, D] with cu_seqlens_k (dense), or pages with a
-    block table and each request's KV length (paged). Gathered K/V loads (no TMA)."""
+    block table and each request's KV length (paged). Gathered K/V loads, or (use_tma, a dense cache on
+    sm90+) tiles through tensor descriptors over the packed [Σ kv_len, Hkv·D] view."""
 
     def __init__(
         self, q, k, v, cu_seqlens_q, kv_lens, max_q: int, causal: bool, cu_seqlens_k=None, block_table=None,
         page_size: int | None = None, config: triton.Config | None = None, out=None, schedule: str = "longest-first",
-        prefetch_pages: bool = False,
+        prefetch_pages: bool = False, use_tma: bool = False,
     ):  # fmt: skip
         """out: write into this [Σ q_len, Hq, D] tensor (rows at cu_seqlens_q) instead of a new one.
         schedule: "longest-first" launches the requests heaviest first (query × key pairs, computed here,
@@ -245,6 +246,9 @@ class Varlen:
         self.cu_q, self.seq_k = cu_seqlens_q, kv_lens
         self.cu_k, self.bt, self.s_btb, self.strides = _packed_kv(k, v, cu_seqlens_k, block_table, cu_seqlens_q)
         paged = block_table is not None
+        self.kd = self.vd = None
+        if use_tma and not paged:  # a dense packed cache: one [Σ kv_len, Hkv·D] descriptor each for K and V
+            self.kd, self.vd, _ = kv_descriptors(k.unsqueeze(0), v.unsqueeze(0), None, True)
         self.q_lens = q_lens
         self.blocks: dict[int, int] = {}  # BLOCK_M -> row blocks that hold rows (the "tiles" grid)
         self.kw = {
@@ -252,7 +256,7 @@ class Varlen:
             "HEAD_DIM": d, "PAGED": paged, "PAGE": page_size or 1, "CAUSAL": causal,
             "LAST_ROWS_FIRST": causal and schedule != "simple", "INTERPRETED": INTERPRET,
             "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table), "TILES": schedule == "tiles",
-            "BLOCK_R": triton.next_power_of_2(self.requests),
+            "BLOCK_R": triton.next_power_of_2(self.requests), "TMA": self.kd is not None,
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
@@ -264,7 +268,7 @@ class Varlen:
         else:
             grid = lambda meta: (triton.cdiv(self.max_q * self.group, meta["BLOCK_M"]), self.requests * self.kv_heads)  # noqa: E731
         args = (
-            q, self.k, self.v, o, self.bt, self.cu_q, self.cu_k, self.seq_k, self.order,
+            q, self.k, self.v, o, self.kd, self.vd, self.bt, self.cu_q, self.cu_k, self.seq_k, self.order,
             q.stride(0), q.stride(1), s_ks, s_kh, s_vs, s_vh, o.stride(0), o.stride(1), s_kb, s_vb, self.s_btb,
         )  # fmt: skip
         _launch(varlen_kernel, grid, self.pinned, args, self.kw)
@@ -361,7 +365,8 @@ class Mixed:
 
     def __init__(self, q, k, v, cu_q_list, kv_lens_list, causal: bool, cu_seqlens_k=None, block_table=None,
                  page_size: int | None = None, schedule: str = "longest-first", streams: int = 1,
-                 prefetch_pages: PagePrefetch = PagePrefetch(), split_rule: str = "fill"):  # fmt: skip
+                 prefetch_pages: PagePrefetch = PagePrefetch(), split_rule: str = "fill",
+                 varlen_tma: bool = False):  # fmt: skip
         """streams=2: the decodes on a second CUDA stream (forked from and joined to the caller's), so the
         memory-bound decode launch can fill the SMs the chunks leave idle; one stream on a CPU.
         prefetch_pages: page ids a step ahead in the chunks' launch and in the decodes' launch."""
@@ -378,7 +383,8 @@ class Mixed:
         self.chunks = Varlen(q, k, v, ints(cu_q_list[: first + 1]), ints(kv_lens_list[:first]), max_q, causal,
                              cu_seqlens_k=cu_seqlens_k[: first + 1] if dense else None,
                              block_table=None if dense else block_table[:first], page_size=page_size,
-                             out=self.out, schedule=schedule, prefetch_pages=prefetch_pages.prefill)  # fmt: skip
+                             out=self.out, schedule=schedule, prefetch_pages=prefetch_pages.prefill,
+                             use_tma=varlen_tma)  # fmt: skip
         tail = kv_lens_list[first:]
         self.decodes = RaggedDecode(q[rows:], k, v, ints(tail), max(tail),
                                     cu_seqlens_k=cu_seqlens_k[first:] if dense else None,
