@@ -100,7 +100,9 @@ def test_a_production_configs_register_cap_reaches_the_compile(monkeypatch):
 
     monkeypatch.setattr(kernels, "INTERPRET", False)  # the GPU's configuration list, not the interpreter's one
     capped = [v for v in variants(quick=False) if v.name.startswith(("prefill dense", "varlen dense")) and v.maxnreg]
-    assert [(v.name.split()[0], v.maxnreg) for v in capped] == [("prefill", 128), ("varlen", 128)]
+    assert [(v.name.split()[0], v.tma, v.maxnreg) for v in capped] == [
+        ("prefill", True, 128), ("varlen", False, 128), ("varlen", True, 128)  # varlen: gathered, then through TMA
+    ]  # fmt: skip
     assert all(v.name.endswith("128x64 w8 s2 maxnreg128") for v in capped)
 
 
