@@ -12,6 +12,7 @@ import pandas as pd
 
 from .stats import geometric_mean
 from .store import TASK_COLUMNS, ResultRow, Status, as_frame, latest
+from .telemetry import uuid_key
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def on_gpu(rows: list[ResultRow], prefix: str | None, option: str, path) -> list
     error that names the option and the GPUs the file's rows do name."""
     if not prefix:
         return rows
-    key = lambda uuid: (uuid or "").lower().removeprefix("gpu-")  # noqa: E731
+    key = lambda uuid: uuid_key(uuid) or ""  # noqa: E731
     kept = [r for r in rows if key(r.gpu_uuid).startswith(key(prefix))]
     if not kept:
         named = sorted({key(r.gpu_uuid)[:8] for r in rows if r.gpu_uuid})

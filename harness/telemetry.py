@@ -80,7 +80,8 @@ def _bus_key(text) -> tuple[int, ...] | None:
     return tuple(int(part, 16) for part in match.groups()) if match else None
 
 
-def _uuid_key(text) -> str | None:
+def uuid_key(text) -> str | None:
+    """A GPU UUID as compared: text, lower case, without NVML's "GPU-" prefix (torch gives it without)."""
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
     return text.lower().removeprefix("gpu-") if text else None
@@ -90,7 +91,7 @@ def find_nvml_handle(nvml, bus_id: str | None, uuid: str | None):
     """The NVML handle of the GPU with this bus id or UUID, by walking NVML's own list (its lookup by
     bus id wants a format and a string type that differ between driver and binding versions; a
     comparison of parsed fields does not). None when nothing matches."""
-    want_bus, want_uuid = _bus_key(bus_id), _uuid_key(uuid)
+    want_bus, want_uuid = _bus_key(bus_id), uuid_key(uuid)
     if want_bus is None and want_uuid is None:
         return None
     for index in range(nvml.nvmlDeviceGetCount()):
@@ -98,7 +99,7 @@ def find_nvml_handle(nvml, bus_id: str | None, uuid: str | None):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
             if want_bus is not None and _bus_key(nvml.nvmlDeviceGetPciInfo(handle).busId) == want_bus:
                 return handle
-            if want_uuid is not None and _uuid_key(nvml.nvmlDeviceGetUUID(handle)) == want_uuid:
+            if want_uuid is not None and uuid_key(nvml.nvmlDeviceGetUUID(handle)) == want_uuid:
                 return handle
         except Exception:
             continue
