@@ -159,7 +159,7 @@ class Decode:
         self.pinned = config
         self.q, self.k, self.v = q, k, v
         self.batch, self.kv_heads, self.group, self.head_dim = b, hkv, group, d
-        self.split_rule = _check_rule(split_rule) if num_splits is None else "fixed"
+        self.split_rule = _one_of("split_rule", split_rule, SPLIT_RULES) if num_splits is None else "fixed"
         if num_splits is None and split_rule == "waves":  # b requests of one length: b × hkv programs a split
             self.splits, tokens = choose_splits_waves([kv_len], b * hkv, sm_count(q.device), granule)
         elif num_splits is None:
@@ -228,9 +228,7 @@ class Varlen:
         blocks that hold rows only: the (max_q-sized) grid of the others launches a program for every row
         block of the longest request for each request, and those past a shorter request's rows return at once."""
         total, hq, d = q.shape
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule: {schedule!r} is not valid; expected one of {', '.join(SCHEDULES)}")
-        self.schedule = schedule
+        self.schedule = _one_of("schedule", schedule, SCHEDULES)
         q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
         order = list(range(len(q_lens)))
         if schedule in ("longest-first", "tiles"):
@@ -301,7 +299,7 @@ class RaggedDecode:
         self.pinned = config
         self.q, self.k, self.v, self.kv_lens = q, k, v, kv_lens
         self.batch, self.kv_heads, self.group = b, hkv, group
-        self.split_rule = _check_rule(split_rule) if not num_splits else "fixed"
+        self.split_rule = _one_of("split_rule", split_rule, SPLIT_RULES) if not num_splits else "fixed"
         if not num_splits and split_rule == "waves":  # each request's own length (read once, before any timing)
             wanted = choose_splits_waves(kv_lens.tolist(), hkv, sm_count(q.device), granule)[0]
         else:
@@ -338,10 +336,11 @@ class RaggedDecode:
         return f"ragged-decode;splits={self.splits};{_rule_text(self.split_rule)}" + text
 
 
-def _check_rule(rule: str) -> str:
-    if rule not in SPLIT_RULES:
-        raise ValueError(f"split_rule: {rule!r} is not valid; expected one of {', '.join(SPLIT_RULES)}")
-    return rule
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """`value` if allowed, else the one-line error that names the argument and what it takes."""
+    if value not in allowed:
+        raise ValueError(f"{name}: {value!r} is not valid; expected one of {', '.join(allowed)}")
+    return value
 
 
 def _rule_text(rule: str) -> str:
