@@ -26,9 +26,10 @@ def calibration_file(device_slug: str) -> Path:
 
 
 # problem sizes: big enough to saturate the device, small enough to take seconds. The read stream is the
-# longer one: a launch's fixed cost (the event-to-kernel gap, the ramp-up and the tail of the last wave, a few
-# microseconds) is 0.5-1% of a 2 GiB read (0.48 ms on an H200), enough for a 4 GB decode to read "100.6%" of
-# it (2026-11-29); at 16 GiB (3.8 ms) it is under 0.2%
+# longer one: on an H200 (2026-11-29) the best stream read 4554 GB/s at 2 GiB and 4712 at 16 GiB, and a 4 GB
+# decode had read "100.6%" of the 2 GiB figure. What a timed call pays once (a launch's start and tail, and,
+# likely, the write-back of the lines the zeroing L2 flush left dirty: docs/perf-notes.md) weighs 3.5% on a
+# 0.48 ms read and a few tenths of a percent on a 3.8 ms one
 SIZES = {
     "cuda": {"matmul_n": 8192, "copy_bytes": 2 * 2**30, "read_bytes": 16 * 2**30},
     "cpu": {"matmul_n": 384, "copy_bytes": 32 * 2**20, "read_bytes": 32 * 2**20},
