@@ -60,3 +60,11 @@ def test_the_tools_narrow_a_preset_as_the_sweep_does():
     assert len(preset_specs("serving")) == 36  # empty narrowings keep the preset's axes
     (prefill,) = preset_specs("readme", models="Qwen3-30B-A3B", workloads="prefill")
     assert spec_label(prefill) == "Qwen3-30B-A3B prefill B256 S4096 dense"
+
+
+def test_the_tools_narrow_batch_and_length_too():
+    from tools.narrow import preset_specs, spec_label
+
+    specs = preset_specs("scaling", models="Llama-3.1-8B", workloads="decode", batches="1", seq_lens="131072")
+    assert [spec_label(s) for s in specs] == ["Llama-3.1-8B decode B1 S131072 dense"]
+    assert len(preset_specs("scaling", workloads="decode", batches="1,16")) == 3 * 2 * 4

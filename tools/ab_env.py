@@ -88,6 +88,8 @@ def main() -> None:
     ap.add_argument("--mix", default="")
     ap.add_argument("-w", "--workload", default="")
     ap.add_argument("--page-size", default="", help="dense,16,…; default: the preset's")
+    ap.add_argument("--batch", default="", help="batch sizes, e.g. 1,16; default: the preset's")
+    ap.add_argument("--seq-len", default="", help="sequence lengths, e.g. 131072; default: the preset's")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--max-seconds", type=float, default=0.5)
     ap.add_argument("--device", default="cuda")
@@ -100,7 +102,7 @@ def main() -> None:
     device = torch.device(a.device)
     config = MeasureConfig(device=a.device, repetition=Repetition(max_seconds=a.max_seconds), run_id="ab-env")
     measurer = Measurer(config, collect(device, "ab-env"))
-    specs = preset_specs(a.preset, a.model, a.mix, a.workload, a.page_size)
+    specs = preset_specs(a.preset, a.model, a.mix, a.workload, a.page_size, a.batch, a.seq_len)
     if not specs:
         raise SystemExit("error: no spec matches --preset/--model/--mix/--page-size")
     rows = run_ab(specs, a.backend, env_a, env_b, a.rounds, measurer)

@@ -11,12 +11,17 @@ def _items(text: str) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] or None
 
 
-def preset_specs(preset: str, models: str = "", mixes: str = "", workloads: str = "", pages: str = "") -> list:
+def preset_specs(
+    preset: str, models: str = "", mixes: str = "", workloads: str = "", pages: str = "", batches: str = "", seq_lens: str = ""
+) -> list:
     """Comma-separated narrowings, each empty for the preset's own axis; pages: 'dense' or a page size."""
     page_items = _items(pages)
     workload_items = _items(workloads)
+    ints = lambda text: [int(t) for t in _items(text)] if _items(text) else None  # noqa: E731
     grid = get_preset(preset).narrowed(
         models=_items(models),
+        batch_sizes=ints(batches),
+        seq_lens=ints(seq_lens),
         mixes=_items(mixes),
         workloads=[Workload(w) for w in workload_items] if workload_items else None,
         page_sizes=[None if p == "dense" else int(p) for p in page_items] if page_items else None,
