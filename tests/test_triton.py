@@ -99,6 +99,8 @@ def test_the_waves_split_rule_fills_whole_waves_and_sizes_splits_by_the_work():
     splits, tokens = ops.choose_splits_waves(long_decode, 8, sms)
     assert _slots_used(long_decode, 8, fill_tokens, sms) < 0.7 < 0.9 < _slots_used(long_decode, 8, tokens, sms)
     assert ops.choose_splits_waves([0, 0], 8, sms) == (1, ops.SPLIT_GRANULE)  # empty caches: one split, no error
+    decode_heavy = [1024 + 56 * i for i in range(127)]  # a wave or more of programs unsplit: no split
+    assert ops.choose_splits_waves(decode_heavy, 8, sms) == (1, ops.SPLIT_GRANULE * -(-max(decode_heavy) // ops.SPLIT_GRANULE))
 
 
 def _uneven_decodes(page_size):
@@ -141,10 +143,10 @@ def test_the_environment_picks_the_split_rule_and_the_row_says_which(monkeypatch
 
     spec = tiny_spec("decode", kv_len=40, batch=2) if what == "decode" else ExperimentSpec.from_mix(what, 8, 2, 64)
     monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
-    monkeypatch.delenv("ATTNBENCH_TRITON_SPLITS", raising=False)
+    monkeypatch.setenv("ATTNBENCH_TRITON_SPLITS", "fill")
     row = cpu_measurer().measure(spec, get_backend("triton"))
-    assert row.status is Status.OK and "split_rule" not in row.backend_info  # the default, "fill", unsaid
-    monkeypatch.setenv("ATTNBENCH_TRITON_SPLITS", "waves")
+    assert row.status is Status.OK and "split_rule" not in row.backend_info  # "fill" unsaid, as in older rows
+    monkeypatch.delenv("ATTNBENCH_TRITON_SPLITS", raising=False)  # the default: waves
     row = cpu_measurer().measure(spec, get_backend("triton"))
     assert row.status is Status.OK and row.rel_err < 1e-2 and "split_rule=waves;" in row.backend_info, row.reason
     monkeypatch.setenv("ATTNBENCH_TRITON_SPLITS", "even")
