@@ -121,14 +121,19 @@ def _uneven_decodes(page_size):
 
 
 @pytest.mark.parametrize("page_size", [None, 16])
-def test_ragged_decode_with_the_waves_rule_matches_the_reference(page_size):
-    """Caches of 7, 40, 100 and 1 tokens, 2 KV heads, 4 SMs (a CPU), granules of 16: the rule picks 3
-    splits of 48 (12 programs in 3 waves of 4, 80 tokens of time each, the least of any split), the short
-    requests leaving splits empty; the result matches the fp32 reference and the row names the rule."""
+def test_ragged_decode_with_the_waves_rule_matches_the_reference(page_size, monkeypatch):
+    """Caches of 7, 40, 100 and 1 tokens, 2 KV heads, granules of 16. On 4 SMs (a CPU) the 8 programs
+    unsplit fill two waves, so the rule does not split; on 16, it picks 4 splits of 32 (16 programs, one
+    wave of 64 tokens' time, the least of any split), the short requests leaving splits empty. The result
+    matches the fp32 reference either way and the row names the rule."""
     spec, inputs, k, v, kv_lens, cache = _uneven_decodes(page_size)
-    op = ops.RaggedDecode(inputs.q, k, v, kv_lens, spec.kv_len, granule=16, split_rule="waves", **cache)
     if DEVICE.type == "cpu":  # 4 "SMs"; a GPU has its own count
-        assert (op.splits, op.tokens) == (3, 48)
+        op = ops.RaggedDecode(inputs.q, k, v, kv_lens, spec.kv_len, granule=16, split_rule="waves", **cache)
+        assert (op.splits, op.tokens) == (1, 112)
+        monkeypatch.setattr(ops, "sm_count", lambda device: 16)
+    op = ops.RaggedDecode(inputs.q, k, v, kv_lens, spec.kv_len, granule=16, split_rule="waves", **cache)
+    if DEVICE.type == "cpu":
+        assert (op.splits, op.tokens) == (4, 32)
     assert "split_rule=waves;" in op.config()
     ref = reference_attention(spec, inputs, [0, 1, 2, 3])
     check = check_output(spec, op(), ref, [0, 1, 2, 3])

@@ -42,11 +42,11 @@ class TritonAttention(Backend):
     page_prefetch: ClassVar[str] = "decode"
     # how the split-KV decodes size their splits (ops.SPLIT_RULES): "fill" (about one program a multiprocessor,
     # by the longest cache) or "waves" (whole waves, each request's own length: ops.choose_splits_waves).
-    # "waves" since the H200 A/B of 2026-11-30 (docs/perf-notes.md): long-decode 0.57-0.82x the time, batch
+    # "waves" since the H200 A/B of 2026-11-29 (docs/perf-notes.md): long-decode 0.57-0.82x the time, batch
     # 1 x 128k 0.88x. ATTNBENCH_TRITON_SPLITS=fill measures the other (backend_info says split_rule=waves where it ran)
     split_rule: ClassVar[str] = "waves"
     # a dense ragged cache's K/V tiles in the varlen launches: gathered pointer loads ("0") or tensor
-    # descriptors over the packed cache ("1": TMA, sm90+). "1" since the H200 A/B of 2026-11-30: dense prompt
+    # descriptors over the packed cache ("1": TMA, sm90+). "1" since the H200 A/B of 2026-11-29: dense prompt
     # mixes 0.88-0.92x the time, chunked-prefill 0.99-1.035x. ATTNBENCH_TRITON_VARLEN_TMA=0 measures the other
     # (backend_info says kv_loads=tma or gather for each launch)
     varlen_tma: ClassVar[str] = "1"

@@ -64,7 +64,7 @@ def choose_splits_waves(kv_lens, kv_heads: int, sms: int, granule: int = SPLIT_G
     lens = [int(n) for n in kv_lens if n > 0] or [1]
     granules = triton.cdiv(max(lens), granule)
     if kv_heads * len(lens) >= sms:  # a wave or more unsplit: splitting only adds the combine (H200 A/B of
-        return 1, granules * granule  # 2026-11-30: decode-heavy's 127 caches took 1.04-1.08x the time split)
+        return 1, granules * granule  # 2026-11-29: decode-heavy's 127 caches took 1.04-1.08x the time split)
     best = None
     for tokens in sorted({triton.cdiv(granules, n) * granule for n in range(1, min(granules, 4 * sms) + 1)}):
         programs = kv_heads * sum(triton.cdiv(n, tokens) for n in lens)
