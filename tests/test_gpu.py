@@ -245,6 +245,18 @@ def test_triton_varlen_through_tma_on_gpu(measurer, mix, schedule, monkeypatch):
     assert row.rel_err < 2e-2 and "kv_loads=tma" in row.backend_info.split("varlen;")[1].split(";ragged-decode")[0]
 
 
+@pytest.mark.parametrize("page", [None, 16])
+@pytest.mark.parametrize("name", ["128x128w8s3", "128x64w8s3", "256x64w8s2", "64x128w4s3", "128x64w8s2r128"])
+def test_triton_pinned_varlen_configs_on_gpu(measurer, name, page, monkeypatch):
+    """ATTNBENCH_TRITON_VARLEN_CONFIG pins each of the autotuner's configurations (dense through TMA, pages
+    of 16 gathered): correct, and the row names the pinned config."""
+    env = {"ATTNBENCH_TRITON_MIXED_LAUNCHES": "1", "ATTNBENCH_TRITON_VARLEN_CONFIG": name}
+    row = measure_mix(measurer, "triton", "q100s300_2q700_5q1s700_q1500", page, monkeypatch, **env)
+    assert row.status is Status.OK, f"{row.status}: {row.reason}"
+    m, n = name.split("w")[0].split("x")
+    assert row.rel_err < 2e-2 and f";pinned,BLOCK_M={m},BLOCK_N={n}," in row.backend_info
+
+
 @pytest.mark.parametrize(
     "workload,q_len,kv_len,head_dim,dtype",
     [("prefill", 1000, 1000, 128, "bf16"), ("append", 100, 1500, 128, "bf16"), ("append", 128, 4096, 64, "fp16"),

@@ -100,7 +100,8 @@ def test_the_waves_split_rule_fills_whole_waves_and_sizes_splits_by_the_work():
     assert _slots_used(long_decode, 8, fill_tokens, sms) < 0.7 < 0.9 < _slots_used(long_decode, 8, tokens, sms)
     assert ops.choose_splits_waves([0, 0], 8, sms) == (1, ops.SPLIT_GRANULE)  # empty caches: one split, no error
     decode_heavy = [1024 + 56 * i for i in range(127)]  # a wave or more of programs unsplit: no split
-    assert ops.choose_splits_waves(decode_heavy, 8, sms) == (1, ops.SPLIT_GRANULE * -(-max(decode_heavy) // ops.SPLIT_GRANULE))
+    whole = -(-max(decode_heavy) // ops.SPLIT_GRANULE) * ops.SPLIT_GRANULE  # the longest cache in whole granules
+    assert ops.choose_splits_waves(decode_heavy, 8, sms) == (1, whole)
 
 
 def _uneven_decodes(page_size):
@@ -477,3 +478,41 @@ def test_page_ids_ahead_are_never_claimed_for_a_dense_cache(monkeypatch):
     monkeypatch.setenv("ATTNBENCH_TRITON_PAGE_PREFETCH", "yes")
     row = cpu_measurer().measure(tiny_spec("decode", kv_len=40, page_size=16), get_backend("triton"))
     assert row.status is Status.ERROR and "ATTNBENCH_TRITON_PAGE_PREFETCH: 'yes' is not valid" in row.reason
+
+
+@pytest.mark.parametrize("launches", ["1", "2"])
+def test_a_pinned_varlen_config_runs_and_the_row_says_it_was_pinned(monkeypatch, launches):
+    """ATTNBENCH_TRITON_VARLEN_CONFIG=<name> launches the varlen kernel with that one of the autotuner's
+    configurations (the plain jitted kernel, no autotuning), in one launch or as the chunks' launch of a
+    mixed batch; the row says `pinned,` before it. A name not in the list is an error row naming the
+    variable and the allowed names."""
+    if DEVICE.type == "cuda":
+        pytest.skip("the interpreter's one configuration; the GPU's list is longer")
+    from frameworks.triton.kernels import _prefill_configs, config_name
+    from specs import ExperimentSpec
+
+    (name,) = [config_name(c) for c in _prefill_configs()]
+    assert name == "32x16w4s1"
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", launches)
+    monkeypatch.setenv("ATTNBENCH_TRITON_VARLEN_CONFIG", name)
+    spec = ExperimentSpec.from_mix("q5_q20s30_2q1s17", 8, 2, 64, page_size=16)
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
+    assert "varlen;schedule=longest-first;pinned,BLOCK_M=32,BLOCK_N=16,warps=4,stages=1" in row.backend_info
+    monkeypatch.setenv("ATTNBENCH_TRITON_VARLEN_CONFIG", "auto")
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.OK and "pinned" not in row.backend_info
+    monkeypatch.setenv("ATTNBENCH_TRITON_VARLEN_CONFIG", "128x64")
+    bad = cpu_measurer().measure(spec, get_backend("triton"))
+    assert bad.status is Status.ERROR
+    assert "ATTNBENCH_TRITON_VARLEN_CONFIG: '128x64' is not valid; expected auto, 32x16w4s1" in bad.reason
+
+
+def test_config_names_are_short_and_say_the_register_cap():
+    import triton
+
+    from frameworks.triton.kernels import config_name
+
+    capped = triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=2, maxnreg=128)
+    assert config_name(capped) == "128x64w8s2r128"
+    assert config_name(triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=3)) == "128x128w8s3"

@@ -12,6 +12,8 @@
 # started with a plain `&` dies with the call that started it), and keep a call open while it runs
 # (`for i in $(seq 50); do sleep 10; [ -e /tmp/job/done ] && break; done`): the lent machine goes back
 # 30 s after a call ends, and what was installed on it goes with it.
+# End every polling call with `tar czf $OUT/job.tgz -C /tmp job`: a machine was taken back between two
+# polls on 2026-11-29, and the rows its job had written went with it.
 set -u
 JOB=${JOB:-/tmp/job}
 P=${PYTHON:-/tmp/gpuenv/bin/python}

@@ -12,7 +12,13 @@ def _items(text: str) -> list[str] | None:
 
 
 def preset_specs(
-    preset: str, models: str = "", mixes: str = "", workloads: str = "", pages: str = "", batches: str = "", seq_lens: str = ""
+    preset: str,
+    models: str = "",
+    mixes: str = "",
+    workloads: str = "",
+    pages: str = "",
+    batches: str = "",
+    seq_lens: str = "",
 ) -> list:
     """Comma-separated narrowings, each empty for the preset's own axis; pages: 'dense' or a page size."""
     page_items = _items(pages)

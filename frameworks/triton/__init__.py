@@ -101,12 +101,25 @@ class TritonAttention(Backend):
         elif self._launches() == 2 and batch.decode_split is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
                                  streams=self._streams(), prefetch_pages=ahead, split_rule=self._split_rule(),
-                                 varlen_tma=self._varlen_tma(inputs.device), **cache)  # fmt: skip
+                                 varlen_tma=self._varlen_tma(inputs.device), varlen_config=self._varlen_config(),
+                                 **cache)  # fmt: skip
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal,
                                   schedule=schedule, prefetch_pages=ahead.prefill,
-                                  use_tma=self._varlen_tma(inputs.device), **cache)  # fmt: skip
+                                  use_tma=self._varlen_tma(inputs.device), config=self._varlen_config(),
+                                  **cache)  # fmt: skip
         return self._op
+
+    def _varlen_config(self):
+        """ATTNBENCH_TRITON_VARLEN_CONFIG=<name> (kernels.config_name, e.g. 128x64w8s2r128) runs the varlen
+        launches with that one of the autotuner's configurations: an A/B of two schedules or load paths at
+        one config, apart from what the autotuner picks under each (docs/perf-notes.md, the tiles A/B).
+        "auto", the default, lets the autotuner pick; backend_info says `pinned,` before a pinned config."""
+        from .kernels import prefill_configs_by_name
+
+        configs = prefill_configs_by_name()
+        name = env_choice("ATTNBENCH_TRITON_VARLEN_CONFIG", "auto", ("auto", *configs))
+        return None if name == "auto" else configs[name]
 
     def _varlen_tma(self, device) -> bool:
         from . import ops

@@ -49,6 +49,17 @@ def _prefill_configs():
     return [_config({"BLOCK_M": m, "BLOCK_N": n}, w, s, r) for m, n, w, s, r in shapes]
 
 
+def config_name(config: triton.Config) -> str:
+    """A configuration's short name, e.g. 128x64w8s2r128 (BLOCK_M × BLOCK_N, warps, stages, register cap)."""
+    blocks = "x".join(str(config.kwargs[k]) for k in ("BLOCK_M", "BLOCK_N"))
+    return f"{blocks}w{config.num_warps}s{config.num_stages}" + (f"r{config.maxnreg}" if config.maxnreg else "")
+
+
+def prefill_configs_by_name() -> dict[str, triton.Config]:
+    """The prefill/varlen autotuner's configurations by short name (ATTNBENCH_TRITON_VARLEN_CONFIG pins one)."""
+    return {config_name(c): c for c in _prefill_configs()}
+
+
 def _decode_configs():
     if INTERPRET:
         return [_config({"BLOCK_N": 16}, 4, 1)]

@@ -281,7 +281,8 @@ class Varlen:
         return self.blocks[block_m]
 
     def config(self) -> str:
-        return f"varlen;schedule={self.schedule};" + _config_text(self.pinned or varlen_kernel, self.kw)
+        pinned = "pinned," if self.pinned is not None else ""  # a pinned config says so: the autotuner did not pick it
+        return f"varlen;schedule={self.schedule};{pinned}" + _config_text(self.pinned or varlen_kernel, self.kw)
 
 
 class RaggedDecode:
@@ -367,10 +368,11 @@ class Mixed:
     def __init__(self, q, k, v, cu_q_list, kv_lens_list, causal: bool, cu_seqlens_k=None, block_table=None,
                  page_size: int | None = None, schedule: str = "longest-first", streams: int = 1,
                  prefetch_pages: PagePrefetch = PagePrefetch(), split_rule: str = "fill",
-                 varlen_tma: bool = False):  # fmt: skip
+                 varlen_tma: bool = False, varlen_config: triton.Config | None = None):  # fmt: skip
         """streams=2: the decodes on a second CUDA stream (forked from and joined to the caller's), so the
         memory-bound decode launch can fill the SMs the chunks leave idle; one stream on a CPU.
-        prefetch_pages: page ids a step ahead in the chunks' launch and in the decodes' launch."""
+        prefetch_pages: page ids a step ahead in the chunks' launch and in the decodes' launch.
+        varlen_config: the chunks' launch with this configuration instead of the autotuner's pick."""
         if streams not in (1, 2):
             raise ValueError(f"streams: {streams!r} is not valid; expected 1 or 2")
         self.side = torch.cuda.Stream(q.device) if streams == 2 and q.is_cuda else None
@@ -385,7 +387,7 @@ class Mixed:
                              cu_seqlens_k=cu_seqlens_k[: first + 1] if dense else None,
                              block_table=None if dense else block_table[:first], page_size=page_size,
                              out=self.out, schedule=schedule, prefetch_pages=prefetch_pages.prefill,
-                             use_tma=varlen_tma)  # fmt: skip
+                             use_tma=varlen_tma, config=varlen_config)  # fmt: skip
         tail = kv_lens_list[first:]
         self.decodes = RaggedDecode(q[rows:], k, v, ints(tail), max(tail),
                                     cu_seqlens_k=cu_seqlens_k[first:] if dense else None,
