@@ -516,3 +516,35 @@ def test_config_names_are_short_and_say_the_register_cap():
     capped = triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=2, maxnreg=128)
     assert config_name(capped) == "128x64w8s2r128"
     assert config_name(triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=3)) == "128x128w8s3"
+
+
+def _tuning_key(kernel, kw: dict) -> tuple:
+    """The values the autotuner keys its cache on for a launch with these keyword arguments."""
+    return tuple(kw[name] for name in kernel.keys)
+
+
+def test_each_batch_and_split_count_is_tuned_for_itself():
+    """The autotuner keeps one pick a key for the process. Without the batch and split count in the key, a
+    decode at batch 1 reused the pick of whichever batch with the same cache length ran first in that
+    worker: the H200's Llama-3.1-8B batch 1 × 128k row took 0.158 ms in one sweep and 0.192 ms in another
+    (docs/perf-notes.md). Batch size, split count and request count now each make a key of their own."""
+    from frameworks.triton import kernels
+
+    keys = {}
+    for batch in (1, 3):
+        spec = tiny_spec("decode", group=4, kv_len=64, batch=batch)
+        inputs = make_inputs(spec, DEVICE)
+        one = ops.Decode(inputs.q, inputs.k, inputs.v, spec.kv_len, num_splits=2, granule=16)
+        two = ops.Decode(inputs.q, inputs.k, inputs.v, spec.kv_len, num_splits=4, granule=16)
+        keys[batch] = {_tuning_key(kernels.decode_kernel, one.kw), _tuning_key(kernels.decode_kernel, two.kw)}
+        prefill = tiny_spec("prefill", group=4, kv_len=64, batch=batch)
+        p = make_inputs(prefill, DEVICE)
+        keys[batch].add(_tuning_key(kernels.prefill_kernel, ops.Prefill(p.q, p.k, p.v, 64, True).kw))
+    assert len(keys[1]) == len(keys[3]) == 3 and not keys[1] & keys[3]
+    kv_lens = torch.tensor([64, 40, 9], dtype=torch.int32, device=DEVICE)
+    q = torch.zeros(3, 8, 64, device=DEVICE)
+    k = torch.zeros(113, 2, 64, device=DEVICE)
+    cu_k = torch.tensor([0, 64, 104, 113], dtype=torch.int32, device=DEVICE)
+    ragged = [ops.RaggedDecode(q[:n], k, k, kv_lens[:n], 64, cu_seqlens_k=cu_k[: n + 1], num_splits=2) for n in (2, 3)]
+    assert len({_tuning_key(kernels.ragged_decode_kernel, r.kw) for r in ragged}) == 2
+    assert "NUM_REQ" in kernels.varlen_kernel.keys and "MAX_Q" in kernels.varlen_kernel.keys

@@ -296,16 +296,16 @@ def _key_bounds(
 
 @triton.autotune(
     configs=_prefill_configs(),
-    key=["SQ", "SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "TMA", "PREFETCH_PAGES"],
+    key=["SQ", "SK", "B", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "TMA", "PREFETCH_PAGES"],
 )
-@triton.jit
+@triton.jit(do_not_specialize=["B"])
 def prefill_kernel(
     Q, K, V, O, KD, VD, BT,
     s_qb, s_qs, s_qh, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_ob, s_os, s_oh, s_btb,
     SQ, SK, SK_ROWS, HKV, qk_scale,
     G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, CAUSAL: tl.constexpr,
     TMA: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    QK_AHEAD: tl.constexpr = False, PREFETCH_PAGES: tl.constexpr = False,
+    QK_AHEAD: tl.constexpr = False, PREFETCH_PAGES: tl.constexpr = False, B=1,
 ):  # fmt: skip
     # causal row blocks near the end of the sequence see the most keys: launch those first
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
@@ -347,7 +347,7 @@ def prefill_kernel(
 
 @triton.autotune(
     configs=_prefill_configs(),
-    key=["MAX_Q", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "PREFETCH_PAGES", "TILES", "TMA"],
+    key=["MAX_Q", "NUM_REQ", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "PREFETCH_PAGES", "TILES", "TMA"],
 )
 @triton.jit
 def varlen_kernel(
@@ -430,16 +430,17 @@ def varlen_kernel(
 
 
 @triton.autotune(
-    configs=_decode_configs(), key=["SK", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "SPLIT", "TMA", "PREFETCH_PAGES"]
+    configs=_decode_configs(),
+    key=["SK", "B", "NUM_SPLITS", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "SPLIT", "TMA", "PREFETCH_PAGES"],
 )
-@triton.jit
+@triton.jit(do_not_specialize=["B"])
 def decode_kernel(
     Q, K, V, O, KD, VD, O_PART, LSE_PART, BT,
     s_qb, s_qh, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_ob, s_oh, s_btb,
     SK, SK_ROWS, HKV, NUM_SPLITS, tokens_per_split, qk_scale,
     G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr,
     SPLIT: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr,
-    PREFETCH_PAGES: tl.constexpr = False,
+    PREFETCH_PAGES: tl.constexpr = False, B=1,
 ):  # fmt: skip
     pid_bh = tl.program_id(0)
     split = tl.program_id(1)
@@ -477,14 +478,16 @@ def decode_kernel(
         )
 
 
-@triton.autotune(configs=_decode_configs(), key=["MAX_K", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "PREFETCH_PAGES"])
-@triton.jit
+@triton.autotune(
+    configs=_decode_configs(), key=["MAX_K", "B", "NUM_SPLITS", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "PREFETCH_PAGES"]
+)
+@triton.jit(do_not_specialize=["B"])
 def ragged_decode_kernel(
     Q, K, V, O_PART, LSE_PART, BT, CU_K, SEQ_K,
     s_qb, s_qh, s_ks, s_kh, s_vs, s_vh, s_kb, s_vb, s_btb,
     MAX_K, HKV, NUM_SPLITS, tokens_per_split, qk_scale,
     G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr,
-    INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr, PREFETCH_PAGES: tl.constexpr = False,
+    INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr, PREFETCH_PAGES: tl.constexpr = False, B=1,
 ):  # fmt: skip
     """Decodes on caches of different lengths: program (request × KV head, split). The splits cut the
     longest cache; a request uses as many as its own length needs (its split count), and a split past

@@ -124,7 +124,7 @@ class Prefill:
         self.bt, self.s_btb = _block_table_args(block_table)
         self.kd, self.vd, rows = kv_descriptors(k, v, page_size, use_tma)
         self.kw = {
-            "SQ": sq, "SK": kv_len, "SK_ROWS": rows, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "G": hq // hkv,
+            "SQ": sq, "SK": kv_len, "SK_ROWS": rows, "B": b, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "G": hq // hkv,
             "HEAD_DIM": d, "PAGED": block_table is not None, "PAGE": page_size or 1, "CAUSAL": causal,
             "TMA": self.kd is not None, "INTERPRETED": INTERPRET,
             "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table, self.kd),
@@ -179,7 +179,7 @@ class Decode:
         self.o_part = torch.empty(parts, self.block_g, d, dtype=torch.float32, device=q.device)
         self.lse_part = torch.empty(parts, self.block_g, dtype=torch.float32, device=q.device)
         self.kw = {
-            "SK": kv_len, "SK_ROWS": rows, "HKV": hkv, "NUM_SPLITS": self.splits, "tokens_per_split": tokens,
+            "SK": kv_len, "SK_ROWS": rows, "B": b, "HKV": hkv, "NUM_SPLITS": self.splits, "tokens_per_split": tokens,
             "qk_scale": d**-0.5 * LOG2E, "G": group, "BLOCK_G": self.block_g, "HEAD_DIM": d,
             "PAGED": block_table is not None, "PAGE": page_size or 1, "SPLIT": split, "TMA": self.kd is not None,
             "INTERPRETED": INTERPRET, "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table, self.kd),
@@ -316,7 +316,7 @@ class RaggedDecode:
         self.o_part = torch.empty(parts, self.block_g, d, dtype=torch.float32, device=q.device)
         self.lse_part = torch.empty(parts, self.block_g, dtype=torch.float32, device=q.device)
         self.kw = {
-            "MAX_K": max_kv, "HKV": hkv, "NUM_SPLITS": self.splits, "tokens_per_split": tokens,
+            "MAX_K": max_kv, "B": b, "HKV": hkv, "NUM_SPLITS": self.splits, "tokens_per_split": tokens,
             "qk_scale": d**-0.5 * LOG2E, "G": group, "BLOCK_G": self.block_g, "HEAD_DIM": d, "PAGED": paged,
             "PAGE": page_size or 1, "INTERPRETED": INTERPRET,
             "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table),
