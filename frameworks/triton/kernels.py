@@ -479,7 +479,8 @@ def decode_kernel(
 
 
 @triton.autotune(
-    configs=_decode_configs(), key=["MAX_K", "B", "NUM_SPLITS", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "PREFETCH_PAGES"]
+    configs=_decode_configs(),
+    key=["MAX_K", "B", "NUM_SPLITS", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "PREFETCH_PAGES"],
 )
 @triton.jit(do_not_specialize=["B"])
 def ragged_decode_kernel(
