@@ -41,6 +41,24 @@ def test_each_side_runs_under_its_environment(monkeypatch):
         assert r["backend_info"].startswith(f"varlen;schedule={wanted};")
     table = ab_env.summarise(rows)
     assert len(table) == 1 and table["b_over_a"].iloc[0] > 0
+    assert table["configs"].iloc[0] == "same"  # the interpreter has one config
+
+
+def test_the_summary_says_when_the_sides_ran_different_configs():
+    """The tiles A/B of 2026-11-29: the switch also moved the autotuner's pick, which the table must show."""
+    big = "varlen;schedule=longest-first;BLOCK_M=128,BLOCK_N=128,warps=8,stages=3,kv_loads=gather"
+    capped = "varlen;schedule=tiles;BLOCK_M=128,BLOCK_N=64,warps=8,stages=2,maxnreg=128,kv_loads=gather"
+    rows = [{"spec": "s", "side": side, "round": r, "status": "ok", "p50_ms": 1.0, "backend_info": info}
+            for r, side, info in [(0, "a", big), (0, "b", capped), (1, "b", capped), (1, "a", big)]]  # fmt: skip
+    line = ab_env.summarise(rows).iloc[0]
+    assert line["configs"] == (
+        "a: BLOCK_M=128,BLOCK_N=128,warps=8,stages=3 | b: BLOCK_M=128,BLOCK_N=64,warps=8,stages=2,maxnreg=128"
+    )
+    mixed = (
+        "two launches;varlen;BLOCK_M=128,BLOCK_N=128,warps=8,stages=3,kv_loads=tma;"
+        "ragged-decode;splits=3;BLOCK_N=64,warps=4,stages=3"
+    )
+    assert ab_env.configs(mixed) == "BLOCK_M=128,BLOCK_N=128,warps=8,stages=3 + BLOCK_N=64,warps=4,stages=3"
 
 
 def test_the_summary_divides_the_medians_and_keeps_the_rounds_range():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 from pathlib import Path
 
@@ -60,8 +61,20 @@ def run_ab(specs, backend_name: str, env_a: dict, env_b: dict, rounds: int, meas
     return rows
 
 
+CONFIG = re.compile(r"(?:BLOCK_[A-Z]=\d+,)+warps=\d+,stages=\d+(?:,maxnreg=\d+)?")
+
+
+def configs(backend_info: str) -> str:
+    """The kernel configurations a row ran (tiles, warps, stages, register cap; Triton's backend_info), in
+    launch order, e.g. 'BLOCK_M=128,BLOCK_N=64,warps=8,stages=2,maxnreg=128 + BLOCK_N=64,warps=4,stages=3'."""
+    return " + ".join(CONFIG.findall(backend_info if isinstance(backend_info, str) else ""))
+
+
 def summarise(rows: list[dict]) -> pd.DataFrame:
-    """A line a spec: median p50 of each side, B ÷ A of the medians, and the per-round ratios' range."""
+    """A line a spec: median p50 of each side, B ÷ A of the medians, and the per-round ratios' range; and
+    `configs`: "same" where both sides ran the same kernel configurations, else each side's. A switch that
+    also changes the autotuner's pick measures the pick too (docs/perf-notes.md, the tiles A/B): pin the
+    config (ATTNBENCH_TRITON_VARLEN_CONFIG) to measure the switch alone."""
     frame = pd.DataFrame(rows, columns=FIELDS)
     ok = frame[frame["status"] == "ok"]
     out = []
@@ -73,9 +86,15 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
         out.append({
             "spec": spec, "a_ms": statistics.median(by["a"].dropna()), "b_ms": statistics.median(by["b"].dropna()),
             "b_over_a": statistics.median(by["b"].dropna()) / statistics.median(by["a"].dropna()),
-            "round_ratio_min": ratios.min(), "round_ratio_max": ratios.max(),
+            "round_ratio_min": ratios.min(), "round_ratio_max": ratios.max(), "configs": _config_pair(group),
         })  # fmt: skip
     return pd.DataFrame(out)
+
+
+def _config_pair(group: pd.DataFrame) -> str:
+    seen = {side: sorted({configs(info) for info in g["backend_info"]}) for side, g in group.groupby("side")}
+    a, b = (" / ".join(seen.get(side, [])) for side in ("a", "b"))
+    return "same" if a == b else f"a: {a} | b: {b}"
 
 
 def main() -> None:
