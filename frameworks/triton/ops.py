@@ -59,9 +59,9 @@ def choose_splits_waves(kv_lens, kv_heads: int, sms: int, granule: int = SPLIT_G
     kv_heads × Σ ceil(kv_i / tokens), the splits each request needs, and the overhead is what a program
     costs besides its keys (its start, its partial output, its share of the combine). Ties go to fewer
     programs. A batch whose unsplit programs (requests × KV heads) fill a wave is not split, as under
-    "fill": splitting it only adds partials and the combine. Against "fill": no second wave of a few programs (Llama-3.1-8B, batch 1 × 128k: 17 splits ×
-    8 heads = 136 programs on 132 SMs) and, for uneven caches, splits sized by the work, not by the
-    longest cache alone."""
+    "fill": splitting it only adds partials and the combine. Against "fill": no second wave of a few
+    programs (Llama-3.1-8B, batch 1 × 128k: 17 splits × 8 heads = 136 programs on 132 SMs) and, for
+    uneven caches, splits sized by the work, not by the longest cache alone."""
     lens = [int(n) for n in kv_lens if n > 0] or [1]
     granules = triton.cdiv(max(lens), granule)
     if kv_heads * len(lens) >= sms:  # a wave or more unsplit: splitting only adds the combine (H200 A/B of
