@@ -11,6 +11,12 @@ def _items(text: str) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] or None
 
 
+def _ints(text: str) -> list[int] | None:
+    """Comma-separated whole numbers as a list; an empty text is None (the preset's own axis)."""
+    items = _items(text)
+    return [int(t) for t in items] if items else None
+
+
 def preset_specs(
     preset: str,
     models: str = "",
@@ -23,11 +29,10 @@ def preset_specs(
     """Comma-separated narrowings, each empty for the preset's own axis; pages: 'dense' or a page size."""
     page_items = _items(pages)
     workload_items = _items(workloads)
-    ints = lambda text: [int(t) for t in _items(text)] if _items(text) else None  # noqa: E731
     grid = get_preset(preset).narrowed(
         models=_items(models),
-        batch_sizes=ints(batches),
-        seq_lens=ints(seq_lens),
+        batch_sizes=_ints(batches),
+        seq_lens=_ints(seq_lens),
         mixes=_items(mixes),
         workloads=[Workload(w) for w in workload_items] if workload_items else None,
         page_sizes=[None if p == "dense" else int(p) for p in page_items] if page_items else None,

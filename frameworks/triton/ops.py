@@ -449,7 +449,7 @@ def _prefetching(asked: bool, block_table, descriptor=None) -> bool:
 
 def _config_text(kernel, kw: dict) -> str:
     """The configuration that ran (pinned, or the autotuner's pick) and how K/V came in, from the launch's
-    keyword arguments `kw` (the varlen and ragged decode kernels always gather: they have no TMA)."""
+    keyword arguments `kw` (the ragged decode kernel has no TMA argument: it always gathers)."""
     config = kernel if isinstance(kernel, triton.Config) else getattr(kernel, "best_config", None)
     if config is None:
         return ""
