@@ -69,6 +69,9 @@ def test_ctas_per_sm_is_the_tightest_of_registers_shared_memory_and_threads():
     assert ctas(128, 96, 8) == 2  # registers: 65536 / (128 × 256) = 2; shared memory would allow 2
     assert ctas(255, 10, 8) == 1  # registers: 65536 / (255 × 256) = 1
     assert ctas(32, 1, 4) == 16  # threads: 2048 / 128
+    # a warp-specialised CTA of 8 + 4 warps at 168 registers: 168 × 384 > 65536 / 2, so one, where 8 warps fit two
+    assert Report(Variant("ws", None, {}, 8, 1), 168, 0, 96 * 1024, warps=12).ctas_per_sm == 1
+    assert ctas(120, 96, 8) == 2
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Triton's NVIDIA backend (ptxas) ships for Linux")
@@ -89,6 +92,9 @@ def test_every_kernel_variant_compiles_for_hopper_without_a_gpu(tmp_path):
     # the prefill kernels use Hopper's warpgroup MMA; a wait that leaves nothing in flight reads 0
     prefill = rows[rows.variant.str.startswith("prefill dense")]
     assert prefill.mma_waits.astype(str).str.fullmatch(r"\d+( \d+)*").all()
+    # the warp-specialised Gluon kernel: its producer partition adds a warpgroup, which occupancy counts
+    ws = rows[rows.variant.str.contains("gluon-ws")]
+    assert len(ws) == 1 and (ws.cta_warps == ws.warps + 4).all() and (ws.mma_waits.astype(str) == "0 1 0 0").all()
 
 
 def test_a_production_configs_register_cap_reaches_the_compile(monkeypatch):

@@ -49,10 +49,11 @@ class Report:
     spill_bytes: int
     shared_bytes: int
     mma_waits: str = ""  # the `pendings` of each warpgroup-MMA wait: 0 = nothing left in flight past it
+    warps: int = 0  # a CTA's warps as compiled: more than the variant's when warp-specialised partitions add some
 
     @property
     def ctas_per_sm(self) -> int:
-        threads = 32 * self.variant.warps
+        threads = 32 * max(self.warps, self.variant.warps)
         by_regs = REGISTERS_PER_SM // max(1, self.registers * threads)
         by_smem = SHARED_PER_SM // (self.shared_bytes + SHARED_RESERVED_PER_CTA)
         return max(0, min(by_regs, by_smem, THREADS_PER_SM // threads))
@@ -146,7 +147,7 @@ def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
     regs = int(re.search(r"Used (\d+) registers", log).group(1))
     spills = sum(int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", log))
     waits = " ".join(re.findall(r"warp_group_dot_wait .*?pendings = (\d+)", compiled.asm["ttgir"]))
-    return Report(v, regs, spills, compiled.metadata.shared, waits)
+    return Report(v, regs, spills, compiled.metadata.shared, waits, compiled.metadata.num_warps)
 
 
 def variants(quick: bool) -> list[Variant]:
@@ -198,13 +199,20 @@ def variants(quick: bool) -> list[Variant]:
         out.append(Variant(f"explore {name}", k.prefill_kernel, ce, config.num_warps, config.num_stages,
                            maxnreg=config.maxnreg, tma=tma))  # fmt: skip
     try:  # the Gluon attempt (frameworks/triton/gluon_prefill.py): Triton with Gluon only
-        from frameworks.triton.gluon_prefill import gluon_prefill_kernel
+        from frameworks.triton.gluon_prefill import gluon_prefill_kernel, gluon_ws_prefill_kernel
     except ImportError:
         return out
-    for name, _, config in list(gluon_variants())[: 2 if quick else None]:
-        ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": config.kwargs["BLOCK_M"],
-              "BLOCK_N": config.kwargs["BLOCK_N"], "num_warps": config.num_warps}  # fmt: skip
-        out.append(Variant(f"explore {name}", gluon_prefill_kernel, ce, config.num_warps, 1))
+    gluon = list(gluon_variants())
+    if quick:  # the first of each kernel
+        gluon = [gluon[0], next(v for v in gluon if v[2].kwargs.get("STAGES"))]
+    for name, _, config in gluon:
+        kw = config.kwargs
+        ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": kw["BLOCK_M"], "BLOCK_N": kw["BLOCK_N"],
+              "num_warps": config.num_warps}  # fmt: skip
+        kernel = gluon_prefill_kernel
+        if kw.get("STAGES"):  # the warp-specialised kernel: its ring depth is a constexpr
+            ce["STAGES"], kernel = kw["STAGES"], gluon_ws_prefill_kernel
+        out.append(Variant(f"explore {name}", kernel, ce, config.num_warps, 1))
     return out
 
 
@@ -239,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "variant": r.variant.name,
                     "warps": r.variant.warps,
+                    "cta_warps": max(r.warps, r.variant.warps),
                     "stages": r.variant.stages,
                     "maxnreg": r.variant.maxnreg or "",
                     "registers": r.registers,

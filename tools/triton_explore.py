@@ -78,6 +78,10 @@ def gluon_variants():
     waits) in the prefill variants' shape: (name, TMA, config), the config marked GLUON."""
     for bm, bn, w in [(128, 128, 8), (128, 64, 8), (64, 128, 4), (64, 64, 4)]:
         yield f"gluon {bm}x{bn} w{w}", True, triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "GLUON": True}, num_warps=w)
+    # with a producer warp (gluon_ws_prefill_kernel): a TMA ring of `st` stages
+    for bm, bn, w, st in [(128, 128, 8, 2), (128, 64, 8, 3), (128, 64, 8, 2), (64, 128, 4, 2), (64, 64, 4, 3)]:
+        config = triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "GLUON": True, "STAGES": st}, num_warps=w)
+        yield f"gluon-ws {bm}x{bn} w{w} st{st}", True, config
 
 
 def decode_variants(splits_list):
@@ -157,7 +161,8 @@ def main() -> None:
                 if config.kwargs.get("GLUON"):  # frameworks/triton/gluon_prefill.py: the explicit-wait attempt
                     from frameworks.triton.gluon_prefill import GluonPrefill
 
-                    blocks = (config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.num_warps)
+                    kw = config.kwargs
+                    blocks = (kw["BLOCK_M"], kw["BLOCK_N"], config.num_warps, kw.get("STAGES", 0))
                     op = GluonPrefill(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, *blocks)
                 elif a.part == "prefill":
                     op = ops.Prefill(

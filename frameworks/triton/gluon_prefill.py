@@ -11,7 +11,12 @@ K/V in a two-stage TMA ring. Gluon has no interpreter: it is compiled for sm_90a
 
 Per program (tile j of n): wait K_j; issue S_j = Q·K_jᵀ; issue O += P_{j−1}·V_{j−1}; wait S_j (P·V may
 run); load K_{j+2} into K_j's stage; softmax of S_j (the mask on tiles past the fully visible ones);
-wait P·V; load V_{j+1} into V_{j−1}'s stage; O ·= α_j."""
+wait P·V; load V_{j+1} into V_{j−1}'s stage; O ·= α_j.
+
+`gluon_ws_prefill_kernel` adds FA3's producer/consumer split (`gl.warp_specialize`): one producer warp
+with 24 registers issues every K/V load into a STAGES-deep ring and waits on each stage's `empty`
+barrier; the computing warps (raised to 240 registers) only wait on `ready` and hand each stage back
+after the MMA that read it. Gluon rounds the producer up to a warpgroup: 8 + 4 warps a CTA."""
 
 from __future__ import annotations
 
@@ -149,14 +154,153 @@ def gluon_prefill_kernel(
     gl.store(ptrs, out.to(dtype), mask=gl.expand_dims(o_rows < SQ, 1))
 
 
+@gluon.jit
+def _ws_loader(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, kv_row, kv_col, n_tiles,
+               BLOCK_N: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+    """The producer warp: K_j and V_j into stage j % STAGES once the consumers have released it (a stage's
+    `empty` barrier starts one phase ahead, so the first round does not wait)."""
+    for j in range(n_tiles):
+        st = j % STAGES
+        phase = ((j // STAGES) & 1) ^ 1
+        mbarrier.wait(k_empty.index(st), phase=phase)
+        mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(k_desc, [kv_row + j * BLOCK_N, kv_col], k_ready.index(st), k_smem.index(st))
+        mbarrier.wait(v_empty.index(st), phase=phase)
+        mbarrier.expect(v_ready.index(st), v_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(v_desc, [kv_row + j * BLOCK_N, kv_col], v_ready.index(st), v_smem.index(st))
+
+
+@gluon.jit
+def _ws_release(bar):
+    """Hand a stage back to the producer: every consumer warp past its MMA wait (a barrier of the consumer
+    warps only, `bar.sync 0, 32 × num_warps` in the PTX), then one thread arrives (Gluon's arrive is one
+    thread's; the barrier counts one arrival)."""
+    gl.thread_barrier()
+    mbarrier.arrive(bar, count=1)
+
+
+@gluon.jit
+def _ws_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, n_tiles, full, m0, offset, SK,
+                 qk_scale, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                 HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, num_warps: gl.constexpr):  # fmt: skip
+    """The consumer warpgroup(s): the loop of `gluon_prefill_kernel`, with K/V from the producer's ring."""
+    dtype: gl.constexpr = q_smem.dtype
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, BLOCK_N, 16]
+    )
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, HEAD_DIM, 16]
+    )
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    rows = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, s_layout))
+    zeros_s = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
+    mbarrier.wait(q_bar, phase=0)
+    mbarrier.wait(k_ready.index(0), phase=0)
+    s = warpgroup_mma(q_smem, k_smem.index(0).permute((1, 0)), zeros_s, use_acc=False, is_async=True)
+    s = warpgroup_mma_wait(num_outstanding=0, deps=(s,))
+    _ws_release(k_empty.index(0))
+    m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=gl.SliceLayout(1, s_layout))
+    l_i = gl.zeros([BLOCK_M], gl.float32, layout=gl.SliceLayout(1, s_layout))
+    p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, 0, full, rows, offset, SK, qk_scale, CAUSAL, BLOCK_N, s_layout)
+    p = gl.convert_layout(p.to(dtype), p_layout)
+    acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    for j in range(1, n_tiles):
+        st = j % STAGES
+        prev = (j - 1) % STAGES
+        mbarrier.wait(k_ready.index(st), phase=(j // STAGES) & 1)
+        s = warpgroup_mma(q_smem, k_smem.index(st).permute((1, 0)), zeros_s, use_acc=False, is_async=True)
+        mbarrier.wait(v_ready.index(prev), phase=((j - 1) // STAGES) & 1)
+        acc = warpgroup_mma(p, v_smem.index(prev), acc, is_async=True)
+        s = warpgroup_mma_wait(num_outstanding=1, deps=(s,))  # S_j ready; P·V of tile j − 1 may still run
+        _ws_release(k_empty.index(st))
+        p_new, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, j * BLOCK_N, full, rows, offset, SK, qk_scale, CAUSAL,
+                                               BLOCK_N, s_layout)  # fmt: skip
+        acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+        _ws_release(v_empty.index(prev))
+        acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, o_layout)), 1)
+        p = gl.convert_layout(p_new.to(dtype), p_layout)
+    last = (n_tiles - 1) % STAGES
+    mbarrier.wait(v_ready.index(last), phase=((n_tiles - 1) // STAGES) & 1)
+    acc = warpgroup_mma(p, v_smem.index(last), acc, is_async=True)
+    acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+    return acc, l_i
+
+
+@gluon.jit
+def gluon_ws_prefill_kernel(
+    q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh,
+    SQ, SK, HQ, HKV, qk_scale,
+    HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+    STAGES: gl.constexpr, num_warps: gl.constexpr,
+):  # fmt: skip
+    """`gluon_prefill_kernel` with FA3's producer/consumer split: one producer warp (`gl.warp_specialize`,
+    24 registers) streams K/V through a STAGES-deep TMA ring; the kernel's own warps only compute."""
+    dtype: gl.constexpr = q_desc.dtype
+    pid_m = gl.num_programs(0) - 1 - gl.program_id(0) if CAUSAL else gl.program_id(0)
+    pid_bh = gl.program_id(1)
+    b = pid_bh // HQ
+    h = pid_bh % HQ
+    hkv = h // (HQ // HKV)
+    m0 = pid_m * BLOCK_M
+    offset = SK - SQ
+    if CAUSAL:
+        hi = gl.minimum(SK, offset + gl.minimum(m0 + BLOCK_M, SQ))
+        full = (gl.minimum(offset + m0 + 1, SK) // BLOCK_N) * BLOCK_N
+    else:
+        hi = SK
+        full = (SK // BLOCK_N) * BLOCK_N
+    n_tiles = gl.cdiv(hi, BLOCK_N)
+    q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], q_desc.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
+    q_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(q_bar, count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(k_ready.index(i), count=1)
+        mbarrier.init(v_ready.index(i), count=1)
+        mbarrier.init(k_empty.index(i), count=1)
+        mbarrier.init(v_empty.index(i), count=1)
+    _issue_load(q_desc, b * SQ + m0, h * HEAD_DIM, q_bar, q_smem, True)
+    kv_row = b * SK
+    kv_col = hkv * HEAD_DIM
+    acc, l_i = gl.warp_specialize(
+        [
+            (_ws_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, n_tiles, full, m0,
+                            offset, SK, qk_scale, CAUSAL, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, num_warps)),
+            (_ws_loader, (k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, kv_row, kv_col, n_tiles,
+                          BLOCK_N, STAGES)),
+        ],
+        [1],
+        [24],
+    )  # fmt: skip
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, HEAD_DIM, 16]
+    )
+    out = acc / gl.expand_dims(gl.convert_layout(l_i, gl.SliceLayout(1, o_layout)), 1)
+    o_rows = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, o_layout))
+    d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
+    ptrs = (O + b.to(gl.int64) * s_ob + gl.expand_dims(o_rows.to(gl.int64) * s_os, 1) + h * s_oh
+            + gl.expand_dims(d, 0))  # fmt: skip
+    gl.store(ptrs, out.to(dtype), mask=gl.expand_dims(o_rows < SQ, 1))
+
+
 def shared_layout(block: list[int], dtype: torch.dtype):
     return gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16 if dtype == torch.bfloat16 else gl.float16)
 
 
 class GluonPrefill:
-    """Prefill / append on a dense cache: q [B, Sq, Hq, D], k, v [B, Sk, Hkv, D] (contiguous)."""
+    """Prefill / append on a dense cache: q [B, Sq, Hq, D], k, v [B, Sk, Hkv, D] (contiguous). stages > 0:
+    the warp-specialised kernel (a producer warp, a TMA ring of that many stages); 0: the two-stage ring
+    whose loads the computing warps issue."""
 
-    def __init__(self, q, k, v, kv_len: int, causal: bool, block_m: int = 128, block_n: int = 128, warps: int = 8):
+    def __init__(
+        self, q, k, v, kv_len: int, causal: bool, block_m: int = 128, block_n: int = 128, warps: int = 8,
+        stages: int = 0,
+    ):  # fmt: skip
         b, sq, hq, d = q.shape
         hkv = k.shape[2]
         if d not in (64, 128) or q.dtype not in (torch.bfloat16, torch.float16):
@@ -165,7 +309,7 @@ class GluonPrefill:
             raise ValueError(f"gluon prefill: block_m must be 16 × warps ({16 * warps}), got {block_m}")
         self.q, self.k, self.v = q, k, v  # the descriptors hold their addresses: keep them alive
         self.shape, self.hkv, self.sk = q.shape, hkv, kv_len
-        self.block_m, self.block_n, self.warps, self.causal = block_m, block_n, warps, causal
+        self.block_m, self.block_n, self.warps, self.causal, self.stages = block_m, block_n, warps, causal, stages
         q2, k2, v2 = q.view(b * sq, hq * d), k.reshape(b * k.shape[1], hkv * d), v.reshape(b * v.shape[1], hkv * d)
         self.q_desc = TensorDescriptor.from_tensor(q2, [block_m, d], shared_layout([block_m, d], q.dtype))
         kv_layout = shared_layout([block_n, d], q.dtype)
@@ -177,9 +321,11 @@ class GluonPrefill:
         o = torch.empty(self.shape, dtype=self.q.dtype, device=self.q.device)
         b, sq, hq, d = self.shape
         grid = (triton.cdiv(sq, self.block_m), b * hq)
-        gluon_prefill_kernel[grid](
-            self.q_desc, self.k_desc, self.v_desc, o, o.stride(0), o.stride(1), o.stride(2),
-            sq, self.sk, hq, self.hkv, self.qk_scale,
-            HEAD_DIM=d, CAUSAL=self.causal, BLOCK_M=self.block_m, BLOCK_N=self.block_n, num_warps=self.warps,
-        )  # fmt: skip
+        args = (self.q_desc, self.k_desc, self.v_desc, o, o.stride(0), o.stride(1), o.stride(2),
+                sq, self.sk, hq, self.hkv, self.qk_scale)  # fmt: skip
+        blocks = {"HEAD_DIM": d, "CAUSAL": self.causal, "BLOCK_M": self.block_m, "BLOCK_N": self.block_n}
+        if self.stages:
+            gluon_ws_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, num_warps=self.warps)
+        else:
+            gluon_prefill_kernel[grid](*args, **blocks, num_warps=self.warps)
         return o
