@@ -92,6 +92,8 @@ def gluon_signature(fn, constexprs: dict, dtype: str) -> dict:
             sig[name] = "constexpr"
         elif name.endswith("_desc"):
             rows = constexprs["BLOCK_M"] if name == "q_desc" else constexprs["BLOCK_N"]
+            if name == "q_desc" and "STAGES" in constexprs and constexprs["num_warps"] == 4 and rows == 128:
+                rows = 64  # the ping-pong kernel: a consumer warpgroup's half of the block
             sig[name] = f"tensordesc<{dtype}[{rows}, {d}],{shared_layout([rows, d], torch_dtype)!r}>"
         elif name == "O":
             sig[name] = f"*{dtype}"
@@ -199,19 +201,25 @@ def variants(quick: bool) -> list[Variant]:
         out.append(Variant(f"explore {name}", k.prefill_kernel, ce, config.num_warps, config.num_stages,
                            maxnreg=config.maxnreg, tma=tma))  # fmt: skip
     try:  # the Gluon attempt (frameworks/triton/gluon_prefill.py): Triton with Gluon only
-        from frameworks.triton.gluon_prefill import gluon_prefill_kernel, gluon_ws_prefill_kernel
+        from frameworks.triton.gluon_prefill import (
+            gluon_pp_prefill_kernel,
+            gluon_prefill_kernel,
+            gluon_ws_prefill_kernel,
+        )
     except ImportError:
         return out
     gluon = list(gluon_variants())
     if quick:  # the first of each kernel
-        gluon = [gluon[0], next(v for v in gluon if v[2].kwargs.get("STAGES"))]
+        ws = [v for v in gluon if v[2].kwargs.get("STAGES")]
+        gluon = [gluon[0], ws[0], next(v for v in ws if v[2].kwargs.get("PINGPONG"))]
     for name, _, config in gluon:
         kw = config.kwargs
         ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": kw["BLOCK_M"], "BLOCK_N": kw["BLOCK_N"],
               "num_warps": config.num_warps}  # fmt: skip
         kernel = gluon_prefill_kernel
-        if kw.get("STAGES"):  # the warp-specialised kernel: its ring depth is a constexpr
-            ce["STAGES"], kernel = kw["STAGES"], gluon_ws_prefill_kernel
+        if kw.get("STAGES"):  # the warp-specialised kernels: their ring depth is a constexpr
+            ce["STAGES"] = kw["STAGES"]
+            kernel = gluon_pp_prefill_kernel if kw.get("PINGPONG") else gluon_ws_prefill_kernel
         out.append(Variant(f"explore {name}", kernel, ce, config.num_warps, 1))
     return out
 

@@ -82,6 +82,11 @@ def gluon_variants():
     for bm, bn, w, st in [(128, 128, 8, 2), (128, 64, 8, 3), (128, 64, 8, 2), (64, 128, 4, 2), (64, 64, 4, 3)]:
         config = triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "GLUON": True, "STAGES": st}, num_warps=w)
         yield f"gluon-ws {bm}x{bn} w{w} st{st}", True, config
+    # two consumer warpgroups taking turns (gluon_pp_prefill_kernel): 4 warps each, 64 rows each
+    for bn, st in [(128, 2), (64, 3), (64, 2)]:
+        config = triton.Config({"BLOCK_M": 128, "BLOCK_N": bn, "GLUON": True, "STAGES": st, "PINGPONG": True},
+                               num_warps=4)  # fmt: skip
+        yield f"gluon-pp 128x{bn} w4+4 st{st}", True, config
 
 
 def decode_variants(splits_list):
@@ -162,7 +167,13 @@ def main() -> None:
                     from frameworks.triton.gluon_prefill import GluonPrefill
 
                     kw = config.kwargs
-                    blocks = (kw["BLOCK_M"], kw["BLOCK_N"], config.num_warps, kw.get("STAGES", 0))
+                    blocks = (
+                        kw["BLOCK_M"],
+                        kw["BLOCK_N"],
+                        config.num_warps,
+                        kw.get("STAGES", 0),
+                        kw.get("PINGPONG", False),
+                    )
                     op = GluonPrefill(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, *blocks)
                 elif a.part == "prefill":
                     op = ops.Prefill(

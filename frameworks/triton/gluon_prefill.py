@@ -16,7 +16,10 @@ wait P·V; load V_{j+1} into V_{j−1}'s stage; O ·= α_j.
 `gluon_ws_prefill_kernel` adds FA3's producer/consumer split (`gl.warp_specialize`): one producer warp
 with 24 registers issues every K/V load into a STAGES-deep ring and waits on each stage's `empty`
 barrier; the computing warps (raised to 240 registers) only wait on `ready` and hand each stage back
-after the MMA that read it. Gluon rounds the producer up to a warpgroup: 8 + 4 warps a CTA."""
+after the MMA that read it. Gluon rounds the producer up to a warpgroup: 8 + 4 warps a CTA.
+
+`gluon_pp_prefill_kernel` adds FA3's ping-pong: the 128-row block is two consumer warpgroups of 64 rows,
+which pass a token (an mbarrier each) so that one issues its MMAs while the other runs its softmax."""
 
 from __future__ import annotations
 
@@ -288,6 +291,128 @@ def gluon_ws_prefill_kernel(
     gl.store(ptrs, out.to(dtype), mask=gl.expand_dims(o_rows < SQ, 1))
 
 
+@gluon.jit
+def _pp_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os, s_oh, b, h,
+                 n_tiles, m0, offset, SQ, SK, qk_scale, HALF: gl.constexpr, CAUSAL: gl.constexpr,
+                 BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+    """One consumer warpgroup of the ping-pong kernel: rows m0 + 64·HALF … + 63 against every K/V tile of
+    the 128-row block (the extra keys of the upper half are masked), its own output stored here. Before it
+    issues a tile's MMAs it waits for the token `tok[HALF]`; after issuing them it passes the token on, so
+    the two warpgroups' MMAs alternate and each one's softmax runs under the other's MMAs (FA3's ping-pong)."""
+    HM: gl.constexpr = 64
+    dtype: gl.constexpr = q_smem.dtype
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, BLOCK_N, 16])  # fmt: skip
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, HEAD_DIM, 16])  # fmt: skip
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    r0 = m0 + HALF * HM
+    rows = r0 + gl.arange(0, HM, layout=gl.SliceLayout(1, s_layout))
+    if CAUSAL:
+        full = (gl.minimum(offset + r0 + 1, SK) // BLOCK_N) * BLOCK_N
+    else:
+        full = (SK // BLOCK_N) * BLOCK_N
+    qh = q_smem.index(HALF)
+    zeros_s = gl.zeros([HM, BLOCK_N], gl.float32, layout=s_layout)
+    mbarrier.wait(q_bar.index(HALF), phase=0)
+    mbarrier.wait(k_ready.index(0), phase=0)
+    s = warpgroup_mma(qh, k_smem.index(0).permute((1, 0)), zeros_s, use_acc=False, is_async=True)
+    s = warpgroup_mma_wait(num_outstanding=0, deps=(s,))
+    _ws_release(k_empty.index(0))
+    m_i = gl.full([HM], float("-inf"), gl.float32, layout=gl.SliceLayout(1, s_layout))
+    l_i = gl.zeros([HM], gl.float32, layout=gl.SliceLayout(1, s_layout))
+    p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, 0, full, rows, offset, SK, qk_scale, CAUSAL, BLOCK_N, s_layout)
+    p = gl.convert_layout(p.to(dtype), p_layout)
+    acc = gl.zeros([HM, HEAD_DIM], gl.float32, layout=o_layout)
+    for j in range(1, n_tiles):
+        st = j % STAGES
+        prev = (j - 1) % STAGES
+        # the token: half 0 holds it first (a fresh barrier passes a wait on parity 1)
+        mbarrier.wait(tok.index(HALF), phase=((j - 1) & 1) ^ (1 - HALF))
+        mbarrier.wait(k_ready.index(st), phase=(j // STAGES) & 1)
+        s = warpgroup_mma(qh, k_smem.index(st).permute((1, 0)), zeros_s, use_acc=False, is_async=True)
+        mbarrier.wait(v_ready.index(prev), phase=((j - 1) // STAGES) & 1)
+        acc = warpgroup_mma(p, v_smem.index(prev), acc, is_async=True)
+        mbarrier.arrive(tok.index(1 - HALF), count=1)  # the other warpgroup may issue its MMAs now
+        s = warpgroup_mma_wait(num_outstanding=1, deps=(s,))
+        _ws_release(k_empty.index(st))
+        p_new, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, j * BLOCK_N, full, rows, offset, SK, qk_scale, CAUSAL,
+                                               BLOCK_N, s_layout)  # fmt: skip
+        acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+        _ws_release(v_empty.index(prev))
+        acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, o_layout)), 1)
+        p = gl.convert_layout(p_new.to(dtype), p_layout)
+    last = (n_tiles - 1) % STAGES
+    mbarrier.wait(v_ready.index(last), phase=((n_tiles - 1) // STAGES) & 1)
+    acc = warpgroup_mma(p, v_smem.index(last), acc, is_async=True)
+    acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+    out = acc / gl.expand_dims(gl.convert_layout(l_i, gl.SliceLayout(1, o_layout)), 1)
+    o_rows = r0 + gl.arange(0, HM, layout=gl.SliceLayout(1, o_layout))
+    d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
+    ptrs = (O + b.to(gl.int64) * s_ob + gl.expand_dims(o_rows.to(gl.int64) * s_os, 1) + h * s_oh
+            + gl.expand_dims(d, 0))  # fmt: skip
+    gl.store(ptrs, out.to(dtype), mask=gl.expand_dims(o_rows < SQ, 1))
+
+
+@gluon.jit
+def gluon_pp_prefill_kernel(
+    q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh,
+    SQ, SK, HQ, HKV, qk_scale,
+    HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+    STAGES: gl.constexpr, num_warps: gl.constexpr,
+):  # fmt: skip
+    """FA3's warp roles: a 128-row block as two consumer warpgroups of 64 rows (the default partition and a
+    worker, 4 warps each) that take turns on the tensor cores (`_pp_consumer`), fed by one producer warp
+    (`_ws_loader`) through a STAGES-deep ring whose stages both consumers hand back (`empty` counts 2).
+    BLOCK_M is 128 and num_warps 4 (a consumer's); q_desc's block is [64, HEAD_DIM]."""
+    dtype: gl.constexpr = q_desc.dtype
+    pid_m = gl.num_programs(0) - 1 - gl.program_id(0) if CAUSAL else gl.program_id(0)
+    pid_bh = gl.program_id(1)
+    b = pid_bh // HQ
+    h = pid_bh % HQ
+    hkv = h // (HQ // HKV)
+    m0 = pid_m * BLOCK_M
+    offset = SK - SQ
+    if CAUSAL:
+        hi = gl.minimum(SK, offset + gl.minimum(m0 + BLOCK_M, SQ))
+    else:
+        hi = SK
+    n_tiles = gl.cdiv(hi, BLOCK_N)
+    q_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_M // 2, HEAD_DIM], q_desc.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
+    q_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    tok = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(2):
+        mbarrier.init(q_bar.index(i), count=1)
+        mbarrier.init(tok.index(i), count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(k_ready.index(i), count=1)
+        mbarrier.init(v_ready.index(i), count=1)
+        mbarrier.init(k_empty.index(i), count=2)
+        mbarrier.init(v_empty.index(i), count=2)
+    for i in gl.static_range(2):
+        _issue_load(q_desc, b * SQ + m0 + i * (BLOCK_M // 2), h * HEAD_DIM, q_bar.index(i), q_smem.index(i), True)
+    kv_row = b * SK
+    kv_col = hkv * HEAD_DIM
+    gl.warp_specialize(
+        [
+            (_pp_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os,
+                            s_oh, b, h, n_tiles, m0, offset, SQ, SK, qk_scale, 0, CAUSAL, BLOCK_N, HEAD_DIM, STAGES)),
+            (_pp_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os,
+                            s_oh, b, h, n_tiles, m0, offset, SQ, SK, qk_scale, 1, CAUSAL, BLOCK_N, HEAD_DIM, STAGES)),
+            (_ws_loader, (k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, kv_row, kv_col, n_tiles,
+                          BLOCK_N, STAGES)),
+        ],
+        [4, 1],
+        [240, 24],
+    )  # fmt: skip
+
+
 def shared_layout(block: list[int], dtype: torch.dtype):
     return gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16 if dtype == torch.bfloat16 else gl.float16)
 
@@ -295,23 +420,28 @@ def shared_layout(block: list[int], dtype: torch.dtype):
 class GluonPrefill:
     """Prefill / append on a dense cache: q [B, Sq, Hq, D], k, v [B, Sk, Hkv, D] (contiguous). stages > 0:
     the warp-specialised kernel (a producer warp, a TMA ring of that many stages); 0: the two-stage ring
-    whose loads the computing warps issue."""
+    whose loads the computing warps issue. pingpong (with stages > 0, block_m 128, warps 4): two consumer
+    warpgroups of 64 rows that take turns on the tensor cores (`gluon_pp_prefill_kernel`)."""
 
     def __init__(
         self, q, k, v, kv_len: int, causal: bool, block_m: int = 128, block_n: int = 128, warps: int = 8,
-        stages: int = 0,
+        stages: int = 0, pingpong: bool = False,
     ):  # fmt: skip
         b, sq, hq, d = q.shape
         hkv = k.shape[2]
         if d not in (64, 128) or q.dtype not in (torch.bfloat16, torch.float16):
             raise ValueError(f"gluon prefill: head dim 64 or 128, bf16 or fp16; got {d}, {q.dtype}")
-        if block_m != 16 * warps:
+        if pingpong and (block_m, warps) != (128, 4) or pingpong and not stages:
+            raise ValueError("gluon prefill: pingpong takes block_m 128, warps 4 (a consumer's) and stages > 0")
+        if block_m != 16 * warps and not pingpong:
             raise ValueError(f"gluon prefill: block_m must be 16 × warps ({16 * warps}), got {block_m}")
+        self.pingpong = pingpong
         self.q, self.k, self.v = q, k, v  # the descriptors hold their addresses: keep them alive
         self.shape, self.hkv, self.sk = q.shape, hkv, kv_len
         self.block_m, self.block_n, self.warps, self.causal, self.stages = block_m, block_n, warps, causal, stages
         q2, k2, v2 = q.view(b * sq, hq * d), k.reshape(b * k.shape[1], hkv * d), v.reshape(b * v.shape[1], hkv * d)
-        self.q_desc = TensorDescriptor.from_tensor(q2, [block_m, d], shared_layout([block_m, d], q.dtype))
+        q_rows = block_m // 2 if pingpong else block_m  # a consumer warpgroup's rows
+        self.q_desc = TensorDescriptor.from_tensor(q2, [q_rows, d], shared_layout([q_rows, d], q.dtype))
         kv_layout = shared_layout([block_n, d], q.dtype)
         self.k_desc = TensorDescriptor.from_tensor(k2, [block_n, d], kv_layout)
         self.v_desc = TensorDescriptor.from_tensor(v2, [block_n, d], kv_layout)
@@ -324,7 +454,9 @@ class GluonPrefill:
         args = (self.q_desc, self.k_desc, self.v_desc, o, o.stride(0), o.stride(1), o.stride(2),
                 sq, self.sk, hq, self.hkv, self.qk_scale)  # fmt: skip
         blocks = {"HEAD_DIM": d, "CAUSAL": self.causal, "BLOCK_M": self.block_m, "BLOCK_N": self.block_n}
-        if self.stages:
+        if self.pingpong:
+            gluon_pp_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, num_warps=self.warps)
+        elif self.stages:
             gluon_ws_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, num_warps=self.warps)
         else:
             gluon_prefill_kernel[grid](*args, **blocks, num_warps=self.warps)
