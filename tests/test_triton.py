@@ -548,3 +548,32 @@ def test_each_batch_and_split_count_is_tuned_for_itself():
     ragged = [ops.RaggedDecode(q[:n], k, k, kv_lens[:n], 64, cu_seqlens_k=cu_k[: n + 1], num_splits=2) for n in (2, 3)]
     assert len({_tuning_key(kernels.ragged_decode_kernel, r.kw) for r in ragged}) == 2
     assert "NUM_REQ" in kernels.varlen_kernel.keys and "MAX_Q" in kernels.varlen_kernel.keys
+
+
+@pytest.mark.parametrize("workload", ["prefill", "append"])
+def test_the_gluon_switch_falls_back_to_triton_where_gluon_cannot_run(monkeypatch, workload):
+    """ATTNBENCH_TRITON_GLUON=1 (the default) takes the Gluon kernel on sm90 GPUs only: under the interpreter
+    the Triton kernel runs, and the row says so; a bad value is a one-line error naming the variable."""
+    spec = tiny_spec(workload, kv_len=40, batch=2)
+    monkeypatch.delenv("ATTNBENCH_TRITON_GLUON", raising=False)
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.OK and row.rel_err < 1e-2 and not row.backend_info.startswith("gluon")
+    assert not ops.gluon_capable(torch.device("cpu"))
+    monkeypatch.setenv("ATTNBENCH_TRITON_GLUON", "yes")
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_GLUON: 'yes' is not valid" in row.reason
+
+
+def test_the_gluon_kernels_say_what_ran_and_refuse_a_cache_longer_than_its_keys():
+    pytest.importorskip("triton.experimental.gluon")
+    from frameworks.triton.gluon_prefill import GluonPrefill
+
+    q = torch.zeros(2, 256, 32, 128, dtype=torch.bfloat16)
+    k = torch.zeros(2, 256, 8, 128, dtype=torch.bfloat16)
+    pp = GluonPrefill(q, k, k, 256, True, 128, 64, 4, stages=2, pingpong=True)
+    assert pp.config() == "gluon-pp;BLOCK_M=128,BLOCK_N=64,warps=4+4+producer,stages=2,kv_loads=tma"
+    assert GluonPrefill(q, k, k, 256, True, 128, 128, 8, stages=3).config().startswith("gluon-ws;")
+    with pytest.raises(ValueError, match="exactly kv_len=200 keys"):
+        GluonPrefill(q, k, k, 200, True, 128, 128, 4, stages=2, pingpong=True)
+    with pytest.raises(ValueError, match="pingpong takes block_m 128, warps 4"):
+        GluonPrefill(q, k, k, 256, True, 128, 128, 8, stages=2, pingpong=True)

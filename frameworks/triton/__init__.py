@@ -50,6 +50,12 @@ class TritonAttention(Backend):
     # mixes 0.88-0.92x the time, chunked-prefill 0.99-1.035x. ATTNBENCH_TRITON_VARLEN_TMA=0 measures the other
     # (backend_info says kv_loads=tma or gather for each launch)
     varlen_tma: ClassVar[str] = "1"
+    # a dense uniform prefill or append on sm90: the Gluon kernel with FA3's warp roles ("1":
+    # gluon_prefill.gluon_pp_prefill_kernel, two consumer warpgroups in ping-pong fed by a producer warp) or
+    # the autotuned Triton kernel ("0"). "1" since tools/triton_explore on an H200 (2026-11-29,
+    # docs/perf-notes.md): Llama-3.1-8B readme prefill 473 -> 538 TFLOP/s, append 446 -> 517.
+    # ATTNBENCH_TRITON_GLUON=0 measures the other (backend_info starts with gluon-pp where it ran)
+    gluon: ClassVar[str] = "1"
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
         head_dims={64, 128},
@@ -79,9 +85,28 @@ class TritonAttention(Backend):
             self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size, prefetch_pages=ahead.decode,
                                   split_rule=self._split_rule())  # fmt: skip
         else:
-            self._op = ops.Prefill(inputs.q, k, v, spec.kv_len, spec.is_masked, table, spec.page_size,
-                                   prefetch_pages=ahead.prefill)  # fmt: skip
+            self._op = self._gluon_prefill(spec, inputs, ops) or ops.Prefill(
+                inputs.q, k, v, spec.kv_len, spec.is_masked, table, spec.page_size, prefetch_pages=ahead.prefill
+            )
         return self._op
+
+    def _gluon_prefill(self, spec, inputs, ops):
+        """The ping-pong Gluon kernel where it applies (a dense cache of exactly kv_len keys, contiguous
+        inputs, an sm90 GPU) and ATTNBENCH_TRITON_GLUON allows it; None otherwise. 128 × 128 tiles for a
+        prefill, 128 × 64 for an append (its 128-row chunk is one block a head), two stages: the best of each
+        in the H200 exploration."""
+        if env_choice("ATTNBENCH_TRITON_GLUON", self.gluon, ("0", "1")) == "0":
+            return None
+        q, k, v = inputs.q, inputs.k, inputs.v
+        dense = spec.page_size is None and k.shape[1] == spec.kv_len
+        if not (dense and q.is_contiguous() and k.is_contiguous() and v.is_contiguous()):
+            return None
+        if not ops.gluon_capable(q.device):
+            return None
+        from .gluon_prefill import GluonPrefill
+
+        block_n = 128 if spec.workload is Workload.PREFILL else 64
+        return GluonPrefill(q, k, v, spec.kv_len, spec.is_masked, 128, block_n, 4, stages=2, pingpong=True)
 
     def _prepare_ragged(self, spec, inputs, ops):
         import torch

@@ -436,6 +436,8 @@ class GluonPrefill:
         if block_m != 16 * warps and not pingpong:
             raise ValueError(f"gluon prefill: block_m must be 16 × warps ({16 * warps}), got {block_m}")
         self.pingpong = pingpong
+        if k.shape[1] != kv_len or v.shape[1] != kv_len:
+            raise ValueError(f"gluon prefill: the cache must hold exactly kv_len={kv_len} keys, got {k.shape[1]}")
         self.q, self.k, self.v = q, k, v  # the descriptors hold their addresses: keep them alive
         self.shape, self.hkv, self.sk = q.shape, hkv, kv_len
         self.block_m, self.block_n, self.warps, self.causal, self.stages = block_m, block_n, warps, causal, stages
@@ -446,6 +448,17 @@ class GluonPrefill:
         self.k_desc = TensorDescriptor.from_tensor(k2, [block_n, d], kv_layout)
         self.v_desc = TensorDescriptor.from_tensor(v2, [block_n, d], kv_layout)
         self.qk_scale = d**-0.5 * LOG2E
+
+    def config(self) -> str:
+        """What ran, for a row's backend_info (the Triton kernels' `config()` convention)."""
+        kind = "gluon-pp" if self.pingpong else "gluon-ws" if self.stages else "gluon"
+        warps = (
+            f"{self.warps}+{self.warps}+producer"
+            if self.pingpong
+            else f"{self.warps}" + "+producer" * (self.stages > 0)
+        )
+        stages = self.stages or 2
+        return f"{kind};BLOCK_M={self.block_m},BLOCK_N={self.block_n},warps={warps},stages={stages},kv_loads=tma"
 
     def __call__(self) -> torch.Tensor:
         o = torch.empty(self.shape, dtype=self.q.dtype, device=self.q.device)

@@ -87,6 +87,17 @@ def tma_capable(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
 
 
+def gluon_capable(device: torch.device) -> bool:
+    """The Gluon kernels (gluon_prefill.py) are written for Hopper's warpgroup MMA and have no interpreter."""
+    if INTERPRET or device.type != "cuda" or torch.cuda.get_device_capability(device) != (9, 0):
+        return False
+    try:
+        from . import gluon_prefill  # noqa: F401  (Triton's experimental Gluon: absent from older Tritons)
+    except ImportError:
+        return False
+    return True
+
+
 def kv_descriptors(k, v, page_size: int | None, use_tma: bool | None = None):
     """(K descriptor, V descriptor, K/V rows per sequence) for tile loads through TMA, or
     (None, None, rows) when the layout does not allow it: a non-contiguous cache, or pages smaller
