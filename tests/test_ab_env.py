@@ -59,6 +59,9 @@ def test_the_summary_says_when_the_sides_ran_different_configs():
         "ragged-decode;splits=3;BLOCK_N=64,warps=4,stages=3"
     )
     assert ab_env.configs(mixed) == "BLOCK_M=128,BLOCK_N=128,warps=8,stages=3 + BLOCK_N=64,warps=4,stages=3"
+    # the Gluon A/B of 2026-11-29 showed an empty side: a Gluon kernel's config is named too
+    gluon = "gluon-pp;BLOCK_M=128,BLOCK_N=64,warps=4+4+producer,stages=2,kv_loads=tma"
+    assert ab_env.configs(gluon) == "gluon-pp;BLOCK_M=128,BLOCK_N=64,warps=4+4+producer,stages=2"
 
 
 def test_the_summary_divides_the_medians_and_keeps_the_rounds_range():

@@ -61,12 +61,14 @@ def run_ab(specs, backend_name: str, env_a: dict, env_b: dict, rounds: int, meas
     return rows
 
 
-CONFIG = re.compile(r"(?:BLOCK_[A-Z]=\d+,)+warps=\d+,stages=\d+(?:,maxnreg=\d+)?")
+# a Gluon kernel's backend_info names the kernel first (gluon-pp;BLOCK_M=…,warps=4+4+producer,…)
+CONFIG = re.compile(r"(?:gluon[\w-]*;)?(?:BLOCK_[A-Z]=\d+,)+warps=[\w+]+,stages=\d+(?:,maxnreg=\d+)?")
 
 
 def configs(backend_info: str) -> str:
     """The kernel configurations a row ran (tiles, warps, stages, register cap; Triton's backend_info), in
-    launch order, e.g. 'BLOCK_M=128,BLOCK_N=64,warps=8,stages=2,maxnreg=128 + BLOCK_N=64,warps=4,stages=3'."""
+    launch order, e.g. 'BLOCK_M=128,BLOCK_N=64,warps=8,stages=2,maxnreg=128 + BLOCK_N=64,warps=4,stages=3', or a
+    Gluon kernel's with its name: 'gluon-pp;BLOCK_M=128,BLOCK_N=128,warps=4+4+producer,stages=2'."""
     return " + ".join(CONFIG.findall(backend_info if isinstance(backend_info, str) else ""))
 
 
