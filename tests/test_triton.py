@@ -577,3 +577,25 @@ def test_the_gluon_kernels_say_what_ran_and_refuse_a_cache_longer_than_its_keys(
         GluonPrefill(q, k, k, 200, True, 128, 128, 4, stages=2, pingpong=True)
     with pytest.raises(ValueError, match="pingpong takes block_m 128, warps 4"):
         GluonPrefill(q, k, k, 256, True, 128, 128, 8, stages=2, pingpong=True)
+
+
+def test_the_gluon_varlen_kernel_orders_requests_heaviest_first_and_knows_when_it_is_not_worth_it():
+    pytest.importorskip("triton.experimental.gluon")
+    from frameworks.triton.gluon_prefill import GluonVarlen
+
+    assert GluonVarlen.worth_it([4096, 2048, 1, 1]) and GluonVarlen.worth_it([128])
+    assert not GluonVarlen.worth_it([4] * 64) and not GluonVarlen.worth_it([200, 1, 1])
+    cu_q = torch.tensor([0, 100, 1100, 1600], dtype=torch.int32)
+    cu_k = torch.tensor([0, 300, 1300, 3800], dtype=torch.int32)
+    q = torch.zeros(1600, 32, 128, dtype=torch.bfloat16)
+    k = torch.zeros(3800, 8, 128, dtype=torch.bfloat16)
+    op = GluonVarlen(q, k, k, cu_q, cu_k, 1000, True)
+    assert op.order.tolist() == [2, 1, 0]  # 500 × 2500 > 1000 × 1000 > 100 × 300
+    assert (
+        op.config()
+        == "varlen;schedule=longest-first;gluon-pp;BLOCK_M=128,BLOCK_N=128,warps=4+4+producer,stages=2,kv_loads=tma"
+    )
+    with pytest.raises(ValueError, match="head dim 64 or 128"):
+        GluonVarlen(
+            q[..., :96].contiguous(), k[..., :96].contiguous(), k[..., :96].contiguous(), cu_q, cu_k, 1000, True
+        )

@@ -97,6 +97,8 @@ def gluon_signature(fn, constexprs: dict, dtype: str) -> dict:
             sig[name] = f"tensordesc<{dtype}[{rows}, {d}],{shared_layout([rows, d], torch_dtype)!r}>"
         elif name == "O":
             sig[name] = f"*{dtype}"
+        elif name in ("CU_Q", "CU_K", "ORDER"):  # the ragged kernel's request offsets and launch order
+            sig[name] = "*i32"
         else:
             sig[name] = "fp32" if name == "qk_scale" else "i32"
     return sig
@@ -221,6 +223,11 @@ def variants(quick: bool) -> list[Variant]:
             ce["STAGES"] = kw["STAGES"]
             kernel = gluon_pp_prefill_kernel if kw.get("PINGPONG") else gluon_ws_prefill_kernel
         out.append(Variant(f"explore {name}", kernel, ce, config.num_warps, 1))
+    # the ping-pong kernel over a ragged batch: what the backend runs for dense prompt and chunk launches
+    from frameworks.triton.gluon_prefill import gluon_pp_varlen_kernel
+
+    ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": 128, "BLOCK_N": 128, "STAGES": 2, "num_warps": 4}
+    out.append(Variant("gluon-pp varlen 128x128 w4+4 st2", gluon_pp_varlen_kernel, ce, 4, 1))
     return out
 
 

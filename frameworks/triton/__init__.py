@@ -54,7 +54,9 @@ class TritonAttention(Backend):
     # gluon_prefill.gluon_pp_prefill_kernel, two consumer warpgroups in ping-pong fed by a producer warp) or
     # the autotuned Triton kernel ("0"). "1" since tools/triton_explore on an H200 (2026-11-29,
     # docs/perf-notes.md): Llama-3.1-8B readme prefill 473 -> 538 TFLOP/s, append 446 -> 517.
-    # ATTNBENCH_TRITON_GLUON=0 measures the other (backend_info starts with gluon-pp where it ran)
+    # The same kernel over a ragged batch (gluon_prefill.GluonVarlen) runs the prompts and chunks of a dense
+    # cache where they average a 128-row block a request (not a batch of decodes or speculative steps).
+    # ATTNBENCH_TRITON_GLUON=0 measures the other (backend_info says gluon-pp where it ran)
     gluon: ClassVar[str] = "1"
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
@@ -95,18 +97,22 @@ class TritonAttention(Backend):
         inputs, an sm90 GPU) and ATTNBENCH_TRITON_GLUON allows it; None otherwise. 128 × 128 tiles for a
         prefill, 128 × 64 for an append (its 128-row chunk is one block a head), two stages: the best of each
         in the H200 exploration."""
-        if env_choice("ATTNBENCH_TRITON_GLUON", self.gluon, ("0", "1")) == "0":
-            return None
         q, k, v = inputs.q, inputs.k, inputs.v
-        dense = spec.page_size is None and k.shape[1] == spec.kv_len
-        if not (dense and q.is_contiguous() and k.is_contiguous() and v.is_contiguous()):
-            return None
-        if not ops.gluon_capable(q.device):
+        if not (self._gluon(spec, inputs, ops) and k.shape[1] == spec.kv_len):
             return None
         from .gluon_prefill import GluonPrefill
 
         block_n = 128 if spec.workload is Workload.PREFILL else 64
         return GluonPrefill(q, k, v, spec.kv_len, spec.is_masked, 128, block_n, 4, stages=2, pingpong=True)
+
+    def _gluon(self, spec, inputs, ops) -> bool:
+        """Whether the Gluon kernels may run: ATTNBENCH_TRITON_GLUON allows it, the cache is dense, the
+        tensors contiguous, and the GPU an sm90 one (gluon_capable)."""
+        if env_choice("ATTNBENCH_TRITON_GLUON", self.gluon, ("0", "1")) == "0" or spec.page_size is not None:
+            return False
+        if not all(t.is_contiguous() for t in (inputs.q, inputs.k, inputs.v)):
+            return False
+        return ops.gluon_capable(inputs.q.device)
 
     def _prepare_ragged(self, spec, inputs, ops):
         import torch
@@ -127,7 +133,11 @@ class TritonAttention(Backend):
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
                                  streams=self._streams(), prefetch_pages=ahead, split_rule=self._split_rule(),
                                  varlen_tma=self._varlen_tma(inputs.device), varlen_config=self._varlen_config(),
-                                 **cache)  # fmt: skip
+                                 gluon=self._gluon(spec, inputs, ops), **cache)  # fmt: skip
+        elif self._gluon(spec, inputs, ops) and self._gluon_varlen_worth_it(batch):
+            from .gluon_prefill import GluonVarlen
+
+            self._op = GluonVarlen(inputs.q, k, v, inputs.cu_seqlens_q, inputs.cu_seqlens_k, batch.max_q, spec.causal)
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal,
                                   schedule=schedule, prefetch_pages=ahead.prefill,
@@ -145,6 +155,12 @@ class TritonAttention(Backend):
         configs = prefill_configs_by_name()
         name = env_choice("ATTNBENCH_TRITON_VARLEN_CONFIG", "auto", ("auto", *configs))
         return None if name == "auto" else configs[name]
+
+    @staticmethod
+    def _gluon_varlen_worth_it(batch) -> bool:
+        from .gluon_prefill import GluonVarlen
+
+        return GluonVarlen.worth_it(batch.q_lens)
 
     def _varlen_tma(self, device) -> bool:
         from . import ops

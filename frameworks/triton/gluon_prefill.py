@@ -293,12 +293,14 @@ def gluon_ws_prefill_kernel(
 
 @gluon.jit
 def _pp_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os, s_oh, b, h,
-                 n_tiles, m0, offset, SQ, SK, qk_scale, HALF: gl.constexpr, CAUSAL: gl.constexpr,
+                 o_row0, n_tiles, m0, offset, SQ, SK, qk_scale, HALF: gl.constexpr, CAUSAL: gl.constexpr,
                  BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
     """One consumer warpgroup of the ping-pong kernel: rows m0 + 64·HALF … + 63 against every K/V tile of
     the 128-row block (the extra keys of the upper half are masked), its own output stored here. Before it
     issues a tile's MMAs it waits for the token `tok[HALF]`; after issuing them it passes the token on, so
-    the two warpgroups' MMAs alternate and each one's softmax runs under the other's MMAs (FA3's ping-pong)."""
+    the two warpgroups' MMAs alternate and each one's softmax runs under the other's MMAs (FA3's ping-pong).
+    Output row r (of SQ) goes to O + b·s_ob + (o_row0 + r)·s_os: a uniform batch's element b, or a packed
+    ragged batch's request starting at row o_row0."""
     HM: gl.constexpr = 64
     dtype: gl.constexpr = q_smem.dtype
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -349,29 +351,18 @@ def _pp_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_emp
     out = acc / gl.expand_dims(gl.convert_layout(l_i, gl.SliceLayout(1, o_layout)), 1)
     o_rows = r0 + gl.arange(0, HM, layout=gl.SliceLayout(1, o_layout))
     d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
-    ptrs = (O + b.to(gl.int64) * s_ob + gl.expand_dims(o_rows.to(gl.int64) * s_os, 1) + h * s_oh
+    ptrs = (O + b.to(gl.int64) * s_ob + gl.expand_dims((o_row0 + o_rows).to(gl.int64) * s_os, 1) + h * s_oh
             + gl.expand_dims(d, 0))  # fmt: skip
     gl.store(ptrs, out.to(dtype), mask=gl.expand_dims(o_rows < SQ, 1))
 
 
 @gluon.jit
-def gluon_pp_prefill_kernel(
-    q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh,
-    SQ, SK, HQ, HKV, qk_scale,
-    HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-    STAGES: gl.constexpr, num_warps: gl.constexpr,
-):  # fmt: skip
-    """FA3's warp roles: a 128-row block as two consumer warpgroups of 64 rows (the default partition and a
-    worker, 4 warps each) that take turns on the tensor cores (`_pp_consumer`), fed by one producer warp
-    (`_ws_loader`) through a STAGES-deep ring whose stages both consumers hand back (`empty` counts 2).
-    BLOCK_M is 128 and num_warps 4 (a consumer's); q_desc's block is [64, HEAD_DIM]."""
+def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, kv_row, kv_col, m0, SQ, SK,
+              qk_scale, HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+              STAGES: gl.constexpr):  # fmt: skip
+    """One 128-row block (rows m0 … of SQ, Q from row q_row of q_desc) against SK keys from row kv_row of the
+    K/V descriptors: shared memory, barriers, the Q loads, then the three partitions."""
     dtype: gl.constexpr = q_desc.dtype
-    pid_m = gl.num_programs(0) - 1 - gl.program_id(0) if CAUSAL else gl.program_id(0)
-    pid_bh = gl.program_id(1)
-    b = pid_bh // HQ
-    h = pid_bh % HQ
-    hkv = h // (HQ // HKV)
-    m0 = pid_m * BLOCK_M
     offset = SK - SQ
     if CAUSAL:
         hi = gl.minimum(SK, offset + gl.minimum(m0 + BLOCK_M, SQ))
@@ -396,21 +387,110 @@ def gluon_pp_prefill_kernel(
         mbarrier.init(k_empty.index(i), count=2)
         mbarrier.init(v_empty.index(i), count=2)
     for i in gl.static_range(2):
-        _issue_load(q_desc, b * SQ + m0 + i * (BLOCK_M // 2), h * HEAD_DIM, q_bar.index(i), q_smem.index(i), True)
-    kv_row = b * SK
-    kv_col = hkv * HEAD_DIM
+        _issue_load(q_desc, q_row + i * (BLOCK_M // 2), h * HEAD_DIM, q_bar.index(i), q_smem.index(i), True)
     gl.warp_specialize(
         [
             (_pp_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os,
-                            s_oh, b, h, n_tiles, m0, offset, SQ, SK, qk_scale, 0, CAUSAL, BLOCK_N, HEAD_DIM, STAGES)),
+                            s_oh, b, h, o_row0, n_tiles, m0, offset, SQ, SK, qk_scale, 0, CAUSAL, BLOCK_N, HEAD_DIM,
+                            STAGES)),
             (_pp_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os,
-                            s_oh, b, h, n_tiles, m0, offset, SQ, SK, qk_scale, 1, CAUSAL, BLOCK_N, HEAD_DIM, STAGES)),
+                            s_oh, b, h, o_row0, n_tiles, m0, offset, SQ, SK, qk_scale, 1, CAUSAL, BLOCK_N, HEAD_DIM,
+                            STAGES)),
             (_ws_loader, (k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, kv_row, kv_col, n_tiles,
                           BLOCK_N, STAGES)),
         ],
         [4, 1],
         [240, 24],
     )  # fmt: skip
+
+
+@gluon.jit
+def gluon_pp_varlen_kernel(
+    q_desc, k_desc, v_desc, O, CU_Q, CU_K, ORDER, s_os, s_oh, HQ, HKV, qk_scale,
+    HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+    STAGES: gl.constexpr, num_warps: gl.constexpr,
+):  # fmt: skip
+    """The ping-pong block over a ragged batch with a dense packed cache: program (row block, request in ORDER
+    × query head); q and O packed [Σ q_len, Hq·D] (rows CU_Q[b] …), K/V packed [Σ kv_len, Hkv·D] (rows CU_K[b]
+    …), bottom-right causal per request. A program past its request's rows returns at once; Q rows and key
+    tiles past a request's end read the next request's (or zeros), which the row and key masks drop."""
+    pid_m = gl.num_programs(0) - 1 - gl.program_id(0) if CAUSAL else gl.program_id(0)
+    pid_bh = gl.program_id(1)
+    b = gl.load(ORDER + pid_bh // HQ)
+    h = pid_bh % HQ
+    q_start = gl.load(CU_Q + b)
+    SQ = gl.load(CU_Q + b + 1) - q_start
+    k_start = gl.load(CU_K + b)
+    SK = gl.load(CU_K + b + 1) - k_start
+    m0 = pid_m * BLOCK_M
+    if m0 < SQ:
+        # rows are packed: the request's first row is o_row0, and its index adds nothing (stride 0)
+        _pp_block(
+            q_desc,
+            k_desc,
+            v_desc,
+            O,
+            0,
+            s_os,
+            s_oh,
+            b,
+            h,
+            q_start + m0,
+            q_start,
+            k_start,
+            (h // (HQ // HKV)) * HEAD_DIM,
+            m0,
+            SQ,
+            SK,
+            qk_scale,
+            HEAD_DIM,
+            CAUSAL,
+            BLOCK_M,
+            BLOCK_N,
+            STAGES,
+        )
+
+
+@gluon.jit
+def gluon_pp_prefill_kernel(
+    q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh,
+    SQ, SK, HQ, HKV, qk_scale,
+    HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+    STAGES: gl.constexpr, num_warps: gl.constexpr,
+):  # fmt: skip
+    """FA3's warp roles: a 128-row block as two consumer warpgroups of 64 rows (the default partition and a
+    worker, 4 warps each) that take turns on the tensor cores (`_pp_consumer`), fed by one producer warp
+    (`_ws_loader`) through a STAGES-deep ring whose stages both consumers hand back (`empty` counts 2).
+    BLOCK_M is 128 and num_warps 4 (a consumer's); q_desc's block is [64, HEAD_DIM]."""
+    pid_m = gl.num_programs(0) - 1 - gl.program_id(0) if CAUSAL else gl.program_id(0)
+    pid_bh = gl.program_id(1)
+    b = pid_bh // HQ
+    h = pid_bh % HQ
+    m0 = pid_m * BLOCK_M
+    _pp_block(
+        q_desc,
+        k_desc,
+        v_desc,
+        O,
+        s_ob,
+        s_os,
+        s_oh,
+        b,
+        h,
+        b * SQ + m0,
+        0,
+        b * SK,
+        (h // (HQ // HKV)) * HEAD_DIM,
+        m0,
+        SQ,
+        SK,
+        qk_scale,
+        HEAD_DIM,
+        CAUSAL,
+        BLOCK_M,
+        BLOCK_N,
+        STAGES,
+    )
 
 
 def shared_layout(block: list[int], dtype: torch.dtype):
@@ -473,4 +553,54 @@ class GluonPrefill:
             gluon_ws_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, num_warps=self.warps)
         else:
             gluon_prefill_kernel[grid](*args, **blocks, num_warps=self.warps)
+        return o
+
+
+class GluonVarlen:
+    """A ragged batch on a dense packed cache through the ping-pong kernel: q packed [Σ q_len, Hq, D] with
+    cu_seqlens_q, k, v packed [Σ kv_len, Hkv, D] with cu_seqlens_k (int32 on the GPU); the heaviest requests
+    (query × key pairs) launch first, as `ops.Varlen` orders them. out: write into this [Σ q_len, Hq, D]
+    tensor instead of a new one. One program a (128-row block, request, query head): no GQA packing, so a
+    batch of short requests (decodes, speculative steps) wastes most of each block; `worth_it` says when not."""
+
+    def __init__(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_q: int, causal: bool, out=None, block_n: int = 128,
+                 stages: int = 2):  # fmt: skip
+        total, hq, d = q.shape
+        hkv = k.shape[1]
+        if d not in (64, 128) or q.dtype not in (torch.bfloat16, torch.float16):
+            raise ValueError(f"gluon varlen: head dim 64 or 128, bf16 or fp16; got {d}, {q.dtype}")
+        if not (q.is_contiguous() and k.is_contiguous() and v.is_contiguous()):
+            raise ValueError("gluon varlen: q, k and v must be contiguous packed tensors")
+        q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
+        kv_lens = (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).tolist()
+        order = sorted(range(len(q_lens)), key=lambda i: -q_lens[i] * kv_lens[i])  # stable: ties keep batch order
+        self.order = torch.tensor(order, dtype=torch.int32, device=q.device)
+        self.q, self.k, self.v, self.out = q, k, v, out  # the descriptors hold their addresses: keep them alive
+        self.cu_q, self.cu_k = cu_seqlens_q, cu_seqlens_k
+        self.requests, self.max_q, self.hq, self.hkv = len(q_lens), max_q, hq, hkv
+        self.causal, self.block_n, self.stages = causal, block_n, stages
+        self.q_desc = TensorDescriptor.from_tensor(q.view(total, hq * d), [64, d], shared_layout([64, d], q.dtype))
+        kv_layout = shared_layout([block_n, d], q.dtype)
+        self.k_desc = TensorDescriptor.from_tensor(k.view(k.shape[0], hkv * d), [block_n, d], kv_layout)
+        self.v_desc = TensorDescriptor.from_tensor(v.view(v.shape[0], hkv * d), [block_n, d], kv_layout)
+        self.qk_scale = d**-0.5 * LOG2E
+
+    @staticmethod
+    def worth_it(q_lens) -> bool:
+        """A 128-row block a head is the kernel's unit: worth it when the requests average a block of rows."""
+        return sum(q_lens) >= 128 * len(q_lens)
+
+    def config(self) -> str:
+        return (f"varlen;schedule=longest-first;gluon-pp;BLOCK_M=128,BLOCK_N={self.block_n},warps=4+4+producer,"
+                f"stages={self.stages},kv_loads=tma")  # fmt: skip
+
+    def __call__(self) -> torch.Tensor:
+        o = self.out if self.out is not None else torch.empty_like(self.q)
+        grid = (triton.cdiv(self.max_q, 128), self.requests * self.hq)
+        gluon_pp_varlen_kernel[grid](
+            self.q_desc, self.k_desc, self.v_desc, o, self.cu_q, self.cu_k, self.order, o.stride(0), o.stride(1),
+            self.hq, self.hkv, self.qk_scale,
+            HEAD_DIM=self.q.shape[2], CAUSAL=self.causal, BLOCK_M=128, BLOCK_N=self.block_n, STAGES=self.stages,
+            num_warps=4,
+        )  # fmt: skip
         return o

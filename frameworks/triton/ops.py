@@ -380,11 +380,14 @@ class Mixed:
     def __init__(self, q, k, v, cu_q_list, kv_lens_list, causal: bool, cu_seqlens_k=None, block_table=None,
                  page_size: int | None = None, schedule: str = "longest-first", streams: int = 1,
                  prefetch_pages: PagePrefetch = PagePrefetch(), split_rule: str = "fill",
-                 varlen_tma: bool = False, varlen_config: triton.Config | None = None):  # fmt: skip
+                 varlen_tma: bool = False, varlen_config: triton.Config | None = None,
+                 gluon: bool = False):  # fmt: skip
         """streams=2: the decodes on a second CUDA stream (forked from and joined to the caller's), so the
         memory-bound decode launch can fill the SMs the chunks leave idle; one stream on a CPU.
         prefetch_pages: page ids a step ahead in the chunks' launch and in the decodes' launch.
-        varlen_config: the chunks' launch with this configuration instead of the autotuner's pick."""
+        varlen_config: the chunks' launch with this configuration instead of the autotuner's pick.
+        gluon: the chunks through the ping-pong Gluon kernel (gluon_prefill.GluonVarlen) where the cache is
+        dense and the chunks average a 128-row block (the caller checks the GPU: gluon_capable)."""
         if streams not in (1, 2):
             raise ValueError(f"streams: {streams!r} is not valid; expected 1 or 2")
         self.side = torch.cuda.Stream(q.device) if streams == 2 and q.is_cuda else None
@@ -395,11 +398,20 @@ class Mixed:
         rows = cu_q_list[first]
         dense = block_table is None
         max_q = max(b - a for a, b in zip(cu_q_list, cu_q_list[1 : first + 1]))
-        self.chunks = Varlen(q, k, v, ints(cu_q_list[: first + 1]), ints(kv_lens_list[:first]), max_q, causal,
-                             cu_seqlens_k=cu_seqlens_k[: first + 1] if dense else None,
-                             block_table=None if dense else block_table[:first], page_size=page_size,
-                             out=self.out, schedule=schedule, prefetch_pages=prefetch_pages.prefill,
-                             use_tma=varlen_tma, config=varlen_config)  # fmt: skip
+        q_lens = [b - a for a, b in zip(cu_q_list, cu_q_list[1 : first + 1])]
+        if gluon and dense:
+            from .gluon_prefill import GluonVarlen
+
+            gluon = GluonVarlen.worth_it(q_lens)
+        if gluon and dense:
+            self.chunks = GluonVarlen(q, k, v, ints(cu_q_list[: first + 1]), cu_seqlens_k[: first + 1], max_q, causal,
+                                      out=self.out)  # fmt: skip
+        else:
+            self.chunks = Varlen(q, k, v, ints(cu_q_list[: first + 1]), ints(kv_lens_list[:first]), max_q, causal,
+                                 cu_seqlens_k=cu_seqlens_k[: first + 1] if dense else None,
+                                 block_table=None if dense else block_table[:first], page_size=page_size,
+                                 out=self.out, schedule=schedule, prefetch_pages=prefetch_pages.prefill,
+                                 use_tma=varlen_tma, config=varlen_config)  # fmt: skip
         tail = kv_lens_list[first:]
         self.decodes = RaggedDecode(q[rows:], k, v, ints(tail), max(tail),
                                     cu_seqlens_k=cu_seqlens_k[first:] if dense else None,
