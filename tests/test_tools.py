@@ -92,10 +92,8 @@ def test_every_kernel_variant_compiles_for_hopper_without_a_gpu(tmp_path):
     # the prefill kernels use Hopper's warpgroup MMA; a wait that leaves nothing in flight reads 0
     prefill = rows[rows.variant.str.startswith("prefill dense")]
     assert prefill.mma_waits.astype(str).str.fullmatch(r"\d+( \d+)*").all()
-    # the warp-specialised Gluon kernel: its producer partition adds a warpgroup, which occupancy counts
-    ws = rows[rows.variant.str.contains("gluon-ws")]
-    assert len(ws) == 1 and (ws.cta_warps == ws.warps + 4).all() and (ws.mma_waits.astype(str) == "0 1 0 0").all()
-    # the ping-pong kernel: two consumer warpgroups (each with its own MMA waits) and the producer's
+    # the ping-pong kernel: two consumer warpgroups (each with its own MMA waits) and the producer's, which
+    # Gluon rounds up to a warpgroup and occupancy counts: 4 + 4 + 4 warps a CTA
     pp = rows[rows.variant.str.contains("gluon-pp")]
     assert len(pp) == 2 and (pp.cta_warps == 12).all() and (pp.mma_waits.astype(str) == "0 1 0 0 0 1 0 0").all()
     assert pp.variant.str.contains("varlen").sum() == 1  # the ragged-batch form the backend runs

@@ -572,7 +572,9 @@ def test_the_gluon_kernels_say_what_ran_and_refuse_a_cache_longer_than_its_keys(
     k = torch.zeros(2, 256, 8, 128, dtype=torch.bfloat16)
     pp = GluonPrefill(q, k, k, 256, True, 128, 64, 4, stages=2, pingpong=True)
     assert pp.config() == "gluon-pp;BLOCK_M=128,BLOCK_N=64,warps=4+4+producer,stages=2,kv_loads=tma"
-    assert GluonPrefill(q, k, k, 256, True, 128, 128, 8, stages=3).config().startswith("gluon-ws;")
+    assert GluonPrefill(q, k, k, 256, True, 128, 128, 8).config().startswith("gluon;")
+    with pytest.raises(ValueError, match="pingpong takes"):  # a ring without the two consumers is gone
+        GluonPrefill(q, k, k, 256, True, 128, 128, 8, stages=3)
     with pytest.raises(ValueError, match="exactly kv_len=200 keys"):
         GluonPrefill(q, k, k, 200, True, 128, 128, 4, stages=2, pingpong=True)
     with pytest.raises(ValueError, match="pingpong takes block_m 128, warps 4"):

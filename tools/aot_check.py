@@ -205,27 +205,23 @@ def variants(quick: bool) -> list[Variant]:
     try:  # the Gluon attempt (frameworks/triton/gluon_prefill.py): Triton with Gluon only
         from frameworks.triton.gluon_prefill import (
             gluon_pp_prefill_kernel,
+            gluon_pp_varlen_kernel,
             gluon_prefill_kernel,
-            gluon_ws_prefill_kernel,
         )
     except ImportError:
         return out
     gluon = list(gluon_variants())
     if quick:  # the first of each kernel
-        ws = [v for v in gluon if v[2].kwargs.get("STAGES")]
-        gluon = [gluon[0], ws[0], next(v for v in ws if v[2].kwargs.get("PINGPONG"))]
+        gluon = [gluon[0], next(v for v in gluon if v[2].kwargs.get("PINGPONG"))]
     for name, _, config in gluon:
         kw = config.kwargs
         ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": kw["BLOCK_M"], "BLOCK_N": kw["BLOCK_N"],
               "num_warps": config.num_warps}  # fmt: skip
         kernel = gluon_prefill_kernel
-        if kw.get("STAGES"):  # the warp-specialised kernels: their ring depth is a constexpr
-            ce["STAGES"] = kw["STAGES"]
-            kernel = gluon_pp_prefill_kernel if kw.get("PINGPONG") else gluon_ws_prefill_kernel
+        if kw.get("PINGPONG"):  # the warp-specialised kernel: its ring depth is a constexpr
+            ce["STAGES"], kernel = kw["STAGES"], gluon_pp_prefill_kernel
         out.append(Variant(f"explore {name}", kernel, ce, config.num_warps, 1))
     # the ping-pong kernel over a ragged batch: what the backend runs for dense prompt and chunk launches
-    from frameworks.triton.gluon_prefill import gluon_pp_varlen_kernel
-
     ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": 128, "BLOCK_N": 128, "STAGES": 2, "num_warps": 4}
     out.append(Variant("gluon-pp varlen 128x128 w4+4 st2", gluon_pp_varlen_kernel, ce, 4, 1))
     return out

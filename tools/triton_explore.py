@@ -78,10 +78,6 @@ def gluon_variants():
     waits) in the prefill variants' shape: (name, TMA, config), the config marked GLUON."""
     for bm, bn, w in [(128, 128, 8), (128, 64, 8), (64, 128, 4), (64, 64, 4)]:
         yield f"gluon {bm}x{bn} w{w}", True, triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "GLUON": True}, num_warps=w)
-    # with a producer warp (gluon_ws_prefill_kernel): a TMA ring of `st` stages
-    for bm, bn, w, st in [(128, 128, 8, 2), (128, 64, 8, 3), (128, 64, 8, 2), (64, 128, 4, 2), (64, 64, 4, 3)]:
-        config = triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "GLUON": True, "STAGES": st}, num_warps=w)
-        yield f"gluon-ws {bm}x{bn} w{w} st{st}", True, config
     # two consumer warpgroups taking turns (gluon_pp_prefill_kernel): 4 warps each, 64 rows each
     for bn, st in [(128, 2), (64, 3), (64, 2)]:
         config = triton.Config({"BLOCK_M": 128, "BLOCK_N": bn, "GLUON": True, "STAGES": st, "PINGPONG": True},

@@ -1,25 +1,21 @@
-"""A Gluon (Triton's explicit-layout dialect) prefill/append kernel for Hopper with FA3's intra-warpgroup
-overlap: the next tile's Q·Kᵀ and this tile's P·V are asynchronous warpgroup MMAs whose waits say how
-many may stay in flight (`warpgroup_mma_wait(num_outstanding=1)`), so the softmax of tile j runs while the
-tensor cores do P·V of tile j − 1. Plain Triton 3.6 waits for every Q·Kᵀ at once (docs/perf-notes.md,
-read from its TTGIR), which is why the production kernel's tensor pipe idles through each softmax.
+"""Gluon (Triton's explicit-layout dialect) prefill/append kernels for Hopper, written where plain Triton 3.6
+cannot say what FA3 does. Dense caches, bf16/fp16, head dim 64 or 128, bottom-right causal or none, K/V
+through TMA. Gluon has no interpreter: `tools/aot_check.py` compiles them for sm_90a on the CPU (a test), and
+tests/test_gpu.py checks them against the reference on the GPU.
 
-An attempt, reachable from `tools/triton_explore.py` (variant `gluon`) only: dense caches, uniform batches,
-bf16/fp16, head dim 64 or 128, causal bottom-right or none; one program a (row block, batch, query head),
-K/V in a two-stage TMA ring. Gluon has no interpreter: it is compiled for sm_90a on the CPU by
-`tools/aot_check.py` (a test) and checked against the reference on the GPU (tests/test_gpu.py).
-
-Per program (tile j of n): wait K_j; issue S_j = Q·K_jᵀ; issue O += P_{j−1}·V_{j−1}; wait S_j (P·V may
-run); load K_{j+2} into K_j's stage; softmax of S_j (the mask on tiles past the fully visible ones);
-wait P·V; load V_{j+1} into V_{j−1}'s stage; O ·= α_j.
-
-`gluon_ws_prefill_kernel` adds FA3's producer/consumer split (`gl.warp_specialize`): one producer warp
-with 24 registers issues every K/V load into a STAGES-deep ring and waits on each stage's `empty`
-barrier; the computing warps (raised to 240 registers) only wait on `ready` and hand each stage back
-after the MMA that read it. Gluon rounds the producer up to a warpgroup: 8 + 4 warps a CTA.
-
-`gluon_pp_prefill_kernel` adds FA3's ping-pong: the 128-row block is two consumer warpgroups of 64 rows,
-which pass a token (an mbarrier each) so that one issues its MMAs while the other runs its softmax."""
+- `gluon_prefill_kernel` (tools/triton_explore.py only): FA3's intra-warpgroup overlap. S_j = Q·K_jᵀ and
+  the P·V of tile j − 1 are asynchronous warpgroup MMAs, and the wait leaves P·V in flight
+  (`warpgroup_mma_wait(num_outstanding=1)`), so the softmax of tile j runs under it. Plain Triton 3.6 waits
+  for every MMA at once (docs/perf-notes.md, read from its TTGIR). One program a (row block, batch, query
+  head); its own warps load K/V into a two-stage ring.
+- `gluon_pp_prefill_kernel` and `gluon_pp_varlen_kernel` (the backend's dense prefill/append, uniform and
+  ragged, on sm90: `GluonPrefill(pingpong=True)`, `GluonVarlen`) add FA3's warp roles (`gl.warp_specialize`).
+  One producer warp with 24 registers issues every K/V load into a STAGES-deep ring and waits on each
+  stage's `empty` barrier. The 128-row block is two consumer warpgroups of 64 rows (240 registers), which
+  pass a token (an mbarrier each) so that one issues its MMAs while the other runs its softmax (ping-pong),
+  and hand each stage back after the MMAs that read it. A producer warp alone, with 8 warps computing as
+  one consumer, gained nothing (docs/perf-notes.md; that kernel, `gluon_ws_prefill_kernel`, is in the
+  history at commit f9b359c)."""
 
 from __future__ import annotations
 
@@ -180,115 +176,6 @@ def _ws_release(bar):
     thread's; the barrier counts one arrival)."""
     gl.thread_barrier()
     mbarrier.arrive(bar, count=1)
-
-
-@gluon.jit
-def _ws_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, n_tiles, full, m0, offset, SK,
-                 qk_scale, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                 HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, num_warps: gl.constexpr):  # fmt: skip
-    """The consumer warpgroup(s): the loop of `gluon_prefill_kernel`, with K/V from the producer's ring."""
-    dtype: gl.constexpr = q_smem.dtype
-    s_layout: gl.constexpr = gl.NVMMADistributedLayout(
-        version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, BLOCK_N, 16]
-    )
-    o_layout: gl.constexpr = gl.NVMMADistributedLayout(
-        version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, HEAD_DIM, 16]
-    )
-    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
-    rows = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, s_layout))
-    zeros_s = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
-    mbarrier.wait(q_bar, phase=0)
-    mbarrier.wait(k_ready.index(0), phase=0)
-    s = warpgroup_mma(q_smem, k_smem.index(0).permute((1, 0)), zeros_s, use_acc=False, is_async=True)
-    s = warpgroup_mma_wait(num_outstanding=0, deps=(s,))
-    _ws_release(k_empty.index(0))
-    m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=gl.SliceLayout(1, s_layout))
-    l_i = gl.zeros([BLOCK_M], gl.float32, layout=gl.SliceLayout(1, s_layout))
-    p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, 0, full, rows, offset, SK, qk_scale, CAUSAL, BLOCK_N, s_layout)
-    p = gl.convert_layout(p.to(dtype), p_layout)
-    acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
-    for j in range(1, n_tiles):
-        st = j % STAGES
-        prev = (j - 1) % STAGES
-        mbarrier.wait(k_ready.index(st), phase=(j // STAGES) & 1)
-        s = warpgroup_mma(q_smem, k_smem.index(st).permute((1, 0)), zeros_s, use_acc=False, is_async=True)
-        mbarrier.wait(v_ready.index(prev), phase=((j - 1) // STAGES) & 1)
-        acc = warpgroup_mma(p, v_smem.index(prev), acc, is_async=True)
-        s = warpgroup_mma_wait(num_outstanding=1, deps=(s,))  # S_j ready; P·V of tile j − 1 may still run
-        _ws_release(k_empty.index(st))
-        p_new, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, j * BLOCK_N, full, rows, offset, SK, qk_scale, CAUSAL,
-                                               BLOCK_N, s_layout)  # fmt: skip
-        acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
-        _ws_release(v_empty.index(prev))
-        acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, o_layout)), 1)
-        p = gl.convert_layout(p_new.to(dtype), p_layout)
-    last = (n_tiles - 1) % STAGES
-    mbarrier.wait(v_ready.index(last), phase=((n_tiles - 1) // STAGES) & 1)
-    acc = warpgroup_mma(p, v_smem.index(last), acc, is_async=True)
-    acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
-    return acc, l_i
-
-
-@gluon.jit
-def gluon_ws_prefill_kernel(
-    q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh,
-    SQ, SK, HQ, HKV, qk_scale,
-    HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-    STAGES: gl.constexpr, num_warps: gl.constexpr,
-):  # fmt: skip
-    """`gluon_prefill_kernel` with FA3's producer/consumer split: one producer warp (`gl.warp_specialize`,
-    24 registers) streams K/V through a STAGES-deep TMA ring; the kernel's own warps only compute."""
-    dtype: gl.constexpr = q_desc.dtype
-    pid_m = gl.num_programs(0) - 1 - gl.program_id(0) if CAUSAL else gl.program_id(0)
-    pid_bh = gl.program_id(1)
-    b = pid_bh // HQ
-    h = pid_bh % HQ
-    hkv = h // (HQ // HKV)
-    m0 = pid_m * BLOCK_M
-    offset = SK - SQ
-    if CAUSAL:
-        hi = gl.minimum(SK, offset + gl.minimum(m0 + BLOCK_M, SQ))
-        full = (gl.minimum(offset + m0 + 1, SK) // BLOCK_N) * BLOCK_N
-    else:
-        hi = SK
-        full = (SK // BLOCK_N) * BLOCK_N
-    n_tiles = gl.cdiv(hi, BLOCK_N)
-    q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], q_desc.layout)
-    k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
-    v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
-    q_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    mbarrier.init(q_bar, count=1)
-    for i in gl.static_range(STAGES):
-        mbarrier.init(k_ready.index(i), count=1)
-        mbarrier.init(v_ready.index(i), count=1)
-        mbarrier.init(k_empty.index(i), count=1)
-        mbarrier.init(v_empty.index(i), count=1)
-    _issue_load(q_desc, b * SQ + m0, h * HEAD_DIM, q_bar, q_smem, True)
-    kv_row = b * SK
-    kv_col = hkv * HEAD_DIM
-    acc, l_i = gl.warp_specialize(
-        [
-            (_ws_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, n_tiles, full, m0,
-                            offset, SK, qk_scale, CAUSAL, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, num_warps)),
-            (_ws_loader, (k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, kv_row, kv_col, n_tiles,
-                          BLOCK_N, STAGES)),
-        ],
-        [1],
-        [24],
-    )  # fmt: skip
-    o_layout: gl.constexpr = gl.NVMMADistributedLayout(
-        version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, HEAD_DIM, 16]
-    )
-    out = acc / gl.expand_dims(gl.convert_layout(l_i, gl.SliceLayout(1, o_layout)), 1)
-    o_rows = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, o_layout))
-    d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
-    ptrs = (O + b.to(gl.int64) * s_ob + gl.expand_dims(o_rows.to(gl.int64) * s_os, 1) + h * s_oh
-            + gl.expand_dims(d, 0))  # fmt: skip
-    gl.store(ptrs, out.to(dtype), mask=gl.expand_dims(o_rows < SQ, 1))
 
 
 @gluon.jit
@@ -498,10 +385,10 @@ def shared_layout(block: list[int], dtype: torch.dtype):
 
 
 class GluonPrefill:
-    """Prefill / append on a dense cache: q [B, Sq, Hq, D], k, v [B, Sk, Hkv, D] (contiguous). stages > 0:
-    the warp-specialised kernel (a producer warp, a TMA ring of that many stages); 0: the two-stage ring
-    whose loads the computing warps issue. pingpong (with stages > 0, block_m 128, warps 4): two consumer
-    warpgroups of 64 rows that take turns on the tensor cores (`gluon_pp_prefill_kernel`)."""
+    """Prefill / append on a dense cache: q [B, Sq, Hq, D], k, v [B, Sk, Hkv, D] (contiguous). pingpong (with
+    block_m 128, warps 4: a consumer's, and `stages` > 0, the ring's depth): two consumer warpgroups of 64 rows
+    that take turns on the tensor cores, fed by a producer warp (`gluon_pp_prefill_kernel`); otherwise
+    `gluon_prefill_kernel` with block_m = 16 × warps."""
 
     def __init__(
         self, q, k, v, kv_len: int, causal: bool, block_m: int = 128, block_n: int = 128, warps: int = 8,
@@ -511,7 +398,7 @@ class GluonPrefill:
         hkv = k.shape[2]
         if d not in (64, 128) or q.dtype not in (torch.bfloat16, torch.float16):
             raise ValueError(f"gluon prefill: head dim 64 or 128, bf16 or fp16; got {d}, {q.dtype}")
-        if pingpong and (block_m, warps) != (128, 4) or pingpong and not stages:
+        if bool(stages) != pingpong or pingpong and (block_m, warps) != (128, 4):
             raise ValueError("gluon prefill: pingpong takes block_m 128, warps 4 (a consumer's) and stages > 0")
         if block_m != 16 * warps and not pingpong:
             raise ValueError(f"gluon prefill: block_m must be 16 × warps ({16 * warps}), got {block_m}")
@@ -531,12 +418,8 @@ class GluonPrefill:
 
     def config(self) -> str:
         """What ran, for a row's backend_info (the Triton kernels' `config()` convention)."""
-        kind = "gluon-pp" if self.pingpong else "gluon-ws" if self.stages else "gluon"
-        warps = (
-            f"{self.warps}+{self.warps}+producer"
-            if self.pingpong
-            else f"{self.warps}" + "+producer" * (self.stages > 0)
-        )
+        kind = "gluon-pp" if self.pingpong else "gluon"
+        warps = f"{self.warps}+{self.warps}+producer" if self.pingpong else f"{self.warps}"
         stages = self.stages or 2
         return f"{kind};BLOCK_M={self.block_m},BLOCK_N={self.block_n},warps={warps},stages={stages},kv_loads=tma"
 
@@ -549,8 +432,6 @@ class GluonPrefill:
         blocks = {"HEAD_DIM": d, "CAUSAL": self.causal, "BLOCK_M": self.block_m, "BLOCK_N": self.block_n}
         if self.pingpong:
             gluon_pp_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, num_warps=self.warps)
-        elif self.stages:
-            gluon_ws_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, num_warps=self.warps)
         else:
             gluon_prefill_kernel[grid](*args, **blocks, num_warps=self.warps)
         return o
