@@ -312,30 +312,9 @@ def gluon_pp_varlen_kernel(
     m0 = pid_m * BLOCK_M
     if m0 < SQ:
         # rows are packed: the request's first row is o_row0, and its index adds nothing (stride 0)
-        _pp_block(
-            q_desc,
-            k_desc,
-            v_desc,
-            O,
-            0,
-            s_os,
-            s_oh,
-            b,
-            h,
-            q_start + m0,
-            q_start,
-            k_start,
-            (h // (HQ // HKV)) * HEAD_DIM,
-            m0,
-            SQ,
-            SK,
-            qk_scale,
-            HEAD_DIM,
-            CAUSAL,
-            BLOCK_M,
-            BLOCK_N,
-            STAGES,
-        )
+        _pp_block(q_desc, k_desc, v_desc, O, 0, s_os, s_oh, b, h, q_start + m0, q_start, k_start,
+                  (h // (HQ // HKV)) * HEAD_DIM, m0, SQ, SK, qk_scale, HEAD_DIM, CAUSAL, BLOCK_M, BLOCK_N,
+                  STAGES)  # fmt: skip
 
 
 @gluon.jit
@@ -354,30 +333,8 @@ def gluon_pp_prefill_kernel(
     b = pid_bh // HQ
     h = pid_bh % HQ
     m0 = pid_m * BLOCK_M
-    _pp_block(
-        q_desc,
-        k_desc,
-        v_desc,
-        O,
-        s_ob,
-        s_os,
-        s_oh,
-        b,
-        h,
-        b * SQ + m0,
-        0,
-        b * SK,
-        (h // (HQ // HKV)) * HEAD_DIM,
-        m0,
-        SQ,
-        SK,
-        qk_scale,
-        HEAD_DIM,
-        CAUSAL,
-        BLOCK_M,
-        BLOCK_N,
-        STAGES,
-    )
+    _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, b * SQ + m0, 0, b * SK, (h // (HQ // HKV)) * HEAD_DIM,
+              m0, SQ, SK, qk_scale, HEAD_DIM, CAUSAL, BLOCK_M, BLOCK_N, STAGES)  # fmt: skip
 
 
 def shared_layout(block: list[int], dtype: torch.dtype):
