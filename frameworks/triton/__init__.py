@@ -52,10 +52,11 @@ class TritonAttention(Backend):
     varlen_tma: ClassVar[str] = "1"
     # a dense uniform prefill or append on sm90: the Gluon kernel with FA3's warp roles ("1":
     # gluon_prefill.gluon_pp_prefill_kernel, two consumer warpgroups in ping-pong fed by a producer warp) or
-    # the autotuned Triton kernel ("0"). "1" since tools/triton_explore on an H200 (2026-11-29,
-    # docs/perf-notes.md): Llama-3.1-8B readme prefill 473 -> 538 TFLOP/s, append 446 -> 517.
-    # The same kernel over a ragged batch (gluon_prefill.GluonVarlen) runs the prompts and chunks of a dense
-    # cache where they average a 128-row block a request (not a batch of decodes or speculative steps).
+    # the autotuned Triton kernel ("0"), for 128 query rows or more. "1" since the H200 A/Bs of 2026-11-29
+    # (docs/perf-notes.md): readme prefill 0.89-0.93x the time, append 0.90-0.96x. The same kernel over a ragged
+    # batch (gluon_prefill.GluonVarlen) runs the prompts and chunks of a dense cache where they average a 128-row
+    # block a request (not a batch of decodes or speculative steps): dense prompt mixes 0.88-0.95x the time,
+    # chunked-prefill 0.78-0.81x, decode-heavy 0.91-0.97x.
     # ATTNBENCH_TRITON_GLUON=0 measures the other (backend_info says gluon-pp where it ran)
     gluon: ClassVar[str] = "1"
     caps = Caps(
@@ -98,6 +99,8 @@ class TritonAttention(Backend):
         prefill, 128 × 64 for an append (its 128-row chunk is one block a head), two stages: the best of each
         in the H200 exploration."""
         q, k, v = inputs.q, inputs.k, inputs.v
+        if spec.workload not in (Workload.PREFILL, Workload.APPEND) or spec.q_len < 128:
+            return None  # a 128-row block a head is the kernel's unit: speculative steps and short chunks waste it
         if not (self._gluon(spec, inputs, ops) and k.shape[1] == spec.kv_len):
             return None
         from .gluon_prefill import GluonPrefill

@@ -397,8 +397,8 @@ class Mixed:
         self.out = torch.empty_like(q)
         rows = cu_q_list[first]
         dense = block_table is None
-        max_q = max(b - a for a, b in zip(cu_q_list, cu_q_list[1 : first + 1]))
         q_lens = [b - a for a, b in zip(cu_q_list, cu_q_list[1 : first + 1])]
+        max_q = max(q_lens)
         if gluon and dense:
             from .gluon_prefill import GluonVarlen
 
