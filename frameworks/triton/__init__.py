@@ -99,10 +99,10 @@ class TritonAttention(Backend):
         prefill, 128 × 64 for an append (its 128-row chunk is one block a head), two stages: the best of each
         in the H200 exploration."""
         q, k, v = inputs.q, inputs.k, inputs.v
+        if not (self._gluon(spec, inputs, ops) and k.shape[1] == spec.kv_len):  # first: a bad switch is an error
+            return None
         if spec.workload not in (Workload.PREFILL, Workload.APPEND) or spec.q_len < 128:
             return None  # a 128-row block a head is the kernel's unit: speculative steps and short chunks waste it
-        if not (self._gluon(spec, inputs, ops) and k.shape[1] == spec.kv_len):
-            return None
         from .gluon_prefill import GluonPrefill
 
         block_n = 128 if spec.workload is Workload.PREFILL else 64
