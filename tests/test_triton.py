@@ -585,8 +585,8 @@ def test_the_gluon_varlen_kernel_orders_requests_heaviest_first_and_knows_when_i
     pytest.importorskip("triton.experimental.gluon")
     from frameworks.triton.gluon_prefill import GluonVarlen
 
-    assert GluonVarlen.worth_it([4096, 2048, 1, 1]) and GluonVarlen.worth_it([128])
-    assert not GluonVarlen.worth_it([4] * 64) and not GluonVarlen.worth_it([200, 1, 1])
+    assert ops.gluon_varlen_worth_it([4096, 2048, 1, 1]) and ops.gluon_varlen_worth_it([128])
+    assert not ops.gluon_varlen_worth_it([4] * 64) and not ops.gluon_varlen_worth_it([200, 1, 1])
     cu_q = torch.tensor([0, 100, 1100, 1600], dtype=torch.int32)
     cu_k = torch.tensor([0, 300, 1300, 3800], dtype=torch.int32)
     q = torch.zeros(1600, 32, 128, dtype=torch.bfloat16)

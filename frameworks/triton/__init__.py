@@ -137,7 +137,7 @@ class TritonAttention(Backend):
                                  streams=self._streams(), prefetch_pages=ahead, split_rule=self._split_rule(),
                                  varlen_tma=self._varlen_tma(inputs.device), varlen_config=self._varlen_config(),
                                  gluon=self._gluon(spec, inputs, ops), **cache)  # fmt: skip
-        elif self._gluon(spec, inputs, ops) and self._gluon_varlen_worth_it(batch):
+        elif self._gluon(spec, inputs, ops) and ops.gluon_varlen_worth_it(batch.q_lens):
             from .gluon_prefill import GluonVarlen
 
             self._op = GluonVarlen(inputs.q, k, v, inputs.cu_seqlens_q, inputs.cu_seqlens_k, batch.max_q, spec.causal)
@@ -158,12 +158,6 @@ class TritonAttention(Backend):
         configs = prefill_configs_by_name()
         name = env_choice("ATTNBENCH_TRITON_VARLEN_CONFIG", "auto", ("auto", *configs))
         return None if name == "auto" else configs[name]
-
-    @staticmethod
-    def _gluon_varlen_worth_it(batch) -> bool:
-        from .gluon_prefill import GluonVarlen
-
-        return GluonVarlen.worth_it(batch.q_lens)
 
     def _varlen_tma(self, device) -> bool:
         from . import ops

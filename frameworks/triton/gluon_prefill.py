@@ -27,6 +27,7 @@ from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warp
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from .kernels import LOG2E
+from .ops import heaviest_first
 
 
 @gluon.jit
@@ -399,7 +400,8 @@ class GluonVarlen:
     cu_seqlens_q, k, v packed [Σ kv_len, Hkv, D] with cu_seqlens_k (int32 on the GPU); the heaviest requests
     (query × key pairs) launch first, as `ops.Varlen` orders them. out: write into this [Σ q_len, Hq, D]
     tensor instead of a new one. One program a (128-row block, request, query head): no GQA packing, so a
-    batch of short requests (decodes, speculative steps) wastes most of each block; `worth_it` says when not."""
+    batch of short requests (decodes, speculative steps) wastes most of each block; `ops.gluon_varlen_worth_it`
+    says when not."""
 
     def __init__(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_q: int, causal: bool, out=None, block_n: int = 128,
                  stages: int = 2):  # fmt: skip
@@ -411,8 +413,7 @@ class GluonVarlen:
             raise ValueError("gluon varlen: q, k and v must be contiguous packed tensors")
         q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
         kv_lens = (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).tolist()
-        order = sorted(range(len(q_lens)), key=lambda i: -q_lens[i] * kv_lens[i])  # stable: ties keep batch order
-        self.order = torch.tensor(order, dtype=torch.int32, device=q.device)
+        self.order = torch.tensor(heaviest_first(q_lens, kv_lens), dtype=torch.int32, device=q.device)
         self.q, self.k, self.v, self.out = q, k, v, out  # the descriptors hold their addresses: keep them alive
         self.cu_q, self.cu_k = cu_seqlens_q, cu_seqlens_k
         self.requests, self.max_q, self.hq, self.hkv = len(q_lens), max_q, hq, hkv
@@ -422,11 +423,6 @@ class GluonVarlen:
         self.k_desc = TensorDescriptor.from_tensor(k.view(k.shape[0], hkv * d), [block_n, d], kv_layout)
         self.v_desc = TensorDescriptor.from_tensor(v.view(v.shape[0], hkv * d), [block_n, d], kv_layout)
         self.qk_scale = d**-0.5 * LOG2E
-
-    @staticmethod
-    def worth_it(q_lens) -> bool:
-        """A 128-row block a head is the kernel's unit: worth it when the requests average a block of rows."""
-        return sum(q_lens) >= 128 * len(q_lens)
 
     def config(self) -> str:
         return (f"varlen;schedule=longest-first;gluon-pp;BLOCK_M=128,BLOCK_N={self.block_n},warps=4+4+producer,"

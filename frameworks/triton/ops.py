@@ -87,6 +87,17 @@ def tma_capable(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
 
 
+def heaviest_first(q_lens, kv_lens) -> list[int]:
+    """Request indices by work (query × key pairs), largest first; stable: equal requests keep batch order."""
+    return sorted(range(len(q_lens)), key=lambda i: -q_lens[i] * kv_lens[i])
+
+
+def gluon_varlen_worth_it(q_lens) -> bool:
+    """The Gluon varlen kernel's unit is a 128-row block a query head, with no GQA packing: worth it when the
+    requests average a block of rows (prompts and chunks), not for decodes or speculative steps."""
+    return sum(q_lens) >= 128 * len(q_lens)
+
+
 def gluon_capable(device: torch.device) -> bool:
     """The Gluon kernels (gluon_prefill.py) are written for Hopper's warpgroup MMA and have no interpreter."""
     if INTERPRET or device.type != "cuda" or torch.cuda.get_device_capability(device) != (9, 0):
@@ -246,8 +257,7 @@ class Varlen:
         q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
         order = list(range(len(q_lens)))
         if schedule in ("longest-first", "tiles"):
-            work = [qn * kn for qn, kn in zip(q_lens, kv_lens.tolist())]
-            order.sort(key=lambda i: -work[i])  # stable: equal requests keep their batch order
+            order = heaviest_first(q_lens, kv_lens.tolist())
         self.order = torch.tensor(order, dtype=torch.int32, device=q.device)
         self.out = out
         hkv = k.shape[-2]
@@ -399,11 +409,9 @@ class Mixed:
         dense = block_table is None
         q_lens = [b - a for a, b in zip(cu_q_list, cu_q_list[1 : first + 1])]
         max_q = max(q_lens)
-        if gluon and dense:
+        if gluon and dense and gluon_varlen_worth_it(q_lens):
             from .gluon_prefill import GluonVarlen
 
-            gluon = GluonVarlen.worth_it(q_lens)
-        if gluon and dense:
             self.chunks = GluonVarlen(q, k, v, ints(cu_q_list[: first + 1]), cu_seqlens_k[: first + 1], max_q, causal,
                                       out=self.out)  # fmt: skip
         else:
