@@ -309,13 +309,16 @@ def test_triton_backend_takes_the_gluon_kernel_on_hopper(measurer, monkeypatch, 
      "2q1k_q512s2k_q1_q64s64_16q1s900",  # two launches: a chunk equal to its whole cache, a request of one row
      "q2000_q37_3q300s900_q129"],  # one launch, prompts and chunks only
 )  # fmt: skip
-def test_triton_gluon_varlen_on_gpu(measurer, monkeypatch, gluon, mix):
-    """Ragged batches on a dense cache: the ping-pong Gluon kernel for the prompts and chunks on sm90 by
-    default (the row says gluon-pp), the Triton varlen kernel with ATTNBENCH_TRITON_GLUON=0."""
-    row = measure_mix(measurer, "triton", mix, None, monkeypatch, ATTNBENCH_TRITON_GLUON=gluon)
+@pytest.mark.parametrize("page", [None, 16, 64, 256, 8])
+def test_triton_gluon_varlen_on_gpu(measurer, monkeypatch, gluon, mix, page):
+    """Ragged batches on a dense cache or shuffled pages: the ping-pong Gluon kernel for the prompts and chunks
+    on sm90 by default (the row says gluon-pp; 16- and 64-token pages a TMA load a page, 256 a load a tile),
+    the Triton varlen kernel with ATTNBENCH_TRITON_GLUON=0 or pages the TMA loads cannot take (8)."""
+    row = measure_mix(measurer, "triton", mix, page, monkeypatch, ATTNBENCH_TRITON_GLUON=gluon)
     assert row.status is Status.OK and row.rel_err < 2e-2, f"{row.status}: {row.reason}"
     hopper = torch.cuda.get_device_capability() == (9, 0)
-    assert ("gluon-pp;" in row.backend_info) == (hopper and gluon == "1"), row.backend_info
+    assert ("gluon-pp;" in row.backend_info) == (hopper and gluon == "1" and page != 8), row.backend_info
+    assert ("kv_loads=tma_per_page" in row.backend_info) == ("gluon-pp;" in row.backend_info and page in (16, 64))
 
 
 @pytest.mark.parametrize("schedule", ["longest-first", "simple", "tiles"])

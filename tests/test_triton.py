@@ -601,3 +601,30 @@ def test_the_gluon_varlen_kernel_orders_requests_heaviest_first_and_knows_when_i
         GluonVarlen(
             q[..., :96].contiguous(), k[..., :96].contiguous(), k[..., :96].contiguous(), cu_q, cu_k, 1000, True
         )
+
+
+def test_the_gluon_varlen_kernel_takes_pages_that_fit_its_tma_loads():
+    """A paged cache: pages of 16 rows or more that split a 128-key tile or hold whole tiles load through TMA,
+    a load a page (the row says tma_per_page where a tile takes several); other sizes are refused, naming the
+    field, and the order comes from the paged requests' own lengths."""
+    pytest.importorskip("triton.experimental.gluon")
+    from frameworks.triton.gluon_prefill import GluonVarlen
+
+    sizes = (1, 8, 16, 32, 48, 64, 96, 128, 256, 384, None)
+    assert [p for p in sizes if ops.gluon_pages_fit(p)] == [16, 32, 64, 128, 256, 384]
+    cu_q = torch.tensor([0, 300, 1300], dtype=torch.int32)
+    kv_lens = torch.tensor([300, 2500], dtype=torch.int32)
+    q = torch.zeros(1300, 32, 128, dtype=torch.bfloat16)
+    pages = torch.zeros(192, 16, 8, 128, dtype=torch.bfloat16)
+    table = torch.zeros(2, 157, dtype=torch.int32)
+    op = GluonVarlen(q, pages, pages, cu_q, None, 1000, True, block_table=table, page_size=16, kv_lens=kv_lens)
+    assert op.order.tolist() == [1, 0] and op.page == 16 and op.k_desc.block_shape == [16, 128]
+    assert op.config().endswith("kv_loads=tma_per_page,page_size=16")
+    whole = GluonVarlen(q, pages.view(-1, 256, 8, 128), pages.view(-1, 256, 8, 128), cu_q, None, 1000, True,
+                        block_table=table, page_size=256, kv_lens=kv_lens)  # fmt: skip
+    assert whole.k_desc.block_shape == [128, 128] and whole.config().endswith("kv_loads=tma")
+    with pytest.raises(ValueError, match="page_size must be a multiple of 16"):
+        GluonVarlen(q, pages.view(-1, 8, 8, 128), pages.view(-1, 8, 8, 128), cu_q, None, 1000, True,
+                    block_table=table, page_size=8, kv_lens=kv_lens)  # fmt: skip
+    with pytest.raises(ValueError, match="a paged cache takes kv_lens"):
+        GluonVarlen(q, pages, pages, cu_q, None, 1000, True, block_table=table, page_size=16)

@@ -92,12 +92,14 @@ def gluon_signature(fn, constexprs: dict, dtype: str) -> dict:
             sig[name] = "constexpr"
         elif name.endswith("_desc"):
             rows = constexprs["BLOCK_M"] if name == "q_desc" else constexprs["BLOCK_N"]
+            if name != "q_desc" and 0 < constexprs.get("PAGE", 0) < rows:
+                rows = constexprs["PAGE"]  # a paged ragged cache: a load a page into the tile's rows
             if name == "q_desc" and "STAGES" in constexprs and constexprs["num_warps"] == 4 and rows == 128:
                 rows = 64  # the ping-pong kernel: a consumer warpgroup's half of the block
             sig[name] = f"tensordesc<{dtype}[{rows}, {d}],{shared_layout([rows, d], torch_dtype)!r}>"
         elif name == "O":
             sig[name] = f"*{dtype}"
-        elif name in ("CU_Q", "CU_K", "ORDER"):  # the ragged kernel's request offsets and launch order
+        elif name in ("CU_Q", "CU_K", "KV_LENS", "BT", "ORDER"):  # the ragged kernel's requests, pages, order
             sig[name] = "*i32"
         else:
             sig[name] = "fp32" if name == "qk_scale" else "i32"
@@ -222,8 +224,11 @@ def variants(quick: bool) -> list[Variant]:
             ce["STAGES"], kernel = kw["STAGES"], gluon_pp_prefill_kernel
         out.append(Variant(f"explore {name}", kernel, ce, config.num_warps, 1))
     # the ping-pong kernel over a ragged batch: what the backend runs for dense prompt and chunk launches
-    ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": 128, "BLOCK_N": 128, "STAGES": 2, "num_warps": 4}
-    out.append(Variant("gluon-pp varlen 128x128 w4+4 st2", gluon_pp_varlen_kernel, ce, 4, 1))
+    for page in (0, 16, 256):  # dense; a load a 16-token page (8 a tile); pages that hold whole tiles
+        ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": 128, "BLOCK_N": 128, "STAGES": 2, "PAGE": page,
+              "num_warps": 4}  # fmt: skip
+        label = f" page{page}" if page else ""
+        out.append(Variant(f"gluon-pp varlen{label} 128x128 w4+4 st2", gluon_pp_varlen_kernel, ce, 4, 1))
     return out
 
 

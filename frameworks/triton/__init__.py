@@ -99,8 +99,8 @@ class TritonAttention(Backend):
         prefill, 128 × 64 for an append (its 128-row chunk is one block a head), two stages: the best of each
         in the H200 exploration."""
         q, k, v = inputs.q, inputs.k, inputs.v
-        if not (self._gluon(spec, inputs, ops) and k.shape[1] == spec.kv_len):  # first: a bad switch is an error
-            return None
+        if not (self._gluon(spec, inputs, ops) and spec.page_size is None and k.shape[1] == spec.kv_len):
+            return None  # the switch first: a bad value is an error
         if spec.workload not in (Workload.PREFILL, Workload.APPEND) or spec.q_len < 128:
             return None  # a 128-row block a head is the kernel's unit: speculative steps and short chunks waste it
         from .gluon_prefill import GluonPrefill
@@ -109,9 +109,12 @@ class TritonAttention(Backend):
         return GluonPrefill(q, k, v, spec.kv_len, spec.is_masked, 128, block_n, 4, stages=2, pingpong=True)
 
     def _gluon(self, spec, inputs, ops) -> bool:
-        """Whether the Gluon kernels may run: ATTNBENCH_TRITON_GLUON allows it, the cache is dense, the
+        """Whether the Gluon kernels may run: ATTNBENCH_TRITON_GLUON allows it, the cache is dense or its pages
+        fit the varlen kernel's TMA loads (ops.gluon_pages_fit: the uniform kernel takes dense caches only), the
         tensors contiguous, and the GPU an sm90 one (gluon_capable)."""
-        if env_choice("ATTNBENCH_TRITON_GLUON", self.gluon, ("0", "1")) == "0" or spec.page_size is not None:
+        if env_choice("ATTNBENCH_TRITON_GLUON", self.gluon, ("0", "1")) == "0":
+            return False
+        if spec.page_size is not None and not ops.gluon_pages_fit(spec.page_size):
             return False
         if not all(t.is_contiguous() for t in (inputs.q, inputs.k, inputs.v)):
             return False
@@ -140,7 +143,9 @@ class TritonAttention(Backend):
         elif self._gluon(spec, inputs, ops) and ops.gluon_varlen_worth_it(batch.q_lens):
             from .gluon_prefill import GluonVarlen
 
-            self._op = GluonVarlen(inputs.q, k, v, inputs.cu_seqlens_q, inputs.cu_seqlens_k, batch.max_q, spec.causal)
+            self._op = GluonVarlen(inputs.q, k, v, inputs.cu_seqlens_q, cache.get("cu_seqlens_k"), batch.max_q,
+                                   spec.causal, block_table=cache.get("block_table"), page_size=spec.page_size,
+                                   kv_lens=kv_lens)  # fmt: skip
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal,
                                   schedule=schedule, prefetch_pages=ahead.prefill,

@@ -27,7 +27,7 @@ from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warp
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from .kernels import LOG2E
-from .ops import heaviest_first
+from .ops import gluon_pages_fit, heaviest_first
 
 
 @gluon.jit
@@ -155,19 +155,41 @@ def gluon_prefill_kernel(
 
 
 @gluon.jit
-def _ws_loader(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, kv_row, kv_col, n_tiles,
-               BLOCK_N: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+def _kv_tile_load(desc, smem, ready, kv_row, kv_col, j, BT, bt_off, last_page, BLOCK_N: gl.constexpr,
+                  PAGE: gl.constexpr):  # fmt: skip
+    """Key tile j (BLOCK_N rows) into `smem`, arriving on `ready`. Dense (PAGE 0): rows kv_row + j·BLOCK_N of
+    the descriptor. Paged: the descriptor spans every page ([pages·PAGE, Hkv·D]) and the block table row at
+    BT + bt_off maps the request's pages; a page that holds whole tiles gives one load, smaller pages one load
+    a page into the tile's rows (page ids past the request's last page read its last page: masked keys)."""
+    if PAGE == 0:
+        mbarrier.expect(ready, desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(desc, [kv_row + j * BLOCK_N, kv_col], ready, smem)
+    elif PAGE >= BLOCK_N:
+        page = gl.load(BT + bt_off + (j * BLOCK_N) // PAGE)
+        mbarrier.expect(ready, desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(desc, [page * PAGE + (j * BLOCK_N) % PAGE, kv_col], ready, smem)
+    else:
+        PER: gl.constexpr = BLOCK_N // PAGE
+        mbarrier.expect(ready, desc.block_type.nbytes * PER)
+        for i in gl.static_range(PER):
+            page = gl.load(BT + bt_off + gl.minimum(j * PER + i, last_page))
+            tma.async_copy_global_to_shared(desc, [page * PAGE, kv_col], ready, smem.slice(i * PAGE, PAGE))
+
+
+@gluon.jit
+def _ws_loader(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, kv_row, kv_col, n_tiles, BT,
+               bt_off, last_page, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, PAGE: gl.constexpr):  # fmt: skip
     """The producer warp: K_j and V_j into stage j % STAGES once the consumers have released it (a stage's
     `empty` barrier starts one phase ahead, so the first round does not wait)."""
     for j in range(n_tiles):
         st = j % STAGES
         phase = ((j // STAGES) & 1) ^ 1
         mbarrier.wait(k_empty.index(st), phase=phase)
-        mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)
-        tma.async_copy_global_to_shared(k_desc, [kv_row + j * BLOCK_N, kv_col], k_ready.index(st), k_smem.index(st))
+        _kv_tile_load(k_desc, k_smem.index(st), k_ready.index(st), kv_row, kv_col, j, BT, bt_off, last_page,
+                      BLOCK_N, PAGE)  # fmt: skip
         mbarrier.wait(v_empty.index(st), phase=phase)
-        mbarrier.expect(v_ready.index(st), v_desc.block_type.nbytes)
-        tma.async_copy_global_to_shared(v_desc, [kv_row + j * BLOCK_N, kv_col], v_ready.index(st), v_smem.index(st))
+        _kv_tile_load(v_desc, v_smem.index(st), v_ready.index(st), kv_row, kv_col, j, BT, bt_off, last_page,
+                      BLOCK_N, PAGE)  # fmt: skip
 
 
 @gluon.jit
@@ -245,11 +267,12 @@ def _pp_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_emp
 
 
 @gluon.jit
-def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, kv_row, kv_col, m0, SQ, SK,
-              qk_scale, HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-              STAGES: gl.constexpr):  # fmt: skip
-    """One 128-row block (rows m0 … of SQ, Q from row q_row of q_desc) against SK keys from row kv_row of the
-    K/V descriptors: shared memory, barriers, the Q loads, then the three partitions."""
+def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, kv_row, kv_col, BT, bt_off, m0, SQ,
+              SK, qk_scale, HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr,
+              BLOCK_N: gl.constexpr, STAGES: gl.constexpr, PAGE: gl.constexpr):  # fmt: skip
+    """One 128-row block (rows m0 … of SQ, Q from row q_row of q_desc) against SK keys: from row kv_row of the
+    K/V descriptors (PAGE 0), or through the block table row at BT + bt_off (`_kv_tile_load`). Shared memory,
+    barriers, the Q loads, then the three partitions."""
     dtype: gl.constexpr = q_desc.dtype
     offset = SK - SQ
     if CAUSAL:
@@ -276,6 +299,10 @@ def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, 
         mbarrier.init(v_empty.index(i), count=2)
     for i in gl.static_range(2):
         _issue_load(q_desc, q_row + i * (BLOCK_M // 2), h * HEAD_DIM, q_bar.index(i), q_smem.index(i), True)
+    if PAGE > 0:
+        last_page = (SK - 1) // PAGE  # the request's last page: the producer reads no block table entry past it
+    else:
+        last_page = 0
     gl.warp_specialize(
         [
             (_pp_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os,
@@ -285,7 +312,7 @@ def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, 
                             s_oh, b, h, o_row0, n_tiles, m0, offset, SQ, SK, qk_scale, 1, CAUSAL, BLOCK_N, HEAD_DIM,
                             STAGES)),
             (_ws_loader, (k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, kv_row, kv_col, n_tiles,
-                          BLOCK_N, STAGES)),
+                          BT, bt_off, last_page, BLOCK_N, STAGES, PAGE)),
         ],
         [4, 1],
         [240, 24],
@@ -294,28 +321,33 @@ def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, 
 
 @gluon.jit
 def gluon_pp_varlen_kernel(
-    q_desc, k_desc, v_desc, O, CU_Q, CU_K, ORDER, s_os, s_oh, HQ, HKV, qk_scale,
+    q_desc, k_desc, v_desc, O, CU_Q, CU_K, KV_LENS, BT, ORDER, s_os, s_oh, s_btb, HQ, HKV, qk_scale,
     HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-    STAGES: gl.constexpr, num_warps: gl.constexpr,
+    STAGES: gl.constexpr, PAGE: gl.constexpr, num_warps: gl.constexpr,
 ):  # fmt: skip
-    """The ping-pong block over a ragged batch with a dense packed cache: program (row block, request in ORDER
-    × query head); q and O packed [Σ q_len, Hq·D] (rows CU_Q[b] …), K/V packed [Σ kv_len, Hkv·D] (rows CU_K[b]
-    …), bottom-right causal per request. A program past its request's rows returns at once; Q rows and key
-    tiles past a request's end read the next request's (or zeros), which the row and key masks drop."""
+    """The ping-pong block over a ragged batch: program (row block, request in ORDER × query head); q and O
+    packed [Σ q_len, Hq·D] (rows CU_Q[b] …), bottom-right causal per request. The cache is dense and packed
+    (PAGE 0: K/V [Σ kv_len, Hkv·D], rows CU_K[b] …) or paged (K/V [pages·PAGE, Hkv·D], request b's pages in
+    row b of the block table BT, KV_LENS[b] keys). A program past its request's rows returns at once; Q rows
+    and key tiles past a request's end read the next request's (or zeros), which the row and key masks drop."""
     pid_m = gl.num_programs(0) - 1 - gl.program_id(0) if CAUSAL else gl.program_id(0)
     pid_bh = gl.program_id(1)
     b = gl.load(ORDER + pid_bh // HQ)
     h = pid_bh % HQ
     q_start = gl.load(CU_Q + b)
     SQ = gl.load(CU_Q + b + 1) - q_start
-    k_start = gl.load(CU_K + b)
-    SK = gl.load(CU_K + b + 1) - k_start
+    if PAGE == 0:
+        k_start = gl.load(CU_K + b)
+        SK = gl.load(CU_K + b + 1) - k_start
+    else:
+        k_start = 0
+        SK = gl.load(KV_LENS + b)
     m0 = pid_m * BLOCK_M
     if m0 < SQ:
         # rows are packed: the request's first row is o_row0, and its index adds nothing (stride 0)
         _pp_block(q_desc, k_desc, v_desc, O, 0, s_os, s_oh, b, h, q_start + m0, q_start, k_start,
-                  (h // (HQ // HKV)) * HEAD_DIM, m0, SQ, SK, qk_scale, HEAD_DIM, CAUSAL, BLOCK_M, BLOCK_N,
-                  STAGES)  # fmt: skip
+                  (h // (HQ // HKV)) * HEAD_DIM, BT, b.to(gl.int64) * s_btb, m0, SQ, SK, qk_scale, HEAD_DIM, CAUSAL,
+                  BLOCK_M, BLOCK_N, STAGES, PAGE)  # fmt: skip
 
 
 @gluon.jit
@@ -335,7 +367,7 @@ def gluon_pp_prefill_kernel(
     h = pid_bh % HQ
     m0 = pid_m * BLOCK_M
     _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, b * SQ + m0, 0, b * SK, (h // (HQ // HKV)) * HEAD_DIM,
-              m0, SQ, SK, qk_scale, HEAD_DIM, CAUSAL, BLOCK_M, BLOCK_N, STAGES)  # fmt: skip
+              O, 0, m0, SQ, SK, qk_scale, HEAD_DIM, CAUSAL, BLOCK_M, BLOCK_N, STAGES, 0)  # fmt: skip
 
 
 def shared_layout(block: list[int], dtype: torch.dtype):
@@ -396,45 +428,59 @@ class GluonPrefill:
 
 
 class GluonVarlen:
-    """A ragged batch on a dense packed cache through the ping-pong kernel: q packed [Σ q_len, Hq, D] with
-    cu_seqlens_q, k, v packed [Σ kv_len, Hkv, D] with cu_seqlens_k (int32 on the GPU); the heaviest requests
-    (query × key pairs) launch first, as `ops.Varlen` orders them. out: write into this [Σ q_len, Hq, D]
-    tensor instead of a new one. One program a (128-row block, request, query head): no GQA packing, so a
-    batch of short requests (decodes, speculative steps) wastes most of each block; `ops.gluon_varlen_worth_it`
-    says when not."""
+    """A ragged batch through the ping-pong kernel: q packed [Σ q_len, Hq, D] with cu_seqlens_q (int32 on the
+    GPU); the cache dense and packed, k, v [Σ kv_len, Hkv, D] with cu_seqlens_k, or paged, k, v [pages,
+    page_size, Hkv, D] with block_table [B, pages a request] (int32) and kv_lens (B int32 on the GPU). Pages of
+    16 rows or more that split the 128-key tile evenly, or hold whole tiles, come through TMA: a load a page
+    (`_kv_tile_load`). The heaviest requests (query × key pairs) launch first, as `ops.Varlen` orders them. out:
+    write into this [Σ q_len, Hq, D] tensor instead of a new one. One program a (128-row block, request, query
+    head): no GQA packing, so a batch of short requests (decodes, speculative steps) wastes most of each block;
+    `ops.gluon_varlen_worth_it` says when not."""
 
     def __init__(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_q: int, causal: bool, out=None, block_n: int = 128,
-                 stages: int = 2):  # fmt: skip
+                 stages: int = 2, block_table=None, page_size: int | None = None, kv_lens=None):  # fmt: skip
         total, hq, d = q.shape
-        hkv = k.shape[1]
+        hkv = k.shape[-2]
         if d not in (64, 128) or q.dtype not in (torch.bfloat16, torch.float16):
             raise ValueError(f"gluon varlen: head dim 64 or 128, bf16 or fp16; got {d}, {q.dtype}")
         if not (q.is_contiguous() and k.is_contiguous() and v.is_contiguous()):
-            raise ValueError("gluon varlen: q, k and v must be contiguous packed tensors")
+            raise ValueError("gluon varlen: q, k and v must be contiguous tensors")
+        paged = block_table is not None
+        if paged and not gluon_pages_fit(page_size, block_n):
+            raise ValueError(f"gluon varlen: page_size must be a multiple of 16 that divides {block_n} or is a "
+                             f"multiple of it; got {page_size}")  # fmt: skip
+        if paged and kv_lens is None or not paged and cu_seqlens_k is None:
+            raise ValueError("gluon varlen: a paged cache takes kv_lens, a dense one cu_seqlens_k")
         q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
-        kv_lens = (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).tolist()
-        self.order = torch.tensor(heaviest_first(q_lens, kv_lens), dtype=torch.int32, device=q.device)
+        kv_list = kv_lens.tolist() if paged else (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).tolist()
+        self.order = torch.tensor(heaviest_first(q_lens, kv_list), dtype=torch.int32, device=q.device)
         self.q, self.k, self.v, self.out = q, k, v, out  # the descriptors hold their addresses: keep them alive
-        self.cu_q, self.cu_k = cu_seqlens_q, cu_seqlens_k
+        self.cu_q, self.cu_k, self.kv_lens, self.bt = cu_seqlens_q, cu_seqlens_k, kv_lens, block_table
+        self.page = page_size if paged else 0
         self.requests, self.max_q, self.hq, self.hkv = len(q_lens), max_q, hq, hkv
         self.causal, self.block_n, self.stages = causal, block_n, stages
         self.q_desc = TensorDescriptor.from_tensor(q.view(total, hq * d), [64, d], shared_layout([64, d], q.dtype))
-        kv_layout = shared_layout([block_n, d], q.dtype)
-        self.k_desc = TensorDescriptor.from_tensor(k.view(k.shape[0], hkv * d), [block_n, d], kv_layout)
-        self.v_desc = TensorDescriptor.from_tensor(v.view(v.shape[0], hkv * d), [block_n, d], kv_layout)
+        rows = min(self.page, block_n) if paged else block_n  # a load's rows: a tile, or a page of it
+        kv_layout = shared_layout([block_n, d], q.dtype)  # the ring's layout; a page's load writes a slice of it
+        self.k_desc = TensorDescriptor.from_tensor(k.view(-1, hkv * d), [rows, d], kv_layout)
+        self.v_desc = TensorDescriptor.from_tensor(v.view(-1, hkv * d), [rows, d], kv_layout)
         self.qk_scale = d**-0.5 * LOG2E
 
     def config(self) -> str:
+        loads = f"tma_per_page,page_size={self.page}" if self.page and self.page < self.block_n else "tma"
         return (f"varlen;schedule=longest-first;gluon-pp;BLOCK_M=128,BLOCK_N={self.block_n},warps=4+4+producer,"
-                f"stages={self.stages},kv_loads=tma")  # fmt: skip
+                f"stages={self.stages},kv_loads={loads}")  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         o = self.out if self.out is not None else torch.empty_like(self.q)
         grid = (triton.cdiv(self.max_q, 128), self.requests * self.hq)
+        cu_k = self.cu_k if self.cu_k is not None else self.cu_q  # an unused pointer stands in where absent
+        kv_lens = self.kv_lens if self.kv_lens is not None else self.cu_q
+        bt, s_btb = (self.bt, self.bt.stride(0)) if self.bt is not None else (self.cu_q, 0)
         gluon_pp_varlen_kernel[grid](
-            self.q_desc, self.k_desc, self.v_desc, o, self.cu_q, self.cu_k, self.order, o.stride(0), o.stride(1),
-            self.hq, self.hkv, self.qk_scale,
+            self.q_desc, self.k_desc, self.v_desc, o, self.cu_q, cu_k, kv_lens, bt, self.order, o.stride(0),
+            o.stride(1), s_btb, self.hq, self.hkv, self.qk_scale,
             HEAD_DIM=self.q.shape[2], CAUSAL=self.causal, BLOCK_M=128, BLOCK_N=self.block_n, STAGES=self.stages,
-            num_warps=4,
+            PAGE=self.page, num_warps=4,
         )  # fmt: skip
         return o

@@ -98,6 +98,12 @@ def gluon_varlen_worth_it(q_lens) -> bool:
     return sum(q_lens) >= 128 * len(q_lens)
 
 
+def gluon_pages_fit(page_size: int | None, block_n: int = 128) -> bool:
+    """Whether the Gluon varlen kernel loads pages of this size through TMA (gluon_prefill._kv_tile_load): 16
+    rows a load or more (8 loads a 128-key tile at most), and no tile across a page boundary."""
+    return page_size is not None and page_size % 16 == 0 and (block_n % page_size == 0 or page_size % block_n == 0)
+
+
 def gluon_capable(device: torch.device) -> bool:
     """The Gluon kernels (gluon_prefill.py) are written for Hopper's warpgroup MMA and have no interpreter."""
     if INTERPRET or device.type != "cuda" or torch.cuda.get_device_capability(device) != (9, 0):
@@ -397,7 +403,8 @@ class Mixed:
         prefetch_pages: page ids a step ahead in the chunks' launch and in the decodes' launch.
         varlen_config: the chunks' launch with this configuration instead of the autotuner's pick.
         gluon: the chunks through the ping-pong Gluon kernel (gluon_prefill.GluonVarlen) where the cache is
-        dense and the chunks average a 128-row block (the caller checks the GPU: gluon_capable)."""
+        dense or its pages fit the kernel's TMA loads (gluon_pages_fit) and the chunks average a 128-row block
+        (the caller checks the GPU: gluon_capable)."""
         if streams not in (1, 2):
             raise ValueError(f"streams: {streams!r} is not valid; expected 1 or 2")
         self.side = torch.cuda.Stream(q.device) if streams == 2 and q.is_cuda else None
@@ -409,11 +416,13 @@ class Mixed:
         dense = block_table is None
         q_lens = [b - a for a, b in zip(cu_q_list, cu_q_list[1 : first + 1])]
         max_q = max(q_lens)
-        if gluon and dense and gluon_varlen_worth_it(q_lens):
+        if gluon and (dense or gluon_pages_fit(page_size)) and gluon_varlen_worth_it(q_lens):
             from .gluon_prefill import GluonVarlen
 
-            self.chunks = GluonVarlen(q, k, v, ints(cu_q_list[: first + 1]), cu_seqlens_k[: first + 1], max_q, causal,
-                                      out=self.out)  # fmt: skip
+            self.chunks = GluonVarlen(q, k, v, ints(cu_q_list[: first + 1]),
+                                      cu_seqlens_k[: first + 1] if dense else None, max_q, causal, out=self.out,
+                                      block_table=None if dense else block_table[:first], page_size=page_size,
+                                      kv_lens=None if dense else ints(kv_lens_list[:first]))  # fmt: skip
         else:
             self.chunks = Varlen(q, k, v, ints(cu_q_list[: first + 1]), ints(kv_lens_list[:first]), max_q, causal,
                                  cu_seqlens_k=cu_seqlens_k[: first + 1] if dense else None,
