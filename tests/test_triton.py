@@ -619,7 +619,7 @@ def test_the_gluon_varlen_kernel_takes_pages_that_fit_its_tma_loads():
     table = torch.zeros(2, 157, dtype=torch.int32)
     op = GluonVarlen(q, pages, pages, cu_q, None, 1000, True, block_table=table, page_size=16, kv_lens=kv_lens)
     assert op.order.tolist() == [1, 0] and op.page == 16 and op.k_desc.block_shape == [16, 128]
-    assert op.config().endswith("kv_loads=tma_per_page,page_size=16")
+    assert op.config().endswith("kv_loads=tma_per_page")
     whole = GluonVarlen(q, pages.view(-1, 256, 8, 128), pages.view(-1, 256, 8, 128), cu_q, None, 1000, True,
                         block_table=table, page_size=256, kv_lens=kv_lens)  # fmt: skip
     assert whole.k_desc.block_shape == [128, 128] and whole.config().endswith("kv_loads=tma")
@@ -628,3 +628,29 @@ def test_the_gluon_varlen_kernel_takes_pages_that_fit_its_tma_loads():
                     block_table=table, page_size=8, kv_lens=kv_lens)  # fmt: skip
     with pytest.raises(ValueError, match="a paged cache takes kv_lens"):
         GluonVarlen(q, pages, pages, cu_q, None, 1000, True, block_table=table, page_size=16)
+
+
+@pytest.mark.parametrize(
+    "env,page,expect",
+    [({}, None, "GluonVarlen"), ({}, 16, "GluonVarlen"), ({}, 256, "GluonVarlen"), ({}, 8, "Varlen"),
+     ({"ATTNBENCH_TRITON_SCHEDULE": "simple"}, 16, "Varlen"), ({"ATTNBENCH_TRITON_VARLEN_CONFIG": "first"}, None,
+     "Varlen"), ({"ATTNBENCH_TRITON_GLUON": "0"}, 16, "Varlen")],
+)  # fmt: skip
+def test_the_backend_sends_ragged_prompts_to_gluon_where_its_loads_fit_and_nothing_asks_for_triton(
+    monkeypatch, env, page, expect
+):
+    """Where the Gluon kernels could run (sm90, here pretended), a ragged launch of prompts goes to the Gluon
+    varlen kernel on a dense cache and on pages its TMA loads take; pages of 8, another schedule, a pinned
+    Triton configuration or ATTNBENCH_TRITON_GLUON=0 keep the Triton varlen kernel they ask for."""
+    pytest.importorskip("triton.experimental.gluon")
+    from frameworks.triton.kernels import prefill_configs_by_name
+    from specs import DType, ExperimentSpec
+
+    monkeypatch.setattr(ops, "gluon_capable", lambda device: True)
+    for key in ("ATTNBENCH_TRITON_SCHEDULE", "ATTNBENCH_TRITON_VARLEN_CONFIG", "ATTNBENCH_TRITON_GLUON"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():  # "first": the first of the autotuner's configurations (the interpreter's here)
+        monkeypatch.setenv(key, next(iter(prefill_configs_by_name())) if value == "first" else value)
+    spec = ExperimentSpec.from_mix("q300_q200s600", 8, 2, 64, page_size=page, dtype=DType.BF16)
+    op = get_backend("triton").prepare(spec, make_inputs(spec, torch.device("cpu")))
+    assert type(op).__name__ == expect

@@ -132,15 +132,19 @@ class TritonAttention(Backend):
             cache = {"block_table": paged.block_table, "page_size": spec.page_size}
         schedule = env_choice("ATTNBENCH_TRITON_SCHEDULE", self.schedule, ops.SCHEDULES)
         ahead = self._prefetch()
+        pinned = self._varlen_config()
+        # a schedule other than the default or a pinned configuration asks for the Triton varlen kernel: the
+        # Gluon one has neither (it launches longest-first, at its one configuration)
+        gluon = self._gluon(spec, inputs, ops) and schedule == "longest-first" and pinned is None
         if batch.kind == "decode":  # split-KV with a split count a request
             self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, prefetch_pages=ahead.decode,
                                         split_rule=self._split_rule(), **cache)  # fmt: skip
         elif self._launches() == 2 and batch.decode_split is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
                                  streams=self._streams(), prefetch_pages=ahead, split_rule=self._split_rule(),
-                                 varlen_tma=self._varlen_tma(inputs.device), varlen_config=self._varlen_config(),
-                                 gluon=self._gluon(spec, inputs, ops), **cache)  # fmt: skip
-        elif self._gluon(spec, inputs, ops) and ops.gluon_varlen_worth_it(batch.q_lens):
+                                 varlen_tma=self._varlen_tma(inputs.device), varlen_config=pinned, gluon=gluon,
+                                 **cache)  # fmt: skip
+        elif gluon and ops.gluon_varlen_worth_it(batch.q_lens):
             from .gluon_prefill import GluonVarlen
 
             self._op = GluonVarlen(inputs.q, k, v, inputs.cu_seqlens_q, cache.get("cu_seqlens_k"), batch.max_q,
@@ -149,8 +153,7 @@ class TritonAttention(Backend):
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal,
                                   schedule=schedule, prefetch_pages=ahead.prefill,
-                                  use_tma=self._varlen_tma(inputs.device), config=self._varlen_config(),
-                                  **cache)  # fmt: skip
+                                  use_tma=self._varlen_tma(inputs.device), config=pinned, **cache)  # fmt: skip
         return self._op
 
     def _varlen_config(self):

@@ -467,7 +467,7 @@ class GluonVarlen:
         self.qk_scale = d**-0.5 * LOG2E
 
     def config(self) -> str:
-        loads = f"tma_per_page,page_size={self.page}" if self.page and self.page < self.block_n else "tma"
+        loads = "tma_per_page" if self.page and self.page < self.block_n else "tma"  # the backend adds page_size
         return (f"varlen;schedule=longest-first;gluon-pp;BLOCK_M=128,BLOCK_N={self.block_n},warps=4+4+producer,"
                 f"stages={self.stages},kv_loads={loads}")  # fmt: skip
 
