@@ -265,11 +265,13 @@ def test_triton_pinned_varlen_configs_on_gpu(measurer, name, page, monkeypatch):
 )  # fmt: skip
 @pytest.mark.parametrize(
     "block",
-    [(128, 128, 8, 0), (128, 64, 8, 0), (64, 64, 4, 0), (128, 128, 4, 2, True), (128, 64, 4, 3, True)],
+    [(128, 128, 8, 0), (128, 64, 8, 0), (64, 64, 4, 0), (128, 128, 4, 2, True), (128, 64, 4, 3, True),
+     (128, 64, 4, 2, True, True), (128, 128, 4, 2, True, True)],
 )  # fmt: skip
 def test_gluon_prefill_matches_the_reference_on_gpu(workload, q_len, kv_len, head_dim, dtype, block):
     """The Gluon kernels (explicit MMA waits; with a 5th entry, two consumer warpgroups in ping-pong fed by a
-    producer warp through a ring of the 4th entry's stages): bottom-right causal over tiles that end past
+    producer warp through a ring of the 4th entry's stages; with a 6th, the same in a persistent grid, whose
+    CTAs walk 2–4 work items each at the prefills' 192 and 512): bottom-right causal over tiles that end past
     the keys, GQA 4, two batch elements."""
     if torch.cuda.get_device_capability()[0] != 9:
         pytest.skip("the Gluon kernel is written for Hopper (sm_90)")

@@ -579,6 +579,10 @@ def test_the_gluon_kernels_say_what_ran_and_refuse_a_cache_longer_than_its_keys(
         GluonPrefill(q, k, k, 200, True, 128, 128, 4, stages=2, pingpong=True)
     with pytest.raises(ValueError, match="pingpong takes block_m 128, warps 4"):
         GluonPrefill(q, k, k, 256, True, 128, 128, 8, stages=2, pingpong=True)
+    persistent = GluonPrefill(q, k, k, 256, True, 128, 64, 4, stages=2, pingpong=True, persistent=True)
+    assert persistent.config().startswith("gluon-pp-persistent;BLOCK_M=128,BLOCK_N=64,warps=4+4+producer,stages=2")
+    with pytest.raises(ValueError, match="persistent takes pingpong"):
+        GluonPrefill(q, k, k, 256, True, 128, 128, 8, persistent=True)
 
 
 def test_the_gluon_varlen_kernel_orders_requests_heaviest_first_and_knows_when_it_is_not_worth_it():

@@ -206,6 +206,7 @@ def variants(quick: bool) -> list[Variant]:
                            maxnreg=config.maxnreg, tma=tma))  # fmt: skip
     try:  # the Gluon attempt (frameworks/triton/gluon_prefill.py): Triton with Gluon only
         from frameworks.triton.gluon_prefill import (
+            gluon_pp_persistent_kernel,
             gluon_pp_prefill_kernel,
             gluon_pp_varlen_kernel,
             gluon_prefill_kernel,
@@ -221,7 +222,8 @@ def variants(quick: bool) -> list[Variant]:
               "num_warps": config.num_warps}  # fmt: skip
         kernel = gluon_prefill_kernel
         if kw.get("PINGPONG"):  # the warp-specialised kernel: its ring depth is a constexpr
-            ce["STAGES"], kernel = kw["STAGES"], gluon_pp_prefill_kernel
+            ce["STAGES"] = kw["STAGES"]
+            kernel = gluon_pp_persistent_kernel if kw.get("PERSISTENT") else gluon_pp_prefill_kernel
         out.append(Variant(f"explore {name}", kernel, ce, config.num_warps, 1))
     # the ping-pong kernel over a ragged batch: what the backend runs for dense prompt and chunk launches
     for page in (0, 16, 256):  # dense; a load a 16-token page (8 a tile); pages that hold whole tiles

@@ -83,6 +83,11 @@ def gluon_variants():
         config = triton.Config({"BLOCK_M": 128, "BLOCK_N": bn, "GLUON": True, "STAGES": st, "PINGPONG": True},
                                num_warps=4)  # fmt: skip
         yield f"gluon-pp 128x{bn} w4+4 st{st}", True, config
+    # the same in a persistent grid (gluon_pp_persistent_kernel): one CTA an SM walking the work items
+    for bn, st in [(128, 2), (64, 2), (64, 3)]:
+        config = triton.Config({"BLOCK_M": 128, "BLOCK_N": bn, "GLUON": True, "STAGES": st, "PINGPONG": True,
+                                "PERSISTENT": True}, num_warps=4)  # fmt: skip
+        yield f"gluon-pp-persistent 128x{bn} w4+4 st{st}", True, config
 
 
 def decode_variants(splits_list):
@@ -169,6 +174,7 @@ def main() -> None:
                         config.num_warps,
                         kw.get("STAGES", 0),
                         kw.get("PINGPONG", False),
+                        kw.get("PERSISTENT", False),
                     )
                     op = GluonPrefill(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, *blocks)
                 elif a.part == "prefill":

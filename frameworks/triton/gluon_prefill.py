@@ -204,13 +204,17 @@ def _ws_release(bar):
 @gluon.jit
 def _pp_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os, s_oh, b, h,
                  o_row0, n_tiles, m0, offset, SQ, SK, qk_scale, HALF: gl.constexpr, CAUSAL: gl.constexpr,
-                 BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+                 BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, it0=0, t0=0, q_phase=0,
+                 q_empty=None, RELEASE_Q: gl.constexpr = False):  # fmt: skip
     """One consumer warpgroup of the ping-pong kernel: rows m0 + 64·HALF … + 63 against every K/V tile of
     the 128-row block (the extra keys of the upper half are masked), its own output stored here. Before it
     issues a tile's MMAs it waits for the token `tok[HALF]`; after issuing them it passes the token on, so
     the two warpgroups' MMAs alternate and each one's softmax runs under the other's MMAs (FA3's ping-pong).
     Output row r (of SQ) goes to O + b·s_ob + (o_row0 + r)·s_os: a uniform batch's element b, or a packed
-    ragged batch's request starting at row o_row0."""
+    ragged batch's request starting at row o_row0. A persistent CTA's later blocks continue the ring and
+    the token where the last block left them: its tile 0 is the CTA's tile it0, its first token wait the
+    t0-th, its Q the q_phase-th in its buffer, which RELEASE_Q hands back (`q_empty`) once the last Q·Kᵀ is
+    done."""
     HM: gl.constexpr = 64
     dtype: gl.constexpr = q_smem.dtype
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -226,24 +230,25 @@ def _pp_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_emp
         full = (SK // BLOCK_N) * BLOCK_N
     qh = q_smem.index(HALF)
     zeros_s = gl.zeros([HM, BLOCK_N], gl.float32, layout=s_layout)
-    mbarrier.wait(q_bar.index(HALF), phase=0)
-    mbarrier.wait(k_ready.index(0), phase=0)
-    s = warpgroup_mma(qh, k_smem.index(0).permute((1, 0)), zeros_s, use_acc=False, is_async=True)
+    mbarrier.wait(q_bar.index(HALF), phase=q_phase)
+    mbarrier.wait(k_ready.index(it0 % STAGES), phase=(it0 // STAGES) & 1)
+    s = warpgroup_mma(qh, k_smem.index(it0 % STAGES).permute((1, 0)), zeros_s, use_acc=False, is_async=True)
     s = warpgroup_mma_wait(num_outstanding=0, deps=(s,))
-    _ws_release(k_empty.index(0))
+    _ws_release(k_empty.index(it0 % STAGES))
     m_i = gl.full([HM], float("-inf"), gl.float32, layout=gl.SliceLayout(1, s_layout))
     l_i = gl.zeros([HM], gl.float32, layout=gl.SliceLayout(1, s_layout))
     p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, 0, full, rows, offset, SK, qk_scale, CAUSAL, BLOCK_N, s_layout)
     p = gl.convert_layout(p.to(dtype), p_layout)
     acc = gl.zeros([HM, HEAD_DIM], gl.float32, layout=o_layout)
     for j in range(1, n_tiles):
-        st = j % STAGES
-        prev = (j - 1) % STAGES
+        it = it0 + j
+        st = it % STAGES
+        prev = (it - 1) % STAGES
         # the token: half 0 holds it first (a fresh barrier passes a wait on parity 1)
-        mbarrier.wait(tok.index(HALF), phase=((j - 1) & 1) ^ (1 - HALF))
-        mbarrier.wait(k_ready.index(st), phase=(j // STAGES) & 1)
+        mbarrier.wait(tok.index(HALF), phase=((t0 + j - 1) & 1) ^ (1 - HALF))
+        mbarrier.wait(k_ready.index(st), phase=(it // STAGES) & 1)
         s = warpgroup_mma(qh, k_smem.index(st).permute((1, 0)), zeros_s, use_acc=False, is_async=True)
-        mbarrier.wait(v_ready.index(prev), phase=((j - 1) // STAGES) & 1)
+        mbarrier.wait(v_ready.index(prev), phase=((it - 1) // STAGES) & 1)
         acc = warpgroup_mma(p, v_smem.index(prev), acc, is_async=True)
         mbarrier.arrive(tok.index(1 - HALF), count=1)  # the other warpgroup may issue its MMAs now
         s = warpgroup_mma_wait(num_outstanding=1, deps=(s,))
@@ -254,10 +259,15 @@ def _pp_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_emp
         _ws_release(v_empty.index(prev))
         acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, o_layout)), 1)
         p = gl.convert_layout(p_new.to(dtype), p_layout)
-    last = (n_tiles - 1) % STAGES
-    mbarrier.wait(v_ready.index(last), phase=((n_tiles - 1) // STAGES) & 1)
+    if RELEASE_Q:  # every Q·Kᵀ of the block has completed: the producer may load the next block's Q
+        _ws_release(q_empty.index(HALF))
+    last_it = it0 + n_tiles - 1
+    last = last_it % STAGES
+    mbarrier.wait(v_ready.index(last), phase=(last_it // STAGES) & 1)
     acc = warpgroup_mma(p, v_smem.index(last), acc, is_async=True)
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+    if RELEASE_Q:  # the persistent kernel's last V stage goes back here (a one-block CTA's ring just ends)
+        _ws_release(v_empty.index(last))
     out = acc / gl.expand_dims(gl.convert_layout(l_i, gl.SliceLayout(1, o_layout)), 1)
     o_rows = r0 + gl.arange(0, HM, layout=gl.SliceLayout(1, o_layout))
     d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
@@ -370,6 +380,116 @@ def gluon_pp_prefill_kernel(
               O, 0, m0, SQ, SK, qk_scale, HEAD_DIM, CAUSAL, BLOCK_M, BLOCK_N, STAGES, 0)  # fmt: skip
 
 
+@gluon.jit
+def _pp_item(w, n_bh, n_m, HQ, SQ, SK, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr):
+    """Work item w of the persistent kernel: (b, h, m0, n_tiles). The row blocks nearest the diagonal's end
+    (the most keys, causal) come first; every (batch, head) of a row block before the next block."""
+    pid_m = n_m - 1 - w // n_bh if CAUSAL else w // n_bh
+    bh = w % n_bh
+    m0 = pid_m * BLOCK_M
+    if CAUSAL:
+        hi = gl.minimum(SK, SK - SQ + gl.minimum(m0 + BLOCK_M, SQ))
+    else:
+        hi = SK
+    return bh // HQ, bh % HQ, m0, gl.cdiv(hi, BLOCK_N)
+
+
+@gluon.jit
+def _pp_persistent_consumer(q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob,
+                            s_os, s_oh, n_work, n_bh, n_m, SQ, SK, HQ, qk_scale, HALF: gl.constexpr,
+                            CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                            HEAD_DIM: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+    """A consumer warpgroup of the persistent kernel: `_pp_consumer` over the CTA's work items, the ring's
+    tile count, the token's wait count and the Q buffer's phase carried from one to the next."""
+    it = 0
+    t = 0
+    k = 0
+    for w in range(gl.program_id(0), n_work, gl.num_programs(0)):
+        b, h, m0, n_tiles = _pp_item(w, n_bh, n_m, HQ, SQ, SK, CAUSAL, BLOCK_M, BLOCK_N)
+        _pp_consumer(q_smem, k_smem, v_smem, q_ready, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os, s_oh, b,
+                     h, 0, n_tiles, m0, SK - SQ, SQ, SK, qk_scale, HALF, CAUSAL, BLOCK_N, HEAD_DIM, STAGES, it, t,
+                     k & 1, q_empty, True)  # fmt: skip
+        it += n_tiles
+        t += n_tiles - 1
+        k += 1
+
+
+@gluon.jit
+def _pp_persistent_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty,
+                          v_empty, n_work, n_bh, n_m, SQ, SK, HQ, HKV, HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr,
+                          BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+    """The persistent kernel's producer warp: for each work item, its two Q halves once the consumers have
+    released the last item's, then its K/V tiles into the ring (`_ws_loader`'s waits, on the CTA's tile
+    count), so the next item's loads run under the current item's last tiles and output stores."""
+    it = 0
+    k = 0
+    for w in range(gl.program_id(0), n_work, gl.num_programs(0)):
+        b, h, m0, n_tiles = _pp_item(w, n_bh, n_m, HQ, SQ, SK, CAUSAL, BLOCK_M, BLOCK_N)
+        for i in gl.static_range(2):
+            mbarrier.wait(q_empty.index(i), phase=(k & 1) ^ 1)
+            _issue_load(q_desc, b * SQ + m0 + i * (BLOCK_M // 2), h * HEAD_DIM, q_ready.index(i), q_smem.index(i),
+                        True)  # fmt: skip
+        kv_row = b * SK
+        kv_col = (h // (HQ // HKV)) * HEAD_DIM
+        for j in range(n_tiles):
+            st = (it + j) % STAGES
+            phase = (((it + j) // STAGES) & 1) ^ 1
+            mbarrier.wait(k_empty.index(st), phase=phase)
+            _kv_tile_load(k_desc, k_smem.index(st), k_ready.index(st), kv_row, kv_col, j, k_desc, 0, 0, BLOCK_N, 0)
+            mbarrier.wait(v_empty.index(st), phase=phase)
+            _kv_tile_load(v_desc, v_smem.index(st), v_ready.index(st), kv_row, kv_col, j, v_desc, 0, 0, BLOCK_N, 0)
+        it += n_tiles
+        k += 1
+
+
+@gluon.jit
+def gluon_pp_persistent_kernel(
+    q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh,
+    SQ, SK, HQ, HKV, qk_scale, n_work, n_bh, n_m,
+    HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+    STAGES: gl.constexpr, num_warps: gl.constexpr,
+):  # fmt: skip
+    """`gluon_pp_prefill_kernel`'s warp roles in a persistent grid (FA3's): one CTA an SM walks work items
+    pid, pid + grid, … (`_pp_item`: a 128-row block of one batch element and query head, heaviest first),
+    and its producer loads the next item's Q and K/V while the consumers finish the current one and store
+    its output. Q has its own `empty` barriers (each consumer releases its half after its last Q·Kᵀ)."""
+    dtype: gl.constexpr = q_desc.dtype
+    q_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_M // 2, HEAD_DIM], q_desc.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
+    q_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    q_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    tok = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(2):
+        mbarrier.init(q_ready.index(i), count=1)
+        mbarrier.init(q_empty.index(i), count=1)
+        mbarrier.init(tok.index(i), count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(k_ready.index(i), count=1)
+        mbarrier.init(v_ready.index(i), count=1)
+        mbarrier.init(k_empty.index(i), count=2)
+        mbarrier.init(v_empty.index(i), count=2)
+    gl.warp_specialize(
+        [
+            (_pp_persistent_consumer, (q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty,
+                                       tok, O, s_ob, s_os, s_oh, n_work, n_bh, n_m, SQ, SK, HQ, qk_scale, 0, CAUSAL,
+                                       BLOCK_M, BLOCK_N, HEAD_DIM, STAGES)),
+            (_pp_persistent_consumer, (q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty,
+                                       tok, O, s_ob, s_os, s_oh, n_work, n_bh, n_m, SQ, SK, HQ, qk_scale, 1, CAUSAL,
+                                       BLOCK_M, BLOCK_N, HEAD_DIM, STAGES)),
+            (_pp_persistent_loader, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready,
+                                     k_empty, v_empty, n_work, n_bh, n_m, SQ, SK, HQ, HKV, HEAD_DIM, CAUSAL, BLOCK_M,
+                                     BLOCK_N, STAGES)),
+        ],
+        [4, 1],
+        [240, 24],
+    )  # fmt: skip
+
+
 def shared_layout(block: list[int], dtype: torch.dtype):
     return gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16 if dtype == torch.bfloat16 else gl.float16)
 
@@ -382,7 +502,7 @@ class GluonPrefill:
 
     def __init__(
         self, q, k, v, kv_len: int, causal: bool, block_m: int = 128, block_n: int = 128, warps: int = 8,
-        stages: int = 0, pingpong: bool = False,
+        stages: int = 0, pingpong: bool = False, persistent: bool = False,
     ):  # fmt: skip
         b, sq, hq, d = q.shape
         hkv = k.shape[2]
@@ -392,7 +512,9 @@ class GluonPrefill:
             raise ValueError("gluon prefill: pingpong takes block_m 128, warps 4 (a consumer's) and stages > 0")
         if block_m != 16 * warps and not pingpong:
             raise ValueError(f"gluon prefill: block_m must be 16 × warps ({16 * warps}), got {block_m}")
-        self.pingpong = pingpong
+        if persistent and not pingpong:
+            raise ValueError("gluon prefill: persistent takes pingpong")
+        self.pingpong, self.persistent = pingpong, persistent
         if k.shape[1] != kv_len or v.shape[1] != kv_len:
             raise ValueError(f"gluon prefill: the cache must hold exactly kv_len={kv_len} keys, got {k.shape[1]}")
         self.q, self.k, self.v = q, k, v  # the descriptors hold their addresses: keep them alive
@@ -408,7 +530,7 @@ class GluonPrefill:
 
     def config(self) -> str:
         """What ran, for a row's backend_info (the Triton kernels' `config()` convention)."""
-        kind = "gluon-pp" if self.pingpong else "gluon"
+        kind = ("gluon-pp-persistent" if self.persistent else "gluon-pp") if self.pingpong else "gluon"
         warps = f"{self.warps}+{self.warps}+producer" if self.pingpong else f"{self.warps}"
         stages = self.stages or 2
         return f"{kind};BLOCK_M={self.block_m},BLOCK_N={self.block_n},warps={warps},stages={stages},kv_loads=tma"
@@ -420,7 +542,13 @@ class GluonPrefill:
         args = (self.q_desc, self.k_desc, self.v_desc, o, o.stride(0), o.stride(1), o.stride(2),
                 sq, self.sk, hq, self.hkv, self.qk_scale)  # fmt: skip
         blocks = {"HEAD_DIM": d, "CAUSAL": self.causal, "BLOCK_M": self.block_m, "BLOCK_N": self.block_n}
-        if self.pingpong:
+        if self.persistent:  # one CTA an SM (at most), walking the (row block, batch, head) items
+            n_m = triton.cdiv(sq, self.block_m)
+            n_work = n_m * b * hq
+            sms = torch.cuda.get_device_properties(self.q.device).multi_processor_count
+            gluon_pp_persistent_kernel[(min(n_work, sms),)](*args, n_work, b * hq, n_m, **blocks, STAGES=self.stages,
+                                                             num_warps=self.warps)  # fmt: skip
+        elif self.pingpong:
             gluon_pp_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, num_warps=self.warps)
         else:
             gluon_prefill_kernel[grid](*args, **blocks, num_warps=self.warps)
