@@ -658,3 +658,15 @@ def test_the_backend_sends_ragged_prompts_to_gluon_where_its_loads_fit_and_nothi
     spec = ExperimentSpec.from_mix("q300_q200s600", 8, 2, 64, page_size=page, dtype=DType.BF16)
     op = get_backend("triton").prepare(spec, make_inputs(spec, torch.device("cpu")))
     assert type(op).__name__ == expect
+
+
+@pytest.mark.parametrize("workload,ahead", [("spec-decode", True), ("append", False)])
+def test_a_speculative_step_loads_page_ids_ahead_by_default(monkeypatch, workload, ahead):
+    """ATTNBENCH_TRITON_PAGE_PREFETCH=decode (the default): a paged speculative step (a few rows on a long cache,
+    the prefill kernel) loads the next tile's page ids a step ahead, as the decode kernels do; an append does
+    not. The row says which ran (pages of 5: gathered, never TMA), and both match the reference."""
+    monkeypatch.delenv("ATTNBENCH_TRITON_PAGE_PREFETCH", raising=False)
+    spec = tiny_spec(workload, kv_len=40, batch=2, page_size=5)
+    row = cpu_measurer().measure(spec, get_backend("triton"))
+    assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
+    assert "kv_loads=gather" in row.backend_info and ("page_ids_ahead" in row.backend_info) == ahead, row.backend_info

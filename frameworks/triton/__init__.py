@@ -35,7 +35,8 @@ class TritonAttention(Backend):
     # streams=N (1 on a CPU, which has no streams); ATTNBENCH_TRITON_MIXED_STREAMS=1 measures the other
     mixed_streams: ClassVar[int] = 2
     # gathered paged tiles load the next tile's page ids a step ahead ("1": in every kernel; "decode": in the
-    # split-KV decode kernels only) or their own in their step ("0"). "decode" since the H100 A/B of
+    # split-KV decode kernels and a uniform speculative step's prefill kernel, since the H200 A/B of 2026-11-29:
+    # paged spec-decode 0.82-0.86x the time) or their own in their step ("0"). "decode" since the H100 A/B of
     # 2026-11-23 (docs/perf-notes.md): long-decode at page 16 0.78× the time, decode-heavy and prefill-heavy
     # unchanged within 1% but one prefill-heavy case 1.07×. ATTNBENCH_TRITON_PAGE_PREFETCH=0|1|decode picks
     # another (backend_info says kv_loads=gather,page_ids_ahead for each launch that ran so)
@@ -88,16 +89,20 @@ class TritonAttention(Backend):
             self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size, prefetch_pages=ahead.decode,
                                   split_rule=self._split_rule())  # fmt: skip
         else:
+            # a speculative step (2-16 rows on a long cache) is a decode's memory-bound loop: it takes the decode
+            # kernels' page ids a step ahead (H200 A/B of 2026-11-29, paged spec-decode: 0.82-0.86x the time)
+            ahead_here = ahead.prefill or ahead.decode and spec.workload is Workload.SPEC_DECODE
             self._op = self._gluon_prefill(spec, inputs, ops) or ops.Prefill(
-                inputs.q, k, v, spec.kv_len, spec.is_masked, table, spec.page_size, prefetch_pages=ahead.prefill
+                inputs.q, k, v, spec.kv_len, spec.is_masked, table, spec.page_size, prefetch_pages=ahead_here
             )
         return self._op
 
     def _gluon_prefill(self, spec, inputs, ops):
         """The ping-pong Gluon kernel where it applies (a dense cache of exactly kv_len keys, contiguous
-        inputs, an sm90 GPU) and ATTNBENCH_TRITON_GLUON allows it; None otherwise. 128 × 128 tiles for a
-        prefill, 128 × 64 for an append (its 128-row chunk is one block a head), two stages: the best of each
-        in the H200 exploration."""
+        inputs, an sm90 GPU) and ATTNBENCH_TRITON_GLUON allows it; None otherwise. 128 × 128 tiles, two stages;
+        an append in the persistent grid, whose producer loads the next block under the current one's end
+        (H200 exploration of 2026-11-29, docs/perf-notes.md: append 0.82–0.86× the time of the one-block CTAs
+        at 128 × 128, themselves faster than the 128 × 64 of before; a prefill 1.02–1.04× slower persistent)."""
         q, k, v = inputs.q, inputs.k, inputs.v
         if not (self._gluon(spec, inputs, ops) and spec.page_size is None and k.shape[1] == spec.kv_len):
             return None  # the switch first: a bad value is an error
@@ -105,8 +110,9 @@ class TritonAttention(Backend):
             return None  # a 128-row block a head is the kernel's unit: speculative steps and short chunks waste it
         from .gluon_prefill import GluonPrefill
 
-        block_n = 128 if spec.workload is Workload.PREFILL else 64
-        return GluonPrefill(q, k, v, spec.kv_len, spec.is_masked, 128, block_n, 4, stages=2, pingpong=True)
+        append = spec.workload is Workload.APPEND
+        return GluonPrefill(q, k, v, spec.kv_len, spec.is_masked, 128, 128, 4, stages=2, pingpong=True,
+                            persistent=append)  # fmt: skip
 
     def _gluon(self, spec, inputs, ops) -> bool:
         """Whether the Gluon kernels may run: ATTNBENCH_TRITON_GLUON allows it, the cache is dense or its pages
