@@ -294,15 +294,17 @@ def test_gluon_prefill_matches_the_reference_on_gpu(workload, q_len, kv_len, hea
 def test_triton_backend_takes_the_gluon_kernel_on_hopper(measurer, monkeypatch, gluon, workload, q_len, kv_len,
                                                          head_dim, dtype):  # fmt: skip
     """The backend's dense uniform prefill and append: the ping-pong Gluon kernel on sm90 by default for 128
-    query rows or more (the row says gluon-pp), the autotuned Triton kernel with ATTNBENCH_TRITON_GLUON=0 or
-    fewer rows; both against the reference."""
+    query rows or more (the row says gluon-pp; an append's, gluon-pp-persistent: the persistent grid), the
+    autotuned Triton kernel with ATTNBENCH_TRITON_GLUON=0 or fewer rows; both against the reference."""
     backend = available_or_skip("triton")
     monkeypatch.setenv("ATTNBENCH_TRITON_GLUON", gluon)
     spec = ExperimentSpec(workload, 3, q_len, kv_len, 32, 8, head_dim, dtype=DType(dtype), model="gpu-test")
     row = measurer.measure(spec, backend)
     assert row.status is Status.OK and row.rel_err < 2e-2, f"{row.status}: {row.reason}"
     hopper = torch.cuda.get_device_capability() == (9, 0)
-    assert row.backend_info.startswith("gluon-pp;") == (hopper and gluon == "1" and q_len >= 128), row.backend_info
+    gluon_ran = hopper and gluon == "1" and q_len >= 128
+    kind = "gluon-pp-persistent;" if workload == "append" else "gluon-pp;"
+    assert row.backend_info.startswith(kind) == gluon_ran, row.backend_info
 
 
 @pytest.mark.parametrize("gluon", ["1", "0"])
