@@ -52,12 +52,14 @@ class TritonAttention(Backend):
     # (backend_info says kv_loads=tma or gather for each launch)
     varlen_tma: ClassVar[str] = "1"
     # a dense uniform prefill or append on sm90: the Gluon kernel with FA3's warp roles ("1":
-    # gluon_prefill.gluon_pp_prefill_kernel, two consumer warpgroups in ping-pong fed by a producer warp) or
-    # the autotuned Triton kernel ("0"), for 128 query rows or more. "1" since the H200 A/Bs of 2026-11-29
-    # (docs/perf-notes.md): readme prefill 0.89-0.93x the time, append 0.90-0.96x. The same kernel over a ragged
-    # batch (gluon_prefill.GluonVarlen) runs the prompts and chunks of a dense cache where they average a 128-row
-    # block a request (not a batch of decodes or speculative steps): dense prompt mixes 0.88-0.95x the time,
-    # chunked-prefill 0.78-0.81x, decode-heavy 0.91-0.97x.
+    # gluon_prefill.gluon_pp_prefill_kernel, two consumer warpgroups in ping-pong fed by a producer warp; an
+    # append in its persistent grid) or the autotuned Triton kernel ("0"), for 128 query rows or more. "1" since
+    # the H200 A/Bs of 2026-11-29 (docs/perf-notes.md): readme prefill 0.89-0.93x the time, append 0.90-0.96x
+    # (then at 128 x 64; at 128 x 128 in the persistent grid the append reads 0.93-0.99 of FA3's TFLOP/s). The
+    # same kernel over a ragged batch (gluon_prefill.GluonVarlen) runs the prompts and chunks of a dense or paged
+    # cache where they average a 128-row block a request (not a batch of decodes or speculative steps): dense
+    # prompt mixes 0.88-0.95x the time, chunked-prefill 0.78-0.81x, decode-heavy 0.91-0.97x; at page 16 (a TMA
+    # load a page) the prompt and chunk mixes 0.74-0.85x, decode-heavy 0.90-0.94x.
     # ATTNBENCH_TRITON_GLUON=0 measures the other (backend_info says gluon-pp where it ran)
     gluon: ClassVar[str] = "1"
     caps = Caps(
@@ -101,8 +103,8 @@ class TritonAttention(Backend):
         """The ping-pong Gluon kernel where it applies (a dense cache of exactly kv_len keys, contiguous
         inputs, an sm90 GPU) and ATTNBENCH_TRITON_GLUON allows it; None otherwise. 128 × 128 tiles, two stages;
         an append in the persistent grid, whose producer loads the next block under the current one's end
-        (H200 exploration of 2026-11-29, docs/perf-notes.md: append 0.82–0.86× the time of the one-block CTAs
-        at 128 × 128, themselves faster than the 128 × 64 of before; a prefill 1.02–1.04× slower persistent)."""
+        (H200 exploration of 2026-11-29, docs/perf-notes.md: the persistent 128 × 128 append took 0.81–0.85× the
+        time of the one-block 128 × 64 CTAs it replaces; a prefill ran 1.03–1.04× slower persistent)."""
         q, k, v = inputs.q, inputs.k, inputs.v
         if not (self._gluon(spec, inputs, ops) and spec.page_size is None and k.shape[1] == spec.kv_len):
             return None  # the switch first: a bad value is an error
