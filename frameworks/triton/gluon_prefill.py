@@ -277,36 +277,54 @@ def _pp_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_emp
 
 
 @gluon.jit
-def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, kv_row, kv_col, BT, bt_off, m0, SQ,
-              SK, qk_scale, HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr,
-              BLOCK_N: gl.constexpr, STAGES: gl.constexpr, PAGE: gl.constexpr):  # fmt: skip
-    """One 128-row block (rows m0 … of SQ, Q from row q_row of q_desc) against SK keys: from row kv_row of the
-    K/V descriptors (PAGE 0), or through the block table row at BT + bt_off (`_kv_tile_load`). Shared memory,
-    barriers, the Q loads, then the three partitions."""
+def _pp_smem(q_desc, k_desc, v_desc, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
+             STAGES: gl.constexpr, Q_EMPTY: gl.constexpr):  # fmt: skip
+    """The ping-pong kernels' shared memory and barriers, in one order for both (the PTX of each kernel is what
+    it was when each allocated its own): Q's two halves with their `ready` barriers (and, for a persistent CTA
+    that reloads Q, Q_EMPTY: their `empty` ones; the `ready` ones again otherwise, unused), the token, and the
+    K/V ring of STAGES with its `ready` barriers and its `empty` ones (count 2: both consumers release a stage)."""
     dtype: gl.constexpr = q_desc.dtype
-    offset = SK - SQ
-    if CAUSAL:
-        hi = gl.minimum(SK, offset + gl.minimum(m0 + BLOCK_M, SQ))
-    else:
-        hi = SK
-    n_tiles = gl.cdiv(hi, BLOCK_N)
     q_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_M // 2, HEAD_DIM], q_desc.layout)
     k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
     v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
-    q_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    q_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    q_empty = q_ready  # stands in where Q_EMPTY is off: a one-block CTA loads Q once and never waits on it
+    if Q_EMPTY:
+        q_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     tok = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(2):
-        mbarrier.init(q_bar.index(i), count=1)
+        mbarrier.init(q_ready.index(i), count=1)
+        if Q_EMPTY:
+            mbarrier.init(q_empty.index(i), count=1)
         mbarrier.init(tok.index(i), count=1)
     for i in gl.static_range(STAGES):
         mbarrier.init(k_ready.index(i), count=1)
         mbarrier.init(v_ready.index(i), count=1)
         mbarrier.init(k_empty.index(i), count=2)
         mbarrier.init(v_empty.index(i), count=2)
+    return q_smem, k_smem, v_smem, q_ready, q_empty, tok, k_ready, v_ready, k_empty, v_empty
+
+
+@gluon.jit
+def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, kv_row, kv_col, BT, bt_off, m0, SQ,
+              SK, qk_scale, HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr,
+              BLOCK_N: gl.constexpr, STAGES: gl.constexpr, PAGE: gl.constexpr):  # fmt: skip
+    """One 128-row block (rows m0 … of SQ, Q from row q_row of q_desc) against SK keys: from row kv_row of the
+    K/V descriptors (PAGE 0), or through the block table row at BT + bt_off (`_kv_tile_load`). Shared memory,
+    barriers, the Q loads, then the three partitions."""
+    offset = SK - SQ
+    if CAUSAL:
+        hi = gl.minimum(SK, offset + gl.minimum(m0 + BLOCK_M, SQ))
+    else:
+        hi = SK
+    n_tiles = gl.cdiv(hi, BLOCK_N)
+    q_smem, k_smem, v_smem, q_bar, _, tok, k_ready, v_ready, k_empty, v_empty = _pp_smem(
+        q_desc, k_desc, v_desc, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, False
+    )
     for i in gl.static_range(2):
         _issue_load(q_desc, q_row + i * (BLOCK_M // 2), h * HEAD_DIM, q_bar.index(i), q_smem.index(i), True)
     if PAGE > 0:
@@ -453,26 +471,9 @@ def gluon_pp_persistent_kernel(
     pid, pid + grid, … (`_pp_item`: a 128-row block of one batch element and query head, heaviest first),
     and its producer loads the next item's Q and K/V while the consumers finish the current one and store
     its output. Q has its own `empty` barriers (each consumer releases its half after its last Q·Kᵀ)."""
-    dtype: gl.constexpr = q_desc.dtype
-    q_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_M // 2, HEAD_DIM], q_desc.layout)
-    k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
-    v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
-    q_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    q_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    tok = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(2):
-        mbarrier.init(q_ready.index(i), count=1)
-        mbarrier.init(q_empty.index(i), count=1)
-        mbarrier.init(tok.index(i), count=1)
-    for i in gl.static_range(STAGES):
-        mbarrier.init(k_ready.index(i), count=1)
-        mbarrier.init(v_ready.index(i), count=1)
-        mbarrier.init(k_empty.index(i), count=2)
-        mbarrier.init(v_empty.index(i), count=2)
+    q_smem, k_smem, v_smem, q_ready, q_empty, tok, k_ready, v_ready, k_empty, v_empty = _pp_smem(
+        q_desc, k_desc, v_desc, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, True
+    )
     gl.warp_specialize(
         [
             (_pp_persistent_consumer, (q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty,
