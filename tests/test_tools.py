@@ -95,7 +95,8 @@ def test_every_kernel_variant_compiles_for_hopper_without_a_gpu(tmp_path):
     # the ping-pong kernel: two consumer warpgroups (each with its own MMA waits) and the producer's, which
     # Gluon rounds up to a warpgroup and occupancy counts: 4 + 4 + 4 warps a CTA
     pp = rows[rows.variant.str.contains("gluon-pp")]
-    assert len(pp) == 4 and (pp.cta_warps == 12).all() and (pp.mma_waits.astype(str) == "0 1 0 0 0 1 0 0").all()
+    assert len(pp) == 5 and (pp.cta_warps == 12).all() and (pp.mma_waits.astype(str) == "0 1 0 0 0 1 0 0").all()
+    assert pp.variant.str.contains("gluon-pp-persistent").sum() == 1  # the backend's append kernel
     # the ragged-batch forms the backend runs: a dense cache, 16-token pages (a TMA load a page), 256-token pages
     assert sorted(pp.variant[pp.variant.str.contains("varlen")].str.extract(r"varlen ?(page\d+)?")[0].fillna("")) == [
         "", "page16", "page256"]  # fmt: skip

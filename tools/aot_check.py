@@ -214,8 +214,9 @@ def variants(quick: bool) -> list[Variant]:
     except ImportError:
         return out
     gluon = list(gluon_variants())
-    if quick:  # the first of each kernel
-        gluon = [gluon[0], next(v for v in gluon if v[2].kwargs.get("PINGPONG"))]
+    if quick:  # the first of each kernel: explicit waits, ping-pong, ping-pong in the persistent grid
+        pp = [v for v in gluon if v[2].kwargs.get("PINGPONG")]
+        gluon = [gluon[0], pp[0], next(v for v in pp if v[2].kwargs.get("PERSISTENT"))]
     for name, _, config in gluon:
         kw = config.kwargs
         ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": kw["BLOCK_M"], "BLOCK_N": kw["BLOCK_N"],
