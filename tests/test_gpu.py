@@ -326,6 +326,19 @@ def test_triton_gluon_varlen_on_gpu(measurer, monkeypatch, gluon, mix, page):
     assert ("kv_loads=tma_per_page" in row.backend_info) == ("gluon-pp;" in row.backend_info and page in (16, 64))
 
 
+@pytest.mark.parametrize("page", [None, 16, 32])
+def test_triton_gluon_varlen_head_dim_64_fp16_on_gpu(measurer, monkeypatch, page):
+    """The Gluon varlen kernel at head dim 64 in fp16 (a page's row is one 128-byte TMA message there), GQA 8,
+    prompts, a chunk and decodes in one launch: against the reference, and the row says gluon-pp on sm90."""
+    backend = available_or_skip("triton")
+    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "1")
+    spec = ExperimentSpec.from_mix("q700_q300s1000_3q1s900_q150", 32, 4, 64, page_size=page, dtype=DType.FP16,
+                                   model="gpu-test")  # fmt: skip
+    row = measurer.measure(spec, backend)
+    assert row.status is Status.OK and row.rel_err < 2e-2, f"{row.status}: {row.reason}"
+    assert ("gluon-pp;" in row.backend_info) == (torch.cuda.get_device_capability() == (9, 0)), row.backend_info
+
+
 @pytest.mark.parametrize("schedule", ["longest-first", "simple", "tiles"])
 @pytest.mark.parametrize("page", [None, 16])
 def test_triton_varlen_schedules_on_gpu(measurer, page, schedule, monkeypatch):
