@@ -27,7 +27,7 @@ from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warp
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from .kernels import LOG2E
-from .ops import gluon_pages_fit, heaviest_first
+from .ops import gluon_pages_fit, heaviest_first, sm_count
 
 
 @gluon.jit
@@ -178,12 +178,13 @@ def _kv_tile_load(desc, smem, ready, kv_row, kv_col, j, BT, bt_off, last_page, B
 
 @gluon.jit
 def _ws_loader(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, kv_row, kv_col, n_tiles, BT,
-               bt_off, last_page, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, PAGE: gl.constexpr):  # fmt: skip
-    """The producer warp: K_j and V_j into stage j % STAGES once the consumers have released it (a stage's
-    `empty` barrier starts one phase ahead, so the first round does not wait)."""
+               bt_off, last_page, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, PAGE: gl.constexpr, it0=0):  # fmt: skip
+    """The producer warp: K_j and V_j into stage (it0 + j) % STAGES once the consumers have released it (a
+    stage's `empty` barrier starts one phase ahead, so the first round does not wait). it0: the ring's tiles
+    a persistent CTA loaded for its earlier blocks."""
     for j in range(n_tiles):
-        st = j % STAGES
-        phase = ((j // STAGES) & 1) ^ 1
+        st = (it0 + j) % STAGES
+        phase = (((it0 + j) // STAGES) & 1) ^ 1
         mbarrier.wait(k_empty.index(st), phase=phase)
         _kv_tile_load(k_desc, k_smem.index(st), k_ready.index(st), kv_row, kv_col, j, BT, bt_off, last_page,
                       BLOCK_N, PAGE)  # fmt: skip
@@ -277,6 +278,17 @@ def _pp_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_emp
 
 
 @gluon.jit
+def _pp_tiles(m0, SQ, SK, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr):
+    """Key tiles a block of rows m0 … m0 + BLOCK_M − 1 (of SQ) visits: every tile that holds a key one of its
+    rows sees (bottom-right causal: row r sees keys ≤ SK − SQ + r)."""
+    if CAUSAL:
+        hi = gl.minimum(SK, SK - SQ + gl.minimum(m0 + BLOCK_M, SQ))
+    else:
+        hi = SK
+    return gl.cdiv(hi, BLOCK_N)
+
+
+@gluon.jit
 def _pp_smem(q_desc, k_desc, v_desc, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
              STAGES: gl.constexpr, Q_EMPTY: gl.constexpr):  # fmt: skip
     """The ping-pong kernels' shared memory and barriers, in one order for both (the PTX of each kernel is what
@@ -317,11 +329,7 @@ def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, 
     K/V descriptors (PAGE 0), or through the block table row at BT + bt_off (`_kv_tile_load`). Shared memory,
     barriers, the Q loads, then the three partitions."""
     offset = SK - SQ
-    if CAUSAL:
-        hi = gl.minimum(SK, offset + gl.minimum(m0 + BLOCK_M, SQ))
-    else:
-        hi = SK
-    n_tiles = gl.cdiv(hi, BLOCK_N)
+    n_tiles = _pp_tiles(m0, SQ, SK, CAUSAL, BLOCK_M, BLOCK_N)
     q_smem, k_smem, v_smem, q_bar, _, tok, k_ready, v_ready, k_empty, v_empty = _pp_smem(
         q_desc, k_desc, v_desc, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, False
     )
@@ -405,11 +413,7 @@ def _pp_item(w, n_bh, n_m, HQ, SQ, SK, CAUSAL: gl.constexpr, BLOCK_M: gl.constex
     pid_m = n_m - 1 - w // n_bh if CAUSAL else w // n_bh
     bh = w % n_bh
     m0 = pid_m * BLOCK_M
-    if CAUSAL:
-        hi = gl.minimum(SK, SK - SQ + gl.minimum(m0 + BLOCK_M, SQ))
-    else:
-        hi = SK
-    return bh // HQ, bh % HQ, m0, gl.cdiv(hi, BLOCK_N)
+    return bh // HQ, bh % HQ, m0, _pp_tiles(m0, SQ, SK, CAUSAL, BLOCK_M, BLOCK_N)
 
 
 @gluon.jit
@@ -447,15 +451,8 @@ def _pp_persistent_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_read
             mbarrier.wait(q_empty.index(i), phase=(k & 1) ^ 1)
             _issue_load(q_desc, b * SQ + m0 + i * (BLOCK_M // 2), h * HEAD_DIM, q_ready.index(i), q_smem.index(i),
                         True)  # fmt: skip
-        kv_row = b * SK
-        kv_col = (h // (HQ // HKV)) * HEAD_DIM
-        for j in range(n_tiles):
-            st = (it + j) % STAGES
-            phase = (((it + j) // STAGES) & 1) ^ 1
-            mbarrier.wait(k_empty.index(st), phase=phase)
-            _kv_tile_load(k_desc, k_smem.index(st), k_ready.index(st), kv_row, kv_col, j, k_desc, 0, 0, BLOCK_N, 0)
-            mbarrier.wait(v_empty.index(st), phase=phase)
-            _kv_tile_load(v_desc, v_smem.index(st), v_ready.index(st), kv_row, kv_col, j, v_desc, 0, 0, BLOCK_N, 0)
+        _ws_loader(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, b * SK,
+                   (h // (HQ // HKV)) * HEAD_DIM, n_tiles, k_desc, 0, 0, BLOCK_N, STAGES, 0, it)  # fmt: skip
         it += n_tiles
         k += 1
 
@@ -516,6 +513,8 @@ class GluonPrefill:
         if persistent and not pingpong:
             raise ValueError("gluon prefill: persistent takes pingpong")
         self.pingpong, self.persistent = pingpong, persistent
+        if persistent:  # the grid: one CTA an SM, or one a work item where there are fewer (read once, not per call)
+            self.ctas = min(triton.cdiv(sq, block_m) * b * hq, sm_count(q.device))
         if k.shape[1] != kv_len or v.shape[1] != kv_len:
             raise ValueError(f"gluon prefill: the cache must hold exactly kv_len={kv_len} keys, got {k.shape[1]}")
         self.q, self.k, self.v = q, k, v  # the descriptors hold their addresses: keep them alive
@@ -545,10 +544,8 @@ class GluonPrefill:
         blocks = {"HEAD_DIM": d, "CAUSAL": self.causal, "BLOCK_M": self.block_m, "BLOCK_N": self.block_n}
         if self.persistent:  # one CTA an SM (at most), walking the (row block, batch, head) items
             n_m = triton.cdiv(sq, self.block_m)
-            n_work = n_m * b * hq
-            sms = torch.cuda.get_device_properties(self.q.device).multi_processor_count
-            gluon_pp_persistent_kernel[(min(n_work, sms),)](*args, n_work, b * hq, n_m, **blocks, STAGES=self.stages,
-                                                             num_warps=self.warps)  # fmt: skip
+            gluon_pp_persistent_kernel[(self.ctas,)](*args, n_m * b * hq, b * hq, n_m, **blocks, STAGES=self.stages,
+                                                     num_warps=self.warps)  # fmt: skip
         elif self.pingpong:
             gluon_pp_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, num_warps=self.warps)
         else:
