@@ -307,7 +307,7 @@ def test_triton_backend_takes_the_gluon_kernel_on_hopper(measurer, monkeypatch, 
     assert row.backend_info.startswith(kind) == gluon_ran, row.backend_info
 
 
-@pytest.mark.parametrize("gluon", ["1", "0"])
+@pytest.mark.parametrize("gluon,grid", [("1", "blocks"), ("1", "tiles"), ("0", "blocks")])
 @pytest.mark.parametrize(
     "mix",
     ["q100s300_2q700_5q1s700_q1500",  # one launch: prompts, a chunk, decodes (q_len 1) in the middle, a prompt
@@ -315,23 +315,28 @@ def test_triton_backend_takes_the_gluon_kernel_on_hopper(measurer, monkeypatch, 
      "q2000_q37_3q300s900_q129"],  # one launch, prompts and chunks only
 )  # fmt: skip
 @pytest.mark.parametrize("page", [None, 16, 64, 256, 8])
-def test_triton_gluon_varlen_on_gpu(measurer, monkeypatch, gluon, mix, page):
+def test_triton_gluon_varlen_on_gpu(measurer, monkeypatch, gluon, grid, mix, page):
     """Ragged batches on a dense cache or shuffled pages: the ping-pong Gluon kernel for the prompts and chunks
-    on sm90 by default (the row says gluon-pp; 16- and 64-token pages a TMA load a page, 256 a load a tile),
-    the Triton varlen kernel with ATTNBENCH_TRITON_GLUON=0 or pages the TMA loads cannot take (8)."""
-    row = measure_mix(measurer, "triton", mix, page, monkeypatch, ATTNBENCH_TRITON_GLUON=gluon)
+    on sm90 by default (the row says gluon-pp; 16- and 64-token pages a TMA load a page, 256 a load a tile), on
+    its block grid or only the blocks that hold rows (grid=tiles), the Triton varlen kernel with
+    ATTNBENCH_TRITON_GLUON=0 or pages the TMA loads cannot take (8)."""
+    row = measure_mix(measurer, "triton", mix, page, monkeypatch, ATTNBENCH_TRITON_GLUON=gluon,
+                      ATTNBENCH_TRITON_GLUON_GRID=grid)  # fmt: skip
     assert row.status is Status.OK and row.rel_err < 2e-2, f"{row.status}: {row.reason}"
     hopper = torch.cuda.get_device_capability() == (9, 0)
     assert ("gluon-pp;" in row.backend_info) == (hopper and gluon == "1" and page != 8), row.backend_info
+    assert (f"grid={grid};gluon-pp;" in row.backend_info) == ("gluon-pp;" in row.backend_info), row.backend_info
     assert ("kv_loads=tma_per_page" in row.backend_info) == ("gluon-pp;" in row.backend_info and page in (16, 64))
 
 
+@pytest.mark.parametrize("grid", ["blocks", "tiles"])
 @pytest.mark.parametrize("page", [None, 16, 32])
-def test_triton_gluon_varlen_head_dim_64_fp16_on_gpu(measurer, monkeypatch, page):
+def test_triton_gluon_varlen_head_dim_64_fp16_on_gpu(measurer, monkeypatch, page, grid):
     """The Gluon varlen kernel at head dim 64 in fp16 (a page's row is one 128-byte TMA message there), GQA 8,
     prompts, a chunk and decodes in one launch: against the reference, and the row says gluon-pp on sm90."""
     backend = available_or_skip("triton")
     monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "1")
+    monkeypatch.setenv("ATTNBENCH_TRITON_GLUON_GRID", grid)
     spec = ExperimentSpec.from_mix("q700_q300s1000_3q1s900_q150", 32, 4, 64, page_size=page, dtype=DType.FP16,
                                    model="gpu-test")  # fmt: skip
     row = measurer.measure(spec, backend)

@@ -599,8 +599,15 @@ def test_the_gluon_varlen_kernel_orders_requests_heaviest_first_and_knows_when_i
     assert op.order.tolist() == [2, 1, 0]  # 500 × 2500 > 1000 × 1000 > 100 × 300
     assert (
         op.config()
-        == "varlen;schedule=longest-first;gluon-pp;BLOCK_M=128,BLOCK_N=128,warps=4+4+producer,stages=2,kv_loads=tma"
+        == "varlen;schedule=longest-first,grid=blocks;gluon-pp;BLOCK_M=128,BLOCK_N=128,warps=4+4+producer,stages=2,"
+        "kv_loads=tma"
     )
+    tiled = GluonVarlen(q, k, k, cu_q, cu_k, 1000, True, grid="tiles")
+    assert tiled.config().startswith("varlen;schedule=longest-first,grid=tiles;gluon-pp;")
+    # request 2 (500 rows: 4 blocks) first, then 1 (1000 rows: 8), then 0 (100 rows: 1), each for 32 heads
+    assert tiled.tiles.numel() == 2 * 32 * (4 + 8 + 1) and tiled.tiles[:4].tolist() == [2 * 32, 3, 2 * 32, 2]
+    with pytest.raises(ValueError, match="grid 'rows' is not valid; expected blocks, tiles"):
+        GluonVarlen(q, k, k, cu_q, cu_k, 1000, True, grid="rows")
     with pytest.raises(ValueError, match="head dim 64 or 128"):
         GluonVarlen(
             q[..., :96].contiguous(), k[..., :96].contiguous(), k[..., :96].contiguous(), cu_q, cu_k, 1000, True
@@ -634,6 +641,24 @@ def test_the_gluon_varlen_kernel_takes_pages_that_fit_its_tma_loads():
         GluonVarlen(q, pages, pages, cu_q, None, 1000, True, block_table=table, page_size=16)
 
 
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("q_lens", [[300, 1, 129, 0, 128], [4096], [1, 1, 1]])
+def test_the_gluon_tile_list_is_the_block_grids_programs_that_hold_rows_in_its_order(q_lens, causal):
+    """ops.gluon_varlen_tiles lists, as (request × heads + head, row block), exactly the programs of the Gluon
+    varlen kernel's block grid that hold rows, in the block grid's launch order (its first axis fastest)."""
+    heads, order = 3, ops.heaviest_first(q_lens, [2 * n for n in q_lens])
+    blocks = -(-max(q_lens) // 128)
+    expected = []
+    for pid_bh in range(len(q_lens) * heads):  # the kernel's program ids, decoded as gluon_pp_varlen_kernel does
+        for pid0 in range(blocks):
+            b, h = order[pid_bh // heads], pid_bh % heads
+            m = blocks - 1 - pid0 if causal else pid0
+            if m * 128 < q_lens[b]:
+                expected.append((b * heads + h, m))
+    tiles = ops.gluon_varlen_tiles(order, q_lens, heads, causal)
+    assert list(zip(tiles[::2], tiles[1::2])) == expected
+
+
 @pytest.mark.parametrize(
     "env,page,expect",
     [({}, None, "GluonVarlen"), ({}, 16, "GluonVarlen"), ({}, 256, "GluonVarlen"), ({}, 8, "Varlen"),
@@ -658,6 +683,31 @@ def test_the_backend_sends_ragged_prompts_to_gluon_where_its_loads_fit_and_nothi
     spec = ExperimentSpec.from_mix("q300_q200s600", 8, 2, 64, page_size=page, dtype=DType.BF16)
     op = get_backend("triton").prepare(spec, make_inputs(spec, torch.device("cpu")))
     assert type(op).__name__ == expect
+
+
+@pytest.mark.parametrize("mix", ["q300_q200s600", "q300_q200s600_4q1s500"])  # one Gluon launch; chunks + decodes
+def test_the_gluon_grid_switch_reaches_the_gluon_launch_and_a_bad_value_names_it(monkeypatch, mix):
+    """ATTNBENCH_TRITON_GLUON_GRID picks the Gluon varlen launch's grid, alone or as a mixed batch's chunks
+    (sm90 pretended); the default is the backend's `gluon_grid`, and a bad value is an error row naming it."""
+    pytest.importorskip("triton.experimental.gluon")
+    from specs import DType, ExperimentSpec
+
+    monkeypatch.setattr(ops, "gluon_capable", lambda device: True)
+    for key in ("ATTNBENCH_TRITON_SCHEDULE", "ATTNBENCH_TRITON_VARLEN_CONFIG", "ATTNBENCH_TRITON_GLUON"):
+        monkeypatch.delenv(key, raising=False)
+    spec = ExperimentSpec.from_mix(mix, 8, 2, 64, dtype=DType.BF16)
+    backend = get_backend("triton")
+    for grid in ("tiles", "blocks", None):
+        if grid is None:
+            monkeypatch.delenv("ATTNBENCH_TRITON_GLUON_GRID")
+        else:
+            monkeypatch.setenv("ATTNBENCH_TRITON_GLUON_GRID", grid)
+        op = backend.prepare(spec, make_inputs(spec, torch.device("cpu")))
+        gluon_op = op.chunks if type(op).__name__ == "Mixed" else op
+        assert gluon_op.grid == (grid or backend.gluon_grid) and f"grid={gluon_op.grid};" in backend.run_info()
+    monkeypatch.setenv("ATTNBENCH_TRITON_GLUON_GRID", "rows")
+    row = cpu_measurer().measure(spec, backend)
+    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_GLUON_GRID: 'rows' is not valid" in row.reason
 
 
 @pytest.mark.parametrize("workload,ahead", [("spec-decode", True), ("append", False)])

@@ -99,7 +99,7 @@ def gluon_signature(fn, constexprs: dict, dtype: str) -> dict:
             sig[name] = f"tensordesc<{dtype}[{rows}, {d}],{shared_layout([rows, d], torch_dtype)!r}>"
         elif name == "O":
             sig[name] = f"*{dtype}"
-        elif name in ("CU_Q", "CU_K", "KV_LENS", "BT", "ORDER"):  # the ragged kernel's requests, pages, order
+        elif name in ("CU_Q", "CU_K", "KV_LENS", "BT", "ORDER", "TILES"):  # the ragged kernel's requests, pages, order
             sig[name] = "*i32"
         else:
             sig[name] = "fp32" if name == "qk_scale" else "i32"
@@ -227,10 +227,11 @@ def variants(quick: bool) -> list[Variant]:
             kernel = gluon_pp_persistent_kernel if kw.get("PERSISTENT") else gluon_pp_prefill_kernel
         out.append(Variant(f"explore {name}", kernel, ce, config.num_warps, 1))
     # the ping-pong kernel over a ragged batch: what the backend runs for dense prompt and chunk launches
-    for page in (0, 16, 256):  # dense; a load a 16-token page (8 a tile); pages that hold whole tiles
+    # dense; a load a 16-token page (8 a tile); pages that hold whole tiles; each on the block grid and the tiles'
+    for page, tiled in ((p, t) for p in (0, 16, 256) for t in (False, True)):
         ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": 128, "BLOCK_N": 128, "STAGES": 2, "PAGE": page,
-              "num_warps": 4}  # fmt: skip
-        label = f" page{page}" if page else ""
+              "TILED": tiled, "num_warps": 4}  # fmt: skip
+        label = (f" page{page}" if page else "") + (" tiles" if tiled else "")
         out.append(Variant(f"gluon-pp varlen{label} 128x128 w4+4 st2", gluon_pp_varlen_kernel, ce, 4, 1))
     return out
 

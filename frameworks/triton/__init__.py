@@ -62,6 +62,11 @@ class TritonAttention(Backend):
     # load a page) the prompt and chunk mixes 0.74-0.85x, decode-heavy 0.90-0.94x.
     # ATTNBENCH_TRITON_GLUON=0 measures the other (backend_info says gluon-pp where it ran)
     gluon: ClassVar[str] = "1"
+    # the Gluon varlen launch's grid (ops.GLUON_GRIDS): every row block of the longest request for each request
+    # ("blocks": a program past its request's rows returns at once) or only the blocks that hold rows, listed
+    # on the host when the op is prepared ("tiles"). ATTNBENCH_TRITON_GLUON_GRID picks the other for a
+    # measurement (backend_info says grid=blocks or grid=tiles)
+    gluon_grid: ClassVar[str] = "blocks"
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
         head_dims={64, 128},
@@ -151,13 +156,13 @@ class TritonAttention(Backend):
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
                                  streams=self._streams(), prefetch_pages=ahead, split_rule=self._split_rule(),
                                  varlen_tma=self._varlen_tma(inputs.device), varlen_config=pinned, gluon=gluon,
-                                 **cache)  # fmt: skip
+                                 gluon_grid=self._gluon_grid(), **cache)  # fmt: skip
         elif gluon and ops.gluon_varlen_worth_it(batch.q_lens):
             from .gluon_prefill import GluonVarlen
 
             self._op = GluonVarlen(inputs.q, k, v, inputs.cu_seqlens_q, cache.get("cu_seqlens_k"), batch.max_q,
                                    spec.causal, block_table=cache.get("block_table"), page_size=spec.page_size,
-                                   kv_lens=kv_lens)  # fmt: skip
+                                   kv_lens=kv_lens, grid=self._gluon_grid())  # fmt: skip
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal,
                                   schedule=schedule, prefetch_pages=ahead.prefill,
@@ -180,6 +185,11 @@ class TritonAttention(Backend):
 
         wanted = env_choice("ATTNBENCH_TRITON_VARLEN_TMA", self.varlen_tma, ("0", "1")) == "1"
         return wanted and ops.tma_capable(device)
+
+    def _gluon_grid(self) -> str:
+        from . import ops
+
+        return env_choice("ATTNBENCH_TRITON_GLUON_GRID", self.gluon_grid, ops.GLUON_GRIDS)
 
     def _split_rule(self) -> str:
         from . import ops

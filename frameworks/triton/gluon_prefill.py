@@ -27,7 +27,7 @@ from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warp
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from .kernels import LOG2E
-from .ops import gluon_pages_fit, heaviest_first, sm_count
+from .ops import GLUON_GRIDS, gluon_pages_fit, gluon_varlen_tiles, heaviest_first, sm_count
 
 
 @gluon.jit
@@ -357,19 +357,27 @@ def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, 
 
 @gluon.jit
 def gluon_pp_varlen_kernel(
-    q_desc, k_desc, v_desc, O, CU_Q, CU_K, KV_LENS, BT, ORDER, s_os, s_oh, s_btb, HQ, HKV, qk_scale,
+    q_desc, k_desc, v_desc, O, CU_Q, CU_K, KV_LENS, BT, ORDER, TILES, s_os, s_oh, s_btb, HQ, HKV, qk_scale,
     HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-    STAGES: gl.constexpr, PAGE: gl.constexpr, num_warps: gl.constexpr,
+    STAGES: gl.constexpr, PAGE: gl.constexpr, TILED: gl.constexpr, num_warps: gl.constexpr,
 ):  # fmt: skip
-    """The ping-pong block over a ragged batch: program (row block, request in ORDER × query head); q and O
-    packed [Σ q_len, Hq·D] (rows CU_Q[b] …), bottom-right causal per request. The cache is dense and packed
-    (PAGE 0: K/V [Σ kv_len, Hkv·D], rows CU_K[b] …) or paged (K/V [pages·PAGE, Hkv·D], request b's pages in
-    row b of the block table BT, KV_LENS[b] keys). A program past its request's rows returns at once; Q rows
-    and key tiles past a request's end read the next request's (or zeros), which the row and key masks drop."""
-    pid_m = gl.num_programs(0) - 1 - gl.program_id(0) if CAUSAL else gl.program_id(0)
-    pid_bh = gl.program_id(1)
-    b = gl.load(ORDER + pid_bh // HQ)
-    h = pid_bh % HQ
+    """The ping-pong block over a ragged batch: program (row block, request in ORDER × query head), or with
+    TILED program t the row block TILES[2t + 1] of request × head TILES[2t] (only the blocks that hold rows,
+    listed on the host: GluonVarlen); q and O packed [Σ q_len, Hq·D] (rows CU_Q[b] …), bottom-right causal per
+    request. The cache is dense and packed (PAGE 0: K/V [Σ kv_len, Hkv·D], rows CU_K[b] …) or paged (K/V
+    [pages·PAGE, Hkv·D], request b's pages in row b of the block table BT, KV_LENS[b] keys). A program past its
+    request's rows returns at once; Q rows and key tiles past a request's end read the next request's (or
+    zeros), which the row and key masks drop."""
+    if TILED:
+        bh = gl.load(TILES + 2 * gl.program_id(0))
+        pid_m = gl.load(TILES + 2 * gl.program_id(0) + 1)
+        b = bh // HQ
+        h = bh % HQ
+    else:
+        pid_m = gl.num_programs(0) - 1 - gl.program_id(0) if CAUSAL else gl.program_id(0)
+        pid_bh = gl.program_id(1)
+        b = gl.load(ORDER + pid_bh // HQ)
+        h = pid_bh % HQ
     q_start = gl.load(CU_Q + b)
     SQ = gl.load(CU_Q + b + 1) - q_start
     if PAGE == 0:
@@ -561,10 +569,13 @@ class GluonVarlen:
     (`_kv_tile_load`). The heaviest requests (query × key pairs) launch first, as `ops.Varlen` orders them. out:
     write into this [Σ q_len, Hq, D] tensor instead of a new one. One program a (128-row block, request, query
     head): no GQA packing, so a batch of short requests (decodes, speculative steps) wastes most of each block;
-    `ops.gluon_varlen_worth_it` says when not."""
+    `ops.gluon_varlen_worth_it` says when not. grid "blocks": row blocks of the longest request for every
+    request, those past a request's rows returning at once; "tiles": only the blocks that hold rows, in the same
+    order, from a list built here (`ops.gluon_varlen_tiles`)."""
 
     def __init__(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_q: int, causal: bool, out=None, block_n: int = 128,
-                 stages: int = 2, block_table=None, page_size: int | None = None, kv_lens=None):  # fmt: skip
+                 stages: int = 2, block_table=None, page_size: int | None = None, kv_lens=None,
+                 grid: str = "blocks"):  # fmt: skip
         total, hq, d = q.shape
         hkv = k.shape[-2]
         if d not in (64, 128) or q.dtype not in (torch.bfloat16, torch.float16):
@@ -577,9 +588,15 @@ class GluonVarlen:
                              f"multiple of it; got {page_size}")  # fmt: skip
         if paged and kv_lens is None or not paged and cu_seqlens_k is None:
             raise ValueError("gluon varlen: a paged cache takes kv_lens, a dense one cu_seqlens_k")
+        if grid not in GLUON_GRIDS:
+            raise ValueError(f"gluon varlen: grid {grid!r} is not valid; expected {', '.join(GLUON_GRIDS)}")
         q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
         kv_list = kv_lens.tolist() if paged else (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).tolist()
-        self.order = torch.tensor(heaviest_first(q_lens, kv_list), dtype=torch.int32, device=q.device)
+        order = heaviest_first(q_lens, kv_list)
+        self.order = torch.tensor(order, dtype=torch.int32, device=q.device)
+        self.grid = grid
+        tiles = gluon_varlen_tiles(order, q_lens, hq, causal) if grid == "tiles" else [0]
+        self.tiles = torch.tensor(tiles, dtype=torch.int32, device=q.device)
         self.q, self.k, self.v, self.out = q, k, v, out  # the descriptors hold their addresses: keep them alive
         self.cu_q, self.cu_k, self.kv_lens, self.bt = cu_seqlens_q, cu_seqlens_k, kv_lens, block_table
         self.page = page_size if paged else 0
@@ -594,19 +611,22 @@ class GluonVarlen:
 
     def config(self) -> str:
         loads = "tma_per_page" if self.page and self.page < self.block_n else "tma"  # the backend adds page_size
-        return (f"varlen;schedule=longest-first;gluon-pp;BLOCK_M=128,BLOCK_N={self.block_n},warps=4+4+producer,"
-                f"stages={self.stages},kv_loads={loads}")  # fmt: skip
+        return (f"varlen;schedule=longest-first,grid={self.grid};gluon-pp;BLOCK_M=128,BLOCK_N={self.block_n},"
+                f"warps=4+4+producer,stages={self.stages},kv_loads={loads}")  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         o = self.out if self.out is not None else torch.empty_like(self.q)
-        grid = (triton.cdiv(self.max_q, 128), self.requests * self.hq)
+        tiled = self.grid == "tiles"
+        grid = (self.tiles.numel() // 2,) if tiled else (triton.cdiv(self.max_q, 128), self.requests * self.hq)
+        if grid[0] == 0:
+            return o  # no request has a row
         cu_k = self.cu_k if self.cu_k is not None else self.cu_q  # an unused pointer stands in where absent
         kv_lens = self.kv_lens if self.kv_lens is not None else self.cu_q
         bt, s_btb = (self.bt, self.bt.stride(0)) if self.bt is not None else (self.cu_q, 0)
         gluon_pp_varlen_kernel[grid](
-            self.q_desc, self.k_desc, self.v_desc, o, self.cu_q, cu_k, kv_lens, bt, self.order, o.stride(0),
-            o.stride(1), s_btb, self.hq, self.hkv, self.qk_scale,
+            self.q_desc, self.k_desc, self.v_desc, o, self.cu_q, cu_k, kv_lens, bt, self.order, self.tiles,
+            o.stride(0), o.stride(1), s_btb, self.hq, self.hkv, self.qk_scale,
             HEAD_DIM=self.q.shape[2], CAUSAL=self.causal, BLOCK_M=128, BLOCK_N=self.block_n, STAGES=self.stages,
-            PAGE=self.page, num_warps=4,
+            PAGE=self.page, TILED=tiled, num_warps=4,
         )  # fmt: skip
         return o

@@ -23,6 +23,7 @@ from .kernels import (
 # the varlen kernel's order of requests (`Varlen`): heaviest first on a grid of (row block, request × head),
 # batch order on it, or heaviest first on a grid of only the row blocks that hold rows ("tiles")
 SCHEDULES = ("longest-first", "simple", "tiles")
+GLUON_GRIDS = ("blocks", "tiles")  # the Gluon varlen launch: every row block of the longest request, or the listed ones
 SPLIT_GRANULE = 128  # tokens: a split covers a multiple of the largest decode BLOCK_N
 PROGRAMS_PER_SM = 1  # decode splits until about one program a multiprocessor (H100, v2: 4 a SM was slower)
 # the largest tile any configuration loads: a paged cache goes through TMA only if its pages hold it
@@ -90,6 +91,20 @@ def tma_capable(device: torch.device) -> bool:
 def heaviest_first(q_lens, kv_lens) -> list[int]:
     """Request indices by work (query × key pairs), largest first; stable: equal requests keep batch order."""
     return sorted(range(len(q_lens)), key=lambda i: -q_lens[i] * kv_lens[i])
+
+
+def gluon_varlen_tiles(order, q_lens, heads: int, causal: bool, block_m: int = 128) -> list[int]:
+    """The Gluon varlen kernel's programs that hold rows, flattened pairs (request × heads + head, row block), in
+    the block grid's launch order: requests in `order`, a request's heads in turn, and a causal request's row
+    blocks last first (the last block sees the most keys)."""
+    tiles = []
+    for b in order:
+        blocks = range(-(-q_lens[b] // block_m))
+        blocks = blocks[::-1] if causal else blocks
+        for h in range(heads):
+            for m in blocks:
+                tiles += (b * heads + h, m)
+    return tiles
 
 
 def gluon_varlen_worth_it(q_lens) -> bool:
@@ -397,14 +412,14 @@ class Mixed:
                  page_size: int | None = None, schedule: str = "longest-first", streams: int = 1,
                  prefetch_pages: PagePrefetch = PagePrefetch(), split_rule: str = "fill",
                  varlen_tma: bool = False, varlen_config: triton.Config | None = None,
-                 gluon: bool = False):  # fmt: skip
+                 gluon: bool = False, gluon_grid: str = "blocks"):  # fmt: skip
         """streams=2: the decodes on a second CUDA stream (forked from and joined to the caller's), so the
         memory-bound decode launch can fill the SMs the chunks leave idle; one stream on a CPU.
         prefetch_pages: page ids a step ahead in the chunks' launch and in the decodes' launch.
         varlen_config: the chunks' launch with this configuration instead of the autotuner's pick.
         gluon: the chunks through the ping-pong Gluon kernel (gluon_prefill.GluonVarlen) where the cache is
         dense or its pages fit the kernel's TMA loads (gluon_pages_fit) and the chunks average a 128-row block
-        (the caller checks the GPU: gluon_capable)."""
+        (the caller checks the GPU: gluon_capable), launched on gluon_grid (GluonVarlen's grid)."""
         if streams not in (1, 2):
             raise ValueError(f"streams: {streams!r} is not valid; expected 1 or 2")
         self.side = torch.cuda.Stream(q.device) if streams == 2 and q.is_cuda else None
@@ -422,7 +437,8 @@ class Mixed:
             self.chunks = GluonVarlen(q, k, v, ints(cu_q_list[: first + 1]),
                                       cu_seqlens_k[: first + 1] if dense else None, max_q, causal, out=self.out,
                                       block_table=None if dense else block_table[:first], page_size=page_size,
-                                      kv_lens=None if dense else ints(kv_lens_list[:first]))  # fmt: skip
+                                      kv_lens=None if dense else ints(kv_lens_list[:first]),
+                                      grid=gluon_grid)  # fmt: skip
         else:
             self.chunks = Varlen(q, k, v, ints(cu_q_list[: first + 1]), ints(kv_lens_list[:first]), max_q, causal,
                                  cu_seqlens_k=cu_seqlens_k[: first + 1] if dense else None,
