@@ -64,9 +64,10 @@ class TritonAttention(Backend):
     gluon: ClassVar[str] = "1"
     # the Gluon varlen launch's grid (ops.GLUON_GRIDS): every row block of the longest request for each request
     # ("blocks": a program past its request's rows returns at once) or only the blocks that hold rows, listed
-    # on the host when the op is prepared ("tiles"). ATTNBENCH_TRITON_GLUON_GRID picks the other for a
-    # measurement (backend_info says grid=blocks or grid=tiles)
-    gluon_grid: ClassVar[str] = "blocks"
+    # on the host when the op is prepared ("tiles"). "tiles" from the tenth session, before its H200 A/B
+    # (docs/perf-notes.md: predicted 0.95-0.98x the time on prefill-lognormal, unchanged without empty programs).
+    # ATTNBENCH_TRITON_GLUON_GRID picks the other for a measurement (backend_info says grid=blocks or grid=tiles)
+    gluon_grid: ClassVar[str] = "tiles"
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
         head_dims={64, 128},
