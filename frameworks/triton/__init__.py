@@ -64,9 +64,10 @@ class TritonAttention(Backend):
     gluon: ClassVar[str] = "1"
     # the Gluon varlen launch's grid (ops.GLUON_GRIDS): every row block of the longest request for each request
     # ("blocks": a program past its request's rows returns at once) or only the blocks that hold rows, listed
-    # on the host when the op is prepared ("tiles"). "tiles" from the tenth session, before its H200 A/B
-    # (docs/perf-notes.md: predicted 0.95-0.98x the time on prefill-lognormal, unchanged without empty programs).
-    # ATTNBENCH_TRITON_GLUON_GRID picks the other for a measurement (backend_info says grid=blocks or grid=tiles)
+    # on the host when the op is prepared ("tiles"). "tiles" since the H200 A/B of 2026-11-30 (docs/perf-notes.md):
+    # prefill-lognormal 0.93-1.00x the time, prefill-heavy 0.97x, dense and at page 16; chunked-prefill and
+    # decode-heavy, which have no empty programs, 1.00x. ATTNBENCH_TRITON_GLUON_GRID=blocks measures the other
+    # (backend_info says grid=blocks or grid=tiles)
     gluon_grid: ClassVar[str] = "tiles"
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
