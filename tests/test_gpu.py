@@ -350,7 +350,7 @@ def test_triton_varlen_schedules_on_gpu(measurer, page, schedule, monkeypatch):
     env = {"ATTNBENCH_TRITON_MIXED_LAUNCHES": "1", "ATTNBENCH_TRITON_SCHEDULE": schedule}
     row = measure_mix(measurer, "triton", "q100s300_2q700_5q1s700_q1500", page, monkeypatch, **env)
     assert row.status is Status.OK, f"{row.status}: {row.reason}"
-    assert row.rel_err < 2e-2 and row.backend_info.startswith(f"varlen;schedule={schedule};")
+    assert row.rel_err < 2e-2 and row.backend_info.startswith(f"varlen;schedule={schedule};"), row.backend_info
 
 
 @pytest.mark.parametrize("page", [None, 16])

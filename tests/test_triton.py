@@ -599,11 +599,11 @@ def test_the_gluon_varlen_kernel_orders_requests_heaviest_first_and_knows_when_i
     assert op.order.tolist() == [2, 1, 0]  # 500 × 2500 > 1000 × 1000 > 100 × 300
     assert (
         op.config()
-        == "varlen;schedule=longest-first,grid=blocks;gluon-pp;BLOCK_M=128,BLOCK_N=128,warps=4+4+producer,stages=2,"
+        == "varlen;schedule=longest-first;grid=blocks;gluon-pp;BLOCK_M=128,BLOCK_N=128,warps=4+4+producer,stages=2,"
         "kv_loads=tma"
     )
     tiled = GluonVarlen(q, k, k, cu_q, cu_k, 1000, True, grid="tiles")
-    assert tiled.config().startswith("varlen;schedule=longest-first,grid=tiles;gluon-pp;")
+    assert tiled.config().startswith("varlen;schedule=longest-first;grid=tiles;gluon-pp;")
     # request 2 (500 rows: 4 blocks) first, then 1 (1000 rows: 8), then 0 (100 rows: 1), each for 32 heads
     assert tiled.tiles.numel() == 2 * 32 * (4 + 8 + 1) and tiled.tiles[:4].tolist() == [2 * 32, 3, 2 * 32, 2]
     with pytest.raises(ValueError, match="grid 'rows' is not valid; expected blocks, tiles"):

@@ -611,7 +611,7 @@ class GluonVarlen:
 
     def config(self) -> str:
         loads = "tma_per_page" if self.page and self.page < self.block_n else "tma"  # the backend adds page_size
-        return (f"varlen;schedule=longest-first,grid={self.grid};gluon-pp;BLOCK_M=128,BLOCK_N={self.block_n},"
+        return (f"varlen;schedule=longest-first;grid={self.grid};gluon-pp;BLOCK_M=128,BLOCK_N={self.block_n},"
                 f"warps=4+4+producer,stages={self.stages},kv_loads={loads}")  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
