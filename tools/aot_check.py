@@ -28,7 +28,7 @@ SHARED_RESERVED_PER_CTA = 1024
 THREADS_PER_SM = 2048
 
 POINTER_DTYPES = {"Q": "act", "K": "act", "V": "act", "O": "act", "O_PART": "fp32", "LSE_PART": "fp32"}
-INT_POINTERS = {"BT", "CU_Q", "CU_K", "SEQ_K", "ORDER"}
+INT_POINTERS = {"BT", "CU_Q", "CU_K", "SEQ_K", "ORDER", "KV_LENS", "TILES"}  # requests, pages, order, tiles
 
 
 @dataclass
@@ -99,7 +99,7 @@ def gluon_signature(fn, constexprs: dict, dtype: str) -> dict:
             sig[name] = f"tensordesc<{dtype}[{rows}, {d}],{shared_layout([rows, d], torch_dtype)!r}>"
         elif name == "O":
             sig[name] = f"*{dtype}"
-        elif name in ("CU_Q", "CU_K", "KV_LENS", "BT", "ORDER", "TILES"):  # the ragged kernel's requests, pages, order
+        elif name in INT_POINTERS:
             sig[name] = "*i32"
         else:
             sig[name] = "fp32" if name == "qk_scale" else "i32"

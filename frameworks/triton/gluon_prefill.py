@@ -595,12 +595,17 @@ class GluonVarlen:
         order = heaviest_first(q_lens, kv_list)
         self.order = torch.tensor(order, dtype=torch.int32, device=q.device)
         self.grid = grid
-        tiles = gluon_varlen_tiles(order, q_lens, hq, causal) if grid == "tiles" else [0]
-        self.tiles = torch.tensor(tiles, dtype=torch.int32, device=q.device)
         self.q, self.k, self.v, self.out = q, k, v, out  # the descriptors hold their addresses: keep them alive
         self.cu_q, self.cu_k, self.kv_lens, self.bt = cu_seqlens_q, cu_seqlens_k, kv_lens, block_table
+        if grid == "tiles":
+            tiles = gluon_varlen_tiles(order, q_lens, hq, causal)
+            self.tiles = torch.tensor(tiles, dtype=torch.int32, device=q.device)
+            self.launch_grid = (len(tiles) // 2,)
+        else:
+            self.tiles = cu_seqlens_q  # an unused pointer stands in
+            self.launch_grid = (triton.cdiv(max_q, 128), len(q_lens) * hq)
         self.page = page_size if paged else 0
-        self.requests, self.max_q, self.hq, self.hkv = len(q_lens), max_q, hq, hkv
+        self.hq, self.hkv = hq, hkv
         self.causal, self.block_n, self.stages = causal, block_n, stages
         self.q_desc = TensorDescriptor.from_tensor(q.view(total, hq * d), [64, d], shared_layout([64, d], q.dtype))
         rows = min(self.page, block_n) if paged else block_n  # a load's rows: a tile, or a page of it
@@ -616,17 +621,13 @@ class GluonVarlen:
 
     def __call__(self) -> torch.Tensor:
         o = self.out if self.out is not None else torch.empty_like(self.q)
-        tiled = self.grid == "tiles"
-        grid = (self.tiles.numel() // 2,) if tiled else (triton.cdiv(self.max_q, 128), self.requests * self.hq)
-        if grid[0] == 0:
-            return o  # no request has a row
         cu_k = self.cu_k if self.cu_k is not None else self.cu_q  # an unused pointer stands in where absent
         kv_lens = self.kv_lens if self.kv_lens is not None else self.cu_q
         bt, s_btb = (self.bt, self.bt.stride(0)) if self.bt is not None else (self.cu_q, 0)
-        gluon_pp_varlen_kernel[grid](
+        gluon_pp_varlen_kernel[self.launch_grid](
             self.q_desc, self.k_desc, self.v_desc, o, self.cu_q, cu_k, kv_lens, bt, self.order, self.tiles,
             o.stride(0), o.stride(1), s_btb, self.hq, self.hkv, self.qk_scale,
             HEAD_DIM=self.q.shape[2], CAUSAL=self.causal, BLOCK_M=128, BLOCK_N=self.block_n, STAGES=self.stages,
-            PAGE=self.page, TILED=tiled, num_warps=4,
+            PAGE=self.page, TILED=self.grid == "tiles", num_warps=4,
         )  # fmt: skip
         return o
