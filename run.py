@@ -87,7 +87,11 @@ def gpu_name() -> str | None:
 def sweep(
     preset: PresetName = typer.Option("smoke", help="Named sweep to run; the options below narrow it."),
     backend: list[str] | None = typer.Option(
-        None, "--backend", "-b", help="Backends (repeat or comma-separate); default: all."
+        None,
+        "--backend",
+        "-b",
+        help="Backends (repeat or comma-separate), each NAME or NAME[key=value,...] for a variant (run.py list "
+        "shows them), NAME[*] for its defaults and contender variants; default: every backend and contender.",
     ),
     model: list[str] | None = typer.Option(None, "--model", "-m", help=f"Models: {', '.join(MODELS)}."),
     workload: list[str] | None = typer.Option(
@@ -226,9 +230,9 @@ def sweep(
     console.print(f"rows appended to [bold]{output}[/]; worker log: {log_path_for(config.run_id)}")
     if plots:
         from harness.plots import plot as make_plots
-        from harness.store import load_rows
+        from harness.store import labelled, load_rows
 
-        for path in make_plots(load_rows(output), plot_dir):
+        for path in make_plots(labelled(load_rows(output)), plot_dir):
             console.print(f"plot: {path}")
 
 
@@ -337,10 +341,11 @@ def plan(
     if not specs:
         cap = f"; this preset leaves out calls of more than {grid.max_tflop:g} TFLOP" if grid.max_tflop else ""
         raise SpecError(f"the narrowed sweep has no specs (is every --chunk longer than every --seq?{cap})")
-    names = dedupe(split_list(backend))
-    if names:
-        check_known("--backend", names, sorted(load_all()))
-    names = names or sorted(load_all())
+    from frameworks import split_backend_args
+
+    names = dedupe([b for value in backend or [] for b in split_backend_args(value)])
+    # no --backend: every backend, with the variants each declares as contenders (those that can win)
+    names = names or [f"{name}[*]" for name in sorted(load_all())]
     tasks = plan_tasks(specs, names)
     if not check_device:  # the devices are elsewhere (a Ray cluster)
         if device not in ("cuda", "cpu"):
@@ -371,7 +376,7 @@ def run_with_progress(
             nonlocal skipped
             if row is None:
                 skipped += 1
-            progress.update(bar, advance=1, description=f"{task.spec.model} {task.spec.workload} · {task.backend}")
+            progress.update(bar, advance=1, description=f"{task.spec.model} {task.spec.workload} · {task.label}")
 
         rows = list(
             run_sweep(
@@ -388,7 +393,11 @@ def run_with_progress(
 def check(
     preset: PresetName = typer.Option("smoke", help="Named sweep to check; the options below narrow it."),
     backend: list[str] | None = typer.Option(
-        None, "--backend", "-b", help="Backends (repeat or comma-separate); default: all."
+        None,
+        "--backend",
+        "-b",
+        help="Backends (repeat or comma-separate), each NAME or NAME[key=value,...] for a variant (run.py list "
+        "shows them), NAME[*] for its defaults and contender variants; default: every backend and contender.",
     ),
     model: list[str] | None = typer.Option(None, "--model", "-m"),
     workload: list[str] | None = typer.Option(None, "--workload", "-w"),
@@ -434,10 +443,10 @@ def check(
 
 def summarize_file(output: Path, tasks, measured: int, skipped: int) -> None:
     """The table of every planned task as the file now holds it (rows of earlier, resumed runs included)."""
-    from harness.store import latest, load_rows
+    from harness.store import labelled, latest, load_rows
 
     planned = {t.key for t in tasks}
-    rows = [r for r in latest(load_rows(output)) if r.task_key in planned]
+    rows = labelled([r for r in latest(load_rows(output)) if r.task_key in planned])
     print_summary(rows, skipped, measured)
 
 
@@ -510,10 +519,10 @@ def only_results(files):
 def load_filtered(files, model, workload, backend):
     """Rows of the files, narrowed by the filters; a filter value the files do not hold is an error."""
     from harness.options import check_input_files, check_known, dedupe
-    from harness.store import load_many
+    from harness.store import labelled, load_many
 
     check_input_files("files", files)
-    rows = load_many(only_results(files))
+    rows = labelled(load_many(only_results(files)))
     for field, wanted in (
         ("model", split_list(model)),
         ("workload", split_list(workload)),
@@ -556,13 +565,13 @@ def table(
         rewrite_readme,
         winners,
     )
-    from harness.store import load_many
+    from harness.store import labelled, load_many
 
     if readme is not None:
         if not readme.exists():
             raise ValueError(f"readme: {readme} does not exist")
         text = readme.read_text()
-        new, blocks = rewrite_readme(text, readme.resolve().parent, load_many)
+        new, blocks = rewrite_readme(text, readme.resolve().parent, lambda files: labelled(load_many(files)))
         if blocks == 0:
             raise ValueError(f"readme: {readme} has no <!-- attnbench:table files=... --> block")
         if new != text:
@@ -676,11 +685,11 @@ def report(
     with the command that reproduces it, roofline, scaling curves, speed-up heatmap, serving mixes."""
     from harness.html_report import write_report
     from harness.options import check_input_files, check_output_dir
-    from harness.store import load_frame
+    from harness.store import labelled, load_frame
 
     check_input_files("files", files)
     check_output_dir("--output", out_dir)
-    path = write_report(load_frame(only_results(files)), out_dir)
+    path = write_report(labelled(load_frame(only_results(files))), out_dir)
     console.print(f"report: {path} ({path.stat().st_size / 2**20:.1f} MiB, no network needed)")
 
 

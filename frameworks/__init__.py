@@ -8,7 +8,23 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import BACKENDS, AttentionInputs, Backend, Caps, KVLayout, Unsupported, register, register_broken
+from .base import (
+    BACKENDS,
+    AttentionInputs,
+    Backend,
+    Caps,
+    KVLayout,
+    Unsupported,
+    VariantError,
+    VariantKey,
+    info_dict,
+    info_text,
+    label,
+    parse_backend_arg,
+    register,
+    register_broken,
+    split_backend_args,
+)
 
 _FAILED: dict[str, str] = {}  # module -> backend name of its placeholder
 
@@ -35,15 +51,18 @@ def load_all() -> dict[str, type[Backend]]:
     return BACKENDS
 
 
-def get_backend(name: str) -> Backend:
+def get_backend(text: str) -> Backend:
+    """The backend named by 'NAME' or 'NAME[key=value,...]', set to that variant; a ValueError
+    (VariantError for a bad variant) naming what is allowed."""
     load_all()
-    try:
-        return BACKENDS[name]()
-    except KeyError:
-        raise ValueError(f"backend: {name!r} is not known; expected one of {', '.join(sorted(BACKENDS))}") from None
+    name, choice = parse_backend_arg(text)
+    if name not in BACKENDS:
+        raise ValueError(f"backend: {name!r} is not known; expected one of {', '.join(sorted(BACKENDS))}")
+    return BACKENDS[name](choice)
 
 
 __all__ = [
-    "BACKENDS", "AttentionInputs", "Backend", "Caps", "KVLayout", "Unsupported", "adapter_modules", "get_backend",
-    "load_all", "register",
+    "BACKENDS", "AttentionInputs", "Backend", "Caps", "KVLayout", "Unsupported", "VariantError", "VariantKey",
+    "adapter_modules", "get_backend", "info_dict", "info_text", "label", "load_all", "parse_backend_arg", "register",
+    "split_backend_args",
 ]  # fmt: skip

@@ -20,8 +20,9 @@ the backend *unavailable* instead of breaking the import of `frameworks`. This m
 from __future__ import annotations
 
 import importlib
-import os
-from collections.abc import Callable, Iterable, Sequence
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, ClassVar
@@ -146,6 +147,87 @@ def _listed(values: Iterable) -> str:
     return ", ".join(sorted((str(v) for v in values), key=lambda s: (order.get(s, 99), len(s), s)))
 
 
+class VariantError(ValueError):
+    """A variant key or value a backend does not declare; the message names the allowed ones."""
+
+
+@dataclass(frozen=True)
+class VariantKey:
+    """One way a backend can be run differently (a variant key), declared as data beside its caps:
+    the values it takes, the default, and the non-default values a default sweep also measures
+    because they can win (`contenders`), on the specs where the key changes anything (`applies`)."""
+
+    name: str
+    values: tuple[str, ...] | Callable[[], tuple[str, ...]]  # a callable: values known once the library imports
+    default: str
+    help: str = ""
+    contenders: tuple[str, ...] = ()
+    applies: Callable[[ExperimentSpec], bool] | None = None  # None: on every spec
+
+    def __post_init__(self) -> None:
+        if not callable(self.values):
+            object.__setattr__(self, "values", tuple(self.values))
+            if self.default not in self.values or not set(self.contenders) <= set(self.values):
+                raise ValueError(f"variant key {self.name}: default and contenders must be among {self.values}")
+        object.__setattr__(self, "contenders", tuple(self.contenders))
+
+    def allowed(self) -> tuple[str, ...]:
+        """The values this key takes (where they come from the library and it does not import: the default)."""
+        if not callable(self.values):
+            return self.values
+        try:
+            return tuple(self.values())
+        except Exception:  # noqa: BLE001 - a missing library: the backend is unavailable anyway
+            return (self.default,)
+
+    def applies_to(self, spec: ExperimentSpec) -> bool:
+        return self.applies is None or bool(self.applies(spec))
+
+
+_BACKEND_ARG = re.compile(r"^\s*([^\[\]\s]+)\s*(?:\[([^\[\]]*)\])?\s*$")
+
+
+def parse_backend_arg(text: str) -> tuple[str, dict[str, str]]:
+    """'triton[splits=fill,gluon=off]' -> ('triton', {'splits': 'fill', 'gluon': 'off'}); a VariantError
+    for text of another shape (the values are checked against the backend by `variant_string`)."""
+    match = _BACKEND_ARG.match(text)
+    if not match:
+        raise VariantError(f"backend {text!r}: expected NAME or NAME[key=value,...]")
+    return match.group(1), parse_variant(match.group(2) or "", where=f"backend {text!r}")
+
+
+def parse_variant(body: str, where: str = "variant") -> dict[str, str]:
+    """'splits=fill,gluon=off' -> {'splits': 'fill', 'gluon': 'off'} ('' -> {})."""
+    choice: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in body.split(","))):
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or not key or not value:
+            raise VariantError(f"{where}: variant {item!r} is not key=value")
+        if key in choice:
+            raise VariantError(f"{where}: variant key {key!r} given twice")
+        choice[key] = value
+    return choice
+
+
+def split_backend_args(text: str) -> list[str]:
+    """A comma-separated list of backends whose variants hold commas too: 'sdpa,triton[a=1,b=2]'."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def label(backend: str, variant: str) -> str:
+    """How a (backend, variant) is named in tables, plots and commands: 'triton[splits=fill]'."""
+    return f"{backend}[{variant}]" if variant else backend
+
+
 class Backend:
     name: ClassVar[str] = ""  # set by @register
     library: ClassVar[str] = "torch"  # module whose import decides availability and gives the version
@@ -153,6 +235,45 @@ class Backend:
     min_compute_capability: ClassVar[tuple[int, int] | None] = None  # CUDA only
     upstream: ClassVar[str] = ""  # where the kernel comes from, for `run.py list`
     distribution: ClassVar[str | None] = None  # pip distribution whose version the rows carry, when the module has none
+    variants: ClassVar[tuple[VariantKey, ...]] = ()  # the backend's variant keys, as data
+
+    def __init__(self, variant: str | Mapping[str, str] = "") -> None:
+        """An instance runs one variant: `variant` is a canonical string ('splits=fill') or a mapping of
+        the non-default keys; `self.choice` holds every key's value (defaults filled in)."""
+        given = parse_variant(variant, f"backend {self.name}") if isinstance(variant, str) else dict(variant)
+        self.variant = self.variant_string(given)
+        self.choice = {key.name: key.default for key in self.variants} | given
+
+    @classmethod
+    def variant_keys(cls) -> dict[str, VariantKey]:
+        return {key.name: key for key in cls.variants}
+
+    @classmethod
+    def variant_string(cls, choice: Mapping[str, str]) -> str:
+        """The canonical variant: the non-default keys as key=value, in declaration order, joined by
+        commas ('' = every default); a VariantError naming the allowed keys or values."""
+        keys = cls.variant_keys()
+        for name, value in choice.items():
+            if name not in keys:
+                allowed = ", ".join(keys) if keys else "none (this backend has no variants)"
+                raise VariantError(f"backend {cls.name}: no variant key {name!r}; its keys: {allowed}")
+            if value not in keys[name].allowed():
+                raise VariantError(
+                    f"backend {cls.name}: variant {name}={value!r} is not valid; expected one of "
+                    f"{', '.join(keys[name].allowed())} (default {keys[name].default})"
+                )
+        return ",".join(f"{k}={choice[k]}" for k in keys if k in choice and choice[k] != keys[k].default)
+
+    @classmethod
+    def contender_variants(cls) -> list[str]:
+        """The canonical variants a default sweep measures: the defaults, then each contender value."""
+        return ["", *(cls.variant_string({key.name: value}) for key in cls.variants for value in key.contenders)]
+
+    def variant_applies(self, spec: ExperimentSpec) -> bool:
+        """False when a non-default key of this variant changes nothing for the spec (the row would
+        repeat the default's): such a task is not planned."""
+        keys = self.variant_keys()
+        return all(keys[k].applies_to(spec) for k, v in self.choice.items() if v != keys[k].default)
 
     def availability(self, device: torch.device) -> str | None:
         """None if this backend can run on `device`, else why not (missing library or device)."""
@@ -196,18 +317,44 @@ class Backend:
     def prepare(self, spec: ExperimentSpec, inputs: AttentionInputs) -> Callable[[], torch.Tensor]:
         raise NotImplementedError
 
-    def run_info(self) -> str:
-        """After the first call: what actually ran (chosen kernel, autotuned config), or ''."""
+    def run_info(self) -> dict | str:
+        """After the first call: what actually ran (path, kernel, autotuned config, splits) as a dict,
+        or a legacy 'path;key=value;…' string (`info_dict` reads both); {} or '' when it does not say."""
         return ""
 
 
-def env_choice(name: str, default: str, allowed: Sequence[str]) -> str:
-    """An adapter switch read from the environment when a spec is prepared (which variant a measurement
-    runs; backend_info says which ran): one of `allowed`, else a ValueError naming the variable."""
-    value = os.environ.get(name, default)
-    if value not in allowed:
-        raise ValueError(f"{name}: {value!r} is not valid; expected {', '.join(allowed)}")
-    return value
+def info_dict(info: Mapping | str | None) -> dict:
+    """A row's backend_info as a dict: a JSON object as written since backend_info is structured, or
+    an older 'path;key=value;flag' string (bare tokens joined by '+' under "path")."""
+    if not info:
+        return {}
+    if isinstance(info, Mapping):
+        return dict(info)
+    text = str(info).strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, dict):
+            return value
+    out: dict = {}
+    bare = []
+    for token in filter(None, (t.strip() for t in text.split(";"))):
+        key, eq, value = token.partition("=")
+        if eq and re.fullmatch(r"[A-Za-z_][\w.-]*", key.strip()):
+            out[key.strip()] = value.strip()
+        else:
+            bare.append(token)
+    if bare:
+        out = {"path": "+".join(bare), **out}
+    return out
+
+
+def info_text(info: Mapping | str | None) -> str:
+    """backend_info as stored: a compact JSON object ('' when empty)."""
+    value = info_dict(info)
+    return json.dumps(value, separators=(",", ":"), default=str) if value else ""
 
 
 def probe_build(attention: Callable, inputs: AttentionInputs) -> None:

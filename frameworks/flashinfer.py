@@ -5,7 +5,7 @@ prefill wrapper (the path engines use for a prompt's new tokens) for prefill and
 decode the decode wrapper over the dense cache read as pages of one token (no copy: the
 [B, Sk, Hkv, D] tensor is B·Sk pages of one token, so FlashInfer can split a long cache). Ragged
 batches: a mixed one (chunks, then decodes) split as vLLM splits it, the prefill wrapper for the
-chunks and the decode wrapper for the decodes (`ATTNBENCH_FLASHINFER_MIXED=one-call`: the whole batch
+chunks and the decode wrapper for the decodes (`flashinfer[mixed=one-call]`: the whole batch
 through the prefill wrapper, as SGLang's mixed chunked prefill runs it; `=batch-attention`: the
 holistic BatchAttention kernel, one persistent launch for any ragged batch); an all-decode one through
 the decode wrapper (a dense packed cache read as pages of one token, SGLang's token pool). plan()
@@ -20,7 +20,7 @@ import torch
 from specs import DType, Workload
 
 from ._paged import to_paged, to_paged_ragged
-from .base import Backend, Caps, KVLayout, Unsupported, env_choice, register
+from .base import Backend, Caps, KVLayout, Unsupported, VariantKey, register
 
 WORKSPACE_BYTES = 256 * 2**20
 # a ragged batch: vLLM's split (prefill wrapper for the chunks, decode wrapper for the decodes), SGLang's one
@@ -38,6 +38,18 @@ class FlashInfer(Backend):
         head_dims={64, 128, 256},
         layouts={KVLayout.DENSE, KVLayout.PAGED},
         ragged=True,
+    )
+    variants = (
+        VariantKey(
+            "mixed",
+            MIXED_MODES,
+            "split",
+            contenders=("batch-attention",),
+            applies=lambda spec: bool(spec.mix),
+            help="a ragged batch: vLLM's split (prefill wrapper for the chunks, decode wrapper for the decodes), "
+            "SGLang's one prefill-wrapper call (one-call), or BatchAttention, FlashInfer's persistent kernel for "
+            "mixed batches (batch-attention; a default sweep measures it too)",
+        ),
     )
 
     def prepare(self, spec, inputs):
@@ -98,11 +110,11 @@ class FlashInfer(Backend):
         """A ragged batch as engines call FlashInfer. Every request decodes: the decode wrapper (dense:
         the packed cache read as pages of one token, as SGLang's token pool holds it). Chunks, then
         decodes: vLLM's split, the prefill wrapper for the chunks and the decode wrapper for the
-        decodes, both writing into one output (ATTNBENCH_FLASHINFER_MIXED=one-call runs the whole
+        decodes, both writing into one output (the variant mixed=one-call runs the whole
         batch through the prefill wrapper instead, as SGLang's mixed chunked prefill does). Anything
         else: one prefill-wrapper call (ragged-KV dense, paged with qo_indptr)."""
         batch = spec.batch
-        mode = env_choice("ATTNBENCH_FLASHINFER_MIXED", "split", MIXED_MODES)
+        mode = self.choice["mixed"]
         parts = _RaggedParts(spec, inputs, flashinfer, workspace)
         q = inputs.q
         if mode == "batch-attention":  # the holistic persistent kernel: every request in one launch

@@ -9,7 +9,7 @@ import torch
 
 from specs import ExperimentSpec
 
-from .base import Backend, Caps, register
+from .base import Backend, Caps, VariantKey, register
 
 
 def grouped_layout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, masked: bool):
@@ -45,24 +45,50 @@ def request_views(spec: ExperimentSpec, inputs):
         yield (inputs.q[cq[i] : cq[i + 1]][None], inputs.k[ck[i] : ck[i + 1]][None], inputs.v[ck[i] : ck[i + 1]][None])
 
 
+def repeated_layout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, masked: bool):
+    """As grouped_layout, with K/V to be repeated to every query head (Hugging Face's eager
+    attention, `repeat_kv`): q -> [B, Hq, Sq, D] and k, v -> [B, Hkv, Sk, D], repeated in the call."""
+    group = q.shape[2] // k.shape[2]
+    wide = lambda t: t[:, :, :1].expand(-1, -1, q.shape[2], -1)  # noqa: E731 - only the shapes matter here
+    q_heads, _, _, hidden = grouped_layout(q, wide(k), wide(v), masked)
+    return q_heads, k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous(), hidden, group
+
+
+def repeat_attention(q_heads, k_bhsd, v_bhsd, hidden, group: int, scale: float, out_shape):
+    """naive_attention after repeating each K/V head `group` times (the copy is part of the call)."""
+    k_all, v_all = (t.repeat_interleave(group, dim=1) for t in (k_bhsd, v_bhsd))
+    return naive_attention(q_heads, k_all, v_all, hidden, scale, out_shape)
+
+
 @register("torch-naive")
 class TorchNaive(Backend):
     upstream = "explicit torch.matmul / torch.softmax"
     caps = Caps(ragged=True, devices={"cuda", "cpu"})
+    variants = (
+        VariantKey(
+            "gqa",
+            ("grouped", "repeat"),
+            "grouped",
+            applies=lambda spec: spec.gqa_group > 1,
+            help="grouped-query attention by folding each group's query heads into rows (grouped: K/V read "
+            "as they are) or by repeating K/V to every query head in the call (repeat: Hugging Face's eager "
+            "attention)",
+        ),
+    )
 
     def prepare(self, spec, inputs):
         scale = inputs.scale
+        repeat = self.choice["gqa"] == "repeat"
+        layout = repeated_layout if repeat else grouped_layout
+        attend = repeat_attention if repeat else naive_attention
+        views = [(inputs.q, inputs.k, inputs.v)] if not inputs.ragged else list(request_views(spec, inputs))
+        parts = [(*layout(q, k, v, spec.causal and q.shape[1] > 1), tuple(q.shape)) for q, k, v in views]
+        self._info = {"gqa": "repeat K/V" if repeat else "grouped rows"}
         if not inputs.ragged:
-            q, k, v, hidden = grouped_layout(inputs.q, inputs.k, inputs.v, spec.is_masked)
-            shape = tuple(inputs.q.shape)
-            self._info = ""
-            return lambda: naive_attention(q, k, v, hidden, scale, shape)
-        parts = [
-            (*grouped_layout(q, k, v, spec.causal and q.shape[1] > 1), tuple(q.shape))
-            for q, k, v in request_views(spec, inputs)
-        ]
-        self._info = f"per-request loop of {len(parts)} naive calls (baseline)"
-        return lambda: torch.cat([naive_attention(q, k, v, h, scale, shape)[0] for q, k, v, h, shape in parts])
+            *args, shape = parts[0]
+            return lambda: attend(*args, scale, shape)
+        self._info["path"] = f"per-request loop of {len(parts)} naive calls (baseline)"
+        return lambda: torch.cat([attend(*args, scale, shape)[0] for *args, shape in parts])
 
-    def run_info(self) -> str:
-        return getattr(self, "_info", "")
+    def run_info(self) -> dict:
+        return getattr(self, "_info", {})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import re
 import socket
@@ -47,9 +46,8 @@ def device_slug(name: str) -> str:
 
 
 def git_commit() -> str:
-    """ATTNBENCH_GIT_COMMIT when set (a copy of the tree without .git), else `git describe` of the repo."""
-    if os.environ.get("ATTNBENCH_GIT_COMMIT"):
-        return os.environ["ATTNBENCH_GIT_COMMIT"]
+    """The repository's commit (`git rev-parse`, '-dirty' with uncommitted changes), or 'unknown' where the
+    tree has no .git (a copy: `run.py sweep --git-commit` then says which commit it is)."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .store import TASK_COLUMNS, Status, latest
+from .store import SPEC_COLUMNS, Status, latest
 
 FILTERS = {"device": "GPU", "model": "model", "workload": "workload", "mix": "mix", "batch_size": "batch",
            "backend": "backend"}  # fmt: skip
@@ -23,7 +23,8 @@ def reproduce_command(row) -> str:
 
     if row.model not in MODELS:
         return f"(model {row.model!r} is not one of run.py's models: build the ExperimentSpec in Python)"
-    parts = ["python3 run.py sweep", f"-m {row.model}", f"-b {row.backend}", f"--dtype {row.dtype}"]
+    backend = f"'{row.backend}'" if "[" in row.backend else row.backend  # a variant: quoted for the shell
+    parts = ["python3 run.py sweep", f"-m {row.model}", f"-b {backend}", f"--dtype {row.dtype}"]
     if row.mix and row.mix.startswith(("uniform:", "lognormal:")):
         dist, a, rest = row.mix.split(":")
         b, seed = rest.split("@")
@@ -49,7 +50,7 @@ def _best_marks(frame: pd.DataFrame) -> pd.Series:
     """True on the fastest ok row of each (device, spec) among the newest rows."""
     newest = latest(frame)
     ok = newest[newest["status"] == Status.OK.value]
-    spec_key = ["device", *TASK_COLUMNS[:-1]]
+    spec_key = ["device", *SPEC_COLUMNS]
     best_index = ok.loc[ok.groupby(spec_key, dropna=False)["p50_ms"].idxmin()].index
     return frame.index.isin(best_index)
 
@@ -175,7 +176,7 @@ def _figures(frame: pd.DataFrame) -> list:
     uniform = ok[ok["mix"] == ""]
     figures += _scaling_figures(uniform)
     if "sdpa" in set(uniform["backend"]):
-        key = uniform[["device", *TASK_COLUMNS[:-1]]].apply(lambda c: c.map(str)).agg("|".join, axis=1)
+        key = uniform[["device", *SPEC_COLUMNS]].apply(lambda c: c.map(str)).agg("|".join, axis=1)
         joined = uniform.assign(key=key)
         base = joined[joined["backend"] == "sdpa"].set_index("key")["p50_ms"]
         joined = joined.join(base.rename("sdpa_ms"), on="key")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from frameworks import AttentionInputs, Backend, Unsupported
+from frameworks import AttentionInputs, Backend, Unsupported, info_text
 from specs import ExperimentSpec
 
 from . import calibrate
@@ -34,6 +34,8 @@ class MeasureConfig:
     calibration_path: str | None = None  # ceilings for percent-of-peak; None = no ceilings
     calibrate_if_missing: bool = False  # measure and store the ceilings when the file has none for this device
     ceilings: dict | None = None  # dtype -> Calibration, given instead of a file (Ray workers have none)
+    l2_flush: str = "zero"  # how the L2 is evicted before each timed call (timer.L2_FLUSHES); in timing_mode
+    git_commit: str | None = None  # the commit the rows name; None: asked of git (`--git-commit` for a copy)
 
     @property
     def timing_mode(self) -> TimingMode:
@@ -64,9 +66,10 @@ def make_row(
     config: MeasureConfig,
     status: Status,
     reason: str = "",
+    variant: str = "",
     **measured,
 ) -> ResultRow:
-    """A row with every measured field None unless given."""
+    """A row with every measured field None unless given; `variant` is the backend's canonical variant."""
     values = {name: None for name in MEASURED_FIELDS}
     values.update(backend_info="", throttle_reasons="")
     values.update(measured)
@@ -78,6 +81,7 @@ def make_row(
         total_kv_tokens=spec.batch.total_kv,
         min_kv_len=spec.batch.min_kv,
         backend=backend,
+        variant=variant,
         backend_version=version,
         status=status,
         reason=_one_line(reason),
@@ -87,14 +91,14 @@ def make_row(
         cuda=env.cuda,
         torch=env.torch,
         git_commit=env.git_commit,
-        timing_mode=config.timing_mode.label,
+        timing_mode=config.timing_mode.label_for(config.l2_flush),
         host=env.host,
         gpu_uuid=env.gpu_uuid,
     )
 
 
-_FIXED = {"run_id", "timestamp", "backend", "backend_version", "status", "reason", "device", "driver", "cuda",
-          "torch", "git_commit", "timing_mode", "host", "gpu_uuid", "total_q_tokens", "total_kv_tokens",
+_FIXED = {"run_id", "timestamp", "backend", "variant", "backend_version", "status", "reason", "device", "driver",
+          "cuda", "torch", "git_commit", "timing_mode", "host", "gpu_uuid", "total_q_tokens", "total_kv_tokens",
           "min_kv_len"}  # fmt: skip
 MEASURED_FIELDS = tuple(
     f.name for f in fields(ResultRow) if f.name not in _FIXED and f.name not in {g.name for g in fields(ExperimentSpec)}
@@ -212,7 +216,9 @@ class Measurer:
         bounds = ceiling_fields(spec, self.ceilings)
 
         def row(status: Status, reason: str = "", **measured) -> ResultRow:
-            return make_row(spec, backend.name, version, env, config, status, reason, **bounds, **measured)
+            return make_row(
+                spec, backend.name, version, env, config, status, reason, backend.variant, **bounds, **measured
+            )
 
         if unavailable:
             return row(Status.UNAVAILABLE, unavailable)
@@ -238,7 +244,7 @@ class Measurer:
             out = fn()
             _sync(self.device)
             setup_ms = (time.perf_counter() - t0) * 1e3
-            info = backend.run_info()
+            info = info_text(backend.run_info())
 
             batch_indices, reference = self._reference(state)
             check = check_output(spec, out, reference, batch_indices)
@@ -248,7 +254,7 @@ class Measurer:
             out = None
 
             start = self.telemetry.snapshot() if self.telemetry else None
-            timing = time_callable(fn, self.device, config.repetition, config.timing_mode)
+            timing = time_callable(fn, self.device, config.repetition, config.timing_mode, config.l2_flush)
             end = self.telemetry.snapshot() if self.telemetry else None
             peak = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else None
             seconds = timing.p50_ms / 1e3

@@ -31,7 +31,7 @@ def _measure(task: Task, config: MeasureConfig, commit: str) -> ResultRow:
     _ensure_registered(task)
     if _MEASURER is None or _MEASURER.config != config:
         _MEASURER = Measurer(config, collect(torch.device(config.device), commit))
-    return _MEASURER.measure(task.spec, BACKENDS[task.backend]())
+    return _MEASURER.measure(task.spec, BACKENDS[task.backend](task.variant))
 
 
 def _calibrate(config: MeasureConfig, commit: str):
@@ -58,7 +58,7 @@ def ray_rows(todo: list[Task], config: MeasureConfig, timeout_s: float, address:
     if accelerator_type:
         options["accelerator_type"] = accelerator_type
     check_cluster(ray.cluster_resources(), address, accelerator_type)
-    commit = git_commit()
+    commit = config.git_commit or git_commit()
     measure = ray.remote(_measure).options(**options)
     if config.calibration_path:  # once per sweep, on the kind of GPU the tasks ask for, before any row
         env, ceilings = ray.get(ray.remote(_calibrate).options(**options).remote(config, commit))
@@ -109,4 +109,4 @@ def _failed(task: Task, config: MeasureConfig, status: Status, reason: str) -> R
     from .env import Environment
 
     unknown = Environment("unknown (Ray worker)", "unknown", "", "", "", "", "", "")
-    return make_row(task.spec, task.backend, "", unknown, config, status, reason)
+    return make_row(task.spec, task.backend, "", unknown, config, status, reason, task.variant)

@@ -9,12 +9,13 @@ import os
 import types
 import typing
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
 
 import pandas as pd
 
+from frameworks import label
 from specs import ExperimentSpec
 
 
@@ -69,6 +70,7 @@ class ResultRow:
     min_kv_len: int
     # --- the backend and the outcome
     backend: str
+    variant: str  # the backend's variant, canonical `key=value,…` ('' = its defaults): part of the task key
     backend_version: str
     status: Status
     reason: str  # why the status is not ok ('' when ok)
@@ -147,15 +149,21 @@ class ResultRow:
     @property
     def task_key(self) -> tuple:
         """(spec, backend): what `--resume` matches on."""
-        return (*self.spec.key, self.backend)
+        return (*self.spec.key, self.backend, self.variant)
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow))
-# files written before rows named their GPU (a sweep over several GPUs of a host): no gpu_uuid
-NO_GPU_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c != "gpu_uuid")
-# files written before batches could be ragged: also without the mix and the totals
+# the batch in totals, added when batches could be ragged: older files held uniform batches only, whose
+# totals follow from the spec
 BATCH_COLUMNS = ("mix", "total_q_tokens", "total_kv_tokens", "min_kv_len")
-LEGACY_COLUMNS: tuple[str, ...] = tuple(c for c in NO_GPU_COLUMNS if c not in BATCH_COLUMNS)
+# columns added after the first files were written, with the text an older file's rows get: a file whose
+# header is this schema without some of them (in this order otherwise) loads, and is rewritten in this
+# schema, every value kept, at its next append. A column added to ResultRow (or to ExperimentSpec) goes here.
+ADDED_COLUMNS: dict[str, str] = {
+    **dict.fromkeys(BATCH_COLUMNS, ""),  # derived from the spec in _parse
+    "gpu_uuid": "",  # which GPU of a host: not recorded before multi-GPU sweeps
+    "variant": "",  # rows from before variants ran each backend's defaults
+}
 
 
 class StoreError(ValueError):
@@ -177,7 +185,7 @@ NUMERIC = [c for c, (base, _) in _TYPES.items() if base in (int, float)]
 FLAGS = [c for c, (base, _) in _TYPES.items() if base is bool]
 # the spec and the backend: what identifies a task (the device is added to tell GPUs apart)
 SPEC_COLUMNS = tuple(f.name for f in fields(ExperimentSpec))
-TASK_COLUMNS = (*SPEC_COLUMNS, "backend")
+TASK_COLUMNS = (*SPEC_COLUMNS, "backend", "variant")
 
 
 def _to_cell(value) -> str:
@@ -271,13 +279,26 @@ def _read_header(path: Path) -> tuple[str, ...]:
 
 
 def _validate_header(header: list[str], path: Path) -> tuple[str, ...]:
-    if tuple(header) in (COLUMNS, NO_GPU_COLUMNS, LEGACY_COLUMNS):
-        return tuple(header)
-    missing = ", ".join(c for c in COLUMNS if c not in header)[:200] or "none"
-    extra = ", ".join(c for c in header if c not in COLUMNS)[:200] or "none"
-    raise StoreError(
-        f"{path} is not an attnbench results file of this version (missing columns: {missing}; unexpected: {extra})"
-    )
+    """The header as a tuple when it is this schema, or this schema without columns added since (in
+    this order otherwise); else a StoreError that says what differs."""
+    header = tuple(header)
+    if header == COLUMNS:
+        return header
+    missing = [c for c in COLUMNS if c not in header]
+    extra = [c for c in header if c not in COLUMNS]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    in_order = header == tuple(c for c in COLUMNS if c in header)
+    if not extra and not repeated and in_order and set(missing) <= ADDED_COLUMNS.keys():
+        return header
+    if repeated:
+        problem = f"repeated columns: {', '.join(repeated)}"
+    elif not missing and not extra:
+        problem = "the columns are in another order"
+    else:
+        problem = (
+            f"missing columns: {', '.join(missing)[:200] or 'none'}; unexpected: {', '.join(extra)[:200] or 'none'}"
+        )
+    raise StoreError(f"{path} is not an attnbench results file of this version ({problem})")
 
 
 # ---- reading: any number of files into one typed, validated DataFrame ---------------------------
@@ -308,13 +329,13 @@ def _parse(text: str, path: Path) -> pd.DataFrame:
             raise StoreError(f"{path}, line {line}: {len(cells)} cells, expected {len(columns)}")
     frame = pd.DataFrame([cells for _, cells in body], columns=list(columns), dtype=str)
     frame["line"] = [line for line, _ in body]
-    if columns == LEGACY_COLUMNS:  # a uniform batch: its totals follow from the spec
-        frame["mix"] = ""
+    for column in COLUMNS:
+        if column not in columns:
+            frame[column] = ADDED_COLUMNS[column]  # not recorded then
+    if "total_q_tokens" not in columns:  # a uniform batch: its totals follow from the spec
         for total, length in (("total_q_tokens", "q_len"), ("total_kv_tokens", "kv_len")):
             frame[total] = (pd.to_numeric(frame["batch_size"]) * pd.to_numeric(frame[length])).astype(str)
         frame["min_kv_len"] = frame["kv_len"]
-    if "gpu_uuid" not in columns:
-        frame["gpu_uuid"] = ""  # not recorded then
     return _typed(frame[[*COLUMNS, "line"]], path)
 
 
@@ -410,6 +431,16 @@ def latest(data):
     keys = ["device", *TASK_COLUMNS]
     newest = frame.sort_values("timestamp", kind="stable").drop_duplicates(keys, keep="last")
     return newest if isinstance(data, pd.DataFrame) else frame_rows(newest)
+
+
+def labelled(data):
+    """Rows for showing: each backend named with its variant ('triton[splits=fill]', which is also how
+    `-b` takes it), so that tables, plots, the report and compare keep variants apart. A frame in, a
+    frame out; ResultRows in, ResultRows out (their variant then empty: it is in the name)."""
+    if isinstance(data, pd.DataFrame):
+        names = [label(b, v) for b, v in zip(data["backend"], data["variant"])]
+        return data.assign(backend=names, backend_name=data["backend"])
+    return [replace(r, backend=label(r.backend, r.variant), variant="") if r.variant else r for r in data]
 
 
 def done_keys(path: Path | str, retry: Iterable[Status] = ()) -> set[tuple]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from frameworks import BACKENDS, load_all
+from frameworks import BACKENDS, VariantError, label, load_all, parse_backend_arg
 from specs import ExperimentSpec, SpecError
 
 from .env import Environment, collect, git_commit
@@ -33,10 +33,15 @@ class Task:
     spec: ExperimentSpec
     backend: str
     module: str  # the module whose import registers the backend (adapters may live outside frameworks/)
+    variant: str = ""  # the backend's canonical variant ('' = its defaults)
 
     @property
     def key(self) -> tuple:
-        return (*self.spec.key, self.backend)
+        return (*self.spec.key, self.backend, self.variant)
+
+    @property
+    def label(self) -> str:
+        return label(self.backend, self.variant)
 
 
 class SweepError(RuntimeError):
@@ -47,16 +52,39 @@ def make_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def plan_tasks(specs: Iterable[ExperimentSpec], backend_names: Iterable[str]) -> list[Task]:
-    """Every (spec, backend), spec-major so that backends of one spec share its inputs."""
+def resolve_backends(backend_args: Iterable[str]) -> list[tuple[str, str]]:
+    """'NAME' or 'NAME[key=value,...]' (or 'NAME[*]': the defaults and every contender variant the backend
+    declares) as (name, canonical variant) pairs, repeats dropped; a SpecError naming what is allowed."""
     load_all()
-    names = list(backend_names)
-    unknown = [n for n in names if n not in BACKENDS]
-    if unknown:
-        raise SpecError(
-            f"backends: {', '.join(map(repr, unknown))} not known; expected any of {', '.join(sorted(BACKENDS))}"
-        )
-    return [Task(spec, n, BACKENDS[n].__module__) for spec in specs for n in names]
+    out: list[tuple[str, str]] = []
+    for text in backend_args:
+        star = text.strip().endswith("[*]")
+        try:
+            name, choice = parse_backend_arg(text.strip()[:-3] if star else text)
+        except VariantError as exc:
+            raise SpecError(str(exc)) from None
+        if name not in BACKENDS:
+            raise SpecError(f"backends: {name!r} not known; expected any of {', '.join(sorted(BACKENDS))}")
+        try:
+            variants = BACKENDS[name].contender_variants() if star else [BACKENDS[name].variant_string(choice)]
+        except VariantError as exc:
+            raise SpecError(str(exc)) from None
+        out += [(name, v) for v in variants if (name, v) not in out]
+    return out
+
+
+def plan_tasks(specs: Iterable[ExperimentSpec], backend_args: Iterable[str]) -> list[Task]:
+    """Every (spec, backend variant), spec-major so that backends of one spec share its inputs. A variant
+    whose non-default keys change nothing for a spec (`VariantKey.applies`) is not planned for it: its row
+    would repeat the default's."""
+    pairs = resolve_backends(backend_args)
+    tasks = []
+    for spec in specs:
+        for name, variant in pairs:
+            if variant and not BACKENDS[name](variant).variant_applies(spec):
+                continue
+            tasks.append(Task(spec, name, BACKENDS[name].__module__, variant))
+    return tasks
 
 
 def _worker_main(conn, config: MeasureConfig, commit: str, log_path: str) -> None:
@@ -78,8 +106,8 @@ def _worker_main(conn, config: MeasureConfig, commit: str, log_path: str) -> Non
         if task is None:
             return
         _ensure_registered(task)
-        print(f"--- {task.spec.describe()} :: {task.backend}", flush=True)
-        conn.send(("row", measurer.measure(task.spec, registry[task.backend]())))
+        print(f"--- {task.spec.describe()} :: {task.label}", flush=True)
+        conn.send(("row", measurer.measure(task.spec, registry[task.backend](task.variant))))
 
 
 def _ensure_registered(task: Task) -> None:
@@ -96,7 +124,7 @@ class WorkerPool:
     def __init__(self, config: MeasureConfig, log_path: Path, env: dict[str, str] | None = None):
         self.worker_env = env or {}
         self.config = config
-        self.commit = git_commit()
+        self.commit = config.git_commit or git_commit()
         self.log_path = log_path
         self.ctx = mp.get_context("spawn")
         self.process = None
@@ -168,8 +196,8 @@ class WorkerPool:
         env = self.env
 
         def failed(status: Status, reason: str) -> ResultRow:
-            backend = BACKENDS[task.backend]()
-            return make_row(task.spec, task.backend, backend.version(), env, self.config, status, reason)
+            backend = BACKENDS[task.backend](task.variant)
+            return make_row(task.spec, task.backend, backend.version(), env, self.config, status, reason, task.variant)
 
         try:
             self.conn.send(task)

@@ -18,7 +18,6 @@ confidence interval of the median is within ±ci_target of it, or the time cap i
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,21 +39,20 @@ PROFILE_RANGE = "attnbench::call"
 L2_FLUSHES = ("zero", "read")
 
 
-def l2_flush_kind() -> str:
+def check_l2_flush(kind: str) -> str:
     """How the L2 is flushed before a timed call: `zero` (write a 256 MB buffer, as triton's do_bench and
     FlashInfer's benchmark do) or `read` (read it: no dirty lines for the timed call to write back).
-    ATTNBENCH_L2_FLUSH picks it; the row's timing_mode says which ran."""
-    kind = os.environ.get("ATTNBENCH_L2_FLUSH", "zero")
+    `run.py sweep --l2-flush` picks it; the row's timing_mode says which ran."""
     if kind not in L2_FLUSHES:
-        raise ValueError(f"ATTNBENCH_L2_FLUSH: {kind!r} is not valid; expected one of {', '.join(L2_FLUSHES)}")
+        raise ValueError(f"--l2-flush: {kind!r} is not valid; expected one of {', '.join(L2_FLUSHES)}")
     return kind
 
 
 class L2Flush:
-    """Evicts the L2 the chosen way (l2_flush_kind) when called; its buffer is allocated and touched once."""
+    """Evicts the L2 the chosen way (zero or read) when called; its buffer is allocated and touched once."""
 
-    def __init__(self, device: str = "cuda", nbytes: int = L2_FLUSH_BYTES):
-        self.kind = l2_flush_kind()
+    def __init__(self, device: str = "cuda", nbytes: int = L2_FLUSH_BYTES, kind: str = "zero"):
+        self.kind = check_l2_flush(kind)
         self.buffer = torch.zeros(nbytes, dtype=torch.int8, device=device)
         self.total = torch.empty((), dtype=torch.int64, device=device)
 
@@ -79,6 +77,9 @@ class TimingMode(str, Enum):
 
     @property
     def label(self) -> str:
+        return self.label_for("zero")
+
+    def label_for(self, l2_flush: str) -> str:
         """What goes in the row's timing_mode column (a flush by reading says so: its rows are not
         ranked against rows flushed by writing)."""
         label = {
@@ -87,7 +88,7 @@ class TimingMode(str, Enum):
             "profiler": "profiler-kernels/l2-flushed",
             "wall": "wall-clock",
         }[self.value]
-        if self is not TimingMode.WALL and os.environ.get("ATTNBENCH_L2_FLUSH") == "read":  # a bad value: error rows
+        if self is not TimingMode.WALL and check_l2_flush(l2_flush) == "read":
             label += "-by-read"
         return label
 
@@ -178,9 +179,9 @@ def host_lead_s(host_seconds: list[float]) -> float:
 
 
 class _EventSampler:
-    def __init__(self, fn):
+    def __init__(self, fn, l2_flush: str = "zero"):
         self.fn = fn
-        self.flush = L2Flush()
+        self.flush = L2Flush(kind=l2_flush)
         self.lead_s = HOST_LEAD_MAX_S  # until a round has shown how long the host takes
         self.spin = getattr(torch.cuda, "_sleep", None)
 
@@ -206,8 +207,8 @@ class _EventSampler:
 
 
 class _GraphSampler(_EventSampler):
-    def __init__(self, fn):
-        super().__init__(fn)
+    def __init__(self, fn, l2_flush: str = "zero"):
+        super().__init__(fn, l2_flush)
         torch.cuda.synchronize()
         self.graph = torch.cuda.CUDAGraph()
         try:
@@ -225,9 +226,9 @@ class _GraphSampler(_EventSampler):
 
 
 class _ProfilerSampler:
-    def __init__(self, fn):
+    def __init__(self, fn, l2_flush: str = "zero"):
         self.fn = fn
-        self.flush = L2Flush()
+        self.flush = L2Flush(kind=l2_flush)
 
     def __call__(self, count: int) -> list[float]:
         from torch.profiler import ProfilerActivity, profile, record_function
@@ -262,13 +263,12 @@ def _device_time_us(event) -> float:
     return 0.0
 
 
-def make_sampler(fn, mode: TimingMode):
-    return {
-        TimingMode.WALL: _WallSampler,
-        TimingMode.EVENTS: _EventSampler,
-        TimingMode.GRAPH: _GraphSampler,
-        TimingMode.PROFILER: _ProfilerSampler,
-    }[mode](fn)
+def make_sampler(fn, mode: TimingMode, l2_flush: str = "zero"):
+    if mode is TimingMode.WALL:
+        return _WallSampler(fn)
+    return {TimingMode.EVENTS: _EventSampler, TimingMode.GRAPH: _GraphSampler, TimingMode.PROFILER: _ProfilerSampler}[
+        mode
+    ](fn, l2_flush)
 
 
 @dataclass(frozen=True)
@@ -299,10 +299,14 @@ def relative_half_width(samples: list[float]) -> float:
 
 
 def time_callable(
-    fn: Callable[[], object], device: torch.device, repetition: Repetition, mode: TimingMode | None = None
+    fn: Callable[[], object],
+    device: torch.device,
+    repetition: Repetition,
+    mode: TimingMode | None = None,
+    l2_flush: str = "zero",
 ) -> Timing:
     mode = check_mode(mode or default_mode(device), device)
-    sampler = make_sampler(fn, mode)
+    sampler = make_sampler(fn, mode, l2_flush)
     first = sampler(1)[0]  # also a warm-up; estimates one call to fit the time cap
     per_call_s = max(first, 1e-6) / 1e3
     budget = max(5, int(repetition.max_seconds / per_call_s))

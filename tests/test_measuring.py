@@ -286,29 +286,27 @@ def test_the_read_stream_is_sized_down_to_a_quarter_of_free_gpu_memory(monkeypat
     assert calibrate.SIZES["cuda"]["read_bytes"] > calibrate.SIZES["cuda"]["copy_bytes"]
 
 
-def test_the_l2_flush_is_chosen_by_the_environment_and_named_in_the_row(monkeypatch):
-    """zero (the default) or read; anything else is refused naming the variable and the allowed values,
-    and a row flushed by reading says so in timing_mode (compare never ranks it against a zeroing flush)."""
-    monkeypatch.delenv("ATTNBENCH_L2_FLUSH", raising=False)
-    assert timer.l2_flush_kind() == "zero" and TimingMode.EVENTS.label == "cuda-events/l2-flushed"
-    monkeypatch.setenv("ATTNBENCH_L2_FLUSH", "read")
-    assert timer.l2_flush_kind() == "read"
-    assert [m.label for m in TimingMode] == [
+def test_the_l2_flush_is_a_measurement_option_named_in_the_row():
+    """zero (the default) or read, given by --l2-flush (MeasureConfig.l2_flush); anything else is refused
+    naming the option and the allowed values, and a row flushed by reading says so in timing_mode
+    (compare never ranks it against a zeroing flush)."""
+    assert TimingMode.EVENTS.label == "cuda-events/l2-flushed" == TimingMode.EVENTS.label_for("zero")
+    assert [m.label_for("read") for m in TimingMode] == [
         "cuda-events/l2-flushed-by-read", "cuda-graph/l2-flushed-by-read", "profiler-kernels/l2-flushed-by-read",
         "wall-clock",
     ]  # fmt: skip
-    monkeypatch.setenv("ATTNBENCH_L2_FLUSH", "flush")
-    with pytest.raises(ValueError, match=r"ATTNBENCH_L2_FLUSH: 'flush' is not valid; expected one of zero, read"):
-        timer.l2_flush_kind()
-    assert TimingMode.EVENTS.label == "cuda-events/l2-flushed"  # the rows of a refused run claim no read flush
+    with pytest.raises(ValueError, match=r"--l2-flush: 'flush' is not valid; expected one of zero, read"):
+        timer.check_l2_flush("flush")
+    config = MeasureConfig(device="cpu", run_id="r", l2_flush="read")
+    row = make_row(tiny_spec("decode"), "torch-naive", "", ENV, config, Status.UNSUPPORTED, "no")
+    assert row.timing_mode == "wall-clock"  # a CPU run flushes nothing
 
 
 @pytest.mark.parametrize("kind", ["zero", "read"])
-def test_each_l2_flush_touches_the_whole_buffer_and_only_zero_writes_it(monkeypatch, kind):
+def test_each_l2_flush_touches_the_whole_buffer_and_only_zero_writes_it(kind):
     """The flush callables themselves (on a CPU tensor here; the timer makes them on the GPU): a zeroing
     flush writes the buffer, a reading one returns its sum and leaves it as it was."""
-    monkeypatch.setenv("ATTNBENCH_L2_FLUSH", kind)
-    flush = timer.L2Flush("cpu", 4096)
+    flush = timer.L2Flush("cpu", 4096, kind)
     buffer = flush.buffer
     buffer.fill_(3)
     result = flush()

@@ -8,7 +8,6 @@ from harness.env import Environment
 from harness.measure import MeasureConfig, make_row
 from harness.store import (
     COLUMNS,
-    NO_GPU_COLUMNS,
     ResultRow,
     Status,
     StoreError,
@@ -213,14 +212,16 @@ def test_rows_name_their_gpu_and_files_from_before_the_column_load_and_upgrade(t
     assert new.gpu_uuid == env.gpu_uuid
     old_rows = [ok_row(), ok_row(tiny_spec("append", page_size=16))]
     path = tmp_path / "old.csv"
-    keep = [COLUMNS.index(c) for c in NO_GPU_COLUMNS]
-    with path.open("w", newline="") as handle:  # the previous schema: every column but gpu_uuid
+    older = [c for c in COLUMNS if c not in ("gpu_uuid", "variant")]
+    keep = [COLUMNS.index(c) for c in older]
+    with path.open("w", newline="") as handle:  # an earlier schema: every column but gpu_uuid and variant
         writer = csv.writer(handle)
-        writer.writerow(NO_GPU_COLUMNS)
+        writer.writerow(older)
         for row in old_rows:
             cells = next(csv.reader([_csv_line(row)]))
             writer.writerow([cells[i] for i in keep])
     assert load_rows(path) == old_rows and read_frame(path)["gpu_uuid"].eq("").all()
+    assert read_frame(path)["variant"].eq("").all()
     append_rows(path, [new])
     assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
     assert load_rows(path) == [*old_rows, new]

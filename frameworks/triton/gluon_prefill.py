@@ -536,12 +536,12 @@ class GluonPrefill:
         self.v_desc = TensorDescriptor.from_tensor(v2, [block_n, d], kv_layout)
         self.qk_scale = d**-0.5 * LOG2E
 
-    def config(self) -> str:
-        """What ran, for a row's backend_info (the Triton kernels' `config()` convention)."""
+    def info(self) -> dict:
+        """What ran, for a row's backend_info (the Triton ops' `info()` convention)."""
         kind = ("gluon-pp-persistent" if self.persistent else "gluon-pp") if self.pingpong else "gluon"
         warps = f"{self.warps}+{self.warps}+producer" if self.pingpong else f"{self.warps}"
-        stages = self.stages or 2
-        return f"{kind};BLOCK_M={self.block_m},BLOCK_N={self.block_n},warps={warps},stages={stages},kv_loads=tma"
+        return {"kernel": kind, "BLOCK_M": self.block_m, "BLOCK_N": self.block_n, "warps": warps,
+                "stages": self.stages or 2, "kv_loads": "tma"}  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         o = torch.empty(self.shape, dtype=self.q.dtype, device=self.q.device)
@@ -614,10 +614,10 @@ class GluonVarlen:
         self.v_desc = TensorDescriptor.from_tensor(v.view(-1, hkv * d), [rows, d], kv_layout)
         self.qk_scale = d**-0.5 * LOG2E
 
-    def config(self) -> str:
+    def info(self) -> dict:
         loads = "tma_per_page" if self.page and self.page < self.block_n else "tma"  # the backend adds page_size
-        return (f"varlen;schedule=longest-first;grid={self.grid};gluon-pp;BLOCK_M=128,BLOCK_N={self.block_n},"
-                f"warps=4+4+producer,stages={self.stages},kv_loads={loads}")  # fmt: skip
+        return {"kernel": "gluon-pp-varlen", "schedule": "longest-first", "grid": self.grid, "BLOCK_M": 128,
+                "BLOCK_N": self.block_n, "warps": "4+4+producer", "stages": self.stages, "kv_loads": loads}  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         o = self.out if self.out is not None else torch.empty_like(self.q)

@@ -17,12 +17,11 @@ interpreter (TRITON_INTERPRET=1), which runs these kernels on the CPU for the te
 
 from __future__ import annotations
 
-import os
-
 import triton
 import triton.language as tl
+from triton import knobs
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+INTERPRET = bool(knobs.runtime.interpret)  # Triton's own switch (TRITON_INTERPRET=1), read by Triton
 LOG2E = 1.4426950408889634
 
 
@@ -56,7 +55,7 @@ def config_name(config: triton.Config) -> str:
 
 
 def prefill_configs_by_name() -> dict[str, triton.Config]:
-    """The prefill/varlen autotuner's configurations by short name (ATTNBENCH_TRITON_VARLEN_CONFIG pins one)."""
+    """The prefill/varlen autotuner's configurations by short name (the variant varlen_config pins one)."""
     return {config_name(c): c for c in _prefill_configs()}
 
 

@@ -187,8 +187,8 @@ class Prefill:
         _launch(prefill_kernel, grid, self.pinned, args, self.kw)
         return o
 
-    def config(self) -> str:
-        return _config_text(self.pinned or prefill_kernel, self.kw)
+    def info(self) -> dict:
+        return {"kernel": "prefill", **_launch_info(self.pinned or prefill_kernel, self.kw)}
 
 
 class Decode:
@@ -242,9 +242,9 @@ class Decode:
             combine(self.o_part, self.lse_part, o, self.kv_heads, self.group, self.splits)
         return o
 
-    def config(self) -> str:
-        text = _config_text(self.pinned or decode_kernel, self.kw)
-        return f"splits={self.splits};{_rule_text(self.split_rule)}" + text
+    def info(self) -> dict:
+        launch = _launch_info(self.pinned or decode_kernel, self.kw)
+        return {"kernel": "decode", "splits": self.splits, "split_rule": self.split_rule, **launch}
 
 
 def _packed_kv(k, v, cu_seqlens_k, block_table, placeholder):
@@ -323,9 +323,14 @@ class Varlen:
             self.blocks[block_m] = sum(triton.cdiv(n * self.group, block_m) for n in self.q_lens)
         return self.blocks[block_m]
 
-    def config(self) -> str:
-        pinned = "pinned," if self.pinned is not None else ""  # a pinned config says so: the autotuner did not pick it
-        return f"varlen;schedule={self.schedule};{pinned}" + _config_text(self.pinned or varlen_kernel, self.kw)
+    def info(self) -> dict:
+        pinned = {"pinned": True} if self.pinned is not None else {}  # a pinned config: the autotuner did not pick it
+        return {
+            "kernel": "varlen",
+            "schedule": self.schedule,
+            **pinned,
+            **_launch_info(self.pinned or varlen_kernel, self.kw),
+        }
 
 
 class RaggedDecode:
@@ -377,9 +382,9 @@ class RaggedDecode:
         combine(self.o_part, self.lse_part, o.view(self.batch, 1, *o.shape[1:]), self.kv_heads, self.group, self.splits)
         return o
 
-    def config(self) -> str:
-        text = _config_text(self.pinned or ragged_decode_kernel, self.kw)
-        return f"ragged-decode;splits={self.splits};{_rule_text(self.split_rule)}" + text
+    def info(self) -> dict:
+        launch = _launch_info(self.pinned or ragged_decode_kernel, self.kw)
+        return {"kernel": "ragged-decode", "splits": self.splits, "split_rule": self.split_rule, **launch}
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -387,11 +392,6 @@ def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{name}: {value!r} is not valid; expected one of {', '.join(allowed)}")
     return value
-
-
-def _rule_text(rule: str) -> str:
-    """backend_info's word on the split rule: said when it is not the default."""
-    return "" if rule == "fill" else f"split_rule={rule};"
 
 
 class PagePrefetch(NamedTuple):
@@ -465,9 +465,9 @@ class Mixed:
         main.wait_stream(self.side)  # the call ends when both have (and a CUDA graph captures the join)
         return self.out
 
-    def config(self) -> str:
+    def info(self) -> dict:
         streams = 1 if self.side is None else 2
-        return f"two launches;streams={streams};{self.chunks.config()};{self.decodes.config()}"
+        return {"kernel": "two launches", "streams": streams, "launches": [self.chunks.info(), self.decodes.info()]}
 
 
 def split_point(cu_q_list) -> int | None:
@@ -503,13 +503,13 @@ def _prefetching(asked: bool, block_table, descriptor=None) -> bool:
     return bool(asked and block_table is not None and descriptor is None)
 
 
-def _config_text(kernel, kw: dict) -> str:
+def _launch_info(kernel, kw: dict) -> dict:
     """The configuration that ran (pinned, or the autotuner's pick) and how K/V came in, from the launch's
     keyword arguments `kw` (the ragged decode kernel has no TMA argument: it always gathers)."""
     config = kernel if isinstance(kernel, triton.Config) else getattr(kernel, "best_config", None)
     if config is None:
-        return ""
-    blocks = ",".join(f"{k}={v}" for k, v in config.kwargs.items())
-    regs = f",maxnreg={config.maxnreg}" if config.maxnreg else ""
-    loads = ("tma" if kw.get("TMA") else "gather") + (",page_ids_ahead" if kw["PREFETCH_PAGES"] else "")
-    return f"{blocks},warps={config.num_warps},stages={config.num_stages}{regs},kv_loads={loads}"
+        return {}
+    regs = {"maxnreg": config.maxnreg} if config.maxnreg else {}
+    ahead = {"page_ids_ahead": True} if kw["PREFETCH_PAGES"] else {}
+    return {**config.kwargs, "warps": config.num_warps, "stages": config.num_stages, **regs,
+            "kv_loads": "tma" if kw.get("TMA") else "gather", **ahead}  # fmt: skip
