@@ -11,8 +11,8 @@ import time
 from dataclasses import replace
 
 from .measure import MeasureConfig, make_row
+from .plan import Task, longest_first
 from .store import ResultRow, Status
-from .sweep import Task, longest_first
 
 _MEASURER = None  # one per Ray worker process and config, so a spec's inputs serve its backends
 
@@ -24,11 +24,11 @@ def _measure(task: Task, config: MeasureConfig, commit: str) -> ResultRow:
 
     from .env import collect
     from .measure import Measurer
-    from .sweep import _ensure_registered
+    from .plan import ensure_registered
 
     global _MEASURER
     load_all()
-    _ensure_registered(task)
+    ensure_registered(task)
     if _MEASURER is None or _MEASURER.config != config:
         _MEASURER = Measurer(config, collect(torch.device(config.device), commit))
     return _MEASURER.measure(task.spec, BACKENDS[task.backend](task.variant))

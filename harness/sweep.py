@@ -7,41 +7,24 @@ every row is appended to the CSV the moment it exists, so a killed sweep loses n
 from __future__ import annotations
 
 import contextlib
-import importlib
 import multiprocessing as mp
 import os
 import signal
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
-from frameworks import BACKENDS, VariantError, label, load_all, parse_backend_arg
-from specs import ExperimentSpec, SpecError
+from frameworks import BACKENDS
 
 from .env import Environment, collect, git_commit
 from .measure import MeasureConfig, Measurer, make_row
+from .plan import Task, ensure_registered, longest_first, plan_tasks, resolve_backends  # noqa: F401 - re-exported
 from .store import ResultRow, Status, append_rows, done_keys
 
 WORKER_START_TIMEOUT_S = 300.0
 RETRIED_ON_RESUME = (Status.ERROR, Status.TIMEOUT)  # transient: a re-run may succeed
-
-
-@dataclass(frozen=True)
-class Task:
-    spec: ExperimentSpec
-    backend: str
-    module: str  # the module whose import registers the backend (adapters may live outside frameworks/)
-    variant: str = ""  # the backend's canonical variant ('' = its defaults)
-
-    @property
-    def key(self) -> tuple:
-        return (*self.spec.key, self.backend, self.variant)
-
-    @property
-    def label(self) -> str:
-        return label(self.backend, self.variant)
 
 
 class SweepError(RuntimeError):
@@ -50,41 +33,6 @@ class SweepError(RuntimeError):
 
 def make_run_id() -> str:
     return uuid.uuid4().hex[:12]
-
-
-def resolve_backends(backend_args: Iterable[str]) -> list[tuple[str, str]]:
-    """'NAME' or 'NAME[key=value,...]' (or 'NAME[*]': the defaults and every contender variant the backend
-    declares) as (name, canonical variant) pairs, repeats dropped; a SpecError naming what is allowed."""
-    load_all()
-    out: list[tuple[str, str]] = []
-    for text in backend_args:
-        star = text.strip().endswith("[*]")
-        try:
-            name, choice = parse_backend_arg(text.strip()[:-3] if star else text)
-        except VariantError as exc:
-            raise SpecError(str(exc)) from None
-        if name not in BACKENDS:
-            raise SpecError(f"backends: {name!r} not known; expected any of {', '.join(sorted(BACKENDS))}")
-        try:
-            variants = BACKENDS[name].contender_variants() if star else [BACKENDS[name].variant_string(choice)]
-        except VariantError as exc:
-            raise SpecError(str(exc)) from None
-        out += [(name, v) for v in variants if (name, v) not in out]
-    return out
-
-
-def plan_tasks(specs: Iterable[ExperimentSpec], backend_args: Iterable[str]) -> list[Task]:
-    """Every (spec, backend variant), spec-major so that backends of one spec share its inputs. A variant
-    whose non-default keys change nothing for a spec (`VariantKey.applies`) is not planned for it: its row
-    would repeat the default's."""
-    pairs = resolve_backends(backend_args)
-    tasks = []
-    for spec in specs:
-        for name, variant in pairs:
-            if variant and not BACKENDS[name](variant).variant_applies(spec):
-                continue
-            tasks.append(Task(spec, name, BACKENDS[name].__module__, variant))
-    return tasks
 
 
 def _worker_main(conn, config: MeasureConfig, commit: str, log_path: str) -> None:
@@ -105,16 +53,9 @@ def _worker_main(conn, config: MeasureConfig, commit: str, log_path: str) -> Non
         task = conn.recv()
         if task is None:
             return
-        _ensure_registered(task)
+        ensure_registered(task)
         print(f"--- {task.spec.describe()} :: {task.label}", flush=True)
         conn.send(("row", measurer.measure(task.spec, registry[task.backend](task.variant))))
-
-
-def _ensure_registered(task: Task) -> None:
-    """Adapters outside frameworks/ (tests) register when their module is imported; frameworks'
-    own, broken ones included, are registered by load_all()."""
-    if task.backend not in BACKENDS:
-        importlib.import_module(task.module)
 
 
 class WorkerPool:
@@ -232,13 +173,6 @@ def environment(values: dict[str, str]):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def longest_first(tasks: list[Task]) -> list[Task]:
-    """Tasks by decreasing estimated cost (FLOPs plus 300 × bytes, an H100's balance point), the
-    backends of one spec kept together so that a worker reuses its inputs: the tail stays short."""
-    cost = {t.spec: t.spec.flops + 300 * t.spec.ideal_bytes for t in tasks}
-    return sorted(tasks, key=lambda t: -cost[t.spec])  # stable: spec-major order within equal costs
 
 
 def run_sweep(

@@ -27,7 +27,7 @@ from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warp
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from .kernels import LOG2E
-from .ops import GLUON_GRIDS, gluon_pages_fit, gluon_varlen_tiles, heaviest_first, sm_count
+from .schedule import GLUON_GRIDS, gluon_pages_fit, gluon_varlen_tiles, heaviest_first, sm_count
 
 
 @gluon.jit

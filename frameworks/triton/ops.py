@@ -19,19 +19,21 @@ from .kernels import (
     ragged_decode_kernel,
     varlen_kernel,
 )
+from .schedule import (  # noqa: F401 - re-exported: callers and tests read them as ops.*
+    GLUON_GRIDS,
+    gluon_pages_fit,
+    gluon_varlen_tiles,
+    heaviest_first,
+    sm_count,
+)
 
 # the varlen kernel's order of requests (`Varlen`): heaviest first on a grid of (row block, request × head),
 # batch order on it, or heaviest first on a grid of only the row blocks that hold rows ("tiles")
 SCHEDULES = ("longest-first", "simple", "tiles")
-GLUON_GRIDS = ("blocks", "tiles")  # the Gluon varlen launch: every row block of the longest request, or the listed ones
 SPLIT_GRANULE = 128  # tokens: a split covers a multiple of the largest decode BLOCK_N
 PROGRAMS_PER_SM = 1  # decode splits until about one program a multiprocessor (H100, v2: 4 a SM was slower)
 # the largest tile any configuration loads: a paged cache goes through TMA only if its pages hold it
 MAX_BLOCK_N = max(c.kwargs["BLOCK_N"] for c in (*prefill_kernel.configs, *decode_kernel.configs))
-
-
-def sm_count(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
 
 
 def choose_splits(batch: int, kv_heads: int, kv_len: int, sms: int, granule: int = SPLIT_GRANULE) -> tuple[int, int]:
@@ -88,35 +90,10 @@ def tma_capable(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
 
 
-def heaviest_first(q_lens, kv_lens) -> list[int]:
-    """Request indices by work (query × key pairs), largest first; stable: equal requests keep batch order."""
-    return sorted(range(len(q_lens)), key=lambda i: -q_lens[i] * kv_lens[i])
-
-
-def gluon_varlen_tiles(order, q_lens, heads: int, causal: bool, block_m: int = 128) -> list[int]:
-    """The Gluon varlen kernel's programs that hold rows, flattened pairs (request × heads + head, row block), in
-    the block grid's launch order: requests in `order`, a request's heads in turn, and a causal request's row
-    blocks last first (the last block sees the most keys)."""
-    tiles = []
-    for b in order:
-        blocks = range(-(-q_lens[b] // block_m))
-        blocks = blocks[::-1] if causal else blocks
-        for h in range(heads):
-            for m in blocks:
-                tiles += (b * heads + h, m)
-    return tiles
-
-
 def gluon_varlen_worth_it(q_lens) -> bool:
     """The Gluon varlen kernel's unit is a 128-row block a query head, with no GQA packing: worth it when the
     requests average a block of rows (prompts and chunks), not for decodes or speculative steps."""
     return sum(q_lens) >= 128 * len(q_lens)
-
-
-def gluon_pages_fit(page_size: int | None, block_n: int = 128) -> bool:
-    """Whether the Gluon varlen kernel loads pages of this size through TMA (gluon_prefill._kv_tile_load): 16
-    rows a load or more (8 loads a 128-key tile at most), and no tile across a page boundary."""
-    return page_size is not None and page_size % 16 == 0 and (block_n % page_size == 0 or page_size % block_n == 0)
 
 
 def gluon_capable(device: torch.device) -> bool:
