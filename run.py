@@ -25,7 +25,7 @@ from rich.table import Table
 from specs import MIXES, MODELS, PRESETS, DType, SpecError, Workload, get_preset
 
 REPO = Path(__file__).resolve().parent
-console = Console(width=None if sys.stdout.isatty() else 200)
+console = Console(width=None if sys.stdout.isatty() else 100)  # piped: 100 columns
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 
 PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)
@@ -146,6 +146,14 @@ def sweep(
         None, help="Run the tasks on a Ray cluster: 'auto' (the running one) or ray://host:port; one GPU a task."
     ),
     accelerator_type: str | None = typer.Option(None, help="With --ray: only GPUs of this Ray accelerator type."),
+    l2_flush: str = typer.Option(
+        "zero",
+        help="How the L2 is evicted before each timed call: zero (write a 256 MB buffer) or read; in the "
+        "row's timing_mode.",
+    ),
+    git_commit: str | None = typer.Option(
+        None, help="The commit the rows name (default: asked of git; give it for a copy of the tree without .git)."
+    ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots of the output file after the sweep."),
     plot_dir: Path = typer.Option(REPO / "plots", help="Where the plots go."),
 ):
@@ -155,7 +163,7 @@ def sweep(
     from harness.measure import MeasureConfig
     from harness.options import check_number, check_output_dir, check_output_file
     from harness.sweep import log_path_for, make_run_id
-    from harness.timer import Repetition
+    from harness.timer import Repetition, check_l2_flush
 
     check_number("--timeout", timeout, minimum=0, inclusive=False)
     check_number("--max-seconds", max_seconds, minimum=0, inclusive=False)
@@ -203,6 +211,8 @@ def sweep(
         run_id=make_run_id(),
         calibration_path=str(calibration_file(slug)),
         calibrate_if_missing=True,
+        l2_flush=check_l2_flush(l2_flush),
+        git_commit=git_commit,
     )
     _ = config.timing_mode  # validates --timing against the device
     if output is None:
@@ -463,29 +473,58 @@ def print_summary(rows, skipped: int, measured: int | None = None) -> None:
 
 @app.command("list")
 @friendly_errors
-def list_(device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU).")):
-    """Backends (with availability and the reason when not), models and presets."""
+def list_(
+    device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
+    backend: list[str] | None = typer.Option(None, "--backend", "-b", help="Only these backends."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the backends as JSON (name, availability, capabilities, variants) and nothing else.",
+    ),  # fmt: skip
+):
+    """Backends (with availability and the reason when not), their variants, models and presets."""
+    import json
+
     from frameworks import load_all
+    from harness.catalog import backend_catalog
     from harness.env import pick_device
+    from harness.options import check_known, dedupe
 
     dev = pick_device(device)
+    names = dedupe(split_list(backend))
+    if names:
+        check_known("--backend", names, sorted(load_all()))
+    catalog = backend_catalog(dev, names)
+    if as_json:
+        print(json.dumps(catalog, indent=1))
+        return
     table = Table(title=f"backends on {dev.type}")
     for col in ("backend", "available", "version / reason", "kernel"):
         table.add_column(col)
-    registry = sorted(load_all().items())
-    for name, cls in registry:
-        backend = cls()
-        reason = backend.availability(dev)
-        table.add_row(name, "[red]no[/]" if reason else "[green]yes[/]", reason or backend.version(), cls.upstream)
+    for b in catalog:
+        table.add_row(b["name"], "[red]no[/]" if b["reason"] else "[green]yes[/]", escape(b["reason"] or b["version"]),
+                      escape(b["upstream"]))  # fmt: skip
     console.print(table)
 
     caps = Table(title="capabilities (declared; the library may still decline a spec at run time)")
-    columns = list(registry[0][1].caps.summary()) if registry else []
+    columns = list(catalog[0]["capabilities"]) if catalog else []
     for col in ("backend", *columns):
         caps.add_column(col)
-    for name, cls in registry:
-        caps.add_row(name, *cls.caps.summary().values())
+    for b in catalog:
+        caps.add_row(b["name"], *b["capabilities"].values())
     console.print(caps)
+
+    variants = Table(title="variants: -b 'NAME[key=value,...]'; the default sweep also runs the contenders (*)")
+    for col in ("backend", "key", "values (default first)", "what"):
+        variants.add_column(col, overflow="fold")
+    for b in catalog:
+        for v in b["variants"]:
+            values = [v["default"], *(x for x in v["values"] if x != v["default"])]
+            shown = ", ".join(x + ("*" if x in v["contenders"] else "") for x in values)
+            variants.add_row(b["name"], v["key"], escape(shown), escape(v["help"]))
+    console.print(variants)
+    if names:
+        return
 
     models = Table(title="models")
     for col in ("model", "q heads", "kv heads", "head dim", "GQA group"):
@@ -743,14 +782,15 @@ def compare(
     from harness.compare import compare as compare_rows
     from harness.compare import load_spread, on_gpu, summarize
     from harness.options import check_input_files, check_number
-    from harness.store import load_rows
+    from harness.store import labelled, load_rows
 
     if show not in ("all", "significant"):
         raise ValueError(f"show: {show!r} is not valid; expected one of all, significant")
     check_number("--min-effect", min_effect, minimum=0)
     check_input_files("files", [a, b])
     noise = {} if no_spread or spread is None else load_spread(spread)
-    rows_a, rows_b = on_gpu(load_rows(a), a_gpu, "--a-gpu", a), on_gpu(load_rows(b), b_gpu, "--b-gpu", b)
+    rows_a = labelled(on_gpu(load_rows(a), a_gpu, "--a-gpu", a))  # variants apart, named as -b takes them
+    rows_b = labelled(on_gpu(load_rows(b), b_gpu, "--b-gpu", b))
     comparisons = compare_rows(rows_a, rows_b, min_effect, noise)
     out = Table(title=f"B = {b.name} vs A = {a.name} (ratio = B p50 / A p50; below 1: B is faster)")
     for col in ("spec", "backend", "A p50 ms [95% CI]", "B p50 ms [95% CI]", "ratio", "verdict"):
@@ -769,7 +809,9 @@ def compare(
             else (r.status.value if r else "—")
         )
         ratio = f"{c.ratio:.3f}" if c.ratio is not None else "—"
-        out.add_row(c.label, c.backend, fmt(c.a), fmt(c.b), ratio, f"[{colour_of(c.verdict)}]{c.verdict}[/]")
+        out.add_row(
+            escape(c.label), escape(c.backend), fmt(c.a), fmt(c.b), ratio, f"[{colour_of(c.verdict)}]{c.verdict}[/]"
+        )
     console.print(out)
     if noise:
         console.print(

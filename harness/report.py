@@ -149,6 +149,7 @@ def render_rich(p: Pivot, title: str | None = None):
     """A backend a line and a spec a column; turned when there are more than WIDE specs and more specs than
     backends (the `scaling` preset's 62 specs made 62 columns that no terminal shows), the best still in
     bold (then: per line)."""
+    from rich.markup import escape
     from rich.table import Table
 
     turned = len(p.col_labels) > WIDE and len(p.col_labels) > len(p.row_labels)
@@ -156,19 +157,19 @@ def render_rich(p: Pivot, title: str | None = None):
     table = Table(title=title or f"{p.metric} (best per {where} in bold; failed cells show their status)")
     lines, columns = (p.col_labels, p.row_labels) if turned else (p.row_labels, p.col_labels)
     table.add_column("spec" if turned else "backend", style="cyan", no_wrap=True)
-    for col in columns:
-        table.add_column(col.replace(" ", "\n", 1), justify="right", overflow="fold")
+    for col in columns:  # labels are data (a variant's brackets), never markup
+        table.add_column(escape(col.replace(" ", "\n", 1)), justify="right", overflow="fold")
     for line in lines:
         cells = []
         for col in columns:
             backend, spec = (col, line) if turned else (line, col)
-            text = p.cells.get((backend, spec), "—")
+            text = escape(p.cells.get((backend, spec), "—"))
             if p.best.get(spec) == backend:
                 text = f"[bold green]{text}[/]"
             elif not re.match(r"^[\d.]", text):
                 text = f"[dim]{text}[/]"
             cells.append(text)
-        table.add_row(line, *cells)
+        table.add_row(escape(line), *cells)
     return table
 
 
