@@ -1,0 +1,122 @@
+"""Variants as part of what a row is: parsed from -b, kept apart by resume, latest, compare and the
+report, listed by `run.py list --json`; old rows load with an empty variant."""
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import run
+from frameworks import info_dict, info_text
+from harness.html_report import reproduce_command
+from harness.plan import plan_tasks, resolve_backends
+from harness.store import COLUMNS, _csv_line, labelled, latest, load_frame, load_rows
+from specs import ExperimentSpec, SpecError
+
+from .test_store import ok_row
+
+runner = CliRunner()
+SWEEP = ["sweep", "--preset", "smoke", "-w", "decode", "-m", "Llama-3.1-8B", "--no-plots", "--iterations", "2",
+         "--warmup", "0"]  # fmt: skip
+
+
+def test_backend_arguments_resolve_to_canonical_variants():
+    pairs = resolve_backends(["torch-naive", "torch-naive[gqa=repeat]", "torch-naive[ gqa = repeat ]", "flashinfer[*]"])
+    assert pairs == [
+        ("torch-naive", ""),
+        ("torch-naive", "gqa=repeat"),
+        ("flashinfer", ""),
+        ("flashinfer", "mixed=batch-attention"),
+    ]
+    assert resolve_backends(["torch-naive[gqa=grouped]"]) == [("torch-naive", "")]  # the default is said by ''
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("torch-naive[gqa=rows]", "variant gqa='rows' is not valid; expected one of grouped, repeat"),
+        ("torch-naive[split=2]", "no variant key 'split'; its keys: gqa"),
+        ("sdpa[x=1]", "no variant key 'x'; its keys: none"),
+        ("torch-naive[gqa]", "variant 'gqa' is not key=value"),
+        ("nope[gqa=repeat]", "'nope' not known"),
+    ],
+)
+def test_a_bad_variant_names_what_is_allowed(text, message):
+    with pytest.raises(SpecError, match=message.replace("[", r"\[")):
+        resolve_backends([text])
+
+
+def test_a_variant_that_changes_nothing_for_a_spec_is_not_planned():
+    gqa = ExperimentSpec("decode", 2, 1, 32, 8, 2, 64, model="tiny")
+    mha = ExperimentSpec("decode", 2, 1, 32, 4, 4, 64, model="tiny")
+    tasks = plan_tasks([gqa, mha], ["torch-naive", "torch-naive[gqa=repeat]"])
+    assert [(t.spec.num_kv_heads, t.variant) for t in tasks] == [(2, ""), (2, "gqa=repeat"), (4, "")]
+    assert tasks[1].label == "torch-naive[gqa=repeat]" and tasks[0].key != tasks[1].key
+
+
+def test_two_variants_sweep_then_resume_measures_nothing(tmp_path):
+    out = tmp_path / "v.csv"
+    args = [*SWEEP, "-b", "torch-naive,torch-naive[gqa=repeat]", "-o", str(out), "--device", "cpu"]
+    first = runner.invoke(run.app, args)
+    assert first.exit_code == 0, first.output
+    rows = load_rows(out)
+    assert sorted(r.variant for r in rows) == ["", "gqa=repeat"]
+    assert {info_dict(r.backend_info)["gqa"] for r in rows} == {"grouped rows", "repeat K/V"}
+    again = runner.invoke(run.app, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert "0 measured now" in again.output and len(load_rows(out)) == 2
+
+
+def test_compare_pairs_rows_by_variant(tmp_path):
+    spec = ExperimentSpec("decode", 2, 1, 32, 8, 2, 64, model="tiny")
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    from harness.store import append_rows
+
+    append_rows(a, [ok_row(spec, p50_ms=1.0), ok_row(spec, p50_ms=4.0, variant="gqa=repeat")])
+    append_rows(b, [ok_row(spec, p50_ms=1.0), ok_row(spec, p50_ms=4.0, variant="gqa=repeat")])
+    result = runner.invoke(run.app, ["compare", str(a), str(b), "--no-spread"])
+    assert result.exit_code == 0, result.output
+    assert "2 compared" in result.output and "geometric mean of B/A = 1.0000" in result.output
+
+
+def test_latest_and_labels_keep_variants_apart(tmp_path):
+    spec = ExperimentSpec("decode", 2, 1, 32, 32, 8, 128, model="Llama-3.1-8B")
+    rows = [ok_row(spec, p50_ms=1.0), ok_row(spec, p50_ms=4.0, variant="gqa=repeat")]
+    assert len(latest(rows)) == 2
+    named = labelled(rows)
+    assert [r.backend for r in named] == ["torch-naive", "torch-naive[gqa=repeat]"]
+    command = reproduce_command(named[1])
+    assert "-b 'torch-naive[gqa=repeat]'" in command
+
+
+def test_rows_written_before_variants_load_with_an_empty_variant(tmp_path):
+    path = tmp_path / "old.csv"
+    older = [c for c in COLUMNS if c not in ("variant", "gpu_uuid")]
+    row = ok_row()
+    cells = dict(zip(COLUMNS, next(csv.reader([_csv_line(row)]))))
+    cells["backend_info"] = "varlen;schedule=longest-first;BLOCK_M=128"  # the pre-JSON string form
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(older)
+        writer.writerow([cells[c] for c in older])
+    frame = load_frame([path])
+    assert list(frame["variant"]) == [""]
+    info = info_dict(frame["backend_info"].iloc[0])
+    assert info == {"path": "varlen", "schedule": "longest-first", "BLOCK_M": "128"}
+    assert info_text({"kernel": "x", "splits": 2}) == '{"kernel":"x","splits":2}'
+
+
+def test_list_json_describes_every_backend():
+    result = runner.invoke(run.app, ["list", "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    catalog = {b["name"]: b for b in json.loads(result.output)}
+    naive = catalog["torch-naive"]
+    assert naive["available"] is True and naive["reason"] == "" and naive["capabilities"]["devices"]
+    assert naive["variants"] == [
+        {"key": "gqa", "values": ["grouped", "repeat"], "default": "grouped", "contenders": [],
+         "help": naive["variants"][0]["help"]}
+    ]  # fmt: skip
+    assert catalog["flashinfer"]["available"] is False and catalog["flashinfer"]["reason"]
+    assert {"mixed"} == {v["key"] for v in catalog["flashinfer"]["variants"]}
+    assert {v["key"] for v in catalog["triton"]["variants"]} >= {"splits", "gluon", "schedule"}
