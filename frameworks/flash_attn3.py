@@ -10,10 +10,23 @@ import inspect
 
 import torch
 
-from specs import DType
+from specs import DType, Workload
 
 from ._paged import to_paged, to_paged_ragged
-from .base import Backend, Caps, KVLayout, first_output, probe_build, register
+from .base import Backend, Caps, KVLayout, Unsupported, VariantKey, first_output, probe_build, register
+
+
+def kv_cache_call(spec) -> bool:
+    """Whether the adapter runs the spec through flash_attn_with_kvcache (whose split FA3's scheduler
+    metadata plans): a paged cache, or a uniform decode; a dense prompt, chunk or ragged batch runs
+    flash_attn_func / flash_attn_varlen_func."""
+    if spec.mix:
+        return spec.page_size is not None
+    return spec.page_size is not None or spec.q_len == 1
+
+
+def _decodes_on_a_cache(spec) -> bool:
+    return kv_cache_call(spec) and spec.workload in (Workload.DECODE, Workload.SPEC_DECODE, Workload.MIXED)
 
 
 @register("flash-attn3")
@@ -28,6 +41,32 @@ class FlashAttn3(Backend):
         layouts={KVLayout.DENSE, KVLayout.PAGED},
         ragged=True,
     )
+    variants = (
+        VariantKey(
+            "scheduler",
+            ("heuristic", "metadata", "none"),
+            "heuristic",
+            contenders=("metadata",),
+            applies=_decodes_on_a_cache,
+            help="how the KV-cache call splits the keys: FA3's own heuristic at call time (num_splits=0), "
+            "vLLM's way (get_scheduler_metadata planned once, passed as scheduler_metadata), or no split "
+            "(num_splits=1)",
+        ),
+    )
+
+    def _schedule(self, fa3, kw: dict, spec, batch_size: int, max_q: int, max_kv: int, seqlens, dtype, cu_q=None):
+        """The scheduler variant's arguments for a flash_attn_with_kvcache call (added to kw)."""
+        mode = self.choice["scheduler"]
+        if mode == "none":
+            kw["num_splits"] = 1
+        elif mode == "metadata":
+            if not hasattr(fa3, "get_scheduler_metadata"):
+                raise Unsupported("scheduler=metadata: this flash_attn_interface has no get_scheduler_metadata")
+            kw["scheduler_metadata"] = fa3.get_scheduler_metadata(
+                batch_size, max_q, max_kv, spec.num_q_heads, spec.num_kv_heads, spec.head_dim, seqlens,
+                qkv_dtype=dtype, cu_seqlens_q=cu_q, page_size=spec.page_size, causal=spec.causal,
+            )  # fmt: skip
+        return mode
 
     def prepare(self, spec, inputs):
         import flash_attn_interface as fa3
@@ -52,20 +91,25 @@ class FlashAttn3(Backend):
             kw = {"cache_seqlens": paged.seqlens(), table_arg: paged.block_table, "cu_seqlens_q": cq,
                   "max_seqlen_q": batch.max_q, "causal": spec.causal}  # fmt: skip
             kp, vp = paged.k_pages, paged.v_pages
-            self._info = f"flash_attn_with_kvcache(cu_seqlens_q, {table_arg});page_size={spec.page_size}"
+            mode = self._schedule(fa3, kw, spec, batch.num_requests, batch.max_q, batch.max_kv, kw["cache_seqlens"],
+                                  q.dtype, cq)  # fmt: skip
+            self._info = {"call": f"flash_attn_with_kvcache(cu_seqlens_q, {table_arg})", "scheduler": mode,
+                          "page_size": spec.page_size}  # fmt: skip
             return lambda: first_output(fa3.flash_attn_with_kvcache(q, kp, vp, **kw))
         if spec.page_size is None and spec.q_len > 1:
             self._info = "flash_attn_func"
             return lambda: first_output(fa3.flash_attn_func(q, k, v, causal=causal))
         seqlens = torch.full((spec.batch_size,), spec.kv_len, dtype=torch.int32, device=q.device)
         kwargs = dict(cache_seqlens=seqlens, causal=causal)
-        self._info = "flash_attn_with_kvcache"
+        self._info = {"call": "flash_attn_with_kvcache"}
         if spec.page_size is not None:
             paged = to_paged(k, v, spec.page_size)
             k, v = paged.k_pages, paged.v_pages
             kwargs[table_arg] = paged.block_table
-            self._info += f"({table_arg});page_size={spec.page_size}"
+            self._info = {"call": f"flash_attn_with_kvcache({table_arg})", "page_size": spec.page_size}
+        self._info["scheduler"] = self._schedule(fa3, kwargs, spec, spec.batch_size, spec.q_len, spec.kv_len, seqlens,
+                                                 q.dtype)  # fmt: skip
         return lambda: first_output(fa3.flash_attn_with_kvcache(q, k, v, **kwargs))
 
-    def run_info(self) -> str:
+    def run_info(self) -> dict | str:
         return getattr(self, "_info", "")

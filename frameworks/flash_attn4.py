@@ -1,6 +1,7 @@
 """FlashAttention-4 (`flash_attn.cute`, the CuTe DSL build; Hopper and Blackwell): `flash_attn_func`
 for prefill, append (causal is bottom-right) and decode, dense K/V; ragged batches through
-`flash_attn_varlen_func` (cu_seqlens_q / cu_seqlens_k). FA4 has no general split-KV
+`flash_attn_varlen_func` (cu_seqlens_q / cu_seqlens_k); a paged cache (uniform or ragged) through
+`flash_attn_varlen_func` with `page_table` and `seqused_k`, as vLLM's FA4 path calls it. FA4 has no general split-KV
 (FlashDecoding) on sm90, so decode there runs one split; on Blackwell FA4's own heuristic picks the
 split. The split that ran is in backend_info.
 Upstream: https://github.com/Dao-AILab/flash-attention/tree/main/flash_attn/cute"""
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 from specs import DType, Workload
 
-from .base import Backend, Caps, first_output, register
+from ._paged import to_paged, to_paged_ragged
+from .base import Backend, Caps, KVLayout, first_output, register
 
 
 def fa4_splits(workload: Workload, compute_capability: tuple[int, int]) -> int:
@@ -25,7 +27,12 @@ class FlashAttn4(Backend):
     min_compute_capability = (9, 0)
     upstream = "flash_attn.cute.flash_attn_func (FA4, CuTe DSL)"
     distribution = "flash-attn-4"
-    caps = Caps(dtypes={DType.BF16, DType.FP16}, head_dims={64, 96, 128}, ragged=True)
+    caps = Caps(
+        dtypes={DType.BF16, DType.FP16},
+        head_dims={64, 96, 128},
+        layouts={KVLayout.DENSE, KVLayout.PAGED},  # pages through page_table (4.0.0b36 ran pages of 16 on an H200)
+        ragged=True,
+    )
 
     def availability(self, device):
         reason = super().availability(device)
@@ -40,6 +47,8 @@ class FlashAttn4(Backend):
         from flash_attn.cute import flash_attn_func
 
         q, k, v, causal = inputs.q, inputs.k, inputs.v, spec.is_masked
+        if spec.page_size is not None:
+            return self._prepare_paged(spec, inputs)
         if inputs.ragged:
             import inspect
 
@@ -56,7 +65,29 @@ class FlashAttn4(Backend):
         self._info = f"num_splits={'auto' if splits == 0 else splits}"
         return lambda: first_output(flash_attn_func(q, k, v, causal=causal, num_splits=splits))
 
-    def run_info(self) -> str:
+    def _prepare_paged(self, spec, inputs):
+        """Pages in a shuffled pool with a page table and each request's length (seqused_k): one
+        flash_attn_varlen_func call, packed queries (cu_seqlens_q) for a ragged batch, [B, Sq, H, D] for a
+        uniform one."""
+        import torch
+        from flash_attn.cute import flash_attn_varlen_func
+
+        q, batch = inputs.q, spec.batch
+        if inputs.ragged:
+            paged = to_paged_ragged(inputs.k, inputs.v, batch.kv_lens, spec.page_size)
+            lengths = paged.seqlens()
+            kw = dict(cu_seqlens_q=inputs.cu_seqlens_q, max_seqlen_q=batch.max_q)
+        else:
+            paged = to_paged(inputs.k, inputs.v, spec.page_size)
+            lengths = torch.full((spec.batch_size,), spec.kv_len, dtype=torch.int32, device=q.device)
+            kw = {}
+        kp, vp, table = paged.k_pages, paged.v_pages, paged.block_table
+        kw.update(seqused_k=lengths, max_seqlen_k=batch.max_kv, page_table=table, causal=spec.causal, num_splits=1)
+        self._info = {"call": "flash_attn_varlen_func(page_table, seqused_k)", "num_splits": 1,
+                      "page_size": spec.page_size}  # fmt: skip
+        return lambda: first_output(flash_attn_varlen_func(q, kp, vp, **kw))
+
+    def run_info(self) -> dict | str:
         return getattr(self, "_info", "")
 
 
