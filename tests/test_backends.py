@@ -1,11 +1,23 @@
 """Conformance: every registered backend that can run here agrees with the fp32 reference."""
 
 import os
+import re
 
 import pytest
 import torch
 
-from frameworks import BACKENDS, Caps, KVLayout, get_backend, load_all
+from frameworks import (
+    BACKENDS,
+    Caps,
+    KVLayout,
+    VariantError,
+    get_backend,
+    info_dict,
+    label,
+    load_all,
+    parse_backend_arg,
+    split_backend_args,
+)
 from harness.inputs import make_inputs
 from harness.reference import check_indices, check_output, reference_attention
 from harness.store import Status
@@ -155,7 +167,8 @@ def test_sdpa_unsupported_reason_keeps_pytorchs_words_without_noise():
 
 def test_sdpa_records_the_kernel_pytorch_chose():
     row = cpu_measurer().measure(tiny_spec("prefill"), get_backend("sdpa-math"))
-    assert row.backend_info == "kernel=_scaled_dot_product_attention_math"
+    assert row.backend_info == '{"kernel":"_scaled_dot_product_attention_math"}'  # a compact JSON object
+    assert info_dict(row.backend_info) == {"kernel": "_scaled_dot_product_attention_math"}
 
 
 DENSE_ONLY = [n for n in PROJECT_BACKENDS if KVLayout.PAGED not in BACKENDS[n].caps.layouts]
@@ -239,16 +252,102 @@ def test_flex_gets_blocks_that_compile_for_chunks_off_its_block():
     assert flex_kernel_options(4, 16) is None and flex_kernel_options(16, 8) is None
 
 
-def test_an_adapter_switch_is_read_from_the_environment_and_refused_when_unknown(monkeypatch):
-    from frameworks.base import env_choice
+def test_a_backend_argument_names_a_variant_and_odd_shapes_are_refused():
+    """'NAME' or 'NAME[key=value,...]' (spaces allowed around the parts); a list of them splits at the commas
+    outside brackets; a label is the name with its canonical variant in brackets (none for the defaults)."""
+    assert parse_backend_arg("sdpa") == ("sdpa", {})
+    assert parse_backend_arg(" triton[splits=fill, gluon=off] ") == ("triton", {"splits": "fill", "gluon": "off"})
+    assert parse_backend_arg("triton[]") == ("triton", {})
+    for text, words in [("triton[splits]", "'splits' is not key=value"), ("triton[splits=]", "is not key=value"),
+                        ("triton[gluon=on,gluon=off]", "'gluon' given twice"), ("triton[gluon=on", "expected NAME or"),
+                        ("triton[a=1][b=2]", "expected NAME or")]:  # fmt: skip
+        with pytest.raises(VariantError, match=re.escape(words)):
+            parse_backend_arg(text)
+    assert issubclass(VariantError, ValueError)
+    assert split_backend_args("sdpa, triton[splits=fill,gluon=off],flashinfer[mixed=one-call] ,") == [
+        "sdpa", "triton[splits=fill,gluon=off]", "flashinfer[mixed=one-call]"
+    ]  # fmt: skip
+    assert split_backend_args("") == [] and split_backend_args("triton") == ["triton"]
+    assert label("triton", "splits=fill") == "triton[splits=fill]" and label("sdpa", "") == "sdpa"
 
-    monkeypatch.delenv("ATTNBENCH_SWITCH_PROBE", raising=False)
-    assert env_choice("ATTNBENCH_SWITCH_PROBE", "a", ("a", "b")) == "a"
-    monkeypatch.setenv("ATTNBENCH_SWITCH_PROBE", "b")
-    assert env_choice("ATTNBENCH_SWITCH_PROBE", "a", ("a", "b")) == "b"
-    monkeypatch.setenv("ATTNBENCH_SWITCH_PROBE", "c")
-    with pytest.raises(ValueError, match="ATTNBENCH_SWITCH_PROBE: 'c' is not valid; expected a, b"):
-        env_choice("ATTNBENCH_SWITCH_PROBE", "a", ("a", "b"))
+
+def test_a_variant_is_canonical_and_bad_keys_or_values_name_what_is_allowed():
+    """The real adapters' declared keys: the canonical string keeps the non-default keys in declaration order,
+    the instance's choice holds every key; a key or value not declared is a VariantError naming the allowed."""
+    triton, naive = BACKENDS["triton"], BACKENDS["torch-naive"]
+    assert triton.variant_string({"splits": "fill", "gluon": "off"}) == "gluon=off,splits=fill"
+    assert triton.variant_string({"splits": "waves", "mixed_streams": "1"}) == "mixed_streams=1"  # a default: unsaid
+    assert triton.variant_string({}) == "" and naive.variant_string({"gqa": "grouped"}) == ""
+    backend = get_backend("triton[splits=fill,gluon=off]")
+    assert backend.variant == "gluon=off,splits=fill" and backend.name == "triton"
+    assert backend.choice == {key.name: key.default for key in triton.variants} | {"splits": "fill", "gluon": "off"}
+    assert set(backend.choice) == {"gluon", "gluon_grid", "splits", "schedule", "varlen_config", "varlen_tma",
+                                   "page_prefetch", "mixed_streams", "mixed_launches"}  # fmt: skip
+    made = [triton("splits=fill"), triton({"splits": "fill"}), get_backend("triton[splits=fill]")]
+    assert all(b.choice == made[0].choice and b.variant == "splits=fill" for b in made)
+    assert get_backend("triton").variant == "" and get_backend("triton").choice["splits"] == "waves"
+    assert get_backend("flashinfer[mixed=one-call]").choice == {"mixed": "one-call"}
+    assert get_backend("torch-naive[gqa=repeat]").variant == "gqa=repeat"
+    refused = [
+        ("triton[split=fill]", "backend triton: no variant key 'split'; its keys: gluon, gluon_grid, splits, schedule"),
+        ("triton[splits=even]", "backend triton: variant splits='even' is not valid; expected one of waves, fill "
+         "(default waves)"),
+        ("flashinfer[mixed=both]", "variant mixed='both' is not valid; expected one of split, one-call, "
+         "batch-attention (default split)"),
+        ("torch-naive[gqa=tiled]", "variant gqa='tiled' is not valid; expected one of grouped, repeat "
+         "(default grouped)"),
+        ("sdpa[gqa=repeat]", "backend sdpa: no variant key 'gqa'; its keys: none (this backend has no variants)"),
+    ]  # fmt: skip
+    for text, words in refused:
+        with pytest.raises(VariantError, match=re.escape(words)):
+            get_backend(text)
+    with pytest.raises(VariantError, match="no variant key 'splits'"):
+        naive({"splits": "fill"})
+    with pytest.raises(ValueError, match="backend: 'tritonn' is not known"):
+        get_backend("tritonn[splits=fill]")
+
+
+def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_changes_something():
+    """contender_variants: the defaults, then each declared contender; variant_applies: a non-default key that
+    changes nothing for the spec (its row would repeat the default's) is not planned."""
+    from specs import ExperimentSpec
+
+    assert BACKENDS["flashinfer"].contender_variants() == ["", "mixed=batch-attention"]
+    assert BACKENDS["triton"].contender_variants() == [""] == BACKENDS["torch-naive"].contender_variants()
+    assert BACKENDS["sdpa"].contender_variants() == [""]
+    mixed = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64)
+    paged_mix = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64, page_size=16)
+    decodes = ExperimentSpec.from_mix("3q1s7_q1s40", 8, 2, 64)  # a ragged batch of decodes only
+    decode, prefill = tiny_spec("decode"), tiny_spec("prefill")
+    for text, applies_to, not_to in [
+        ("flashinfer[mixed=batch-attention]", [mixed, decodes], [decode, prefill]),
+        ("torch-naive[gqa=repeat]", [decode, prefill, mixed], [tiny_spec("decode", group=1)]),
+        ("triton[splits=fill]", [decode, mixed, decodes], [prefill, tiny_spec("append")]),
+        ("triton[gluon=off]", [prefill, mixed], [decode, decodes]),
+        ("triton[mixed_streams=1]", [mixed], [decodes, decode]),
+        ("triton[varlen_tma=off]", [mixed], [paged_mix, decode]),
+        ("triton[page_prefetch=all]", [paged_mix, tiny_spec("decode", page_size=16)], [mixed, decode]),
+        ("triton[splits=fill,mixed_streams=1]", [mixed], [decode]),  # every non-default key must apply
+        ("triton", [decode, prefill, mixed], []),
+    ]:
+        backend = get_backend(text)
+        assert all(backend.variant_applies(spec) for spec in applies_to), text
+        assert not any(backend.variant_applies(spec) for spec in not_to), text
+
+
+@pytest.mark.parametrize("what", ["prefill", "append", "decode", "q9_2q1s17_q4s12"])
+def test_torch_naive_runs_gqa_grouped_or_repeated_and_says_which(what):
+    """torch-naive's gqa variant: query heads folded into rows (grouped, the default) or K/V repeated to every
+    query head in the call (repeat, Hugging Face's eager attention): both pass the reference on a GQA spec
+    (group 4), and the row says which ran."""
+    from specs import ExperimentSpec
+
+    spec = ExperimentSpec.from_mix(what, 8, 2, 64) if "q" in what[:2] else tiny_spec(what, group=4)
+    assert spec.gqa_group == 4
+    for text, gqa in [("torch-naive", "grouped rows"), ("torch-naive[gqa=repeat]", "repeat K/V")]:
+        row = cpu_measurer().measure(spec, get_backend(text))
+        assert row.status is Status.OK and row.rel_err < 2e-2, (text, row.reason)
+        assert info_dict(row.backend_info)["gqa"] == gqa and row.variant == get_backend(text).variant, row.backend_info
 
 
 MAPS = """7f01-7f02 r--p 00000000 103:02 11 /opt/venv/nvidia/cudnn/lib/libcudnn_graph.so.9
