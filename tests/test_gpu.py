@@ -361,7 +361,9 @@ def test_triton_gluon_varlen_head_dim_64_fp16_on_gpu(measurer, page, grid):
 def test_triton_varlen_schedules_on_gpu(measurer, page, schedule):
     row = measure_mix(measurer, f"triton[schedule={schedule},mixed_launches=1]", "q100s300_2q700_5q1s700_q1500", page)
     assert row.status is Status.OK, f"{row.status}: {row.reason}"
-    assert row.rel_err < 2e-2 and (info(row)["kernel"], info(row)["schedule"]) == ("varlen", schedule), row.backend_info
+    # the default schedule's prompts and chunks may take the Gluon varlen kernel (sm90), which says so
+    kernels = {"varlen", "gluon-pp-varlen"} if schedule == "longest-first" else {"varlen"}
+    assert row.rel_err < 2e-2 and info(row)["kernel"] in kernels and info(row)["schedule"] == schedule, row.backend_info
 
 
 @pytest.mark.parametrize("page", [None, 16])
