@@ -192,18 +192,18 @@ def sweep(
         warmup=warmup if warmup is not None else (10 if on_gpu else 2),
     )
     slug = "ray" if ray else device_slug(gpu_name() or "gpu") if on_gpu else "cpu"
+    if output is None:
+        output = REPO / "results" / f"{slug}.csv"
+    check_output_file("--output", output)
     config = MeasureConfig(
         device=device,
         repetition=repetition,
         timing=timing,
         run_id=make_run_id(),
-        calibration_path=str(calibration_file(slug)),
+        calibration_path=str(calibration_file(slug, output.parent)),  # beside the results, never elsewhere
         calibrate_if_missing=True,
     )
     _ = config.timing_mode  # validates --timing against the device
-    if output is None:
-        output = REPO / "results" / f"{slug}.csv"
-    check_output_file("--output", output)
     check_appendable(output)
     if plots:
         check_output_dir("--plot-dir", plot_dir)
@@ -566,7 +566,9 @@ def table(
         if blocks == 0:
             raise ValueError(f"readme: {readme} has no <!-- attnbench:table files=... --> block")
         if new != text:
-            readme.write_text(new)
+            from harness.atomic import write_atomic
+
+            write_atomic(readme, new)
         console.print(f"{readme}: {blocks} table block(s) {'rewritten' if new != text else 'already up to date'}")
         return
     if not files:
@@ -788,7 +790,7 @@ def spread_(
 ):
     """Between-run spread: how far the same (spec, backend, version, kernel) moves between runs in
     separate processes, per GPU and workload (90th percentile and maximum over keys)."""
-    from harness.compare import between_run_spread
+    from harness.compare import between_run_spread, save_spread
     from harness.options import check_input_files, check_output_file
     from harness.store import load_frame
 
@@ -803,8 +805,9 @@ def spread_(
     for r in table.itertuples():
         out.add_row(r.device, r.workload, str(r.keys), str(r.runs), f"{r.spread_p90:.2%}", f"{r.spread_max:.2%}")
     console.print(out)
-    table.to_csv(output, index=False, float_format="%.5f")
-    console.print(f"written to {output}")
+    written = save_spread(table, output)
+    others = len(written) - len(table)
+    console.print(f"written to {output}" + (f" ({others} rows of other devices kept)" if others else ""))
 
 
 if __name__ == "__main__":

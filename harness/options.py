@@ -59,9 +59,14 @@ def _first_existing(path: Path) -> Path:
 def check_output_file(option: str, path: Path) -> None:
     """A results file we can append to: an existing regular, writable file, or a new file whose
     nearest existing ancestor is a writable directory."""
+    if path.is_symlink() and not path.exists():
+        raise SpecError(f"{option}: {path} is a dangling symbolic link; give a .csv file path")
     if path.exists():
         if path.is_dir():
             raise SpecError(f"{option}: {path} is a directory; give a .csv file path")
+        if not path.is_file():  # /dev/null, a FIFO, a device (or a link to one) would swallow every row
+            target = f" (it points to {os.path.realpath(path)})" if path.is_symlink() else ""
+            raise SpecError(f"{option}: {path} is not a regular file{target}; give a .csv file path")
         try:
             with path.open("a"):
                 pass

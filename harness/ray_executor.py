@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from .measure import MeasureConfig, make_row
 from .store import ResultRow, Status
@@ -62,7 +63,7 @@ def ray_rows(todo: list[Task], config: MeasureConfig, timeout_s: float, address:
     measure = ray.remote(_measure).options(**options)
     if config.calibration_path:  # once per sweep, on the kind of GPU the tasks ask for, before any row
         env, ceilings = ray.get(ray.remote(_calibrate).options(**options).remote(config, commit))
-        path = calibrate.calibration_file(env.device_slug)  # the kind the cluster gave, not this host's
+        path = calibrate.calibration_file(env.device_slug, Path(config.calibration_path).parent)  # the cluster's kind
         known = calibrate.ceilings_for(env.device, path)
         if not known and config.calibrate_if_missing:
             calibrate.save(ceilings, path)
