@@ -54,6 +54,8 @@ def ray_rows(todo: list[Task], config: MeasureConfig, timeout_s: float, address:
     from .env import git_commit
 
     connect(address)
+    if not todo:  # everything resumed: no task, so no calibration task either
+        return
     options = {"num_gpus": 1, "max_retries": 0}
     if accelerator_type:
         options["accelerator_type"] = accelerator_type

@@ -200,7 +200,8 @@ def test_sdpa_unsupported_reason_keeps_pytorchs_words_without_noise():
 
 def test_sdpa_records_the_kernel_pytorch_chose():
     row = cpu_measurer().measure(tiny_spec("prefill"), get_backend("sdpa-math"))
-    assert row.backend_info == "kernel=_scaled_dot_product_attention_math"
+    # which kernel ran, in PyTorch's words; the test reads only that it is the math one (op names are private)
+    assert row.backend_info.startswith("kernel=") and "math" in row.backend_info
 
 
 DENSE_ONLY = [n for n in PROJECT_BACKENDS if KVLayout.PAGED not in BACKENDS[n].caps.layouts]
