@@ -68,14 +68,16 @@ def split_list(values: list[str] | None, option: str | None = None) -> list[str]
 
 
 def parse_ints(values: list[str] | None, field: str) -> list[int] | None:
-    from harness.options import check_ascii_number
+    from harness.options import check_ascii_digits
 
     items = split_list(values, field)
     if items is None:
         return None
-    for v in items:
-        check_ascii_number(field, v)
-    out = [int(v) for v in items]
+    check_ascii_digits(field, items)  # int() would read '٣' as 3
+    try:
+        out = [int(v) for v in items]
+    except ValueError:
+        raise SpecError(f"{field}: expected positive integers, got {', '.join(items)}") from None
     if any(v < 1 for v in out):
         raise SpecError(f"{field}: expected positive integers, got {', '.join(items)}")
     return out
@@ -473,7 +475,7 @@ def check(
     counts = Counter(r.status.value for r in rows)
     console.print(", ".join(f"{n} {status}" for status, n in counts.most_common()))
     for r in bad:
-        console.print(f"[red]{r.status}[/] {r.backend} · {r.spec.describe()}: {r.reason}")
+        console.print(f"[red]{r.status}[/] {escape(f'{r.backend} · {r.spec.describe()}: {r.reason}')}")
     if bad:
         raise typer.Exit(1)
 
@@ -547,7 +549,7 @@ def only_results(files):
 
     kept, notes = results_files(files)
     for note in notes:
-        console.print(f"[dim]{note}[/]")
+        console.print(f"[dim]{escape(note)}[/]")
     if not kept:
         raise ValueError("files: none of them is a results CSV")
     return kept

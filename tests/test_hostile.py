@@ -40,8 +40,9 @@ CASES = [
     (["sweep", "--backend", " , "], 2, "--backend: given but empty"),
     (["sweep", "--lengths", ""], 2, "--lengths: given but empty"),
     # numbers are written with 0-9 (Python's int() reads any script's digits)
-    (["sweep", "--batch", "٣"], 2, "--batch: '٣' is not an integer written with the digits 0-9"),
-    (["sweep", "--seq", "３２"], 2, "--seq: '３２' is not an integer"),
+    (["sweep", "--batch", "٣"], 2, "--batch: '٣' has the digit '٣'; write numbers with 0-9"),
+    (["sweep", "--seq", "３２"], 2, "--seq: '３２' has the digit '３'"),
+    (["sweep", "--batch", "two"], 2, "--batch: expected positive integers, got two"),
     (["sweep", "--seed", "٣"], 2, "Invalid value for '--seed': '٣' is not an integer written with the digits 0-9"),
     (["sweep", "--page-size", "١٦"], 2, "--page-size: '١٦' is not valid"),
     (["sweep", "--mix", "٢q2k"], 2, "--mix: '٢q2k' has the digit '٢'"),
