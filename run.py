@@ -51,6 +51,12 @@ def friendly_errors(fn):
             error(str(exc))
         except OSError as exc:  # a file that cannot be read or written, said in one line
             error(describe_os_error(exc))
+        except RuntimeError as exc:  # a worker that cannot start: its own one line
+            from harness.sweep import SweepError
+
+            if not isinstance(exc, SweepError):
+                raise
+            error(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT)
 
     return wrapper
@@ -355,7 +361,10 @@ def plan(
     if mix and lengths:
         raise SpecError("--mix and --lengths: give one of them (a mix fixes every request's lengths)")
     if lengths:
-        lengths = str(Lengths.parse(lengths, seed))
+        try:
+            lengths = str(Lengths.parse(lengths, seed))
+        except SpecError as exc:  # name the option as it is typed
+            raise SpecError(f"--{exc}" if str(exc).startswith("lengths:") else str(exc)) from None
     models, workloads = dedupe(split_list(model, "--model")), dedupe(split_list(workload, "--workload"))
     check_known("--model", models, MODELS)
     check_known("--workload", workloads, [w.value for w in Workload])

@@ -31,10 +31,10 @@ def describe_failure(path: Path, exc: OSError, needed: int) -> str:
         free = _free_bytes(path.parent)
         room = f"; {free:,} bytes free there" if free is not None else ""
         return (
-            f"{path}: no space left on the device: the write needed {needed:,} bytes{room}; the file is unchanged; "
-            f"free some space and run again"
+            f"{path}: no space left on the device: the write needed {needed:,} bytes{room}; nothing of this write "
+            "was kept, the file is as it was before it; free some space and run again"
         )
-    return f"{path}: cannot be written ({exc.strerror or exc}); the file is unchanged"
+    return f"{path}: cannot be written ({exc.strerror or exc}); the file is as it was before this write"
 
 
 def check_regular(path: Path, option: str = "") -> None:

@@ -15,6 +15,7 @@ from frameworks import AttentionInputs, Backend, Unsupported
 from specs import ExperimentSpec
 
 from . import calibrate
+from .atomic import WriteError
 from .env import Environment
 from .inputs import make_inputs
 from .reference import check_indices, check_output, reference_attention
@@ -189,7 +190,10 @@ class Measurer:
         ceilings = calibrate.ceilings_for(self.env.device, path)
         if not ceilings and self.config.calibrate_if_missing:
             rows = calibrate.measure(self.device, self.env, timestamp=now_utc())
-            calibrate.save(rows, path)
+            try:
+                calibrate.save(rows, path)
+            except WriteError as exc:  # a full disk: the ceilings still serve this sweep, the file is unchanged
+                print(f"the measured ceilings were not stored: {exc}", flush=True)
             ceilings = {r.dtype: r for r in rows}
         return ceilings
 

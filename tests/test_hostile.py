@@ -165,7 +165,9 @@ def test_an_append_on_a_full_disk_is_cut_back_and_says_how_much_it_needed(tmp_pa
     append_rows(path, some_rows())
     before = digest(path)
     monkeypatch.setattr(harness.atomic, "open", FullDisk(), raising=False)
-    with pytest.raises(WriteError, match=r"no space left on the device: the write needed [\d,]+ bytes.*unchanged"):
+    with pytest.raises(
+        WriteError, match=r"no space left on the device: the write needed [\d,]+ bytes.*as it was before"
+    ):
         append_rows(path, some_rows(1))
     assert digest(path) == before  # no torn row: the half-written one was cut off
 
