@@ -79,7 +79,10 @@ def _worker_main(conn, config: MeasureConfig, commit: str, log_path: str) -> Non
             return
         _ensure_registered(task)
         print(f"--- {task.spec.describe()} :: {task.backend}", flush=True)
-        conn.send(("row", measurer.measure(task.spec, registry[task.backend]())))
+        row = measurer.measure(task.spec, registry[task.backend]())
+        if row.status in FAILED:  # the log says why, beside the spec's header
+            print(f"    {row.status}: {row.reason}", flush=True)
+        conn.send(("row", row))
 
 
 def _ensure_registered(task: Task) -> None:
