@@ -96,14 +96,6 @@ def ray_rows(todo: list[Task], config: MeasureConfig, timeout_s: float, address:
 
 def connect(address: str):
     """Ray, connected to the cluster at ADDRESS; each way of failing is one line saying what to do."""
-    try:
-        import ray
-    except ImportError:
-        raise ValueError(
-            "--ray: Ray is not installed in this environment; install it (pip install -e '.[ray]') or leave out --ray"
-        ) from None
-    if ray.is_initialized():
-        return ray
     if address.startswith("ray://"):  # the Ray client retries a dead address for about 40 s: ask the port first
         import socket
 
@@ -117,6 +109,14 @@ def connect(address: str):
                 f"--ray: nothing answers at {address} ({exc.strerror or type(exc).__name__}); start the cluster's "
                 "head with its client server (ray start --head --ray-client-server-port PORT) or fix the address"
             ) from None
+    try:
+        import ray
+    except ImportError:
+        raise ValueError(
+            "--ray: Ray is not installed in this environment; install it (pip install -e '.[ray]') or leave out --ray"
+        ) from None
+    if ray.is_initialized():
+        return ray
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=False, logging_level="ERROR")
     except ConnectionError as exc:
