@@ -275,6 +275,11 @@ class Backend:
         keys = self.variant_keys()
         return all(keys[k].applies_to(spec) for k, v in self.choice.items() if v != keys[k].default)
 
+    @classmethod
+    def capability_cells(cls) -> dict[str, str]:
+        """The declared capabilities, one cell each, for `run.py list`."""
+        return cls.caps.summary()
+
     def availability(self, device: torch.device) -> str | None:
         """None if this backend can run on `device`, else why not (missing library or device)."""
         if device.type not in self.caps.devices:
@@ -403,8 +408,16 @@ class BrokenAdapter(Backend):
     """Stands in for an adapter module that failed to import: listed, never run, with the error."""
 
     import_error: ClassVar[str] = ""
-    caps = Caps(devices={"cuda", "cpu"})
+    # it declares nothing: what the adapter would run is unknown, so it never appears to run anything
+    caps = Caps(dtypes=(), workloads=(), layouts=(), head_dims=(), ragged=False, gqa=False, devices={"cuda", "cpu"})
     upstream = "(adapter did not import)"
+
+    @classmethod
+    def capability_cells(cls) -> dict[str, str]:
+        return dict.fromkeys(Caps().summary(), "? (did not import)")
+
+    def supports(self, spec) -> str | None:
+        return self.import_error or "the adapter did not import"
 
     def availability(self, device) -> str | None:
         return self.import_error

@@ -4,6 +4,7 @@ The interactive versions are in the HTML report (`harness/html_report.py`)."""
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Iterable
@@ -28,9 +29,13 @@ def _pyplot():
 
 
 def _save(plt, fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    """Draw into memory, then replace the PNG through a temporary file and a rename."""
+    from .atomic import write_atomic
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
     plt.close(fig)
+    write_atomic(path, buffer.getvalue())
     return path
 
 

@@ -13,11 +13,11 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from frameworks import BACKENDS
+from frameworks import BACKENDS, label
 
 from . import schedule
 from .env import Environment, collect, git_commit
@@ -58,7 +58,10 @@ def _worker_main(conn, config: MeasureConfig, commit: str, log_path: str) -> Non
             return
         ensure_registered(task)
         print(f"--- {task.spec.describe()} :: {task.label}", flush=True)
-        conn.send(("row", measurer.measure(task.spec, registry[task.backend](task.variant))))
+        row = measurer.measure(task.spec, registry[task.backend](task.variant))
+        if row.status in FAILED:  # the log says why, beside the spec's header
+            print(f"    {row.status}: {row.reason}", flush=True)
+        conn.send(("row", row))
 
 
 class WorkerPool:
@@ -240,6 +243,10 @@ def run_sweep(
             if on_row:
                 on_row(task, row)
             yield row
+    except BaseException:  # Ctrl-C, SIGTERM, a failed write: the workers end now, not after their task
+        for pool in pools:
+            pool._kill()
+        raise
     finally:
         rows.close()
         stop_workers(pools)
@@ -294,3 +301,18 @@ def _parallel(todo: list[Task], pools: list[WorkerPool], timeout_s: float):
 
 def log_path_for(run_id: str) -> Path:
     return Path(tempfile.gettempdir()) / f"attnbench-{run_id}.log"
+
+
+FAILED = (Status.INCORRECT, Status.ERROR, Status.TIMEOUT)
+
+
+def failure_groups(rows: Iterable[ResultRow]) -> list[tuple[Status, str, str, int]]:
+    """(status, backend, reason, rows) of a sweep's incorrect, error and timeout rows, grouped, incorrect
+    first and then the most frequent: what a sweep prints at its end, so a failure never hides in the CSV."""
+    counts: dict[tuple[Status, str, str], int] = {}
+    for row in rows:
+        if row.status in FAILED:
+            key = (row.status, label(row.backend, row.variant), " ".join(row.reason.split())[:300])
+            counts[key] = counts.get(key, 0) + 1
+    order = {status: i for i, status in enumerate(FAILED)}
+    return [(*key, n) for key, n in sorted(counts.items(), key=lambda kv: (order[kv[0][0]], -kv[1], kv[0][1:]))]

@@ -176,7 +176,23 @@ class ExperimentSpec:
     def visible_pairs(self) -> int:
         """(query, key) pairs one head computes over the whole batch, summed per request: only the
         visible triangle when causal (q·k − q(q−1)/2 a request)."""
+        if not self.mix:  # a uniform batch in arithmetic: a spec of 10⁹ requests never builds their list
+            q, k = self.q_len, self.kv_len
+            return self.batch_size * (q * k - (q * (q - 1) // 2 if self.causal else 0))
         return self.batch.visible_pairs(self.causal)
+
+    @property
+    def total_q(self) -> int:
+        """Query tokens of the batch (arithmetic for a uniform batch: no per-request list is built)."""
+        return self.batch_size * self.q_len if not self.mix else self.batch.total_q
+
+    @property
+    def total_kv(self) -> int:
+        return self.batch_size * self.kv_len if not self.mix else self.batch.total_kv
+
+    @property
+    def min_kv(self) -> int:
+        return self.kv_len if not self.mix else self.batch.min_kv
 
     @property
     def flops(self) -> int:
@@ -186,14 +202,14 @@ class ExperimentSpec:
     @property
     def ideal_bytes(self) -> int:
         """Q, K and V read once, O written once, summed over the requests."""
-        q_and_o = 2 * self.batch.total_q * self.num_q_heads * self.head_dim
-        k_and_v = 2 * self.batch.total_kv * self.num_kv_heads * self.head_dim
+        q_and_o = 2 * self.total_q * self.num_q_heads * self.head_dim
+        k_and_v = 2 * self.total_kv * self.num_kv_heads * self.head_dim
         return (q_and_o + k_and_v) * self.dtype.itemsize
 
     @property
     def tokens(self) -> int:
         """Query tokens processed by one call."""
-        return self.batch.total_q
+        return self.total_q
 
     @property
     def key(self) -> tuple:
