@@ -107,7 +107,9 @@ def sweep(
         None, help="KV page sizes, e.g. 1,16,64,256 (default the preset's; 'dense' for no pages)."
     ),
     mix: list[str] | None = typer.Option(
-        None, help=f"Batches of requests: mix strings like 2q2k_32q1s1k, or names: {', '.join(MIXES)}."
+        None,
+        help=f"Batches of requests: mix strings like 2q2k_32q1s1k, drawn batches draw:SEED or draw:FIRST-LAST, "
+        f"or names: {', '.join(MIXES)}.",
     ),
     lengths: str | None = typer.Option(
         None, help="KV lengths drawn per request: uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA (with -w, --batch)."
