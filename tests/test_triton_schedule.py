@@ -119,6 +119,14 @@ def test_the_plan_as_tensors():
 
 triton = pytest.importorskip("triton")
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+# pieces start at multiples of every decode BLOCK_N: 16 under the interpreter, 128 compiled; on a GPU the caches
+# are 8 times longer, so that the plans (scale-free: every cost is in granules) are the same
+SCALE = 1 if DEVICE.type == "cpu" else 8
+GRANULE_HERE = 16 * SCALE
+
+
+def _mix(lengths):
+    return "_".join(f"q1s{n * SCALE}" if n * SCALE > 1 else "q1" for n in lengths)
 
 
 def _ragged(mix, page_size):
@@ -141,8 +149,8 @@ def test_one_long_among_short_matches_the_reference(page_size):
     from frameworks.triton import ops
     from harness.reference import check_output, reference_attention
 
-    spec, inputs, k, v, cache = _ragged("q1s7_q1s300_q1s40_q1_q1s21", page_size)
-    op = ops.WorkDecode(inputs.q, k, v, list(spec.batch.kv_lens), granule=16, sms=8, **cache)
+    spec, inputs, k, v, cache = _ragged(_mix([7, 300, 40, 1, 21]), page_size)
+    op = ops.WorkDecode(inputs.q, k, v, list(spec.batch.kv_lens), granule=GRANULE_HERE, sms=8, **cache)
     assert op.plan.splits[1] > 1 and op.plan.splits[0] == op.plan.splits[3] == 1
     assert op.info()["split_rule"] == "work" and op.info()["split_requests"] >= 1
     requests = list(range(spec.batch_size))
@@ -155,8 +163,8 @@ def test_many_pieces_are_combined_beyond_one_block_of_them():
     from frameworks.triton import ops
     from harness.reference import check_output, reference_attention
 
-    spec, inputs, k, v, cache = _ragged("q1s640_q1s3", None)
-    op = ops.WorkDecode(inputs.q, k, v, list(spec.batch.kv_lens), granule=16, sms=64, **cache)
+    spec, inputs, k, v, cache = _ragged(_mix([640, 3]), None)
+    op = ops.WorkDecode(inputs.q, k, v, list(spec.batch.kv_lens), granule=GRANULE_HERE, sms=64, **cache)
     assert op.plan.splits[0] > 16 and op.block_s == 16
     check = check_output(spec, op(), reference_attention(spec, inputs, [0, 1]), [0, 1])
     assert check.ok, check.problem
