@@ -149,9 +149,9 @@ def plot_verdict(table: pd.DataFrame, out_dir: Path | str, within: float = WITHI
         for i, r in zip(x, group.itertuples()):
             ax.text(i, r.win_rate + 0.02, f"{r.win_rate:.0%}", ha="center", fontsize="small")
         ax.set_xticks(list(x), group["library"], rotation=20, ha="right")
-        ax.set_ylim(0, 1.1)
+        ax.set_ylim(0, 1.3)
         ax.set_ylabel("share · ratio")
-        ax.legend(fontsize="small", loc="upper right")
+        ax.legend(fontsize="small", loc="upper center", ncol=3)
         ax.set_title(f"verdict over {int(group['batches'].iloc[0])} batches · {device}", fontsize="medium")
         written.append(_save(plt, fig, Path(out_dir) / f"{device_slug(device)}_verdict.png"))
     return written
