@@ -30,10 +30,7 @@ def batch_lines(data) -> pd.DataFrame:
     """One line a (batch, library) with an ok row: device, the batch's spec columns, `library`, `variant`
     (the winning variant's label, e.g. triton[splits=work]), `p50_ms` (the library's best), `best_ms` (the
     batch's best over every library), `ratio` = best_ms / p50_ms and `batch` (a short name for the batch)."""
-    frame = latest(as_frame(data))
-    # rows as stored (backend, variant) or as shown (`labelled`: the variant inside the backend's name)
-    shown = [b if "[" in b else label(b, v) for b, v in zip(frame["backend"], frame["variant"])]
-    frame = frame.assign(library=[name.split("[", 1)[0] for name in shown], shown=shown)
+    frame = _newest(data)
     ok = frame[(frame["status"] == Status.OK.value) & frame["p50_ms"].notna()]
     keys = ["device", *SPEC_COLUMNS]
     columns = [*keys, "library", "variant", "p50_ms", "best_ms", "ratio", "batch"]
@@ -47,6 +44,14 @@ def batch_lines(data) -> pd.DataFrame:
     )
     lines = lines.assign(ratio=lines["best_ms"] / lines["p50_ms"], batch=[batch_name(r) for r in lines.itertuples()])
     return lines[columns].reset_index(drop=True)
+
+
+def _newest(data) -> pd.DataFrame:
+    """The newest row a task, with `library` (the backend) and `shown` (backend[variant]): from rows as stored
+    (backend, variant) or as shown (`labelled`: the variant inside the backend's name)."""
+    frame = latest(as_frame(data))
+    shown = [b if "[" in b else label(b, v) for b, v in zip(frame["backend"], frame["variant"])]
+    return frame.assign(library=[name.split("[", 1)[0] for name in shown], shown=shown)
 
 
 def batch_name(row) -> str:
@@ -93,6 +98,15 @@ def verdict(data, within: float = WITHIN) -> pd.DataFrame:
                 "variants": variants,
             }
         )
+    frame = _newest(data)
+    for (device, library), group in frame.groupby(["device", "library"], sort=False):
+        if (device, library) in {(o["device"], o["library"]) for o in out}:
+            continue  # a library with no ok row: listed, its failures counted, never a win
+        statuses = ", ".join(f"{n} {status}" for status, n in group["status"].value_counts().items())
+        batches = lines[lines["device"] == device].drop_duplicates(keys).shape[0]
+        out.append({"device": device, "library": library, "batches": batches, "ran": 0, "wins": 0, "win_rate": 0.0,
+                    "geomean": math.nan, "worst": math.nan, "worst_batch": "",
+                    "variants": f"none ok: {statuses}"})  # fmt: skip
     table = pd.DataFrame(out, columns=["device", "library", "batches", "ran", "wins", "win_rate", "geomean", "worst",
                                        "worst_batch", "variants"])  # fmt: skip
     if table.empty:
@@ -120,7 +134,8 @@ def render_verdict_markdown(table: pd.DataFrame, within: float = WITHIN) -> str:
             "|---|---:|---:|---:|---:|---|---|",
         ]
         for r in group.itertuples():
-            numbers = f"| {r.library} | {r.ran} | {r.win_rate:.0%} | {r.geomean:.2f} | {r.worst:.2f} |"
+            geomean, worst = ("—" if math.isnan(x) else f"{x:.2f}" for x in (r.geomean, r.worst))
+            numbers = f"| {r.library} | {r.ran} | {r.win_rate:.0%} | {geomean} | {worst} |"
             room = max(20, 100 - len(numbers) - 6)  # the last two cells share what is left of 100 columns
             worst_width = min(len(r.worst_batch), room // 2 + 2)
             lines.append(f"{numbers} {_cut(r.worst_batch, worst_width)} | {_cut(r.variants, room - worst_width)} |")

@@ -108,3 +108,16 @@ def test_cli_table_verdict_and_plot(results, tmp_path):
     out = runner.invoke(run.app, ["plot", str(results), "--out-dir", str(tmp_path / "plots")])
     assert out.exit_code == 0, out.output
     assert (tmp_path / "plots" / "cpu_verdict.png").exists() or any((tmp_path / "plots").glob("*_verdict.png"))
+
+
+def test_a_library_without_an_ok_row_is_listed_and_never_wins(results):
+    rows = load_rows(results)
+    never = [
+        make_row(rows[i].spec, "never", "", ENV, CONFIG, status, "no")
+        for i, status in ((1, Status.UNSUPPORTED), (5, Status.UNSUPPORTED), (9, Status.ERROR))  # three batches
+    ]
+    table = verdict([*rows, *never]).set_index("library")
+    assert list(table.index)[-1] == "never" and table.loc["slow", "win_rate"] == 0.25  # the others unchanged
+    assert (table.loc["never", "ran"], table.loc["never", "win_rate"]) == (0, 0.0)
+    assert table.loc["never", "variants"] == "none ok: 2 unsupported, 1 error"
+    assert "| never | 0 | 0% | — | — |" in render_verdict_markdown(verdict([*rows, *never]))
