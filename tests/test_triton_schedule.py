@@ -105,9 +105,9 @@ def test_the_items_are_balanced_over_the_slots_on_drawn_skewed_batches():
 def test_the_plan_as_tensors():
     plan = plan_work([300, 7, 40], 2, 8, granule=16)
     items, combined = work_tensors(plan, torch.device("cpu"))
-    assert items.dtype == torch.int32 and items.shape == (plan.num_items, 5)
+    assert items.dtype == torch.int32 and items.shape == (plan.num_items, 8)
     first = plan.items[0]
-    assert tuple(items[0].tolist()) == (first.request, first.kv_head, first.lo, first.hi, first.part)
+    assert tuple(items[0, :5].tolist()) == (first.request, first.kv_head, first.lo, first.hi, first.part)
     assert combined is not None and combined.tolist() == [list(c) for c in plan.combined]
     assert work_tensors(plan_work([7, 8], 2, 64, granule=16), torch.device("cpu"))[1] is None  # nothing split
     with pytest.raises(ValueError, match="plan_work"):
@@ -142,20 +142,42 @@ def _ragged(mix, page_size):
     return spec, inputs, k, v, cache
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("page_size", [None, 16])
-def test_one_long_among_short_matches_the_reference(page_size):
+def test_one_long_among_short_matches_the_reference(page_size, fused):
     """A 300-token cache among caches of 7, 40, 1 and 21 tokens, on 8 slots with granules of 16: the long one
-    is cut into pieces (a split request combined), the short ones written directly, any order of items."""
+    is cut into pieces (a split request combined: by a second launch, or fused, by its last piece), the short
+    ones written directly. Twice: the fused merge's counters are back at zero after each call."""
     from frameworks.triton import ops
     from harness.reference import check_output, reference_attention
 
     spec, inputs, k, v, cache = _ragged(_mix([7, 300, 40, 1, 21]), page_size)
-    op = ops.WorkDecode(inputs.q, k, v, list(spec.batch.kv_lens), granule=GRANULE_HERE, sms=8, **cache)
+    op = ops.WorkDecode(inputs.q, k, v, list(spec.batch.kv_lens), granule=GRANULE_HERE, sms=8, fused=fused, **cache)
     assert op.plan.splits[1] > 1 and op.plan.splits[0] == op.plan.splits[3] == 1
     assert op.info()["split_rule"] == "work" and op.info()["split_requests"] >= 1
+    assert (op.info().get("combine") == "fused") == fused
     requests = list(range(spec.batch_size))
-    check = check_output(spec, op(), reference_attention(spec, inputs, requests), requests)
-    assert check.ok, check.problem
+    reference = reference_attention(spec, inputs, requests)
+    for _ in range(2):
+        check = check_output(spec, op(), reference, requests)
+        assert check.ok, check.problem
+        assert not op.counters.any()
+
+
+def test_the_work_list_locates_each_items_pieces_and_counter():
+    plan = plan_work([300, 7, 40, 100], 2, 8, granule=16)
+    items, _ = work_tensors(plan, torch.device("cpu"))
+    counters = set()
+    for request, head, _, _, part, first, pieces, counter in items.tolist():
+        assert pieces == plan.splits[request]
+        if pieces == 1:
+            assert (part, first, counter) == (-1, -1, -1)
+            continue
+        assert first <= part < first + pieces
+        counters.add((request, head, counter))
+    split_heads = {(r, h) for r, _, _ in plan.combined for h in range(2)}
+    assert {(r, h) for r, h, _ in counters} == split_heads
+    assert sorted(c for _, _, c in counters) == list(range(len(split_heads)))  # one counter a split (request, head)
 
 
 def test_many_pieces_are_combined_beyond_one_block_of_them():
@@ -170,8 +192,9 @@ def test_many_pieces_are_combined_beyond_one_block_of_them():
     assert check.ok, check.problem
 
 
+@pytest.mark.parametrize("rule", ["work", "work-fused"])
 @pytest.mark.parametrize("what", ["decode", "decode-paged", "q1s90_q1s5_q1s30", "q20s40_q1s90_2q1s9"])
-def test_the_backend_runs_the_work_rule_as_a_variant_and_the_row_says_so(what):
+def test_the_backend_runs_the_work_rule_as_a_variant_and_the_row_says_so(what, rule):
     """`triton[splits=work]`: the uniform decode (dense and paged), a ragged decode batch, and the decodes of a
     mixed batch through the work list, each matching the reference, the row naming the rule."""
     from frameworks import get_backend
@@ -183,6 +206,6 @@ def test_the_backend_runs_the_work_rule_as_a_variant_and_the_row_says_so(what):
         spec = tiny_spec("decode", group=4, kv_len=70, batch=3, page_size=16 if what.endswith("paged") else None)
     else:
         spec = ExperimentSpec.from_mix(what, 8, 2, 64)
-    row = cpu_measurer(iterations=1).measure(spec, get_backend("triton[splits=work]"))
+    row = cpu_measurer(iterations=1).measure(spec, get_backend(f"triton[splits={rule}]"))
     assert row.status is Status.OK, row.reason
-    assert row.variant == "splits=work" and '"split_rule":"work"' in row.backend_info and row.rel_err < 1e-2
+    assert row.variant == f"splits={rule}" and '"split_rule":"work"' in row.backend_info and row.rel_err < 1e-2

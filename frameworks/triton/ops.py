@@ -49,8 +49,9 @@ def choose_splits(batch: int, kv_heads: int, kv_len: int, sms: int, granule: int
 
 # how the split-KV decode sizes its splits: "fill" (enough programs for about one a multiprocessor, sized by
 # the longest cache) or "waves" (the split length that minimises whole waves × split length, counting each
-# request's own splits: choose_splits_waves). "work" is another launch, WorkDecode (schedule.plan_work)
+# request's own splits: choose_splits_waves). WORK_RULES are another launch, WorkDecode (schedule.plan_work)
 SPLIT_RULES = ("fill", "waves")
+WORK_RULES = ("work", "work-fused")  # WorkDecode, its pieces merged by a second launch or by the last piece
 # a decode program's cost besides its keys, in granules' worth of time (a guess to be measured: starting the
 # program and writing its partial output and log-sum-exp, about 2-3 µs, as long as an SM streams ~256 keys)
 SPLIT_OVERHEAD_GRANULES = 2
@@ -400,10 +401,12 @@ class WorkDecode:
     def __init__(
         self, q, k, v, kv_lens, cu_seqlens_k=None, block_table=None, page_size: int | None = None,
         granule: int = SPLIT_GRANULE, sms: int | None = None, config: triton.Config | None = None, out=None,
-        prefetch_pages: bool = False,
+        prefetch_pages: bool = False, fused: bool = False,
     ):  # fmt: skip
         """kv_lens: a list of ints or a tensor (read once, here). granule: split boundaries at its multiples, a
-        multiple of every decode BLOCK_N (16 under the interpreter). out: write into this tensor (q's shape)."""
+        multiple of every decode BLOCK_N (16 under the interpreter). out: write into this tensor (q's shape).
+        fused: the last piece of a split (request, KV head) to finish merges its pieces (one launch, counters
+        in a zeroed int32 buffer that each merge sets back) instead of the combine launch."""
         self.uniform = q.dim() == 4
         b, hq, d = (q.shape[0], q.shape[2], q.shape[3]) if self.uniform else q.shape
         hkv = k.shape[-2]
@@ -413,6 +416,9 @@ class WorkDecode:
         self.kv_heads, self.group = hkv, hq // hkv
         self.plan = plan_work(lens, hkv, sms or sm_count(q.device), granule)
         self.work, self.combined = work_tensors(self.plan, q.device)
+        self.fused = fused and self.combined is not None
+        self.counters = torch.zeros(max(1, self.plan.kv_heads * len(self.plan.combined)), dtype=torch.int32,
+                                    device=q.device)  # fmt: skip
         if cu_seqlens_k is None and block_table is None:  # a uniform dense cache: request i from row i × rows
             if k.stride(0) != k.shape[1] * k.stride(1) or v.stride(0) != v.shape[1] * v.stride(1):
                 raise ValueError("WorkDecode: a uniform dense cache needs its sequences one after another")
@@ -428,7 +434,7 @@ class WorkDecode:
             "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "NUM_ITEMS": self.plan.num_items,
             "ITEM_TOKENS": self.plan.items[0].tokens, "G": self.group, "BLOCK_G": self.block_g, "HEAD_DIM": d,
             "PAGED": block_table is not None, "PAGE": page_size or 1, "INTERPRETED": INTERPRET,
-            "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table),
+            "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table), "FUSED": self.fused,
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
@@ -437,11 +443,11 @@ class WorkDecode:
         q3, o3 = (q[:, 0], o[:, 0]) if self.uniform else (q, o)
         s_ks, s_kh, s_vs, s_vh, s_kb, s_vb = self.strides
         args = (
-            q3, self.k, self.v, o3, self.o_part, self.lse_part, self.bt, self.cu_k, self.work,
+            q3, self.k, self.v, o3, self.o_part, self.lse_part, self.bt, self.cu_k, self.work, self.counters,
             q3.stride(0), q3.stride(1), o3.stride(0), o3.stride(1), s_ks, s_kh, s_vs, s_vh, s_kb, s_vb, self.s_btb,
         )  # fmt: skip
         _launch(work_decode_kernel, (self.plan.num_items,), self.pinned, args, self.kw)
-        if self.combined is not None:
+        if self.combined is not None and not self.fused:
             hq = self.kv_heads * self.group
             work_combine_kernel[(self.combined.shape[0] * hq,)](
                 self.o_part, self.lse_part, o3, self.combined, o3.stride(0), o3.stride(1), hq, G=self.group,
@@ -451,7 +457,8 @@ class WorkDecode:
 
     def info(self) -> dict:
         launch = _launch_info(self.pinned or work_decode_kernel, self.kw)
-        return {"kernel": "work-decode", "split_rule": "work", **self.plan.info(), **launch}
+        fused = {"combine": "fused"} if self.fused else {}
+        return {"kernel": "work-decode", "split_rule": "work", **fused, **self.plan.info(), **launch}
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -513,10 +520,11 @@ class Mixed:
                                  out=self.out, schedule=schedule, prefetch_pages=prefetch_pages.prefill,
                                  use_tma=varlen_tma, config=varlen_config)  # fmt: skip
         tail = kv_lens_list[first:]
-        if split_rule == "work":
+        if split_rule in WORK_RULES:
             self.decodes = WorkDecode(q[rows:], k, v, tail, cu_seqlens_k=cu_seqlens_k[first:] if dense else None,
                                       block_table=None if dense else block_table[first:], page_size=page_size,
-                                      out=self.out[rows:], prefetch_pages=prefetch_pages.decode)  # fmt: skip
+                                      out=self.out[rows:], prefetch_pages=prefetch_pages.decode,
+                                      fused=split_rule == "work-fused")  # fmt: skip
             return
         self.decodes = RaggedDecode(q[rows:], k, v, ints(tail), max(tail),
                                     cu_seqlens_k=cu_seqlens_k[first:] if dense else None,

@@ -158,10 +158,26 @@ def _plan(lens, kv_heads: int, slots: int, tokens: int, granule: int, estimate: 
 
 
 def work_tensors(plan: WorkPlan, device):
-    """The plan as the kernels read it: items int32 [N, 5] (request, KV head, lo, hi, part) in launch order,
-    and the combine's int32 [R, 3] (request, first part, pieces), or None when no request is split."""
+    """The plan as the kernels read it: items int32 [N, 8] (request, KV head, lo, hi, part, first, pieces,
+    counter) in launch order, and the combine's int32 [R, 3] (request, first part, pieces), or None when no
+    request is split. `first` and `pieces` locate the pieces of the item's (request, KV head), `counter` its
+    place among the split (request, KV head) pairs (the fused merge counts finished pieces there); for a request
+    of one piece: its part, 1 and -1."""
     import torch
 
-    items = torch.tensor([(i.request, i.kv_head, i.lo, i.hi, i.part) for i in plan.items], dtype=torch.int32)
+    split = {request: (row, base) for row, (request, base, _) in enumerate(plan.combined)}
+    rows = []
+    for i in plan.items:
+        pieces = plan.splits[i.request]
+        if pieces > 1:
+            row, base = split[i.request]
+            rows.append((*_fields(i), base + i.kv_head * pieces, pieces, row * plan.kv_heads + i.kv_head))
+        else:
+            rows.append((*_fields(i), i.part, 1, -1))
+    items = torch.tensor(rows, dtype=torch.int32).reshape(-1, 8)
     combined = torch.tensor(plan.combined, dtype=torch.int32).reshape(-1, 3) if plan.combined else None
     return items.to(device), None if combined is None else combined.to(device)
+
+
+def _fields(item: WorkItem) -> tuple[int, int, int, int, int]:
+    return item.request, item.kv_head, item.lo, item.hi, item.part
