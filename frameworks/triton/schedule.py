@@ -13,7 +13,8 @@ FlashDecoding++, FlashInfer's balanced scheduler and FA3's scheduler metadata do
 
 Items go longest first (ties: request, head, split in order). A request cut into one piece writes its output
 directly (`part` = -1); the pieces of a request cut into several write partial outputs at `part`, and the
-combine merges each such request's pieces, however many it has."""
+combine merges each such request's pieces, however many it has (a second launch; with `splits=work-fused`, the
+last of a (request, KV head)'s pieces to finish, counted in `counter`)."""
 
 from __future__ import annotations
 
