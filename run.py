@@ -128,7 +128,9 @@ def sweep(
         None, help="KV page sizes, e.g. 1,16,64,256 (default the preset's; 'dense' for no pages)."
     ),
     mix: list[str] | None = typer.Option(
-        None, help=f"Batches of requests: mix strings like 2q2k_32q1s1k, or names: {', '.join(MIXES)}."
+        None,
+        help=f"Batches of requests: mix strings like 2q2k_32q1s1k, drawn batches draw:SEED or draw:FIRST-LAST, "
+        f"or names: {', '.join(MIXES)}.",
     ),
     lengths: str | None = typer.Option(
         None, help="KV lengths drawn per request: uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA (with -w, --batch)."
@@ -651,9 +653,16 @@ def table(
     show_winners: bool = typer.Option(
         False, "--winners", help="Serving mixes: the fastest backend a mix, the runner-up and the margin."
     ),
+    show_verdict: bool = typer.Option(
+        False,
+        "--verdict",
+        help="Per library (its best variant a batch): win rate, geomean and worst ratio to the best.",
+    ),
+    within: float = typer.Option(0.05, help="--verdict: a win is a time within this of the best (0.05 = 5%)."),
 ):
     """Rows = backend, columns = model × workload, cell = the metric (failed cells show their status).
-    With --winners: one line a serving mix, who wins and by how much."""
+    With --winners: one line a serving mix, who wins and by how much. With --verdict: how often each library
+    is the best (harness/verdict.py)."""
     from harness.report import (
         check_metric,
         pivot,
@@ -680,6 +689,22 @@ def table(
         return
     if not files:
         raise ValueError("files: give one or more results CSVs (or --readme README.md)")
+    if show_verdict:
+        from harness.options import check_number
+        from harness.verdict import render_verdict_markdown, verdict
+
+        check_number("--within", within, minimum=0)
+        found = verdict(load_filtered(files, model, workload, backend), within)
+        if found.empty:
+            raise ValueError("--verdict: no ok rows in these files")
+        text = render_verdict_markdown(found, within)
+        if fmt.value == "markdown":
+            print(text)
+        else:
+            from rich.markdown import Markdown
+
+            console.print(Markdown(text))
+        return
     if show_winners:
         found = winners(load_filtered(files, model, workload, backend))
         if found.empty:
@@ -727,6 +752,10 @@ def plot(
     if not paths:
         raise ValueError("no ok rows to plot")
     paths += plot_roofline(rows, out_dir)
+    if len({r.backend.split("[")[0] for r in rows}) > 1:  # how often each library is the best (harness/verdict.py)
+        from harness.verdict import plot_verdict, verdict
+
+        paths += plot_verdict(verdict(rows), out_dir)
     if baseline is None and any(r.backend == "sdpa" for r in rows):
         baseline = "sdpa"
     if baseline:

@@ -1,5 +1,5 @@
 """Named sweeps as data: a grid of models × workloads × batch sizes × sequence lengths × chunks ×
-page sizes, or of models × named serving mixes × page sizes.
+page sizes, or of models × named serving mixes (or drawn batches, `draw:SEED`) × page sizes.
 
 A preset is a `SweepGrid`; the CLI narrows it by replacing any axis (`--models`, `--batch`, …)."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .batch import is_generator, parse_mix
+from .draw import draw_batch, expand_draws, is_draw, seed_of_draw
 from .models import MODELS
 from .spec import DType, ExperimentSpec, SpecError, Workload, parse_enum
 
@@ -50,14 +51,20 @@ MIXES: dict[str, Mix] = {
         Mix("prefill-lognormal", "lognormal:2048:0.8@0", workload="prefill", count=16),
     )
 }
-# the row's mix string (canonical for the grammar) -> the name
+# the drawn batches of the `generalization` preset (specs/draw.py): draw:0 … draw:N-1
+GENERALIZATION_DRAWS = 105  # 15 of each of the seven regimes
+# the row's mix string (canonical for the grammar) -> the name; a drawn batch of the preset is named by its seed
 MIX_NAMES = {(m.mix if is_generator(m.mix) else parse_mix(m.mix).to_mix()): m.name for m in MIXES.values()}
+MIX_NAMES.update({draw_batch(seed): f"draw:{seed}" for seed in reversed(range(GENERALIZATION_DRAWS))})
 
 
 def resolve_mix(text: str) -> Mix:
-    """A mix by name, or a mix string given on the command line (a bad segment is named)."""
+    """A mix by name, a drawn batch (`draw:SEED`, its concrete mix string), or a mix string given on the
+    command line (a bad segment is named)."""
     if text in MIXES:
         return MIXES[text]
+    if is_draw(text):
+        return Mix(text, draw_batch(seed_of_draw(text)))
     if is_generator(text):
         raise SpecError(f"mix: {text!r} is a length generator; give it as --lengths with --workload and --batch")
     parse_mix(text)
@@ -73,7 +80,7 @@ class SweepGrid:
     chunks: tuple[int, ...]  # append q_len; chunks longer than the sequence are skipped
     dtype: DType = DType.BF16
     page_sizes: tuple[int | None, ...] = (None,)  # None: dense KV
-    mixes: tuple[str, ...] = ()  # named mixes or mix strings: when set, models × mixes × page sizes
+    mixes: tuple[str, ...] = ()  # named mixes, mix strings or draw:SEED[-LAST]: when set, models × mixes × page sizes
     lengths: str | None = None  # a length generator: each workload × batch size (requests) × chunk drawn from it
     max_tflop: float | None = None  # leave out specs of more than this many TFLOP a call (None: no cap)
 
@@ -86,6 +93,7 @@ class SweepGrid:
         for axis in ("models", "workloads", "batch_sizes", "seq_lens", "chunks", "page_sizes"):
             if not getattr(self, axis):
                 raise SpecError(f"{axis}: the sweep needs at least one value")
+        object.__setattr__(self, "mixes", tuple(m for text in self.mixes for m in expand_draws(text)))
         for mix in self.mixes:
             resolve_mix(mix)
 
@@ -96,7 +104,7 @@ class SweepGrid:
         )
 
     def specs(self) -> list[ExperimentSpec]:
-        specs = self._all_specs()
+        specs = list(dict.fromkeys(self._all_specs()))  # once each (two seeds may draw one batch)
         if self.max_tflop is None:
             return specs
         return [s for s in specs if s.flops <= self.max_tflop * 1e12]
@@ -181,6 +189,20 @@ PRESETS: dict[str, SweepGrid] = {
         chunks=(1,),
         page_sizes=(None, 16),
         mixes=tuple(MIXES),
+    ),
+    # how often each library is the best, over drawn serving batches (specs/draw.py: seven regimes, 1-256
+    # requests, caches of a few tokens to 128k, one long cache among short ones, tiny batches), each dense and
+    # in 16-token pages, for `run.py table FILE --verdict`. About 20 min of GPU time with
+    # `-b triton,flash-attn3,flashinfer,flash-attn4 --max-seconds 0.25` (docs/perf-notes.md, "Split-KV by
+    # work", has the estimate); resumable with --resume
+    "generalization": SweepGrid(
+        models=("Llama-3.1-8B",),
+        workloads=(Workload.MIXED,),
+        batch_sizes=(1,),
+        seq_lens=(1,),
+        chunks=(1,),
+        page_sizes=(None, 16),
+        mixes=(f"draw:0-{GENERALIZATION_DRAWS - 1}",),
     ),
     # latency, TFLOP/s and GB/s against context length and batch, sized to fit one GPU in a session's
     # device time: calls of more than 20 TFLOP are left out (causal prefill of 128k tokens, or of 32k at

@@ -79,8 +79,9 @@ def test_cli_plot_writes_pngs(fixture_csv, tmp_path):
     out = tmp_path / "plots"
     result = runner.invoke(run.app, ["plot", str(fixture_csv), "--out-dir", str(out)])
     assert result.exit_code == 0, result.output
-    pngs = list(out.glob("*.png"))
-    assert len(pngs) == 1 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pngs[0].stat().st_size > 10_000
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == ["h100_tiny_b2_bf16.png", "h100_verdict.png"]  # two libraries: a verdict
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in pngs)
 
 
 def test_cli_list():
@@ -281,7 +282,9 @@ def test_plot_writes_roofline_and_speedup_heatmap(fixture_csv, tmp_path):
     result = runner.invoke(run.app, ["plot", str(calibrated), "--out-dir", str(out), "--baseline", "torch-naive"])
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.glob("*.png"))
-    assert names == ["h100_roofline.png", "h100_speedup_vs_torch-naive.png", "h100_tiny_b2_bf16.png"]
+    assert names == [
+        "h100_roofline.png", "h100_speedup_vs_torch-naive.png", "h100_tiny_b2_bf16.png", "h100_verdict.png"
+    ]  # fmt: skip
     bad = runner.invoke(run.app, ["plot", str(calibrated), "--out-dir", str(out), "--baseline", "nobody"])
     assert bad.exit_code == 2 and "baseline: 'nobody' has no rows" in bad.output
 
