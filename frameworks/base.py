@@ -44,13 +44,15 @@ class AttentionInputs:
     q [Σ q_len, Hq, D] and k, v [Σ kv_len, Hkv, D], request i's rows at cu_seqlens_q[i] …
     cu_seqlens_q[i + 1] (int32 offsets on the device; `spec.batch` has them as Python ints too).
     Contiguous, in the spec's dtype, on one device. Adapters convert layouts in `prepare()` and never
-    write into these tensors; a ragged call returns O packed like q."""
+    write into these tensors; a ragged call returns O packed like q. `sinks` (spec.sinks): one fp32
+    logit a query head, [Hq], that joins each row's softmax denominator with no value."""
 
     q: torch.Tensor
     k: torch.Tensor
     v: torch.Tensor
     cu_seqlens_q: torch.Tensor | None = None
     cu_seqlens_k: torch.Tensor | None = None
+    sinks: torch.Tensor | None = None
 
     @property
     def ragged(self) -> bool:

@@ -1,0 +1,224 @@
+"""Attention forms (sliding window, sinks, soft-cap) and tensor-parallel shapes on the CPU: the fp32
+reference against hand computations on tiny cases, FLOP and byte counts of windowed specs, one clear
+line for every bad argument, the rows' columns, and the backends that take a form or refuse it."""
+
+import csv
+import math
+
+import pytest
+import torch
+
+from frameworks import AttentionInputs
+from harness.reference import reference_attention
+from harness.store import COLUMNS, _csv_line, load_rows, read_frame
+from specs import MODELS, PRESETS, ExperimentSpec, SpecError, SweepGrid, specs_for
+
+E = math.e
+
+
+def one_head(q_len, kv_len, q, k, v, sinks=None, **form) -> tuple[ExperimentSpec, AttentionInputs]:
+    """A batch of one request, one head of dim 1 (scale 1): q, k, v given as lists of numbers."""
+    workload = "decode" if q_len == 1 else "append"
+    spec = ExperimentSpec(workload, 1, q_len, kv_len, 1, 1, 1, dtype="fp32", sinks=sinks is not None, **form)
+    col = lambda xs: torch.tensor(xs, dtype=torch.float32).view(1, -1, 1, 1)  # noqa: E731
+    return spec, AttentionInputs(col(q), col(k), col(v), sinks=None if sinks is None else torch.tensor(sinks))
+
+
+def ref(spec, inputs) -> list[float]:
+    return reference_attention(spec, inputs, [0]).flatten().tolist()
+
+
+# keys 0, 1, 2 with scores q·k = 0, 1, 2 (q = 1) and values 10, 20, 30; the two queries sit at key
+# positions 1 and 2 (bottom-right causal: q_len 2 against 3 keys)
+K, V = [0.0, 1.0, 2.0], [10.0, 20.0, 30.0]
+
+
+def test_window_keeps_the_last_window_plus_one_keys():
+    spec, inputs = one_head(2, 3, [1.0, 1.0], K, V, window=1)
+    first = (10 + 20 * E) / (1 + E)  # position 1 sees keys 0, 1
+    second = (20 * E + 30 * E**2) / (E + E**2)  # position 2 sees keys 1, 2 (key 0 is outside the window)
+    assert ref(spec, inputs) == pytest.approx([first, second], rel=1e-6)
+    spec, inputs = one_head(1, 3, [1.0], K, V, window=1)  # a windowed decode: keys 1 and 2 only
+    assert ref(spec, inputs) == pytest.approx([second], rel=1e-6)
+    spec, inputs = one_head(1, 3, [1.0], K, V, window=2)  # the window covers the cache: plain attention
+    assert ref(spec, inputs) == pytest.approx([(10 + 20 * E + 30 * E**2) / (1 + E + E**2)], rel=1e-6)
+
+
+def test_a_sink_joins_the_denominator_with_no_value():
+    spec, inputs = one_head(1, 3, [1.0], K, V, sinks=[0.5])
+    expected = (10 + 20 * E + 30 * E**2) / (1 + E + E**2 + math.exp(0.5))
+    assert ref(spec, inputs) == pytest.approx([expected], rel=1e-6)
+
+
+def test_sinks_are_per_query_head_under_gqa():
+    """Two query heads share one KV head; head h's row is v · e^s / (e^s + e^sink_h)."""
+    spec = ExperimentSpec("decode", 1, 1, 1, 2, 1, 1, dtype="fp32", sinks=True)
+    q = torch.tensor([1.0, 2.0]).view(1, 1, 2, 1)
+    k, v = torch.ones(1, 1, 1, 1), torch.full((1, 1, 1, 1), 4.0)
+    inputs = AttentionInputs(q, k, v, sinks=torch.tensor([0.0, 3.0]))
+    heads = [4 * math.exp(s) / (math.exp(s) + math.exp(sink)) for s, sink in ((1.0, 0.0), (2.0, 3.0))]
+    assert ref(spec, inputs) == pytest.approx(heads, rel=1e-6)
+
+
+def test_softcap_bends_the_scores_before_the_mask():
+    spec, inputs = one_head(2, 3, [1.0, 1.0], K, V, softcap=1.0)
+    t1, t2 = math.tanh(1.0), math.tanh(2.0)
+    first = (10 + 20 * math.exp(t1)) / (1 + math.exp(t1))
+    second = (10 + 20 * math.exp(t1) + 30 * math.exp(t2)) / (1 + math.exp(t1) + math.exp(t2))
+    assert ref(spec, inputs) == pytest.approx([first, second], rel=1e-6)
+
+
+def test_window_sinks_and_softcap_together():
+    spec, inputs = one_head(2, 3, [1.0, 1.0], K, V, sinks=[0.5], window=1, softcap=1.5)
+    t0, t1, t2 = (1.5 * math.tanh(s / 1.5) for s in (0.0, 1.0, 2.0))
+    sink = math.exp(0.5)
+    first = (10 * math.exp(t0) + 20 * math.exp(t1)) / (math.exp(t0) + math.exp(t1) + sink)
+    second = (20 * math.exp(t1) + 30 * math.exp(t2)) / (math.exp(t1) + math.exp(t2) + sink)
+    assert ref(spec, inputs) == pytest.approx([first, second], rel=1e-6)
+
+
+def test_ragged_reference_takes_the_forms_request_by_request():
+    spec = ExperimentSpec.from_mix("q3s5_q1s4", 2, 1, 8, dtype="fp32", window=2, sinks=True, softcap=5.0)
+    from harness.inputs import make_inputs
+
+    inputs = make_inputs(spec, torch.device("cpu"))
+    assert inputs.sinks.shape == (2,) and inputs.sinks.dtype == torch.float32
+    packed = reference_attention(spec, inputs, [0, 1])
+    for lo, hi, klo, khi in ((0, 3, 0, 5), (3, 4, 5, 9)):
+        alone = ExperimentSpec("append" if hi - lo > 1 else "decode", 1, hi - lo, khi - klo, 2, 1, 8, dtype="fp32",
+                               window=2, sinks=True, softcap=5.0)  # fmt: skip
+        one = AttentionInputs(
+            inputs.q[lo:hi][None], inputs.k[klo:khi][None], inputs.v[klo:khi][None], sinks=inputs.sinks
+        )
+        assert torch.allclose(packed[lo:hi], reference_attention(alone, one, [0])[0])
+
+
+# ---- counts -------------------------------------------------------------------------------------
+
+
+def test_windowed_prefill_counts_only_the_band():
+    spec = ExperimentSpec("prefill", 1, 8, 8, 2, 1, 4, window=2)
+    assert spec.visible_pairs == 1 + 2 + 6 * 3  # positions 0 and 1 see 1 and 2 keys, the rest 3
+    assert spec.flops == 4 * 4 * 2 * 21
+    assert spec.ideal_bytes == (2 * 8 * 2 * 4 + 2 * 8 * 1 * 4) * 2  # every key is seen by some query
+    full = ExperimentSpec("prefill", 1, 8, 8, 2, 1, 4)
+    assert full.visible_pairs == 36 and full.ideal_bytes == spec.ideal_bytes
+
+
+def test_windowed_decode_reads_only_the_window():
+    spec = ExperimentSpec("decode", 2, 1, 1000, 64, 8, 64, window=128)
+    assert spec.visible_pairs == 2 * 129
+    assert spec.ideal_bytes == (2 * 2 * 64 * 64 + 2 * 2 * 129 * 8 * 64) * 2
+    flat = {s.ideal_bytes for s in PRESETS["windowed"].narrowed(models=["gpt-oss-120b"], batch_sizes=[1]).specs()
+            if s.window is not None}  # fmt: skip
+    assert len(flat) == 1  # the windowed preset's point: the same bytes at every context
+
+
+def test_windowed_append_reads_chunk_plus_window_keys():
+    spec = ExperimentSpec("append", 1, 16, 4096, 8, 8, 64, window=128)
+    assert spec.ideal_bytes == (2 * 16 * 8 * 64 + 2 * (16 + 128) * 8 * 64) * 2
+    assert spec.visible_pairs == 16 * 129
+
+
+def test_sinks_and_softcap_add_no_counted_work():
+    plain = ExperimentSpec("prefill", 2, 64, 64, 4, 2, 64)
+    formed = ExperimentSpec("prefill", 2, 64, 64, 4, 2, 64, sinks=True, softcap=30)
+    assert (formed.flops, formed.ideal_bytes) == (plain.flops, plain.ideal_bytes)
+
+
+# ---- models, tensor parallelism, presets ---------------------------------------------------------
+
+
+def test_models_declare_their_layer_kinds():
+    oss = MODELS["gpt-oss-120b"]
+    assert (oss.num_q_heads, oss.num_kv_heads, oss.head_dim, oss.num_layers) == (64, 8, 64, 36)
+    assert [(k.name, k.count, k.window, k.sinks) for k in oss.layers] == [("full", 18, None, True),
+                                                                         ("window", 18, 128, True)]  # fmt: skip
+    assert MODELS["gpt-oss-20b"].num_layers == 24
+    gemma3 = MODELS["Gemma-3-27B"]
+    assert (gemma3.num_layers, gemma3.layer("window").count, gemma3.layer("window").window) == (62, 52, 1024)
+    gemma2 = MODELS["Gemma-2-9B"]
+    assert (gemma2.head_dim, gemma2.num_layers) == (256, 42) and {k.softcap for k in gemma2.layers} == {50.0}
+    assert MODELS["Llama-3.1-8B"].layer("window") is None and MODELS["Llama-3.1-8B"].num_layers == 32
+
+
+@pytest.mark.parametrize(
+    ("tp", "heads"), [(1, (64, 8)), (2, (32, 4)), (4, (16, 2)), (8, (8, 1)), (16, (4, 1)), (64, (1, 1))]
+)
+def test_tp_divides_query_heads_and_replicates_kv_heads_past_their_count(tp, heads):
+    spec = specs_for("Llama-3.1-70B", "full", tp, workload="decode", batch_size=4, q_len=1, kv_len=128)
+    assert (spec.num_q_heads, spec.num_kv_heads, spec.tp) == (*heads, tp)
+
+
+def test_tp_is_an_axis_of_the_grid_and_the_layer_kinds_multiply_the_specs():
+    grid = SweepGrid(models=("gpt-oss-120b",), workloads=("decode",), batch_sizes=(1,), seq_lens=(512,), chunks=(1,),
+                     tps=(1, 2, 4, 8))  # fmt: skip
+    specs = grid.specs()
+    assert [(s.window, s.tp, s.num_q_heads, s.num_kv_heads) for s in specs] == [
+        (None, 1, 64, 8), (None, 2, 32, 4), (None, 4, 16, 2), (None, 8, 8, 1),
+        (128, 1, 64, 8), (128, 2, 32, 4), (128, 4, 16, 2), (128, 8, 8, 1),
+    ]  # fmt: skip
+    assert all(s.sinks for s in specs)
+    assert [s.window for s in grid.narrowed(layers=("window",)).specs()] == [128] * 4
+    mixed = grid.narrowed(mixes=("spec-decode",), tps=(2,), layers=("window",)).specs()
+    assert [(s.window, s.sinks, s.tp, s.num_q_heads) for s in mixed] == [(128, True, 2, 32)]
+
+
+# ---- one clear line for every bad argument -------------------------------------------------------
+
+BASE = dict(workload="decode", batch_size=1, q_len=1, kv_len=64, num_q_heads=4, num_kv_heads=2, head_dim=64)
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"window": 0}, "window: must be a positive number of keys or None"),
+        ({"window": "128"}, "window: must be a positive number of keys or None"),
+        ({"window": True}, "window: must be a positive number of keys or None"),
+        ({"window": 8, "causal": False}, "window: a sliding window is causal"),
+        ({"sinks": "yes"}, "sinks: must be true or false"),
+        ({"softcap": -1.0}, "softcap: must be a positive number or None"),
+        ({"softcap": True}, "softcap: must be a positive number or None"),
+        ({"softcap": float("inf")}, "softcap: must be finite"),
+        ({"tp": 0}, "tp: must be a positive integer"),
+    ],
+)
+def test_bad_form_arguments_are_one_line_naming_the_field(form, message):
+    with pytest.raises(SpecError) as info:
+        ExperimentSpec(**{**BASE, **form})
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_bad_tp_and_layer_are_one_line():
+    with pytest.raises(
+        SpecError, match=r"^tp: 3 does not divide Llama-3.1-70B's 64 query heads; expected one of 1, 2,"
+    ):
+        specs_for("Llama-3.1-70B", "full", 3, **{k: BASE[k] for k in ("workload", "batch_size", "q_len", "kv_len")})
+    with pytest.raises(SpecError, match=r"^tp: 3 does not divide gpt-oss-120b's 64 query heads"):
+        PRESETS["windowed"].narrowed(tps=(1, 3))
+    with pytest.raises(SpecError, match=r"^layer: Llama-3.1-8B has no window layers; it has full$"):
+        specs_for("Llama-3.1-8B", "window", workload="decode", batch_size=1, q_len=1, kv_len=8)
+    with pytest.raises(SpecError, match=r"^layers: 'sliding' is not valid; expected one of full, window$"):
+        PRESETS["windowed"].narrowed(layers=("sliding",))
+
+
+# ---- the row -------------------------------------------------------------------------------------
+
+
+def test_rows_carry_the_form_and_files_from_before_it_load_as_plain_attention(tmp_path):
+    from .test_store import ok_row
+
+    formed = ok_row(ExperimentSpec(**{**BASE, "window": 32, "sinks": True, "softcap": 30.0, "tp": 4}))
+    assert (formed.window, formed.sinks, formed.softcap, formed.tp) == (32, True, 30.0, 4)
+    assert formed.spec.window == 32 and formed.spec.describe().endswith("window=32 sinks softcap=30 tp=4")
+    plain = ok_row(ExperimentSpec(**BASE))
+    path = tmp_path / "before-forms.csv"
+    older = [c for c in COLUMNS if c not in ("window", "sinks", "softcap", "tp")]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(older)
+        cells = next(csv.reader([_csv_line(plain)]))
+        writer.writerow([cells[COLUMNS.index(c)] for c in older])
+    assert load_rows(path) == [plain]
+    frame = read_frame(path)
+    assert frame["window"].isna().all() and (~frame["sinks"]).all() and frame["tp"].eq(1).all()
