@@ -91,6 +91,11 @@ class Caps:
     ragged: bool = False  # takes requests of different lengths in one call
     gqa: bool = True  # native grouped-query attention (K/V never repeated)
     devices: frozenset = frozenset({"cuda"})
+    # attention forms (spec.window, spec.sinks, spec.softcap): a backend opts in to each; one that does
+    # not is `unsupported` with the reason, never run with the form dropped
+    windows: bool = False  # a left sliding window
+    sinks: bool = False  # learned per-head sink logits
+    softcap: bool = False  # logit soft-capping
 
     def __post_init__(self) -> None:
         for name in ("dtypes", "head_dims", "workloads", "layouts", "devices"):
@@ -118,6 +123,12 @@ class Caps:
             return "ragged batch: this backend takes requests of one length only"
         if spec.gqa_group > 1 and not self.gqa:
             return f"GQA group {spec.gqa_group}: this backend needs as many K/V heads as query heads"
+        if getattr(spec, "window", None) is not None and not self.windows:
+            return f"window {spec.window}: this backend does not take a sliding window"
+        if getattr(spec, "sinks", False) and not self.sinks:
+            return "sinks: this backend does not take attention sinks"
+        if getattr(spec, "softcap", None) is not None and not self.softcap:
+            return f"softcap {spec.softcap:g}: this backend does not take a logit soft-cap"
         return None
 
     def summary(self) -> dict[str, str]:
@@ -132,6 +143,10 @@ class Caps:
             "KV": kv,
             "ragged": "yes" if self.ragged else "no",
             "GQA": "yes" if self.gqa else "no",
+            "forms": "+".join(
+                n for n, on in (("window", self.windows), ("sinks", self.sinks), ("softcap", self.softcap)) if on
+            )
+            or "none",  # fmt: skip
             "devices": _listed(self.devices),
         }
 

@@ -222,3 +222,78 @@ def test_rows_carry_the_form_and_files_from_before_it_load_as_plain_attention(tm
     assert load_rows(path) == [plain]
     frame = read_frame(path)
     assert frame["window"].isna().all() and (~frame["sinks"]).all() and frame["tp"].eq(1).all()
+
+
+# ---- the CPU backends take the forms, or refuse them with the reason ------------------------------
+
+FORMS = {
+    "window": dict(window=5),
+    "sinks": dict(sinks=True),
+    "softcap": dict(softcap=2.0),
+    "all": dict(window=5, sinks=True, softcap=2.0),
+}
+TAKES = {  # backend -> the forms it runs
+    "torch-naive": {"window", "sinks", "softcap", "all"},
+    "torch-naive[gqa=repeat]": {"window", "sinks", "softcap", "all"},
+    "torch-compile": {"window", "sinks", "softcap", "all"},
+    "flex": {"window", "softcap"},  # sinks need flex's log-sum-exp, which its CPU lowering does not return
+    "sdpa": {"window"},
+    "sdpa-math": {"window"},
+}
+
+
+def run_backend(name, spec):
+    from frameworks import Unsupported, get_backend
+    from harness.inputs import make_inputs
+    from harness.reference import check_output
+
+    backend = get_backend(name)
+    reason = backend.supports(spec)
+    if reason:
+        return reason
+    inputs = make_inputs(spec, torch.device("cpu"))
+    try:
+        out = backend.prepare(spec, inputs)()
+    except Unsupported as exc:
+        return str(exc)
+    everyone = list(range(spec.batch_size))
+    check = check_output(spec, out, reference_attention(spec, inputs, everyone), everyone)
+    assert check.ok, (name, spec.describe(), check.problem)
+    return None
+
+
+@pytest.mark.parametrize("backend", list(TAKES))
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("workload", ["prefill", "append", "decode"])
+def test_cpu_backends_match_the_reference_or_say_which_form_they_lack(backend, form, workload):
+    from .helpers import tiny_spec
+
+    spec = tiny_spec(workload, group=2, batch=2, kv_len=24, chunk=8, head_dim=16, dtype="fp32", **FORMS[form])
+    reason = run_backend(backend, spec)
+    if form in TAKES[backend]:
+        assert reason is None
+    else:
+        assert reason and reason.split(":")[0].split()[0] in ("sinks", "softcap"), reason
+
+
+@pytest.mark.parametrize(("backend", "sinks"), [("torch-naive", True), ("flex", False)])
+def test_ragged_batches_take_the_forms(backend, sinks):
+    spec = ExperimentSpec.from_mix("q9s20_2q3s11_q1s30", 4, 2, 16, dtype="fp32", window=4, sinks=sinks, softcap=3.0)
+    assert run_backend(backend, spec) is None
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+def test_flex_folds_the_sinks_in_through_its_log_sum_exp(ragged, monkeypatch):
+    """flex's sinks path as it runs on a GPU, with eager flex (which returns the log-sum-exp on the CPU
+    too) in place of the compiled one: output · sigmoid(lse − sink) is the softmax with the sink."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    import frameworks.torch_flex as flex_module
+
+    monkeypatch.setattr(flex_module, "_compiled_flex", lambda: flex_attention)
+    monkeypatch.setattr(flex_module, "CPU_RETURNS_LSE", True)
+    if ragged:
+        spec = ExperimentSpec.from_mix("q9s20_q1s30", 4, 2, 16, dtype="fp32", window=4, sinks=True, softcap=3.0)
+    else:
+        spec = ExperimentSpec("append", 2, 8, 24, 4, 2, 16, dtype="fp32", window=5, sinks=True, softcap=2.0)
+    assert run_backend("flex", spec) is None
