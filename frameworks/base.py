@@ -386,6 +386,17 @@ def probe_build(attention: Callable, inputs: AttentionInputs) -> None:
         raise
 
 
+def fa_form(spec: ExperimentSpec) -> dict:
+    """FlashAttention's keyword arguments for the spec's window and soft-cap ({} for plain attention, so
+    calls without a form stay as they were): window_size=(window, 0), softcap."""
+    form: dict = {}
+    if spec.window is not None:
+        form["window_size"] = (spec.window, 0)
+    if spec.softcap is not None:
+        form["softcap"] = spec.softcap
+    return form
+
+
 def first_output(result):
     """The output tensor of a library call that returns it alone or as (out, lse, ...)."""
     return result[0] if isinstance(result, (tuple, list)) else result

@@ -297,3 +297,106 @@ def test_flex_folds_the_sinks_in_through_its_log_sum_exp(ragged, monkeypatch):
     else:
         spec = ExperimentSpec("append", 2, 8, 24, 4, 2, 16, dtype="fp32", window=5, sinks=True, softcap=2.0)
     assert run_backend("flex", spec) is None
+
+
+# ---- the GPU libraries' calls, through CPU stand-ins (tests/fake_flash_attn.py, fake_flashinfer.py) ------
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    """The FA2, FA3, FA4, Transformer Engine and FlashInfer modules replaced by CPU stand-ins."""
+    import sys
+    import types
+
+    from . import fake_flash_attn, fake_flashinfer
+
+    fake_flash_attn.calls.clear()
+    fake_flashinfer.calls.clear()
+    fa2 = fake_flash_attn.flash_attn_2()
+    cute = fake_flash_attn.flash_attn_4()
+    package = types.ModuleType("flash_attn")
+    package.__dict__.update(vars(fa2), cute=cute)
+    te = fake_flash_attn.transformer_engine()
+    for name, module in {"flash_attn": package, "flash_attn.cute": cute, "flashinfer": fake_flashinfer,
+                         "flash_attn_interface": fake_flash_attn.flash_attn_3(),
+                         "transformer_engine": types.SimpleNamespace(pytorch=te), "transformer_engine.pytorch": te,
+                         }.items():  # fmt: skip
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr("frameworks.transformer_engine.kernel_names", lambda call: [])
+    return fake_flash_attn
+
+
+GPU_TAKES = {  # backend -> the forms it passes to its library
+    "flash-attn2": {"window", "softcap"},
+    "flash-attn3": {"window", "softcap"},
+    "flash-attn4": {"window", "sinks", "softcap", "all"},
+    "transformer-engine": {"window", "sinks"},
+    "flashinfer": {"window", "softcap"},
+    # its sink wrapper takes sinks and a window, no soft-cap; a spec without sinks runs the wrappers (a sweep
+    # never plans this variant there: it does not apply)
+    "flashinfer[sinks=attention-sink]": {"window", "sinks", "softcap"},
+}
+
+
+@pytest.mark.parametrize("backend", list(GPU_TAKES))
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("workload", ["prefill", "append", "decode"])
+def test_gpu_adapters_pass_the_forms_to_their_library(fakes, backend, form, workload):
+    from .helpers import tiny_spec
+
+    spec = tiny_spec(workload, group=2, batch=2, kv_len=24, chunk=8, head_dim=64, **FORMS[form])
+    reason = run_backend(backend, spec)
+    if form not in GPU_TAKES[backend]:
+        assert reason and "\n" not in reason and reason.split()[0].rstrip(":,") in ("sinks", "softcap", "window")
+        return
+    assert reason is None
+    if backend.startswith("flash-attn"):
+        name, kw = fakes.calls[-1]
+        assert kw.get("window_size") == ((spec.window, 0) if spec.window else kw.get("window_size"))
+        assert kw.get("softcap") == (spec.softcap if spec.softcap else kw.get("softcap"))
+        if backend == "flash-attn4":
+            assert kw["learnable_sink"] == ((spec.num_q_heads,) if spec.sinks else None)
+
+
+def test_flashinfer_plans_window_left_and_soft_cap_on_ragged_batches(fakes):
+    from . import fake_flashinfer
+
+    for page in (None, 16):
+        spec = ExperimentSpec.from_mix("q20s30_2q4s25_3q1s17", 8, 2, 64, page_size=page, window=6, softcap=20.0)
+        assert run_backend("flashinfer", spec) is None
+    assert [c[0] for c in fake_flashinfer.calls] == ["ragged-prefill", "decode", "paged-prefill", "decode"]
+    spec = ExperimentSpec.from_mix("q20s30_q1s17", 8, 2, 64, window=6)
+    assert run_backend("flashinfer[mixed=batch-attention]", spec).startswith("window, sinks, soft-cap: BatchAttention")
+
+
+def test_flashinfer_sink_wrapper_runs_on_pages_too(fakes):
+    from . import fake_flashinfer
+
+    spec = ExperimentSpec("append", 2, 8, 40, 8, 2, 64, page_size=16, window=10, sinks=True)
+    assert run_backend("flashinfer[sinks=attention-sink]", spec) is None
+    assert fake_flashinfer.calls == [("attention-sink", 2)]
+    reason = run_backend("flashinfer", spec)
+    assert reason.startswith("sinks: FlashInfer's prefill and decode wrappers take no sink logits;")
+
+
+def test_a_fa3_wheel_built_without_softcap_refuses_with_the_reason(fakes, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "flash_attn_interface", fakes.flash_attn_3(build_refuses=("softcap",)))
+    from .helpers import tiny_spec
+
+    reason = run_backend("flash-attn3", tiny_spec("prefill", head_dim=64, softcap=30.0))
+    assert reason == "this build: This flash attention build does not support tanh softcapping."
+    assert run_backend("flash-attn3", tiny_spec("prefill", head_dim=64, window=8)) is None
+
+
+def test_triton_refuses_every_form_with_the_reason():
+    from frameworks import get_backend
+
+    from .helpers import tiny_spec
+
+    triton = get_backend("triton")
+    assert triton.supports(tiny_spec("decode", window=128)) == "window 128: this backend does not take a sliding window"
+    assert triton.supports(tiny_spec("decode", sinks=True)) == "sinks: this backend does not take attention sinks"
+    assert triton.supports(tiny_spec("decode", softcap=50)) == "softcap 50: this backend does not take a logit soft-cap"
