@@ -113,6 +113,12 @@ def sweep(
         None, help="KV lengths drawn per request: uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA (with -w, --batch)."
     ),
     seed: int = typer.Option(0, help="Seed of --lengths (recorded in the row)."),
+    layer: list[str] | None = typer.Option(
+        None, help="Layer kinds of each model: full, window (default: every kind the model declares)."
+    ),
+    tp: list[str] | None = typer.Option(
+        None, help="Tensor-parallel degrees, e.g. 1,2,4,8: each spec holds one GPU's heads (recorded in the row)."
+    ),
     timing: str | None = typer.Option(None, help="events (default on GPU), graph, profiler; wall on CPU."),
     iterations: int | None = typer.Option(None, help="A fixed number of timed calls (default: adaptive)."),
     min_iterations: int = typer.Option(10, help="Adaptive: at least this many timed calls."),
@@ -183,7 +189,7 @@ def sweep(
         device = device or "cuda"  # the GPUs are the cluster's, not necessarily this host's
     specs, names, tasks, device = plan(
         preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed,
-        check_device=ray is None,
+        check_device=ray is None, layer=layer, tp=tp,
     )  # fmt: skip
     on_gpu = device == "cuda"
     worker_envs = worker_environments(gpus, workers, on_gpu)
@@ -299,7 +305,7 @@ def parse_page_sizes(values: list[str] | None) -> list[int | None] | None:
 
 def plan(
     preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix=None, lengths=None, seed=0,
-    check_device=True,
+    check_device=True, layer=None, tp=None,
 ):  # fmt: skip
     """The narrowed preset's specs × backends as tasks, and the device they run on."""
     from frameworks import load_all
@@ -326,6 +332,8 @@ def plan(
         page_sizes=parse_page_sizes(page_size),
         mixes=dedupe(split_list(mix)),
         lengths=lengths,
+        layers=dedupe(split_list(layer)),
+        tps=dedupe(parse_ints(tp, "--tp")),
     )
     chunked = {Workload.APPEND, Workload.SPEC_DECODE}
     if lengths and Workload.MIXED in grid.workloads:
@@ -409,6 +417,8 @@ def check(
     mix: list[str] | None = typer.Option(None, help="Mix strings or names of batches of requests."),
     lengths: str | None = typer.Option(None, help="uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA."),
     seed: int = typer.Option(0, help="Seed of --lengths."),
+    layer: list[str] | None = typer.Option(None, help="Layer kinds: full, window (default: every kind)."),
+    tp: list[str] | None = typer.Option(None, help="Tensor-parallel degrees, e.g. 1,2,4,8."),
     timeout: float = typer.Option(600.0, help="Seconds one (spec, backend) may take before it is killed."),
     device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
 ):
@@ -425,8 +435,9 @@ def check(
 
     check_number("--timeout", timeout, minimum=0, inclusive=False)
     specs, names, tasks, device = plan(
-        preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed
-    )
+        preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed,
+        layer=layer, tp=tp,
+    )  # fmt: skip
     config = MeasureConfig(device=device, repetition=Repetition(iterations=1, warmup=0), run_id=make_run_id())
     console.print(f"check [bold]{preset.value}[/]: {len(specs)} specs × {len(names)} backends on {device}")
     with tempfile.TemporaryDirectory() as scratch:
@@ -553,6 +564,9 @@ def table(
     show_winners: bool = typer.Option(
         False, "--winners", help="Serving mixes: the fastest backend a mix, the runner-up and the margin."
     ),
+    model_step: bool = typer.Option(
+        False, "--model-step", help="A model's attention per forward step: Σ layers × p50 over its layer kinds."
+    ),
 ):
     """Rows = backend, columns = model × workload, cell = the metric (failed cells show their status).
     With --winners: one line a serving mix, who wins and by how much."""
@@ -580,6 +594,14 @@ def table(
         return
     if not files:
         raise ValueError("files: give one or more results CSVs (or --readme README.md)")
+    if model_step:
+        from harness.model_step import model_steps, render_model_steps
+
+        steps = model_steps(load_filtered(files, model, workload, backend))
+        if steps.empty:
+            raise ValueError("--model-step: no rows of a model with declared layer kinds in these files")
+        print(render_model_steps(steps))
+        return
     if show_winners:
         found = winners(load_filtered(files, model, workload, backend))
         if found.empty:

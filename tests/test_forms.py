@@ -3,6 +3,7 @@ reference against hand computations on tiny cases, FLOP and byte counts of windo
 line for every bad argument, the rows' columns, and the backends that take a form or refuse it."""
 
 import csv
+import dataclasses
 import math
 
 import pytest
@@ -400,3 +401,103 @@ def test_triton_refuses_every_form_with_the_reason():
     assert triton.supports(tiny_spec("decode", window=128)) == "window 128: this backend does not take a sliding window"
     assert triton.supports(tiny_spec("decode", sinks=True)) == "sinks: this backend does not take attention sinks"
     assert triton.supports(tiny_spec("decode", softcap=50)) == "softcap 50: this backend does not take a logit soft-cap"
+
+
+# ---- the CLI: a CPU sweep over gpt-oss, and the model's attention per step ------------------------------
+
+
+def test_cli_sweep_of_gpt_oss_on_the_cpu_backends(tmp_path):
+    """Both layer kinds of gpt-oss-20b at tp 8 (8 query heads, 1 KV head, head dim 64, sinks everywhere,
+    a 128-token window in half the layers), decode on a 256-token cache: ok where a backend takes sinks
+    (and the window), unsupported with the form named elsewhere; the row says window, sinks and tp."""
+    from typer.testing import CliRunner
+
+    import run
+    from harness.store import Status
+
+    out = tmp_path / "oss.csv"
+    backends = "torch-naive,torch-compile,flex,sdpa-math,triton,flashinfer"
+    args = ["sweep", "--preset", "windowed", "-m", "gpt-oss-20b", "--seq", "256", "--batch", "2", "--tp", "8",
+            "-b", backends, "--device", "cpu", "--iterations", "2", "--no-plots", "-o", str(out)]  # fmt: skip
+    result = CliRunner().invoke(run.app, args)
+    assert result.exit_code == 0, result.output
+    rows = {(r.backend, r.window): r for r in load_rows(out)}
+    assert len(rows) == 12
+    for (backend, window), row in rows.items():
+        assert (row.sinks, row.softcap, row.tp, row.num_q_heads, row.num_kv_heads, row.head_dim) == (
+            True, None, 8, 8, 1, 64)  # fmt: skip
+        assert window in (None, 128)
+        if backend in ("torch-naive", "torch-compile"):
+            assert row.status is Status.OK, row.reason
+        elif backend == "flex":  # sinks need flex's log-sum-exp, which its CPU lowering does not return
+            assert row.status is Status.UNSUPPORTED and row.reason.startswith("sinks: flex on the CPU"), row.reason
+        elif backend == "sdpa-math":
+            assert (
+                row.status is Status.UNSUPPORTED and row.reason == "sinks: this backend does not take attention sinks"
+            )
+        elif backend == "triton":
+            wanted = "window 128: this backend does not take a sliding window" if window else "sinks:"
+            assert row.status is Status.UNSUPPORTED and row.reason.startswith(wanted), row.reason
+        else:  # flashinfer needs CUDA: unavailable on a CPU run, whatever the form
+            assert row.status is Status.UNAVAILABLE
+    table = CliRunner().invoke(run.app, ["table", str(out), "--model-step"])
+    assert table.exit_code == 0, table.output
+    assert "| gpt-oss-20b | decode | 2 | 256 | 8 | torch-naive |" in table.output
+    assert "full: unsupported; window: unsupported" in table.output  # sdpa-math and flex
+    assert "gpt-oss-20b: step = 12 full + 12 window (128 keys) layers × their p50" in table.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tp", "3"], "tp: 3 does not divide gpt-oss-20b's 64 query heads; expected one of 1, 2, 4, 8, 16, 32, 64"),
+        (["--tp", "0"], "--tp: expected positive integers, got 0"),
+        (["--layer", "sliding"], "layers: 'sliding' is not valid; expected one of full, window"),
+    ],
+)
+def test_cli_bad_tp_and_layer_are_one_line(args, message, tmp_path):
+    from typer.testing import CliRunner
+
+    import run
+
+    out = tmp_path / "x.csv"
+    result = CliRunner().invoke(run.app, ["sweep", "--preset", "windowed", "-m", "gpt-oss-20b", "-b", "torch-naive",
+                                          "--device", "cpu", "-o", str(out), "--no-plots", *args])  # fmt: skip
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output
+    assert not out.exists()
+
+
+def test_model_step_sums_layers_times_p50_over_the_kinds():
+    """A hand-made frame: gpt-oss-120b decode at 32k on two backends (one lacks the windowed kind) and at
+    tp 2; Gemma-2-9B's two kinds; a Llama row (one kind: its step is 32 × p50)."""
+    from harness.measure import make_row
+    from harness.model_step import model_steps, render_model_steps
+    from harness.store import Status
+
+    from .test_store import CONFIG, ENV, ok_row
+
+    def spec(model, layer, tp=1, kv=32768):
+        return specs_for(model, layer, tp, workload="decode", batch_size=1, q_len=1, kv_len=kv)
+
+    rows = [
+        ok_row(spec("gpt-oss-120b", "full"), p50_ms=0.5),
+        ok_row(spec("gpt-oss-120b", "window"), p50_ms=0.02),
+        ok_row(spec("gpt-oss-120b", "full", tp=2), p50_ms=0.3),
+        ok_row(spec("gpt-oss-120b", "window", tp=2), p50_ms=0.01),
+        dataclasses.replace(ok_row(spec("gpt-oss-120b", "full"), p50_ms=0.4), backend="sdpa"),
+        make_row(spec("gpt-oss-120b", "window"), "sdpa", "", ENV, CONFIG, Status.UNSUPPORTED, "sinks: no"),
+        ok_row(spec("Gemma-2-9B", "full", kv=8192), p50_ms=0.25),
+        ok_row(spec("Gemma-2-9B", "window", kv=8192), p50_ms=0.125),
+        ok_row(spec("Llama-3.1-8B", "full", kv=8192), p50_ms=0.1),
+    ]
+    steps = model_steps(rows).set_index(["model", "tp", "backend"])
+    assert steps.loc[("gpt-oss-120b", 1, "torch-naive"), "step_ms"] == pytest.approx(18 * 0.5 + 18 * 0.02)
+    assert steps.loc[("gpt-oss-120b", 2, "torch-naive"), "step_ms"] == pytest.approx(18 * 0.3 + 18 * 0.01)
+    sdpa = steps.loc[("gpt-oss-120b", 1, "sdpa")]
+    assert math.isnan(sdpa["step_ms"]) and sdpa["missing"] == "window: unsupported" and sdpa["full_ms"] == 0.4
+    assert steps.loc[("Gemma-2-9B", 1, "torch-naive"), "step_ms"] == pytest.approx(21 * 0.25 + 21 * 0.125)
+    assert steps.loc[("Llama-3.1-8B", 1, "torch-naive"), "step_ms"] == pytest.approx(32 * 0.1)
+    text = render_model_steps(model_steps(rows))
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "| gpt-oss-120b | decode | 1 | 32768 | 1 | torch-naive | 0.500 | 0.020 | 9.360 |" in text
