@@ -649,6 +649,9 @@ def plot(
     if not paths:
         raise ValueError("no ok rows to plot")
     paths += plot_roofline(rows, out_dir)
+    from harness.model_step import model_steps, plot_model_steps
+
+    paths += plot_model_steps(model_steps(rows), out_dir)  # models with layer kinds: attention per step
     if baseline is None and any(r.backend == "sdpa" for r in rows):
         baseline = "sdpa"
     if baseline:

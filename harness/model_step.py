@@ -82,3 +82,38 @@ def render_model_steps(steps: pd.DataFrame) -> str:
         parts = [f"{k.count} {k.name}" + (f" ({k.window} keys)" if k.window else "") for k in kinds]
         lines.append(f"{model}: step = {' + '.join(parts)} layers × their p50")
     return "\n".join(lines)
+
+
+def plot_model_steps(steps: pd.DataFrame, out_dir) -> list:
+    """One PNG per (device, model, workload, batch, tp) of uniform batches: a model's attention per step
+    against the context (log-log), a line per backend, only where every layer kind has an ok row."""
+    from pathlib import Path
+
+    from .env import device_slug
+    from .plots import _pyplot, _save, _slug, backend_colours
+
+    done = steps[steps["step_ms"].notna() & (steps["mix"] == "")]
+    if done.empty:
+        return []
+    plt = _pyplot()
+    written = []
+    keys = ["device", "model", "workload", "batch_size", "tp"]
+    for (device, model, workload, batch, tp), group in done.groupby(keys, sort=True):
+        backends = sorted(group["backend"].unique())
+        colour = backend_colours(backends, plt)
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for backend in backends:
+            mine = group[group["backend"] == backend].sort_values("kv_len")
+            ax.plot(mine["kv_len"], mine["step_ms"], "-o", color=colour[backend], label=backend)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("context (KV tokens)")
+        ax.set_ylabel("attention per step (ms, Σ layers × p50)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+        sharded = f" · tp {tp}" if tp > 1 else ""
+        ax.set_title(f"{model} {workload} · batch {batch}{sharded} · {device}", fontsize="medium")
+        fig.tight_layout()
+        name = f"{device_slug(device)}_{_slug(model)}_step_{workload}_b{batch}{f'_tp{tp}' if tp > 1 else ''}.png"
+        written.append(_save(plt, fig, Path(out_dir) / name))
+    return written

@@ -501,3 +501,23 @@ def test_model_step_sums_layers_times_p50_over_the_kinds():
     text = render_model_steps(model_steps(rows))
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "| gpt-oss-120b | decode | 1 | 32768 | 1 | torch-naive | 0.500 | 0.020 | 9.360 |" in text
+
+
+def test_plots_draw_a_model_step_and_the_windowed_layers_apart(tmp_path):
+    from harness import plots
+    from harness.model_step import model_steps, plot_model_steps
+
+    from .test_store import ok_row
+
+    rows = [
+        ok_row(
+            specs_for("gpt-oss-20b", layer, 2, workload="decode", batch_size=1, q_len=1, kv_len=kv),
+            p50_ms=(0.01 if layer == "window" else 0.001 * kv / 1024),
+        )  # fmt: skip
+        for layer in ("full", "window")
+        for kv in (1024, 4096, 16384)
+    ]
+    step = plot_model_steps(model_steps(rows), tmp_path)
+    assert [p.name for p in step] == ["h100_gpt-oss-20b_step_decode_b1_tp2.png"]
+    curves = plots.plot(rows, tmp_path)
+    assert [p.name for p in curves] == ["h100_gpt-oss-20b_b1_bf16_tp2.png"]
