@@ -9,7 +9,10 @@ chunks and the decode wrapper for the decodes (`flashinfer[mixed=one-call]`: the
 through the prefill wrapper, as SGLang's mixed chunked prefill runs it; `=batch-attention`: the
 holistic BatchAttention kernel, one persistent launch for any ragged batch); an all-decode one through
 the decode wrapper (a dense packed cache read as pages of one token, SGLang's token pool). plan()
-and the cache build happen here, never in the timed call; backend_info says which path ran. Upstream: https://github.com/flashinfer-ai/flashinfer"""
+and the cache build happen here, never in the timed call; backend_info says which path ran. Forms: a window
+(window_left) and a soft-cap (logits_soft_cap) planned on every prefill and decode wrapper; sinks through
+BatchAttentionWithAttentionSinkWrapper (variant sinks=attention-sink; uniform batches, window but no soft-cap).
+Upstream: https://github.com/flashinfer-ai/flashinfer"""
 
 from __future__ import annotations
 
