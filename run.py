@@ -136,6 +136,12 @@ def sweep(
         None, help="KV lengths drawn per request: uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA (with -w, --batch)."
     ),
     seed: int = IntOption(0, help="Seed of --lengths (recorded in the row)."),
+    layer: list[str] | None = typer.Option(
+        None, help="Layer kinds of each model: full, window (default: every kind the model declares)."
+    ),
+    tp: list[str] | None = typer.Option(
+        None, help="Tensor-parallel degrees, e.g. 1,2,4,8: each spec holds one GPU's heads (recorded in the row)."
+    ),
     timing: str | None = typer.Option(None, help="events (default on GPU), graph, profiler; wall on CPU."),
     iterations: int | None = IntOption(None, help="A fixed number of timed calls (default: adaptive)."),
     min_iterations: int = IntOption(10, help="Adaptive: at least this many timed calls."),
@@ -229,7 +235,7 @@ def sweep(
         connect(ray)  # before anything is planned: no Ray, no cluster or a dead address is one line
     specs, names, tasks, device = plan(
         preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed,
-        check_device=ray is None,
+        check_device=ray is None, layer=layer, tp=tp,
     )  # fmt: skip
     on_gpu = device == "cuda"
     worker_envs = worker_environments(gpus, workers, on_gpu)
@@ -359,7 +365,7 @@ def parse_page_sizes(values: list[str] | None) -> list[int | None] | None:
 
 def plan(
     preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix=None, lengths=None, seed=0,
-    check_device=True,
+    check_device=True, layer=None, tp=None,
 ):  # fmt: skip
     """The narrowed preset's specs × backends as tasks, and the device they run on."""
     from frameworks import load_all
@@ -395,6 +401,8 @@ def plan(
         page_sizes=parse_page_sizes(page_size),
         mixes=dedupe(mixes),
         lengths=lengths,
+        layers=dedupe(split_list(layer)),
+        tps=dedupe(parse_ints(tp, "--tp")),
     )
     chunked = {Workload.APPEND, Workload.SPEC_DECODE}
     if lengths and Workload.MIXED in grid.workloads:
@@ -480,6 +488,8 @@ def check(
     mix: list[str] | None = typer.Option(None, help="Mix strings or names of batches of requests."),
     lengths: str | None = typer.Option(None, help="uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA."),
     seed: int = IntOption(0, help="Seed of --lengths."),
+    layer: list[str] | None = typer.Option(None, help="Layer kinds: full, window (default: every kind)."),
+    tp: list[str] | None = typer.Option(None, help="Tensor-parallel degrees, e.g. 1,2,4,8."),
     timeout: float = FloatOption(600.0, help="Seconds one (spec, backend) may take before it is killed."),
     device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
 ):
@@ -496,8 +506,9 @@ def check(
 
     check_number("--timeout", timeout, minimum=0, inclusive=False)
     specs, names, tasks, device = plan(
-        preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed
-    )
+        preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed,
+        layer=layer, tp=tp,
+    )  # fmt: skip
     config = MeasureConfig(device=device, repetition=Repetition(iterations=1, warmup=0), run_id=make_run_id())
     console.print(f"check [bold]{preset.value}[/]: {len(specs)} specs × {len(names)} backends on {device}")
     with tempfile.TemporaryDirectory() as scratch:
@@ -659,6 +670,9 @@ def table(
         help="Per library (its best variant a batch): win rate, geomean and worst ratio to the best.",
     ),
     within: float = typer.Option(0.05, help="--verdict: a win is a time within this of the best (0.05 = 5%)."),
+    model_step: bool = typer.Option(
+        False, "--model-step", help="A model's attention per forward step: Σ layers × p50 over its layer kinds."
+    ),
 ):
     """Rows = backend, columns = model × workload, cell = the metric (failed cells show their status).
     With --winners: one line a serving mix, who wins and by how much. With --verdict: how often each library
@@ -704,6 +718,13 @@ def table(
             from rich.markdown import Markdown
 
             console.print(Markdown(text))
+    if model_step:
+        from harness.model_step import model_steps, render_model_steps
+
+        steps = model_steps(load_filtered(files, model, workload, backend))
+        if steps.empty:
+            raise ValueError("--model-step: no rows of a model with declared layer kinds in these files")
+        print(render_model_steps(steps))
         return
     if show_winners:
         found = winners(load_filtered(files, model, workload, backend))
@@ -756,6 +777,9 @@ def plot(
         from harness.verdict import plot_verdict, verdict
 
         paths += plot_verdict(verdict(rows), out_dir)
+    from harness.model_step import model_steps, plot_model_steps
+
+    paths += plot_model_steps(model_steps(rows), out_dir)  # models with layer kinds: attention per step
     if baseline is None and any(r.backend == "sdpa" for r in rows):
         baseline = "sdpa"
     if baseline:

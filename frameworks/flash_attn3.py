@@ -13,7 +13,7 @@ import torch
 from specs import DType, Workload
 
 from ._paged import to_paged, to_paged_ragged
-from .base import Backend, Caps, KVLayout, Unsupported, VariantKey, first_output, probe_build, register
+from .base import Backend, Caps, KVLayout, Unsupported, VariantKey, fa_form, first_output, probe_build, register
 
 
 def kv_cache_call(spec) -> bool:
@@ -40,6 +40,8 @@ class FlashAttn3(Backend):
         head_dims={64, 96, 128, 192, 256},
         layouts={KVLayout.DENSE, KVLayout.PAGED},
         ragged=True,
+        windows=True,  # window_size=(w, 0)
+        softcap=True,  # softcap=; a wheel built without it (FLASHATTENTION_DISABLE_SOFTCAP) refuses at the probe
     )
     variants = (
         VariantKey(
@@ -71,7 +73,9 @@ class FlashAttn3(Backend):
     def prepare(self, spec, inputs):
         import flash_attn_interface as fa3
 
-        probe_build(fa3.flash_attn_func, inputs)
+        form = fa_form(spec)  # window_size and softcap on every call ({} without a form)
+        # a wheel built for some head dims, or without soft-cap or local attention, refuses here, not timed
+        probe_build(lambda q, k, v: fa3.flash_attn_func(q, k, v, **form), inputs)
         q, k, v, causal = inputs.q, inputs.k, inputs.v, spec.is_masked
         table_arg = (
             "page_table" if "page_table" in inspect.signature(fa3.flash_attn_with_kvcache).parameters else "block_table"
@@ -80,7 +84,7 @@ class FlashAttn3(Backend):
             batch, cq, ck = spec.batch, inputs.cu_seqlens_q, inputs.cu_seqlens_k
             if spec.page_size is None:
                 self._info = "flash_attn_varlen_func"
-                kw = dict(max_seqlen_q=batch.max_q, max_seqlen_k=batch.max_kv, causal=spec.causal)
+                kw = dict(max_seqlen_q=batch.max_q, max_seqlen_k=batch.max_kv, causal=spec.causal, **form)
                 if "num_splits" in inspect.signature(fa3.flash_attn_varlen_func).parameters:
                     # its default is 1 (no KV split); vLLM passes 0, FA3's own heuristic, outside CUDA graphs
                     kw["num_splits"] = 0
@@ -89,7 +93,7 @@ class FlashAttn3(Backend):
             # a mixed batch in one call: packed queries (cu_seqlens_q) against the paged cache
             paged = to_paged_ragged(k, v, batch.kv_lens, spec.page_size)
             kw = {"cache_seqlens": paged.seqlens(), table_arg: paged.block_table, "cu_seqlens_q": cq,
-                  "max_seqlen_q": batch.max_q, "causal": spec.causal}  # fmt: skip
+                  "max_seqlen_q": batch.max_q, "causal": spec.causal, **form}  # fmt: skip
             kp, vp = paged.k_pages, paged.v_pages
             mode = self._schedule(fa3, kw, spec, batch.num_requests, batch.max_q, batch.max_kv, kw["cache_seqlens"],
                                   q.dtype, cq)  # fmt: skip
@@ -98,9 +102,9 @@ class FlashAttn3(Backend):
             return lambda: first_output(fa3.flash_attn_with_kvcache(q, kp, vp, **kw))
         if spec.page_size is None and spec.q_len > 1:
             self._info = "flash_attn_func"
-            return lambda: first_output(fa3.flash_attn_func(q, k, v, causal=causal))
+            return lambda: first_output(fa3.flash_attn_func(q, k, v, causal=causal, **form))
         seqlens = torch.full((spec.batch_size,), spec.kv_len, dtype=torch.int32, device=q.device)
-        kwargs = dict(cache_seqlens=seqlens, causal=causal)
+        kwargs = dict(cache_seqlens=seqlens, causal=causal, **form)
         self._info = {"call": "flash_attn_with_kvcache"}
         if spec.page_size is not None:
             paged = to_paged(k, v, spec.page_size)

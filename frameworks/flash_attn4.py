@@ -11,7 +11,7 @@ from __future__ import annotations
 from specs import DType, Workload
 
 from ._paged import to_paged, to_paged_ragged
-from .base import Backend, Caps, KVLayout, first_output, register
+from .base import Backend, Caps, KVLayout, Unsupported, first_output, register
 
 
 def fa4_splits(workload: Workload, compute_capability: tuple[int, int]) -> int:
@@ -27,11 +27,16 @@ class FlashAttn4(Backend):
     min_compute_capability = (9, 0)
     upstream = "flash_attn.cute.flash_attn_func (FA4, CuTe DSL)"
     distribution = "flash-attn-4"
+    # forms as flash_attn.cute's interface takes them: window_size=(w, 0), learnable_sink [Hq], softcap; head
+    # dims up to 256 on sm90 (192 and 256 not yet run here: a build that lacks one fails as an error row)
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
-        head_dims={64, 96, 128},
+        head_dims={64, 96, 128, 192, 256},
         layouts={KVLayout.DENSE, KVLayout.PAGED},  # pages through page_table (4.0.0b36 ran pages of 16 on an H200)
         ragged=True,
+        windows=True,
+        sinks=True,
+        softcap=True,
     )
 
     def availability(self, device):
@@ -59,11 +64,15 @@ class FlashAttn4(Backend):
                           max_seqlen_k=batch.max_kv, causal=spec.causal, num_splits=1)  # fmt: skip
             accepted = inspect.signature(flash_attn_varlen_func).parameters
             kw = {name: value for name, value in wanted.items() if name in accepted}
+            kw.update(fa4_form(spec, inputs, accepted))
             self._info = "flash_attn_varlen_func;num_splits=1"
             return lambda: first_output(flash_attn_varlen_func(q, k, v, **kw))
+        import inspect
+
+        form = fa4_form(spec, inputs, inspect.signature(flash_attn_func).parameters)
         splits = fa4_splits(spec.workload, torch.cuda.get_device_capability(q.device))
         self._info = f"num_splits={'auto' if splits == 0 else splits}"
-        return lambda: first_output(flash_attn_func(q, k, v, causal=causal, num_splits=splits))
+        return lambda: first_output(flash_attn_func(q, k, v, causal=causal, num_splits=splits, **form))
 
     def _prepare_paged(self, spec, inputs):
         """Pages in a shuffled pool with a page table and each request's length (seqused_k): one
@@ -83,12 +92,31 @@ class FlashAttn4(Backend):
             kw = {}
         kp, vp, table = paged.k_pages, paged.v_pages, paged.block_table
         kw.update(seqused_k=lengths, max_seqlen_k=batch.max_kv, page_table=table, causal=spec.causal, num_splits=1)
+        import inspect
+
+        kw.update(fa4_form(spec, inputs, inspect.signature(flash_attn_varlen_func).parameters))
         self._info = {"call": "flash_attn_varlen_func(page_table, seqused_k)", "num_splits": 1,
                       "page_size": spec.page_size}  # fmt: skip
         return lambda: first_output(flash_attn_varlen_func(q, kp, vp, **kw))
 
     def run_info(self) -> dict | str:
         return getattr(self, "_info", "")
+
+
+def fa4_form(spec, inputs, accepted) -> dict:
+    """flash_attn.cute's keyword arguments for the spec's form: window_size=(w, 0), learnable_sink (the
+    [Hq] fp32 sinks), softcap; Unsupported naming the argument where this FA4's interface lacks it."""
+    form: dict = {}
+    if spec.window is not None:
+        form["window_size"] = (spec.window, 0)
+    if spec.sinks:
+        form["learnable_sink"] = inputs.sinks
+    if spec.softcap is not None:
+        form["softcap"] = spec.softcap
+    missing = [name for name in form if name not in accepted]
+    if missing:
+        raise Unsupported(f"{', '.join(missing)}: this flash_attn.cute does not take it")
+    return form
 
 
 def _shadowing_flash_attn2() -> str:

@@ -67,6 +67,10 @@ class ResultRow:
     causal: bool
     page_size: int | None
     mix: str  # "" for a uniform batch; else the mix string or length generator (rebuilds the batch exactly)
+    window: int | None  # left sliding window in keys ('' = full attention)
+    sinks: bool  # learned per-head sink logits in the softmax
+    softcap: float | None  # logit soft-cap ('' = none)
+    tp: int  # tensor-parallel degree the heads are one GPU's share of (1 = unsharded)
     # --- the batch in totals (uniform: batch_size × q_len and batch_size × kv_len)
     total_q_tokens: int
     total_kv_tokens: int
@@ -166,6 +170,11 @@ ADDED_COLUMNS: dict[str, str] = {
     **dict.fromkeys(BATCH_COLUMNS, ""),  # derived from the spec in _parse
     "gpu_uuid": "",  # which GPU of a host: not recorded before multi-GPU sweeps
     "variant": "",  # rows from before variants ran each backend's defaults
+    # rows from before attention forms: plain causal attention of an unsharded model
+    "window": "",
+    "sinks": "False",
+    "softcap": "",
+    "tp": "1",
 }
 
 

@@ -331,7 +331,7 @@ def test_a_variant_is_canonical_and_bad_keys_or_values_name_what_is_allowed():
     made = [triton("splits=fill"), triton({"splits": "fill"}), get_backend("triton[splits=fill]")]
     assert all(b.choice == made[0].choice and b.variant == "splits=fill" for b in made)
     assert get_backend("triton").variant == "" and get_backend("triton").choice["splits"] == "waves"
-    assert get_backend("flashinfer[mixed=one-call]").choice == {"mixed": "one-call"}
+    assert get_backend("flashinfer[mixed=one-call]").choice == {"mixed": "one-call", "sinks": "prefill-decode"}
     assert get_backend("torch-naive[gqa=repeat]").variant == "gqa=repeat"
     refused = [
         ("triton[split=fill]", "backend triton: no variant key 'split'; its keys: gluon, gluon_grid, splits, schedule"),
@@ -357,7 +357,7 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
     changes nothing for the spec (its row would repeat the default's) is not planned."""
     from specs import ExperimentSpec
 
-    assert BACKENDS["flashinfer"].contender_variants() == ["", "mixed=batch-attention"]
+    assert BACKENDS["flashinfer"].contender_variants() == ["", "mixed=batch-attention", "sinks=attention-sink"]
     assert BACKENDS["triton"].contender_variants() == [""] == BACKENDS["torch-naive"].contender_variants()
     assert BACKENDS["sdpa"].contender_variants() == [""]
     mixed = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64)

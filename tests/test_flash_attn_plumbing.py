@@ -14,7 +14,7 @@ from harness.plan import plan_tasks
 from harness.reference import check_output, reference_attention
 from specs import ExperimentSpec
 
-from . import fake_flash_attn
+from . import fake_fa_cache as fake_flash_attn
 
 CPU = torch.device("cpu")
 
