@@ -335,8 +335,8 @@ def test_a_variant_is_canonical_and_bad_keys_or_values_name_what_is_allowed():
     assert get_backend("torch-naive[gqa=repeat]").variant == "gqa=repeat"
     refused = [
         ("triton[split=fill]", "backend triton: no variant key 'split'; its keys: gluon, gluon_grid, splits, schedule"),
-        ("triton[splits=even]", "backend triton: variant splits='even' is not valid; expected one of waves, fill "
-         "(default waves)"),
+        ("triton[splits=even]", "backend triton: variant splits='even' is not valid; expected one of waves, fill, "
+         "work, work-fused (default waves)"),
         ("flashinfer[mixed=both]", "variant mixed='both' is not valid; expected one of split, one-call, "
          "batch-attention (default split)"),
         ("torch-naive[gqa=tiled]", "variant gqa='tiled' is not valid; expected one of grouped, repeat "
