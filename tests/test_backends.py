@@ -358,7 +358,8 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
     from specs import ExperimentSpec
 
     assert BACKENDS["flashinfer"].contender_variants() == ["", "mixed=batch-attention", "sinks=attention-sink"]
-    assert BACKENDS["triton"].contender_variants() == [""] == BACKENDS["torch-naive"].contender_variants()
+    assert BACKENDS["triton"].contender_variants() == ["", "splits=work"]
+    assert BACKENDS["torch-naive"].contender_variants() == [""]
     assert BACKENDS["sdpa"].contender_variants() == [""]
     mixed = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64)
     paged_mix = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64, page_size=16)

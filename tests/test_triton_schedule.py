@@ -198,14 +198,19 @@ def test_the_backend_runs_the_work_rule_as_a_variant_and_the_row_says_so(what, r
     """`triton[splits=work]`: the uniform decode (dense and paged), a ragged decode batch, and the decodes of a
     mixed batch through the work list, each matching the reference, the row naming the rule."""
     from frameworks import get_backend
+    from harness.env import collect
+    from harness.measure import MeasureConfig, Measurer
     from harness.store import Status
+    from harness.timer import Repetition
 
-    from .helpers import cpu_measurer, tiny_spec
+    from .helpers import tiny_spec
 
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # on the GPU host: the compiled kernels
+    config = MeasureConfig(device=device.type, repetition=Repetition(iterations=1, warmup=0), run_id="test")
     if what.startswith("decode"):
         spec = tiny_spec("decode", group=4, kv_len=70, batch=3, page_size=16 if what.endswith("paged") else None)
     else:
         spec = ExperimentSpec.from_mix(what, 8, 2, 64)
-    row = cpu_measurer(iterations=1).measure(spec, get_backend(f"triton[splits={rule}]"))
+    row = Measurer(config, collect(device, "test")).measure(spec, get_backend(f"triton[splits={rule}]"))
     assert row.status is Status.OK, row.reason
     assert row.variant == f"splits={rule}" and '"split_rule":"work"' in row.backend_info and row.rel_err < 1e-2
