@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import zlib
+from dataclasses import fields
 
 import torch
 
 from frameworks import AttentionInputs
 from specs import ExperimentSpec
 
+# the spec's fields up to `mix`: the key seeds were drawn from before later fields existed
+_SEED_FIELDS = [f.name for f in fields(ExperimentSpec)]
+_SEED_FIELDS = _SEED_FIELDS[: _SEED_FIELDS.index("mix") + 1]
+
 
 def spec_seed(spec: ExperimentSpec) -> int:
-    """A seed that depends only on the spec's shape, so every run and backend sees the same numbers."""
-    key = spec.key if spec.mix else spec.key[:-1]  # uniform specs keep the seeds they had before mixes existed
-    return zlib.crc32(repr(key).encode())
+    """A seed that depends only on the spec's shape, so every run and backend sees the same numbers.
+    Specs keep the seeds they had before later fields existed: uniform ones leave `mix` out, and a field
+    added after `mix` counts only where it differs from its default."""
+    key = tuple(spec.key[: len(_SEED_FIELDS)])
+    key = key if spec.mix else key[:-1]
+    later = tuple((f.name, getattr(spec, f.name)) for f in fields(ExperimentSpec)[len(_SEED_FIELDS) :]
+                  if getattr(spec, f.name) != f.default)  # fmt: skip
+    return zlib.crc32(repr(key + later if later else key).encode())
 
 
 def make_inputs(spec: ExperimentSpec, device: torch.device) -> AttentionInputs:

@@ -24,12 +24,13 @@ class Mix:
     chunk: int = 1
 
     def spec(self, model: str, **kw) -> ExperimentSpec:
-        shape = MODELS[model]
-        heads = (shape.num_q_heads, shape.num_kv_heads, shape.head_dim)
+        workload = self.workload if is_generator(self.mix) else parse_mix(self.mix).kind
+        fields = MODELS[model].attention(workload)  # MLA: absorbed or expanded by the workload
+        heads = (fields.pop("num_q_heads"), fields.pop("num_kv_heads"), fields.pop("head_dim"))
         if is_generator(self.mix):
             return ExperimentSpec.from_lengths(self.mix, self.workload, self.count, *heads, chunk=self.chunk,
-                                               model=model, **kw)  # fmt: skip
-        return ExperimentSpec.from_mix(self.mix, *heads, model=model, **kw)
+                                               model=model, **fields, **kw)  # fmt: skip
+        return ExperimentSpec.from_mix(self.mix, *heads, model=model, **fields, **kw)
 
 
 # traffic a serving engine runs, by name (the table shows the name; the row keeps the mix string)
@@ -76,6 +77,10 @@ class SweepGrid:
     mixes: tuple[str, ...] = ()  # named mixes or mix strings: when set, models × mixes × page sizes
     lengths: str | None = None  # a length generator: each workload × batch size (requests) × chunk drawn from it
     max_tflop: float | None = None  # leave out specs of more than this many TFLOP a call (None: no cap)
+    kv_dtypes: tuple[str, ...] = ("",)  # KV cache dtypes: "" (the dtype's) and/or "fp8_e4m3"; every spec in each
+    kv_scale: str = ""  # FP8 specs: "tensor" (default) or "head"
+    fp8_attention: bool = False  # FP8 specs: Q in e4m3 too (FA3's FP8 form)
+    extra_mixes: tuple[str, ...] = ()  # named mixes measured beside a grid (models × these × page sizes × kv dtypes)
 
     def __post_init__(self) -> None:
         for name in self.models:
@@ -83,10 +88,10 @@ class SweepGrid:
                 raise SpecError(f"models: {name!r} is not known; expected one of {', '.join(MODELS)}")
         object.__setattr__(self, "workloads", tuple(parse_enum(Workload, w, "workloads") for w in self.workloads))
         object.__setattr__(self, "dtype", parse_enum(DType, self.dtype, "dtype"))
-        for axis in ("models", "workloads", "batch_sizes", "seq_lens", "chunks", "page_sizes"):
+        for axis in ("models", "workloads", "batch_sizes", "seq_lens", "chunks", "page_sizes", "kv_dtypes"):
             if not getattr(self, axis):
                 raise SpecError(f"{axis}: the sweep needs at least one value")
-        for mix in self.mixes:
+        for mix in (*self.mixes, *self.extra_mixes):
             resolve_mix(mix)
 
     def narrowed(self, **axes) -> SweepGrid:
@@ -101,24 +106,44 @@ class SweepGrid:
             return specs
         return [s for s in specs if s.flops <= self.max_tflop * 1e12]
 
+    def _fp8(self, kv_dtype: str) -> dict:
+        """The spec fields of one KV dtype of the sweep."""
+        if not kv_dtype:
+            return {}
+        return dict(kv_dtype=kv_dtype, kv_scale=self.kv_scale, fp8_attention=self.fp8_attention)
+
+    def _mix_specs(self, mixes) -> list[ExperimentSpec]:
+        return [
+            resolve_mix(mix).spec(model, dtype=self.dtype, page_size=page, **self._fp8(kv))
+            for model in self.models
+            for mix in mixes
+            for page in self.page_sizes
+            for kv in self.kv_dtypes
+        ]
+
     def _all_specs(self) -> list[ExperimentSpec]:
         if self.mixes:
-            return [
-                resolve_mix(mix).spec(model, dtype=self.dtype, page_size=page)
-                for model in self.models
-                for mix in self.mixes
-                for page in self.page_sizes
-            ]
+            return self._mix_specs(self.mixes)
         if self.lengths:
             return [
                 ExperimentSpec.from_lengths(
-                    self.lengths, w, count, *_heads(model), chunk=chunk, model=model, dtype=self.dtype, page_size=page
+                    self.lengths,
+                    w,
+                    count,
+                    *_heads(model, w),
+                    chunk=chunk,
+                    model=model,
+                    dtype=self.dtype,
+                    page_size=page,
+                    **_mla(model, w),
+                    **self._fp8(kv),
                 )  # fmt: skip
                 for model in self.models
                 for w in self.workloads
                 for count in self.batch_sizes
                 for chunk in ([1] if w in (Workload.PREFILL, Workload.DECODE) else self.chunks)
                 for page in self.page_sizes
+                for kv in self.kv_dtypes
             ]
         out: list[ExperimentSpec] = []
         for model_name in self.models:
@@ -141,16 +166,16 @@ class SweepGrid:
                                     batch_size=batch,
                                     q_len=q_len,
                                     kv_len=seq,
-                                    num_q_heads=model.num_q_heads,
-                                    num_kv_heads=model.num_kv_heads,
-                                    head_dim=model.head_dim,
+                                    **model.attention(workload),
                                     dtype=self.dtype,
                                     page_size=page,
                                     model=model.name,
+                                    **self._fp8(kv),
                                 )
                                 for page in self.page_sizes
+                                for kv in self.kv_dtypes
                             )
-        return out
+        return out + self._mix_specs(self.extra_mixes)
 
 
 ALL_WORKLOADS = (Workload.PREFILL, Workload.APPEND, Workload.DECODE)
@@ -164,9 +189,10 @@ PRESETS: dict[str, SweepGrid] = {
         seq_lens=(128,),
         chunks=(32,),
     ),
-    # the README comparison: batch 256 × 4096 tokens, append chunk 128, GQA groups 4, 8 and 16
+    # the README comparison: batch 256 × 4096 tokens, append chunk 128, GQA groups 4, 8 and 16, and MLA (the
+    # 16-head DeepSeek-V2-Lite: DeepSeek-V3's 128 expanded heads at this batch need 136 GB of inputs)
     "readme": SweepGrid(
-        models=("Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B"),
+        models=("Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B", "DeepSeek-V2-Lite"),
         workloads=ALL_WORKLOADS,
         batch_sizes=(256,),
         seq_lens=(4096,),
@@ -174,7 +200,7 @@ PRESETS: dict[str, SweepGrid] = {
     ),
     # the batches serving engines run: named mixes, dense and paged with 16-token pages
     "serving": SweepGrid(
-        models=("Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B"),
+        models=("Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B", "DeepSeek-V3"),
         workloads=(Workload.MIXED,),
         batch_sizes=(1,),
         seq_lens=(1,),
@@ -196,6 +222,28 @@ PRESETS: dict[str, SweepGrid] = {
         chunks=(512,),
         max_tflop=20,
     ),
+    # latent attention (MLA) decode in the absorbed form (576-wide queries against one latent head, 512-wide
+    # values) on pages of 64 tokens, as vLLM runs FlashMLA: batches 1-128 against caches of 1k-64k tokens
+    "mla": SweepGrid(
+        models=("DeepSeek-V3", "Kimi-K2", "DeepSeek-V2-Lite"),
+        workloads=(Workload.DECODE,),
+        batch_sizes=(1, 8, 32, 128),
+        seq_lens=(1024, 4096, 16384, 65536),
+        chunks=(1,),
+        page_sizes=(64,),
+    ),
+    # an FP8 (e4m3, per-tensor scales) KV cache beside the bf16 one: decode against 1k-64k caches (the plot of
+    # decode time against context), a 512-token chunk, and the decode-heavy serving mix, on pages of 16
+    "fp8": SweepGrid(
+        models=("Llama-3.1-8B", "Qwen3-30B-A3B"),
+        workloads=(Workload.DECODE, Workload.APPEND),
+        batch_sizes=(1, 16),
+        seq_lens=(1024, 4096, 16384, 65536),
+        chunks=(512,),
+        page_sizes=(16,),
+        kv_dtypes=("", "fp8_e4m3"),
+        extra_mixes=("decode-heavy",),
+    ),
     # everything; specs that cannot fit in the GPU's memory are recorded as skipped
     "full": SweepGrid(
         models=tuple(MODELS),
@@ -207,9 +255,15 @@ PRESETS: dict[str, SweepGrid] = {
 }
 
 
-def _heads(model: str) -> tuple[int, int, int]:
-    shape = MODELS[model]
-    return shape.num_q_heads, shape.num_kv_heads, shape.head_dim
+def _heads(model: str, workload) -> tuple[int, int, int]:
+    fields = MODELS[model].attention(workload)
+    return fields["num_q_heads"], fields["num_kv_heads"], fields["head_dim"]
+
+
+def _mla(model: str, workload) -> dict:
+    """The MLA fields of a model's spec for this workload ({} for other models)."""
+    fields = MODELS[model].attention(workload)
+    return {k: fields[k] for k in ("kv_lora_rank", "rope_dim", "v_head_dim") if k in fields}
 
 
 def get_preset(name: str) -> SweepGrid:

@@ -88,10 +88,12 @@ def test_models_have_the_published_shapes():
 
 def test_readme_preset_is_batch_256_by_4096_with_chunk_128():
     specs = PRESETS["readme"].specs()
-    assert len(specs) == 9
+    assert len(specs) == 12
     assert {s.batch_size for s in specs} == {256} and {s.kv_len for s in specs} == {4096}
     assert {s.q_len for s in specs if s.workload is Workload.APPEND} == {128}
-    assert {s.model for s in specs} == {"Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B"}
+    assert {s.model for s in specs} == {"Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B", "DeepSeek-V2-Lite"}
+    mla = {s.workload.value: s.form for s in specs if s.model == "DeepSeek-V2-Lite"}
+    assert mla == {"prefill": "mla-expanded", "append": "mla-expanded", "decode": "mla-absorbed"}
 
 
 def test_full_preset_skips_chunks_longer_than_the_sequence_and_narrows():
