@@ -8,6 +8,7 @@ from dataclasses import fields
 import torch
 
 from frameworks import AttentionInputs
+from frameworks._fp8 import quantize
 from specs import ExperimentSpec
 
 # the spec's fields up to `mix`: the key seeds were drawn from before later fields existed
@@ -35,6 +36,8 @@ def make_inputs(spec: ExperimentSpec, device: torch.device) -> AttentionInputs:
     def draw(*shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=gen, device=device, dtype=dtype)
 
+    if spec.form != "mha" or spec.kv_dtype:
+        return _form_inputs(spec, device, draw)
     if spec.is_ragged:
         batch = spec.batch
         q = draw(batch.total_q, spec.num_q_heads, d)
@@ -46,3 +49,30 @@ def make_inputs(spec: ExperimentSpec, device: torch.device) -> AttentionInputs:
     k = draw(spec.batch_size, spec.kv_len, spec.num_kv_heads, d)
     v = draw(spec.batch_size, spec.kv_len, spec.num_kv_heads, d)
     return AttentionInputs(q=q, k=k, v=v)
+
+
+def _form_inputs(spec: ExperimentSpec, device: torch.device, draw) -> AttentionInputs:
+    """Inputs of an FP8 or MLA spec. MLA absorbed: q [..., Hq, 576] against the latent cache [..., 1, 576]
+    (k), whose first kv_lora_rank columns are the values (v, a view of k); expanded: v of v_head_dim.
+    FP8: K and V (the latent once) drawn in the spec's dtype, then quantized to e4m3 with fp32 scales per
+    tensor or per KV head (Q too with fp8_attention, per tensor); `unquantized` keeps what was drawn."""
+    if spec.is_ragged:
+        batch = spec.batch
+        lead_q, lead_kv = (batch.total_q,), (batch.total_kv,)
+        offsets = lambda values: torch.tensor(values, dtype=torch.int32, device=device)  # noqa: E731
+        ragged = dict(cu_seqlens_q=offsets(batch.cu_seqlens_q), cu_seqlens_k=offsets(batch.cu_seqlens_k))
+    else:
+        lead_q, lead_kv = (spec.batch_size, spec.q_len), (spec.batch_size, spec.kv_len)
+        ragged = {}
+    q = draw(*lead_q, spec.num_q_heads, spec.head_dim)
+    k = draw(*lead_kv, spec.num_kv_heads, spec.head_dim)
+    absorbed = spec.form == "mla-absorbed"
+    v = k[..., : spec.kv_lora_rank] if absorbed else draw(*lead_kv, spec.num_kv_heads, spec.value_dim)
+    drawn = AttentionInputs(q, k, v, **ragged)
+    if not spec.kv_dtype:
+        return drawn
+    per_head = spec.kv_scale == "head"
+    k8, k_scale = quantize(k, per_head)
+    v8, v_scale = (k8[..., : spec.kv_lora_rank], k_scale) if absorbed else quantize(v, per_head)
+    q8, q_scale = quantize(q) if spec.fp8_attention else (q, None)
+    return AttentionInputs(q8, k8, v8, **ragged, q_scale=q_scale, k_scale=k_scale, v_scale=v_scale, unquantized=drawn)

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 import torch
 
 from frameworks import AttentionInputs
+from frameworks._fp8 import dequantize
 from specs import DType, ExperimentSpec
 
 # ‖out − ref‖ / ‖ref‖ allowed per input dtype: a few units of the format's rounding error.
 # A wrong mask (top-left instead of bottom-right causal, a dropped GQA group) lands far above these.
 TOLERANCE = {DType.BF16: 2e-2, DType.FP16: 5e-3, DType.FP32: 2e-3}
+# FP8 attention (Q, K and V in e4m3): the kernel also rounds P to e4m3 before P·V (FA3), a few percent
+FP8_ATTENTION_TOLERANCE = 6e-2
 
 # fp32 FLOPs spent on the reference per spec: bounds the check at big batches (a slice is checked)
 CHECK_FLOP_BUDGET = {"cuda": 4e12, "cpu": 2e10}
@@ -25,7 +28,8 @@ def check_indices(spec: ExperimentSpec, device: torch.device) -> list[int]:
     shortest and the longest request always, then evenly spaced others while the budget lasts."""
     budget = CHECK_FLOP_BUDGET.get(device.type, CHECK_FLOP_BUDGET["cpu"])
     batch = spec.batch
-    per_request = [4 * spec.head_dim * spec.num_q_heads * (q * k if not spec.causal else q * k - q * (q - 1) // 2)
+    per_pair = 2 * (spec.head_dim + spec.value_dim) * spec.num_q_heads
+    per_request = [per_pair * (q * k if not spec.causal else q * k - q * (q - 1) // 2)
                    for q, k in zip(batch.q_lens, batch.kv_lens)]  # fmt: skip
     n = batch.num_requests
     if sum(per_request) <= budget:
@@ -71,6 +75,8 @@ def reference_attention(spec: ExperimentSpec, inputs: AttentionInputs, batch_ind
     """fp32 attention of the given requests, in bounded memory: [len(batch_indices), Sq, Hq, D] for a
     uniform batch, their packed rows [Σ q_len, Hq, D] for a ragged one. GQA by grouping query heads
     (no K/V copy); causal is bottom-right aligned within each request."""
+    if inputs.quantized or inputs.q_scale is not None or spec.form != "mha":
+        return reference_forms(spec, inputs, batch_indices)
     group = spec.gqa_group
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")  # no TF32 in the reference
@@ -89,6 +95,60 @@ def reference_attention(spec: ExperimentSpec, inputs: AttentionInputs, batch_ind
     return torch.cat(outs) if inputs.ragged else torch.stack(outs)
 
 
+def reference_forms(spec: ExperimentSpec, inputs: AttentionInputs, batch_indices: list[int]) -> torch.Tensor:
+    """reference_attention of an FP8 or MLA spec: each request dequantized to fp32 (an FP8 cache is judged
+    against the fp32 attention of what it holds), then attended by reference_request (a value width of its
+    own: absorbed MLA's values are the latent's first kv_lora_rank columns)."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        outs = []
+        for b in batch_indices:
+            if inputs.ragged:
+                cq, ck = spec.batch.cu_seqlens_q, spec.batch.cu_seqlens_k
+                q, k, v = inputs.q[cq[b] : cq[b + 1]], inputs.k[ck[b] : ck[b + 1]], inputs.v[ck[b] : ck[b + 1]]
+            else:
+                q, k, v = inputs.q[b], inputs.k[b], inputs.v[b]
+            q, k, v = (dequantize(t, s) for t, s in ((q, inputs.q_scale), (k, inputs.k_scale), (v, inputs.v_scale)))
+            masked = spec.causal and q.shape[0] > 1
+            outs.append(reference_request(q, k, v, inputs.scale, masked, spec.gqa_group))
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    return torch.cat(outs) if inputs.ragged else torch.stack(outs)
+
+
+def reference_request(q, k, v, scale: float, masked: bool, group: int) -> torch.Tensor:
+    """fp32 attention of one request whose values may be narrower than its queries (MLA): q [Sq, Hq, Dqk],
+    k [Sk, Hkv, Dqk], v [Sk, Hkv, Dv] -> [Sq, Hq, Dv]; absorbed MLA is Hkv = 1 with v = the latent's first
+    columns (scores over all 576, values over 512). Bottom-right causal when masked, bounded score blocks."""
+    sq, hq, d = q.shape
+    sk, hkv, dv = k.shape[0], k.shape[1], v.shape[-1]
+    k, v = k.float(), v.float()
+    q_chunk = max(1, min(sq, SCORE_BLOCK_BYTES // (4 * hq * sk)))
+    out = torch.empty(sq, hq, dv, dtype=torch.float32, device=q.device)
+    key_pos = torch.arange(sk, device=q.device)
+    for start in range(0, sq, q_chunk):
+        stop = min(sq, start + q_chunk)
+        block = q[start:stop].float().view(stop - start, hkv, group, d)
+        scores = torch.einsum("qhgd,khd->hgqk", block, k) * scale
+        if masked:
+            query_pos = torch.arange(start, stop, device=q.device) + (sk - sq)
+            scores.masked_fill_(key_pos[None, :] > query_pos[:, None], float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
+        out[start:stop] = torch.einsum("hgqk,khd->qhgd", probs, v).reshape(stop - start, hq, dv)
+    return out
+
+
+def relative_error(spec: ExperimentSpec, out: torch.Tensor, reference: torch.Tensor, batch_indices: list[int]) -> float:
+    """‖out − reference‖ / ‖reference‖ over the checked requests (for the second check column)."""
+    if spec.is_ragged:
+        cq = spec.batch.cu_seqlens_q
+        got = torch.cat([out[cq[b] : cq[b + 1]] for b in batch_indices]).float()
+    else:
+        got = out[batch_indices].float()
+    return ((got - reference).norm() / reference.norm().clamp_min(1e-30)).item()
+
+
 @dataclass(frozen=True)
 class CheckResult:
     rel_err: float  # ‖out − ref‖ / ‖ref‖ over the checked slice
@@ -105,11 +165,11 @@ class CheckResult:
 def check_output(
     spec: ExperimentSpec, out: torch.Tensor, reference: torch.Tensor, batch_indices: list[int]
 ) -> CheckResult:
-    tolerance = TOLERANCE[spec.dtype]
+    tolerance = FP8_ATTENTION_TOLERANCE if spec.fp8_attention else TOLERANCE[spec.dtype]
     if spec.is_ragged:
-        expected = (spec.batch.total_q, spec.num_q_heads, spec.head_dim)
+        expected = (spec.batch.total_q, spec.num_q_heads, spec.value_dim)
     else:
-        expected = (spec.batch_size, spec.q_len, spec.num_q_heads, spec.head_dim)
+        expected = (spec.batch_size, spec.q_len, spec.num_q_heads, spec.value_dim)
     if not isinstance(out, torch.Tensor):
         return CheckResult(float("nan"), float("nan"), 0, tolerance, f"output is {type(out).__name__}, not a tensor")
     if tuple(out.shape) != expected:

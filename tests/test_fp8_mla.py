@@ -4,8 +4,14 @@ bytes, the quantize/dequantize round trip, the references, the adapters' plumbin
 Triton MLA decode kernel under the interpreter, and a CPU sweep through the CLI."""
 
 import pytest
+import torch
 
+from frameworks import AttentionInputs, get_backend, info_dict
 from specs import MODELS, PRESETS, ExperimentSpec, SpecError
+
+from .helpers import cpu_measurer, tiny_spec
+
+CPU = torch.device("cpu")
 
 
 def mla_decode(heads=16, batch=2, kv_len=40, latent=512, rope=64, **kw) -> ExperimentSpec:
@@ -97,3 +103,119 @@ def test_bad_form_fields_are_one_line_naming_the_field(overrides, message):
         ExperimentSpec("decode", 2, 1, 64, 8, 2, 64, **overrides)
     assert message in str(info.value) and "\n" not in str(info.value)
     assert str(info.value).startswith(message.split(":")[0] + ":")
+
+
+# ---- quantization, inputs and the references -------------------------------------------------------
+
+
+def test_quantize_round_trip_per_tensor_and_per_head():
+    from frameworks._fp8 import E4M3, E4M3_MAX, dequantize, quantize
+
+    gen = torch.Generator().manual_seed(0)
+    t = torch.randn(3, 50, 4, 32, generator=gen) * torch.tensor([1.0, 10.0, 0.1, 3.0])[:, None]  # heads apart
+    t = t.to(torch.bfloat16)
+    q, scale = quantize(t)
+    assert q.dtype is E4M3 and scale.dim() == 0
+    assert scale.item() == pytest.approx(t.float().abs().max().item() / E4M3_MAX)
+    assert q.float().abs().max().item() == E4M3_MAX  # the largest magnitude lands on e4m3's largest value
+    per_head_q, per_head = quantize(t, per_head=True)
+    assert per_head.shape == (4,)
+    assert torch.allclose(per_head, t.float().abs().amax(dim=(0, 1, 3)) / E4M3_MAX)
+    for values, s in ((q, scale), (per_head_q, per_head)):
+        back = dequantize(values, s)
+        norms = lambda x: x.transpose(2, 3).reshape(-1, 4).norm(dim=0)  # noqa: E731 - one a head
+        rel = (norms(back - t.float()) / norms(t.float())).max().item()
+        assert rel < 0.04  # e4m3 keeps 3 mantissa bits: about 2-3% of the norm
+    # per-head scales serve a quiet head better than one scale for the whole tensor
+    quiet = lambda values, s: (dequantize(values, s)[:, :, 2] - t.float()[:, :, 2]).norm().item()  # noqa: E731
+    assert quiet(per_head_q, per_head) < quiet(q, scale)
+
+
+@pytest.mark.parametrize("kv_scale", ["tensor", "head"])
+def test_fp8_inputs_keep_the_drawn_tensors_and_the_reference_judges_the_dequantized_cache(kv_scale):
+    from frameworks._fp8 import E4M3, dequantize
+    from harness.inputs import make_inputs
+    from harness.reference import reference_attention, relative_error
+
+    spec = ExperimentSpec("decode", 2, 1, 40, 8, 2, 64, kv_dtype="fp8_e4m3", kv_scale=kv_scale)
+    inputs = make_inputs(spec, CPU)
+    assert inputs.k.dtype is E4M3 and inputs.v.dtype is E4M3 and inputs.q.dtype is torch.bfloat16
+    assert inputs.k_scale.shape == (() if kv_scale == "tensor" else (2,)) and inputs.q_scale is None
+    raw = inputs.unquantized
+    assert raw.k.dtype is torch.bfloat16 and (dequantize(inputs.k, inputs.k_scale) - raw.k.float()).abs().max() < 0.2
+    everyone = [0, 1]
+    deq = reference_attention(spec, inputs, everyone)
+    plain = ExperimentSpec("decode", 2, 1, 40, 8, 2, 64)
+    exact = reference_attention(plain, raw, everyone)
+    held = [dequantize(t, s).to(torch.bfloat16) for t, s in ((inputs.k, inputs.k_scale), (inputs.v, inputs.v_scale))]
+    by_hand = reference_attention(plain, AttentionInputs(raw.q, *held), everyone)
+    assert relative_error(spec, by_hand, deq, everyone) < 1e-2  # the reference is attention on what the cache holds
+    assert 1e-3 < relative_error(spec, deq, exact, everyone) < 0.1  # and FP8 costs a few percent
+
+
+def test_absorbed_mla_reference_against_a_hand_computation():
+    from harness.inputs import make_inputs
+    from harness.reference import reference_attention
+
+    spec = mla_decode(heads=4, batch=2, kv_len=7, latent=8, rope=4)
+    inputs = make_inputs(spec, CPU)
+    assert inputs.q.shape == (2, 1, 4, 12) and inputs.k.shape == (2, 7, 1, 12) and inputs.v.shape == (2, 7, 1, 8)
+    assert inputs.v.data_ptr() == inputs.k.data_ptr()  # the values are the latent's first columns, no copy
+    out = reference_attention(spec, inputs, [0, 1])
+    assert out.shape == (2, 1, 4, 8)
+    for b in range(2):
+        for h in range(4):
+            q, latent = inputs.q[b, 0, h].float(), inputs.k[b, :, 0].float()
+            weights = torch.softmax(latent @ q / 12**0.5, dim=0)  # scores over all 12 columns
+            assert torch.allclose(out[b, 0, h], weights @ latent[:, :8], atol=1e-5)  # values: the first 8
+
+
+def test_expanded_mla_reference_is_attention_with_its_own_value_width():
+    from harness.inputs import make_inputs
+    from harness.reference import reference_attention
+
+    spec = ExperimentSpec("prefill", 1, 5, 5, 2, 2, 12, kv_lora_rank=16, rope_dim=4, v_head_dim=8, model="tiny")
+    inputs = make_inputs(spec, CPU)
+    assert inputs.q.shape == (1, 5, 2, 12) and inputs.k.shape == (1, 5, 2, 12) and inputs.v.shape == (1, 5, 2, 8)
+    out = reference_attention(spec, inputs, [0])
+    q, k, v = (t[0].float().transpose(0, 1) for t in (inputs.q, inputs.k, inputs.v))  # [H, S, D]
+    scores = (q @ k.transpose(1, 2)) / 12**0.5
+    scores = scores.masked_fill(torch.ones(5, 5, dtype=torch.bool).triu(1), float("-inf"))
+    assert torch.allclose(out[0], (scores.softmax(-1) @ v).transpose(0, 1), atol=1e-5)
+
+
+NAIVE_SPECS = {
+    "fp8-tensor": dict(workload="decode", kv_dtype="fp8_e4m3"),
+    "fp8-head-append": dict(workload="append", kv_dtype="fp8_e4m3", kv_scale="head"),
+    "fp8-attention": dict(workload="append", kv_dtype="fp8_e4m3", fp8_attention=True),
+    "mla-decode": "mla",
+    "mla-decode-fp8": "mla-fp8",
+    "mla-spec": "mla-spec",
+    "mla-prefill": "mla-prefill",
+}
+
+
+def naive_spec(name: str) -> ExperimentSpec:
+    given = NAIVE_SPECS[name]
+    if given == "mla":
+        return mla_decode(heads=8, latent=32, rope=16)
+    if given == "mla-fp8":
+        return mla_decode(heads=8, latent=32, rope=16, kv_dtype="fp8_e4m3")
+    if given == "mla-prefill":
+        return ExperimentSpec("prefill", 2, 20, 20, 4, 4, 24, kv_lora_rank=32, rope_dim=8, v_head_dim=16)
+    if given == "mla-spec":
+        return ExperimentSpec.from_mix("q3s20_q2s9", 8, 1, 48, kv_lora_rank=32, rope_dim=16, v_head_dim=32)
+    return tiny_spec(**given)
+
+
+@pytest.mark.parametrize("name", list(NAIVE_SPECS))
+def test_torch_naive_runs_every_form_within_tolerance(name):
+    spec = naive_spec(name)
+    row = cpu_measurer().measure(spec, get_backend("torch-naive"))
+    assert row.status.value == "ok", row.reason
+    assert row.rel_err < (6e-2 if spec.fp8_attention else 2e-2)
+    if spec.kv_dtype:
+        assert row.rel_err_vs_unquantized > row.rel_err  # what the quantization costs, beside the kernel's error
+        assert "dequantized" in info_dict(row.backend_info)["fp8"]
+    else:
+        assert row.rel_err_vs_unquantized is None
