@@ -3,6 +3,8 @@ attention (MLA) in its absorbed and expanded forms: the spec fields and their on
 bytes, the quantize/dequantize round trip, the references, the adapters' plumbing and declines, the
 Triton MLA decode kernel under the interpreter, and a CPU sweep through the CLI."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -219,3 +221,84 @@ def test_torch_naive_runs_every_form_within_tolerance(name):
         assert "dequantized" in info_dict(row.backend_info)["fp8"]
     else:
         assert row.rel_err_vs_unquantized is None
+
+
+# ---- adapters: FlashInfer's plumbing through tests/fake_flashinfer.py -------------------------------
+
+
+@pytest.fixture
+def flashinfer(monkeypatch):
+    import sys
+
+    from . import fake_flashinfer
+
+    fake_flashinfer.calls.clear()
+    monkeypatch.setitem(sys.modules, "flashinfer", fake_flashinfer)
+    return fake_flashinfer
+
+
+def run_checked(name: str, spec: ExperimentSpec):
+    """prepare + call on the CPU, checked against the reference like a measurement."""
+    from harness.inputs import make_inputs
+    from harness.reference import check_output, reference_attention
+
+    backend = get_backend(name)
+    assert backend.supports(spec) is None, backend.supports(spec)
+    inputs = make_inputs(spec, CPU)
+    out = backend.prepare(spec, inputs)()
+    everyone = list(range(spec.batch_size))
+    check = check_output(spec, out, reference_attention(spec, inputs, everyone), everyone)
+    assert check.ok, check.problem
+    return info_dict(backend.run_info())
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        tiny_spec("decode", kv_dtype="fp8_e4m3"),
+        tiny_spec("decode", kv_dtype="fp8_e4m3", page_size=16),
+        tiny_spec("append", kv_dtype="fp8_e4m3", page_size=16),
+        ExperimentSpec.from_mix("q20s30_2q4s25_3q1s17", 8, 2, 64, page_size=16, kv_dtype="fp8_e4m3"),
+        ExperimentSpec.from_mix("q1s7_q1s40_q1s100", 8, 2, 64, kv_dtype="fp8_e4m3"),
+    ],
+    ids=["decode-dense", "decode-paged", "append-paged", "mixed-paged", "ragged-decode-dense"],
+)
+def test_flashinfer_fp8_cache_plans_e4m3_and_passes_the_scales(flashinfer, spec):
+    info = run_checked("flashinfer", spec)
+    assert info["kv"] == "fp8_e4m3 (k_scale/v_scale per tensor)"
+
+
+def test_flashinfer_declines_fp8_where_its_wrapper_takes_no_scales(flashinfer):
+    backend = get_backend("flashinfer")
+    assert "ragged-KV prefill wrapper takes no k_scale" in backend.supports(tiny_spec("append", kv_dtype="fp8_e4m3"))
+    assert backend.supports(tiny_spec("decode", kv_dtype="fp8_e4m3", kv_scale="head")) == (
+        "kv_scale head: FP8 scales tensor only"
+    )
+    assert backend.supports(tiny_spec("decode", kv_dtype="fp8_e4m3", fp8_attention=True)).startswith("fp8_attention:")
+    assert "MLA wrapper takes no k_scale" in backend.supports(mla_decode(kv_dtype="fp8_e4m3", page_size=16))
+    mixed = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64, page_size=16, kv_dtype="fp8_e4m3")
+    assert "BatchAttention" in get_backend("flashinfer[mixed=batch-attention]").supports(mixed)
+
+
+@pytest.mark.parametrize("page", [None, 16, 64])
+def test_flashinfer_mla_wrapper_runs_absorbed_decode(flashinfer, page):
+    info = run_checked("flashinfer", mla_decode(heads=16, kv_len=100, page_size=page))  # the true 512 + 64
+    assert flashinfer.calls == [("mla", 2)]
+    assert info["path"].startswith("BatchMLAPagedAttentionWrapper")
+
+
+def test_flashinfer_mla_wrapper_runs_a_ragged_speculative_step(flashinfer):
+    spec = ExperimentSpec.from_mix("q3s20_q4s70_q2s9", 16, 1, 576, kv_lora_rank=512, rope_dim=64, v_head_dim=512,
+                                   page_size=16)  # fmt: skip
+    run_checked("flashinfer", spec)
+    assert flashinfer.calls == [("mla", 3)]
+
+
+@pytest.mark.parametrize("mix", [None, "q9_q30_q4"])
+def test_flashinfer_runs_expanded_mla_prefill_with_head_dim_vo(flashinfer, mix):
+    mla = dict(kv_lora_rank=512, rope_dim=64, v_head_dim=128)  # DeepSeek's expanded 192/128
+    uniform = ExperimentSpec("prefill", 2, 24, 24, 4, 4, 192, **mla)
+    spec = ExperimentSpec.from_mix(mix, 4, 4, 192, **mla) if mix else uniform
+    run_checked("flashinfer", spec)
+    assert flashinfer.calls[0][0] == "ragged-prefill"
+    assert "dense K/V only" in get_backend("flashinfer").supports(dataclasses.replace(spec, page_size=16))
