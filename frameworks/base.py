@@ -142,7 +142,8 @@ class Caps:
         """The attention forms of the spec (FP8, MLA) this declaration rules out, or None."""
         form = getattr(spec, "form", "mha")
         if form != "mha" and form not in self.mla:
-            takes = f"takes {_listed(self.mla)} only" if self.mla else "this backend has no latent attention"
+            forms = sorted(f.removeprefix("mla-") for f in self.mla)
+            takes = f"takes {', '.join(forms)} only" if self.mla else "this backend has no latent attention"
             return f"MLA {form.removeprefix('mla-')} form: {takes}"
         kv_dtype = getattr(spec, "kv_dtype", "")
         if kv_dtype not in self.kv_dtypes:

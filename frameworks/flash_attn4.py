@@ -25,7 +25,18 @@ class FlashAttn4(Backend):
     min_compute_capability = (9, 0)
     upstream = "flash_attn.cute.flash_attn_func (FA4, CuTe DSL)"
     distribution = "flash-attn-4"
-    caps = Caps(dtypes={DType.BF16, DType.FP16}, head_dims={64, 96, 128}, ragged=True)
+    # 192: DeepSeek's expanded MLA prefill (q/k 192, v 128); the library refuses it on GPUs without that kernel
+    caps = Caps(dtypes={DType.BF16, DType.FP16}, head_dims={64, 96, 128, 192}, ragged=True, mla={"mla-expanded"})
+
+    def supports(self, spec):
+        if spec.kv_dtype:
+            return "kv_dtype fp8_e4m3: FA4 has no FP8 attention on sm90 (none is wired here for other GPUs)"
+        return super().supports(spec)
+
+    def check(self, spec):
+        if spec.head_dim == 192 and spec.value_dim != 128:
+            return "head_dim 192: FA4 takes it with values of 128 only (DeepSeek's expanded MLA)"
+        return None
 
     def availability(self, device):
         reason = super().availability(device)
@@ -40,6 +51,8 @@ class FlashAttn4(Backend):
         from flash_attn.cute import flash_attn_func
 
         q, k, v, causal = inputs.q, inputs.k, inputs.v, spec.is_masked
+        if spec.form == "mla-expanded":
+            _probe_value_width(flash_attn_func, inputs)
         if inputs.ragged:
             import inspect
 
@@ -58,6 +71,18 @@ class FlashAttn4(Backend):
 
     def run_info(self) -> str:
         return getattr(self, "_info", "")
+
+
+def _probe_value_width(attention, inputs) -> None:
+    """One token through FA4 with values narrower than the queries (192/128): where this FA4 or GPU has no
+    such kernel it refuses here (Unsupported, with its message), not inside the timed loop."""
+    from .base import Unsupported
+
+    first = (lambda t: t[None, :1]) if inputs.ragged else (lambda t: t[:1, :1])
+    try:
+        attention(first(inputs.q), first(inputs.k), first(inputs.v))
+    except (AssertionError, ValueError, NotImplementedError, RuntimeError) as exc:
+        raise Unsupported(f"expanded MLA (192/128) on this FA4 and GPU: {type(exc).__name__}: {exc}") from None
 
 
 def _shadowing_flash_attn2() -> str:

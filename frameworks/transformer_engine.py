@@ -80,8 +80,17 @@ class TransformerEngine(Backend):
     min_compute_capability = (8, 0)
     upstream = "transformer_engine.pytorch.DotProductAttention"
     distribution = "transformer_engine"
-    # dense only: TE's paged path needs its InferenceParams cache; ragged batches in the THD format
-    caps = Caps(dtypes={DType.BF16, DType.FP16}, ragged=True)
+    # dense only: TE's paged path needs its InferenceParams cache; ragged batches in the THD format; expanded MLA
+    # (q/k 192, v 128) through kv_channels=(192, 128)
+    caps = Caps(dtypes={DType.BF16, DType.FP16}, ragged=True, mla={"mla-expanded"})
+
+    def supports(self, spec):
+        if spec.kv_dtype:
+            return (
+                "kv_dtype fp8_e4m3: TE's FP8 attention (fp8_dpa under fp8_autocast) quantizes bf16 inputs with its "
+                "recipe's own scales; it is not handed e4m3 tensors with given descales, so it is not run here"
+            )
+        return super().supports(spec)
 
     def availability(self, device):
         with torch_cudnn_for_te():  # the first import of TE in this process happens here
@@ -101,14 +110,14 @@ class TransformerEngine(Backend):
             layout, mask = "bshd", "causal" if spec.q_len == spec.kv_len else "causal_bottom_right"
         attention = te.DotProductAttention(
             num_attention_heads=spec.num_q_heads,
-            kv_channels=spec.head_dim,
+            kv_channels=spec.head_dim if spec.value_dim == spec.head_dim else (spec.head_dim, spec.value_dim),
             num_gqa_groups=spec.num_kv_heads,
             attention_dropout=0.0,
             qkv_format=layout,
             attn_mask_type=mask,
         )
         q, k, v = inputs.q, inputs.k, inputs.v
-        shape = tuple(q.shape)
+        shape = (*q.shape[:-1], spec.value_dim)
 
         def call():
             return attention(q, k, v, **kw).view(shape)  # TE returns [..., Hq · D]

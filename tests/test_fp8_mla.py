@@ -302,3 +302,187 @@ def test_flashinfer_runs_expanded_mla_prefill_with_head_dim_vo(flashinfer, mix):
     run_checked("flashinfer", spec)
     assert flashinfer.calls[0][0] == "ragged-prefill"
     assert "dense K/V only" in get_backend("flashinfer").supports(dataclasses.replace(spec, page_size=16))
+
+
+# ---- adapters: FA3's FP8 and qv= calls, FlashMLA's, through CPU stand-ins that compute the math ----------
+
+
+class FakeFA3:
+    """flash_attn_interface's three calls: checks the FP8 descales (fp32 [requests, KV heads]) and computes the
+    attention of the dequantized inputs; qv= adds qv·v_cacheᵀ to q·k_cacheᵀ (FA3's absorbed MLA)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def _attend(self, q, k, v, causal, softmax_scale=None, qv=None, descales=None):
+        if descales is not None:  # one request's row of each: [KV heads]; Q's applies to each head of a group
+            dq, dk, dv = (d[0] for d in descales)
+            dq = dq.repeat_interleave(q.shape[1] // k.shape[1])
+            q, k, v = (t.float() * d[None, :, None] for t, d in zip((q, k, v), (dq, dk, dv)))
+        scale = softmax_scale or (q.shape[-1] + (qv.shape[-1] if qv is not None else 0)) ** -0.5
+        group = q.shape[1] // k.shape[1]
+        kk, vv = (t.float().repeat_interleave(group, dim=1) for t in (k, v))
+        scores = torch.einsum("qhd,khd->hqk", q.float(), kk)
+        if qv is not None:
+            scores = scores + torch.einsum("qhd,khd->hqk", qv.float(), vv)
+        scores = scores * scale
+        if causal:
+            sq, sk = q.shape[0], k.shape[0]
+            scores = scores.masked_fill(torch.arange(sk)[None, :] > torch.arange(sq)[:, None] + (sk - sq), -torch.inf)
+        return torch.einsum("hqk,khd->qhd", scores.softmax(-1), vv).to(torch.bfloat16)
+
+    def _descales(self, kw, b):
+        names = ("q_descale", "k_descale", "v_descale")
+        if not any(kw.get(n) is not None for n in names):
+            return None
+        for n in names:
+            assert kw[n].dtype == torch.float32 and kw[n].dim() == 2, f"{n}: fp32 [requests, KV heads]"
+        return [kw[n][b : b + 1].reshape(-1)[None] for n in names]
+
+    def flash_attn_func(self, q, k, v, causal=False, softmax_scale=None, qv=None, **kw):
+        self.calls.append(("func", _given(kw)))
+        return torch.stack([self._attend(q[b], k[b], v[b], causal, softmax_scale, None, self._descales(kw, b))
+                            for b in range(q.shape[0])])  # fmt: skip
+
+    def flash_attn_varlen_func(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=False,
+                               softmax_scale=None, **kw):  # fmt: skip
+        self.calls.append(("varlen", _given(kw)))
+        cq, ck = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
+        parts = []
+        for b in range(len(cq) - 1):
+            rows, keys = slice(cq[b], cq[b + 1]), slice(ck[b], ck[b + 1])
+            parts.append(self._attend(q[rows], k[keys], v[keys], causal, softmax_scale, None, self._descales(kw, b)))
+        return torch.cat(parts)
+
+    def flash_attn_with_kvcache(self, q, k_cache, v_cache, qv=None, cache_seqlens=None, page_table=None,
+                                cu_seqlens_q=None, softmax_scale=None, causal=False, **kw):  # fmt: skip
+        self.calls.append(
+            ("kvcache", ["qv"] * (qv is not None) + ["page_table"] * (page_table is not None) + _given(kw))
+        )
+        assert cache_seqlens.dtype == torch.int32
+        outs = []
+        for b, n in enumerate(cache_seqlens.tolist()):
+            if page_table is None:
+                k, v = k_cache[b, :n], v_cache[b, :n]
+            else:
+                pages = page_table[b].long()
+                k, v = k_cache[pages].flatten(0, 1)[:n], v_cache[pages].flatten(0, 1)[:n]
+            if cu_seqlens_q is None:
+                rows, qv_rows = q[b], None if qv is None else qv[b]
+            else:
+                a, e = cu_seqlens_q[b].item(), cu_seqlens_q[b + 1].item()
+                rows, qv_rows = q[a:e], None if qv is None else qv[a:e]
+            outs.append(self._attend(rows, k, v, causal, softmax_scale, qv_rows, self._descales(kw, b)))
+        return torch.cat(outs) if cu_seqlens_q is not None else torch.stack(outs)
+
+
+def _given(kw) -> list[str]:
+    return [n for n in ("q_descale", "k_descale", "v_descale") if kw.get(n) is not None]
+
+
+@pytest.fixture
+def fa3(monkeypatch):
+    import sys
+
+    fake = FakeFA3()
+    monkeypatch.setitem(sys.modules, "flash_attn_interface", fake)
+    return fake
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        tiny_spec("append", kv_dtype="fp8_e4m3", fp8_attention=True),
+        tiny_spec("decode", kv_dtype="fp8_e4m3", fp8_attention=True, kv_scale="head", page_size=16),
+        ExperimentSpec.from_mix("q9_q30_q4", 8, 2, 64, kv_dtype="fp8_e4m3", fp8_attention=True),
+    ],
+    ids=["append", "paged-decode-per-head", "ragged"],
+)
+def test_fa3_fp8_passes_q_k_v_in_e4m3_with_descales(fa3, spec):
+    run_checked("flash-attn3", spec)
+    assert fa3.calls and all(args[-3:] == ["q_descale", "k_descale", "v_descale"] for _, args in fa3.calls)
+    assert "fp8_attention" in get_backend("flash-attn3").supports(tiny_spec("decode", kv_dtype="fp8_e4m3"))
+
+
+@pytest.mark.parametrize("page", [None, 16])
+def test_fa3_runs_absorbed_mla_through_qv(fa3, page):
+    info = run_checked("flash-attn3", mla_decode(heads=16, kv_len=50, page_size=page))
+    assert fa3.calls[-1] == ("kvcache", ["qv"] + ["page_table"] * (page is not None))
+    assert info["path"].startswith("flash_attn_with_kvcache(qv=")
+
+
+def test_fa3_without_fp8_or_mla_in_its_build_is_unsupported_with_its_message(fa3, monkeypatch):
+    from frameworks import Unsupported
+    from harness.inputs import make_inputs
+
+    def refuse(*args, **kw):
+        raise RuntimeError("This flash attention build does not support FP8.")
+
+    monkeypatch.setattr(fa3, "flash_attn_func", refuse)
+    monkeypatch.setattr(fa3, "flash_attn_with_kvcache", refuse)
+    for spec in (tiny_spec("append", kv_dtype="fp8_e4m3", fp8_attention=True), mla_decode(page_size=64)):
+        with pytest.raises(Unsupported, match="this build: This flash attention build does not support FP8"):
+            get_backend("flash-attn3").prepare(spec, make_inputs(spec, CPU))
+
+
+class FakeFlashMLA:
+    def __init__(self):
+        self.metadata_args = None
+
+    def get_mla_metadata(self, cache_seqlens, num_q_tokens_per_head_k, num_heads_k):
+        self.metadata_args = (cache_seqlens.tolist(), num_q_tokens_per_head_k, num_heads_k)
+        return torch.zeros(4, 8, dtype=torch.int32), torch.zeros(len(cache_seqlens) + 1, dtype=torch.int32)
+
+    def flash_mla_with_kvcache(self, q, k_cache, block_table, cache_seqlens, head_dim_v, tile_scheduler_metadata,
+                               num_splits, softmax_scale=None, causal=False):  # fmt: skip
+        assert q.dim() == 4 and k_cache.shape[1:] == (64, 1, 576) and block_table.dtype == torch.int32
+        outs = []
+        for b, n in enumerate(cache_seqlens.tolist()):
+            latent = k_cache[block_table[b].long()].flatten(0, 1)[:n, 0].float()
+            scores = torch.einsum("qhd,kd->hqk", q[b].float(), latent) * softmax_scale
+            if causal:
+                sq = q.shape[1]
+                scores = scores.masked_fill(torch.arange(n)[None, :] > torch.arange(sq)[:, None] + (n - sq), -torch.inf)
+            outs.append(torch.einsum("hqk,kd->qhd", scores.softmax(-1), latent[:, :head_dim_v]))
+        return torch.stack(outs).to(q.dtype), None
+
+
+def test_flashmla_is_called_as_vllm_calls_it(monkeypatch):
+    import sys
+
+    fake = FakeFlashMLA()
+    monkeypatch.setitem(sys.modules, "flash_mla", fake)
+    spec = ExperimentSpec.from_mix("2q3s70_2q3s130", 16, 1, 576, kv_lora_rank=512, rope_dim=64, v_head_dim=512,
+                                   page_size=64)  # fmt: skip
+    info = run_checked("flashmla", spec)
+    assert fake.metadata_args == ([70, 70, 130, 130], 3 * 16, 1) and info["page_size"] == 64
+    backend = get_backend("flashmla")
+    assert backend.supports(mla_decode(page_size=128)) == "page_size 128: FlashMLA takes pages of 64 tokens only"
+    assert "absorbed form only" in backend.supports(tiny_spec("decode", page_size=64))
+    ragged = ExperimentSpec.from_mix("q2s70_q3s9", 16, 1, 576, kv_lora_rank=512, rope_dim=64, v_head_dim=512,
+                                     page_size=64)  # fmt: skip
+    assert "one query length for every request" in backend.supports(ragged)
+
+
+def test_flashmla_without_its_wheel_is_unavailable_with_the_import_error():
+    reason = get_backend("flashmla").availability(torch.device("cuda"))  # the import is tried before any GPU query
+    assert reason.startswith("cannot import flash_mla: ModuleNotFoundError")
+
+
+def test_backends_without_a_form_decline_it_in_one_line():
+    from frameworks import BACKENDS, load_all
+
+    load_all()
+    absorbed, fp8 = mla_decode(page_size=64), tiny_spec("decode", kv_dtype="fp8_e4m3")
+    for name in ("sdpa-math", "flex", "flash-attn2", "triton", "sdpa", "torch-compile"):
+        backend = BACKENDS[name]()
+        assert backend.supports(absorbed) == "MLA absorbed form: this backend has no latent attention"
+        reason = backend.supports(fp8)
+        assert reason is not None and "\n" not in reason
+    assert (
+        BACKENDS["triton"]().supports(fp8)
+        == "kv_dtype fp8_e4m3: this backend takes a KV cache in the spec's dtype only"
+    )
+    assert "FA4 has no FP8 attention on sm90" in BACKENDS["flash-attn4"]().supports(fp8)
+    assert "fp8_dpa" in BACKENDS["transformer-engine"]().supports(fp8)
+    assert BACKENDS["transformer-engine"]().supports(absorbed) == "MLA absorbed form: takes expanded only"
