@@ -486,3 +486,40 @@ def test_backends_without_a_form_decline_it_in_one_line():
     assert "FA4 has no FP8 attention on sm90" in BACKENDS["flash-attn4"]().supports(fp8)
     assert "fp8_dpa" in BACKENDS["transformer-engine"]().supports(fp8)
     assert BACKENDS["transformer-engine"]().supports(absorbed) == "MLA absorbed form: takes expanded only"
+
+
+# ---- the Triton MLA decode kernel, under the interpreter --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        mla_decode(heads=16, latent=64, rope=16, kv_len=70, page_size=16),
+        mla_decode(heads=20, latent=64, rope=16, kv_len=45),  # a head block half full; dense: pages of one token
+        ExperimentSpec.from_mix(
+            "q3s40_q2s75_q4s9", 16, 1, 80, kv_lora_rank=64, rope_dim=16, v_head_dim=64, page_size=16
+        ),  # speculative steps of three lengths  # fmt: skip
+        ExperimentSpec.from_mix("q1s100_q1s5", 16, 1, 80, kv_lora_rank=64, rope_dim=16, v_head_dim=64),  # empty splits
+        mla_decode(heads=16, batch=1, kv_len=40, page_size=64),  # the true 512 + 64 dims, one small case
+    ],
+    ids=["paged", "dense-20-heads", "ragged-spec", "ragged-empty-splits", "true-dims"],
+)
+def test_triton_mla_kernel_matches_the_reference(spec):
+    backend = get_backend("triton-mla")
+    if backend.availability(CPU):
+        pytest.skip(backend.availability(CPU))
+    info = run_checked("triton-mla", spec)
+    assert info["splits"] >= 1 and info["block_h"] == 16
+    if spec.mix == "q1s100_q1s5":
+        assert info["splits"] == 4  # the 5-key request's last three splits hold nothing
+
+
+def test_triton_mla_splits_fill_the_gpu_in_whole_tiles():
+    from frameworks.triton_mla import BLOCK_N, split_plan
+
+    assert split_plan(tokens=1, heads=128, longest=65536, multiprocessors=132) == (33, 63 * BLOCK_N)
+    splits, split_len = split_plan(tokens=128, heads=128, longest=4096, multiprocessors=132)
+    assert splits == 1 and split_len >= 4096  # 1024 programs without a split already fill it
+    assert split_plan(tokens=2, heads=16, longest=10, multiprocessors=4) == (1, BLOCK_N)
+    assert "absorbed form only" in get_backend("triton-mla").supports(tiny_spec("decode"))
+    assert "power of two" in get_backend("triton-mla").supports(mla_decode(latent=48))
