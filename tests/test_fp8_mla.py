@@ -523,3 +523,55 @@ def test_triton_mla_splits_fill_the_gpu_in_whole_tiles():
     assert split_plan(tokens=2, heads=16, longest=10, multiprocessors=4) == (1, BLOCK_N)
     assert "absorbed form only" in get_backend("triton-mla").supports(tiny_spec("decode"))
     assert "power of two" in get_backend("triton-mla").supports(mla_decode(latent=48))
+
+
+# ---- a CPU sweep through the CLI --------------------------------------------------------------------
+
+
+def test_cli_sweep_of_mla_and_fp8_decodes_on_the_cpu_backends(tmp_path):
+    from typer.testing import CliRunner
+
+    import run
+    from harness.store import Status, load_rows
+
+    out = tmp_path / "fp8-mla.csv"
+    args = ["sweep", "-m", "DeepSeek-V2-Lite,Llama-3.1-8B", "-w", "decode", "--batch", "2", "--seq", "40",
+            "--kv-dtype", "default,fp8_e4m3", "-b", "torch-naive,sdpa-math,flex,triton-mla", "--iterations", "2",
+            "--device", "cpu", "-o", str(out), "--no-plots"]  # fmt: skip
+    result = CliRunner().invoke(run.app, args)
+    assert result.exit_code == 0, result.output
+    rows = {(r.model, r.kv_dtype, r.backend): r for r in load_rows(out)}
+    assert len(rows) == 16
+    for model in ("DeepSeek-V2-Lite", "Llama-3.1-8B"):
+        for kv in ("", "fp8_e4m3"):
+            naive = rows[(model, kv, "torch-naive")]
+            assert naive.status is Status.OK, naive.reason
+            assert (naive.rel_err_vs_unquantized is not None) == bool(kv)
+    lite = rows[("DeepSeek-V2-Lite", "", "torch-naive")]
+    assert (lite.num_kv_heads, lite.head_dim, lite.kv_lora_rank, lite.v_head_dim) == (1, 576, 512, 512)
+    assert rows[("DeepSeek-V2-Lite", "", "triton-mla")].status is Status.OK
+    assert (
+        rows[("DeepSeek-V2-Lite", "", "sdpa-math")].reason == "MLA absorbed form: this backend has no latent attention"
+    )
+    assert rows[("Llama-3.1-8B", "fp8_e4m3", "flex")].reason.startswith("kv_dtype fp8_e4m3: this backend takes")
+    assert rows[("Llama-3.1-8B", "", "triton-mla")].status is Status.UNSUPPORTED
+    assert "kv_dtype" in result.output or "fp8_e4m3" in result.output  # the table tells the two caches apart
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--kv-dtype", "fp4"], "--kv-dtype: 'fp4' is not valid; expected default (the input dtype) or fp8_e4m3"),
+        (["--kv-scale", "head"], "--kv-scale: applies to an FP8 cache; add --kv-dtype fp8_e4m3"),
+        (["--fp8-attention"], "--fp8-attention: applies to an FP8 cache; add --kv-dtype fp8_e4m3"),
+        (["--kv-dtype", "fp8_e4m3", "--kv-scale", "row"], "--kv-scale: 'row' is not valid; expected tensor or head"),
+    ],
+)
+def test_cli_bad_form_options_are_one_line(args, message, tmp_path):
+    from typer.testing import CliRunner
+
+    import run
+
+    result = CliRunner().invoke(run.app, ["sweep", "-b", "torch-naive", "-o", str(tmp_path / "r.csv"), *args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
