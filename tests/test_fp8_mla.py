@@ -575,3 +575,43 @@ def test_cli_bad_form_options_are_one_line(args, message, tmp_path):
     result = CliRunner().invoke(run.app, ["sweep", "-b", "torch-naive", "-o", str(tmp_path / "r.csv"), *args])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+# ---- on the GPU host (skipped on a CPU): every backend on each new form is ok, unsupported or unavailable ----
+
+GPU_FORMS = {
+    "fp8-decode-paged": lambda: ExperimentSpec("decode", 4, 1, 1000, 32, 8, 128, page_size=16, kv_dtype="fp8_e4m3"),
+    "fp8-append-paged": lambda: ExperimentSpec("append", 2, 128, 1000, 32, 8, 128, page_size=16, kv_dtype="fp8_e4m3"),
+    "fp8-attention": lambda: ExperimentSpec(
+        "append", 2, 128, 1000, 32, 8, 128, kv_dtype="fp8_e4m3", fp8_attention=True
+    ),  # fmt: skip
+    "mla-decode-page64": lambda: mla_decode(heads=128, batch=4, kv_len=1000, page_size=64),
+    "mla-decode-page16": lambda: mla_decode(heads=16, batch=4, kv_len=1000, page_size=16),
+    "mla-spec-page64": lambda: ExperimentSpec(
+        "spec-decode", 4, 4, 1000, 64, 1, 576, kv_lora_rank=512, rope_dim=64, v_head_dim=512, page_size=64
+    ),  # fmt: skip
+    "mla-prefill-expanded": lambda: ExperimentSpec(
+        "prefill", 2, 512, 512, 16, 16, 192, kv_lora_rank=512, rope_dim=64, v_head_dim=128
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("form", list(GPU_FORMS))
+@pytest.mark.parametrize(
+    "name", ["flashinfer", "flash-attn3", "flash-attn4", "flashmla", "transformer-engine", "triton-mla", "torch-naive"]
+)
+def test_gpu_backends_run_or_decline_each_form(name, form):
+    from harness.env import collect
+    from harness.measure import MeasureConfig, Measurer
+    from harness.store import Status
+    from harness.timer import Repetition
+
+    device = torch.device("cuda")
+    measurer = Measurer(
+        MeasureConfig(device="cuda", repetition=Repetition(iterations=3, warmup=1)), collect(device, "t")
+    )
+    row = measurer.measure(GPU_FORMS[form](), get_backend(name))
+    assert row.status in (Status.OK, Status.UNSUPPORTED, Status.UNAVAILABLE), (row.status, row.reason)
+    if row.status is Status.OK and row.kv_dtype:
+        assert row.rel_err_vs_unquantized is not None
