@@ -615,3 +615,36 @@ def test_gpu_backends_run_or_decline_each_form(name, form):
     assert row.status in (Status.OK, Status.UNSUPPORTED, Status.UNAVAILABLE), (row.status, row.reason)
     if row.status is Status.OK and row.kv_dtype:
         assert row.rel_err_vs_unquantized is not None
+
+
+# ---- the row: old files load, FP8 rows carry the second check ---------------------------------------
+
+FP8_MLA_COLUMNS = ("kv_dtype", "fp8_attention", "kv_scale", "kv_lora_rank", "rope_dim", "v_head_dim",
+                   "rel_err_vs_unquantized")  # fmt: skip
+
+
+def test_files_from_before_the_fp8_and_mla_columns_load_and_keep_their_task_keys(tmp_path):
+    import csv
+
+    from harness.store import COLUMNS, _csv_line, append_rows, load_rows, read_frame
+
+    from .test_store import ok_row
+
+    old_rows = [ok_row(), ok_row(tiny_spec("append", page_size=16))]
+    older = [c for c in COLUMNS if c not in FP8_MLA_COLUMNS]
+    keep = [COLUMNS.index(c) for c in older]
+    path = tmp_path / "old.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(older)
+        for row in old_rows:
+            writer.writerow([next(csv.reader([_csv_line(row)]))[i] for i in keep])
+    loaded = load_rows(path)
+    assert loaded == old_rows and [r.task_key for r in loaded] == [r.task_key for r in old_rows]
+    frame = read_frame(path)
+    assert frame["kv_dtype"].eq("").all() and not frame["fp8_attention"].any() and frame["kv_lora_rank"].isna().all()
+    fp8 = ok_row(tiny_spec("decode", kv_dtype="fp8_e4m3"))
+    append_rows(path, [dataclasses.replace(fp8, rel_err_vs_unquantized=0.03)])
+    assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert [r.rel_err_vs_unquantized for r in load_rows(path)] == [None, None, 0.03]
+    assert load_rows(path)[-1].spec == tiny_spec("decode", kv_dtype="fp8_e4m3")
