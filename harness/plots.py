@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,15 @@ def workload_metric(metric: str, workload: str) -> str:
     return "gbps" if workload == "decode" else "tflops"
 
 
+def with_form(row: ResultRow) -> ResultRow:
+    """The row with its FP8 form in the backend's name ('flashinfer (fp8 KV)'), so that a curve per backend
+    keeps the bf16 and the FP8 cache apart (the fp8 preset plots decode time against context for both)."""
+    if not row.kv_dtype:
+        return row
+    form = "fp8 QKV" if row.fp8_attention else "fp8 KV"
+    return replace(row, backend=f"{row.backend} ({form}{', per head' if row.kv_scale == 'head' else ''})")
+
+
 def plot(
     rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...] = ("p50_ms", THROUGHPUT)
 ) -> list[Path]:
@@ -66,7 +76,7 @@ def plot(
     for m in metrics:
         if m != THROUGHPUT and m not in METRICS:
             raise ValueError(f"metric: {m!r} is not valid; expected one of {THROUGHPUT}, {', '.join(METRICS)}")
-    ok = [r for r in latest(rows) if r.status is Status.OK and not r.mix]  # mixes: plot_mixes
+    ok = [with_form(r) for r in latest(rows) if r.status is Status.OK and not r.mix]  # mixes: plot_mixes
     out_dir = Path(out_dir)
     groups: dict[tuple, list[ResultRow]] = {}
     for r in ok:

@@ -648,3 +648,15 @@ def test_files_from_before_the_fp8_and_mla_columns_load_and_keep_their_task_keys
     assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
     assert [r.rel_err_vs_unquantized for r in load_rows(path)] == [None, None, 0.03]
     assert load_rows(path)[-1].spec == tiny_spec("decode", kv_dtype="fp8_e4m3")
+
+
+def test_plots_keep_the_bf16_and_the_fp8_cache_on_separate_curves(tmp_path):
+    from harness.plots import plot, with_form
+
+    from .test_store import ok_row
+
+    rows = [ok_row(tiny_spec("decode", kv_len=n, **kw)) for n in (64, 128) for kw in ({}, {"kv_dtype": "fp8_e4m3"})]
+    assert [with_form(r).backend for r in rows[:2]] == ["torch-naive", "torch-naive (fp8 KV)"]
+    qkv = ok_row(tiny_spec("decode", kv_dtype="fp8_e4m3", fp8_attention=True, kv_scale="head"))
+    assert with_form(qkv).backend == "torch-naive (fp8 QKV, per head)"
+    assert len(plot(rows, tmp_path)) == 1
