@@ -167,3 +167,27 @@ def load_spread(path) -> dict[tuple[str, str], float]:
     if list(table.columns) != SPREAD_COLUMNS:
         raise ValueError(f"{path} is not an attnbench spread file (columns {list(table.columns)})")
     return {(r.device, r.workload): float(r.spread_p90) for r in table.itertuples()}
+
+
+def save_spread(table: pd.DataFrame, path) -> pd.DataFrame:
+    """Write the spread of these devices into PATH, keeping the rows of the other devices an existing
+    spread file holds (a run on one GPU kind never drops another's), through a temporary file and a
+    rename; returns what was written."""
+    from .atomic import check_regular, write_atomic
+
+    path = Path(path)
+    check_regular(path)
+    if path.exists() and path.stat().st_size:
+        try:
+            old = pd.read_csv(path, dtype={"device": str, "workload": str})
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not an attnbench spread file ({exc}); nothing was changed") from None
+        if list(old.columns) != SPREAD_COLUMNS:
+            raise ValueError(
+                f"{path} is not an attnbench spread file (columns {list(old.columns)}); nothing was changed: "
+                "give another --output"
+            )
+        table = pd.concat([old[~old["device"].isin(set(table["device"]))], table], ignore_index=True)
+        table = table.sort_values(["device", "workload"], kind="stable").reset_index(drop=True)
+    write_atomic(path, table.to_csv(index=False, float_format="%.5f"))
+    return table

@@ -310,6 +310,8 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
     """Write OUT_DIR/index.html for the rows of `frame` (every row, history included)."""
     from plotly.offline import get_plotlyjs
 
+    from .atomic import write_atomic
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = frame.reset_index(drop=True)
@@ -327,5 +329,5 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
         table=_table(frame),
     )
     path = out_dir / "index.html"
-    path.write_text(page)
+    write_atomic(path, page)  # a failed write (a full disk, a read-only index.html) leaves the old page whole
     return path

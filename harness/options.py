@@ -59,9 +59,14 @@ def _first_existing(path: Path) -> Path:
 def check_output_file(option: str, path: Path) -> None:
     """A results file we can append to: an existing regular, writable file, or a new file whose
     nearest existing ancestor is a writable directory."""
+    if path.is_symlink() and not path.exists():
+        raise SpecError(f"{option}: {path} is a dangling symbolic link; give a .csv file path")
     if path.exists():
         if path.is_dir():
             raise SpecError(f"{option}: {path} is a directory; give a .csv file path")
+        if not path.is_file():  # /dev/null, a FIFO, a device (or a link to one) would swallow every row
+            target = f" (it points to {os.path.realpath(path)})" if path.is_symlink() else ""
+            raise SpecError(f"{option}: {path} is not a regular file{target}; give a .csv file path")
         try:
             with path.open("a"):
                 pass
@@ -116,3 +121,46 @@ def results_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
         else:
             kept.append(path)
     return kept, notes
+
+
+# ---- numbers as typed on a command line: ASCII digits only ---------------------------------------
+
+_INT = r"[+-]?[0-9]+"
+_FLOAT = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)"
+
+
+def check_ascii_number(option: str, text: str, integer: bool = True) -> None:
+    """Python's int() and float() read any script's digits ('٣', '３'); a command line's numbers are 0-9."""
+    import re
+
+    if not re.fullmatch(_INT if integer else _FLOAT, text.strip(), flags=re.IGNORECASE):
+        kind = "an integer" if integer else "a number"
+        raise SpecError(f"{option}: {text!r} is not {kind} written with the digits 0-9")
+
+
+def check_ascii_digits(option: str, values: Iterable[str] | None) -> None:
+    """No digit outside 0-9 in a value that holds numbers (a mix string, a length generator)."""
+    for value in values or ():
+        odd = next((ch for ch in value if ch.isdigit() and not ch.isascii()), None)
+        if odd is not None:
+            raise SpecError(f"{option}: {value!r} has the digit {odd!r}; write numbers with 0-9")
+
+
+def _number_parser(integer: bool):
+    """A typer `parser` for an int or float option that takes only the digits 0-9."""
+
+    def parse(value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        try:
+            check_ascii_number("", str(value), integer)
+        except SpecError as exc:
+            raise ValueError(str(exc).split(": ", 1)[1]) from None
+        return int(value) if integer else float(value)
+
+    parse.__name__ = "integer" if integer else "float"
+    return parse
+
+
+ASCII_INT = _number_parser(True)
+ASCII_FLOAT = _number_parser(False)

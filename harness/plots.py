@@ -4,6 +4,7 @@ The interactive versions are in the HTML report (`harness/html_report.py`)."""
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Iterable
@@ -29,9 +30,13 @@ def _pyplot():
 
 
 def _save(plt, fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    """Draw into memory, then replace the PNG through a temporary file and a rename."""
+    from .atomic import write_atomic
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
     plt.close(fig)
+    write_atomic(path, buffer.getvalue())
     return path
 
 
@@ -59,10 +64,16 @@ def workload_metric(metric: str, workload: str) -> str:
 def with_form(row: ResultRow) -> ResultRow:
     """The row with its FP8 form in the backend's name ('flashinfer (fp8 KV)'), so that a curve per backend
     keeps the bf16 and the FP8 cache apart (the fp8 preset plots decode time against context for both)."""
-    if not row.kv_dtype:
-        return row
-    form = "fp8 QKV" if row.fp8_attention else "fp8 KV"
-    return replace(row, backend=f"{row.backend} ({form}{', per head' if row.kv_scale == 'head' else ''})")
+    note = fp8_note(row.kv_dtype, row.fp8_attention, row.kv_scale)
+    return replace(row, backend=f"{row.backend}{note}") if note else row
+
+
+def fp8_note(kv_dtype: str, fp8_attention: bool, kv_scale: str) -> str:
+    """' (fp8 KV)', ' (fp8 QKV, per head)', or '' for a cache in the spec's dtype."""
+    if not kv_dtype or pd.isna(kv_dtype):
+        return ""
+    form = "fp8 QKV" if fp8_attention else "fp8 KV"
+    return f" ({form}{', per head' if kv_scale == 'head' else ''})"
 
 
 def plot(
@@ -77,12 +88,14 @@ def plot(
         if m != THROUGHPUT and m not in METRICS:
             raise ValueError(f"metric: {m!r} is not valid; expected one of {THROUGHPUT}, {', '.join(METRICS)}")
     ok = [with_form(r) for r in latest(rows) if r.status is Status.OK and not r.mix]  # mixes: plot_mixes
+    # a model's windowed layers beside its full ones: a line of their own a backend (flat against the context)
+    ok = [replace(r, backend=f"{r.backend} · window {r.window}") if r.window is not None else r for r in ok]
     out_dir = Path(out_dir)
     groups: dict[tuple, list[ResultRow]] = {}
     for r in ok:
-        groups.setdefault((r.device, r.model, r.batch_size, r.dtype), []).append(r)
+        groups.setdefault((r.device, r.model, r.batch_size, r.dtype, r.tp), []).append(r)
     written = []
-    for (device, model, batch, dtype), group in sorted(groups.items()):
+    for (device, model, batch, dtype, tp), group in sorted(groups.items()):
         workloads = [w for w in WORKLOAD_ORDER if any(r.workload == w for r in group)]
         backends = sorted({r.backend for r in group})
         color = backend_colours(backends, plt)
@@ -139,9 +152,10 @@ def plot(
             ncol=min(6, len(handles)),
             fontsize="small",
         )
-        fig.suptitle(f"{model} · batch {batch} · {dtype} · {device}")
+        sharded = f" · tp {tp}" if tp > 1 else ""
+        fig.suptitle(f"{model} · batch {batch} · {dtype} · {device}{sharded}")
         fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(handles) // 6), 1, 0.95))
-        path = out_dir / f"{device_slug(device)}_{_slug(model)}_b{batch}_{dtype}.png"
+        path = out_dir / f"{device_slug(device)}_{_slug(model)}_b{batch}_{dtype}{f'_tp{tp}' if tp > 1 else ''}.png"
         written.append(_save(plt, fig, path))
     return written
 

@@ -50,34 +50,57 @@ def check_indices(spec: ExperimentSpec, device: torch.device) -> list[int]:
     return sorted(picked)
 
 
-def _request_reference(q, k, v, scale: float, masked: bool, group: int) -> torch.Tensor:
-    """fp32 attention of one request: q [Sq, Hq, D], k/v [Sk, Hkv, D] -> [Sq, Hq, D], bottom-right
-    causal when masked, the score block bounded by SCORE_BLOCK_BYTES."""
+def _request_reference(q, k, v, scale: float, masked: bool, group: int, window: int | None = None,
+                       sinks: torch.Tensor | None = None, softcap: float | None = None) -> torch.Tensor:  # fmt: skip
+    """fp32 attention of one request: q [Sq, Hq, D], k [Sk, Hkv, D], v [Sk, Hkv, Dv] -> [Sq, Hq, Dv] (Dv = D
+    but for MLA, whose values may be narrower: absorbed MLA is Hkv = 1 with v the latent's first columns,
+    scores over all 576, values over 512), bottom-right causal when masked, the score block bounded by
+    SCORE_BLOCK_BYTES. The forms: scores soft-capped (softcap · tanh(s / softcap)) before masking; a left
+    window hides keys before p − window for the query at key position p; a sink (sinks [Hq], fp32) is one
+    more logit in each row's softmax with no value, so the row's weights over the real keys sum to less
+    than one."""
     sq, hq, d = q.shape
-    sk, hkv = k.shape[0], k.shape[1]
+    sk, hkv, dv = k.shape[0], k.shape[1], v.shape[-1]
     k, v = k.float(), v.float()
     q_chunk = max(1, min(sq, SCORE_BLOCK_BYTES // (4 * hq * sk)))
-    out = torch.empty(sq, hq, d, dtype=torch.float32, device=q.device)
+    out = torch.empty(sq, hq, dv, dtype=torch.float32, device=q.device)
     key_pos = torch.arange(sk, device=q.device)
     for start in range(0, sq, q_chunk):
         stop = min(sq, start + q_chunk)
         block = q[start:stop].float().view(stop - start, hkv, group, d)
         scores = torch.einsum("qhgd,khd->hgqk", block, k) * scale
+        if softcap is not None:
+            scores = softcap * torch.tanh(scores / softcap)
+        query_pos = torch.arange(start, stop, device=q.device) + (sk - sq)
         if masked:
-            query_pos = torch.arange(start, stop, device=q.device) + (sk - sq)
             scores.masked_fill_(key_pos[None, :] > query_pos[:, None], float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
-        out[start:stop] = torch.einsum("hgqk,khd->qhgd", probs, v).reshape(stop - start, hq, d)
+        if window is not None:
+            scores.masked_fill_(key_pos[None, :] < query_pos[:, None] - window, float("-inf"))
+        if sinks is None:
+            probs = torch.softmax(scores, dim=-1)
+        else:
+            sink = sinks.float().view(hkv, group, 1, 1).expand(hkv, group, stop - start, 1)
+            probs = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :-1]
+        out[start:stop] = torch.einsum("hgqk,khd->qhgd", probs, v).reshape(stop - start, hq, dv)
     return out
+
+
+def _form(spec: ExperimentSpec, inputs: AttentionInputs) -> dict:
+    """_request_reference's window, sinks and soft-cap arguments of the spec."""
+    return {"window": spec.window, "sinks": inputs.sinks if spec.sinks else None, "softcap": spec.softcap}
 
 
 def reference_attention(spec: ExperimentSpec, inputs: AttentionInputs, batch_indices: list[int]) -> torch.Tensor:
     """fp32 attention of the given requests, in bounded memory: [len(batch_indices), Sq, Hq, D] for a
     uniform batch, their packed rows [Σ q_len, Hq, D] for a ragged one. GQA by grouping query heads
-    (no K/V copy); causal is bottom-right aligned within each request."""
+    (no K/V copy); causal is bottom-right aligned within each request; the spec's window, sinks
+    (inputs.sinks) and soft-cap as `_request_reference` says. FP8 and MLA specs: `reference_forms`."""
+    if spec.sinks and inputs.sinks is None:
+        raise ValueError("the spec has sinks but the inputs carry none (make_inputs draws them)")
     if inputs.quantized or inputs.q_scale is not None or spec.form != "mha":
         return reference_forms(spec, inputs, batch_indices)
     group = spec.gqa_group
+    form = _form(spec, inputs)
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")  # no TF32 in the reference
     try:
@@ -89,7 +112,7 @@ def reference_attention(spec: ExperimentSpec, inputs: AttentionInputs, batch_ind
             else:
                 q, k, v = inputs.q[b], inputs.k[b], inputs.v[b]
             masked = spec.causal and q.shape[0] > 1
-            outs.append(_request_reference(q, k, v, inputs.scale, masked, group))
+            outs.append(_request_reference(q, k, v, inputs.scale, masked, group, **form))
     finally:
         torch.set_float32_matmul_precision(previous)
     return torch.cat(outs) if inputs.ragged else torch.stack(outs)
@@ -97,8 +120,9 @@ def reference_attention(spec: ExperimentSpec, inputs: AttentionInputs, batch_ind
 
 def reference_forms(spec: ExperimentSpec, inputs: AttentionInputs, batch_indices: list[int]) -> torch.Tensor:
     """reference_attention of an FP8 or MLA spec: each request dequantized to fp32 (an FP8 cache is judged
-    against the fp32 attention of what it holds), then attended by reference_request (a value width of its
-    own: absorbed MLA's values are the latent's first kv_lora_rank columns)."""
+    against the fp32 attention of what it holds), then attended by `_request_reference` with the spec's form
+    (a value width of its own: absorbed MLA's values are the latent's first kv_lora_rank columns)."""
+    form = _form(spec, inputs)
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
     try:
@@ -111,32 +135,10 @@ def reference_forms(spec: ExperimentSpec, inputs: AttentionInputs, batch_indices
                 q, k, v = inputs.q[b], inputs.k[b], inputs.v[b]
             q, k, v = (dequantize(t, s) for t, s in ((q, inputs.q_scale), (k, inputs.k_scale), (v, inputs.v_scale)))
             masked = spec.causal and q.shape[0] > 1
-            outs.append(reference_request(q, k, v, inputs.scale, masked, spec.gqa_group))
+            outs.append(_request_reference(q, k, v, inputs.scale, masked, spec.gqa_group, **form))
     finally:
         torch.set_float32_matmul_precision(previous)
     return torch.cat(outs) if inputs.ragged else torch.stack(outs)
-
-
-def reference_request(q, k, v, scale: float, masked: bool, group: int) -> torch.Tensor:
-    """fp32 attention of one request whose values may be narrower than its queries (MLA): q [Sq, Hq, Dqk],
-    k [Sk, Hkv, Dqk], v [Sk, Hkv, Dv] -> [Sq, Hq, Dv]; absorbed MLA is Hkv = 1 with v = the latent's first
-    columns (scores over all 576, values over 512). Bottom-right causal when masked, bounded score blocks."""
-    sq, hq, d = q.shape
-    sk, hkv, dv = k.shape[0], k.shape[1], v.shape[-1]
-    k, v = k.float(), v.float()
-    q_chunk = max(1, min(sq, SCORE_BLOCK_BYTES // (4 * hq * sk)))
-    out = torch.empty(sq, hq, dv, dtype=torch.float32, device=q.device)
-    key_pos = torch.arange(sk, device=q.device)
-    for start in range(0, sq, q_chunk):
-        stop = min(sq, start + q_chunk)
-        block = q[start:stop].float().view(stop - start, hkv, group, d)
-        scores = torch.einsum("qhgd,khd->hgqk", block, k) * scale
-        if masked:
-            query_pos = torch.arange(start, stop, device=q.device) + (sk - sq)
-            scores.masked_fill_(key_pos[None, :] > query_pos[:, None], float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
-        out[start:stop] = torch.einsum("hgqk,khd->qhgd", probs, v).reshape(stop - start, hq, dv)
-    return out
 
 
 def relative_error(spec: ExperimentSpec, out: torch.Tensor, reference: torch.Tensor, batch_indices: list[int]) -> float:

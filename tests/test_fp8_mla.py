@@ -660,3 +660,54 @@ def test_plots_keep_the_bf16_and_the_fp8_cache_on_separate_curves(tmp_path):
     qkv = ok_row(tiny_spec("decode", kv_dtype="fp8_e4m3", fp8_attention=True, kv_scale="head"))
     assert with_form(qkv).backend == "torch-naive (fp8 QKV, per head)"
     assert len(plot(rows, tmp_path)) == 1
+
+
+# ---- with the attention forms (#31): a model's step, windowed FP8 specs, seeds -----------------------------
+
+
+def test_model_step_keeps_the_bf16_and_the_fp8_cache_apart_and_sums_mla_layers():
+    """gpt-oss-20b's two layer kinds, each with a bf16 and an FP8 cache: two steps, never one kind's bf16 row
+    beside the other's FP8 one; DeepSeek-V2-Lite's 27 latent layers."""
+    from harness.model_step import model_steps
+    from specs import specs_for
+
+    from .test_store import ok_row
+
+    def spec(model, layer, **kw):
+        return specs_for(model, layer, workload="decode", batch_size=1, q_len=1, kv_len=4096, **kw)
+
+    rows = [
+        ok_row(spec("gpt-oss-20b", "full"), p50_ms=0.5),
+        ok_row(spec("gpt-oss-20b", "window"), p50_ms=0.02),
+        ok_row(spec("gpt-oss-20b", "full", kv_dtype="fp8_e4m3"), p50_ms=0.3),
+        ok_row(spec("gpt-oss-20b", "window", kv_dtype="fp8_e4m3"), p50_ms=0.01),
+        ok_row(spec("DeepSeek-V2-Lite", "full"), p50_ms=0.2),
+    ]
+    steps = model_steps(rows).set_index(["model", "backend"])
+    assert steps.loc[("gpt-oss-20b", "torch-naive"), "step_ms"] == pytest.approx(12 * 0.5 + 12 * 0.02)
+    assert steps.loc[("gpt-oss-20b", "torch-naive (fp8 KV)"), "step_ms"] == pytest.approx(12 * 0.3 + 12 * 0.01)
+    assert steps.loc[("DeepSeek-V2-Lite", "torch-naive"), "step_ms"] == pytest.approx(27 * 0.2)
+    assert spec("DeepSeek-V2-Lite", "full").form == "mla-absorbed"  # the model's decode runs absorbed
+
+
+def test_a_windowed_fp8_mla_spec_counts_the_band_at_one_byte_and_the_value_width():
+    full = ExperimentSpec("decode", 2, 1, 1000, 16, 1, 576, kv_lora_rank=512, rope_dim=64, v_head_dim=512,
+                          kv_dtype="fp8_e4m3")  # fmt: skip
+    windowed = dataclasses.replace(full, window=127)
+    assert windowed.visible_pairs == 2 * 128  # a windowed decode sees window + 1 keys
+    assert windowed.flops == 2 * (576 + 512) * 16 * 2 * 128
+    q, o = 2 * 16 * 576 * 2, 2 * 16 * 512 * 2  # Q in bf16, O in bf16 of the value width
+    assert windowed.ideal_bytes == q + o + 2 * 128 * 576 * 1 + 4  # the latent once, one byte, one fp32 scale
+    assert full.ideal_bytes == q + o + 2 * 1000 * 576 * 1 + 4
+
+
+def test_the_seed_ignores_the_form_fields_and_counts_fp8_and_mla_fields():
+    """One rule for both sides' later fields: a field added after mix counts only where it is not its default;
+    the form fields (window, sinks, softcap, tp) never count (they leave Q, K and V alone)."""
+    from harness.inputs import spec_seed
+
+    base = tiny_spec("decode")
+    assert spec_seed(dataclasses.replace(base, window=8, sinks=True, softcap=30.0, tp=2)) == spec_seed(base)
+    fp8 = dataclasses.replace(base, kv_dtype="fp8_e4m3")
+    assert spec_seed(fp8) != spec_seed(base)
+    assert spec_seed(dataclasses.replace(fp8, window=8)) == spec_seed(fp8)
