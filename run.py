@@ -132,6 +132,13 @@ def sweep(
         help=f"Batches of requests: mix strings like 2q2k_32q1s1k, drawn batches draw:SEED or draw:FIRST-LAST, "
         f"or names: {', '.join(MIXES)}.",
     ),
+    kv_dtype: list[str] | None = typer.Option(
+        None, help="KV cache dtypes: default (the input dtype) and/or fp8_e4m3 (e4m3 with fp32 scales)."
+    ),
+    kv_scale: str | None = typer.Option(None, help="FP8 scales: tensor (default) or head (one a KV head)."),
+    fp8_attention: bool = typer.Option(
+        False, "--fp8-attention", help="FP8 specs: Q in e4m3 too, with descales (FA3's FP8 form)."
+    ),
     lengths: str | None = typer.Option(
         None, help="KV lengths drawn per request: uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA (with -w, --batch)."
     ),
@@ -235,7 +242,8 @@ def sweep(
         connect(ray)  # before anything is planned: no Ray, no cluster or a dead address is one line
     specs, names, tasks, device = plan(
         preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed,
-        check_device=ray is None, layer=layer, tp=tp,
+        check_device=ray is None, layer=layer, tp=tp, kv_dtype=kv_dtype, kv_scale=kv_scale,
+        fp8_attention=fp8_attention,
     )  # fmt: skip
     on_gpu = device == "cuda"
     worker_envs = worker_environments(gpus, workers, on_gpu)
@@ -363,9 +371,31 @@ def parse_page_sizes(values: list[str] | None) -> list[int | None] | None:
     return list(dict.fromkeys(out))
 
 
+def parse_kv_dtypes(values: list[str] | None) -> list[str] | None:
+    """--kv-dtype default,fp8_e4m3 -> ['', 'fp8_e4m3']."""
+    items = split_list(values, "--kv-dtype")
+    if items is None:
+        return None
+    for item in items:
+        if item not in ("default", "fp8_e4m3"):
+            raise SpecError(f"--kv-dtype: {item!r} is not valid; expected default (the input dtype) or fp8_e4m3")
+    return list(dict.fromkeys("" if item == "default" else item for item in items))
+
+
+def fp8_options(grid, kv_scale: str | None, fp8_attention: bool) -> dict:
+    """--kv-scale and --fp8-attention as grid fields; each needs an FP8 cache in the sweep."""
+    given = {"--kv-scale": kv_scale is not None, "--fp8-attention": fp8_attention}
+    for option, set_ in given.items():
+        if set_ and "fp8_e4m3" not in grid.kv_dtypes:
+            raise SpecError(f"{option}: applies to an FP8 cache; add --kv-dtype fp8_e4m3")
+    if kv_scale is not None and kv_scale not in ("tensor", "head"):
+        raise SpecError(f"--kv-scale: {kv_scale!r} is not valid; expected tensor or head")
+    return dict(kv_scale=kv_scale, fp8_attention=fp8_attention or None)
+
+
 def plan(
     preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix=None, lengths=None, seed=0,
-    check_device=True, layer=None, tp=None,
+    check_device=True, layer=None, tp=None, kv_dtype=None, kv_scale=None, fp8_attention=False,
 ):  # fmt: skip
     """The narrowed preset's specs × backends as tasks, and the device they run on."""
     from frameworks import load_all
@@ -403,7 +433,9 @@ def plan(
         lengths=lengths,
         layers=dedupe(split_list(layer)),
         tps=dedupe(parse_ints(tp, "--tp")),
+        kv_dtypes=parse_kv_dtypes(kv_dtype),
     )
+    grid = grid.narrowed(**fp8_options(grid, kv_scale, fp8_attention))
     chunked = {Workload.APPEND, Workload.SPEC_DECODE}
     if lengths and Workload.MIXED in grid.workloads:
         raise SpecError("--lengths: draws one workload at a time; give -w prefill, append, decode or spec-decode")
@@ -490,6 +522,9 @@ def check(
     seed: int = IntOption(0, help="Seed of --lengths."),
     layer: list[str] | None = typer.Option(None, help="Layer kinds: full, window (default: every kind)."),
     tp: list[str] | None = typer.Option(None, help="Tensor-parallel degrees, e.g. 1,2,4,8."),
+    kv_dtype: list[str] | None = typer.Option(None, help="KV cache dtypes: default and/or fp8_e4m3."),
+    kv_scale: str | None = typer.Option(None, help="FP8 scales: tensor or head."),
+    fp8_attention: bool = typer.Option(False, "--fp8-attention", help="FP8 specs: Q in e4m3 too."),
     timeout: float = FloatOption(600.0, help="Seconds one (spec, backend) may take before it is killed."),
     device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
 ):
@@ -507,7 +542,7 @@ def check(
     check_number("--timeout", timeout, minimum=0, inclusive=False)
     specs, names, tasks, device = plan(
         preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed,
-        layer=layer, tp=tp,
+        layer=layer, tp=tp, kv_dtype=kv_dtype, kv_scale=kv_scale, fp8_attention=fp8_attention,
     )  # fmt: skip
     config = MeasureConfig(device=device, repetition=Repetition(iterations=1, warmup=0), run_id=make_run_id())
     console.print(f"check [bold]{preset.value}[/]: {len(specs)} specs × {len(names)} backends on {device}")
@@ -599,10 +634,11 @@ def list_(
         return
 
     models = Table(title="models")
-    for col in ("model", "q heads", "kv heads", "head dim", "GQA group"):
+    for col in ("model", "q heads", "kv heads", "head dim", "GQA group", "MLA (latent + rope → value)"):
         models.add_column(col)
     for m in MODELS.values():
-        models.add_row(m.name, str(m.num_q_heads), str(m.num_kv_heads), str(m.head_dim), str(m.gqa_group))
+        mla = f"{m.kv_lora_rank} + {m.rope_dim}; prefill {m.head_dim}/{m.v_head_dim}" if m.is_mla else ""
+        models.add_row(m.name, str(m.num_q_heads), str(m.num_kv_heads), str(m.head_dim), str(m.gqa_group), mla)
     console.print(models)
 
     presets = Table(title="presets")

@@ -44,8 +44,10 @@ class AttentionInputs:
     q [Σ q_len, Hq, D] and k, v [Σ kv_len, Hkv, D], request i's rows at cu_seqlens_q[i] …
     cu_seqlens_q[i + 1] (int32 offsets on the device; `spec.batch` has them as Python ints too).
     Contiguous, in the spec's dtype, on one device. Adapters convert layouts in `prepare()` and never
-    write into these tensors; a ragged call returns O packed like q. `sinks` (spec.sinks): one fp32
-    logit a query head, [Hq], that joins each row's softmax denominator with no value."""
+    write into these tensors; a ragged call returns O packed like q, of width spec.value_dim. `sinks`
+    (spec.sinks): one fp32 logit a query head, [Hq], that joins each row's softmax denominator with no value.
+    MLA absorbed: q [..., Hq, kv_lora_rank + rope_dim], k the latent cache [..., 1, kv_lora_rank + rope_dim]
+    and v its first kv_lora_rank columns (a view of k, not contiguous). MLA expanded: v's width is v_head_dim."""
 
     q: torch.Tensor
     k: torch.Tensor
@@ -53,6 +55,12 @@ class AttentionInputs:
     cu_seqlens_q: torch.Tensor | None = None
     cu_seqlens_k: torch.Tensor | None = None
     sinks: torch.Tensor | None = None
+    # FP8 (spec.kv_dtype): k and v in e4m3 with fp32 scales (0-d: per tensor; [Hkv]: per KV head), value ≈
+    # e4m3 · scale; q too with fp8_attention (q_scale, 0-d); `unquantized` holds the inputs before quantization
+    q_scale: torch.Tensor | None = None
+    k_scale: torch.Tensor | None = None
+    v_scale: torch.Tensor | None = None
+    unquantized: AttentionInputs | None = None
 
     @property
     def ragged(self) -> bool:
@@ -65,6 +73,11 @@ class AttentionInputs:
     @property
     def scale(self) -> float:
         return self.q.shape[-1] ** -0.5
+
+    @property
+    def quantized(self) -> bool:
+        """K and V in FP8 (with their scales)."""
+        return self.k_scale is not None
 
 
 class KVLayout(str, Enum):
@@ -96,9 +109,13 @@ class Caps:
     windows: bool = False  # a left sliding window
     sinks: bool = False  # learned per-head sink logits
     softcap: bool = False  # logit soft-capping
+    kv_dtypes: frozenset = frozenset({""})  # KV cache dtypes: "" (the spec's dtype) and "fp8_e4m3"
+    kv_scales: frozenset = frozenset({"tensor", "head"})  # FP8 scale granularities it takes
+    fp8_attention: bool = False  # Q in e4m3 too, with descales
+    mla: frozenset = frozenset()  # latent-attention forms: "mla-absorbed", "mla-expanded"
 
     def __post_init__(self) -> None:
-        for name in ("dtypes", "head_dims", "workloads", "layouts", "devices"):
+        for name in ("dtypes", "head_dims", "workloads", "layouts", "devices", "kv_dtypes", "kv_scales", "mla"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         object.__setattr__(self, "dtypes", frozenset(DType(d) for d in self.dtypes))
         object.__setattr__(self, "workloads", frozenset(Workload(w) for w in self.workloads))
@@ -108,6 +125,9 @@ class Caps:
         """Why this declaration rules the spec out, or None."""
         if spec.dtype not in self.dtypes:
             return f"dtype {spec.dtype}: takes {_listed(self.dtypes)}"
+        reason = self._form_reason(spec)
+        if reason:
+            return reason
         if self.head_dims is not None and spec.head_dim not in self.head_dims:
             return f"head_dim {spec.head_dim}: takes {_listed(self.head_dims)}"
         if spec.workload not in self.workloads:
@@ -131,6 +151,22 @@ class Caps:
             return f"softcap {spec.softcap:g}: this backend does not take a logit soft-cap"
         return None
 
+    def _form_reason(self, spec: ExperimentSpec) -> str | None:
+        """The attention forms of the spec (FP8, MLA) this declaration rules out, or None."""
+        form = getattr(spec, "form", "mha")
+        if form != "mha" and form not in self.mla:
+            forms = sorted(f.removeprefix("mla-") for f in self.mla)
+            takes = f"takes {', '.join(forms)} only" if self.mla else "this backend has no latent attention"
+            return f"MLA {form.removeprefix('mla-')} form: {takes}"
+        kv_dtype = getattr(spec, "kv_dtype", "")
+        if kv_dtype not in self.kv_dtypes:
+            return f"kv_dtype {kv_dtype}: this backend takes a KV cache in the spec's dtype only"
+        if kv_dtype and spec.kv_scale not in self.kv_scales:
+            return f"kv_scale {spec.kv_scale}: FP8 scales {' or '.join(sorted(self.kv_scales))} only"
+        if getattr(spec, "fp8_attention", False) and not self.fp8_attention:
+            return "fp8_attention: this backend takes FP8 K/V with queries in the spec's dtype, not Q in e4m3"
+        return None
+
     def summary(self) -> dict[str, str]:
         """One cell per capability, for `run.py list`."""
         kv = "+".join(str(x) for x in sorted(self.layouts, key=str))
@@ -148,7 +184,16 @@ class Caps:
             )
             or "none",  # fmt: skip
             "devices": _listed(self.devices),
+            "FP8": _fp8_summary(self),
+            "MLA": ", ".join(sorted(f.removeprefix("mla-") for f in self.mla)) or "no",
         }
+
+
+def _fp8_summary(caps: Caps) -> str:
+    """'no', 'KV (tensor)', 'KV (tensor, head) + QKV'."""
+    if "fp8_e4m3" not in caps.kv_dtypes:
+        return "no"
+    return f"KV ({', '.join(sorted(caps.kv_scales, reverse=True))})" + (" + QKV" if caps.fp8_attention else "")
 
 
 def _compact(values: list[int]) -> str:

@@ -28,7 +28,8 @@ class FlashAttn4(Backend):
     upstream = "flash_attn.cute.flash_attn_func (FA4, CuTe DSL)"
     distribution = "flash-attn-4"
     # forms as flash_attn.cute's interface takes them: window_size=(w, 0), learnable_sink [Hq], softcap; head
-    # dims up to 256 on sm90 (192 and 256 not yet run here: a build that lacks one fails as an error row)
+    # dims up to 256 on sm90 (192 and 256 not yet run here: a build that lacks one fails as an error row);
+    # 192 also as DeepSeek's expanded MLA prefill (q/k 192, v 128), behind a probe where the kernel is missing
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
         head_dims={64, 96, 128, 192, 256},
@@ -37,7 +38,21 @@ class FlashAttn4(Backend):
         windows=True,
         sinks=True,
         softcap=True,
+        mla={"mla-expanded"},
     )
+
+    def supports(self, spec):
+        if spec.kv_dtype:
+            return "kv_dtype fp8_e4m3: FA4 has no FP8 attention on sm90 (none is wired here for other GPUs)"
+        return super().supports(spec)
+
+    def check(self, spec):
+        if spec.form == "mla-expanded" and (spec.head_dim, spec.value_dim) != (192, 128):
+            return (
+                f"expanded MLA {spec.head_dim}/{spec.value_dim}: FA4 takes q/k 192 with values of 128 only "
+                "(DeepSeek's expanded MLA)"
+            )
+        return None
 
     def availability(self, device):
         reason = super().availability(device)
@@ -52,6 +67,8 @@ class FlashAttn4(Backend):
         from flash_attn.cute import flash_attn_func
 
         q, k, v, causal = inputs.q, inputs.k, inputs.v, spec.is_masked
+        if spec.form == "mla-expanded":
+            _probe_value_width(flash_attn_func, inputs)
         if spec.page_size is not None:
             return self._prepare_paged(spec, inputs)
         if inputs.ragged:
@@ -101,6 +118,16 @@ class FlashAttn4(Backend):
 
     def run_info(self) -> dict | str:
         return getattr(self, "_info", "")
+
+
+def _probe_value_width(attention, inputs) -> None:
+    """One token through FA4 with values narrower than the queries (192/128): where this FA4 or GPU has no
+    such kernel it refuses here (Unsupported, with its message), not inside the timed loop."""
+    first = (lambda t: t[None, :1]) if inputs.ragged else (lambda t: t[:1, :1])
+    try:
+        attention(first(inputs.q), first(inputs.k), first(inputs.v))
+    except (AssertionError, ValueError, NotImplementedError, RuntimeError) as exc:
+        raise Unsupported(f"expanded MLA (192/128) on this FA4 and GPU: {type(exc).__name__}: {exc}") from None
 
 
 def fa4_form(spec, inputs, accepted) -> dict:

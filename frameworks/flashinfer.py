@@ -12,6 +12,11 @@ the decode wrapper (a dense packed cache read as pages of one token, SGLang's to
 and the cache build happen here, never in the timed call; backend_info says which path ran. Forms: a window
 (window_left) and a soft-cap (logits_soft_cap) planned on every prefill and decode wrapper; sinks through
 BatchAttentionWithAttentionSinkWrapper (variant sinks=attention-sink; uniform batches, window but no soft-cap).
+FP8 KV (e4m3, one scale a tensor): kv_data_type=float8_e4m3fn at plan(), k_scale/v_scale at run(), on the paged
+and decode wrappers (the ragged-KV prefill wrapper, BatchAttention and the attention-sink wrapper take no scales
+here: unsupported). MLA: the absorbed form through BatchMLAPagedAttentionWrapper (q_nope/q_pe against the latent
+cache's 512 + 64 columns, pages of the spec's size or, dense, of one token; no forms); the expanded form
+(192/128) through the ragged-KV prefill wrapper with head_dim_vo, as FlashInfer documents it.
 Upstream: https://github.com/flashinfer-ai/flashinfer"""
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch
 
 from specs import DType, Workload
 
+from ._mla import latent_pages, token_pages
 from ._paged import to_paged, to_paged_ragged
 from .base import Backend, Caps, KVLayout, Unsupported, VariantKey, register
 
@@ -50,10 +56,13 @@ class FlashInfer(Backend):
     min_compute_capability = (8, 0)
     upstream = "flashinfer BatchPrefill (paged / ragged KV) and BatchDecodeWithPagedKVCacheWrapper"
     caps = Caps(
-        dtypes={DType.BF16, DType.FP16},  # and fp8 KV, not benchmarked
-        head_dims={64, 128, 256},
+        dtypes={DType.BF16, DType.FP16},
+        head_dims={64, 128, 256, 192, 576},  # 192: expanded MLA (values of 128); 576: the absorbed latent (512 + 64)
         layouts={KVLayout.DENSE, KVLayout.PAGED},
         ragged=True,
+        kv_dtypes={"", "fp8_e4m3"},
+        kv_scales={"tensor"},  # k_scale/v_scale: one float each
+        mla={"mla-absorbed", "mla-expanded"},
         windows=True,  # window_left on the prefill and decode wrappers' plan()
         sinks=True,  # the attention-sink wrapper (variant sinks=attention-sink); the other wrappers refuse sinks
         softcap=True,  # logits_soft_cap on plan()
@@ -82,6 +91,18 @@ class FlashInfer(Backend):
     )
 
     def check(self, spec):
+        if spec.form == "mla-absorbed" and spec.kv_dtype:
+            return "kv_dtype fp8_e4m3: FlashInfer's MLA wrapper takes no k_scale/v_scale (bf16 latent cache only here)"
+        if spec.form == "mla-absorbed" and spec.has_form:
+            return "window, sinks, soft-cap: FlashInfer's MLA wrapper (absorbed MLA) is not planned with forms here"
+        if spec.form == "mla-expanded" and (spec.page_size is not None or spec.workload is Workload.DECODE):
+            return "expanded MLA (192/128): FlashInfer runs it through its ragged-KV prefill wrapper, dense K/V only"
+        if spec.kv_dtype and self.choice["mixed"] == "batch-attention" and spec.mix:
+            return "kv_dtype fp8_e4m3: BatchAttention is not given k_scale/v_scale here (the paged wrappers are)"
+        if spec.kv_dtype and spec.page_size is None and spec.workload is not Workload.DECODE:
+            return (
+                "kv_dtype fp8_e4m3: FlashInfer's ragged-KV prefill wrapper takes no k_scale/v_scale; give a page size"
+            )
         if spec.has_form and spec.mix and self.choice["mixed"] == "batch-attention":
             return "window, sinks, soft-cap: BatchAttention (mixed=batch-attention) is not planned with forms here"
         if not spec.sinks:
@@ -95,31 +116,38 @@ class FlashInfer(Backend):
             return "softcap: FlashInfer's attention-sink wrapper takes no logit soft-cap"
         if spec.is_ragged:
             return "ragged batch: the attention-sink wrapper is wired for uniform batches only"
+        if spec.kv_dtype:
+            return "kv_dtype fp8_e4m3: the attention-sink wrapper is not given k_scale/v_scale here"
+        if spec.form != "mha":
+            return "expanded MLA with sinks: the attention-sink wrapper is planned with one head dim here"
         return None
 
     def prepare(self, spec, inputs):
         import flashinfer
 
-        device, dtype = inputs.device, inputs.q.dtype
+        device, dtype, kv_dtype = inputs.device, inputs.q.dtype, inputs.k.dtype
         workspace = torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device=device)
+        if spec.form == "mla-absorbed":
+            return self._prepare_mla(spec, inputs, flashinfer, workspace)
         if inputs.ragged:
             return self._prepare_ragged(spec, inputs, flashinfer, workspace)
         if spec.sinks:
             return self._prepare_sinks(spec, inputs, flashinfer, workspace)
         b, sq, hq, d = inputs.q.shape
-        hkv = spec.num_kv_heads
+        hkv, dv = spec.num_kv_heads, spec.value_dim
+        scales = fp8_scales(inputs)
         form = plan_form(spec)
         if spec.page_size is None and spec.workload is not Workload.DECODE:
             wrapper = flashinfer.BatchPrefillWithRaggedKVCacheWrapper(workspace, "NHD")
             qo_indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * sq
             kv_indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * spec.kv_len
             wrapper.plan(qo_indptr, kv_indptr, hq, hkv, d, causal=spec.is_masked, q_data_type=dtype, kv_data_type=dtype,
-                         **form)  # fmt: skip
+                         **value_width(spec), **form)  # fmt: skip
             q = inputs.q.view(b * sq, hq, d)  # packed ragged layouts: free views of [B, S, H, D]
             k = inputs.k.view(b * spec.kv_len, hkv, d)
-            v = inputs.v.view(b * spec.kv_len, hkv, d)
-            self._info = "BatchPrefillWithRaggedKVCacheWrapper;dense"
-            return lambda: wrapper.run(q, k, v).view(b, sq, hq, d)
+            v = inputs.v.view(b * spec.kv_len, hkv, dv)
+            self._info = "BatchPrefillWithRaggedKVCacheWrapper;dense" + (";expanded MLA" if dv != d else "")
+            return lambda: wrapper.run(q, k, v).view(b, sq, hq, dv)
 
         if spec.page_size is None:  # dense decode: the [B, Sk] cache as B·Sk pages of one token (no copy)
             # (one page a sequence, the first form, left FlashInfer no KV split: a page is its unit of work,
@@ -140,20 +168,38 @@ class FlashInfer(Backend):
             wrapper = flashinfer.BatchDecodeWithPagedKVCacheWrapper(workspace, "NHD", use_tensor_cores=True)
             wrapper.plan(
                 indptr, indices, last_page_len, hq, hkv, d, page_size,
-                pos_encoding_mode="NONE", q_data_type=dtype, kv_data_type=dtype, **form,
+                pos_encoding_mode="NONE", q_data_type=dtype, kv_data_type=kv_dtype, **form,
             )  # fmt: skip
             q = inputs.q.view(b, hq, d)  # Sq = 1
-            self._info = f"BatchDecodeWithPagedKVCacheWrapper(tensor cores);{layout}"
-            return lambda: wrapper.run(q, cache).view(b, 1, hq, d)
+            self._info = f"BatchDecodeWithPagedKVCacheWrapper(tensor cores);{layout}" + fp8_note(inputs)
+            return lambda: wrapper.run(q, cache, **scales).view(b, 1, hq, d)
         wrapper = flashinfer.BatchPrefillWithPagedKVCacheWrapper(workspace, "NHD")
         qo_indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * sq
         wrapper.plan(
             qo_indptr, indptr, indices, last_page_len, hq, hkv, d, page_size,
-            causal=spec.is_masked, q_data_type=dtype, kv_data_type=dtype, **form,
+            causal=spec.is_masked, q_data_type=dtype, kv_data_type=kv_dtype, **form,
         )  # fmt: skip
         q = inputs.q.view(b * sq, hq, d)
-        self._info = f"BatchPrefillWithPagedKVCacheWrapper;{layout}"
-        return lambda: wrapper.run(q, cache).view(b, sq, hq, d)
+        self._info = f"BatchPrefillWithPagedKVCacheWrapper;{layout}" + fp8_note(inputs)
+        return lambda: wrapper.run(q, cache, **scales).view(b, sq, hq, d)
+
+    def _prepare_mla(self, spec, inputs, flashinfer, workspace):
+        """Absorbed MLA through BatchMLAPagedAttentionWrapper: q split into q_nope [T, H, 512] and q_pe [T, H, 64]
+        (separate tensors, as the absorption's matmuls leave them), the latent pages read as ckv [P, page, 512]
+        and kpe [P, page, 64] (views of one cache). Dense: the packed cache as pages of one token (no copy)."""
+        rank, device = spec.kv_lora_rank, inputs.device
+        paged = token_pages(spec, inputs) if spec.page_size is None else latent_pages(spec, inputs)
+        ckv, kpe = paged.pages[:, :, 0, :rank], paged.pages[:, :, 0, rank:]
+        q = inputs.q.view(-1, *inputs.q.shape[-2:])  # [T, H, 576]
+        q_nope, q_pe = q[..., :rank].contiguous(), q[..., rank:].contiguous()
+        qo_indptr = torch.tensor(spec.batch.cu_seqlens_q, dtype=torch.int32, device=device)
+        wrapper = flashinfer.mla.BatchMLAPagedAttentionWrapper(workspace, backend="auto")
+        wrapper.plan(qo_indptr, paged.indptr(), paged.indices(), paged.seqlens, spec.num_q_heads, rank, spec.rope_dim,
+                     paged.page_size, spec.is_masked, inputs.scale, inputs.q.dtype, inputs.k.dtype)  # fmt: skip
+        layout = "dense (pages of one token)" if spec.page_size is None else f"paged, page_size={spec.page_size}"
+        self._info = f"BatchMLAPagedAttentionWrapper;{layout}"
+        shape = (*inputs.q.shape[:-1], rank)
+        return lambda: wrapper.run(q_nope, q_pe, ckv, kpe).view(shape)
 
     def _prepare_sinks(self, spec, inputs, flashinfer, workspace):
         """A uniform batch with sinks through BatchAttentionWithAttentionSinkWrapper (a paged prefill wrapper
@@ -238,7 +284,7 @@ class _RaggedParts:
     def __init__(self, spec, inputs, flashinfer, workspace):
         self.spec, self.inputs, self.fi, self.workspace = spec, inputs, flashinfer, workspace
         self.heads = (spec.num_q_heads, spec.num_kv_heads, spec.head_dim)
-        self.dtype = inputs.q.dtype
+        self.dtype, self.kv_dtype, self.scales = inputs.q.dtype, inputs.k.dtype, fp8_scales(inputs)
         self.cu_q = torch.tensor(spec.batch.cu_seqlens_q, dtype=torch.int32, device=inputs.device)
         self.cu_k = torch.tensor(spec.batch.cu_seqlens_k, dtype=torch.int32, device=inputs.device)
         if spec.page_size is None:
@@ -250,6 +296,7 @@ class _RaggedParts:
             # FlashInfer's CSR view of the whole cache, sliced per part by _pages
             self.page_indptr, self.page_indices = self.paged.indptr(), self.paged.indices()
             self.last_page_lens = self.paged.last_page_lens()
+        self.layout += fp8_note(inputs)
         self.prefill_name = (
             "BatchPrefillWithRaggedKVCacheWrapper"
             if self.paged is None
@@ -266,15 +313,16 @@ class _RaggedParts:
             wrapper = self.fi.BatchPrefillWithRaggedKVCacheWrapper(self.workspace, "NHD")
             kv_lo, kv_hi = self.spec.batch.cu_seqlens_k[lo], self.spec.batch.cu_seqlens_k[hi]
             wrapper.plan(qo, self.cu_k[lo : hi + 1] - kv_lo, hq, hkv, d, causal=self.spec.causal,
-                         q_data_type=self.dtype, kv_data_type=self.dtype, **plan_form(self.spec))  # fmt: skip
+                         q_data_type=self.dtype, kv_data_type=self.dtype, **value_width(self.spec),
+                         **plan_form(self.spec))  # fmt: skip
             k, v = self.inputs.k[kv_lo:kv_hi], self.inputs.v[kv_lo:kv_hi]
             return _with_out(wrapper, lambda q, **out: wrapper.run(q, k, v, **out))
         indptr, indices, last = self._pages(lo, hi)
         wrapper = self.fi.BatchPrefillWithPagedKVCacheWrapper(self.workspace, "NHD")
         wrapper.plan(qo, indptr, indices, last, hq, hkv, d, self.spec.page_size, causal=self.spec.causal,
-                     q_data_type=self.dtype, kv_data_type=self.dtype, **plan_form(self.spec))  # fmt: skip
+                     q_data_type=self.dtype, kv_data_type=self.kv_dtype, **plan_form(self.spec))  # fmt: skip
         cache = (self.paged.k_pages, self.paged.v_pages)
-        return _with_out(wrapper, lambda q, **out: wrapper.run(q, cache, **out))
+        return _with_out(wrapper, lambda q, **out: wrapper.run(q, cache, **out, **self.scales))
 
     def decode(self, lo: int, hi: int):
         hq, hkv, d = self.heads
@@ -289,8 +337,8 @@ class _RaggedParts:
             page_size, cache = self.spec.page_size, (self.paged.k_pages, self.paged.v_pages)
         wrapper = self.fi.BatchDecodeWithPagedKVCacheWrapper(self.workspace, "NHD", use_tensor_cores=True)
         wrapper.plan(indptr, indices, last, hq, hkv, d, page_size, pos_encoding_mode="NONE", q_data_type=self.dtype,
-                     kv_data_type=self.dtype, **plan_form(self.spec))  # fmt: skip
-        return _with_out(wrapper, lambda q, **out: wrapper.run(q, cache, **out))
+                     kv_data_type=self.kv_dtype, **plan_form(self.spec))  # fmt: skip
+        return _with_out(wrapper, lambda q, **out: wrapper.run(q, cache, **out, **self.scales))
 
     def batch_attention(self):
         """The whole batch through BatchAttention, planned here: pages of the spec's size, or the dense
@@ -317,6 +365,22 @@ class _RaggedParts:
         indptr = self.page_indptr
         start, stop = int(indptr[lo]), int(indptr[hi])
         return indptr[lo : hi + 1] - start, self.page_indices[start:stop], self.last_page_lens[lo:hi]
+
+
+def fp8_scales(inputs) -> dict:
+    """run()'s k_scale/v_scale (Python floats, read here, outside the timed call) for an FP8 cache, else {}."""
+    if not inputs.quantized:
+        return {}
+    return dict(k_scale=float(inputs.k_scale), v_scale=float(inputs.v_scale))
+
+
+def fp8_note(inputs) -> str:
+    return ";kv=fp8_e4m3 (k_scale/v_scale per tensor)" if inputs.quantized else ""
+
+
+def value_width(spec) -> dict:
+    """plan()'s head_dim_vo where the values are narrower than the queries (expanded MLA: 128 beside 192)."""
+    return {"head_dim_vo": spec.value_dim} if spec.value_dim != spec.head_dim else {}
 
 
 def _token_pages(k, v, first: int, stop: int):

@@ -85,7 +85,16 @@ def repeat_attention(q_heads, k_bhsd, v_bhsd, hidden, group: int, scale: float, 
 @register("torch-naive")
 class TorchNaive(Backend):
     upstream = "explicit torch.matmul / torch.softmax"
-    caps = Caps(ragged=True, devices={"cuda", "cpu"}, windows=True, sinks=True, softcap=True)
+    caps = Caps(
+        ragged=True,
+        devices={"cuda", "cpu"},
+        windows=True,
+        sinks=True,
+        softcap=True,
+        kv_dtypes={"", "fp8_e4m3"},  # dequantized in the call (timed): the baseline, not an FP8 kernel
+        fp8_attention=True,
+        mla={"mla-absorbed", "mla-expanded"},
+    )
     variants = (
         VariantKey(
             "gqa",
@@ -104,13 +113,24 @@ class TorchNaive(Backend):
         layout = repeated_layout if repeat else grouped_layout
         attend = repeat_attention if repeat else naive_attention
         views = [(inputs.q, inputs.k, inputs.v)] if not inputs.ragged else list(request_views(spec, inputs))
-        parts = [(*layout(q, k, v, spec.causal and q.shape[1] > 1, spec.window), tuple(q.shape)) for q, k, v in views]
+        # O is [B, Sq, Hq, value width] (MLA's values are narrower than its queries)
+        parts = [
+            (*layout(q, k, v, spec.causal and q.shape[1] > 1, spec.window), (*q.shape[:-1], v.shape[-1]))
+            for q, k, v in views
+        ]
         heads = spec.num_q_heads if repeat else spec.num_kv_heads
         form = [
             {"softcap": spec.softcap, "sinks": sink_rows(inputs.sinks if spec.sinks else None, heads, p[0].shape[2])}
             for p in parts
         ]
         self._info = {"gqa": "repeat K/V" if repeat else "grouped rows"}
+        if spec.form != "mha":
+            self._info["mla"] = spec.form + (
+                ", values = the latent's first columns" if spec.form == "mla-absorbed" else ""
+            )
+        if inputs.quantized:
+            attend = _dequantizing(attend, inputs, spec.dtype.torch_dtype)
+            self._info["fp8"] = f"e4m3 dequantized to {spec.dtype} in the call (timed), then naive attention"
         if not inputs.ragged:
             *args, shape = parts[0]
             return lambda: attend(*args, scale, shape, **form[0])
@@ -119,3 +139,19 @@ class TorchNaive(Backend):
 
     def run_info(self) -> dict:
         return getattr(self, "_info", {})
+
+
+def _dequantizing(attend, inputs, dtype):
+    """attend(q, k, v, ...) on e4m3 operands in the [B, H, S, D] layouts: each scaled back to `dtype` first,
+    inside the call."""
+    scales = (inputs.q_scale, inputs.k_scale, inputs.v_scale)
+
+    def dequantized(t, scale):
+        if scale is None:
+            return t
+        return t.to(dtype) * (scale if scale.dim() == 0 else scale.view(-1, 1, 1)).to(dtype)  # per head: [H, S, D]
+
+    def call(q, k, v, *rest, **form):
+        return attend(*(dequantized(t, s) for t, s in zip((q, k, v), scales)), *rest, **form)
+
+    return call

@@ -88,8 +88,17 @@ class TransformerEngine(Backend):
     distribution = "transformer_engine"
     # dense only: TE's paged path needs its InferenceParams cache; ragged batches in the THD format. Forms:
     # window_size=(w, 0) with a bottom-right causal mask, sinks as its learnable softmax offset
-    # (softmax_type="learnable", where this TE has it); no logit soft-cap
-    caps = Caps(dtypes={DType.BF16, DType.FP16}, ragged=True, windows=True, sinks=True)
+    # (softmax_type="learnable", where this TE has it); no logit soft-cap. Expanded MLA (q/k 192, v 128)
+    # through kv_channels=(192, 128)
+    caps = Caps(dtypes={DType.BF16, DType.FP16}, ragged=True, windows=True, sinks=True, mla={"mla-expanded"})
+
+    def supports(self, spec):
+        if spec.kv_dtype:
+            return (
+                "kv_dtype fp8_e4m3: TE's FP8 attention (fp8_dpa under fp8_autocast) quantizes bf16 inputs with its "
+                "recipe's own scales; it is not handed e4m3 tensors with given descales, so it is not run here"
+            )
+        return super().supports(spec)
 
     def availability(self, device):
         with torch_cudnn_for_te():  # the first import of TE in this process happens here
@@ -118,7 +127,7 @@ class TransformerEngine(Backend):
             form["softmax_type"] = "learnable"
         attention = te.DotProductAttention(
             num_attention_heads=spec.num_q_heads,
-            kv_channels=spec.head_dim,
+            kv_channels=spec.head_dim if spec.value_dim == spec.head_dim else (spec.head_dim, spec.value_dim),
             num_gqa_groups=spec.num_kv_heads,
             attention_dropout=0.0,
             qkv_format=layout,
@@ -132,7 +141,7 @@ class TransformerEngine(Backend):
             with torch_no_grad():
                 offset.copy_(inputs.sinks.view(offset.shape).to(offset.dtype))
         q, k, v = inputs.q, inputs.k, inputs.v
-        shape = tuple(q.shape)
+        shape = (*q.shape[:-1], spec.value_dim)
 
         def call():
             return attention(q, k, v, **kw).view(shape)  # TE returns [..., Hq · D]

@@ -18,7 +18,7 @@ from . import calibrate
 from .atomic import WriteError
 from .env import Environment
 from .inputs import make_inputs
-from .reference import check_indices, check_output, reference_attention
+from .reference import check_indices, check_output, reference_attention, relative_error
 from .store import ResultRow, Status
 from .telemetry import Telemetry, describe_reasons, gpu_uuid, pci_bus_id
 from .timer import Repetition, TimingMode, check_mode, default_mode, time_callable
@@ -168,6 +168,7 @@ class SpecState:
     inputs_error: BaseException | None = None
     batch_indices: list[int] = field(default_factory=list)
     reference: torch.Tensor | None = None
+    reference_unquantized: torch.Tensor | None = None  # FP8 specs: the reference on the inputs before quantization
 
 
 class Measurer:
@@ -224,6 +225,16 @@ class Measurer:
             state.reference = reference_attention(state.spec, state.inputs, state.batch_indices)
         return state.batch_indices, state.reference
 
+    def _error_vs_unquantized(self, state: SpecState, out: torch.Tensor) -> float | None:
+        """The second check of an FP8 spec: the output against the fp32 reference on the inputs before
+        quantization (what FP8 costs); None when nothing is quantized."""
+        unquantized = state.inputs.unquantized
+        if unquantized is None:
+            return None
+        if state.reference_unquantized is None:
+            state.reference_unquantized = reference_attention(state.spec, unquantized, state.batch_indices)
+        return relative_error(state.spec, out, state.reference_unquantized, state.batch_indices)
+
     def memory_skip_reason(self, spec: ExperimentSpec) -> str | None:
         if self.device.type != "cuda":  # the CPU: against the RAM free now
             free = available_ram_bytes()
@@ -271,6 +282,8 @@ class Measurer:
             batch_indices, reference = self._reference(state)
             check = check_output(spec, out, reference, batch_indices)
             checked = dict(rel_err=check.rel_err, max_abs_err=check.max_abs_err, checked_batch=check.checked_batch)
+            if check.problem is None or "relative error" in check.problem:  # an output of the right shape
+                checked["rel_err_vs_unquantized"] = self._error_vs_unquantized(state, out)
             if not check.ok:
                 return row(Status.INCORRECT, check.problem, setup_ms=setup_ms, backend_info=info, **checked)
             out = None

@@ -9,11 +9,13 @@ import pandas as pd
 
 from frameworks import label
 
+from .plots import fp8_note
 from .store import Status, as_frame, latest
 
-# what one step is: the rows of the kinds of one model that add up (the form columns tell the kinds apart)
+# what one step is: the rows of the kinds of one model that add up (the form columns tell the kinds apart; a
+# bf16 and an FP8 cache are steps of their own)
 STEP_KEYS = ["device", "model", "workload", "batch_size", "q_len", "kv_len", "mix", "page_size", "dtype", "tp",
-             "backend", "variant"]  # fmt: skip
+             "kv_dtype", "fp8_attention", "kv_scale", "backend", "variant"]  # fmt: skip
 
 
 def _kind_of(row, kinds) -> str | None:
@@ -27,7 +29,7 @@ def _kind_of(row, kinds) -> str | None:
 
 
 def model_steps(data) -> pd.DataFrame:
-    """One line per (device, model, workload, batch, context, page size, dtype, tp, backend): each kind's
+    """One line per (device, model, workload, batch, context, page size, dtype, tp, KV cache, backend): each kind's
     p50 (`<kind>_ms`), `step_ms` = Σ layers × p50 (NaN unless every kind is ok) and `missing` (the kinds
     without an ok row, with their status). Rows of models without declared layer kinds are left out."""
     from specs import MIX_NAMES, MODELS
@@ -42,7 +44,8 @@ def model_steps(data) -> pd.DataFrame:
     out = []
     for key, group in frame.groupby(STEP_KEYS, dropna=False, sort=False):
         line = dict(zip(STEP_KEYS, key))
-        line["backend"] = label(line["backend"], line.pop("variant"))
+        fp8 = fp8_note(line["kv_dtype"], line["fp8_attention"], line["kv_scale"])
+        line["backend"] = label(line["backend"], line.pop("variant")) + fp8  # 'flashinfer (fp8 KV)', as plots name it
         kinds = MODELS[line["model"]].layers
         line["context"] = MIX_NAMES.get(line["mix"], line["mix"]) if line["mix"] else f"{line['kv_len']}"
         step, missing = 0.0, []

@@ -61,6 +61,21 @@ def workload_metric(metric: str, workload: str) -> str:
     return "gbps" if workload == "decode" else "tflops"
 
 
+def with_form(row: ResultRow) -> ResultRow:
+    """The row with its FP8 form in the backend's name ('flashinfer (fp8 KV)'), so that a curve per backend
+    keeps the bf16 and the FP8 cache apart (the fp8 preset plots decode time against context for both)."""
+    note = fp8_note(row.kv_dtype, row.fp8_attention, row.kv_scale)
+    return replace(row, backend=f"{row.backend}{note}") if note else row
+
+
+def fp8_note(kv_dtype: str, fp8_attention: bool, kv_scale: str) -> str:
+    """' (fp8 KV)', ' (fp8 QKV, per head)', or '' for a cache in the spec's dtype."""
+    if not kv_dtype or pd.isna(kv_dtype):
+        return ""
+    form = "fp8 QKV" if fp8_attention else "fp8 KV"
+    return f" ({form}{', per head' if kv_scale == 'head' else ''})"
+
+
 def plot(
     rows: Iterable[ResultRow], out_dir: Path | str, metrics: tuple[str, ...] = ("p50_ms", THROUGHPUT)
 ) -> list[Path]:
@@ -72,7 +87,7 @@ def plot(
     for m in metrics:
         if m != THROUGHPUT and m not in METRICS:
             raise ValueError(f"metric: {m!r} is not valid; expected one of {THROUGHPUT}, {', '.join(METRICS)}")
-    ok = [r for r in latest(rows) if r.status is Status.OK and not r.mix]  # mixes: plot_mixes
+    ok = [with_form(r) for r in latest(rows) if r.status is Status.OK and not r.mix]  # mixes: plot_mixes
     # a model's windowed layers beside its full ones: a line of their own a backend (flat against the context)
     ok = [replace(r, backend=f"{r.backend} · window {r.window}") if r.window is not None else r for r in ok]
     out_dir = Path(out_dir)

@@ -25,6 +25,7 @@ METRICS: dict[str, str] = {
     "tokens_per_s": "{:.3g}",
     "peak_mem_gib": "{:.2f}",
     "rel_err": "{:.2e}",
+    "rel_err_vs_unquantized": "{:.2e}",
     "pct_peak_tflops": "{:.1f}",
     "pct_peak_gbps": "{:.1f}",
     "roofline_ms": "{:.3f}",
@@ -37,6 +38,7 @@ HIGHER_IS_BETTER = {"tflops", "gbps", "tokens_per_s", "pct_peak_tflops", "pct_pe
 SPEC_AXES = (
     "mix", "batch_size", "q_len", "kv_len", "dtype", "page_size", "causal", "num_q_heads", "num_kv_heads", "head_dim",
     "window", "sinks", "softcap", "tp",
+    "kv_dtype", "fp8_attention", "kv_scale",
 )  # fmt: skip
 
 
@@ -141,7 +143,8 @@ def pivot(data, metric: str = "p95_ms") -> Pivot:
     ok = (frame["status"] == Status.OK.value) & frame[metric].notna()
     label = frame["status"].str.upper()
     text = frame[metric].map(lambda v: "" if pd.isna(v) else fmt.format(v))
-    shown_with_status = frame[metric].notna() & (metric in ("rel_err", "setup_ms", "roofline_ms"))
+    with_status = ("rel_err", "rel_err_vs_unquantized", "setup_ms", "roofline_ms")
+    shown_with_status = frame[metric].notna() & (metric in with_status)
     frame["cell"] = label.where(~shown_with_status, text + " " + label).where(~ok, text)
     cells = {(r.row, r.col): r.cell for r in frame[["row", "col", "cell"]].itertuples()}
     values = frame[ok].pivot_table(index="row", columns="col", values=metric, aggfunc="first")

@@ -71,6 +71,15 @@ class ResultRow:
     sinks: bool  # learned per-head sink logits in the softmax
     softcap: float | None  # logit soft-cap ('' = none)
     tp: int  # tensor-parallel degree the heads are one GPU's share of (1 = unsharded)
+    kv_dtype: str  # "" = K/V in dtype; "fp8_e4m3": an FP8 cache with fp32 scales
+    fp8_attention: bool  # Q in e4m3 too (FA3's FP8 form)
+    kv_scale: str  # FP8 scales: "tensor" or "head" ("" unquantized)
+    kv_lora_rank: int | None  # MLA: the latent width (None: not MLA)
+    rope_dim: int | None  # MLA: the rope width
+    v_head_dim: int | None  # MLA: the value width (absorbed: kv_lora_rank; expanded: 128)
+    # the output against the fp32 reference on the unquantized inputs (what FP8 costs; rel_err judges the kernel
+    # against the dequantized ones); None when nothing is quantized
+    rel_err_vs_unquantized: float | None
     # --- the batch in totals (uniform: batch_size × q_len and batch_size × kv_len)
     total_q_tokens: int
     total_kv_tokens: int
@@ -175,6 +184,14 @@ ADDED_COLUMNS: dict[str, str] = {
     "sinks": "False",
     "softcap": "",
     "tp": "1",
+    # FP8 and MLA (issue #32): older rows are unquantized, not latent attention
+    "kv_dtype": "",
+    "fp8_attention": "False",
+    "kv_scale": "",
+    "kv_lora_rank": "",
+    "rope_dim": "",
+    "v_head_dim": "",
+    "rel_err_vs_unquantized": "",
 }
 
 

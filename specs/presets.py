@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from .batch import is_generator, parse_mix
 from .draw import draw_batch, expand_draws, is_draw, seed_of_draw
-from .models import LAYER_NAMES, MODELS, LayerKind, layer_kinds
+from .models import LAYER_NAMES, MODELS, LayerKind, ModelShape, layer_kinds
 from .spec import DType, ExperimentSpec, SpecError, Workload, parse_enum
 
 
@@ -26,9 +26,10 @@ class Mix:
 
     def spec(self, model: str, layer: LayerKind | None = None, tp: int = 1, **kw) -> ExperimentSpec:
         """This mix on one GPU's heads of `model` (tp-way sharded), in the form of one of its layer kinds
-        (default: its first, full attention)."""
+        (default: its first, full attention); MLA absorbed or expanded by the batch's workload."""
         shape = MODELS[model]
-        fields = shape.spec_fields(layer or shape.layers[0], tp)
+        workload = self.workload if is_generator(self.mix) else parse_mix(self.mix).kind
+        fields = shape.spec_fields(layer or shape.layers[0], tp, workload)
         if is_generator(self.mix):
             return ExperimentSpec.from_lengths(self.mix, self.workload, self.count, *_heads(fields), chunk=self.chunk,
                                                **_form(fields), **kw)  # fmt: skip
@@ -87,6 +88,10 @@ class SweepGrid:
     max_tflop: float | None = None  # leave out specs of more than this many TFLOP a call (None: no cap)
     layers: tuple[str, ...] = ()  # layer kinds of each model ('full', 'window'); () = every kind it has
     tps: tuple[int, ...] = (1,)  # tensor-parallel degrees: each spec holds one GPU's share of the heads
+    kv_dtypes: tuple[str, ...] = ("",)  # KV cache dtypes: "" (the dtype's) and/or "fp8_e4m3"; every spec in each
+    kv_scale: str = ""  # FP8 specs: "tensor" (default) or "head"
+    fp8_attention: bool = False  # FP8 specs: Q in e4m3 too (FA3's FP8 form)
+    extra_mixes: tuple[str, ...] = ()  # named mixes measured beside a grid (models × these × page sizes × kv dtypes)
 
     def __post_init__(self) -> None:
         for name in self.models:
@@ -94,11 +99,11 @@ class SweepGrid:
                 raise SpecError(f"models: {name!r} is not known; expected one of {', '.join(MODELS)}")
         object.__setattr__(self, "workloads", tuple(parse_enum(Workload, w, "workloads") for w in self.workloads))
         object.__setattr__(self, "dtype", parse_enum(DType, self.dtype, "dtype"))
-        for axis in ("models", "workloads", "batch_sizes", "seq_lens", "chunks", "page_sizes"):
+        for axis in ("models", "workloads", "batch_sizes", "seq_lens", "chunks", "page_sizes", "kv_dtypes"):
             if not getattr(self, axis):
                 raise SpecError(f"{axis}: the sweep needs at least one value")
         object.__setattr__(self, "mixes", tuple(m for text in self.mixes for m in expand_draws(text)))
-        for mix in self.mixes:
+        for mix in (*self.mixes, *self.extra_mixes):
             resolve_mix(mix)
         for name in self.layers:
             if name not in LAYER_NAMES:
@@ -121,21 +126,32 @@ class SweepGrid:
             return specs
         return [s for s in specs if s.flops <= self.max_tflop * 1e12]
 
-    def shapes(self, model: str) -> list[dict]:
-        """The ExperimentSpec fields (heads, head dim, form, tp) of each layer kind × tp of `model`."""
+    def shapes(self, model: str, workload=None) -> list[dict]:
+        """The ExperimentSpec fields (heads, head dim, form, tp; MLA: the workload's latent dims) of each
+        layer kind × tp of `model`."""
         shape = MODELS[model]
-        return [shape.spec_fields(kind, tp) for kind in layer_kinds(model, self.layers) for tp in self.tps]
+        return [shape.spec_fields(kind, tp, workload) for kind in layer_kinds(model, self.layers) for tp in self.tps]
+
+    def _fp8(self, kv_dtype: str) -> dict:
+        """The spec fields of one KV dtype of the sweep."""
+        if not kv_dtype:
+            return {}
+        return dict(kv_dtype=kv_dtype, kv_scale=self.kv_scale, fp8_attention=self.fp8_attention)
+
+    def _mix_specs(self, mixes) -> list[ExperimentSpec]:
+        return [
+            resolve_mix(mix).spec(model, kind, tp, dtype=self.dtype, page_size=page, **self._fp8(kv))
+            for model in self.models
+            for kind in layer_kinds(model, self.layers)
+            for tp in self.tps
+            for mix in mixes
+            for page in self.page_sizes
+            for kv in self.kv_dtypes
+        ]
 
     def _all_specs(self) -> list[ExperimentSpec]:
         if self.mixes:
-            return [
-                resolve_mix(mix).spec(model, kind, tp, dtype=self.dtype, page_size=page)
-                for model in self.models
-                for kind in layer_kinds(model, self.layers)
-                for tp in self.tps
-                for mix in self.mixes
-                for page in self.page_sizes
-            ]
+            return self._mix_specs(self.mixes)
         if self.lengths:
             return [
                 ExperimentSpec.from_lengths(
@@ -147,20 +163,33 @@ class SweepGrid:
                     dtype=self.dtype,
                     page_size=page,
                     **_form(fields),
+                    **self._fp8(kv),
                 )  # fmt: skip
                 for model in self.models
-                for fields in self.shapes(model)
+                for kind in layer_kinds(model, self.layers)
+                for tp in self.tps
                 for w in self.workloads
+                for fields in (MODELS[model].spec_fields(kind, tp, w),)
                 for count in self.batch_sizes
                 for chunk in ([1] if w in (Workload.PREFILL, Workload.DECODE) else self.chunks)
                 for page in self.page_sizes
+                for kv in self.kv_dtypes
             ]
-        return [spec for model in self.models for fields in self.shapes(model) for spec in self._uniform(fields)]
+        uniform = [
+            spec
+            for model in self.models
+            for kind in layer_kinds(model, self.layers)
+            for tp in self.tps
+            for spec in self._uniform(MODELS[model], kind, tp)
+        ]
+        return uniform + self._mix_specs(self.extra_mixes)
 
-    def _uniform(self, fields: dict) -> list[ExperimentSpec]:
-        """Workloads × batch sizes × lengths × chunks × page sizes of one model's head shape and form."""
+    def _uniform(self, model: ModelShape, kind: LayerKind, tp: int) -> list[ExperimentSpec]:
+        """Workloads × batch sizes × lengths × chunks × page sizes × KV dtypes of one layer kind of one model
+        under tp (its head shape and form; MLA: absorbed or expanded by the workload)."""
         out: list[ExperimentSpec] = []
         for workload in self.workloads:
+            fields = model.spec_fields(kind, tp, workload)
             for batch in self.batch_sizes:
                 for seq in self.seq_lens:
                     if workload is Workload.PREFILL:
@@ -181,8 +210,10 @@ class SweepGrid:
                                 dtype=self.dtype,
                                 page_size=page,
                                 **fields,
+                                **self._fp8(kv),
                             )  # fmt: skip
                             for page in self.page_sizes
+                            for kv in self.kv_dtypes
                         )
         return out
 
@@ -199,7 +230,8 @@ PRESETS: dict[str, SweepGrid] = {
         chunks=(32,),
     ),
     # the README comparison: batch 256 × 4096 tokens, append chunk 128, GQA groups 2, 4, 8 and 16, head dims
-    # 64, 128 and 256; gpt-oss and Gemma once a layer kind (full and sliding-window; sinks, soft-cap)
+    # 64, 128 and 256; gpt-oss and Gemma once a layer kind (full and sliding-window; sinks, soft-cap); and MLA
+    # (the 16-head DeepSeek-V2-Lite: DeepSeek-V3's 128 expanded heads at this batch need 136 GB of inputs)
     "readme": SweepGrid(
         models=(
             "Llama-3.1-8B",
@@ -209,6 +241,7 @@ PRESETS: dict[str, SweepGrid] = {
             "gpt-oss-20b",
             "Gemma-3-27B",
             "Gemma-2-9B",
+            "DeepSeek-V2-Lite",
         ),  # fmt: skip
         workloads=ALL_WORKLOADS,
         batch_sizes=(256,),
@@ -217,7 +250,7 @@ PRESETS: dict[str, SweepGrid] = {
     ),
     # the batches serving engines run: named mixes, dense and paged with 16-token pages
     "serving": SweepGrid(
-        models=("Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B"),
+        models=("Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B", "DeepSeek-V3"),
         workloads=(Workload.MIXED,),
         batch_sizes=(1,),
         seq_lens=(1,),
@@ -253,6 +286,28 @@ PRESETS: dict[str, SweepGrid] = {
         chunks=(512,),
         max_tflop=20,
     ),
+    # latent attention (MLA) decode in the absorbed form (576-wide queries against one latent head, 512-wide
+    # values) on pages of 64 tokens, as vLLM runs FlashMLA: batches 1-128 against caches of 1k-64k tokens
+    "mla": SweepGrid(
+        models=("DeepSeek-V3", "Kimi-K2", "DeepSeek-V2-Lite"),
+        workloads=(Workload.DECODE,),
+        batch_sizes=(1, 8, 32, 128),
+        seq_lens=(1024, 4096, 16384, 65536),
+        chunks=(1,),
+        page_sizes=(64,),
+    ),
+    # an FP8 (e4m3, per-tensor scales) KV cache beside the bf16 one: decode against 1k-64k caches (the plot of
+    # decode time against context), a 512-token chunk, and the decode-heavy serving mix, on pages of 16
+    "fp8": SweepGrid(
+        models=("Llama-3.1-8B", "Qwen3-30B-A3B"),
+        workloads=(Workload.DECODE, Workload.APPEND),
+        batch_sizes=(1, 16),
+        seq_lens=(1024, 4096, 16384, 65536),
+        chunks=(512,),
+        page_sizes=(16,),
+        kv_dtypes=("", "fp8_e4m3"),
+        extra_mixes=("decode-heavy",),
+    ),
     # decode against 1k-128k caches at a fixed window, full and windowed layers side by side: a windowed
     # layer reads window + 1 keys whatever the context, so its cost stays flat while the full layer's grows
     "windowed": SweepGrid(
@@ -282,21 +337,21 @@ def _heads(fields: dict) -> tuple[int, int, int]:
 
 
 def _form(fields: dict) -> dict:
-    """A model's spec fields but the head shape: model, form, tp."""
+    """A model's spec fields but the head shape: model, form, tp, and MLA's latent dims."""
     return {k: v for k, v in fields.items() if k not in HEAD_FIELDS}
 
 
 def specs_for(model: str, layer: str = "full", tp: int = 1, **spec) -> ExperimentSpec:
     """One GPU's spec of one layer kind ('full' or 'window') of `model` under `tp`-way tensor parallelism;
-    `spec` gives the rest (workload, batch_size, q_len, kv_len, …). A model without that kind, or a tp
-    that does not divide its heads, is a SpecError."""
+    `spec` gives the rest (workload, batch_size, q_len, kv_len, …; an MLA model takes the workload's form).
+    A model without that kind, or a tp that does not divide its heads, is a SpecError."""
     if model not in MODELS:
         raise SpecError(f"model: {model!r} is not known; expected one of {', '.join(MODELS)}")
     kind = MODELS[model].layer(layer)
     if kind is None:
         have = ", ".join(k.name for k in MODELS[model].layers)
         raise SpecError(f"layer: {model} has no {layer} layers; it has {have}")
-    return ExperimentSpec(**MODELS[model].spec_fields(kind, tp), **spec)
+    return ExperimentSpec(**MODELS[model].spec_fields(kind, tp, spec.get("workload")), **spec)
 
 
 def get_preset(name: str) -> SweepGrid:

@@ -51,6 +51,10 @@ def parse_enum(enum_cls: type[Enum], value, field_name: str):
         raise SpecError(f"{field_name}: {value!r} is not valid; expected one of {allowed}") from None
 
 
+KV_DTYPES = ("", "fp8_e4m3")  # "": the KV cache in the spec's dtype
+KV_SCALES = ("tensor", "head")  # FP8 scales: one a tensor, or one a KV head
+
+
 @dataclass(frozen=True)
 class ExperimentSpec:
     """One attention forward pass over a batch of requests. Uniform (mix == ""): Q is
@@ -85,6 +89,13 @@ class ExperimentSpec:
     sinks: bool = False  # a learned logit a query head (drawn with the inputs) joins the softmax's denominator
     softcap: float | None = None  # scores = softcap · tanh(scores / softcap), before masking
     tp: int = 1  # tensor-parallel degree of the model these heads come from (the heads are already one GPU's)
+    # ---- FP8 and latent attention (MLA); the defaults keep every earlier spec and row as they were
+    kv_dtype: str = ""  # "" = K/V in `dtype`; "fp8_e4m3": K and V stored as e4m3 with fp32 scales (Q stays in dtype)
+    fp8_attention: bool = False  # Q in e4m3 too, with its descale (FA3's and cuDNN's FP8 attention); needs fp8 K/V
+    kv_scale: str = ""  # FP8 scale granularity: "tensor" (one a tensor, the default) or "head" (one a KV head)
+    kv_lora_rank: int | None = None  # MLA: the latent width (DeepSeek: 512); None = not latent attention
+    rope_dim: int | None = None  # MLA: the decoupled rope width (64)
+    v_head_dim: int | None = None  # MLA: the value and output width (absorbed: kv_lora_rank; expanded: 128)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "workload", parse_enum(Workload, self.workload, "workload"))
@@ -107,6 +118,8 @@ class ExperimentSpec:
         self._check_form()
         if not isinstance(self.mix, str):
             raise SpecError(f"mix: must be a string, got {self.mix!r}")
+        self._check_fp8()
+        self._check_mla()
         if self.mix:
             self._check_batch()
             return
@@ -138,6 +151,53 @@ class ExperimentSpec:
             object.__setattr__(self, "softcap", float(self.softcap))
         if isinstance(self.tp, bool) or not isinstance(self.tp, int) or self.tp < 1:
             raise SpecError(f"tp: must be a positive integer (1 = one GPU holds every head), got {self.tp!r}")
+
+    def _check_fp8(self) -> None:
+        if self.kv_dtype not in KV_DTYPES:
+            raise SpecError(
+                f"kv_dtype: {self.kv_dtype!r} is not valid; expected one of '' (the spec's dtype), fp8_e4m3"
+            )
+        if not isinstance(self.fp8_attention, bool):
+            raise SpecError(f"fp8_attention: must be true or false, got {self.fp8_attention!r}")
+        if not self.kv_dtype:
+            if self.fp8_attention:
+                raise SpecError("fp8_attention: Q, K and V all in e4m3 needs kv_dtype=fp8_e4m3")
+            if self.kv_scale:
+                raise SpecError(f"kv_scale: {self.kv_scale!r} applies to an FP8 cache only (kv_dtype=fp8_e4m3)")
+            return
+        if self.kv_scale not in ("", *KV_SCALES):
+            raise SpecError(f"kv_scale: {self.kv_scale!r} is not valid; expected one of {', '.join(KV_SCALES)}")
+        object.__setattr__(self, "kv_scale", self.kv_scale or "tensor")
+
+    def _check_mla(self) -> None:
+        """MLA comes in two forms, told apart by head_dim: absorbed (decode: head_dim = kv_lora_rank + rope_dim,
+        one latent KV head, values the latent's first kv_lora_rank columns) and expanded (prefill: per-head
+        K and V, head_dim the q/k width, v_head_dim the value width)."""
+        mla = {"kv_lora_rank": self.kv_lora_rank, "rope_dim": self.rope_dim, "v_head_dim": self.v_head_dim}
+        for name, value in mla.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise SpecError(f"{name}: must be a positive integer or None (not MLA), got {value!r}")
+        if self.kv_lora_rank is None:
+            for name in ("rope_dim", "v_head_dim"):
+                if mla[name] is not None:
+                    raise SpecError(f"{name}: applies to MLA only (give kv_lora_rank too)")
+            return
+        for name in ("rope_dim", "v_head_dim"):
+            if mla[name] is None:
+                raise SpecError(f"{name}: MLA (kv_lora_rank={self.kv_lora_rank}) needs {name} too")
+        if self.head_dim == self.kv_lora_rank + self.rope_dim:  # absorbed
+            if self.num_kv_heads != 1 or self.v_head_dim != self.kv_lora_rank:
+                raise SpecError(
+                    f"num_kv_heads: absorbed MLA (head_dim {self.head_dim} = kv_lora_rank + rope_dim) reads one latent "
+                    f"head with values of width kv_lora_rank; got num_kv_heads={self.num_kv_heads}, "
+                    f"v_head_dim={self.v_head_dim}"
+                )
+        elif self.num_kv_heads != self.num_q_heads or self.head_dim <= self.rope_dim:
+            raise SpecError(
+                f"head_dim: MLA takes head_dim = kv_lora_rank + rope_dim ({self.kv_lora_rank + self.rope_dim}, "
+                f"absorbed, one KV head) or the expanded form (num_kv_heads = num_q_heads, head_dim > rope_dim); got "
+                f"head_dim={self.head_dim}, num_kv_heads={self.num_kv_heads}"
+            )
 
     def _check_batch(self) -> None:
         batch = self.batch
@@ -231,20 +291,56 @@ class ExperimentSpec:
         return self.kv_len if not self.mix else self.batch.min_kv
 
     @property
+    def form(self) -> str:
+        """'mha' (MHA, GQA, MQA), 'mla-absorbed' (queries of kv_lora_rank + rope_dim against one latent head)
+        or 'mla-expanded' (per-head K of head_dim and V of v_head_dim)."""
+        if self.kv_lora_rank is None:
+            return "mha"
+        return "mla-absorbed" if self.head_dim == self.kv_lora_rank + self.rope_dim else "mla-expanded"
+
+    @property
+    def value_dim(self) -> int:
+        """Width of V and O: v_head_dim where given (MLA), else head_dim."""
+        return self.v_head_dim or self.head_dim
+
+    @property
+    def kv_itemsize(self) -> int:
+        return 1 if self.kv_dtype else self.dtype.itemsize
+
+    @property
+    def q_itemsize(self) -> int:
+        return 1 if self.fp8_attention else self.dtype.itemsize
+
+    @property
+    def scale_bytes(self) -> int:
+        """The fp32 scales an FP8 call reads: K and V (one latent tensor when absorbed), per tensor or per KV
+        head, and Q's with fp8_attention."""
+        if not self.kv_dtype:
+            return 0
+        kv = (1 if self.form == "mla-absorbed" else 2) * (self.num_kv_heads if self.kv_scale == "head" else 1)
+        return 4 * (kv + int(self.fp8_attention))
+
+    @property
     def flops(self) -> int:
-        """2 FLOPs per multiply-add for Q·Kᵀ and for P·V: 4 · head_dim per visible pair and head. A
-        soft-cap (a tanh a score) and sinks (one more term a row's denominator) add no matmul work."""
-        return 4 * self.head_dim * self.num_q_heads * self.visible_pairs
+        """2 FLOPs per multiply-add for Q·Kᵀ (head_dim) and for P·V (value_dim), per visible pair (only the
+        windowed band under a window) and query head: 4 · head_dim for MHA; absorbed MLA 2 · (576 + 512);
+        expanded MLA 2 · (192 + 128). A soft-cap (a tanh a score) and sinks (one more term a row's
+        denominator) add no matmul work."""
+        return 2 * (self.head_dim + self.value_dim) * self.num_q_heads * self.visible_pairs
 
     @property
     def ideal_bytes(self) -> int:
-        """Q, K and V read once, O written once, summed over the requests; under a window only the keys
-        some query sees (a windowed decode reads window + 1 keys). The sinks (Hq fp32 logits) are left
-        out: a few hundred bytes beside megabytes."""
-        q_and_o = 2 * self.total_q * self.num_q_heads * self.head_dim
+        """Q, K and V read once, O written once, summed over the requests, at the bytes an element they are
+        stored in (FP8: one, plus the scales); under a window only the keys some query sees (a windowed
+        decode reads window + 1 keys). Absorbed MLA reads its latent cache once: the values are its first
+        kv_lora_rank columns, shared by every query head. The sinks (Hq fp32 logits) are left out: a few
+        hundred bytes beside megabytes."""
+        q = self.total_q * self.num_q_heads * self.head_dim * self.q_itemsize
+        o = self.total_q * self.num_q_heads * self.value_dim * self.dtype.itemsize
         touched = self.total_kv if self.window is None else self.batch.touched_kv(self.window)
-        k_and_v = 2 * touched * self.num_kv_heads * self.head_dim
-        return (q_and_o + k_and_v) * self.dtype.itemsize
+        kv_width = self.head_dim if self.form == "mla-absorbed" else self.head_dim + self.value_dim
+        kv = touched * self.num_kv_heads * kv_width * self.kv_itemsize
+        return q + o + kv + self.scale_bytes
 
     @property
     def tokens(self) -> int:
@@ -270,6 +366,10 @@ class ExperimentSpec:
     def describe(self) -> str:
         page = f" page={self.page_size}" if self.page_size else ""
         page += self.form_label
+        if self.kv_dtype:
+            page += f" kv={self.kv_dtype}/{self.kv_scale}" + (" fp8-attention" if self.fp8_attention else "")
+        if self.kv_lora_rank is not None:
+            page += f" {self.form} latent={self.kv_lora_rank}+{self.rope_dim} v={self.value_dim}"
         if self.mix:
             return (
                 f"{self.model} {self.workload} mix={self.mix} ({self.batch_size} requests, {self.tokens} query tokens) "

@@ -3,23 +3,28 @@ adapter's plumbing (indptr, page indices, last-page lengths, the split of a mixe
 slices) without a GPU. It checks its inputs the way FlashInfer documents them (int32 CSR offsets
 from 0, 1 ≤ last page length ≤ page size, page ids inside the cache, NHD layout) and computes plain
 fp32 attention per request, bottom-right causal, GQA by head // group. Its results are the math, not
-FlashInfer's: the GPU conformance tests check the real library."""
+FlashInfer's: the GPU conformance tests check the real library. FP8 caches: plan's kv_data_type must be the
+cache's dtype and run's k_scale/v_scale scale it back; the MLA wrapper (`mla.BatchMLAPagedAttentionWrapper`)
+checks its q_nope/q_pe/ckv/kpe shapes and the CSR of its pages."""
 
 from __future__ import annotations
+
+import types
 
 import torch
 
 calls: list[tuple[str, int]] = []  # (wrapper, requests) of every run, for the tests
 
 
-def _attend(q, k, v, causal: bool, window_left: int = -1, logits_soft_cap=None, sinks=None) -> torch.Tensor:
-    """q [Sq, Hq, D], k/v [Sk, Hkv, D] -> [Sq, Hq, D] in fp32; window_left keeps keys p − window_left … p
-    for the query at key position p (bottom-right), logits_soft_cap bends the scores, sinks [Hq] join
-    each row's denominator."""
+def _attend(q, k, v, causal: bool, window_left: int = -1, logits_soft_cap=None, sinks=None, k_scale: float = 1.0,
+            v_scale: float = 1.0) -> torch.Tensor:  # fmt: skip
+    """q [Sq, Hq, D], k/v [Sk, Hkv, D] (v may be narrower) -> [Sq, Hq, Dv] in fp32; K and V times their scales;
+    window_left keeps keys p − window_left … p for the query at key position p (bottom-right),
+    logits_soft_cap bends the scores, sinks [Hq] join each row's denominator."""
     sq, hq, d = q.shape
     sk, hkv = k.shape[0], k.shape[1]
-    kk = k.float().repeat_interleave(hq // hkv, dim=1)
-    vv = v.float().repeat_interleave(hq // hkv, dim=1)
+    kk = k.float().repeat_interleave(hq // hkv, dim=1) * k_scale
+    vv = v.float().repeat_interleave(hq // hkv, dim=1) * v_scale
     scores = torch.einsum("qhd,khd->hqk", q.float(), kk) * d**-0.5
     if logits_soft_cap:
         scores = logits_soft_cap * torch.tanh(scores / logits_soft_cap)
@@ -46,6 +51,14 @@ def _offsets(name: str, t: torch.Tensor, total: int | None = None) -> list[int]:
     assert values[0] == 0 and values == sorted(values), f"{name} must start at 0 and not decrease: {values}"
     assert total is None or values[-1] == total, f"{name} ends at {values[-1]}, the tensor holds {total}"
     return values
+
+
+def _scales(plan_kv_dtype, cache_dtype, k_scale, v_scale) -> dict:
+    """run()'s scales, after checking the cache is of the dtype plan() was told (an FP8 cache needs both scales)."""
+    assert plan_kv_dtype in (None, cache_dtype), f"plan said kv_data_type={plan_kv_dtype}, the cache is {cache_dtype}"
+    if cache_dtype == torch.float8_e4m3fn:
+        assert isinstance(k_scale, float) and isinstance(v_scale, float), "an FP8 cache needs k_scale and v_scale"
+    return dict(k_scale=1.0 if k_scale is None else k_scale, v_scale=1.0 if v_scale is None else v_scale)
 
 
 def _finish(result: torch.Tensor, like: torch.Tensor, out):
@@ -76,11 +89,13 @@ class BatchPrefillWithRaggedKVCacheWrapper:
     def __init__(self, workspace, kv_layout="NHD"):
         assert kv_layout == "NHD"
 
-    def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim, causal=False, **kw):
+    def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim, head_dim_vo=None, causal=False, **kw):
         self.qo, self.kv, self.causal, self.form = qo_indptr, kv_indptr, causal, _form(**kw)
+        self.head_dim_vo = head_dim_vo or head_dim
 
     def run(self, q, k, v, out=None):
         qo, kv = _offsets("qo_indptr", self.qo, q.shape[0]), _offsets("kv_indptr", self.kv, k.shape[0])
+        assert v.shape[-1] == self.head_dim_vo, f"v is {v.shape[-1]} wide, plan said head_dim_vo={self.head_dim_vo}"
         calls.append(("ragged-prefill", len(qo) - 1))
         parts = [
             _attend(q[a:b], k[c:e], v[c:e], self.causal, **self.form) for a, b, c, e in zip(qo, qo[1:], kv, kv[1:])
@@ -93,15 +108,16 @@ class BatchPrefillWithPagedKVCacheWrapper(_Paged):
         assert kv_layout == "NHD"
 
     def plan(self, qo_indptr, indptr, indices, last, num_qo_heads, num_kv_heads, head_dim, page_size, causal=False,
-             **kw):  # fmt: skip
-        self.qo, self.causal, self.form = qo_indptr, causal, _form(**kw)
+             kv_data_type=None, **kw):  # fmt: skip
+        self.qo, self.causal, self.kv_data_type, self.form = qo_indptr, causal, kv_data_type, _form(**kw)
         self._plan_pages(indptr, indices, last, page_size)
 
-    def run(self, q, cache, out=None, sinks=None):
+    def run(self, q, cache, out=None, sinks=None, k_scale=None, v_scale=None):
         qo = _offsets("qo_indptr", self.qo, q.shape[0])
         assert len(qo) == len(self.indptr), "one qo range a request"
+        scales = _scales(self.kv_data_type, cache[0].dtype, k_scale, v_scale)
         calls.append((self.name, len(qo) - 1))
-        parts = [_attend(q[a:b], *self._request_kv(cache, i), self.causal, **self.form, sinks=sinks)
+        parts = [_attend(q[a:b], *self._request_kv(cache, i), self.causal, **self.form, sinks=sinks, **scales)
                  for i, (a, b) in enumerate(zip(qo, qo[1:]))]  # fmt: skip
         return _finish(torch.cat(parts), q, out)
 
@@ -134,14 +150,16 @@ class BatchDecodeWithPagedKVCacheWrapper(_Paged):
     def __init__(self, workspace, kv_layout="NHD", use_tensor_cores=False):
         assert kv_layout == "NHD"
 
-    def plan(self, indptr, indices, last, num_qo_heads, num_kv_heads, head_dim, page_size, **kw):
-        self.form = _form(**kw)
+    def plan(self, indptr, indices, last, num_qo_heads, num_kv_heads, head_dim, page_size, kv_data_type=None, **kw):
+        self.kv_data_type, self.form = kv_data_type, _form(**kw)
         self._plan_pages(indptr, indices, last, page_size)
 
-    def run(self, q, cache, out=None):
+    def run(self, q, cache, out=None, k_scale=None, v_scale=None):
         assert q.dim() == 3 and q.shape[0] == len(self.indptr) - 1, "decode: q is [requests, Hq, D]"
+        scales = _scales(self.kv_data_type, cache[0].dtype, k_scale, v_scale)
         calls.append(("decode", q.shape[0]))
-        parts = [_attend(q[i : i + 1], *self._request_kv(cache, i), False, **self.form) for i in range(q.shape[0])]
+        parts = [_attend(q[i : i + 1], *self._request_kv(cache, i), False, **self.form, **scales)
+                 for i in range(q.shape[0])]  # fmt: skip
         return _finish(torch.cat(parts), q, out)
 
 
@@ -176,3 +194,47 @@ class BatchAttention:
             parts.append(_attend(q[a:b], k, v, self.causal))
         result = _finish(torch.cat(parts), q, out)
         return result, torch.zeros(q.shape[0], q.shape[1])
+
+
+class BatchMLAPagedAttentionWrapper:
+    """Absorbed MLA: q_nope [T, H, ckv] and q_pe [T, H, kpe] against the latent pages ckv [P, page, ckv] and
+    kpe [P, page, kpe] (run's argument order); scores over both parts times sm_scale, values the ckv part."""
+
+    def __init__(self, float_workspace_buffer, use_cuda_graph=False, backend="auto"):
+        assert float_workspace_buffer.dtype == torch.uint8
+
+    def plan(self, qo_indptr, kv_indptr, kv_indices, kv_len_arr, num_heads, head_dim_ckv, head_dim_kpe, page_size,
+             causal, sm_scale, q_data_type, kv_data_type, use_profiler=False):  # fmt: skip
+        self.indptr = _offsets("kv_indptr", kv_indptr, kv_indices.numel())
+        assert kv_len_arr.dtype == torch.int32 and kv_indices.dtype == torch.int32 and qo_indptr.dtype == torch.int32
+        self.qo, self.indices, self.kv_lens = qo_indptr, kv_indices.long(), kv_len_arr.tolist()
+        self.heads, self.dims, self.page_size = num_heads, (head_dim_ckv, head_dim_kpe), page_size
+        self.causal, self.sm_scale, self.types = causal, sm_scale, (q_data_type, kv_data_type)
+        for i, n in enumerate(self.kv_lens):
+            pages = self.indptr[i + 1] - self.indptr[i]
+            assert (pages - 1) * page_size < n <= pages * page_size, f"request {i}: {n} keys on {pages} pages"
+
+    def run(self, q_nope, q_pe, ckv_cache, kpe_cache, out=None, lse=None, return_lse=False):
+        qo = _offsets("qo_indptr", self.qo, q_nope.shape[0])
+        assert q_nope.is_contiguous() and q_pe.is_contiguous(), "q_nope and q_pe: contiguous [T, H, D]"
+        assert q_nope.shape[1:] == (self.heads, self.dims[0]) and q_pe.shape[1:] == (self.heads, self.dims[1])
+        assert ckv_cache.dim() == 3 and ckv_cache.shape[1:] == (self.page_size, self.dims[0]), "ckv: [P, page, ckv]"
+        assert kpe_cache.dim() == 3 and kpe_cache.shape[1:] == (self.page_size, self.dims[1]), "kpe: [P, page, kpe]"
+        assert (q_nope.dtype, ckv_cache.dtype) == self.types, "the dtypes plan() was told"
+        calls.append(("mla", len(qo) - 1))
+        parts = []
+        for i, (a, b) in enumerate(zip(qo, qo[1:])):
+            pages = self.indices[self.indptr[i] : self.indptr[i + 1]]
+            n = self.kv_lens[i]
+            ckv, kpe = ckv_cache[pages].flatten(0, 1)[:n].float(), kpe_cache[pages].flatten(0, 1)[:n].float()
+            scores = (torch.einsum("qhd,kd->hqk", q_nope[a:b].float(), ckv)
+                      + torch.einsum("qhd,kd->hqk", q_pe[a:b].float(), kpe)) * self.sm_scale  # fmt: skip
+            if self.causal:
+                sq = b - a
+                visible = torch.arange(n)[None, :] <= torch.arange(sq)[:, None] + (n - sq)
+                scores = scores.masked_fill(~visible, float("-inf"))
+            parts.append(torch.einsum("hqk,kd->qhd", scores.softmax(-1), ckv))
+        return _finish(torch.cat(parts), q_nope, out)
+
+
+mla = types.SimpleNamespace(BatchMLAPagedAttentionWrapper=BatchMLAPagedAttentionWrapper)

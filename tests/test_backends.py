@@ -2,6 +2,7 @@
 
 import os
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -63,21 +64,32 @@ def specs_from_caps(caps: Caps) -> list:
     """Tiny specs a backend declares it runs: each workload at KV 48 in its first dtype, and in EVERY dtype
     it declares an append (decode where it has no append) at KV 320, which spans several KV blocks, so that a
     kernel's split or chunking of the KV length runs and a backend that claims fp32 but computes in bf16
-    fails fp32's tolerance; GQA group 4 (1 without GQA), dense or paged (a page size it takes)."""
+    fails fp32's tolerance; GQA group 4 (1 without GQA), dense or paged (a page size it takes). The same set
+    again in each latent-attention form it declares (`MLA_SHAPES`), so a backend of MLA only runs somewhere."""
     head_dim = 64 if caps.head_dims is None or 64 in caps.head_dims else min(caps.head_dims)
     group = 4 if caps.gqa else 1
     page = None if KVLayout.DENSE in caps.layouts else max(16, caps.page_size_multiple)
     workloads = [w for w in ("prefill", "append", "decode", "spec-decode") if Workload(w) in caps.workloads]
     dtypes = sorted(caps.dtypes, key=str)
+    shaped = [lambda s: s] + [lambda s, form=form: replace(s, **MLA_SHAPES[form]) for form in sorted(caps.mla)]
     out = []
-    for w in workloads:
-        kw = {"chunk": 4} if w == "spec-decode" else {}
-        out.append(tiny_spec(w, group=group, head_dim=head_dim, dtype=dtypes[0], page_size=page, **kw))
-    long = next((w for w in ("append", "decode", "spec-decode", "prefill") if w in workloads), None)
-    for dtype in dtypes if long else ():
-        kw = {"chunk": 4} if long == "spec-decode" else {}
-        out.append(tiny_spec(long, group=group, head_dim=head_dim, dtype=dtype, page_size=page, kv_len=LONG_KV, **kw))
+    for shape in shaped:
+        for w in workloads:
+            kw = {"chunk": 4} if w == "spec-decode" else {}
+            out.append(shape(tiny_spec(w, group=group, head_dim=head_dim, dtype=dtypes[0], page_size=page, **kw)))
+        long = next((w for w in ("append", "decode", "spec-decode", "prefill") if w in workloads), None)
+        for dtype in dtypes if long else ():
+            kw = {"chunk": 4} if long == "spec-decode" else {}
+            spec = tiny_spec(long, group=group, head_dim=head_dim, dtype=dtype, page_size=page, kv_len=LONG_KV, **kw)
+            out.append(shape(spec))
     return out
+
+
+# DeepSeek's MLA scaled down (a 64-wide latent and 16 rope columns; expanded q/k of 48, values of 32)
+MLA_SHAPES = {
+    "mla-absorbed": dict(num_q_heads=16, num_kv_heads=1, head_dim=80, kv_lora_rank=64, rope_dim=16, v_head_dim=64),
+    "mla-expanded": dict(num_q_heads=4, num_kv_heads=4, head_dim=48, kv_lora_rank=64, rope_dim=16, v_head_dim=32),
+}
 
 
 def test_conformance_specs_cover_every_declared_dtype_and_a_long_kv():

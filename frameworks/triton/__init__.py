@@ -133,6 +133,7 @@ class TritonAttention(Backend):
         layouts={KVLayout.DENSE, KVLayout.PAGED},
         ragged=True,  # one varlen launch for prefills, chunks and decodes together
         devices={"cuda", "cpu"},  # on a CPU under Triton's interpreter
+        kv_dtypes={""},  # an FP8 cache dequantized in the decode/varlen/paged kernels: later (issue #32)
     )
 
     def availability(self, device):
