@@ -549,7 +549,7 @@ def only_results(files):
 
     kept, notes = results_files(files)
     for note in notes:
-        console.print(f"[dim]{note}[/]")
+        console.print(f"[dim]{escape(note)}[/]", soft_wrap=True)
     if not kept:
         raise ValueError("files: none of them is a results CSV")
     return kept
@@ -557,10 +557,9 @@ def only_results(files):
 
 def load_filtered(files, model, workload, backend):
     """Rows of the files, narrowed by the filters; a filter value the files do not hold is an error."""
-    from harness.options import check_input_files, check_known, dedupe
+    from harness.options import check_known, dedupe
     from harness.store import labelled, load_many
 
-    check_input_files("files", files)
     rows = labelled(load_many(only_results(files)))
     for field, wanted in (
         ("model", split_list(model)),
@@ -615,7 +614,9 @@ def table(
             raise ValueError(f"readme: {readme} has no <!-- attnbench:table files=... --> block")
         if new != text:
             readme.write_text(new)
-        console.print(f"{readme}: {blocks} table block(s) {'rewritten' if new != text else 'already up to date'}")
+        console.print(
+            f"{readme}: {blocks} table block(s) {'rewritten' if new != text else 'already up to date'}", soft_wrap=True
+        )
         return
     if not files:
         raise ValueError("files: give one or more results CSVs (or --readme README.md)")
@@ -717,16 +718,17 @@ def calibrate(
 @app.command()
 @friendly_errors
 def report(
-    files: list[Path] = typer.Argument(..., help="Results CSVs (e.g. results/*.csv)."),
+    files: list[Path] = typer.Argument(
+        ..., help="Results CSVs or folders of them (e.g. results/); other CSVs are skipped with a note."
+    ),
     out_dir: Path = typer.Option(..., "--output", "-o", help="Folder for index.html (created)."),
 ):
     """One static HTML page (works offline): environment per GPU, every row in a filterable table
     with the command that reproduces it, roofline, scaling curves, speed-up heatmap, serving mixes."""
     from harness.html_report import write_report
-    from harness.options import check_input_files, check_output_dir
+    from harness.options import check_output_dir
     from harness.store import labelled, load_frame
 
-    check_input_files("files", files)
     check_output_dir("--output", out_dir)
     path = write_report(labelled(load_frame(only_results(files))), out_dir)
     console.print(f"report: {path} ({path.stat().st_size / 2**20:.1f} MiB, no network needed)")

@@ -95,24 +95,38 @@ def check_input_files(option: str, paths: Iterable[Path]) -> None:
 
 
 def results_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
-    """The paths that are results CSVs, and a note for each of this project's other CSVs among them (a
-    GPU's measured ceilings, the between-run spread), which `results/*.csv` also matches: those are
-    passed over, never read as results. Anything else stays, for the loader to accept or refuse."""
+    """The results CSVs among `paths`, a folder standing for every CSV under it (sorted), and one note for
+    each file passed over: this project's other CSVs (a GPU's measured ceilings, the between-run spread) and
+    any CSV whose header is not a results file's (A/B logs, explorations, kernel profiles), so that
+    `results/*.csv results/extra/` or `results/` works. A path that does not exist is an error."""
     import csv
 
     from .calibrate import COLUMNS as CALIBRATION
     from .compare import SPREAD_COLUMNS
+    from .store import StoreError, _validate_header
 
     kinds = {CALIBRATION: "measured ceilings", CALIBRATION[:-1]: "measured ceilings", tuple(SPREAD_COLUMNS): "spread"}
     kept, notes = [], []
-    for path in paths:
+    expanded: list[Path] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise SpecError(f"files: {path}: no such file or folder")
+        expanded += sorted(path.rglob("*.csv")) if path.is_dir() else [path]
+    for path in dict.fromkeys(expanded):
         try:
             with open(path, newline="") as handle:
                 header = tuple(next(csv.reader(handle), ()))
         except (OSError, UnicodeDecodeError):
-            header = ()
+            notes.append(f"{path} skipped: not a text CSV")
+            continue
         if header in kinds:
             notes.append(f"{path} passed over: {kinds[header]}, not results")
-        else:
-            kept.append(path)
+            continue
+        try:
+            _validate_header(list(header), path)
+        except StoreError:
+            shown = ", ".join(header[:4]) + (", …" if len(header) > 4 else "")
+            notes.append(f"{path} skipped: not a results file (columns {shown})")
+            continue
+        kept.append(path)
     return kept, notes

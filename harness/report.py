@@ -111,12 +111,18 @@ def ok_mix_rows(data) -> pd.DataFrame:
     return frame.assign(mix_name=frame["mix"].map(lambda m: MIX_NAMES.get(m, m)), kv=frame["page_size"].map(kv_label))
 
 
-def pivot(data, metric: str = "p95_ms") -> Pivot:
+OVER = "†"  # marks a cell whose row stands above 100% of its GPU's best measured ceiling (harness.ceilings)
+
+
+def pivot(data, metric: str = "p50_ms") -> Pivot:
     """Rows = backend (with the device when several), columns = model × workload or mix (plus any
     other spec field that varies inside one of those), cell = the metric, or the status when not ok.
-    `data`: a results frame or ResultRows; the newest row per (device, spec, backend) is shown."""
+    `data`: a results frame or ResultRows; the newest row per (device, spec, backend) is shown. Percent of
+    peak is against the GPU's best measured ceiling; a row above it is marked † and never the best."""
+    from .ceilings import rebase
+
     check_metric(metric)
-    frame = latest(as_frame(data)).copy()
+    frame = rebase(latest(as_frame(data)))
     group = frame.groupby(["model", "workload"], dropna=False)
     varying = [axis for axis in SPEC_AXES if (group[axis].nunique(dropna=False) > 1).any()]
     several = frame["device"].nunique() > 1
@@ -133,13 +139,74 @@ def pivot(data, metric: str = "p95_ms") -> Pivot:
     fmt = METRICS[metric]
     ok = (frame["status"] == Status.OK.value) & frame[metric].notna()
     label = frame["status"].str.upper()
-    text = frame[metric].map(lambda v: "" if pd.isna(v) else fmt.format(v))
+    text = frame[metric].map(lambda v: "" if pd.isna(v) else fmt.format(v)) + frame["over_ceiling"].map(
+        {True: OVER, False: ""}
+    )
     shown_with_status = frame[metric].notna() & (metric in ("rel_err", "setup_ms", "roofline_ms"))
     frame["cell"] = label.where(~shown_with_status, text + " " + label).where(~ok, text)
     cells = {(r.row, r.col): r.cell for r in frame[["row", "col", "cell"]].itertuples()}
-    values = frame[ok].pivot_table(index="row", columns="col", values=metric, aggfunc="first")
+    values = frame[ok & ~frame["over_ceiling"]].pivot_table(index="row", columns="col", values=metric, aggfunc="first")
     best = (values.idxmax() if metric in HIGHER_IS_BETTER else values.idxmin()).to_dict()
     return Pivot(metric, sorted(frame["row"].unique()), col_labels, cells, best)
+
+
+WORKLOAD_CLASSES = {"prefill": "prefill", "append": "append (chunked prefill)", "decode": "decode",
+                    "spec-decode": "speculative decode", "mixed": "serving mix"}  # fmt: skip
+
+
+def best_by_class(data) -> pd.DataFrame:
+    """The summary: for each GPU and workload class (uniform prefill, append, decode, speculative decode,
+    serving mixes), the backend (with its variant) that is fastest on the most of its specs, on how many,
+    the median margin by which it wins them (runner-up p50 / its p50), and the backend that wins most of the
+    rest. Newest ok rows only; a row above its GPU's ceiling (harness.ceilings) is left out."""
+    from .ceilings import rebase
+
+    frame = rebase(latest(as_frame(data)))
+    frame = frame[(frame["status"] == Status.OK.value) & frame["p50_ms"].notna() & ~frame["over_ceiling"]]
+    if frame.empty:
+        return pd.DataFrame(columns=["device", "workload", "use", "wins", "specs", "margin", "others"])
+    frame = frame.assign(wclass=frame["workload"].where(frame["mix"] == "", "mixed"))
+    from .store import SPEC_COLUMNS
+
+    lines = []
+    for (device, wclass), group in frame.groupby(["device", "wclass"], sort=False):
+        won, margins = {}, {}
+        specs = 0
+        for _, spec_rows in group.groupby(list(SPEC_COLUMNS), dropna=False):
+            ranked = spec_rows.sort_values("p50_ms", kind="stable")
+            if len(ranked) < 2:
+                continue
+            specs += 1
+            first, second = ranked.iloc[0], ranked.iloc[1]
+            won[first["backend"]] = won.get(first["backend"], 0) + 1
+            margins.setdefault(first["backend"], []).append(second["p50_ms"] / first["p50_ms"])
+        if not won:
+            continue
+        order = sorted(won, key=lambda b: (-won[b], b))
+        use = order[0]
+        lines.append({"device": device, "workload": WORKLOAD_CLASSES.get(wclass, wclass), "use": use,
+                      "wins": won[use], "specs": specs, "margin": float(pd.Series(margins[use]).median()),
+                      "others": ", ".join(f"{b} ({won[b]})" for b in order[1:3])})  # fmt: skip
+    table = pd.DataFrame(lines)
+    if table.empty:
+        return pd.DataFrame(columns=["device", "workload", "use", "wins", "specs", "margin", "others"])
+    rank = {name: i for i, name in enumerate(WORKLOAD_CLASSES.values())}
+    return table.sort_values(["device", "workload"], key=lambda c: c.map(rank) if c.name == "workload" else c,
+                             kind="stable").reset_index(drop=True)  # fmt: skip
+
+
+def render_best_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "(no ok rows)"
+    several = table["device"].nunique() > 1
+    head = (["GPU"] if several else []) + ["workload", "use", "fastest on", "median margin", "else fastest"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) - 3) + "---:|---:|---|"]
+    for r in table.itertuples():
+        cells = ([r.device] if several else []) + [
+            r.workload, f"**{r.use}**", f"{r.wins} of {r.specs} specs", f"{r.margin:.2f}×", r.others or "—"
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 WIDE = 12  # spec columns beyond which a terminal table turns (a spec a line, a backend a column)
@@ -292,10 +359,12 @@ def rewrite_readme(text: str, base_dir: Path, load) -> tuple[str, int]:
         view = params.get("view", "pivot")
         if view == "winners":
             table = render_winners_markdown(winners(rows))
+        elif view == "best":
+            table = render_best_markdown(best_by_class(rows))
         elif view == "pivot":
-            table = render_markdown(pivot(rows, params.get("metric", "p95_ms")))
+            table = render_markdown(pivot(rows, params.get("metric", "p50_ms")))
         else:
-            raise ValueError(f"README table marker: view={view!r} is not valid; expected pivot or winners")
+            raise ValueError(f"README table marker: view={view!r} is not valid; expected pivot, winners or best")
         count += 1
         return f"{match.group('open')}{table}\n{match.group('close')}"
 
