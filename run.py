@@ -155,7 +155,11 @@ def sweep(
         None, help="The commit the rows name (default: asked of git; give it for a copy of the tree without .git)."
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots of the output file after the sweep."),
-    plot_dir: Path = typer.Option(REPO / "plots", help="Where the plots go."),
+    plot_dir: Path | None = typer.Option(
+        None,
+        help="Where the plots go (default: beside the output CSV, in <name>-plots/; the repository's plots/ for "
+        "its results/ files).",
+    ),
 ):
     """Run a sweep: every spec of the (narrowed) preset × every backend, one CSV row each."""
     from harness.calibrate import calibration_file
@@ -219,6 +223,10 @@ def sweep(
         output = REPO / "results" / f"{slug}.csv"
     check_output_file("--output", output)
     check_appendable(output)
+    if plot_dir is None:
+        from harness.options import plots_beside
+
+        plot_dir = plots_beside(output, REPO)
     if plots:
         check_output_dir("--plot-dir", plot_dir)
 
@@ -461,10 +469,11 @@ def summarize_file(output: Path, tasks, measured: int, skipped: int) -> None:
 
 
 def print_summary(rows, skipped: int, measured: int | None = None) -> None:
-    from harness.report import pivot, render_rich
+    from harness.report import pivot, render_terminal
 
     if rows:
-        console.print(render_rich(pivot(rows, "p50_ms"), title="p50 latency, ms (the best in bold)"))
+        for part in render_terminal(pivot(rows, "p50_ms"), console.width, title="p50 latency, ms (the best in bold)"):
+            console.print(part)
     counts = Counter(r.status.value for r in rows)
     text = ", ".join(f"{n} {status}" for status, n in counts.most_common())
     head = f"{len(rows)} rows" if measured is None else f"{len(rows)} tasks in the file ({measured} measured now)"
@@ -579,7 +588,10 @@ def load_filtered(files, model, workload, backend):
 def table(
     files: list[Path] | None = typer.Argument(None, help="One or more results CSVs."),
     metric: str = typer.Option(
-        "p95_ms", help="p50_ms, p95_ms, mean_ms, tflops, gbps, tokens_per_s, setup_ms, peak_mem_gib, rel_err, ..."
+        "p50_ms",
+        "--metric",
+        "--stat",
+        help="p50_ms (the README's), p95_ms, mean_ms, tflops, gbps, pct_peak_gbps, tokens_per_s, rel_err, ...",
     ),
     fmt: TableFormat = typer.Option("rich", "--format", help="rich (terminal) or markdown."),
     model: list[str] | None = typer.Option(None, "--model", "-m"),
@@ -598,7 +610,7 @@ def table(
         check_metric,
         pivot,
         render_markdown,
-        render_rich,
+        render_terminal,
         render_winners_markdown,
         rewrite_readme,
         winners,
@@ -636,7 +648,8 @@ def table(
     if fmt.value == "markdown":
         print(render_markdown(p))
     else:
-        console.print(render_rich(p))
+        for part in render_terminal(p, console.width):
+            console.print(part)
 
 
 @app.command()
@@ -768,7 +781,9 @@ def compare(
         "significant. --no-spread to ignore.",
     ),
     no_spread: bool = typer.Option(False, "--no-spread", help="Judge by the intervals and --min-effect alone."),
-    show: str = typer.Option("all", help="all, or significant (only the rows that differ)."),
+    show: str = typer.Option(
+        "significant", help="significant (only the rows that differ, the default) or all (every compared row)."
+    ),
     all_rows: bool = typer.Option(
         False, "--all", help="Also list rows present in only one file (by default: only counted)."
     ),
@@ -778,11 +793,15 @@ def compare(
         "the same file as A and B, --a-gpu and --b-gpu).",
     ),
     b_gpu: str | None = typer.Option(None, help="Only B's rows measured on the GPU whose UUID starts with this."),
+    across_gpus: bool = typer.Option(
+        False, "--across-gpus", help="Pair rows of different GPU kinds by spec (default: a row meets its own GPU's)."
+    ),
 ):
-    """B against A per (spec, backend): ratio of p50s, significance from both 95% intervals and the
-    measured between-run spread, geometric mean of the ratios."""
+    """B against A per (GPU, spec, backend): the counts first (faster, slower, same, not comparable and why),
+    then the rows that differ; ratio of p50s, significance from both 95% intervals and the measured
+    between-run spread, geometric mean of the ratios."""
     from harness.compare import compare as compare_rows
-    from harness.compare import load_spread, on_gpu, summarize
+    from harness.compare import load_spread, on_gpu, summarize, why_not
     from harness.options import check_input_files, check_number
     from harness.store import labelled, load_rows
 
@@ -793,44 +812,52 @@ def compare(
     noise = {} if no_spread or spread is None else load_spread(spread)
     rows_a = labelled(on_gpu(load_rows(a), a_gpu, "--a-gpu", a))  # variants apart, named as -b takes them
     rows_b = labelled(on_gpu(load_rows(b), b_gpu, "--b-gpu", b))
-    comparisons = compare_rows(rows_a, rows_b, min_effect, noise)
-    out = Table(title=f"B = {b.name} vs A = {a.name} (ratio = B p50 / A p50; below 1: B is faster)")
-    for col in ("spec", "backend", "A p50 ms [95% CI]", "B p50 ms [95% CI]", "ratio", "verdict"):
-        out.add_column(col)
+    comparisons = compare_rows(rows_a, rows_b, min_effect, noise, same_device=not (across_gpus or a_gpu or b_gpu))
+    s = summarize(comparisons)
+    console.print(f"B = {b} against A = {a}: ratio = B p50 / A p50 (below 1: B is faster)")
+    if s.compared:
+        console.print(
+            f"{s.compared} compared: {s.faster} faster, {s.slower} slower, {s.compared - s.significant} same "
+            f"(not significant, {s.share_not_significant:.0%}); geometric mean of B/A = {s.geomean_ratio:.4f}"
+        )
+    else:
+        gpus = {r.device for r in rows_a} != {r.device for r in rows_b} and not across_gpus
+        console.print("nothing compared" + (" (other GPU kinds: --across-gpus pairs them by spec)" if gpus else ""))
+    reasons = why_not(comparisons)
+    if reasons:
+        why = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+        console.print(f"{s.not_comparable} not comparable: {why}", soft_wrap=True)
+    devices = {r.device for r in [*rows_a, *rows_b]}
+    workloads = {r.workload for c in comparisons if c.comparable for r in (c.a,)}
+    used = {k: v for k, v in noise.items() if k[0] in devices and k[1] in workloads}
+    if used:
+        shown = ", ".join(f"{d} {w} ±{v:.1%}" for (d, w), v in sorted(used.items()))
+        console.print(f"between-run spread from {spread}: {shown}")
+    several = len(devices) > 1 and not across_gpus
+    out = Table(title="the rows that differ" if show == "significant" else "every compared row", title_justify="left")
+    for col in ("spec", "backend", "A p50 ms", "B p50 ms", "ratio", "verdict"):
+        out.add_column(col, overflow="fold")
     colours = {"faster": "green", "slower": "red", "not significant": "dim"}
     colour_of = lambda verdict: next((c for k, c in colours.items() if verdict.startswith(k)), "yellow")
-    one_sided = [c for c in comparisons if c.a is None or c.b is None]
+    fmt = lambda r: f"{r.p50_ms:.4g}" if r and r.p50_ms is not None else (r.status.value if r else "—")
+    listed = 0
     for c in comparisons:
-        if show == "significant" and not c.significant:
+        if show == "significant" and not c.significant and not (all_rows and not c.comparable):
             continue
         if not all_rows and (c.a is None or c.b is None):
             continue
-        fmt = lambda r: (
-            f"{r.p50_ms:.4g} [{r.p50_ci_low_ms:.4g}, {r.p50_ci_high_ms:.4g}]"
-            if r and r.p50_ms is not None and r.p50_ci_low_ms is not None
-            else (r.status.value if r else "—")
-        )
         ratio = f"{c.ratio:.3f}" if c.ratio is not None else "—"
-        out.add_row(
-            escape(c.label), escape(c.backend), fmt(c.a), fmt(c.b), ratio, f"[{colour_of(c.verdict)}]{c.verdict}[/]"
-        )
-    console.print(out)
-    if noise:
-        console.print(
-            f"between-run spread from {spread}: "
-            + ", ".join(f"{d} {w} ±{v:.1%}" for (d, w), v in sorted(noise.items()))
-        )
+        label = (f"{(c.a or c.b).device}: " if several else "") + c.label
+        verdict = f"[{colour_of(c.verdict)}]{c.verdict}[/]"
+        out.add_row(escape(label), escape(c.backend), fmt(c.a), fmt(c.b), ratio, verdict)
+        listed += 1
+    if listed:
+        console.print(out)
+    elif show == "significant" and s.compared:
+        console.print("no row differs significantly (--show all lists every compared row)")
+    one_sided = sum(c.a is None or c.b is None for c in comparisons)
     if one_sided and not all_rows:
-        console.print(f"{len(one_sided)} rows are in only one of the files (not listed; --all lists them)")
-    s = summarize(comparisons)
-    if s.compared:
-        console.print(
-            f"{s.compared} compared: {s.compared - s.significant} not significant "
-            f"({s.share_not_significant:.0%}), {s.faster} faster, {s.slower} slower; "
-            f"geometric mean of B/A = {s.geomean_ratio:.4f}; {s.not_comparable} not comparable"
-        )
-    else:
-        console.print(f"nothing comparable ({s.not_comparable} rows without a partner or not ok on both sides)")
+        console.print(f"{one_sided} rows are in only one of the files (not listed; --all lists them)")
 
 
 @app.command("spread")

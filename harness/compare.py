@@ -43,8 +43,9 @@ def _label(row: ResultRow) -> str:
     return row.spec.describe()
 
 
-def _key(row: ResultRow) -> tuple:
-    return row.task_key  # spec + backend, not the device: two GPUs compare too
+def _key(row: ResultRow, same_device: bool = True) -> tuple:
+    """spec + backend, and the device unless two GPUs are compared on purpose (`same_device=False`)."""
+    return (row.device, *row.task_key) if same_device else row.task_key
 
 
 DEFAULT_MIN_EFFECT = 0.01  # the precision the adaptive timer aims for (±1%): no claims below it
@@ -91,12 +92,15 @@ def compare(
     b_rows: Iterable[ResultRow],
     min_effect: float = DEFAULT_MIN_EFFECT,
     spread: dict[tuple[str, str], float] | None = None,
+    same_device: bool = True,
 ) -> list[Comparison]:
-    """Per (spec, backend). With `spread` ((device, workload) -> between-run spread), a difference
-    must also exceed the spread of both sides' devices to be called significant."""
+    """Per (device, spec, backend): a row is compared only with a row of the same GPU kind, unless
+    `same_device` is False (one GPU against another: per (spec, backend)). With `spread` ((device, workload) ->
+    between-run spread), a difference must also exceed the spread of both sides' devices to be called
+    significant."""
     spread = spread or {}
-    a_by_key = {_key(r): r for r in latest(a_rows)}
-    b_by_key = {_key(r): r for r in latest(b_rows)}
+    a_by_key = {_key(r, same_device): r for r in latest(a_rows)}
+    b_by_key = {_key(r, same_device): r for r in latest(b_rows)}
     out = []
     for key in list(dict.fromkeys([*a_by_key, *b_by_key])):
         a, b = a_by_key.get(key), b_by_key.get(key)
@@ -122,6 +126,17 @@ class Summary:
     @property
     def share_not_significant(self) -> float | None:
         return (self.compared - self.significant) / self.compared if self.compared else None
+
+
+def why_not(comparisons: list[Comparison]) -> dict[str, int]:
+    """Why the pairs that were not compared were not: 'only in A', 'only in B', 'not both ok', 'timing modes
+    differ', 'no confidence interval', with their counts, most frequent first."""
+    reasons: dict[str, int] = {}
+    for c in comparisons:
+        if not c.comparable:
+            reason = c.verdict.split(" (")[0]
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
 
 
 def summarize(comparisons: list[Comparison]) -> Summary:

@@ -130,3 +130,13 @@ def results_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
             continue
         kept.append(path)
     return kept, notes
+
+
+def plots_beside(output: Path, repo: Path) -> Path:
+    """Where a sweep's plots go when --plot-dir is not given: the repository's plots/ for a file in its
+    results/ folder (the committed results and their committed figures), else a folder beside the CSV named
+    after it (`-o /tmp/x/run.csv` -> /tmp/x/run-plots/), so that a sweep elsewhere never rewrites plots/."""
+    output = Path(output).resolve()
+    if output.parent == (repo / "results").resolve():
+        return repo / "plots"
+    return output.parent / f"{output.stem}-plots"

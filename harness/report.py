@@ -4,6 +4,7 @@ Markdown table, and one plot function (latency and TFLOP/s against sequence leng
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,6 +239,95 @@ def render_rich(p: Pivot, title: str | None = None):
             cells.append(text)
         table.add_row(escape(line), *cells)
     return table
+
+
+SHORT_STATUS = {"UNSUPPORTED": "unsup", "UNAVAILABLE": "n/a", "ERROR": "error", "OOM": "oom", "TIMEOUT": "t/o",
+                "INCORRECT": "wrong"}  # fmt: skip
+
+
+def _short_cell(text: str) -> str:
+    head, _, tail = text.partition(" ")
+    return SHORT_STATUS.get(text, SHORT_STATUS.get(tail, text) if tail else text)
+
+
+def _split_name(name: str) -> str:
+    """A backend's name broken after its hyphens and before a variant's bracket, for a narrow column head."""
+    return re.sub(r"(?<=-)|(?=\[)", "\n", name).replace("\n\n", "\n").strip("\n")
+
+
+def terminal_summary(p: Pivot) -> list[str]:
+    """The lines printed before a table: its size, who is the fastest how often, what failed how often, and
+    the backends left out because none of their cells ran ok."""
+    cells = [p.cells.get((r, c)) for r in p.row_labels for c in p.col_labels]
+    statuses = Counter(_short_cell(c) for c in cells if c and not re.match(r"^[\d.]", c))
+    wins = Counter(p.best.values())
+    better = "higher" if p.metric in HIGHER_IS_BETTER else "lower"
+    lines = [f"{len(p.col_labels)} specs × {len(p.row_labels)} backends; {p.metric} ({better} is better)"]
+    if wins:
+        lines.append("fastest most often: " + ", ".join(f"{b} {n}" for b, n in wins.most_common(5)))
+    if statuses:
+        counts = ", ".join(f"{n} {s}" for s, n in statuses.most_common())
+        lines.append(f"cells not ok: {counts} (n/a: unavailable)")
+    idle = [r for r in p.row_labels if not any(re.match(r"^[\d.]", p.cells.get((r, c), "")) for c in p.col_labels)]
+    if idle:
+        lines.append("no ok cell, not shown: " + ", ".join(idle))
+    if any(OVER in v for v in p.cells.values()):
+        lines.append(f"{OVER}: above the GPU's best measured ceiling (never the best)")
+    return lines
+
+
+def render_terminal(p: Pivot, width: int, title: str | None = None) -> list:
+    """What `run.py table` prints in a terminal WIDTH columns wide: the summary lines, then a spec a line and a
+    backend a column (or the other way round when there are more backends than specs), the columns split
+    over as many tables as it takes for each to fit the width; the best of each spec in bold."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    shown = [r for r in p.row_labels if any(re.match(r"^[\d.]", p.cells.get((r, c), "")) for c in p.col_labels)]
+    shown = shown or list(p.row_labels)
+    turned = len(p.col_labels) >= len(shown)  # a spec a line
+    lines, columns = (p.col_labels, shown) if turned else (shown, p.col_labels)
+    out: list = [escape(line) for line in terminal_summary(p)]
+    label_width = min(max((len(x) for x in lines), default=4), 44)
+
+    def head(col: str) -> str:
+        return _split_name(col) if turned else col.replace(" ", "\n")
+
+    def cell(line: str, col: str) -> str:
+        backend, spec = (col, line) if turned else (line, col)
+        return _short_cell(p.cells.get((backend, spec), "—"))
+
+    widths = {c: max([len(cell(x, c)) for x in lines] + [len(part) for part in head(c).split("\n")]) for c in columns}
+    groups, current, used = [], [], label_width + 4
+    for c in columns:
+        need = widths[c] + 3
+        if current and used + need > width:
+            groups.append(current)
+            current, used = [], label_width + 4
+        current.append(c)
+        used += need
+    if current:
+        groups.append(current)
+    for k, group in enumerate(groups, start=1):
+        part = f" ({k} of {len(groups)})" if len(groups) > 1 else ""
+        table = Table(title=(title or f"{p.metric}, best of each spec in bold") + part, title_justify="left",
+                      show_edge=False, pad_edge=False)  # fmt: skip
+        table.add_column("spec" if turned else "backend", style="cyan", no_wrap=False, max_width=label_width)
+        for col in group:
+            table.add_column(escape(head(col)), justify="right", no_wrap=True, min_width=widths[col])
+        for line in lines:
+            row = []
+            for col in group:
+                backend, spec = (col, line) if turned else (line, col)
+                text = escape(cell(line, col))
+                if p.best.get(spec) == backend:
+                    text = f"[bold green]{text}[/]"
+                elif not re.match(r"^[\d.]", text):
+                    text = f"[dim]{text}[/]"
+                row.append(text)
+            table.add_row(escape(line), *row)
+        out.append(table)
+    return out
 
 
 def render_markdown(p: Pivot) -> str:

@@ -172,9 +172,11 @@ def test_compare_matches_specs_across_files_and_takes_a_geometric_mean():
         with_ci(ok_row(tiny_spec("prefill")), 8.0, 7.9, 8.1, device="NVIDIA H200"),
         with_ci(ok_row(tiny_spec("append")), 1.0, 0.9, 1.1),
     ]
-    results = compare(a_rows, b_rows)
+    results = compare(a_rows, b_rows, same_device=False)
     by_verdict = sorted(c.verdict for c in results)
     assert by_verdict == ["faster", "only in B", "slower"]
+    same = compare(a_rows, b_rows)  # by default a row meets only a row of its own GPU kind
+    assert sorted(c.verdict for c in same) == ["only in A"] * 2 + ["only in B"] * 3
     summary = summarize(results)
     assert summary.compared == 2 and summary.significant == 2 and summary.not_comparable == 1
     assert summary.geomean_ratio == pytest.approx(1.0)  # 0.5 and 2.0

@@ -295,7 +295,7 @@ def test_plot_writes_roofline_and_speedup_heatmap(fixture_csv, tmp_path):
 def test_cli_compare(fixture_csv, tmp_path):
     result = runner.invoke(run.app, ["compare", str(fixture_csv), str(fixture_csv)])
     assert result.exit_code == 0, result.output
-    assert "3 compared: 3 not significant (100%)" in " ".join(result.output.split())
+    assert "3 compared: 0 faster, 0 slower, 3 same (not significant, 100%)" in " ".join(result.output.split())
     assert "geometric mean of B/A = 1.0000" in result.output
 
 
@@ -311,7 +311,7 @@ def test_cli_compare_between_the_gpus_of_one_file(fixture_csv, tmp_path):
     args = ["compare", str(two), str(two), "--no-spread"]
     result = runner.invoke(run.app, [*args, "--a-gpu", "GPU-A3726B80", "--b-gpu", "f5b8"])
     assert result.exit_code == 0, result.output
-    assert "2 compared: 1 not significant (50%), 1 faster, 0 slower" in " ".join(result.output.split())
+    assert "2 compared: 1 faster, 0 slower, 1 same (not significant, 50%)" in " ".join(result.output.split())
     bad = runner.invoke(run.app, [*args, "--a-gpu", "0000"])
     lines = [line for line in bad.output.splitlines() if line.strip()]
     assert bad.exit_code == 2 and len(lines) == 1, bad.output
@@ -325,9 +325,11 @@ def test_cli_compare_lists_only_rows_in_both_files_unless_all(fixture_csv, tmp_p
     append_rows(extra, load_rows(fixture_csv) + [ok_row(tiny_spec("decode", kv_len=96), p95_ms=0.7)])
     default = runner.invoke(run.app, ["compare", str(fixture_csv), str(extra), "--no-spread"])
     assert default.exit_code == 0, default.output
-    assert "only in B" not in default.output and "1 rows are in only one of the files" in default.output
+    assert "1 rows are in only one of the files" in default.output
+    assert "1 only in B" in " ".join(default.output.split())  # counted, not listed
+    assert "│ only in B" not in default.output
     listed = runner.invoke(run.app, ["compare", str(fixture_csv), str(extra), "--all", "--no-spread"])
-    assert "only in B" in listed.output
+    assert "│ only in B" in listed.output
 
 
 def test_cli_calibrate_on_cpu(tmp_path, monkeypatch):
