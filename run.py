@@ -712,6 +712,7 @@ def calibrate(
         "copy GB/s (read+write)",
         "read-only GB/s",
         "datasheet HBM",
+        "reader",
     ):
         out.add_column(col, justify="right")
     sheet = cal.DATASHEET.get(env.device_slug, {})
@@ -723,6 +724,7 @@ def calibrate(
             f"{row.copy_gbps:.0f}",
             f"{row.read_gbps:.0f}",
             str(sheet.get("gbps", "—")),
+            row.read_kernel,
         )
     console.print(out)
     console.print(f"appended to {path}")

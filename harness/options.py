@@ -101,11 +101,11 @@ def results_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     `results/*.csv results/extra/` or `results/` works. A path that does not exist is an error."""
     import csv
 
-    from .calibrate import COLUMNS as CALIBRATION
+    from .calibrate import OLDER_COLUMNS as CALIBRATION
     from .compare import SPREAD_COLUMNS
     from .store import StoreError, _validate_header
 
-    kinds = {CALIBRATION: "measured ceilings", CALIBRATION[:-1]: "measured ceilings", tuple(SPREAD_COLUMNS): "spread"}
+    kinds = {**dict.fromkeys(CALIBRATION, "measured ceilings"), tuple(SPREAD_COLUMNS): "spread"}
     kept, notes = [], []
     expanded: list[Path] = []
     for path in map(Path, paths):
