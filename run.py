@@ -85,80 +85,194 @@ def gpu_name() -> str | None:
 @app.command()
 @friendly_errors
 def sweep(
-    preset: PresetName = typer.Option("smoke", help="Named sweep to run; the options below narrow it."),
+    preset: PresetName = typer.Option(
+        "smoke",
+        metavar="PRESET",
+        help=f"Named sweep to run: {', '.join(PRESETS)}; the options below narrow it.",
+        rich_help_panel="What to measure",
+    ),
     backend: list[str] | None = typer.Option(
         None,
         "--backend",
         "-b",
-        help="Backends (repeat or comma-separate), each NAME or NAME[key=value,...] for a variant (run.py list "
-        "shows them), NAME[*] for its defaults and contender variants; default: every backend and contender.",
+        help="Backends (repeat or comma-separate), each NAME or NAME\\[key=value,...] for a variant (run.py list "
+        "shows them), NAME\\[*] for its defaults and contender variants; default: every backend and contender.",
+        metavar="NAME,...",
+        rich_help_panel="What to measure",
     ),
-    model: list[str] | None = typer.Option(None, "--model", "-m", help=f"Models: {', '.join(MODELS)}."),
+    model: list[str] | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help=f"Models: {', '.join(MODELS)}.",
+        metavar="MODEL,...",
+        rich_help_panel="What to measure",
+    ),
     workload: list[str] | None = typer.Option(
-        None, "--workload", "-w", help=f"Workloads: {', '.join(w.value for w in Workload)}."
+        None,
+        "--workload",
+        "-w",
+        help=f"Workloads: {', '.join(w.value for w in Workload)}.",
+        metavar="WORKLOAD,...",
+        rich_help_panel="What to measure",
     ),
-    batch: list[str] | None = typer.Option(None, help="Batch sizes."),
-    seq: list[str] | None = typer.Option(None, help="KV lengths in tokens (prefill: also the query length)."),
+    batch: list[str] | None = typer.Option(
+        None, help="Batch sizes.", metavar="N,...", rich_help_panel="What to measure"
+    ),
+    seq: list[str] | None = typer.Option(
+        None,
+        help="KV lengths in tokens (prefill: also the query length).",
+        metavar="TOKENS,...",
+        rich_help_panel="What to measure",
+    ),
     chunk: list[str] | None = typer.Option(
-        None, help="Append chunk lengths (query tokens per step); spec-decode draft lengths."
+        None,
+        help="Append chunk lengths (query tokens per step); spec-decode draft lengths.",
+        metavar="TOKENS,...",
+        rich_help_panel="What to measure",
     ),
-    dtype: DType | None = typer.Option(None, help="Input dtype (default: the preset's, bf16)."),
+    dtype: DType | None = typer.Option(
+        None, help="Input dtype (default: the preset's, bf16).", rich_help_panel="What to measure"
+    ),
     page_size: list[str] | None = typer.Option(
-        None, help="KV page sizes, e.g. 1,16,64,256 (default the preset's; 'dense' for no pages)."
+        None,
+        help="KV page sizes, e.g. 1,16,64,256 (default the preset's; 'dense' for no pages).",
+        metavar="SIZE,...",
+        rich_help_panel="What to measure",
     ),
     mix: list[str] | None = typer.Option(
-        None, help=f"Batches of requests: mix strings like 2q2k_32q1s1k, or names: {', '.join(MIXES)}."
+        None,
+        help=f"Batches of requests: mix strings like 2q2k_32q1s1k, or names: {', '.join(MIXES)}.",
+        metavar="MIX,...",
+        rich_help_panel="What to measure",
     ),
     lengths: str | None = typer.Option(
-        None, help="KV lengths drawn per request: uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA (with -w, --batch)."
+        None,
+        help="KV lengths drawn per request: uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA (with -w, --batch).",
+        metavar="DIST:A:B",
+        rich_help_panel="What to measure",
     ),
-    seed: int = typer.Option(0, help="Seed of --lengths (recorded in the row)."),
-    timing: str | None = typer.Option(None, help="events (default on GPU), graph, profiler; wall on CPU."),
-    iterations: int | None = typer.Option(None, help="A fixed number of timed calls (default: adaptive)."),
-    min_iterations: int = typer.Option(10, help="Adaptive: at least this many timed calls."),
-    max_iterations: int = typer.Option(2000, help="Adaptive: at most this many timed calls."),
+    seed: int = typer.Option(
+        0, help="Seed of --lengths (recorded in the row).", metavar="N", rich_help_panel="What to measure"
+    ),
+    timing: str | None = typer.Option(
+        None,
+        help="events (default on GPU), graph, profiler; wall on CPU.",
+        metavar="MODE",
+        rich_help_panel="How to measure",
+    ),
+    iterations: int | None = typer.Option(
+        None, help="A fixed number of timed calls (default: adaptive).", metavar="N", rich_help_panel="How to measure"
+    ),
+    min_iterations: int = typer.Option(
+        10, help="Adaptive: at least this many timed calls.", metavar="N", rich_help_panel="How to measure"
+    ),
+    max_iterations: int = typer.Option(
+        2000, help="Adaptive: at most this many timed calls.", metavar="N", rich_help_panel="How to measure"
+    ),
     ci_target: float = typer.Option(
-        0.01, help="Adaptive: stop once the p50's 95% interval is within ±this (0.01 = ±1%)."
+        0.01,
+        help="Adaptive: stop once the p50's 95% interval is within ±this (0.01 = ±1%).",
+        metavar="FRACTION",
+        rich_help_panel="How to measure",
     ),
-    warmup: int | None = typer.Option(None, help="Warm-up calls before timing (default 10 on GPU, 2 on CPU)."),
+    warmup: int | None = typer.Option(
+        None,
+        help="Warm-up calls before timing (default 10 on GPU, 2 on CPU).",
+        metavar="N",
+        rich_help_panel="How to measure",
+    ),
     max_seconds: float | None = typer.Option(
-        None, help="Cap on one task's timed loop (default 10 s on GPU, 1 s on CPU; at least 5 calls)."
+        None,
+        help="Cap on one task's timed loop (default 10 s on GPU, 1 s on CPU; at least 5 calls).",
+        metavar="SECONDS",
+        rich_help_panel="How to measure",
     ),
     timeout: float = typer.Option(
-        600.0, help="Seconds one (spec, backend) may take, compile included, before it is killed."
+        600.0,
+        help="Seconds one (spec, backend) may take, compile included, before it is killed.",
+        metavar="SECONDS",
+        rich_help_panel="How to measure",
     ),
-    device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="CSV to append to (default results/<gpu>.csv)."),
+    device: str | None = typer.Option(
+        None,
+        help="cuda or cpu (default: cuda when there is a GPU).",
+        metavar="cuda|cpu",
+        rich_help_panel="What to measure",
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="CSV to append to (default results/<gpu>.csv).",
+        metavar="FILE.csv",
+        rich_help_panel="Where rows go",
+    ),
     resume: bool = typer.Option(
-        False, help="Skip (spec, backend) pairs the output file already holds; error and timeout rows run again."
+        False,
+        "--resume",
+        metavar="",
+        help="Skip (spec, backend) pairs the output file already holds; error and timeout rows run again.",
+        rich_help_panel="Where rows go",
     ),
     keep_failed: bool = typer.Option(
-        False, help="With --resume: also skip pairs whose newest row is error or timeout."
+        False,
+        "--keep-failed",
+        metavar="",
+        help="With --resume: also skip pairs whose newest row is error or timeout.",
+        rich_help_panel="Where rows go",
     ),
     retry_unavailable: bool = typer.Option(
-        False, help="With --resume: also run again pairs whose newest row is unavailable (a library installed since)."
+        False,
+        "--retry-unavailable",
+        metavar="",
+        help="With --resume: also run again pairs whose newest row is unavailable (a library installed since).",
+        rich_help_panel="Where rows go",
     ),
     gpus: str | None = typer.Option(
-        None, help="Run on several local GPUs at once: 'all' or ids like 0,1,3 (one worker process each)."
+        None,
+        help="Run on several local GPUs at once: 'all' or ids like 0,1,3 (one worker process each).",
+        metavar="all|ID,...",
+        rich_help_panel="Scale-out",
     ),
-    workers: int | None = typer.Option(None, help="Worker processes for a CPU sweep (GPU sweeps: --gpus)."),
+    workers: int | None = typer.Option(
+        None, help="Worker processes for a CPU sweep (GPU sweeps: --gpus).", metavar="N", rich_help_panel="Scale-out"
+    ),
     ray: str | None = typer.Option(
-        None, help="Run the tasks on a Ray cluster: 'auto' (the running one) or ray://host:port; one GPU a task."
+        None,
+        help="Run the tasks on a Ray cluster: 'auto' (the running one) or ray://host:port; one GPU a task.",
+        metavar="ADDRESS",
+        rich_help_panel="Scale-out",
     ),
-    accelerator_type: str | None = typer.Option(None, help="With --ray: only GPUs of this Ray accelerator type."),
+    accelerator_type: str | None = typer.Option(
+        None, help="With --ray: only GPUs of this Ray accelerator type.", metavar="TYPE", rich_help_panel="Scale-out"
+    ),
     l2_flush: str = typer.Option(
         "zero",
         help="How the L2 is evicted before each timed call: zero (write a 256 MB buffer) or read; in the "
         "row's timing_mode.",
+        metavar="zero|read",
+        rich_help_panel="How to measure",
     ),
     git_commit: str | None = typer.Option(
-        None, help="The commit the rows name (default: asked of git; give it for a copy of the tree without .git)."
+        None,
+        help="The commit the rows name (default: asked of git; give it for a copy of the tree without .git).",
+        metavar="SHA",
+        rich_help_panel="Where rows go",
     ),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots of the output file after the sweep."),
+    plots: bool = typer.Option(
+        True,
+        "--plots/--no-plots",
+        metavar="",
+        help="Draw the plots of the output file after the sweep.",
+        rich_help_panel="Where rows go",
+    ),
     plot_dir: Path | None = typer.Option(
         None,
         help="Where the plots go (default: beside the output CSV, in <name>-plots/; the repository's plots/ for "
         "its results/ files).",
+        metavar="FOLDER",
+        rich_help_panel="Where rows go",
     ),
 ):
     """Run a sweep: every spec of the (narrowed) preset × every backend, one CSV row each."""
@@ -650,6 +764,27 @@ def table(
     else:
         for part in render_terminal(p, console.width):
             console.print(part)
+
+
+@app.command()
+@friendly_errors
+def readme(
+    files: list[Path] | None = typer.Argument(None, help="Markdown files (default: README.md and docs/**/*.md)."),
+    check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if a block differs from the CSVs."),
+):
+    """Regenerate every <!-- attnbench:table ... --> block of the README and docs/ from the committed CSVs."""
+    from harness.report import generated_files, rewrite_files
+    from harness.store import labelled, load_many
+
+    found = rewrite_files(files or generated_files(REPO), lambda paths: labelled(load_many(paths)))
+    stale = [path for path, _, old, new in found if old != new]
+    for path, blocks, old, new in found:
+        if not check and old != new:
+            path.write_text(new)
+        state = ("differs" if check else "rewritten") if old != new else "up to date"
+        console.print(f"{path}: {blocks} block(s) {state}", soft_wrap=True)
+    if check and stale:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -165,13 +165,13 @@ def best_by_class(data) -> pd.DataFrame:
     frame = rebase(latest(as_frame(data)))
     frame = frame[(frame["status"] == Status.OK.value) & frame["p50_ms"].notna() & ~frame["over_ceiling"]]
     if frame.empty:
-        return pd.DataFrame(columns=["device", "workload", "use", "wins", "specs", "margin", "others"])
+        return pd.DataFrame(columns=["device", "workload", "use", "wins", "specs", "margin", "others", "measured"])
     frame = frame.assign(wclass=frame["workload"].where(frame["mix"] == "", "mixed"))
     from .store import SPEC_COLUMNS
 
     lines = []
     for (device, wclass), group in frame.groupby(["device", "wclass"], sort=False):
-        won, margins = {}, {}
+        won, margins, dates = {}, {}, {}
         specs = 0
         for _, spec_rows in group.groupby(list(SPEC_COLUMNS), dropna=False):
             ranked = spec_rows.sort_values("p50_ms", kind="stable")
@@ -181,16 +181,18 @@ def best_by_class(data) -> pd.DataFrame:
             first, second = ranked.iloc[0], ranked.iloc[1]
             won[first["backend"]] = won.get(first["backend"], 0) + 1
             margins.setdefault(first["backend"], []).append(second["p50_ms"] / first["p50_ms"])
+            dates.setdefault(first["backend"], set()).add(first["timestamp"][:10])
         if not won:
             continue
         order = sorted(won, key=lambda b: (-won[b], b))
         use = order[0]
         lines.append({"device": device, "workload": WORKLOAD_CLASSES.get(wclass, wclass), "use": use,
                       "wins": won[use], "specs": specs, "margin": float(pd.Series(margins[use]).median()),
-                      "others": ", ".join(f"{b} ({won[b]})" for b in order[1:3])})  # fmt: skip
+                      "others": ", ".join(f"{b} ({won[b]})" for b in order[1:3]),
+                      "measured": " … ".join(sorted({min(dates[use]), max(dates[use])}))})  # fmt: skip
     table = pd.DataFrame(lines)
     if table.empty:
-        return pd.DataFrame(columns=["device", "workload", "use", "wins", "specs", "margin", "others"])
+        return pd.DataFrame(columns=["device", "workload", "use", "wins", "specs", "margin", "others", "measured"])
     rank = {name: i for i, name in enumerate(WORKLOAD_CLASSES.values())}
     return table.sort_values(["device", "workload"], key=lambda c: c.map(rank) if c.name == "workload" else c,
                              kind="stable").reset_index(drop=True)  # fmt: skip
@@ -200,11 +202,11 @@ def render_best_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return "(no ok rows)"
     several = table["device"].nunique() > 1
-    head = (["GPU"] if several else []) + ["workload", "use", "fastest on", "median margin", "else fastest"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) - 3) + "---:|---:|---|"]
+    head = (["GPU"] if several else []) + ["workload", "use", "fastest on", "median margin", "else fastest", "measured"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) - 4) + "---:|---:|---|---|"]
     for r in table.itertuples():
         cells = ([r.device] if several else []) + [
-            r.workload, f"**{r.use}**", f"{r.wins} of {r.specs} specs", f"{r.margin:.2f}×", r.others or "—"
+            r.workload, f"**{r.use}**", f"{r.wins} of {r.specs} specs", f"{r.margin:.2f}×", r.others or "—", r.measured
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -459,3 +461,21 @@ def rewrite_readme(text: str, base_dir: Path, load) -> tuple[str, int]:
         return f"{match.group('open')}{table}\n{match.group('close')}"
 
     return BLOCK.sub(render, text), count
+
+
+def generated_files(root: Path) -> list[Path]:
+    """The Markdown files whose attnbench:table blocks come from the committed CSVs: the README and docs/."""
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+
+
+def rewrite_files(paths, load) -> list[tuple[Path, int, str, str]]:
+    """(path, blocks, old text, new text) for every file of `paths` that holds a block (rewrite_readme on each;
+    paths of the blocks are relative to their file)."""
+    out = []
+    for path in map(Path, paths):
+        text = path.read_text()
+        if "<!-- attnbench:table" not in text:
+            continue
+        new, blocks = rewrite_readme(text, path.resolve().parent, load)
+        out.append((path, blocks, text, new))
+    return out
