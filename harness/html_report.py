@@ -10,6 +10,7 @@ results make a page of about 2.5 MB instead of 10 MiB."""
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -318,20 +319,21 @@ def _summary(frame: pd.DataFrame) -> str:
     table = best_by_class(frame)
     if table.empty:
         return "<p>(no ok rows: nothing to recommend)</p>"
-    head = "".join(f"<th>{c}</th>" for c in ("GPU", "workload", "use", "fastest on", "median margin", "else fastest"))
+    columns = ("GPU", "workload", "use", "fastest on", "median margin", "else fastest", "measured")
+    head = "".join(f"<th>{c}</th>" for c in columns)
     body = "".join(
         f'<tr><td>{html.escape(r.device)}</td><td>{html.escape(r.workload)}</td><td class="use">'
         f'{html.escape(r.use)}</td><td class="num">{r.wins} of {r.specs} specs</td>'
-        f'<td class="num">{r.margin:.2f}×</td><td>{html.escape(r.others or "—")}</td></tr>'
+        f'<td class="num">{r.margin:.2f}×</td><td>{html.escape(r.others or "—")}</td><td>{r.measured}</td></tr>'
         for r in table.itertuples()
     )
     return f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _short(title: str) -> str:
-    """A figure's title for the contents: up to its colon, then the first words after it."""
+    """A figure's title for the contents: up to its colon, then what follows up to a parenthesis or comma."""
     head, _, tail = title.partition(":")
-    return head if not tail else f"{head}: {' '.join(tail.split()[:3])}"
+    return head if not tail else f"{head}: {re.split(r'[(,]', tail)[0].strip()}"
 
 
 def _packed(text: str) -> str:
@@ -461,7 +463,9 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
     winners = _winners(frame)
     toc = [("summary-h", "Which backend to use"), ("environment", "Environment")]
     toc += [("winners-h", "Serving mixes: who wins")] if winners else []
-    toc += [("figures", "Figures")] + [(f"fig-{i}", "· " + _short(t)) for i, t in enumerate(titles)]
+    heads = [t.partition(":")[0] for t in titles]  # a title's head alone where no other figure shares it
+    shown = [h if heads.count(h) == 1 else _short(t) for h, t in zip(heads, titles)]
+    toc += [("figures", "Figures")] + [(f"fig-{i}", "· " + t) for i, t in enumerate(shown)]
     toc += [("rows-h", f"All rows ({len(frame)})")]
     page = PAGE.format(
         plotly_js=_packed(get_plotlyjs()),

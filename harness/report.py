@@ -310,6 +310,11 @@ def render_terminal(p: Pivot, width: int, title: str | None = None) -> list:
         used += need
     if current:
         groups.append(current)
+    if len(groups) > 1:  # as many tables, the columns spread evenly over them (when that still fits)
+        size = -(-len(columns) // len(groups))
+        even = [columns[i : i + size] for i in range(0, len(columns), size)]
+        if all(label_width + 4 + sum(widths[c] + 3 for c in g) <= width for g in even):
+            groups = even
     for k, group in enumerate(groups, start=1):
         part = f" ({k} of {len(groups)})" if len(groups) > 1 else ""
         table = Table(title=(title or f"{p.metric}, best of each spec in bold") + part, title_justify="left",
