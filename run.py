@@ -938,7 +938,7 @@ def compare(
     then the rows that differ; ratio of p50s, significance from both 95% intervals and the measured
     between-run spread, geometric mean of the ratios."""
     from harness.compare import compare as compare_rows
-    from harness.compare import load_spread, on_gpu, summarize, why_not
+    from harness.compare import load_spread, on_gpu, render_comparison
     from harness.options import check_input_files, check_number
     from harness.store import labelled, load_rows
 
@@ -950,51 +950,8 @@ def compare(
     rows_a = labelled(on_gpu(load_rows(a), a_gpu, "--a-gpu", a))  # variants apart, named as -b takes them
     rows_b = labelled(on_gpu(load_rows(b), b_gpu, "--b-gpu", b))
     comparisons = compare_rows(rows_a, rows_b, min_effect, noise, same_device=not (across_gpus or a_gpu or b_gpu))
-    s = summarize(comparisons)
-    console.print(f"B = {b} against A = {a}: ratio = B p50 / A p50 (below 1: B is faster)")
-    if s.compared:
-        console.print(
-            f"{s.compared} compared: {s.faster} faster, {s.slower} slower, {s.compared - s.significant} same "
-            f"(not significant, {s.share_not_significant:.0%}); geometric mean of B/A = {s.geomean_ratio:.4f}"
-        )
-    else:
-        gpus = {r.device for r in rows_a} != {r.device for r in rows_b} and not across_gpus
-        console.print("nothing compared" + (" (other GPU kinds: --across-gpus pairs them by spec)" if gpus else ""))
-    reasons = why_not(comparisons)
-    if reasons:
-        why = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
-        console.print(f"{s.not_comparable} not comparable: {why}", soft_wrap=True)
-    devices = {r.device for r in [*rows_a, *rows_b]}
-    workloads = {r.workload for c in comparisons if c.comparable for r in (c.a,)}
-    used = {k: v for k, v in noise.items() if k[0] in devices and k[1] in workloads}
-    if used:
-        shown = ", ".join(f"{d} {w} ±{v:.1%}" for (d, w), v in sorted(used.items()))
-        console.print(f"between-run spread from {spread}: {shown}")
-    several = len(devices) > 1 and not across_gpus
-    out = Table(title="the rows that differ" if show == "significant" else "every compared row", title_justify="left")
-    for col in ("spec", "backend", "A p50 ms", "B p50 ms", "ratio", "verdict"):
-        out.add_column(col, overflow="fold")
-    colours = {"faster": "green", "slower": "red", "not significant": "dim"}
-    colour_of = lambda verdict: next((c for k, c in colours.items() if verdict.startswith(k)), "yellow")
-    fmt = lambda r: f"{r.p50_ms:.4g}" if r and r.p50_ms is not None else (r.status.value if r else "—")
-    listed = 0
-    for c in comparisons:
-        if show == "significant" and not c.significant and not (all_rows and not c.comparable):
-            continue
-        if not all_rows and (c.a is None or c.b is None):
-            continue
-        ratio = f"{c.ratio:.3f}" if c.ratio is not None else "—"
-        label = (f"{(c.a or c.b).device}: " if several else "") + c.label
-        verdict = f"[{colour_of(c.verdict)}]{c.verdict}[/]"
-        out.add_row(escape(label), escape(c.backend), fmt(c.a), fmt(c.b), ratio, verdict)
-        listed += 1
-    if listed:
-        console.print(out)
-    elif show == "significant" and s.compared:
-        console.print("no row differs significantly (--show all lists every compared row)")
-    one_sided = sum(c.a is None or c.b is None for c in comparisons)
-    if one_sided and not all_rows:
-        console.print(f"{one_sided} rows are in only one of the files (not listed; --all lists them)")
+    for part in render_comparison(comparisons, rows_a, rows_b, a, b, noise, spread, show, all_rows, across_gpus):
+        console.print(part)
 
 
 @app.command("spread")
