@@ -44,13 +44,15 @@ class AttentionInputs:
     q [Σ q_len, Hq, D] and k, v [Σ kv_len, Hkv, D], request i's rows at cu_seqlens_q[i] …
     cu_seqlens_q[i + 1] (int32 offsets on the device; `spec.batch` has them as Python ints too).
     Contiguous, in the spec's dtype, on one device. Adapters convert layouts in `prepare()` and never
-    write into these tensors; a ragged call returns O packed like q."""
+    write into these tensors; a ragged call returns O packed like q. `sinks` (spec.sinks): one fp32
+    logit a query head, [Hq], that joins each row's softmax denominator with no value."""
 
     q: torch.Tensor
     k: torch.Tensor
     v: torch.Tensor
     cu_seqlens_q: torch.Tensor | None = None
     cu_seqlens_k: torch.Tensor | None = None
+    sinks: torch.Tensor | None = None
 
     @property
     def ragged(self) -> bool:
@@ -89,6 +91,11 @@ class Caps:
     ragged: bool = False  # takes requests of different lengths in one call
     gqa: bool = True  # native grouped-query attention (K/V never repeated)
     devices: frozenset = frozenset({"cuda"})
+    # attention forms (spec.window, spec.sinks, spec.softcap): a backend opts in to each; one that does
+    # not is `unsupported` with the reason, never run with the form dropped
+    windows: bool = False  # a left sliding window
+    sinks: bool = False  # learned per-head sink logits
+    softcap: bool = False  # logit soft-capping
 
     def __post_init__(self) -> None:
         for name in ("dtypes", "head_dims", "workloads", "layouts", "devices"):
@@ -116,6 +123,12 @@ class Caps:
             return "ragged batch: this backend takes requests of one length only"
         if spec.gqa_group > 1 and not self.gqa:
             return f"GQA group {spec.gqa_group}: this backend needs as many K/V heads as query heads"
+        if getattr(spec, "window", None) is not None and not self.windows:
+            return f"window {spec.window}: this backend does not take a sliding window"
+        if getattr(spec, "sinks", False) and not self.sinks:
+            return "sinks: this backend does not take attention sinks"
+        if getattr(spec, "softcap", None) is not None and not self.softcap:
+            return f"softcap {spec.softcap:g}: this backend does not take a logit soft-cap"
         return None
 
     def summary(self) -> dict[str, str]:
@@ -130,6 +143,10 @@ class Caps:
             "KV": kv,
             "ragged": "yes" if self.ragged else "no",
             "GQA": "yes" if self.gqa else "no",
+            "forms": "+".join(
+                n for n, on in (("window", self.windows), ("sinks", self.sinks), ("softcap", self.softcap)) if on
+            )
+            or "none",  # fmt: skip
             "devices": _listed(self.devices),
         }
 
@@ -275,6 +292,11 @@ class Backend:
         keys = self.variant_keys()
         return all(keys[k].applies_to(spec) for k, v in self.choice.items() if v != keys[k].default)
 
+    @classmethod
+    def capability_cells(cls) -> dict[str, str]:
+        """The declared capabilities, one cell each, for `run.py list`."""
+        return cls.caps.summary()
+
     def availability(self, device: torch.device) -> str | None:
         """None if this backend can run on `device`, else why not (missing library or device)."""
         if device.type not in self.caps.devices:
@@ -369,6 +391,17 @@ def probe_build(attention: Callable, inputs: AttentionInputs) -> None:
         raise
 
 
+def fa_form(spec: ExperimentSpec) -> dict:
+    """FlashAttention's keyword arguments for the spec's window and soft-cap ({} for plain attention, so
+    calls without a form stay as they were): window_size=(window, 0), softcap."""
+    form: dict = {}
+    if spec.window is not None:
+        form["window_size"] = (spec.window, 0)
+    if spec.softcap is not None:
+        form["softcap"] = spec.softcap
+    return form
+
+
 def first_output(result):
     """The output tensor of a library call that returns it alone or as (out, lse, ...)."""
     return result[0] if isinstance(result, (tuple, list)) else result
@@ -403,8 +436,16 @@ class BrokenAdapter(Backend):
     """Stands in for an adapter module that failed to import: listed, never run, with the error."""
 
     import_error: ClassVar[str] = ""
-    caps = Caps(devices={"cuda", "cpu"})
+    # it declares nothing: what the adapter would run is unknown, so it never appears to run anything
+    caps = Caps(dtypes=(), workloads=(), layouts=(), head_dims=(), ragged=False, gqa=False, devices={"cuda", "cpu"})
     upstream = "(adapter did not import)"
+
+    @classmethod
+    def capability_cells(cls) -> dict[str, str]:
+        return dict.fromkeys(Caps().summary(), "? (did not import)")
+
+    def supports(self, spec) -> str | None:
+        return self.import_error or "the adapter did not import"
 
     def availability(self, device) -> str | None:
         return self.import_error

@@ -9,7 +9,10 @@ chunks and the decode wrapper for the decodes (`flashinfer[mixed=one-call]`: the
 through the prefill wrapper, as SGLang's mixed chunked prefill runs it; `=batch-attention`: the
 holistic BatchAttention kernel, one persistent launch for any ragged batch); an all-decode one through
 the decode wrapper (a dense packed cache read as pages of one token, SGLang's token pool). plan()
-and the cache build happen here, never in the timed call; backend_info says which path ran. Upstream: https://github.com/flashinfer-ai/flashinfer"""
+and the cache build happen here, never in the timed call; backend_info says which path ran. Forms: a window
+(window_left) and a soft-cap (logits_soft_cap) planned on every prefill and decode wrapper; sinks through
+BatchAttentionWithAttentionSinkWrapper (variant sinks=attention-sink; uniform batches, window but no soft-cap).
+Upstream: https://github.com/flashinfer-ai/flashinfer"""
 
 from __future__ import annotations
 
@@ -26,6 +29,19 @@ WORKSPACE_BYTES = 256 * 2**20
 # a ragged batch: vLLM's split (prefill wrapper for the chunks, decode wrapper for the decodes), SGLang's one
 # prefill-wrapper call, or BatchAttention (FlashInfer's holistic kernel for mixed batches, one launch)
 MIXED_MODES = ("split", "one-call", "batch-attention")
+# a spec with sinks: the prefill/decode wrappers (which refuse it) or the attention-sink wrapper
+SINK_PATHS = ("prefill-decode", "attention-sink")
+
+
+def plan_form(spec) -> dict:
+    """plan()'s keyword arguments for the spec's window and soft-cap ({} for plain attention, so those plans
+    stay as they were): window_left (keys left of the query, FA's window_size[0]) and logits_soft_cap."""
+    form: dict = {}
+    if spec.window is not None:
+        form["window_left"] = spec.window
+    if spec.softcap is not None:
+        form["logits_soft_cap"] = spec.softcap
+    return form
 
 
 @register("flashinfer")
@@ -38,6 +54,9 @@ class FlashInfer(Backend):
         head_dims={64, 128, 256},
         layouts={KVLayout.DENSE, KVLayout.PAGED},
         ragged=True,
+        windows=True,  # window_left on the prefill and decode wrappers' plan()
+        sinks=True,  # the attention-sink wrapper (variant sinks=attention-sink); the other wrappers refuse sinks
+        softcap=True,  # logits_soft_cap on plan()
     )
     variants = (
         VariantKey(
@@ -50,7 +69,33 @@ class FlashInfer(Backend):
             "SGLang's one prefill-wrapper call (one-call), or BatchAttention, FlashInfer's persistent kernel for "
             "mixed batches (batch-attention; a default sweep measures it too)",
         ),
+        VariantKey(
+            "sinks",
+            SINK_PATHS,
+            "prefill-decode",
+            contenders=("attention-sink",),
+            applies=lambda spec: bool(spec.sinks),
+            help="a spec with sinks: the prefill and decode wrappers (prefill-decode: they take a window and a "
+            "soft-cap but no sink, so such a spec is unsupported there) or BatchAttentionWithAttentionSinkWrapper "
+            "(attention-sink: sinks and a window; a default sweep measures it too)",
+        ),
     )
+
+    def check(self, spec):
+        if spec.has_form and spec.mix and self.choice["mixed"] == "batch-attention":
+            return "window, sinks, soft-cap: BatchAttention (mixed=batch-attention) is not planned with forms here"
+        if not spec.sinks:
+            return None
+        if self.choice["sinks"] != "attention-sink":
+            return (
+                "sinks: FlashInfer's prefill and decode wrappers take no sink logits; "
+                "flashinfer[sinks=attention-sink] runs its attention-sink wrapper"
+            )
+        if spec.softcap is not None:
+            return "softcap: FlashInfer's attention-sink wrapper takes no logit soft-cap"
+        if spec.is_ragged:
+            return "ragged batch: the attention-sink wrapper is wired for uniform batches only"
+        return None
 
     def prepare(self, spec, inputs):
         import flashinfer
@@ -59,13 +104,17 @@ class FlashInfer(Backend):
         workspace = torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device=device)
         if inputs.ragged:
             return self._prepare_ragged(spec, inputs, flashinfer, workspace)
+        if spec.sinks:
+            return self._prepare_sinks(spec, inputs, flashinfer, workspace)
         b, sq, hq, d = inputs.q.shape
         hkv = spec.num_kv_heads
+        form = plan_form(spec)
         if spec.page_size is None and spec.workload is not Workload.DECODE:
             wrapper = flashinfer.BatchPrefillWithRaggedKVCacheWrapper(workspace, "NHD")
             qo_indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * sq
             kv_indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * spec.kv_len
-            wrapper.plan(qo_indptr, kv_indptr, hq, hkv, d, causal=spec.is_masked, q_data_type=dtype, kv_data_type=dtype)
+            wrapper.plan(qo_indptr, kv_indptr, hq, hkv, d, causal=spec.is_masked, q_data_type=dtype, kv_data_type=dtype,
+                         **form)  # fmt: skip
             q = inputs.q.view(b * sq, hq, d)  # packed ragged layouts: free views of [B, S, H, D]
             k = inputs.k.view(b * spec.kv_len, hkv, d)
             v = inputs.v.view(b * spec.kv_len, hkv, d)
@@ -91,7 +140,7 @@ class FlashInfer(Backend):
             wrapper = flashinfer.BatchDecodeWithPagedKVCacheWrapper(workspace, "NHD", use_tensor_cores=True)
             wrapper.plan(
                 indptr, indices, last_page_len, hq, hkv, d, page_size,
-                pos_encoding_mode="NONE", q_data_type=dtype, kv_data_type=dtype,
+                pos_encoding_mode="NONE", q_data_type=dtype, kv_data_type=dtype, **form,
             )  # fmt: skip
             q = inputs.q.view(b, hq, d)  # Sq = 1
             self._info = f"BatchDecodeWithPagedKVCacheWrapper(tensor cores);{layout}"
@@ -100,11 +149,46 @@ class FlashInfer(Backend):
         qo_indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * sq
         wrapper.plan(
             qo_indptr, indptr, indices, last_page_len, hq, hkv, d, page_size,
-            causal=spec.is_masked, q_data_type=dtype, kv_data_type=dtype,
+            causal=spec.is_masked, q_data_type=dtype, kv_data_type=dtype, **form,
         )  # fmt: skip
         q = inputs.q.view(b * sq, hq, d)
         self._info = f"BatchPrefillWithPagedKVCacheWrapper;{layout}"
         return lambda: wrapper.run(q, cache).view(b, sq, hq, d)
+
+    def _prepare_sinks(self, spec, inputs, flashinfer, workspace):
+        """A uniform batch with sinks through BatchAttentionWithAttentionSinkWrapper (a paged prefill wrapper
+        whose kernel adds each head's sink to the softmax; window_left as well): the spec's pages, or a dense
+        cache read as pages of one token. run() takes the sinks and the softmax scale after the cache."""
+        if not hasattr(flashinfer, "BatchAttentionWithAttentionSinkWrapper"):
+            raise Unsupported("sinks: this FlashInfer has no BatchAttentionWithAttentionSinkWrapper")
+        device, dtype = inputs.device, inputs.q.dtype
+        b, sq, hq, d = inputs.q.shape
+        if spec.page_size is None:
+            page_size = 1
+            cache, indices = _token_pages(inputs.k, inputs.v, 0, b * spec.kv_len)
+            indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * spec.kv_len
+            last_page_len = torch.ones(b, dtype=torch.int32, device=device)
+            layout = "dense (pages of one token)"
+        else:
+            page_size = spec.page_size
+            paged = to_paged(inputs.k, inputs.v, page_size)
+            cache = (paged.k_pages, paged.v_pages)
+            indptr, indices = paged.indptr(), paged.block_table.flatten()
+            last_page_len = torch.full((b,), paged.last_page_len, dtype=torch.int32, device=device)
+            layout = f"paged, page_size={page_size}"
+        window_left = -1 if spec.window is None else spec.window
+        wrapper = flashinfer.BatchAttentionWithAttentionSinkWrapper(
+            workspace, "NHD", q_data_type=dtype, kv_data_type=dtype, head_dim_qk=d, head_dim_vo=d,
+            window_left=window_left,
+        )  # fmt: skip
+        qo_indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * sq
+        wrapper.plan(
+            qo_indptr, indptr, indices, last_page_len, hq, spec.num_kv_heads, d, page_size,
+            causal=True, window_left=window_left, q_data_type=dtype, kv_data_type=dtype,
+        )  # fmt: skip
+        q, sinks, scale = inputs.q.view(b * sq, hq, d), inputs.sinks, inputs.scale
+        self._info = f"BatchAttentionWithAttentionSinkWrapper;{layout}"
+        return lambda: wrapper.run(q, cache, sinks, scale).view(b, sq, hq, d)
 
     def _prepare_ragged(self, spec, inputs, flashinfer, workspace):
         """A ragged batch as engines call FlashInfer. Every request decodes: the decode wrapper (dense:
@@ -182,13 +266,13 @@ class _RaggedParts:
             wrapper = self.fi.BatchPrefillWithRaggedKVCacheWrapper(self.workspace, "NHD")
             kv_lo, kv_hi = self.spec.batch.cu_seqlens_k[lo], self.spec.batch.cu_seqlens_k[hi]
             wrapper.plan(qo, self.cu_k[lo : hi + 1] - kv_lo, hq, hkv, d, causal=self.spec.causal,
-                         q_data_type=self.dtype, kv_data_type=self.dtype)  # fmt: skip
+                         q_data_type=self.dtype, kv_data_type=self.dtype, **plan_form(self.spec))  # fmt: skip
             k, v = self.inputs.k[kv_lo:kv_hi], self.inputs.v[kv_lo:kv_hi]
             return _with_out(wrapper, lambda q, **out: wrapper.run(q, k, v, **out))
         indptr, indices, last = self._pages(lo, hi)
         wrapper = self.fi.BatchPrefillWithPagedKVCacheWrapper(self.workspace, "NHD")
         wrapper.plan(qo, indptr, indices, last, hq, hkv, d, self.spec.page_size, causal=self.spec.causal,
-                     q_data_type=self.dtype, kv_data_type=self.dtype)  # fmt: skip
+                     q_data_type=self.dtype, kv_data_type=self.dtype, **plan_form(self.spec))  # fmt: skip
         cache = (self.paged.k_pages, self.paged.v_pages)
         return _with_out(wrapper, lambda q, **out: wrapper.run(q, cache, **out))
 
@@ -205,7 +289,7 @@ class _RaggedParts:
             page_size, cache = self.spec.page_size, (self.paged.k_pages, self.paged.v_pages)
         wrapper = self.fi.BatchDecodeWithPagedKVCacheWrapper(self.workspace, "NHD", use_tensor_cores=True)
         wrapper.plan(indptr, indices, last, hq, hkv, d, page_size, pos_encoding_mode="NONE", q_data_type=self.dtype,
-                     kv_data_type=self.dtype)  # fmt: skip
+                     kv_data_type=self.dtype, **plan_form(self.spec))  # fmt: skip
         return _with_out(wrapper, lambda q, **out: wrapper.run(q, cache, **out))
 
     def batch_attention(self):

@@ -7,7 +7,7 @@ import functools
 
 from ._compile import configure_dynamo
 from .base import Backend, Caps, register
-from .torch_naive import grouped_layout, naive_attention
+from .torch_naive import grouped_layout, naive_attention, sink_rows
 
 
 @functools.cache
@@ -20,12 +20,14 @@ def _compiled():
 
 @register("torch-compile")
 class TorchCompile(Backend):
-    caps = Caps(devices={"cuda", "cpu"})
+    caps = Caps(devices={"cuda", "cpu"}, windows=True, sinks=True, softcap=True)  # the naive body's forms
     upstream = "torch.compile(naive attention), inductor"
 
     def prepare(self, spec, inputs):
-        q, k, v, hidden = grouped_layout(inputs.q, inputs.k, inputs.v, spec.is_masked)
+        q, k, v, hidden = grouped_layout(inputs.q, inputs.k, inputs.v, spec.is_masked, spec.window)
         shape = tuple(inputs.q.shape)
         scale = inputs.scale
+        sinks = sink_rows(inputs.sinks if spec.sinks else None, spec.num_kv_heads, q.shape[2])
+        softcap = spec.softcap
         compiled = _compiled()
-        return lambda: compiled(q, k, v, hidden, scale, shape)
+        return lambda: compiled(q, k, v, hidden, scale, shape, softcap, sinks)

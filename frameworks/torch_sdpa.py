@@ -2,8 +2,10 @@
 (`sdpa-flash`, `sdpa-efficient`, `sdpa-cudnn`, `sdpa-math`) and `sdpa` letting PyTorch choose.
 
 Append uses PyTorch's own bottom-right causal bias (`causal_lower_right`); GQA is native
-(`enable_gqa=True`). Whether a forced kernel takes a spec is PyTorch's decision: if it has no kernel
-for it, the reasons PyTorch gives become the `unsupported` reason."""
+(`enable_gqa=True`). A sliding window is an explicit boolean mask (the math and memory-efficient
+kernels take it; flash declines, and PyTorch says so); SDPA has no sinks and no soft-cap. Whether a
+forced kernel takes a spec is PyTorch's decision: if it has no kernel for it, the reasons PyTorch
+gives become the `unsupported` reason."""
 
 from __future__ import annotations
 
@@ -28,7 +30,9 @@ class _Sdpa(Backend):
         # [B, S, H, D] -> [B, H, S, D] as views: the kernels take strided inputs (flash wants BSHD anyway)
         q, k, v = (t.transpose(1, 2) for t in (inputs.q, inputs.k, inputs.v))
         kwargs = {"enable_gqa": spec.gqa_group > 1}
-        if spec.is_masked and spec.q_len == spec.kv_len:
+        if spec.window is not None:  # an explicit boolean mask (True = attend): kernels that take none decline
+            kwargs["attn_mask"] = window_mask(spec.q_len, spec.kv_len, spec.window, inputs.device)
+        elif spec.is_masked and spec.q_len == spec.kv_len:
             kwargs["is_causal"] = True  # top-left == bottom-right when Sq == Sk
         elif spec.is_masked:
             kwargs["attn_mask"] = causal_lower_right(spec.q_len, spec.kv_len)
@@ -53,6 +57,14 @@ class _Sdpa(Backend):
 
     def run_info(self) -> str:
         return "kernel=" + "+".join(getattr(self, "_kernels", [])) if getattr(self, "_kernels", None) else ""
+
+
+def window_mask(q_len: int, kv_len: int, window: int, device) -> torch.Tensor:
+    """[Sq, Sk] booleans, True where a query sees a key: bottom-right causal with a left window (query i at
+    key position p = kv_len − q_len + i sees keys p − window … p)."""
+    position = torch.arange(q_len, device=device)[:, None] + (kv_len - q_len)
+    key = torch.arange(kv_len, device=device)[None, :]
+    return (key <= position) & (key >= position - window)
 
 
 _SDPA_OP = re.compile(r"^aten::(_scaled_dot_product_\w+|_efficient_attention_forward|_flash_attention_forward)$")
@@ -82,28 +94,29 @@ def why_no_kernel(messages: list[str]) -> str:
 
 @register("sdpa")
 class Sdpa(_Sdpa):
-    caps = Caps(devices={"cuda", "cpu"})
+    caps = Caps(devices={"cuda", "cpu"}, windows=True)
 
 
 @register("sdpa-flash")
 class SdpaFlash(_Sdpa):
     kernel = "FLASH_ATTENTION"
-    caps = Caps(devices={"cuda", "cpu"})
+    caps = Caps(devices={"cuda", "cpu"}, windows=True)
 
 
 @register("sdpa-efficient")
 class SdpaEfficient(_Sdpa):
     kernel = "EFFICIENT_ATTENTION"
-    caps = Caps(gqa=False)  # PyTorch's memory-efficient kernel has no GQA: it needs Hq == Hkv
+    caps = Caps(gqa=False, windows=True)  # PyTorch's memory-efficient kernel has no GQA: it needs Hq == Hkv
 
 
 @register("sdpa-cudnn")
 class SdpaCudnn(_Sdpa):
     kernel = "CUDNN_ATTENTION"
     min_compute_capability = (8, 0)
+    caps = Caps(windows=True)
 
 
 @register("sdpa-math")
 class SdpaMath(_Sdpa):
     kernel = "MATH"
-    caps = Caps(devices={"cuda", "cpu"})
+    caps = Caps(devices={"cuda", "cpu"}, windows=True)

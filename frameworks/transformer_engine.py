@@ -13,7 +13,13 @@ import os
 from specs import DType
 
 from ._profile import kernel_names
-from .base import Backend, Caps, register
+from .base import Backend, Caps, Unsupported, register
+
+
+def torch_no_grad():
+    import torch
+
+    return torch.no_grad()
 
 
 def te_backend_from_kernels(names: list[str]) -> str:
@@ -80,14 +86,18 @@ class TransformerEngine(Backend):
     min_compute_capability = (8, 0)
     upstream = "transformer_engine.pytorch.DotProductAttention"
     distribution = "transformer_engine"
-    # dense only: TE's paged path needs its InferenceParams cache; ragged batches in the THD format
-    caps = Caps(dtypes={DType.BF16, DType.FP16}, ragged=True)
+    # dense only: TE's paged path needs its InferenceParams cache; ragged batches in the THD format. Forms:
+    # window_size=(w, 0) with a bottom-right causal mask, sinks as its learnable softmax offset
+    # (softmax_type="learnable", where this TE has it); no logit soft-cap
+    caps = Caps(dtypes={DType.BF16, DType.FP16}, ragged=True, windows=True, sinks=True)
 
     def availability(self, device):
         with torch_cudnn_for_te():  # the first import of TE in this process happens here
             return super().availability(device)
 
     def prepare(self, spec, inputs):
+        import inspect
+
         import transformer_engine.pytorch as te
 
         kw = {}
@@ -95,10 +105,17 @@ class TransformerEngine(Backend):
             layout, mask = "thd", "padding_causal_bottom_right" if spec.causal else "padding"
             kw = dict(cu_seqlens_q=inputs.cu_seqlens_q, cu_seqlens_kv=inputs.cu_seqlens_k,
                       max_seqlen_q=spec.batch.max_q, max_seqlen_kv=spec.batch.max_kv)  # fmt: skip
-        elif not spec.is_masked:
+        elif not spec.is_masked and spec.window is None:
             layout, mask = "bshd", "no_mask"
         else:
             layout, mask = "bshd", "causal" if spec.q_len == spec.kv_len else "causal_bottom_right"
+        form: dict = {}
+        if spec.window is not None:
+            form["window_size"] = (spec.window, 0)
+        if spec.sinks:
+            if "softmax_type" not in inspect.signature(te.DotProductAttention).parameters:
+                raise Unsupported("sinks: this Transformer Engine has no softmax_type (learnable sinks came in TE 2.8)")
+            form["softmax_type"] = "learnable"
         attention = te.DotProductAttention(
             num_attention_heads=spec.num_q_heads,
             kv_channels=spec.head_dim,
@@ -106,7 +123,14 @@ class TransformerEngine(Backend):
             attention_dropout=0.0,
             qkv_format=layout,
             attn_mask_type=mask,
+            **form,
         )
+        if spec.sinks:  # the learnable offset is TE's sink: one logit a head, [1, Hq, 1, 1]
+            offset = getattr(attention, "softmax_offset", None)
+            if offset is None or offset.numel() != spec.num_q_heads:
+                raise Unsupported("sinks: this Transformer Engine's DotProductAttention has no [Hq] softmax_offset")
+            with torch_no_grad():
+                offset.copy_(inputs.sinks.view(offset.shape).to(offset.dtype))
         q, k, v = inputs.q, inputs.k, inputs.v
         shape = tuple(q.shape)
 
@@ -114,7 +138,9 @@ class TransformerEngine(Backend):
             return attention(q, k, v, **kw).view(shape)  # TE returns [..., Hq · D]
 
         prefix = "thd;" if inputs.ragged else ""  # uniform rows keep the backend_info of earlier runs
-        self._info = f"{prefix}mask={mask};backend=" + te_backend_from_kernels(kernel_names(call))
+        window = f";window_size=({spec.window}, 0)" if spec.window is not None else ""
+        window += ";softmax_type=learnable" if spec.sinks else ""
+        self._info = f"{prefix}mask={mask}{window};backend=" + te_backend_from_kernels(kernel_names(call))
         return call
 
     def run_info(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import functools
-import os
+import io
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -20,13 +20,15 @@ import torch
 
 from specs import DType
 
+from .atomic import write_atomic
 from .env import REPO_ROOT, Environment
 from .timer import Repetition, time_callable
 
 
-def calibration_file(device_slug: str) -> Path:
-    """results/calibration-<device>.csv: one file per GPU kind, like the results."""
-    return REPO_ROOT / "results" / f"calibration-{device_slug}.csv"
+def calibration_file(device_slug: str, folder: Path | str | None = None) -> Path:
+    """calibration-<device>.csv in FOLDER (default results/): one file per GPU kind, beside the results
+    (a sweep's output folder, so that a sweep into /tmp never writes into the repository)."""
+    return Path(folder if folder is not None else REPO_ROOT / "results") / f"calibration-{device_slug}.csv"
 
 
 # problem sizes: big enough to saturate the device, small enough to take seconds. The read stream is the
@@ -213,25 +215,16 @@ def _read_kernel():
 
 
 def save(rows: list[Calibration], path: Path | str) -> None:
+    """Add rows to the calibration file, through a temporary file and a rename (a file from before
+    read_gbps is rewritten with the new column, values kept): a failed write leaves it as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
-    if not new:
-        with path.open(newline="") as handle:
-            header = tuple(next(csv.reader(handle), ()))
-        if (
-            header != COLUMNS
-        ):  # a file from before read_gbps or read_kernel: rewritten with them, values kept, atomically
-            old = load(path)
-            tmp = path.with_suffix(".csv.tmp")
-            save(old, tmp)
-            os.replace(tmp, path)
-    with path.open("a", newline="") as handle:
-        writer = csv.writer(handle)
-        if path.stat().st_size == 0:
-            writer.writerow(COLUMNS)
-        for row in rows:
-            writer.writerow(["" if getattr(row, c) is None else getattr(row, c) for c in COLUMNS])
+    old = load(path) if path.exists() and path.stat().st_size else []
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(COLUMNS)
+    for row in [*old, *rows]:
+        writer.writerow(["" if getattr(row, c) is None else getattr(row, c) for c in COLUMNS])
+    write_atomic(path, text.getvalue())
 
 
 def load(path: Path | str) -> list[Calibration]:

@@ -23,7 +23,7 @@ def backend_catalog(device, names: list[str] | None = None) -> list[dict]:
                 "reason": reason or "",
                 "version": "" if reason else backend.version(),
                 "upstream": cls.upstream,
-                "capabilities": cls.caps.summary(),
+                "capabilities": cls.capability_cells(),
                 "variants": [
                     {
                         "key": key.name,

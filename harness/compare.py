@@ -239,3 +239,27 @@ def render_comparison(comparisons, rows_a, rows_b, a, b, noise, spread_path, sho
 
 def _p50(row: ResultRow | None) -> str:
     return f"{row.p50_ms:.4g}" if row and row.p50_ms is not None else (row.status.value if row else "—")
+
+
+def save_spread(table: pd.DataFrame, path) -> pd.DataFrame:
+    """Write the spread of these devices into PATH, keeping the rows of the other devices an existing
+    spread file holds (a run on one GPU kind never drops another's), through a temporary file and a
+    rename; returns what was written."""
+    from .atomic import check_regular, write_atomic
+
+    path = Path(path)
+    check_regular(path)
+    if path.exists() and path.stat().st_size:
+        try:
+            old = pd.read_csv(path, dtype={"device": str, "workload": str})
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not an attnbench spread file ({exc}); nothing was changed") from None
+        if list(old.columns) != SPREAD_COLUMNS:
+            raise ValueError(
+                f"{path} is not an attnbench spread file (columns {list(old.columns)}); nothing was changed: "
+                "give another --output"
+            )
+        table = pd.concat([old[~old["device"].isin(set(table["device"]))], table], ignore_index=True)
+        table = table.sort_values(["device", "workload"], kind="stable").reset_index(drop=True)
+    write_atomic(path, table.to_csv(index=False, float_format="%.5f"))
+    return table

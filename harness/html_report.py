@@ -439,6 +439,7 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
 
     from plotly.offline import get_plotlyjs
 
+    from .atomic import write_atomic
     from .ceilings import rebase
 
     out_dir = Path(out_dir)
@@ -481,5 +482,5 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
         head="".join(f"<th>{html.escape(c)}</th>" for c in TABLE_COLUMNS),
     )
     path = out_dir / "index.html"
-    path.write_text(page)
+    write_atomic(path, page)  # a failed write (a full disk, a read-only index.html) leaves the old page whole
     return path

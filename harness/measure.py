@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import os
 import time
 import traceback
 from dataclasses import dataclass, field, fields
@@ -14,6 +15,7 @@ from frameworks import AttentionInputs, Backend, Unsupported, info_text
 from specs import ExperimentSpec
 
 from . import calibrate
+from .atomic import WriteError
 from .env import Environment
 from .inputs import make_inputs
 from .reference import check_indices, check_output, reference_attention
@@ -43,15 +45,31 @@ class MeasureConfig:
         return check_mode(self.timing or default_mode(device), device)
 
 
-def memory_skip_reason(spec: ExperimentSpec, device_bytes: int) -> str | None:
-    """Why a spec is skipped before running (its inputs and output alone do not fit), or None."""
+def memory_skip_reason(spec: ExperimentSpec, device_bytes: int, what: str = "this GPU's") -> str | None:
+    """Why a spec is skipped before running (its inputs and output alone do not fit), or None. Worked out
+    from the spec's numbers alone: nothing is allocated (a uniform batch does not even list its requests)."""
     need = spec.ideal_bytes  # Q, K, V and O: the floor of any backend's footprint
     if need > MEMORY_HEADROOM * device_bytes:
         return (
-            f"skipped: inputs and output need {need / 2**30:.1f} GiB, "
-            f"more than {MEMORY_HEADROOM:.0%} of this GPU's {device_bytes / 2**30:.1f} GiB"
+            f"skipped: inputs and output need {need / 2**30:,.1f} GiB, "
+            f"more than {MEMORY_HEADROOM:.0%} of {what} {device_bytes / 2**30:,.1f} GiB"
         )
     return None
+
+
+def available_ram_bytes() -> int | None:
+    """The memory this host can still give (MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def now_utc() -> str:
@@ -77,9 +95,9 @@ def make_row(
         run_id=config.run_id,
         timestamp=now_utc(),
         **spec.to_dict(),
-        total_q_tokens=spec.batch.total_q,
-        total_kv_tokens=spec.batch.total_kv,
-        min_kv_len=spec.batch.min_kv,
+        total_q_tokens=spec.total_q,
+        total_kv_tokens=spec.total_kv,
+        min_kv_len=spec.min_kv,
         backend=backend,
         variant=variant,
         backend_version=version,
@@ -176,7 +194,10 @@ class Measurer:
         ceilings = calibrate.ceilings_for(self.env.device, path)
         if not ceilings and self.config.calibrate_if_missing:
             rows = calibrate.measure(self.device, self.env, timestamp=now_utc())
-            calibrate.save(rows, path)
+            try:
+                calibrate.save(rows, path)
+            except WriteError as exc:  # a full disk: the ceilings still serve this sweep, the file is unchanged
+                print(f"the measured ceilings were not stored: {exc}", flush=True)
             ceilings = {r.dtype: r for r in rows}
         return ceilings
 
@@ -204,8 +225,9 @@ class Measurer:
         return state.batch_indices, state.reference
 
     def memory_skip_reason(self, spec: ExperimentSpec) -> str | None:
-        if self.device.type != "cuda":
-            return None
+        if self.device.type != "cuda":  # the CPU: against the RAM free now
+            free = available_ram_bytes()
+            return None if free is None else memory_skip_reason(spec, free, "the free RAM,")
         return memory_skip_reason(spec, torch.cuda.get_device_properties(self.device).total_memory)
 
     def measure(self, spec: ExperimentSpec, backend: Backend) -> ResultRow:
@@ -222,12 +244,12 @@ class Measurer:
 
         if unavailable:
             return row(Status.UNAVAILABLE, unavailable)
+        reason = self.memory_skip_reason(spec)  # first: an adapter's own check may list the requests
+        if reason:
+            return row(Status.OOM, reason)
         reason = backend.supports(spec)
         if reason:
             return row(Status.UNSUPPORTED, reason)
-        reason = self.memory_skip_reason(spec)
-        if reason:
-            return row(Status.OOM, reason)
 
         state = self._state_for(spec)
         if state.inputs_error is not None:

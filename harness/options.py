@@ -59,9 +59,14 @@ def _first_existing(path: Path) -> Path:
 def check_output_file(option: str, path: Path) -> None:
     """A results file we can append to: an existing regular, writable file, or a new file whose
     nearest existing ancestor is a writable directory."""
+    if path.is_symlink() and not path.exists():
+        raise SpecError(f"{option}: {path} is a dangling symbolic link; give a .csv file path")
     if path.exists():
         if path.is_dir():
             raise SpecError(f"{option}: {path} is a directory; give a .csv file path")
+        if not path.is_file():  # /dev/null, a FIFO, a device (or a link to one) would swallow every row
+            target = f" (it points to {os.path.realpath(path)})" if path.is_symlink() else ""
+            raise SpecError(f"{option}: {path} is not a regular file{target}; give a .csv file path")
         try:
             with path.open("a"):
                 pass
@@ -98,26 +103,35 @@ def results_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     """The results CSVs among `paths`, a folder standing for every CSV under it (sorted), and one note for
     each file passed over: this project's other CSVs (a GPU's measured ceilings, the between-run spread) and
     any CSV whose header is not a results file's (A/B logs, explorations, kernel profiles), so that
-    `results/*.csv results/extra/` or `results/` works. A path that does not exist is an error."""
+    `results/*.csv results/extra/` or `results/` works. A path that does not exist is an error, and so is a
+    compressed or binary file named on the command line, or one with a results file's columns repeated or in
+    another order (inside a folder, either is passed over with a note)."""
     import csv
 
     from .calibrate import OLDER_COLUMNS as CALIBRATION
     from .compare import SPREAD_COLUMNS
-    from .store import StoreError, _validate_header
+    from .store import ADDED_COLUMNS, COLUMNS, StoreError, _validate_header, check_text
 
+    core = set(COLUMNS) - set(ADDED_COLUMNS)  # the columns every results file has
     kinds = {**dict.fromkeys(CALIBRATION, "measured ceilings"), tuple(SPREAD_COLUMNS): "spread"}
     kept, notes = [], []
     expanded: list[Path] = []
+    named: set[Path] = set()
     for path in map(Path, paths):
         if not path.exists():
             raise SpecError(f"files: {path}: no such file or folder")
         expanded += sorted(path.rglob("*.csv")) if path.is_dir() else [path]
+        named |= set() if path.is_dir() else {path}
     for path in dict.fromkeys(expanded):
         try:
+            check_text(path)  # a compressed or binary file is called what it is
             with open(path, newline="") as handle:
                 header = tuple(next(csv.reader(handle), ()))
-        except (OSError, UnicodeDecodeError):
-            notes.append(f"{path} skipped: not a text CSV")
+        except (StoreError, OSError, UnicodeDecodeError) as exc:
+            if path in named and isinstance(exc, StoreError):  # named on the command line: refused, one line
+                raise
+            kind = str(exc).partition(" (")[2].partition(")")[0] if isinstance(exc, StoreError) else ""
+            notes.append(f"{path} skipped: not a text CSV" + (f" ({kind})" if kind else ""))
             continue
         if header in kinds:
             notes.append(f"{path} passed over: {kinds[header]}, not results")
@@ -125,6 +139,8 @@ def results_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
         try:
             _validate_header(list(header), path)
         except StoreError:
+            if path in named and not core - set(header):  # a results file's columns, damaged: say how
+                raise
             shown = ", ".join(header[:4]) + (", …" if len(header) > 4 else "")
             notes.append(f"{path} skipped: not a results file (columns {shown})")
             continue
@@ -140,3 +156,46 @@ def plots_beside(output: Path, repo: Path) -> Path:
     if output.parent == (repo / "results").resolve():
         return repo / "plots"
     return output.parent / f"{output.stem}-plots"
+
+
+# ---- numbers as typed on a command line: ASCII digits only ---------------------------------------
+
+_INT = r"[+-]?[0-9]+"
+_FLOAT = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)"
+
+
+def check_ascii_number(option: str, text: str, integer: bool = True) -> None:
+    """Python's int() and float() read any script's digits ('٣', '３'); a command line's numbers are 0-9."""
+    import re
+
+    if not re.fullmatch(_INT if integer else _FLOAT, text.strip(), flags=re.IGNORECASE):
+        kind = "an integer" if integer else "a number"
+        raise SpecError(f"{option}: {text!r} is not {kind} written with the digits 0-9")
+
+
+def check_ascii_digits(option: str, values: Iterable[str] | None) -> None:
+    """No digit outside 0-9 in a value that holds numbers (a mix string, a length generator)."""
+    for value in values or ():
+        odd = next((ch for ch in value if ch.isdigit() and not ch.isascii()), None)
+        if odd is not None:
+            raise SpecError(f"{option}: {value!r} has the digit {odd!r}; write numbers with 0-9")
+
+
+def _number_parser(integer: bool):
+    """A typer `parser` for an int or float option that takes only the digits 0-9."""
+
+    def parse(value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        try:
+            check_ascii_number("", str(value), integer)
+        except SpecError as exc:
+            raise ValueError(str(exc).split(": ", 1)[1]) from None
+        return int(value) if integer else float(value)
+
+    parse.__name__ = "integer" if integer else "float"
+    return parse
+
+
+ASCII_INT = _number_parser(True)
+ASCII_FLOAT = _number_parser(False)

@@ -39,7 +39,7 @@ def resolve_backends(backend_args: Iterable[str]) -> list[tuple[str, str]]:
         except VariantError as exc:
             raise SpecError(str(exc)) from None
         if name not in BACKENDS:
-            raise SpecError(f"backends: {name!r} not known; expected any of {', '.join(sorted(BACKENDS))}")
+            raise SpecError(f"--backend: {name!r} not known; expected any of {', '.join(sorted(BACKENDS))}")
         try:
             variants = BACKENDS[name].contender_variants() if star else [BACKENDS[name].variant_string(choice)]
         except VariantError as exc:

@@ -4,9 +4,11 @@ The interactive versions are in the HTML report (`harness/html_report.py`)."""
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +30,13 @@ def _pyplot():
 
 
 def _save(plt, fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    """Draw into memory, then replace the PNG through a temporary file and a rename."""
+    from .atomic import write_atomic
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
     plt.close(fig)
+    write_atomic(path, buffer.getvalue())
     return path
 
 
@@ -83,12 +89,14 @@ def plot(
         if m != THROUGHPUT and m not in METRICS:
             raise ValueError(f"metric: {m!r} is not valid; expected one of {THROUGHPUT}, {', '.join(METRICS)}")
     ok = [r for r in latest(rows) if r.status is Status.OK and not r.mix]  # mixes: plot_mixes
+    # a model's windowed layers beside its full ones: a line of their own a backend (flat against the context)
+    ok = [replace(r, backend=f"{r.backend} · window {r.window}") if r.window is not None else r for r in ok]
     out_dir = Path(out_dir)
     groups: dict[tuple, list[ResultRow]] = {}
     for r in ok:
-        groups.setdefault((r.device, r.model, r.batch_size, r.dtype), []).append(r)
+        groups.setdefault((r.device, r.model, r.batch_size, r.dtype, r.tp), []).append(r)
     written = []
-    for (device, model, batch, dtype), group in sorted(groups.items()):
+    for (device, model, batch, dtype, tp), group in sorted(groups.items()):
         workloads = [w for w in WORKLOAD_ORDER if any(r.workload == w for r in group)]
         backends = sorted({r.backend for r in group})
         color = backend_colours(backends, plt)
@@ -145,9 +153,10 @@ def plot(
             ncol=min(6, len(handles)),
             fontsize="small",
         )
-        fig.suptitle(f"{model} · batch {batch} · {dtype} · {device}")
+        sharded = f" · tp {tp}" if tp > 1 else ""
+        fig.suptitle(f"{model} · batch {batch} · {dtype} · {device}{sharded}")
         fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(handles) // 6), 1, 0.95))
-        path = out_dir / f"{device_slug(device)}_{_slug(model)}_b{batch}_{dtype}.png"
+        path = out_dir / f"{device_slug(device)}_{_slug(model)}_b{batch}_{dtype}{f'_tp{tp}' if tp > 1 else ''}.png"
         written.append(_save(plt, fig, path))
     return written
 

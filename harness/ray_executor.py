@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from .measure import MeasureConfig, make_row
 from .plan import Task, longest_first
@@ -52,8 +53,9 @@ def ray_rows(todo: list[Task], config: MeasureConfig, timeout_s: float, address:
     from . import calibrate
     from .env import git_commit
 
-    if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    connect(address)
+    if not todo:  # everything resumed: no task, so no calibration task either
+        return
     options = {"num_gpus": 1, "max_retries": 0}
     if accelerator_type:
         options["accelerator_type"] = accelerator_type
@@ -62,7 +64,7 @@ def ray_rows(todo: list[Task], config: MeasureConfig, timeout_s: float, address:
     measure = ray.remote(_measure).options(**options)
     if config.calibration_path:  # once per sweep, on the kind of GPU the tasks ask for, before any row
         env, ceilings = ray.get(ray.remote(_calibrate).options(**options).remote(config, commit))
-        path = calibrate.calibration_file(env.device_slug)  # the kind the cluster gave, not this host's
+        path = calibrate.calibration_file(env.device_slug, Path(config.calibration_path).parent)  # the cluster's kind
         known = calibrate.ceilings_for(env.device, path)
         if not known and config.calibrate_if_missing:
             calibrate.save(ceilings, path)
@@ -90,6 +92,45 @@ def ray_rows(todo: list[Task], config: MeasureConfig, timeout_s: float, address:
                 ray.cancel(ref, force=True)
                 pending.pop(ref)
                 yield task, _failed(task, config, Status.TIMEOUT, f"no result within the {timeout_s:g} s time limit")
+
+
+def connect(address: str):
+    """Ray, connected to the cluster at ADDRESS; each way of failing is one line saying what to do."""
+    if address.startswith("ray://"):  # the Ray client retries a dead address for about 40 s: ask the port first
+        import socket
+
+        host, _, port = address[len("ray://") :].rpartition(":")
+        if not host or not port.isascii() or not port.isdigit():
+            raise ValueError(f"--ray: {address!r} is not valid; expected ray://host:port")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+        except OSError as exc:
+            raise ValueError(
+                f"--ray: nothing answers at {address} ({exc.strerror or type(exc).__name__}); start the cluster's "
+                "head with its client server (ray start --head --ray-client-server-port PORT) or fix the address"
+            ) from None
+    try:
+        import ray
+    except ImportError:
+        raise ValueError(
+            "--ray: Ray is not installed in this environment; install it (pip install -e '.[ray]') or leave out --ray"
+        ) from None
+    if ray.is_initialized():
+        return ray
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=False, logging_level="ERROR")
+    except ConnectionError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"--ray: no Ray cluster to connect to at {address} ({first}); start one with `ray start --head "
+            "--num-gpus N` or give its ray://host:port"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - Ray raises many kinds: one line whichever it is
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ValueError(
+            f"--ray: could not connect to the Ray cluster at {address}: {type(exc).__name__}: {first}"
+        ) from None
+    return ray
 
 
 def check_cluster(resources: dict, address: str, accelerator_type: str | None = None) -> None:

@@ -46,9 +46,13 @@ def check_indices(spec: ExperimentSpec, device: torch.device) -> list[int]:
     return sorted(picked)
 
 
-def _request_reference(q, k, v, scale: float, masked: bool, group: int) -> torch.Tensor:
+def _request_reference(q, k, v, scale: float, masked: bool, group: int, window: int | None = None,
+                       sinks: torch.Tensor | None = None, softcap: float | None = None) -> torch.Tensor:  # fmt: skip
     """fp32 attention of one request: q [Sq, Hq, D], k/v [Sk, Hkv, D] -> [Sq, Hq, D], bottom-right
-    causal when masked, the score block bounded by SCORE_BLOCK_BYTES."""
+    causal when masked, the score block bounded by SCORE_BLOCK_BYTES. The forms: scores soft-capped
+    (softcap · tanh(s / softcap)) before masking; a left window hides keys before p − window for the
+    query at key position p; a sink (sinks [Hq], fp32) is one more logit in each row's softmax with no
+    value, so the row's weights over the real keys sum to less than one."""
     sq, hq, d = q.shape
     sk, hkv = k.shape[0], k.shape[1]
     k, v = k.float(), v.float()
@@ -59,10 +63,18 @@ def _request_reference(q, k, v, scale: float, masked: bool, group: int) -> torch
         stop = min(sq, start + q_chunk)
         block = q[start:stop].float().view(stop - start, hkv, group, d)
         scores = torch.einsum("qhgd,khd->hgqk", block, k) * scale
+        if softcap is not None:
+            scores = softcap * torch.tanh(scores / softcap)
+        query_pos = torch.arange(start, stop, device=q.device) + (sk - sq)
         if masked:
-            query_pos = torch.arange(start, stop, device=q.device) + (sk - sq)
             scores.masked_fill_(key_pos[None, :] > query_pos[:, None], float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
+        if window is not None:
+            scores.masked_fill_(key_pos[None, :] < query_pos[:, None] - window, float("-inf"))
+        if sinks is None:
+            probs = torch.softmax(scores, dim=-1)
+        else:
+            sink = sinks.float().view(hkv, group, 1, 1).expand(hkv, group, stop - start, 1)
+            probs = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :-1]
         out[start:stop] = torch.einsum("hgqk,khd->qhgd", probs, v).reshape(stop - start, hq, d)
     return out
 
@@ -70,8 +82,12 @@ def _request_reference(q, k, v, scale: float, masked: bool, group: int) -> torch
 def reference_attention(spec: ExperimentSpec, inputs: AttentionInputs, batch_indices: list[int]) -> torch.Tensor:
     """fp32 attention of the given requests, in bounded memory: [len(batch_indices), Sq, Hq, D] for a
     uniform batch, their packed rows [Σ q_len, Hq, D] for a ragged one. GQA by grouping query heads
-    (no K/V copy); causal is bottom-right aligned within each request."""
+    (no K/V copy); causal is bottom-right aligned within each request; the spec's window, sinks
+    (inputs.sinks) and soft-cap as `_request_reference` says."""
     group = spec.gqa_group
+    if spec.sinks and inputs.sinks is None:
+        raise ValueError("the spec has sinks but the inputs carry none (make_inputs draws them)")
+    form = {"window": spec.window, "sinks": inputs.sinks if spec.sinks else None, "softcap": spec.softcap}
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")  # no TF32 in the reference
     try:
@@ -83,7 +99,7 @@ def reference_attention(spec: ExperimentSpec, inputs: AttentionInputs, batch_ind
             else:
                 q, k, v = inputs.q[b], inputs.k[b], inputs.v[b]
             masked = spec.causal and q.shape[0] > 1
-            outs.append(_request_reference(q, k, v, inputs.scale, masked, group))
+            outs.append(_request_reference(q, k, v, inputs.scale, masked, group, **form))
     finally:
         torch.set_float32_matmul_precision(previous)
     return torch.cat(outs) if inputs.ragged else torch.stack(outs)

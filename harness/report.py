@@ -37,6 +37,7 @@ HIGHER_IS_BETTER = {"tflops", "gbps", "tokens_per_s", "pct_peak_tflops", "pct_pe
 # spec fields that may tell two columns apart, in the order they are shown
 SPEC_AXES = (
     "mix", "batch_size", "q_len", "kv_len", "dtype", "page_size", "causal", "num_q_heads", "num_kv_heads", "head_dim",
+    "window", "sinks", "softcap", "tp",
 )  # fmt: skip
 
 
@@ -71,13 +72,19 @@ def _col_label(row, varying: list[str]) -> str:
     else:
         parts = [row.model, row.workload]
     short = {"batch_size": "B", "q_len": "q", "kv_len": "kv", "page_size": "page", "num_q_heads": "Hq",
-             "num_kv_heads": "Hkv", "head_dim": "D"}  # fmt: skip
+             "num_kv_heads": "Hkv", "head_dim": "D", "tp": "tp"}  # fmt: skip
     for axis in varying:
         if row.mix and axis in MIX_DETERMINED:
             continue
         value = getattr(row, axis)
         if axis == "page_size" and pd.isna(value):
             parts.append("dense")
+            continue
+        if axis in ("window", "softcap"):  # a layer kind's form: window=128 or full, softcap=50 or no-softcap
+            parts.append(("full" if axis == "window" else "no-softcap") if pd.isna(value) else f"{axis}={value:g}")
+            continue
+        if axis == "sinks":
+            parts.append("sinks" if value else "no-sinks")
             continue
         parts.append(f"{short.get(axis, axis)}={value}" if axis in short or axis == "causal" else str(value))
     return " ".join(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -17,6 +18,8 @@ import pandas as pd
 
 from frameworks import label
 from specs import ExperimentSpec
+
+from .atomic import WriteError, append_checked, check_regular, write_atomic
 
 
 class Status(str, Enum):
@@ -64,6 +67,10 @@ class ResultRow:
     causal: bool
     page_size: int | None
     mix: str  # "" for a uniform batch; else the mix string or length generator (rebuilds the batch exactly)
+    window: int | None  # left sliding window in keys ('' = full attention)
+    sinks: bool  # learned per-head sink logits in the softmax
+    softcap: float | None  # logit soft-cap ('' = none)
+    tp: int  # tensor-parallel degree the heads are one GPU's share of (1 = unsharded)
     # --- the batch in totals (uniform: batch_size × q_len and batch_size × kv_len)
     total_q_tokens: int
     total_kv_tokens: int
@@ -163,6 +170,11 @@ ADDED_COLUMNS: dict[str, str] = {
     **dict.fromkeys(BATCH_COLUMNS, ""),  # derived from the spec in _parse
     "gpu_uuid": "",  # which GPU of a host: not recorded before multi-GPU sweeps
     "variant": "",  # rows from before variants ran each backend's defaults
+    # rows from before attention forms: plain causal attention of an unsharded model
+    "window": "",
+    "sinks": "False",
+    "softcap": "",
+    "tp": "1",
 }
 
 
@@ -217,7 +229,30 @@ def torn_line(path: Path) -> int | None:
         return handle.read().count(b"\n") + 1
 
 
+def check_text(path: Path) -> None:
+    """A results file is text: a compressed or binary file (a .csv.gz renamed .csv) is refused as what it
+    is, never called torn nor repaired."""
+    with path.open("rb") as handle:
+        head = handle.read(8192)
+    kind = None
+    if head.startswith(b"\x1f\x8b"):
+        kind = "gzip-compressed data"
+    elif head.startswith((b"PK\x03\x04", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")):
+        kind = "a compressed archive"
+    elif b"\x00" in head:
+        kind = "binary data"
+    else:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 4:  # not merely a character cut at the end of the sample
+                kind = "not UTF-8 text"
+    if kind:
+        raise StoreError(f"{path} is not a text CSV file ({kind}); nothing was changed: decompress or convert it first")
+
+
 def check_whole(path: Path) -> None:
+    check_text(path)
     line = torn_line(path)
     if line is not None:
         raise StoreError(
@@ -228,49 +263,59 @@ def check_whole(path: Path) -> None:
 
 def repair(path: Path | str) -> tuple[int, Path | None]:
     """Move a torn last line into PATH.torn (appended), keeping every whole row; returns (whole
-    rows kept, the .torn file or None when nothing was torn). The file is replaced atomically."""
+    rows kept, the .torn file or None when nothing was torn). Nothing is written unless the whole rows
+    are a valid results file; the file is replaced atomically, and a failed write undoes the .torn append."""
     path = Path(path)
+    check_regular(path)
+    check_text(path)
     if torn_line(path) is None:
         return len(load_rows(path)), None
     text = path.read_bytes()
     cut = text.rfind(b"\n") + 1
+    try:
+        kept = len(_parse(text[:cut].decode(), path))  # refused here, before anything is written
+    except UnicodeDecodeError:
+        raise StoreError(f"{path} is not a text CSV file (not UTF-8 text); nothing was changed") from None
     torn = path.with_name(path.name + ".torn")
-    with torn.open("ab") as handle:
-        handle.write(text[cut:] + b"\n")
-    tmp = path.with_name(path.name + ".repairing")
-    tmp.write_bytes(text[:cut])
-    os.replace(tmp, path)
-    return len(load_rows(path)), torn
+    before = torn.stat().st_size if torn.exists() else None
+    append_checked(torn, text[cut:] + b"\n")
+    try:
+        write_atomic(path, text[:cut])
+    except WriteError:
+        with contextlib.suppress(OSError):
+            torn.unlink() if before is None else os.truncate(torn, before)
+        raise
+    return kept, torn
 
 
 def append_rows(path: Path | str, rows: Iterable[ResultRow]) -> None:
     """Append rows (writing the header first if the file is new); each row is written whole and
-    flushed at once, so a killed sweep keeps every finished row. An existing file must already be an
+    flushed at once, so a killed sweep keeps every finished row; a write that fails (a full disk) is cut
+    back, so the file never ends in a torn row, and raises WriteError. An existing file must already be an
     attnbench CSV of this schema and end with a whole row (a file of the legacy schema is first
     rewritten, atomically and with every value kept, in this one)."""
     path = Path(path)
+    check_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
     if not new:
         check_whole(path)
         if _read_header(path) != COLUMNS:
             upgrade(path)
-    with path.open("a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(COLUMNS)
-        for row in rows:
-            handle.write(_csv_line(row))  # one write a row
-            handle.flush()
+    else:
+        header = io.StringIO()
+        csv.writer(header).writerow(COLUMNS)
+        append_checked(path, header.getvalue())
+    for row in rows:
+        append_checked(path, _csv_line(row))  # one write a row
 
 
 def upgrade(path: Path) -> None:
-    """Rewrite a legacy-schema file in this schema, every row kept, through a temporary file."""
+    """Rewrite a legacy-schema file in this schema, every row kept, through a temporary file and a rename."""
     rows = load_rows(path)
-    tmp = path.with_name(path.name + ".upgrading")
-    tmp.unlink(missing_ok=True)
-    append_rows(tmp, rows)
-    os.replace(tmp, path)
+    header = io.StringIO()
+    csv.writer(header).writerow(COLUMNS)
+    write_atomic(path, header.getvalue() + "".join(_csv_line(row) for row in rows))
 
 
 def _read_header(path: Path) -> tuple[str, ...]:
@@ -292,8 +337,13 @@ def _validate_header(header: list[str], path: Path) -> tuple[str, ...]:
         return header
     if repeated:
         problem = f"repeated columns: {', '.join(repeated)}"
-    elif not missing and not extra:
-        problem = "the columns are in another order"
+    elif not missing and not extra:  # the same names in another order
+        expected = tuple(c for c in COLUMNS if c in header)
+        at = next(i for i, (a, b) in enumerate(zip(header, expected)) if a != b)
+        raise StoreError(
+            f"{path} has this version's columns in another order (column {at + 1} is {header[at]!r}, expected "
+            f"{expected[at]!r}); it is not an attnbench results file as written by this harness"
+        )
     else:
         problem = (
             f"missing columns: {', '.join(missing)[:200] or 'none'}; unexpected: {', '.join(extra)[:200] or 'none'}"

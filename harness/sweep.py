@@ -11,19 +11,22 @@ import multiprocessing as mp
 import os
 import signal
 import tempfile
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from frameworks import BACKENDS
+from frameworks import BACKENDS, label
 
+from . import schedule
 from .env import Environment, collect, git_commit
 from .measure import MeasureConfig, Measurer, make_row
 from .plan import Task, ensure_registered, longest_first, plan_tasks, resolve_backends  # noqa: F401 - re-exported
 from .store import ResultRow, Status, append_rows, done_keys
 
 WORKER_START_TIMEOUT_S = 300.0
+STOP_GRACE_S = 1.0  # at the end, how long the workers have, together, to exit before they are killed
 RETRIED_ON_RESUME = (Status.ERROR, Status.TIMEOUT)  # transient: a re-run may succeed
 
 
@@ -55,7 +58,10 @@ def _worker_main(conn, config: MeasureConfig, commit: str, log_path: str) -> Non
             return
         ensure_registered(task)
         print(f"--- {task.spec.describe()} :: {task.label}", flush=True)
-        conn.send(("row", measurer.measure(task.spec, registry[task.backend](task.variant))))
+        row = measurer.measure(task.spec, registry[task.backend](task.variant))
+        if row.status in FAILED:  # the log says why, beside the spec's header
+            print(f"    {row.status}: {row.reason}", flush=True)
+        conn.send(("row", row))
 
 
 class WorkerPool:
@@ -124,12 +130,8 @@ class WorkerPool:
             except (OSError, EOFError):
                 pass
 
-    def close(self) -> None:
-        self.ask_to_stop()
-        if self.process is not None and self.stopping:
-            self.process.join(10)
-        self.stopping = False
-        self._kill()
+    def close(self, grace_s: float = STOP_GRACE_S) -> None:
+        stop_workers([self], grace_s)
 
     def run(self, task: Task, timeout_s: float) -> ResultRow:
         if self.process is None:
@@ -158,6 +160,26 @@ class WorkerPool:
         if row.status is Status.ERROR:
             self._kill()  # a CUDA error can poison the context: the next task gets a fresh process
         return row
+
+
+def stop_workers(pools: list[WorkerPool], grace_s: float = STOP_GRACE_S) -> None:
+    """Ask every worker to exit at once, give them `grace_s` together, then kill those still running. Their
+    rows are all in the parent by then; one slow to tear down (CUDA, compile pools) costs a second, not 10 s
+    a worker one after another (four GPU workers took about a minute to wind down after the last row)."""
+    for pool in pools:
+        pool.ask_to_stop()
+    deadline = time.monotonic() + grace_s
+    for pool in pools:
+        process = pool.process
+        if process is not None and pool.stopping:
+            process.join(max(0.0, deadline - time.monotonic()))
+    for pool in pools:
+        process = pool.process
+        if process is not None and process.is_alive():
+            os.kill(process.pid, signal.SIGKILL)  # all first: a process may take a while to die
+    for pool in pools:
+        pool.stopping = False
+        pool._kill()
 
 
 @contextlib.contextmanager
@@ -193,7 +215,8 @@ def run_sweep(
     except those whose newest row is `error` or `timeout`, which run again unless `keep_failed`, and
     `unavailable` ones with `retry_unavailable` (a library installed since the rows were written).
     `workers`: one environment per worker process (e.g. {"CUDA_VISIBLE_DEVICES": "3"}); with more
-    than one, the tasks go out longest-first from one queue and this process alone writes the CSV.
+    than one, the tasks go out from one queue in the order harness/schedule.py plans for the makespan, and
+    this process alone writes the CSV.
     `ray_address`: run the tasks on a Ray cluster instead (harness/ray_executor.py), same rows."""
     config = replace(config, run_id=config.run_id or make_run_id())
     retry = (() if keep_failed else RETRIED_ON_RESUME) + ((Status.UNAVAILABLE,) if retry_unavailable else ())
@@ -220,12 +243,13 @@ def run_sweep(
             if on_row:
                 on_row(task, row)
             yield row
+    except BaseException:  # Ctrl-C, SIGTERM, a failed write: the workers end now, not after their task
+        for pool in pools:
+            pool._kill()
+        raise
     finally:
         rows.close()
-        for pool in pools:
-            pool.ask_to_stop()
-        for pool in pools:
-            pool.close()
+        stop_workers(pools)
 
 
 def _serial(todo: list[Task], pool: WorkerPool, timeout_s: float):
@@ -234,25 +258,26 @@ def _serial(todo: list[Task], pool: WorkerPool, timeout_s: float):
 
 
 def _parallel(todo: list[Task], pools: list[WorkerPool], timeout_s: float):
-    """One thread a worker pulls tasks from a shared queue; rows come back in the order they finish.
-    Workers start one after another, so that the first of a GPU kind calibrates it alone."""
+    """One thread a worker pulls tasks from a shared queue, in the order harness/schedule.py plans, the next
+    task of the spec it holds first; rows come back in the order they finish. Workers start one after
+    another, so that the first of a GPU kind calibrates it alone."""
     import queue
     import threading
 
     for pool in pools:
         pool._start()
-    tasks: queue.Queue = queue.Queue()
-    for task in longest_first(todo):
-        tasks.put(task)
+    costs = schedule.estimate_costs(todo, max_seconds=pools[0].config.repetition.max_seconds)
+    tasks = schedule.SpecQueue(schedule.plan(todo, costs, len(pools)), lambda task: task.spec)
     done: queue.Queue = queue.Queue()
     stop = threading.Event()
 
     def work(pool: WorkerPool) -> None:
+        held = None  # the spec whose inputs the worker holds
         while not stop.is_set():
-            try:
-                task = tasks.get_nowait()
-            except queue.Empty:
+            task = tasks.take(held)
+            if task is None:
                 return
+            held = task.spec
             try:
                 done.put((task, pool.run(task, timeout_s)))
             except Exception as exc:  # noqa: BLE001 - a worker that cannot restart: report, keep the others
@@ -269,9 +294,25 @@ def _parallel(todo: list[Task], pools: list[WorkerPool], timeout_s: float):
             yield task, row
     finally:
         stop.set()
+        deadline = time.monotonic() + 1
         for thread in threads:
-            thread.join(timeout=1)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def log_path_for(run_id: str) -> Path:
     return Path(tempfile.gettempdir()) / f"attnbench-{run_id}.log"
+
+
+FAILED = (Status.INCORRECT, Status.ERROR, Status.TIMEOUT)
+
+
+def failure_groups(rows: Iterable[ResultRow]) -> list[tuple[Status, str, str, int]]:
+    """(status, backend, reason, rows) of a sweep's incorrect, error and timeout rows, grouped, incorrect
+    first and then the most frequent: what a sweep prints at its end, so a failure never hides in the CSV."""
+    counts: dict[tuple[Status, str, str], int] = {}
+    for row in rows:
+        if row.status in FAILED:
+            key = (row.status, label(row.backend, row.variant), " ".join(row.reason.split())[:300])
+            counts[key] = counts.get(key, 0) + 1
+    order = {status: i for i, status in enumerate(FAILED)}
+    return [(*key, n) for key, n in sorted(counts.items(), key=lambda kv: (order[kv[0][0]], -kv[1], kv[0][1:]))]

@@ -81,11 +81,21 @@ class Batch:
     def cu_seqlens_k(self) -> tuple[int, ...]:
         return _cumulative(self.kv_lens)
 
-    def visible_pairs(self, causal: bool = True) -> int:
-        """(query, key) pairs one head computes over the batch: q·k − q(q−1)/2 per request when causal."""
+    def visible_pairs(self, causal: bool = True, window: int | None = None) -> int:
+        """(query, key) pairs one head computes over the batch: q·k − q(q−1)/2 per request when causal;
+        with a left window w (causal), query position p sees min(p, w) + 1 keys: only the band."""
+        if window is not None:
+            return sum(windowed_pairs(q, k, window) for q, k in zip(self.q_lens, self.kv_lens))
         if not causal:
             return sum(q * k for q, k in zip(self.q_lens, self.kv_lens))
         return sum(q * k - q * (q - 1) // 2 for q, k in zip(self.q_lens, self.kv_lens))
+
+    def touched_kv(self, window: int | None = None) -> int:
+        """KV tokens some query of the batch sees: every key, or with a left window w the last q + w of
+        each request (a windowed decode reads w + 1 keys, not its whole cache)."""
+        if window is None:
+            return self.total_kv
+        return sum(min(k, q + window) for q, k in zip(self.q_lens, self.kv_lens))
 
     @property
     def kind(self) -> str:
@@ -134,6 +144,16 @@ def _request_kind(q: int, k: int) -> str:
     if q <= MAX_SPEC_DECODE:
         return "spec-decode"
     return "append"
+
+
+def windowed_pairs(q_len: int, kv_len: int, window: int) -> int:
+    """Visible (query, key) pairs of one request under bottom-right causal with a left window: the
+    queries sit at positions kv_len − q_len … kv_len − 1, and position p sees keys max(0, p − window) … p."""
+    first, last = kv_len - q_len, kv_len - 1
+    growing_last = min(last, window)  # positions p <= window see p + 1 keys
+    growing = (growing_last + first + 2) * (growing_last - first + 1) // 2 if growing_last >= first else 0
+    flat = (last - max(first, window + 1) + 1) * (window + 1) if last > window else 0
+    return growing + flat
 
 
 def _cumulative(lengths: tuple[int, ...]) -> tuple[int, ...]:

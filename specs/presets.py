@@ -1,5 +1,5 @@
 """Named sweeps as data: a grid of models × workloads × batch sizes × sequence lengths × chunks ×
-page sizes, or of models × named serving mixes × page sizes.
+page sizes, or of models × named serving mixes (or drawn batches, `draw:SEED`) × page sizes.
 
 A preset is a `SweepGrid`; the CLI narrows it by replacing any axis (`--models`, `--batch`, …)."""
 
@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .batch import is_generator, parse_mix
-from .models import MODELS
+from .draw import draw_batch, expand_draws, is_draw, seed_of_draw
+from .models import LAYER_NAMES, MODELS, LayerKind, layer_kinds
 from .spec import DType, ExperimentSpec, SpecError, Workload, parse_enum
 
 
@@ -23,13 +24,15 @@ class Mix:
     count: int | None = None
     chunk: int = 1
 
-    def spec(self, model: str, **kw) -> ExperimentSpec:
+    def spec(self, model: str, layer: LayerKind | None = None, tp: int = 1, **kw) -> ExperimentSpec:
+        """This mix on one GPU's heads of `model` (tp-way sharded), in the form of one of its layer kinds
+        (default: its first, full attention)."""
         shape = MODELS[model]
-        heads = (shape.num_q_heads, shape.num_kv_heads, shape.head_dim)
+        fields = shape.spec_fields(layer or shape.layers[0], tp)
         if is_generator(self.mix):
-            return ExperimentSpec.from_lengths(self.mix, self.workload, self.count, *heads, chunk=self.chunk,
-                                               model=model, **kw)  # fmt: skip
-        return ExperimentSpec.from_mix(self.mix, *heads, model=model, **kw)
+            return ExperimentSpec.from_lengths(self.mix, self.workload, self.count, *_heads(fields), chunk=self.chunk,
+                                               **_form(fields), **kw)  # fmt: skip
+        return ExperimentSpec.from_mix(self.mix, *_heads(fields), **_form(fields), **kw)
 
 
 # traffic a serving engine runs, by name (the table shows the name; the row keeps the mix string)
@@ -50,14 +53,20 @@ MIXES: dict[str, Mix] = {
         Mix("prefill-lognormal", "lognormal:2048:0.8@0", workload="prefill", count=16),
     )
 }
-# the row's mix string (canonical for the grammar) -> the name
+# the drawn batches of the `generalization` preset (specs/draw.py): draw:0 … draw:N-1
+GENERALIZATION_DRAWS = 105  # 15 of each of the seven regimes
+# the row's mix string (canonical for the grammar) -> the name; a drawn batch of the preset is named by its seed
 MIX_NAMES = {(m.mix if is_generator(m.mix) else parse_mix(m.mix).to_mix()): m.name for m in MIXES.values()}
+MIX_NAMES.update({draw_batch(seed): f"draw:{seed}" for seed in reversed(range(GENERALIZATION_DRAWS))})
 
 
 def resolve_mix(text: str) -> Mix:
-    """A mix by name, or a mix string given on the command line (a bad segment is named)."""
+    """A mix by name, a drawn batch (`draw:SEED`, its concrete mix string), or a mix string given on the
+    command line (a bad segment is named)."""
     if text in MIXES:
         return MIXES[text]
+    if is_draw(text):
+        return Mix(text, draw_batch(seed_of_draw(text)))
     if is_generator(text):
         raise SpecError(f"mix: {text!r} is a length generator; give it as --lengths with --workload and --batch")
     parse_mix(text)
@@ -73,9 +82,11 @@ class SweepGrid:
     chunks: tuple[int, ...]  # append q_len; chunks longer than the sequence are skipped
     dtype: DType = DType.BF16
     page_sizes: tuple[int | None, ...] = (None,)  # None: dense KV
-    mixes: tuple[str, ...] = ()  # named mixes or mix strings: when set, models × mixes × page sizes
+    mixes: tuple[str, ...] = ()  # named mixes, mix strings or draw:SEED[-LAST]: when set, models × mixes × page sizes
     lengths: str | None = None  # a length generator: each workload × batch size (requests) × chunk drawn from it
     max_tflop: float | None = None  # leave out specs of more than this many TFLOP a call (None: no cap)
+    layers: tuple[str, ...] = ()  # layer kinds of each model ('full', 'window'); () = every kind it has
+    tps: tuple[int, ...] = (1,)  # tensor-parallel degrees: each spec holds one GPU's share of the heads
 
     def __post_init__(self) -> None:
         for name in self.models:
@@ -86,8 +97,17 @@ class SweepGrid:
         for axis in ("models", "workloads", "batch_sizes", "seq_lens", "chunks", "page_sizes"):
             if not getattr(self, axis):
                 raise SpecError(f"{axis}: the sweep needs at least one value")
+        object.__setattr__(self, "mixes", tuple(m for text in self.mixes for m in expand_draws(text)))
         for mix in self.mixes:
             resolve_mix(mix)
+        for name in self.layers:
+            if name not in LAYER_NAMES:
+                raise SpecError(f"layers: {name!r} is not valid; expected one of {', '.join(LAYER_NAMES)}")
+        if not self.tps:
+            raise SpecError("tps: the sweep needs at least one value")
+        for model in self.models:
+            for tp in self.tps:
+                MODELS[model].heads(tp)  # a tp that does not divide a model's heads: one line naming both
 
     def narrowed(self, **axes) -> SweepGrid:
         """This grid with the given axes replaced; None leaves an axis as it is."""
@@ -96,60 +116,74 @@ class SweepGrid:
         )
 
     def specs(self) -> list[ExperimentSpec]:
-        specs = self._all_specs()
+        specs = list(dict.fromkeys(self._all_specs()))  # once each (two seeds may draw one batch)
         if self.max_tflop is None:
             return specs
         return [s for s in specs if s.flops <= self.max_tflop * 1e12]
 
+    def shapes(self, model: str) -> list[dict]:
+        """The ExperimentSpec fields (heads, head dim, form, tp) of each layer kind × tp of `model`."""
+        shape = MODELS[model]
+        return [shape.spec_fields(kind, tp) for kind in layer_kinds(model, self.layers) for tp in self.tps]
+
     def _all_specs(self) -> list[ExperimentSpec]:
         if self.mixes:
             return [
-                resolve_mix(mix).spec(model, dtype=self.dtype, page_size=page)
+                resolve_mix(mix).spec(model, kind, tp, dtype=self.dtype, page_size=page)
                 for model in self.models
+                for kind in layer_kinds(model, self.layers)
+                for tp in self.tps
                 for mix in self.mixes
                 for page in self.page_sizes
             ]
         if self.lengths:
             return [
                 ExperimentSpec.from_lengths(
-                    self.lengths, w, count, *_heads(model), chunk=chunk, model=model, dtype=self.dtype, page_size=page
+                    self.lengths,
+                    w,
+                    count,
+                    *_heads(fields),
+                    chunk=chunk,
+                    dtype=self.dtype,
+                    page_size=page,
+                    **_form(fields),
                 )  # fmt: skip
                 for model in self.models
+                for fields in self.shapes(model)
                 for w in self.workloads
                 for count in self.batch_sizes
                 for chunk in ([1] if w in (Workload.PREFILL, Workload.DECODE) else self.chunks)
                 for page in self.page_sizes
             ]
+        return [spec for model in self.models for fields in self.shapes(model) for spec in self._uniform(fields)]
+
+    def _uniform(self, fields: dict) -> list[ExperimentSpec]:
+        """Workloads × batch sizes × lengths × chunks × page sizes of one model's head shape and form."""
         out: list[ExperimentSpec] = []
-        for model_name in self.models:
-            model = MODELS[model_name]
-            for workload in self.workloads:
-                for batch in self.batch_sizes:
-                    for seq in self.seq_lens:
-                        if workload is Workload.PREFILL:
-                            q_lens = [seq]
-                        elif workload is Workload.DECODE:
-                            q_lens = [1]
-                        elif workload is Workload.SPEC_DECODE:  # chunks are the draft lengths here
-                            q_lens = [c for c in self.chunks if 2 <= c <= min(16, seq)]
-                        else:
-                            q_lens = [c for c in self.chunks if c <= seq]
-                        for q_len in q_lens:
-                            out.extend(
-                                ExperimentSpec(
-                                    workload=workload,
-                                    batch_size=batch,
-                                    q_len=q_len,
-                                    kv_len=seq,
-                                    num_q_heads=model.num_q_heads,
-                                    num_kv_heads=model.num_kv_heads,
-                                    head_dim=model.head_dim,
-                                    dtype=self.dtype,
-                                    page_size=page,
-                                    model=model.name,
-                                )
-                                for page in self.page_sizes
-                            )
+        for workload in self.workloads:
+            for batch in self.batch_sizes:
+                for seq in self.seq_lens:
+                    if workload is Workload.PREFILL:
+                        q_lens = [seq]
+                    elif workload is Workload.DECODE:
+                        q_lens = [1]
+                    elif workload is Workload.SPEC_DECODE:  # chunks are the draft lengths here
+                        q_lens = [c for c in self.chunks if 2 <= c <= min(16, seq)]
+                    else:
+                        q_lens = [c for c in self.chunks if c <= seq]
+                    for q_len in q_lens:
+                        out.extend(
+                            ExperimentSpec(
+                                workload=workload,
+                                batch_size=batch,
+                                q_len=q_len,
+                                kv_len=seq,
+                                dtype=self.dtype,
+                                page_size=page,
+                                **fields,
+                            )  # fmt: skip
+                            for page in self.page_sizes
+                        )
         return out
 
 
@@ -164,9 +198,18 @@ PRESETS: dict[str, SweepGrid] = {
         seq_lens=(128,),
         chunks=(32,),
     ),
-    # the README comparison: batch 256 × 4096 tokens, append chunk 128, GQA groups 4, 8 and 16
+    # the README comparison: batch 256 × 4096 tokens, append chunk 128, GQA groups 2, 4, 8 and 16, head dims
+    # 64, 128 and 256; gpt-oss and Gemma once a layer kind (full and sliding-window; sinks, soft-cap)
     "readme": SweepGrid(
-        models=("Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B"),
+        models=(
+            "Llama-3.1-8B",
+            "Qwen3-30B-A3B",
+            "Qwen3-235B-A22B",
+            "gpt-oss-120b",
+            "gpt-oss-20b",
+            "Gemma-3-27B",
+            "Gemma-2-9B",
+        ),  # fmt: skip
         workloads=ALL_WORKLOADS,
         batch_sizes=(256,),
         seq_lens=(4096,),
@@ -182,6 +225,20 @@ PRESETS: dict[str, SweepGrid] = {
         page_sizes=(None, 16),
         mixes=tuple(MIXES),
     ),
+    # how often each library is the best, over drawn serving batches (specs/draw.py: seven regimes, 1-256
+    # requests, caches of a few tokens to 128k, one long cache among short ones, tiny batches), each dense and
+    # in 16-token pages, for `run.py table FILE --verdict`. About 20 min of GPU time with
+    # `-b triton,flash-attn3,flashinfer,flash-attn4 --max-seconds 0.25` (docs/perf-notes.md, "Split-KV by
+    # work", has the estimate); resumable with --resume
+    "generalization": SweepGrid(
+        models=("Llama-3.1-8B",),
+        workloads=(Workload.MIXED,),
+        batch_sizes=(1,),
+        seq_lens=(1,),
+        chunks=(1,),
+        page_sizes=(None, 16),
+        mixes=(f"draw:0-{GENERALIZATION_DRAWS - 1}",),
+    ),
     # latency, TFLOP/s and GB/s against context length and batch, sized to fit one GPU in a session's
     # device time: calls of more than 20 TFLOP are left out (causal prefill of 128k tokens, or of 32k at
     # batch 16: a quarter second a call or more, which with warm-up and repetition would double the
@@ -196,6 +253,15 @@ PRESETS: dict[str, SweepGrid] = {
         chunks=(512,),
         max_tflop=20,
     ),
+    # decode against 1k-128k caches at a fixed window, full and windowed layers side by side: a windowed
+    # layer reads window + 1 keys whatever the context, so its cost stays flat while the full layer's grows
+    "windowed": SweepGrid(
+        models=("gpt-oss-120b", "Gemma-3-27B"),
+        workloads=(Workload.DECODE,),
+        batch_sizes=(1, 16),
+        seq_lens=(1024, 4096, 16384, 32768, 65536, 131072),
+        chunks=(1,),
+    ),
     # everything; specs that cannot fit in the GPU's memory are recorded as skipped
     "full": SweepGrid(
         models=tuple(MODELS),
@@ -207,9 +273,30 @@ PRESETS: dict[str, SweepGrid] = {
 }
 
 
-def _heads(model: str) -> tuple[int, int, int]:
-    shape = MODELS[model]
-    return shape.num_q_heads, shape.num_kv_heads, shape.head_dim
+HEAD_FIELDS = ("num_q_heads", "num_kv_heads", "head_dim")
+
+
+def _heads(fields: dict) -> tuple[int, int, int]:
+    """The head shape of a model's spec fields (positional arguments of the spec builders)."""
+    return tuple(fields[name] for name in HEAD_FIELDS)
+
+
+def _form(fields: dict) -> dict:
+    """A model's spec fields but the head shape: model, form, tp."""
+    return {k: v for k, v in fields.items() if k not in HEAD_FIELDS}
+
+
+def specs_for(model: str, layer: str = "full", tp: int = 1, **spec) -> ExperimentSpec:
+    """One GPU's spec of one layer kind ('full' or 'window') of `model` under `tp`-way tensor parallelism;
+    `spec` gives the rest (workload, batch_size, q_len, kv_len, …). A model without that kind, or a tp
+    that does not divide its heads, is a SpecError."""
+    if model not in MODELS:
+        raise SpecError(f"model: {model!r} is not known; expected one of {', '.join(MODELS)}")
+    kind = MODELS[model].layer(layer)
+    if kind is None:
+        have = ", ".join(k.name for k in MODELS[model].layers)
+        raise SpecError(f"layer: {model} has no {layer} layers; it has {have}")
+    return ExperimentSpec(**MODELS[model].spec_fields(kind, tp), **spec)
 
 
 def get_preset(name: str) -> SweepGrid:

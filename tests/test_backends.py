@@ -1,11 +1,23 @@
 """Conformance: every registered backend that can run here agrees with the fp32 reference."""
 
 import os
+import re
 
 import pytest
 import torch
 
-from frameworks import BACKENDS, Caps, KVLayout, get_backend, load_all
+from frameworks import (
+    BACKENDS,
+    Caps,
+    KVLayout,
+    VariantError,
+    get_backend,
+    info_dict,
+    label,
+    load_all,
+    parse_backend_arg,
+    split_backend_args,
+)
 from harness.inputs import make_inputs
 from harness.reference import check_indices, check_output, reference_attention
 from harness.store import Status
@@ -44,19 +56,60 @@ def test_unavailable_backends_say_why(name):
         assert reason is None or backend.library in reason or "TRITON_INTERPRET" in reason
 
 
+LONG_KV = 320  # spans several KV blocks of every kernel here (32 to 128 keys a block): splits and chunks run
+
+
 def specs_from_caps(caps: Caps) -> list:
-    """Tiny specs a backend declares it runs: each workload, GQA group 4 (1 without GQA), dense or
-    paged (a page size it takes), in its first dtype."""
-    dtype = sorted(caps.dtypes, key=str)[0]
+    """Tiny specs a backend declares it runs: each workload at KV 48 in its first dtype, and in EVERY dtype
+    it declares an append (decode where it has no append) at KV 320, which spans several KV blocks, so that a
+    kernel's split or chunking of the KV length runs and a backend that claims fp32 but computes in bf16
+    fails fp32's tolerance; GQA group 4 (1 without GQA), dense or paged (a page size it takes)."""
     head_dim = 64 if caps.head_dims is None or 64 in caps.head_dims else min(caps.head_dims)
     group = 4 if caps.gqa else 1
     page = None if KVLayout.DENSE in caps.layouts else max(16, caps.page_size_multiple)
     workloads = [w for w in ("prefill", "append", "decode", "spec-decode") if Workload(w) in caps.workloads]
+    dtypes = sorted(caps.dtypes, key=str)
     out = []
     for w in workloads:
         kw = {"chunk": 4} if w == "spec-decode" else {}
-        out.append(tiny_spec(w, group=group, head_dim=head_dim, dtype=dtype, page_size=page, **kw))
+        out.append(tiny_spec(w, group=group, head_dim=head_dim, dtype=dtypes[0], page_size=page, **kw))
+    long = next((w for w in ("append", "decode", "spec-decode", "prefill") if w in workloads), None)
+    for dtype in dtypes if long else ():
+        kw = {"chunk": 4} if long == "spec-decode" else {}
+        out.append(tiny_spec(long, group=group, head_dim=head_dim, dtype=dtype, page_size=page, kv_len=LONG_KV, **kw))
     return out
+
+
+def test_conformance_specs_cover_every_declared_dtype_and_a_long_kv():
+    specs = specs_from_caps(Caps(dtypes={DType.BF16, DType.FP32}, devices={"cpu"}))
+    assert {s.dtype for s in specs} == {DType.BF16, DType.FP32}
+    assert max(s.kv_len for s in specs) >= 300
+
+
+def test_a_backend_that_claims_fp32_but_computes_in_bf16_fails_its_conformance_specs():
+    from frameworks import Backend
+
+    class Bf16Inside(Backend):
+        name = "test-bf16-inside"
+        caps = Caps(dtypes={DType.BF16, DType.FP32}, devices={"cpu"})
+
+        def prepare(self, spec, inputs):
+            # bf16's precision: inputs and output rounded to bf16 (the products summed in fp32, as kernels do)
+            q, k, v = (t.transpose(1, 2).to(torch.bfloat16).float() for t in (inputs.q, inputs.k, inputs.v))
+            row, col = torch.arange(spec.q_len)[:, None], torch.arange(spec.kv_len)[None, :]
+            visible = col <= row + spec.causal_offset if spec.is_masked else torch.ones_like(col > row)
+            sdpa = torch.nn.functional.scaled_dot_product_attention
+            out = lambda: sdpa(q, k, v, attn_mask=visible, scale=inputs.scale, enable_gqa=True)
+            return lambda: out().transpose(1, 2).to(torch.bfloat16).to(inputs.q.dtype)
+
+    measurer = cpu_measurer()
+    specs = [s for s in specs_from_caps(Bf16Inside.caps) if s.dtype is DType.FP32]
+    rows = [measurer.measure(spec, Bf16Inside()) for spec in specs]
+    bf16 = [
+        measurer.measure(spec, Bf16Inside()) for spec in specs_from_caps(Bf16Inside.caps) if spec.dtype is DType.BF16
+    ]
+    assert all(r.status is Status.OK for r in bf16), [r.reason for r in bf16]  # right in what it computes in
+    assert any(r.status is Status.INCORRECT and "fp32" in r.reason for r in rows), [(r.status, r.reason) for r in rows]
 
 
 @pytest.mark.parametrize("name", PROJECT_BACKENDS)
@@ -68,8 +121,12 @@ def test_each_available_backend_runs_what_it_declares(name):
         pytest.skip(backend.availability(CPU))
     measurer = cpu_measurer()
     rows = [measurer.measure(spec, backend) for spec in specs_from_caps(backend.caps)]
-    assert all(r.status in (Status.OK, Status.UNSUPPORTED) for r in rows), [(r.status, r.reason) for r in rows]
+    assert all(r.status in (Status.OK, Status.UNSUPPORTED) for r in rows), [
+        (r.status, r.dtype, r.kv_len, r.reason) for r in rows
+    ]
     assert any(r.status is Status.OK for r in rows), [r.reason for r in rows]
+    for dtype in backend.caps.dtypes:  # each declared dtype runs somewhere, not only declines
+        assert any(r.status is Status.OK for r in rows if r.dtype == str(dtype)), (dtype, [r.reason for r in rows])
 
 
 @pytest.mark.parametrize("group", [1, 4])
@@ -155,7 +212,8 @@ def test_sdpa_unsupported_reason_keeps_pytorchs_words_without_noise():
 
 def test_sdpa_records_the_kernel_pytorch_chose():
     row = cpu_measurer().measure(tiny_spec("prefill"), get_backend("sdpa-math"))
-    assert row.backend_info == "kernel=_scaled_dot_product_attention_math"
+    # which kernel ran, in PyTorch's words (a compact JSON object); the test reads only that it is the math one
+    assert row.backend_info.startswith('{"kernel":') and "math" in info_dict(row.backend_info)["kernel"]
 
 
 DENSE_ONLY = [n for n in PROJECT_BACKENDS if KVLayout.PAGED not in BACKENDS[n].caps.layouts]
@@ -239,16 +297,102 @@ def test_flex_gets_blocks_that_compile_for_chunks_off_its_block():
     assert flex_kernel_options(4, 16) is None and flex_kernel_options(16, 8) is None
 
 
-def test_an_adapter_switch_is_read_from_the_environment_and_refused_when_unknown(monkeypatch):
-    from frameworks.base import env_choice
+def test_a_backend_argument_names_a_variant_and_odd_shapes_are_refused():
+    """'NAME' or 'NAME[key=value,...]' (spaces allowed around the parts); a list of them splits at the commas
+    outside brackets; a label is the name with its canonical variant in brackets (none for the defaults)."""
+    assert parse_backend_arg("sdpa") == ("sdpa", {})
+    assert parse_backend_arg(" triton[splits=fill, gluon=off] ") == ("triton", {"splits": "fill", "gluon": "off"})
+    assert parse_backend_arg("triton[]") == ("triton", {})
+    for text, words in [("triton[splits]", "'splits' is not key=value"), ("triton[splits=]", "is not key=value"),
+                        ("triton[gluon=on,gluon=off]", "'gluon' given twice"), ("triton[gluon=on", "expected NAME or"),
+                        ("triton[a=1][b=2]", "expected NAME or")]:  # fmt: skip
+        with pytest.raises(VariantError, match=re.escape(words)):
+            parse_backend_arg(text)
+    assert issubclass(VariantError, ValueError)
+    assert split_backend_args("sdpa, triton[splits=fill,gluon=off],flashinfer[mixed=one-call] ,") == [
+        "sdpa", "triton[splits=fill,gluon=off]", "flashinfer[mixed=one-call]"
+    ]  # fmt: skip
+    assert split_backend_args("") == [] and split_backend_args("triton") == ["triton"]
+    assert label("triton", "splits=fill") == "triton[splits=fill]" and label("sdpa", "") == "sdpa"
 
-    monkeypatch.delenv("ATTNBENCH_SWITCH_PROBE", raising=False)
-    assert env_choice("ATTNBENCH_SWITCH_PROBE", "a", ("a", "b")) == "a"
-    monkeypatch.setenv("ATTNBENCH_SWITCH_PROBE", "b")
-    assert env_choice("ATTNBENCH_SWITCH_PROBE", "a", ("a", "b")) == "b"
-    monkeypatch.setenv("ATTNBENCH_SWITCH_PROBE", "c")
-    with pytest.raises(ValueError, match="ATTNBENCH_SWITCH_PROBE: 'c' is not valid; expected a, b"):
-        env_choice("ATTNBENCH_SWITCH_PROBE", "a", ("a", "b"))
+
+def test_a_variant_is_canonical_and_bad_keys_or_values_name_what_is_allowed():
+    """The real adapters' declared keys: the canonical string keeps the non-default keys in declaration order,
+    the instance's choice holds every key; a key or value not declared is a VariantError naming the allowed."""
+    triton, naive = BACKENDS["triton"], BACKENDS["torch-naive"]
+    assert triton.variant_string({"splits": "fill", "gluon": "off"}) == "gluon=off,splits=fill"
+    assert triton.variant_string({"splits": "waves", "mixed_streams": "1"}) == "mixed_streams=1"  # a default: unsaid
+    assert triton.variant_string({}) == "" and naive.variant_string({"gqa": "grouped"}) == ""
+    backend = get_backend("triton[splits=fill,gluon=off]")
+    assert backend.variant == "gluon=off,splits=fill" and backend.name == "triton"
+    assert backend.choice == {key.name: key.default for key in triton.variants} | {"splits": "fill", "gluon": "off"}
+    assert set(backend.choice) == {"gluon", "gluon_grid", "splits", "schedule", "varlen_config", "varlen_tma",
+                                   "page_prefetch", "mixed_streams", "mixed_launches"}  # fmt: skip
+    made = [triton("splits=fill"), triton({"splits": "fill"}), get_backend("triton[splits=fill]")]
+    assert all(b.choice == made[0].choice and b.variant == "splits=fill" for b in made)
+    assert get_backend("triton").variant == "" and get_backend("triton").choice["splits"] == "waves"
+    assert get_backend("flashinfer[mixed=one-call]").choice == {"mixed": "one-call", "sinks": "prefill-decode"}
+    assert get_backend("torch-naive[gqa=repeat]").variant == "gqa=repeat"
+    refused = [
+        ("triton[split=fill]", "backend triton: no variant key 'split'; its keys: gluon, gluon_grid, splits, schedule"),
+        ("triton[splits=even]", "backend triton: variant splits='even' is not valid; expected one of waves, fill, "
+         "work, work-fused (default waves)"),
+        ("flashinfer[mixed=both]", "variant mixed='both' is not valid; expected one of split, one-call, "
+         "batch-attention (default split)"),
+        ("torch-naive[gqa=tiled]", "variant gqa='tiled' is not valid; expected one of grouped, repeat "
+         "(default grouped)"),
+        ("sdpa[gqa=repeat]", "backend sdpa: no variant key 'gqa'; its keys: none (this backend has no variants)"),
+    ]  # fmt: skip
+    for text, words in refused:
+        with pytest.raises(VariantError, match=re.escape(words)):
+            get_backend(text)
+    with pytest.raises(VariantError, match="no variant key 'splits'"):
+        naive({"splits": "fill"})
+    with pytest.raises(ValueError, match="backend: 'tritonn' is not known"):
+        get_backend("tritonn[splits=fill]")
+
+
+def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_changes_something():
+    """contender_variants: the defaults, then each declared contender; variant_applies: a non-default key that
+    changes nothing for the spec (its row would repeat the default's) is not planned."""
+    from specs import ExperimentSpec
+
+    assert BACKENDS["flashinfer"].contender_variants() == ["", "mixed=batch-attention", "sinks=attention-sink"]
+    assert BACKENDS["triton"].contender_variants() == [""] == BACKENDS["torch-naive"].contender_variants()
+    assert BACKENDS["sdpa"].contender_variants() == [""]
+    mixed = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64)
+    paged_mix = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64, page_size=16)
+    decodes = ExperimentSpec.from_mix("3q1s7_q1s40", 8, 2, 64)  # a ragged batch of decodes only
+    decode, prefill = tiny_spec("decode"), tiny_spec("prefill")
+    for text, applies_to, not_to in [
+        ("flashinfer[mixed=batch-attention]", [mixed, decodes], [decode, prefill]),
+        ("torch-naive[gqa=repeat]", [decode, prefill, mixed], [tiny_spec("decode", group=1)]),
+        ("triton[splits=fill]", [decode, mixed, decodes], [prefill, tiny_spec("append")]),
+        ("triton[gluon=off]", [prefill, mixed], [decode, decodes]),
+        ("triton[mixed_streams=1]", [mixed], [decodes, decode]),
+        ("triton[varlen_tma=off]", [mixed], [paged_mix, decode]),
+        ("triton[page_prefetch=all]", [paged_mix, tiny_spec("decode", page_size=16)], [mixed, decode]),
+        ("triton[splits=fill,mixed_streams=1]", [mixed], [decode]),  # every non-default key must apply
+        ("triton", [decode, prefill, mixed], []),
+    ]:
+        backend = get_backend(text)
+        assert all(backend.variant_applies(spec) for spec in applies_to), text
+        assert not any(backend.variant_applies(spec) for spec in not_to), text
+
+
+@pytest.mark.parametrize("what", ["prefill", "append", "decode", "q9_2q1s17_q4s12"])
+def test_torch_naive_runs_gqa_grouped_or_repeated_and_says_which(what):
+    """torch-naive's gqa variant: query heads folded into rows (grouped, the default) or K/V repeated to every
+    query head in the call (repeat, Hugging Face's eager attention): both pass the reference on a GQA spec
+    (group 4), and the row says which ran."""
+    from specs import ExperimentSpec
+
+    spec = ExperimentSpec.from_mix(what, 8, 2, 64) if "q" in what[:2] else tiny_spec(what, group=4)
+    assert spec.gqa_group == 4
+    for text, gqa in [("torch-naive", "grouped rows"), ("torch-naive[gqa=repeat]", "repeat K/V")]:
+        row = cpu_measurer().measure(spec, get_backend(text))
+        assert row.status is Status.OK and row.rel_err < 2e-2, (text, row.reason)
+        assert info_dict(row.backend_info)["gqa"] == gqa and row.variant == get_backend(text).variant, row.backend_info
 
 
 MAPS = """7f01-7f02 r--p 00000000 103:02 11 /opt/venv/nvidia/cudnn/lib/libcudnn_graph.so.9

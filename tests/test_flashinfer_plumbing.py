@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from frameworks import get_backend
+from frameworks import VariantError, get_backend
 from harness.inputs import make_inputs
 from harness.reference import check_output, reference_attention
 from specs import ExperimentSpec
@@ -22,12 +22,12 @@ CPU = torch.device("cpu")
 def flashinfer(monkeypatch):
     fake_flashinfer.calls.clear()
     monkeypatch.setitem(sys.modules, "flashinfer", fake_flashinfer)
-    monkeypatch.delenv("ATTNBENCH_FLASHINFER_MIXED", raising=False)
     return fake_flashinfer
 
 
-def run(spec):
-    backend = get_backend("flashinfer")
+def run(spec, backend="flashinfer"):
+    """Prepare and call `backend` (a variant: 'flashinfer[mixed=one-call]') on `spec`; the info it reports."""
+    backend = get_backend(backend)
     inputs = make_inputs(spec, CPU)
     out = backend.prepare(spec, inputs)()
     everyone = list(range(spec.batch_size))
@@ -61,14 +61,12 @@ def test_other_ragged_batches_are_one_prefill_call(flashinfer, mix):
     assert flashinfer.calls == [("paged-prefill", 3)]
 
 
-def test_one_call_mode_runs_a_mixed_batch_through_the_prefill_wrapper(flashinfer, monkeypatch):
-    monkeypatch.setenv("ATTNBENCH_FLASHINFER_MIXED", "one-call")
-    info = run(ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64))
+def test_one_call_mode_runs_a_mixed_batch_through_the_prefill_wrapper(flashinfer):
+    info = run(ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64), "flashinfer[mixed=one-call]")
     assert flashinfer.calls == [("ragged-prefill", 4)] and info == "BatchPrefillWithRaggedKVCacheWrapper;dense"
-    monkeypatch.setenv("ATTNBENCH_FLASHINFER_MIXED", "both")
-    expected = "ATTNBENCH_FLASHINFER_MIXED: 'both' is not valid; expected split, one-call, batch-attention"
-    with pytest.raises(ValueError, match=expected):
-        run(ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64))
+    expected = r"variant mixed='both' is not valid; expected one of split, one-call, batch-attention \(default split\)"
+    with pytest.raises(VariantError, match=expected):
+        run(ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64), "flashinfer[mixed=both]")
 
 
 def test_the_stand_in_catches_a_wrong_page_table(flashinfer, monkeypatch):
@@ -94,10 +92,9 @@ def test_a_uniform_decode_reads_a_dense_cache_as_pages_of_one_token(flashinfer, 
 
 @pytest.mark.parametrize("page", [None, 1, 16])
 @pytest.mark.parametrize("mix", ["q20s30_2q4s25_3q1s17", "q1s7_q1s40", "2q12_q7s9"])
-def test_batch_attention_mode_runs_any_ragged_batch_in_one_call(flashinfer, monkeypatch, mix, page):
-    monkeypatch.setenv("ATTNBENCH_FLASHINFER_MIXED", "batch-attention")
+def test_batch_attention_mode_runs_any_ragged_batch_in_one_call(flashinfer, mix, page):
     spec = ExperimentSpec.from_mix(mix, 8, 2, 64, page_size=page)
-    info = run(spec)
+    info = run(spec, "flashinfer[mixed=batch-attention]")
     assert flashinfer.calls == [("batch-attention", spec.batch.num_requests)]
     assert info.startswith("BatchAttention (one persistent launch);")
     assert info.endswith("dense" if page is None else f"page_size={page}")
@@ -108,8 +105,8 @@ def test_batch_attention_mode_without_it_in_the_library_is_unsupported(flashinfe
 
     from .helpers import cpu_measurer
 
-    monkeypatch.setenv("ATTNBENCH_FLASHINFER_MIXED", "batch-attention")
     monkeypatch.delattr(fake_flashinfer, "BatchAttention")
-    monkeypatch.setattr(get_backend("flashinfer").__class__, "availability", lambda self, device: None)
-    row = cpu_measurer().measure(ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64), get_backend("flashinfer"))
+    backend = get_backend("flashinfer[mixed=batch-attention]")
+    monkeypatch.setattr(type(backend), "availability", lambda self, device: None)
+    row = cpu_measurer().measure(ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64), backend)
     assert row.status is Status.UNSUPPORTED and "no BatchAttention" in row.reason

@@ -62,7 +62,7 @@ class FakeSampler:
 @pytest.mark.parametrize("spread, expect_stop_early", [(0.001, True), (1.0, False)])
 def test_adaptive_repetition_stops_when_the_interval_is_tight(monkeypatch, spread, expect_stop_early):
     fake = FakeSampler(spread)
-    monkeypatch.setattr(timer, "make_sampler", lambda fn, mode: fake)
+    monkeypatch.setattr(timer, "make_sampler", lambda fn, mode, l2_flush: fake)
     rep = Repetition(min_iterations=10, max_iterations=400, ci_target=0.01, max_seconds=60, warmup=0)
     timing = time_callable(lambda: None, CPU, rep)
     if expect_stop_early:
@@ -75,7 +75,7 @@ def test_adaptive_repetition_stops_when_the_interval_is_tight(monkeypatch, sprea
 
 def test_fixed_iterations_and_the_time_cap(monkeypatch):
     fake = FakeSampler(0.5)
-    monkeypatch.setattr(timer, "make_sampler", lambda fn, mode: fake)
+    monkeypatch.setattr(timer, "make_sampler", lambda fn, mode, l2_flush: fake)
     assert time_callable(lambda: None, CPU, Repetition(iterations=7, warmup=0)).n == 7
     # samples of ~1 ms against a 10 ms cap: at most 10 calls, never fewer than 5
     assert 5 <= time_callable(lambda: None, CPU, Repetition(max_seconds=0.01, warmup=0)).n <= 10

@@ -85,8 +85,9 @@ def test_cli_plot_writes_pngs(fixture_csv, tmp_path):
     out = tmp_path / "plots"
     result = runner.invoke(run.app, ["plot", str(fixture_csv), "--out-dir", str(out)])
     assert result.exit_code == 0, result.output
-    pngs = list(out.glob("*.png"))
-    assert len(pngs) == 1 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pngs[0].stat().st_size > 10_000
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == ["h100_tiny_b2_bf16.png", "h100_verdict.png"]  # two libraries: a verdict
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in pngs)
 
 
 def test_cli_list():
@@ -287,7 +288,9 @@ def test_plot_writes_roofline_and_speedup_heatmap(fixture_csv, tmp_path):
     result = runner.invoke(run.app, ["plot", str(calibrated), "--out-dir", str(out), "--baseline", "torch-naive"])
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.glob("*.png"))
-    assert names == ["h100_roofline.png", "h100_speedup_vs_torch-naive.png", "h100_tiny_b2_bf16.png"]
+    assert names == [
+        "h100_roofline.png", "h100_speedup_vs_torch-naive.png", "h100_tiny_b2_bf16.png", "h100_verdict.png"
+    ]  # fmt: skip
     bad = runner.invoke(run.app, ["plot", str(calibrated), "--out-dir", str(out), "--baseline", "nobody"])
     assert bad.exit_code == 2 and "baseline: 'nobody' has no rows" in bad.output
 
@@ -458,15 +461,19 @@ def test_plot_draws_the_serving_mixes_apart(tmp_path):
 
 
 def test_the_html_report_shows_who_wins_each_mix_and_a_heat_map_a_model(tmp_path):
-    from harness.html_report import write_report
+    from harness.html_report import _figures, write_report
     from harness.store import as_frame
 
-    text = write_report(as_frame(serving_rows()), tmp_path / "r").read_text()
+    frame = as_frame(serving_rows())
+    text = write_report(frame, tmp_path / "r").read_text()
     winners_table = text.split('id="winners"')[1].split("</table>")[0]
     assert winners_table.count("<tr") == 1 + 3  # the header and one line a model × mix × KV layout
     assert "<td>triton</td>" in winners_table and "<td>1.25×</td>" in winners_table
+    # the figures' titles are the page's headings (html-escaped, not plotly's JSON escaping of '·')
     headings = re.findall(r"<h3 [^>]*>Serving mixes · NVIDIA H100 80GB HBM3 · ([^:]*):", text)
     assert headings == ["Llama-3.1-8B", "Qwen3-235B-A22B"]  # a heat map a model
+    titles = [f.layout.title.text or "" for f in _figures(frame.reset_index(drop=True))]
+    assert text.count('class="plotly-graph-div"') == len(titles)  # every figure is on the page
 
 
 def test_results_glob_passes_over_ceilings_and_spread_files(fixture_csv, tmp_path):

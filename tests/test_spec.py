@@ -88,10 +88,13 @@ def test_models_have_the_published_shapes():
 
 def test_readme_preset_is_batch_256_by_4096_with_chunk_128():
     specs = PRESETS["readme"].specs()
-    assert len(specs) == 9
+    assert len(specs) == 3 * 3 + 4 * 2 * 3  # the new models once a layer kind (full, windowed)
     assert {s.batch_size for s in specs} == {256} and {s.kv_len for s in specs} == {4096}
     assert {s.q_len for s in specs if s.workload is Workload.APPEND} == {128}
-    assert {s.model for s in specs} == {"Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B"}
+    assert {s.model for s in specs} == {"Llama-3.1-8B", "Qwen3-30B-A3B", "Qwen3-235B-A22B", "gpt-oss-120b",
+                                        "gpt-oss-20b", "Gemma-3-27B", "Gemma-2-9B"}  # fmt: skip
+    assert {(s.model, s.window, s.sinks, s.softcap) for s in specs if s.model.startswith("Gemma-2")} == {
+        ("Gemma-2-9B", None, False, 50.0), ("Gemma-2-9B", 4096, False, 50.0)}  # fmt: skip
 
 
 def test_full_preset_skips_chunks_longer_than_the_sequence_and_narrows():

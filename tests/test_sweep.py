@@ -162,6 +162,30 @@ def test_workers_are_all_asked_to_stop_before_any_is_waited_for(tmp_path):
     assert all(pool.process is None and not pool.stopping for pool in pools)
 
 
+def test_workers_that_do_not_exit_are_killed_together_after_a_second(tmp_path):
+    """Three workers busy in a hung call never read the stop: stop_workers gives them one second together,
+    then kills them all (one after another at 10 s each, this took 30 s)."""
+    import time
+
+    from harness.sweep import STOP_GRACE_S, WorkerPool, stop_workers
+
+    pools = [WorkerPool(CONFIG, tmp_path / f"log{i}") for i in range(3)]
+    try:
+        for pool in pools:
+            pool._start()
+            pool.conn.send(plan_tasks([tiny_spec("decode")], ["test-hangs"])[0])
+        processes = [pool.process for pool in pools]
+        time.sleep(0.5)  # the calls are under way
+        started = time.monotonic()
+        stop_workers(pools)
+        elapsed = time.monotonic() - started
+    finally:
+        stop_workers(pools)
+    assert not any(process.is_alive() for process in processes)
+    assert all(process.exitcode == -9 for process in processes)  # killed, not exited
+    assert STOP_GRACE_S * 0.9 <= elapsed < 5  # one grace for all, not one a worker
+
+
 def _keys(rows):
     return sorted(r.task_key for r in rows)
 

@@ -133,13 +133,13 @@ def test_gpu_session_runs_cmds_before_the_sweeps_and_cmds_last_after_them(tmp_pa
     assert (job / "b").read_text() == "last\n" and (job / "done").exists()
 
 
-def test_ab_env_writes_its_csv_into_a_folder_it_creates(tmp_path):
+def test_ab_writes_its_csv_into_a_folder_it_creates(tmp_path):
     """An A/B's --out may name a new folder (one a run): the table must not be lost to a missing folder."""
     out = tmp_path / "new" / "ab"
-    cmd = [sys.executable, "-m", "tools.ab_env", "-b", "torch-naive", "--preset", "smoke", "-w", "decode",
-           "--device", "cpu", "--rounds", "1", "--a", "X_A=1", "--b", "X_B=1",
-           "--max-seconds", "0.05", "--out", str(out)]  # fmt: skip
+    cmd = [sys.executable, "-m", "tools.ab", "--preset", "smoke", "-w", "decode", "--device", "cpu", "--rounds", "1",
+           "--a", "torch-naive[gqa=repeat]", "--b", "torch-naive", "--max-seconds", "0.05",
+           "--out", str(out)]  # fmt: skip
     done = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = (out / "ab-env.csv").read_text().splitlines()
+    rows = (out / "ab.csv").read_text().splitlines()
     assert rows[0].startswith("spec,side,round") and len(rows) > 2

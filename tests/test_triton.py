@@ -9,7 +9,7 @@ import torch
 
 triton = pytest.importorskip("triton")
 
-from frameworks import get_backend
+from frameworks import VariantError, get_backend, info_dict
 from frameworks._paged import to_paged
 from frameworks.triton import ops
 from harness.inputs import make_inputs
@@ -21,6 +21,22 @@ from .helpers import cpu_measurer, tiny_spec
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def info(row) -> dict:
+    """A row's backend_info as the dict the Triton adapter reported."""
+    return info_dict(row.backend_info)
+
+
+def launches(info: dict) -> list[dict]:
+    """The launches a backend_info describes: a Mixed op's two, else the one."""
+    return info.get("launches", [info])
+
+
+def bad_variant(text: str, match: str):
+    """A variant value the backend does not declare is refused when the backend is made, naming the allowed."""
+    with pytest.raises(VariantError, match=match):
+        get_backend(text)
+
+
 @pytest.mark.parametrize("page_size", [None, 16, 5])
 @pytest.mark.parametrize("group", [1, 4, 8, 16])
 @pytest.mark.parametrize("workload", ["prefill", "append", "decode"])
@@ -30,7 +46,7 @@ def test_triton_backend_matches_reference(workload, group, page_size):
     spec = tiny_spec(workload, group=group, kv_len=40, chunk=12, page_size=page_size)  # ragged tiles and pages
     row = cpu_measurer().measure(spec, get_backend("triton"))
     assert row.status is Status.OK, row.reason
-    assert row.rel_err < 1e-2 and "BLOCK_N=" in row.backend_info
+    assert row.rel_err < 1e-2 and "BLOCK_N" in info(row)
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
@@ -84,7 +100,7 @@ def _slots_used(kv_lens, kv_heads, tokens, sms):
 
 
 def test_the_waves_split_rule_fills_whole_waves_and_sizes_splits_by_the_work():
-    """ATTNBENCH_TRITON_SPLITS=waves (ops.choose_splits_waves), at the sizes that showed the problem on the
+    """The variant splits=waves (ops.choose_splits_waves), at the sizes that showed the problem on the
     H200 (132 SMs): batch 1 × 128k with 8 KV heads, where "fill" launches 136 programs (a second wave of 4),
     and the long-decode mix (128k, 2 × 64k, 4 × 32k), where "fill" sizes the splits by the 128k cache and
     leaves a third of the SMs without work."""
@@ -135,7 +151,7 @@ def test_ragged_decode_with_the_waves_rule_matches_the_reference(page_size, monk
     op = ops.RaggedDecode(inputs.q, k, v, kv_lens, spec.kv_len, granule=16, split_rule="waves", **cache)
     if DEVICE.type == "cpu":
         assert (op.splits, op.tokens) == (4, 32)
-    assert "split_rule=waves;" in op.config()
+    assert op.info()["split_rule"] == "waves"
     ref = reference_attention(spec, inputs, [0, 1, 2, 3])
     check = check_output(spec, op(), ref, [0, 1, 2, 3])
     assert check.ok, check.problem
@@ -144,20 +160,17 @@ def test_ragged_decode_with_the_waves_rule_matches_the_reference(page_size, monk
 
 
 @pytest.mark.parametrize("what", ["decode", "3q1s7_q1s40", "q20s30_3q1s17"])
-def test_the_environment_picks_the_split_rule_and_the_row_says_which(monkeypatch, what):
+def test_the_variant_picks_the_split_rule_and_the_row_says_which(what):
     from specs import ExperimentSpec
 
     spec = tiny_spec("decode", kv_len=40, batch=2) if what == "decode" else ExperimentSpec.from_mix(what, 8, 2, 64)
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
-    monkeypatch.setenv("ATTNBENCH_TRITON_SPLITS", "fill")
-    row = cpu_measurer().measure(spec, get_backend("triton"))
-    assert row.status is Status.OK and "split_rule" not in row.backend_info  # "fill" unsaid, as in older rows
-    monkeypatch.delenv("ATTNBENCH_TRITON_SPLITS", raising=False)  # the default: waves
-    row = cpu_measurer().measure(spec, get_backend("triton"))
-    assert row.status is Status.OK and row.rel_err < 1e-2 and "split_rule=waves;" in row.backend_info, row.reason
-    monkeypatch.setenv("ATTNBENCH_TRITON_SPLITS", "even")
-    row = cpu_measurer().measure(spec, get_backend("triton"))
-    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_SPLITS: 'even' is not valid" in row.reason
+    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2,splits=fill]"))
+    decodes = launches(info(row))[-1]  # the split-KV decode launch (a mixed batch's second)
+    assert row.status is Status.OK and decodes["split_rule"] == "fill", row.backend_info
+    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2]"))  # the default: waves
+    assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
+    assert launches(info(row))[-1]["split_rule"] == "waves", row.backend_info
+    bad_variant("triton[splits=even]", r"splits='even' is not valid; expected one of waves, fill")
 
 
 @pytest.mark.parametrize("use_tma", [True, False])
@@ -185,7 +198,7 @@ def test_kv_load_paths_and_pinned_configs_match_reference(workload, use_tma):
         config = triton.Config(blocks, num_warps=4, num_stages=1 if small else 3)
         op = ops.Prefill(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, use_tma=use_tma, config=config)
     assert op.kw["TMA"] is use_tma
-    assert ("kv_loads=tma" if use_tma else "kv_loads=gather") in op.config() and "warps=4" in op.config()
+    assert op.info()["kv_loads"] == ("tma" if use_tma else "gather") and op.info()["warps"] == 4
     ref = reference_attention(spec, inputs, [0, 2])
     check = check_output(spec, op(), ref, [0, 2])
     assert check.ok, check.problem
@@ -228,7 +241,7 @@ def test_a_pinned_configuration_with_a_register_cap_runs_and_says_so():
     op = ops.Prefill(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, use_tma=False, config=config)
     idx = list(range(spec.batch_size))
     assert check_output(spec, op(), reference_attention(spec, inputs, idx), idx).ok
-    assert "warps=4,stages=2,maxnreg=128," in op.config()
+    assert {"warps": 4, "stages": 2, "maxnreg": 128}.items() <= op.info().items()
 
     class Launcher:  # stands in for a jitted function: records the launch options it gets
         arg_names = ["X"]
@@ -259,8 +272,8 @@ def test_triton_varlen_matches_reference_on_ragged_and_mixed_batches(mix, page_s
     spec = ExperimentSpec.from_mix(mix, 8, 2, 64, page_size=page_size)
     row = cpu_measurer().measure(spec, get_backend("triton"))
     assert row.status is Status.OK, row.reason
-    kernel = "ragged-decode;" if spec.batch.kind == "decode" else "varlen;"
-    assert row.rel_err < 1e-2 and row.checked_batch == spec.batch_size and row.backend_info.startswith(kernel)
+    kernel = "ragged-decode" if spec.batch.kind == "decode" else "varlen"
+    assert row.rel_err < 1e-2 and row.checked_batch == spec.batch_size and info(row)["kernel"] == kernel
 
 
 @pytest.mark.parametrize("page_size", [None, 16])
@@ -277,30 +290,26 @@ def test_ragged_decode_splits_per_request_with_empty_splits(page_size):
 
 @pytest.mark.parametrize("page_size", [None, 16])
 @pytest.mark.parametrize("mix", ["q20s30_2q4s25_3q1s17", "q9_5q1s40"])
-def test_a_mixed_batch_in_two_launches_matches_the_reference(mix, page_size, monkeypatch):
+def test_a_mixed_batch_in_two_launches_matches_the_reference(mix, page_size):
     if DEVICE.type == "cuda":
         pytest.skip("covered at real sizes by tests/test_gpu.py")
-    from frameworks.triton import TritonAttention
     from specs import ExperimentSpec
 
-    monkeypatch.setattr(TritonAttention, "mixed_launches", 2)
     spec = ExperimentSpec.from_mix(mix, 8, 2, 64, page_size=page_size)
-    row = cpu_measurer().measure(spec, get_backend("triton"))
+    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2]"))
     assert row.status is Status.OK, row.reason
-    assert row.rel_err < 1e-2 and row.backend_info.startswith("two launches;streams=1;varlen;")
+    ran = info(row)
+    assert row.rel_err < 1e-2 and (ran["kernel"], ran["streams"]) == ("two launches", 1), row.backend_info
+    assert ran["launches"][0]["kernel"] == "varlen", row.backend_info
 
 
-def test_the_environment_picks_the_mixed_launches_for_a_measurement(monkeypatch):
+def test_the_variant_picks_the_mixed_launches_for_a_measurement():
     from specs import ExperimentSpec
 
     spec = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64)
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
-    assert cpu_measurer().measure(spec, get_backend("triton")).backend_info.startswith("two launches;")
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "1")
-    assert cpu_measurer().measure(spec, get_backend("triton")).backend_info.startswith("varlen;")
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "3")
-    row = cpu_measurer().measure(spec, get_backend("triton"))
-    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_MIXED_LAUNCHES" in row.reason
+    assert info(cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2]")))["kernel"] == "two launches"
+    assert info(cpu_measurer().measure(spec, get_backend("triton[mixed_launches=1]")))["kernel"] == "varlen"
+    bad_variant("triton[mixed_launches=3]", r"mixed_launches='3' is not valid; expected one of 2, 1")
 
 
 def test_the_two_launch_split_needs_decodes_after_other_requests():
@@ -311,7 +320,7 @@ def test_the_two_launch_split_needs_decodes_after_other_requests():
 
 @pytest.mark.parametrize("schedule", ["longest-first", "simple", "tiles"])
 @pytest.mark.parametrize("page_size", [None, 16])
-def test_every_varlen_schedule_matches_the_reference(schedule, page_size, monkeypatch):
+def test_every_varlen_schedule_matches_the_reference(schedule, page_size):
     """The heaviest request (q20 on 30 keys) sits in the middle of the batch, so longest-first launches the
     requests in another order than the batch's, and its causal row blocks last first; "tiles" does the same
     over a grid of the row blocks that hold rows (a decode's one block beside the q20's several)."""
@@ -319,12 +328,10 @@ def test_every_varlen_schedule_matches_the_reference(schedule, page_size, monkey
         pytest.skip("covered at real sizes by tests/test_gpu.py")
     from specs import ExperimentSpec
 
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "1")
-    monkeypatch.setenv("ATTNBENCH_TRITON_SCHEDULE", schedule)
     spec = ExperimentSpec.from_mix("q5_2q4s9_q20s30_q1s17", 8, 2, 64, page_size=page_size)
-    row = cpu_measurer().measure(spec, get_backend("triton"))
+    row = cpu_measurer().measure(spec, get_backend(f"triton[mixed_launches=1,schedule={schedule}]"))
     assert row.status is Status.OK, row.reason
-    assert row.rel_err < 1e-2 and row.backend_info.startswith(f"varlen;schedule={schedule};")
+    assert row.rel_err < 1e-2 and (info(row)["kernel"], info(row)["schedule"]) == ("varlen", schedule)
 
 
 def test_longest_first_orders_requests_by_their_query_key_pairs():
@@ -342,30 +349,25 @@ def test_longest_first_orders_requests_by_their_query_key_pairs():
 
 
 @pytest.mark.parametrize("schedule", ["longest-first", "tiles"])
-@pytest.mark.parametrize("launches", ["1", "2"])
-def test_varlen_tiles_through_tma_over_a_packed_cache_match_the_reference(monkeypatch, schedule, launches):
-    """ATTNBENCH_TRITON_VARLEN_TMA=1: a dense ragged cache's K/V tiles through descriptors over the packed
+@pytest.mark.parametrize("mixed_launches", ["1", "2"])
+def test_varlen_tiles_through_tma_over_a_packed_cache_match_the_reference(schedule, mixed_launches):
+    """The variant varlen_tma=on: a dense ragged cache's K/V tiles through descriptors over the packed
     [Σ kv_len, Hkv·D] view (emulated by the interpreter). The q20 request's tiles run past its 30 keys
     into the next request's: the key mask must drop them; the row says kv_loads=tma."""
     if DEVICE.type == "cuda":
         pytest.skip("covered at real sizes by tests/test_gpu.py")
     from specs import ExperimentSpec
 
-    monkeypatch.setenv("ATTNBENCH_TRITON_VARLEN_TMA", "1")
-    monkeypatch.setenv("ATTNBENCH_TRITON_SCHEDULE", schedule)
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", launches)
+    variant = f"triton[varlen_tma=on,schedule={schedule},mixed_launches={mixed_launches}]"
     spec = ExperimentSpec.from_mix("q5_2q4s9_q20s30_q1s17_2q1s40", 8, 2, 64)
-    row = cpu_measurer().measure(spec, get_backend("triton"))
+    row = cpu_measurer().measure(spec, get_backend(variant))
     assert row.status is Status.OK, row.reason
-    varlen = row.backend_info.split("varlen;")[1]
-    assert row.rel_err < 1e-2 and "kv_loads=tma" in varlen.split(";ragged-decode")[0], row.backend_info
-    paged = cpu_measurer().measure(
-        ExperimentSpec.from_mix("q20s30_q4s9", 8, 2, 64, page_size=16), get_backend("triton")
-    )
-    assert paged.status is Status.OK and "kv_loads=tma" not in paged.backend_info  # pages of 16: gathered
-    monkeypatch.setenv("ATTNBENCH_TRITON_VARLEN_TMA", "yes")
-    bad = cpu_measurer().measure(spec, get_backend("triton"))
-    assert bad.status is Status.ERROR and "ATTNBENCH_TRITON_VARLEN_TMA: 'yes' is not valid" in bad.reason
+    (varlen,) = [launch for launch in launches(info(row)) if launch["kernel"] == "varlen"]
+    assert row.rel_err < 1e-2 and varlen["kv_loads"] == "tma", row.backend_info
+    paged = cpu_measurer().measure(ExperimentSpec.from_mix("q20s30_q4s9", 8, 2, 64, page_size=16), get_backend(variant))
+    assert paged.status is Status.OK  # pages of 16: gathered
+    assert all(launch["kv_loads"] == "gather" for launch in launches(info(paged))), paged.backend_info
+    bad_variant("triton[varlen_tma=yes]", r"varlen_tma='yes' is not valid; expected one of on, off")
 
 
 def test_the_tiles_grid_launches_only_row_blocks_that_hold_rows():
@@ -379,26 +381,18 @@ def test_the_tiles_grid_launches_only_row_blocks_that_hold_rows():
     assert -(-20 * 2 // 16) * len(q_lens) == 15  # what the other grid launches a KV head
 
 
-def test_the_environment_picks_the_varlen_schedule(monkeypatch):
-    from specs import ExperimentSpec
-
-    monkeypatch.setenv("ATTNBENCH_TRITON_SCHEDULE", "sideways")
-    row = cpu_measurer().measure(ExperimentSpec.from_mix("q20s30_q4s9", 8, 2, 64), get_backend("triton"))
-    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_SCHEDULE: 'sideways' is not valid" in row.reason
+def test_the_variant_picks_the_varlen_schedule():
+    bad_variant("triton[schedule=sideways]", r"schedule='sideways' is not valid; expected one of longest-first, simple")
 
 
-def test_two_streams_are_asked_for_by_the_environment_and_never_claimed_on_a_cpu(monkeypatch):
+def test_two_streams_are_asked_for_by_the_variant_and_never_claimed_on_a_cpu():
     from specs import ExperimentSpec
 
     spec = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64)
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_STREAMS", "2")
-    row = cpu_measurer().measure(spec, get_backend("triton"))
+    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2,mixed_streams=2]"))
     if DEVICE.type == "cpu":  # the interpreter has no streams: the row says the one it ran on
-        assert row.status is Status.OK and row.backend_info.startswith("two launches;streams=1;")
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_STREAMS", "3")
-    row = cpu_measurer().measure(spec, get_backend("triton"))
-    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_MIXED_STREAMS: '3' is not valid" in row.reason
+        assert row.status is Status.OK and (info(row)["kernel"], info(row)["streams"]) == ("two launches", 1)
+    bad_variant("triton[mixed_streams=3]", r"mixed_streams='3' is not valid; expected one of 2, 1")
 
 
 @pytest.mark.parametrize("page_size", [None, 16])
@@ -416,7 +410,7 @@ def test_the_qk_ahead_variant_matches_the_reference(workload, kv_len, page_size)
         paged = to_paged(k, v, page_size)
         k, v, table = paged.k_pages, paged.v_pages, paged.block_table
     op = ops.Prefill(inputs.q, k, v, spec.kv_len, spec.is_masked, table, page_size, config=config)
-    assert "QK_AHEAD=True" in op.config()
+    assert op.info()["QK_AHEAD"] is True
     ref = reference_attention(spec, inputs, [0, 2])
     check = check_output(spec, op(), ref, [0, 2])
     assert check.ok, check.problem
@@ -432,8 +426,8 @@ def test_the_qk_ahead_variant_matches_the_reference(workload, kv_len, page_size)
         ("uniform", "decode"),
     ],
 )
-def test_page_ids_a_step_ahead_match_the_reference(monkeypatch, spec_args, page_size):
-    """ATTNBENCH_TRITON_PAGE_PREFETCH=1: gathered paged tiles take the page ids loaded one step before
+def test_page_ids_a_step_ahead_match_the_reference(spec_args, page_size):
+    """The variant page_prefetch=all: gathered paged tiles take the page ids loaded one step before
     (the last step loads ids past the cache's end, masked); every kernel stays exact, and the row says so."""
     from specs import ExperimentSpec
 
@@ -442,50 +436,44 @@ def test_page_ids_a_step_ahead_match_the_reference(monkeypatch, spec_args, page_
         spec = ExperimentSpec.from_mix(what, 8, 2, 64, page_size=page_size)
     else:
         spec = tiny_spec(what, group=4, kv_len=70, chunk=20, batch=2, page_size=page_size)
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
-    monkeypatch.setenv("ATTNBENCH_TRITON_PAGE_PREFETCH", "1")
-    row = cpu_measurer().measure(spec, get_backend("triton"))
+    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2,page_prefetch=all]"))
     assert row.status is Status.OK, row.reason
-    gathered = "kv_loads=tma" not in row.backend_info  # pages that hold a whole tile go through TMA: no ids
-    assert row.rel_err < 1e-2 and ("page_ids_ahead" in row.backend_info) == gathered
+    ran = launches(info(row))
+    gathered = all(launch["kv_loads"] != "tma" for launch in ran)  # pages that hold a whole tile go through TMA
+    assert row.rel_err < 1e-2 and any(launch.get("page_ids_ahead") for launch in ran) == gathered, row.backend_info
     assert gathered or page_size == 16
-    monkeypatch.setenv("ATTNBENCH_TRITON_PAGE_PREFETCH", "0")
-    row = cpu_measurer().measure(spec, get_backend("triton"))
-    assert row.status is Status.OK and "page_ids_ahead" not in row.backend_info
+    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2,page_prefetch=off]"))
+    assert row.status is Status.OK and not any("page_ids_ahead" in launch for launch in launches(info(row)))
 
 
 @pytest.mark.parametrize(
-    "what,launches",
+    "what,kinds",
     [("q20s30_3q1s17", ["prefill", "decode"]), ("3q1s7_q1s40", ["decode"]), ("q20s30_q9s25", ["prefill"])],
 )
-def test_page_ids_ahead_by_default_in_the_decode_launches_only(monkeypatch, what, launches):
+def test_page_ids_ahead_by_default_in_the_decode_launches_only(what, kinds):
     """The default ("decode"): the split-KV decode launches take page ids a step ahead, the varlen launches
     of prompts and chunks do not; backend_info names the loads of each launch that ran."""
     from specs import ExperimentSpec
 
-    monkeypatch.delenv("ATTNBENCH_TRITON_PAGE_PREFETCH", raising=False)
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", "2")
-    row = cpu_measurer().measure(ExperimentSpec.from_mix(what, 8, 2, 64, page_size=16), get_backend("triton"))
+    spec = ExperimentSpec.from_mix(what, 8, 2, 64, page_size=16)
+    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2]"))
     assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
-    loads = [chunk.split(";")[0] for chunk in row.backend_info.split("kv_loads=")[1:]]
-    assert loads == [("gather,page_ids_ahead" if kind == "decode" else "gather") for kind in launches], row.backend_info
+    loads = [(launch["kv_loads"], launch.get("page_ids_ahead", False)) for launch in launches(info(row))]
+    assert loads == [("gather", kind == "decode") for kind in kinds], row.backend_info
 
 
-def test_page_ids_ahead_are_never_claimed_for_a_dense_cache(monkeypatch):
-    monkeypatch.setenv("ATTNBENCH_TRITON_PAGE_PREFETCH", "1")
-    row = cpu_measurer().measure(tiny_spec("decode", kv_len=40), get_backend("triton"))
-    assert row.status is Status.OK and "page_ids_ahead" not in row.backend_info
-    monkeypatch.setenv("ATTNBENCH_TRITON_PAGE_PREFETCH", "yes")
-    row = cpu_measurer().measure(tiny_spec("decode", kv_len=40, page_size=16), get_backend("triton"))
-    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_PAGE_PREFETCH: 'yes' is not valid" in row.reason
+def test_page_ids_ahead_are_never_claimed_for_a_dense_cache():
+    row = cpu_measurer().measure(tiny_spec("decode", kv_len=40), get_backend("triton[page_prefetch=all]"))
+    assert row.status is Status.OK and "page_ids_ahead" not in info(row), row.backend_info
+    bad_variant("triton[page_prefetch=yes]", r"page_prefetch='yes' is not valid; expected one of decode, all, off")
 
 
-@pytest.mark.parametrize("launches", ["1", "2"])
-def test_a_pinned_varlen_config_runs_and_the_row_says_it_was_pinned(monkeypatch, launches):
-    """ATTNBENCH_TRITON_VARLEN_CONFIG=<name> launches the varlen kernel with that one of the autotuner's
+@pytest.mark.parametrize("mixed_launches", ["1", "2"])
+def test_a_pinned_varlen_config_runs_and_the_row_says_it_was_pinned(mixed_launches):
+    """The variant varlen_config=<name> launches the varlen kernel with that one of the autotuner's
     configurations (the plain jitted kernel, no autotuning), in one launch or as the chunks' launch of a
-    mixed batch; the row says `pinned,` before it. A name not in the list is an error row naming the
-    variable and the allowed names."""
+    mixed batch; the row says "pinned". A name not in the list is refused, naming the key and the allowed
+    names."""
     if DEVICE.type == "cuda":
         pytest.skip("the interpreter's one configuration; the GPU's list is longer")
     from frameworks.triton.kernels import _prefill_configs, config_name
@@ -493,19 +481,16 @@ def test_a_pinned_varlen_config_runs_and_the_row_says_it_was_pinned(monkeypatch,
 
     (name,) = [config_name(c) for c in _prefill_configs()]
     assert name == "32x16w4s1"
-    monkeypatch.setenv("ATTNBENCH_TRITON_MIXED_LAUNCHES", launches)
-    monkeypatch.setenv("ATTNBENCH_TRITON_VARLEN_CONFIG", name)
     spec = ExperimentSpec.from_mix("q5_q20s30_2q1s17", 8, 2, 64, page_size=16)
-    row = cpu_measurer().measure(spec, get_backend("triton"))
+    row = cpu_measurer().measure(spec, get_backend(f"triton[mixed_launches={mixed_launches},varlen_config={name}]"))
     assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
-    assert "varlen;schedule=longest-first;pinned,BLOCK_M=32,BLOCK_N=16,warps=4,stages=1" in row.backend_info
-    monkeypatch.setenv("ATTNBENCH_TRITON_VARLEN_CONFIG", "auto")
-    row = cpu_measurer().measure(spec, get_backend("triton"))
-    assert row.status is Status.OK and "pinned" not in row.backend_info
-    monkeypatch.setenv("ATTNBENCH_TRITON_VARLEN_CONFIG", "128x64")
-    bad = cpu_measurer().measure(spec, get_backend("triton"))
-    assert bad.status is Status.ERROR
-    assert "ATTNBENCH_TRITON_VARLEN_CONFIG: '128x64' is not valid; expected auto, 32x16w4s1" in bad.reason
+    varlen = launches(info(row))[0]
+    pinned = {"kernel": "varlen", "schedule": "longest-first", "pinned": True, "BLOCK_M": 32, "BLOCK_N": 16,
+              "warps": 4, "stages": 1}  # fmt: skip
+    assert pinned.items() <= varlen.items(), row.backend_info
+    row = cpu_measurer().measure(spec, get_backend(f"triton[mixed_launches={mixed_launches},varlen_config=auto]"))
+    assert row.status is Status.OK and not any("pinned" in launch for launch in launches(info(row)))
+    bad_variant("triton[varlen_config=128x64]", r"varlen_config='128x64' is not valid; expected one of auto, 32x16w4s1")
 
 
 def test_config_names_are_short_and_say_the_register_cap():
@@ -551,17 +536,14 @@ def test_each_batch_and_split_count_is_tuned_for_itself():
 
 
 @pytest.mark.parametrize("workload", ["prefill", "append"])
-def test_the_gluon_switch_falls_back_to_triton_where_gluon_cannot_run(monkeypatch, workload):
-    """ATTNBENCH_TRITON_GLUON=1 (the default) takes the Gluon kernel on sm90 GPUs only: under the interpreter
-    the Triton kernel runs, and the row says so; a bad value is a one-line error naming the variable."""
+def test_the_gluon_switch_falls_back_to_triton_where_gluon_cannot_run(workload):
+    """The variant gluon=on (the default) takes the Gluon kernel on sm90 GPUs only: under the interpreter
+    the Triton kernel runs, and the row says so; a bad value is refused, naming the key and the allowed values."""
     spec = tiny_spec(workload, kv_len=40, batch=2)
-    monkeypatch.delenv("ATTNBENCH_TRITON_GLUON", raising=False)
     row = cpu_measurer().measure(spec, get_backend("triton"))
-    assert row.status is Status.OK and row.rel_err < 1e-2 and not row.backend_info.startswith("gluon")
+    assert row.status is Status.OK and row.rel_err < 1e-2 and not info(row)["kernel"].startswith("gluon")
     assert not ops.gluon_capable(torch.device("cpu"))
-    monkeypatch.setenv("ATTNBENCH_TRITON_GLUON", "yes")
-    row = cpu_measurer().measure(spec, get_backend("triton"))
-    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_GLUON: 'yes' is not valid" in row.reason
+    bad_variant("triton[gluon=yes]", r"gluon='yes' is not valid; expected one of on, off")
 
 
 def test_the_gluon_kernels_say_what_ran_and_refuse_a_cache_longer_than_its_keys():
@@ -571,8 +553,9 @@ def test_the_gluon_kernels_say_what_ran_and_refuse_a_cache_longer_than_its_keys(
     q = torch.zeros(2, 256, 32, 128, dtype=torch.bfloat16)
     k = torch.zeros(2, 256, 8, 128, dtype=torch.bfloat16)
     pp = GluonPrefill(q, k, k, 256, True, 128, 64, 4, stages=2, pingpong=True)
-    assert pp.config() == "gluon-pp;BLOCK_M=128,BLOCK_N=64,warps=4+4+producer,stages=2,kv_loads=tma"
-    assert GluonPrefill(q, k, k, 256, True, 128, 128, 8).config().startswith("gluon;")
+    assert pp.info() == {"kernel": "gluon-pp", "BLOCK_M": 128, "BLOCK_N": 64, "warps": "4+4+producer", "stages": 2,
+                         "kv_loads": "tma"}  # fmt: skip
+    assert GluonPrefill(q, k, k, 256, True, 128, 128, 8).info()["kernel"] == "gluon"
     with pytest.raises(ValueError, match="pingpong takes"):  # a ring without the two consumers is gone
         GluonPrefill(q, k, k, 256, True, 128, 128, 8, stages=3)
     with pytest.raises(ValueError, match="exactly kv_len=200 keys"):
@@ -580,7 +563,8 @@ def test_the_gluon_kernels_say_what_ran_and_refuse_a_cache_longer_than_its_keys(
     with pytest.raises(ValueError, match="pingpong takes block_m 128, warps 4"):
         GluonPrefill(q, k, k, 256, True, 128, 128, 8, stages=2, pingpong=True)
     persistent = GluonPrefill(q, k, k, 256, True, 128, 64, 4, stages=2, pingpong=True, persistent=True)
-    assert persistent.config().startswith("gluon-pp-persistent;BLOCK_M=128,BLOCK_N=64,warps=4+4+producer,stages=2")
+    expected = {"kernel": "gluon-pp-persistent", "BLOCK_M": 128, "BLOCK_N": 64, "warps": "4+4+producer", "stages": 2}
+    assert expected.items() <= persistent.info().items()
     with pytest.raises(ValueError, match="persistent takes pingpong"):
         GluonPrefill(q, k, k, 256, True, 128, 128, 8, persistent=True)
 
@@ -597,13 +581,12 @@ def test_the_gluon_varlen_kernel_orders_requests_heaviest_first_and_knows_when_i
     k = torch.zeros(3800, 8, 128, dtype=torch.bfloat16)
     op = GluonVarlen(q, k, k, cu_q, cu_k, 1000, True)
     assert op.order.tolist() == [2, 1, 0]  # 500 × 2500 > 1000 × 1000 > 100 × 300
-    assert (
-        op.config()
-        == "varlen;schedule=longest-first;grid=blocks;gluon-pp;BLOCK_M=128,BLOCK_N=128,warps=4+4+producer,stages=2,"
-        "kv_loads=tma"
-    )
+    assert op.info() == {"kernel": "gluon-pp-varlen", "schedule": "longest-first", "grid": "blocks", "BLOCK_M": 128,
+                         "BLOCK_N": 128, "warps": "4+4+producer", "stages": 2, "kv_loads": "tma"}  # fmt: skip
     tiled = GluonVarlen(q, k, k, cu_q, cu_k, 1000, True, grid="tiles")
-    assert tiled.config().startswith("varlen;schedule=longest-first;grid=tiles;gluon-pp;")
+    assert (tiled.info()["kernel"], tiled.info()["schedule"], tiled.info()["grid"]) == (
+        "gluon-pp-varlen", "longest-first", "tiles"
+    )  # fmt: skip
     # request 2 (500 rows: 4 blocks) first, then 1 (1000 rows: 8), then 0 (100 rows: 1), each for 32 heads
     assert tiled.tiles.numel() == 2 * 32 * (4 + 8 + 1) and tiled.tiles[:4].tolist() == [2 * 32, 3, 2 * 32, 2]
     with pytest.raises(ValueError, match="grid 'rows' is not valid; expected blocks, tiles"):
@@ -630,10 +613,10 @@ def test_the_gluon_varlen_kernel_takes_pages_that_fit_its_tma_loads():
     table = torch.zeros(2, 157, dtype=torch.int32)
     op = GluonVarlen(q, pages, pages, cu_q, None, 1000, True, block_table=table, page_size=16, kv_lens=kv_lens)
     assert op.order.tolist() == [1, 0] and op.page == 16 and op.k_desc.block_shape == [16, 128]
-    assert op.config().endswith("kv_loads=tma_per_page")
+    assert op.info()["kv_loads"] == "tma_per_page"
     whole = GluonVarlen(q, pages.view(-1, 256, 8, 128), pages.view(-1, 256, 8, 128), cu_q, None, 1000, True,
                         block_table=table, page_size=256, kv_lens=kv_lens)  # fmt: skip
-    assert whole.k_desc.block_shape == [128, 128] and whole.config().endswith("kv_loads=tma")
+    assert whole.k_desc.block_shape == [128, 128] and whole.info()["kv_loads"] == "tma"
     with pytest.raises(ValueError, match="page_size must be a multiple of 16"):
         GluonVarlen(q, pages.view(-1, 8, 8, 128), pages.view(-1, 8, 8, 128), cu_q, None, 1000, True,
                     block_table=table, page_size=8, kv_lens=kv_lens)  # fmt: skip
@@ -660,63 +643,54 @@ def test_the_gluon_tile_list_is_the_block_grids_programs_that_hold_rows_in_its_o
 
 
 @pytest.mark.parametrize(
-    "env,page,expect",
+    "variant,page,expect",
     [({}, None, "GluonVarlen"), ({}, 16, "GluonVarlen"), ({}, 256, "GluonVarlen"), ({}, 8, "Varlen"),
-     ({"ATTNBENCH_TRITON_SCHEDULE": "simple"}, 16, "Varlen"), ({"ATTNBENCH_TRITON_VARLEN_CONFIG": "first"}, None,
-     "Varlen"), ({"ATTNBENCH_TRITON_GLUON": "0"}, 16, "Varlen")],
+     ({"schedule": "simple"}, 16, "Varlen"), ({"varlen_config": "first"}, None, "Varlen"),
+     ({"gluon": "off"}, 16, "Varlen")],
 )  # fmt: skip
 def test_the_backend_sends_ragged_prompts_to_gluon_where_its_loads_fit_and_nothing_asks_for_triton(
-    monkeypatch, env, page, expect
+    monkeypatch, variant, page, expect
 ):
     """Where the Gluon kernels could run (sm90, here pretended), a ragged launch of prompts goes to the Gluon
     varlen kernel on a dense cache and on pages its TMA loads take; pages of 8, another schedule, a pinned
-    Triton configuration or ATTNBENCH_TRITON_GLUON=0 keep the Triton varlen kernel they ask for."""
+    Triton configuration or the variant gluon=off keep the Triton varlen kernel they ask for."""
     pytest.importorskip("triton.experimental.gluon")
+    from frameworks.triton import TritonAttention
     from frameworks.triton.kernels import prefill_configs_by_name
     from specs import DType, ExperimentSpec
 
     monkeypatch.setattr(ops, "gluon_capable", lambda device: True)
-    for key in ("ATTNBENCH_TRITON_SCHEDULE", "ATTNBENCH_TRITON_VARLEN_CONFIG", "ATTNBENCH_TRITON_GLUON"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in env.items():  # "first": the first of the autotuner's configurations (the interpreter's here)
-        monkeypatch.setenv(key, next(iter(prefill_configs_by_name())) if value == "first" else value)
+    first = next(iter(prefill_configs_by_name()))  # "first": the first of the autotuner's configurations
+    choice = {key: first if value == "first" else value for key, value in variant.items()}
     spec = ExperimentSpec.from_mix("q300_q200s600", 8, 2, 64, page_size=page, dtype=DType.BF16)
-    op = get_backend("triton").prepare(spec, make_inputs(spec, torch.device("cpu")))
+    op = TritonAttention(choice).prepare(spec, make_inputs(spec, torch.device("cpu")))
     assert type(op).__name__ == expect
 
 
 @pytest.mark.parametrize("mix", ["q300_q200s600", "q300_q200s600_4q1s500"])  # one Gluon launch; chunks + decodes
-def test_the_gluon_grid_switch_reaches_the_gluon_launch_and_a_bad_value_names_it(monkeypatch, mix):
-    """ATTNBENCH_TRITON_GLUON_GRID picks the Gluon varlen launch's grid, alone or as a mixed batch's chunks
-    (sm90 pretended); the default is the backend's `gluon_grid`, and a bad value is an error row naming it."""
+def test_the_gluon_grid_variant_reaches_the_gluon_launch_and_a_bad_value_names_it(monkeypatch, mix):
+    """The variant gluon_grid picks the Gluon varlen launch's grid, alone or as a mixed batch's chunks
+    (sm90 pretended); the default is the key's default, and a bad value is refused, naming the allowed ones."""
     pytest.importorskip("triton.experimental.gluon")
     from specs import DType, ExperimentSpec
 
     monkeypatch.setattr(ops, "gluon_capable", lambda device: True)
-    for key in ("ATTNBENCH_TRITON_SCHEDULE", "ATTNBENCH_TRITON_VARLEN_CONFIG", "ATTNBENCH_TRITON_GLUON"):
-        monkeypatch.delenv(key, raising=False)
     spec = ExperimentSpec.from_mix(mix, 8, 2, 64, dtype=DType.BF16)
-    backend = get_backend("triton")
     for grid in ("tiles", "blocks", None):
-        if grid is None:
-            monkeypatch.delenv("ATTNBENCH_TRITON_GLUON_GRID")
-        else:
-            monkeypatch.setenv("ATTNBENCH_TRITON_GLUON_GRID", grid)
+        backend = get_backend("triton" if grid is None else f"triton[gluon_grid={grid}]")
         op = backend.prepare(spec, make_inputs(spec, torch.device("cpu")))
         gluon_op = op.chunks if type(op).__name__ == "Mixed" else op
-        assert gluon_op.grid == (grid or backend.gluon_grid) and f"grid={gluon_op.grid};" in backend.run_info()
-    monkeypatch.setenv("ATTNBENCH_TRITON_GLUON_GRID", "rows")
-    row = cpu_measurer().measure(spec, backend)
-    assert row.status is Status.ERROR and "ATTNBENCH_TRITON_GLUON_GRID: 'rows' is not valid" in row.reason
+        assert gluon_op.grid == (grid or backend.variant_keys()["gluon_grid"].default) == backend.choice["gluon_grid"]
+        assert launches(backend.run_info())[0]["grid"] == gluon_op.grid, backend.run_info()
+    bad_variant("triton[gluon_grid=rows]", r"gluon_grid='rows' is not valid; expected one of tiles, blocks")
 
 
 @pytest.mark.parametrize("workload,ahead", [("spec-decode", True), ("append", False)])
-def test_a_speculative_step_loads_page_ids_ahead_by_default(monkeypatch, workload, ahead):
-    """ATTNBENCH_TRITON_PAGE_PREFETCH=decode (the default): a paged speculative step (a few rows on a long cache,
+def test_a_speculative_step_loads_page_ids_ahead_by_default(workload, ahead):
+    """The variant page_prefetch=decode (the default): a paged speculative step (a few rows on a long cache,
     the prefill kernel) loads the next tile's page ids a step ahead, as the decode kernels do; an append does
     not. The row says which ran (pages of 5: gathered, never TMA), and both match the reference."""
-    monkeypatch.delenv("ATTNBENCH_TRITON_PAGE_PREFETCH", raising=False)
     spec = tiny_spec(workload, kv_len=40, batch=2, page_size=5)
     row = cpu_measurer().measure(spec, get_backend("triton"))
     assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
-    assert "kv_loads=gather" in row.backend_info and ("page_ids_ahead" in row.backend_info) == ahead, row.backend_info
+    assert info(row)["kv_loads"] == "gather" and info(row).get("page_ids_ahead", False) == ahead, row.backend_info

@@ -28,6 +28,7 @@ def test_backend_arguments_resolve_to_canonical_variants():
         ("torch-naive", "gqa=repeat"),
         ("flashinfer", ""),
         ("flashinfer", "mixed=batch-attention"),
+        ("flashinfer", "sinks=attention-sink"),
     ]
     assert resolve_backends(["torch-naive[gqa=grouped]"]) == [("torch-naive", "")]  # the default is said by ''
 
@@ -118,5 +119,5 @@ def test_list_json_describes_every_backend():
          "help": naive["variants"][0]["help"]}
     ]  # fmt: skip
     assert catalog["flashinfer"]["available"] is False and catalog["flashinfer"]["reason"]
-    assert {"mixed"} == {v["key"] for v in catalog["flashinfer"]["variants"]}
+    assert {"mixed", "sinks"} == {v["key"] for v in catalog["flashinfer"]["variants"]}
     assert {v["key"] for v in catalog["triton"]["variants"]} >= {"splits", "gluon", "schedule"}

@@ -28,7 +28,8 @@ SHARED_RESERVED_PER_CTA = 1024
 THREADS_PER_SM = 2048
 
 POINTER_DTYPES = {"Q": "act", "K": "act", "V": "act", "O": "act", "O_PART": "fp32", "LSE_PART": "fp32"}
-INT_POINTERS = {"BT", "CU_Q", "CU_K", "SEQ_K", "ORDER", "KV_LENS", "TILES"}  # requests, pages, order, tiles
+# requests, pages, order, tiles, work lists
+INT_POINTERS = {"BT", "CU_Q", "CU_K", "SEQ_K", "ORDER", "KV_LENS", "TILES", "WORK", "COMBINED", "COUNTERS"}
 
 
 @dataclass
@@ -129,7 +130,7 @@ def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
         sig = gluon_signature(fn, constexprs, dtype)
         src = GluonASTSource(fn, sig, constexprs, divisibility(fn, sig))
     else:
-        fn = v.kernel.fn
+        fn = getattr(v.kernel, "fn", None) if isinstance(v.kernel, triton.runtime.Autotuner) else v.kernel
         constexprs = {k: val for k, val in v.constexprs.items() if k in fn.arg_names}
         for name in ("KD", "VD"):
             if name in fn.arg_names and not v.tma:
@@ -194,6 +195,13 @@ def variants(quick: bool) -> list[Variant]:
             out.append(Variant(f"ragged-decode {label} n{bn} w{w} s{s}", k.ragged_decode_kernel, ce, w, s))
             ce = {**ce, "SPLIT": True, "TMA": False}
             out.append(Variant(f"decode {label} n{bn} w{w} s{s}", k.decode_kernel, ce, w, s))
+            ce = {**head, "G": 4, "BLOCK_G": 16, "PAGED": paged, "PAGE": page, "BLOCK_N": bn, "PREFETCH_PAGES": ahead,
+                  "FUSED": False}  # fmt: skip
+            out.append(Variant(f"work-decode {label} n{bn} w{w} s{s}", k.work_decode_kernel, ce, w, s))
+            fused = {**ce, "FUSED": True}
+            out.append(Variant(f"work-decode-fused {label} n{bn} w{w} s{s}", k.work_decode_kernel, fused, w, s))
+    ce = {"G": 4, "BLOCK_G": 16, "HEAD_DIM": 128, "BLOCK_S": 16, "INTERPRETED": False}
+    out.append(Variant("work-combine s16 w4", k.work_combine_kernel, ce, 4, 1))
     # the exploration tool's pinned prefill variants (tools/triton_explore.py): QK_AHEAD and occupancy
     from tools.triton_explore import gluon_variants, prefill_variants
 

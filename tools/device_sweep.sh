@@ -7,6 +7,9 @@
 # marker at the end.
 #
 #   TEST_K="flash-attn4 or transformer-engine" PRIMARY=... B1=... REST="" bash tools/device_sweep.sh  (empty = skip)
+#
+# The backend lists take variants as `run.py sweep -b` does (PRIMARY="triton,triton[splits=fill],..."); set
+# GIT_COMMIT=<the commit running> for a tree without .git (gpu_session.sh passes it as --git-commit).
 set -u
 PRIMARY=${PRIMARY-flash-attn3,flash-attn2,flashinfer,flash-attn4,transformer-engine,triton,sdpa-cudnn,sdpa}
 REST=${REST-sdpa-flash,sdpa-efficient,flex,torch-compile,sdpa-math,torch-naive}

@@ -1,13 +1,16 @@
 #!/bin/bash
 # A GPU-host job of one session (run in the background with setsid after the wheels are installed):
 # GPU tests (pytest -k expression in TESTS, if set; TESTS=all runs every one), calibration (unless CALIBRATE=0: the sweep then
-# reads results/calibration-<gpu>.csv), then the sweeps named in SWEEPS as "name|args[|ENV=value ...]"
-# entries separated by ';' (an entry that says --ray runs on a local Ray head with the GPUs of this
-# host, started before it and stopped after it). Shell commands in CMDS (profiles, explorations: output in cmds.log)
+# reads results/calibration-<gpu>.csv), then the sweeps named in SWEEPS as "name|args" entries separated
+# by ';', args being `run.py sweep` options as on a command line, quotes and all: a backend variant or a
+# measurement option is a sweep argument, e.g. "fill|--preset serving -b 'triton[splits=fill]' --l2-flush read"
+# (an entry that says --ray runs on a local Ray head with the GPUs of this host, started before it and
+# stopped after it). Shell commands in CMDS (profiles, explorations: output in cmds.log)
 # run after the tests, before the sweeps; those in CMDS_LAST after the sweeps (output in cmds-last.log).
 # Everything lands in JOB (default /tmp/job); `done` at the end.
 # The device's copy of the tree may carry a stale .git: pass the commit that is running, e.g.
-#   ATTNBENCH_GIT_COMMIT=<git rev-parse --short=12 HEAD, run here> bash tools/gpu_session.sh
+#   GIT_COMMIT=<git rev-parse --short=12 HEAD, run here> bash tools/gpu_session.sh
+# (each sweep then gets --git-commit "$GIT_COMMIT", the commit its rows name).
 # Start it with `setsid nohup bash tools/gpu_session.sh > /tmp/session.out 2>&1 < /dev/null &` (a job
 # started with a plain `&` dies with the call that started it), and keep a call open while it runs
 # (`for i in $(seq 50); do sleep 10; [ -e /tmp/job/done ] && break; done`): the lent machine goes back
@@ -40,12 +43,20 @@ if [ "${CALIBRATE:-1}" != 0 ]; then
 fi
 IFS=';' read -ra entries <<< "${SWEEPS:-}"
 ray_cli() { RAY_USAGE_STATS_ENABLED=0 $P -m ray.scripts.scripts "$@" >> "$JOB/ray.log" 2>&1; }
+commit=()
+[ -n "${GIT_COMMIT:-}" ] && commit=(--git-commit "$GIT_COMMIT")
 for entry in "${entries[@]}"; do
-  IFS='|' read -r name args envs <<< "$entry"
+  IFS='|' read -r name args <<< "$entry"
+  case "$args" in
+    *'|'*)  # the former "|ENV=value" part: the switches are variants now, e.g. -b 'triton[splits=fill]'
+      step "sweep $name: skipped: no ENV=value part any more, give the variant as a sweep argument"; continue ;;
+  esac
+  # args as a command line: quotes honoured, a variant's brackets never taken for a file pattern
+  set -f; eval "sweep_args=($args)"; set +f
   case "$args" in *--ray*) step "ray start"; ray_cli start --head --include-dashboard=false ;; esac
   step "sweep $name"
-  # shellcheck disable=SC2086  # args and envs are word lists
-  env ${envs:-} $P run.py sweep $args -o "$JOB/$name.csv" --no-plots >> "$JOB/sweep-$name.log" 2>&1
+  # shellcheck disable=SC2086  # P may hold options
+  $P run.py sweep "${sweep_args[@]}" ${commit[@]+"${commit[@]}"} -o "$JOB/$name.csv" --no-plots >> "$JOB/sweep-$name.log" 2>&1
   case "$args" in *--ray*) step "ray stop"; ray_cli stop --force ;; esac
 done
 if [ -n "${CMDS_LAST:-}" ]; then step cmds-last; JOB=$JOB PYTHON=$P bash -c "$CMDS_LAST" > "$JOB/cmds-last.log" 2>&1; fi

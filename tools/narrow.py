@@ -1,5 +1,5 @@
 """The specs of a preset narrowed the way `run.py sweep` narrows one (`SweepGrid.narrowed`), and a
-short label a spec, for the development tools (profile_kernels, ab_env)."""
+short label a spec, for the development tools (profile_kernels, ab)."""
 
 from __future__ import annotations
 

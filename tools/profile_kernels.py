@@ -3,10 +3,11 @@ activity), for specs of the sweep's presets: the evidence docs/perf-notes.md cit
 kernel. A development tool, not a benchmark (published numbers come from `run.py sweep`).
 
     python3 -m tools.profile_kernels --preset serving --mix prefill-heavy -m Llama-3.1-8B \\
-        -b triton,flash-attn3 --page-size dense,16 [--calls 20] [--out DIR]
+        -b 'triton,triton[mixed_streams=1],flash-attn3' --page-size dense,16 [--calls 20] [--out DIR]
 
 Prints a table a (spec, backend): each kernel's launches a call and its mean µs, the sum of the
-kernels (GPU busy time) and the wall time of a call between CUDA events; writes profile-kernels.csv."""
+kernels (GPU busy time) and the wall time of a call between CUDA events; writes profile-kernels.csv. A backend
+is named as `run.py sweep -b` names it: NAME or NAME[key=value,...] (a variant; `run.py list` shows the keys)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from frameworks import get_backend, load_all
+from frameworks import get_backend, info_text, label, load_all, split_backend_args
 from harness.inputs import make_inputs
 from tools.narrow import preset_specs, spec_label
 
@@ -56,7 +57,7 @@ def main() -> None:
     ap.add_argument("-m", "--model", default="Llama-3.1-8B")
     ap.add_argument("--mix", default="")
     ap.add_argument("-w", "--workload", default="")
-    ap.add_argument("-b", "--backends", default="triton,flash-attn3")
+    ap.add_argument("-b", "--backends", default="triton,flash-attn3", help="comma-separated, variants allowed")
     ap.add_argument("--page-size", default="", help="dense,16,…; default: the preset's")
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--plain", type=int, default=0, help="only call each backend this many times (under ncu)")
@@ -67,12 +68,13 @@ def main() -> None:
     rows = []
     for spec in preset_specs(a.preset, a.model, a.mix, a.workload, a.page_size):
         inputs = make_inputs(spec, device)
-        label = spec_label(spec)
-        for name in a.backends.split(","):
-            backend = get_backend(name)
+        shape = spec_label(spec)
+        for text in split_backend_args(a.backends):
+            backend = get_backend(text)  # a bad variant stops the tool, naming the allowed values
+            name = label(backend.name, backend.variant)
             why = backend.availability(device) or backend.supports(spec)
             if why:
-                print(f"{label:48s} {name:14s} skipped: {why}", flush=True)
+                print(f"{shape:48s} {name:14s} skipped: {why}", flush=True)
                 continue
             try:
                 fn = backend.prepare(spec, inputs)
@@ -80,19 +82,19 @@ def main() -> None:
                     for _ in range(a.plain):
                         fn()
                     torch.cuda.synchronize()
-                    print(f"{label:48s} {name:14s} called {a.plain} times  {backend.run_info()}", flush=True)
+                    print(f"{shape:48s} {name:14s} called {a.plain} times  {info_text(backend.run_info())}", flush=True)
                     continue
                 times, call_us = profile_call(fn, a.calls)
             except Exception as exc:  # noqa: BLE001  (one backend that fails is reported, not fatal)
-                print(f"{label:48s} {name:14s} failed: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
+                print(f"{shape:48s} {name:14s} failed: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
                 continue
             busy = sum(sum(v) for v in times.values()) / a.calls
-            info = backend.run_info()
-            print(f"{label:48s} {name:14s} call {call_us:9.1f} µs, kernels {busy:9.1f} µs  {info}", flush=True)
+            info = info_text(backend.run_info())  # as a row's backend_info: a compact JSON object
+            print(f"{shape:48s} {name:14s} call {call_us:9.1f} µs, kernels {busy:9.1f} µs  {info}", flush=True)
             for kernel, ts in sorted(times.items(), key=lambda kv: -sum(kv[1])):
                 us = sum(ts) / a.calls
                 rows.append({
-                    "spec": label, "backend": name, "backend_info": info, "kernel": kernel[:160],
+                    "spec": shape, "backend": name, "backend_info": info, "kernel": kernel[:160],
                     "launches_per_call": f"{len(ts) / a.calls:g}", "us_per_call": f"{us:.1f}",
                     "share": f"{us / busy:.3f}" if busy else "", "call_us": f"{call_us:.1f}",
                 })  # fmt: skip

@@ -4,9 +4,10 @@
     python3 -m tools.triton_explore decode  [--batch 1 --seq 32768]
 
 Each variant is checked against the fp32 reference (two batch elements) and timed with the
-harness's timer (CUDA events, L2 flushed); the autotuned backend and any library backends named with
---libs are timed beside it. Prints a table and writes explore-<part>.csv. A development tool for
-docs/perf-notes.md, not a benchmark: published numbers come from `run.py sweep`."""
+harness's timer (CUDA events, L2 flushed); the autotuned backend and any backends named with --libs
+(variants allowed: 'flash-attn3,triton[gluon=off]') are timed beside it. Prints a table and writes
+explore-<part>.csv. A development tool for docs/perf-notes.md, not a benchmark: published numbers come from
+`run.py sweep`."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pandas as pd
 import torch
 import triton
 
-from frameworks import get_backend
+from frameworks import get_backend, split_backend_args
 from frameworks.triton import ops
 from harness.env import collect
 from harness.inputs import make_inputs
@@ -112,7 +113,7 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=128)
     ap.add_argument("--splits", default="auto,16,32,64")
     ap.add_argument("--only", default="", help="comma-separated substrings: keep variants whose name has one")
-    ap.add_argument("--libs", default="", help="backends timed beside the variants, e.g. flash-attn3,sdpa-cudnn")
+    ap.add_argument("--libs", default="", help="backends timed beside the variants, e.g. flash-attn3,triton[gluon=off]")
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     a = ap.parse_args()
@@ -144,7 +145,7 @@ def main() -> None:
         inputs = make_inputs(spec, device)
         idx = [0, a.batch - 1]
         ref = reference_attention(spec, inputs, idx)
-        for name in [n for n in a.libs.split(",") if n]:
+        for name in split_backend_args(a.libs):
             row = measurer.measure(spec, get_backend(name))
             if row.status.value == "ok":
                 record(shape, f"[{name}]", spec, row.p50_ms, row.rel_err, row.backend_info or "")

@@ -58,11 +58,14 @@ VARIANTS = (
     ),
     VariantKey(
         "splits",
-        ("waves", "fill"),
+        ("waves", "fill", "work", "work-fused"),
         "waves",
         applies=_has_decodes,
         help="split-KV decode: whole waves by each request's own length (waves; H200 A/B: long-decode "
-        "0.57-0.82x the time) or about one program a multiprocessor by the longest cache (fill)",
+        "0.57-0.82x the time), about one program a multiprocessor by the longest cache (fill), or a flat work "
+        "list of (request, KV head, key range) items, longest first, the split length chosen by the work "
+        "(work: frameworks/triton/schedule.py; work-fused: the last piece of a split request merges them, one "
+        "launch; neither measured on a GPU yet, docs/perf-notes.md 'Split-KV by work')",
     ),
     VariantKey(
         "schedule",
@@ -147,7 +150,11 @@ class TritonAttention(Backend):
             paged = to_paged(k, v, spec.page_size)
             k, v, table = paged.k_pages, paged.v_pages, paged.block_table
         ahead = self._prefetch()
-        if spec.workload is Workload.DECODE:
+        if spec.workload is Workload.DECODE and self._split_rule() in ops.WORK_RULES:
+            self._op = ops.WorkDecode(inputs.q, k, v, [spec.kv_len] * spec.batch_size, block_table=table,
+                                      page_size=spec.page_size, prefetch_pages=ahead.decode,
+                                      fused=self._split_rule() == "work-fused")  # fmt: skip
+        elif spec.workload is Workload.DECODE:
             self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size, prefetch_pages=ahead.decode,
                                   split_rule=self._split_rule())  # fmt: skip
         else:
@@ -204,7 +211,10 @@ class TritonAttention(Backend):
         # a schedule other than the default or a pinned configuration asks for the Triton varlen kernel: the
         # Gluon one has neither (it launches longest-first, at its one configuration)
         gluon = self._gluon(spec, inputs, ops) and schedule == "longest-first" and pinned is None
-        if batch.kind == "decode":  # split-KV with a split count a request
+        if batch.kind == "decode" and self._split_rule() in ops.WORK_RULES:  # a work list: pieces sized by the work
+            self._op = ops.WorkDecode(inputs.q, k, v, batch.kv_lens, prefetch_pages=ahead.decode,
+                                      fused=self._split_rule() == "work-fused", **cache)  # fmt: skip
+        elif batch.kind == "decode":  # split-KV with a split count a request
             self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, prefetch_pages=ahead.decode,
                                         split_rule=self._split_rule(), **cache)  # fmt: skip
         elif self._launches() == 2 and batch.decode_split is not None:

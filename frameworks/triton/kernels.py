@@ -554,3 +554,164 @@ def combine_kernel(
     o = tl.load(O_PART + (part * BLOCK_G + g)[:, None] * HEAD_DIM + d[None, :], mask=s_ok[:, None], other=0.0)
     out = tl.sum(o * w[:, None], 0) / tl.sum(w, 0)
     tl.store(O + b.to(tl.int64) * s_ob + hq * s_oh + d, out.to(O.dtype.element_ty))
+
+
+@triton.autotune(
+    configs=_decode_configs(),
+    key=["NUM_ITEMS", "ITEM_TOKENS", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "PREFETCH_PAGES"],
+)
+@triton.jit(do_not_specialize=["NUM_ITEMS", "ITEM_TOKENS"])
+def work_decode_kernel(
+    Q, K, V, O, O_PART, LSE_PART, BT, CU_K, WORK, COUNTERS,
+    s_qb, s_qh, s_ob, s_oh, s_ks, s_kh, s_vs, s_vh, s_kb, s_vb, s_btb,
+    HKV, qk_scale, NUM_ITEMS, ITEM_TOKENS,
+    G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr,
+    INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr, PREFETCH_PAGES: tl.constexpr = False,
+    FUSED: tl.constexpr = False,
+):  # fmt: skip
+    """Decodes scheduled by work (schedule.py): program p takes item p of the work list WORK, int32 [N, 8]
+    (request, KV head, lo, hi, part, first, pieces, counter), longest first: keys lo … hi − 1 of the request's
+    cache (dense packed from row CU_K[request], or row `request` of the block table) for the KV head's query
+    group. An item whose request is one piece (part −1) writes the output itself; the pieces of a split request
+    write a partial output and log-sum-exp at `part`, merged by `work_combine_kernel`, or with FUSED by the
+    last of the (request, KV head)'s pieces to finish (COUNTERS[counter] counts them, and is set back to 0 for
+    the next call), so that the call is one launch. NUM_ITEMS and ITEM_TOKENS (the longest item) only key the
+    autotuner. Boundaries lo are multiples of the largest BLOCK_N (the planner's granule)."""
+    item = WORK + tl.program_id(0) * 8
+    b = tl.load(item)
+    hkv = tl.load(item + 1)
+    lo = tl.load(item + 2)
+    hi = tl.load(item + 3)
+    part = tl.load(item + 4)
+    g = tl.arange(0, BLOCK_G)
+    g_ok = g < G
+    d = tl.arange(0, HEAD_DIM)
+    head = hkv * G + g
+    out = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+    lse = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    if lo < hi:
+        if PAGED:
+            k_base, v_base = K, V
+        else:
+            k_start = tl.load(CU_K + b).to(tl.int64)
+            k_base, v_base = K + k_start * s_ks, V + k_start * s_vs
+        q = tl.load(Q + b.to(tl.int64) * s_qb + head[:, None] * s_qh + d[None, :], mask=g_ok[:, None], other=0.0)
+        m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+        l_i = tl.zeros([BLOCK_G], tl.float32)
+        acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+        full = lo + ((hi - lo) // BLOCK_N) * BLOCK_N
+        acc, m_i, l_i = _attend_range(
+            acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, lo, full, g, qk_scale, s_kb, s_ks, s_kh, s_vb,
+            s_vs, s_vh, s_btb, hi, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, False, False, INTERPRETED,
+            PREFETCH_PAGES,
+        )  # fmt: skip
+        acc, m_i, l_i = _attend_range(
+            acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, full, hi, g, qk_scale, s_kb, s_ks, s_kh, s_vb,
+            s_vs, s_vh, s_btb, hi, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, False, INTERPRETED,
+            PREFETCH_PAGES,
+        )  # fmt: skip
+        out = acc / l_i[:, None]
+        lse = m_i + tl.log2(l_i)
+    if part < 0:
+        o_ptrs = O + b.to(tl.int64) * s_ob + head[:, None] * s_oh + d[None, :]
+        tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=g_ok[:, None])
+    else:
+        slot = part.to(tl.int64) * BLOCK_G + g
+        tl.store(O_PART + slot[:, None] * HEAD_DIM + d[None, :], out, mask=g_ok[:, None])
+        tl.store(LSE_PART + slot, lse, mask=g_ok)
+        if FUSED:
+            first = tl.load(item + 5)
+            pieces = tl.load(item + 6)
+            counter = COUNTERS + tl.load(item + 7)
+            tl.debug_barrier()  # every thread's partial stored before the count says so (released at GPU scope)
+            done = tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu")
+            if done == pieces - 1:  # the last piece: every other one is stored and visible (acquired)
+                merged = _merge_pieces(O_PART, LSE_PART, first, pieces, g, g_ok, d, BLOCK_G, HEAD_DIM, INTERPRETED)
+                o_ptrs = O + b.to(tl.int64) * s_ob + head[:, None] * s_oh + d[None, :]
+                tl.store(o_ptrs, merged.to(O.dtype.element_ty), mask=g_ok[:, None])
+                tl.store(counter, 0)  # for the next call: every piece of this launch has counted
+
+
+@triton.jit
+def _merge_pieces(
+    O_PART, LSE_PART, first, pieces, g, g_ok, d, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr,
+    INTERPRETED: tl.constexpr,
+):  # fmt: skip
+    """The query group's output from its pieces first … first + pieces − 1, one at a time with a running
+    maximum (as work_combine_kernel); loads through L2 (.cg), where the other SMs' partials are."""
+    m = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    total = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+    if INTERPRETED:
+        p = 0
+        while p < pieces:
+            acc, m, total = _merge_step(O_PART, LSE_PART, acc, m, total, first + p, g, g_ok, d, BLOCK_G, HEAD_DIM)
+            p += 1
+    else:
+        for p in tl.range(0, pieces):
+            acc, m, total = _merge_step(O_PART, LSE_PART, acc, m, total, first + p, g, g_ok, d, BLOCK_G, HEAD_DIM)
+    return acc / tl.where(total > 0, total, 1.0)[:, None]  # padding rows of the group (total 0) stay finite
+
+
+@triton.jit
+def _merge_step(
+    O_PART, LSE_PART, acc, m, total, part, g, g_ok, d, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr
+):  # fmt: skip
+    slot = part.to(tl.int64) * BLOCK_G + g
+    lse = tl.load(LSE_PART + slot, mask=g_ok, other=float("-inf"), cache_modifier=".cg")
+    o = tl.load(O_PART + slot[:, None] * HEAD_DIM + d[None, :], mask=g_ok[:, None], other=0.0, cache_modifier=".cg")
+    m_new = tl.maximum(m, lse)
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m - m_use)
+    w = tl.exp2(lse - m_use)
+    return acc * alpha[:, None] + o * w[:, None], m_new, total * alpha + w
+
+
+@triton.jit
+def work_combine_kernel(
+    O_PART, LSE_PART, O, COMBINED, s_ob, s_oh, HQ,
+    G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
+    INTERPRETED: tl.constexpr,
+):  # fmt: skip
+    """The pieces of each split request merged: program (row r of COMBINED, int32 [R, 3] (request, first part,
+    pieces), query head). A request's pieces for KV head h sit at first + h · pieces + 0 … pieces − 1; any
+    number of them, BLOCK_S at a time with a running maximum (exact and overflow-free, as combine_kernel)."""
+    pid = tl.program_id(0)
+    row = COMBINED + (pid // HQ) * 3
+    hq = pid % HQ
+    b = tl.load(row)
+    pieces = tl.load(row + 2)
+    first = tl.load(row + 1) + (hq // G) * pieces
+    g = hq % G
+    d = tl.arange(0, HEAD_DIM)
+    s = tl.arange(0, BLOCK_S)
+    m = tl.max(tl.full([BLOCK_S], float("-inf"), tl.float32), 0)
+    total = tl.sum(tl.zeros([BLOCK_S], tl.float32), 0)
+    acc = tl.zeros([HEAD_DIM], tl.float32)
+    if INTERPRETED:  # the interpreter's range takes no run-time tensor bounds (Triton 3.6)
+        start = 0
+        while start < pieces:
+            acc, m, total = _combine_step(O_PART, LSE_PART, acc, m, total, first, start, pieces, g, s, d, BLOCK_G,
+                                          HEAD_DIM)  # fmt: skip
+            start += BLOCK_S
+    else:
+        for start in tl.range(0, pieces, BLOCK_S):
+            acc, m, total = _combine_step(O_PART, LSE_PART, acc, m, total, first, start, pieces, g, s, d, BLOCK_G,
+                                          HEAD_DIM)  # fmt: skip
+    tl.store(O + b.to(tl.int64) * s_ob + hq * s_oh + d, (acc / total).to(O.dtype.element_ty))
+
+
+@triton.jit
+def _combine_step(
+    O_PART, LSE_PART, acc, m, total, first, start, pieces, g, s, d, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr
+):
+    """BLOCK_S more pieces into the running (acc, m, total): weights 2^(lse − running maximum)."""
+    ok = start + s < pieces
+    slot = (first + start + s).to(tl.int64) * BLOCK_G + g
+    lse = tl.load(LSE_PART + slot, mask=ok, other=float("-inf"))
+    m_new = tl.maximum(m, tl.max(lse, 0))
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m - m_use)
+    w = tl.where(ok, tl.exp2(lse - m_use), 0.0)
+    o = tl.load(O_PART + slot[:, None] * HEAD_DIM + d[None, :], mask=ok[:, None], other=0.0)
+    return acc * alpha + tl.sum(o * w[:, None], 0), m_new, total * alpha + tl.sum(w, 0)

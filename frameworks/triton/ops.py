@@ -18,13 +18,17 @@ from .kernels import (
     prefill_kernel,
     ragged_decode_kernel,
     varlen_kernel,
+    work_combine_kernel,
+    work_decode_kernel,
 )
 from .schedule import (  # noqa: F401 - re-exported: callers and tests read them as ops.*
     GLUON_GRIDS,
     gluon_pages_fit,
     gluon_varlen_tiles,
     heaviest_first,
+    plan_work,
     sm_count,
+    work_tensors,
 )
 
 # the varlen kernel's order of requests (`Varlen`): heaviest first on a grid of (row block, request × head),
@@ -48,8 +52,9 @@ def choose_splits(batch: int, kv_heads: int, kv_len: int, sms: int, granule: int
 
 # how the split-KV decode sizes its splits: "fill" (enough programs for about one a multiprocessor, sized by
 # the longest cache) or "waves" (the split length that minimises whole waves × split length, counting each
-# request's own splits: choose_splits_waves)
+# request's own splits: choose_splits_waves). WORK_RULES are another launch, WorkDecode (schedule.plan_work)
 SPLIT_RULES = ("fill", "waves")
+WORK_RULES = ("work", "work-fused")  # WorkDecode, its pieces merged by a second launch or by the last piece
 # a decode program's cost besides its keys, in granules' worth of time (a guess to be measured: starting the
 # program and writing its partial output and log-sum-exp, about 2-3 µs, as long as an SM streams ~256 keys)
 SPLIT_OVERHEAD_GRANULES = 2
@@ -364,6 +369,76 @@ class RaggedDecode:
         return {"kernel": "ragged-decode", "splits": self.splits, "split_rule": self.split_rule, **launch}
 
 
+class WorkDecode:
+    """Decodes scheduled by work (the `splits=work` variant; schedule.py): one program an item of a flat work
+    list of (request, KV head, key range), longest first, the split length chosen by the work on `sms` slots;
+    a request of one piece written directly, the pieces of a split request merged by a second launch (none when
+    no request splits). q packed [B, Hq, D] or uniform [B, 1, Hq, D]; k, v packed [Σ kv_len, Hkv, D] with
+    cu_seqlens_k, uniform dense [B, Sk, Hkv, D] (cu_seqlens_k left out), or pages with a block table."""
+
+    def __init__(
+        self, q, k, v, kv_lens, cu_seqlens_k=None, block_table=None, page_size: int | None = None,
+        granule: int = SPLIT_GRANULE, sms: int | None = None, config: triton.Config | None = None, out=None,
+        prefetch_pages: bool = False, fused: bool = False,
+    ):  # fmt: skip
+        """kv_lens: a list of ints or a tensor (read once, here). granule: split boundaries at its multiples, a
+        multiple of every decode BLOCK_N (16 under the interpreter). out: write into this tensor (q's shape).
+        fused: the last piece of a split (request, KV head) to finish merges its pieces (one launch, counters
+        in a zeroed int32 buffer that each merge sets back) instead of the combine launch."""
+        self.uniform = q.dim() == 4
+        b, hq, d = (q.shape[0], q.shape[2], q.shape[3]) if self.uniform else q.shape
+        hkv = k.shape[-2]
+        lens = kv_lens.tolist() if isinstance(kv_lens, torch.Tensor) else [int(n) for n in kv_lens]
+        self.pinned, self.out = config, out
+        self.q, self.k, self.v = q, k, v
+        self.kv_heads, self.group = hkv, hq // hkv
+        self.plan = plan_work(lens, hkv, sms or sm_count(q.device), granule)
+        self.work, self.combined = work_tensors(self.plan, q.device)
+        self.fused = fused and self.combined is not None
+        self.counters = torch.zeros(max(1, self.plan.kv_heads * len(self.plan.combined)), dtype=torch.int32,
+                                    device=q.device)  # fmt: skip
+        if cu_seqlens_k is None and block_table is None:  # a uniform dense cache: request i from row i × rows
+            if k.stride(0) != k.shape[1] * k.stride(1) or v.stride(0) != v.shape[1] * v.stride(1):
+                raise ValueError("WorkDecode: a uniform dense cache needs its sequences one after another")
+            cu_seqlens_k = torch.arange(b + 1, dtype=torch.int32, device=q.device) * k.shape[1]
+        self.cu_k, self.bt, self.s_btb, self.strides = _packed_kv(k, v, cu_seqlens_k, block_table, self.work)
+        self.block_g = max(16, triton.next_power_of_2(self.group))
+        parts = max(1, self.plan.num_parts)
+        self.o_part = torch.empty(parts, self.block_g, d, dtype=torch.float32, device=q.device)
+        self.lse_part = torch.empty(parts, self.block_g, dtype=torch.float32, device=q.device)
+        most = max((n for _, _, n in self.plan.combined), default=1)
+        self.block_s = max(2, min(16, triton.next_power_of_2(most)))
+        self.kw = {
+            "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "NUM_ITEMS": self.plan.num_items,
+            "ITEM_TOKENS": self.plan.items[0].tokens, "G": self.group, "BLOCK_G": self.block_g, "HEAD_DIM": d,
+            "PAGED": block_table is not None, "PAGE": page_size or 1, "INTERPRETED": INTERPRET,
+            "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table), "FUSED": self.fused,
+        }  # fmt: skip
+
+    def __call__(self) -> torch.Tensor:
+        q = self.q
+        o = self.out if self.out is not None else torch.empty_like(q)
+        q3, o3 = (q[:, 0], o[:, 0]) if self.uniform else (q, o)
+        s_ks, s_kh, s_vs, s_vh, s_kb, s_vb = self.strides
+        args = (
+            q3, self.k, self.v, o3, self.o_part, self.lse_part, self.bt, self.cu_k, self.work, self.counters,
+            q3.stride(0), q3.stride(1), o3.stride(0), o3.stride(1), s_ks, s_kh, s_vs, s_vh, s_kb, s_vb, self.s_btb,
+        )  # fmt: skip
+        _launch(work_decode_kernel, (self.plan.num_items,), self.pinned, args, self.kw)
+        if self.combined is not None and not self.fused:
+            hq = self.kv_heads * self.group
+            work_combine_kernel[(self.combined.shape[0] * hq,)](
+                self.o_part, self.lse_part, o3, self.combined, o3.stride(0), o3.stride(1), hq, G=self.group,
+                BLOCK_G=self.block_g, HEAD_DIM=o3.shape[-1], BLOCK_S=self.block_s, INTERPRETED=INTERPRET,
+            )  # fmt: skip
+        return o
+
+    def info(self) -> dict:
+        launch = _launch_info(self.pinned or work_decode_kernel, self.kw)
+        fused = {"combine": "fused"} if self.fused else {}
+        return {"kernel": "work-decode", "split_rule": "work", **fused, **self.plan.info(), **launch}
+
+
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
     """`value` if allowed, else the one-line error that names the argument and what it takes."""
     if value not in allowed:
@@ -423,6 +498,12 @@ class Mixed:
                                  out=self.out, schedule=schedule, prefetch_pages=prefetch_pages.prefill,
                                  use_tma=varlen_tma, config=varlen_config)  # fmt: skip
         tail = kv_lens_list[first:]
+        if split_rule in WORK_RULES:
+            self.decodes = WorkDecode(q[rows:], k, v, tail, cu_seqlens_k=cu_seqlens_k[first:] if dense else None,
+                                      block_table=None if dense else block_table[first:], page_size=page_size,
+                                      out=self.out[rows:], prefetch_pages=prefetch_pages.decode,
+                                      fused=split_rule == "work-fused")  # fmt: skip
+            return
         self.decodes = RaggedDecode(q[rows:], k, v, ints(tail), max(tail),
                                     cu_seqlens_k=cu_seqlens_k[first:] if dense else None,
                                     block_table=None if dense else block_table[first:], page_size=page_size,

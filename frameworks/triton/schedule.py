@@ -1,9 +1,31 @@
-"""How the Triton and Gluon launches order and split their work (host side, plain Python and torch): the
-order of a ragged batch's requests, the Gluon varlen kernel's tile list, which page sizes its TMA loads
-take, and the device's multiprocessor count the split rules size against. `ops` (the launches) and
-`gluon_prefill` (the Gluon kernels) both read it; it imports neither."""
+"""How the Triton and Gluon launches order and split their work (host side, plain Python and torch, no
+GPU): the order of a ragged batch's requests, the Gluon varlen kernel's tile list and which page sizes its TMA
+loads take, the device's multiprocessor count the split rules size against, and the split-KV decode scheduled
+by work. `ops` (the launches) and `gluon_prefill` (the Gluon kernels) both read it; it imports neither.
+
+Split-KV decode scheduled by work (the `splits=work` variant): a flat list of (request, KV head, key
+range) items, one program each, instead of a grid of (request × KV head) × splits cut by one split count.
+
+The split length is chosen by the work, not by the number of programs: every request is cut into pieces of
+at most `split_tokens` keys (a long cache into many, a short one not at all), and `split_tokens` is the one
+whose items, launched longest first onto `slots` program slots (one a multiprocessor, as the GPU hands out
+programs in launch order to whichever slot frees first: list scheduling, longest first), finish soonest,
+counting each program's own cost besides its keys (`overhead` tokens) and the combine launch a split adds.
+So one 128k cache beside 127 short ones is read by ~136 programs of ~8k keys while the short ones fill the
+other slots, where the `waves` rule reads it with 8 (its batch already fills a wave unsplit). What
+FlashDecoding++, FlashInfer's balanced scheduler and FA3's scheduler metadata do, planned on the host once
+(in prepare; pure Python, no GPU), for dense and paged caches alike.
+
+Items go longest first (ties: request, head, split in order). A request cut into one piece writes its output
+directly (`part` = -1); the pieces of a request cut into several write partial outputs at `part`, and the
+combine merges each such request's pieces, however many it has (a second launch; with `splits=work-fused`, the
+last of a (request, KV head)'s pieces to finish, counted in `counter`)."""
 
 from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -37,3 +59,164 @@ def gluon_pages_fit(page_size: int | None, block_n: int = 128) -> bool:
     """Whether the Gluon varlen kernel loads pages of this size through TMA (gluon_prefill._kv_tile_load): 16
     rows a load or more (8 loads a 128-key tile at most), and no tile across a page boundary."""
     return page_size is not None and page_size % 16 == 0 and (block_n % page_size == 0 or page_size % block_n == 0)
+
+
+GRANULE = 128  # split boundaries at multiples of the largest decode BLOCK_N (the kernels assume aligned tiles)
+OVERHEAD_GRANULES = 2  # a program's cost besides its keys, in granules (as ops.SPLIT_OVERHEAD_GRANULES)
+COMBINE_GRANULES = 2  # the combine launch, when any request is split, in granules of one slot's time
+MAX_ITEMS_PER_SLOT = 4  # candidate splits stop where the longest request alone holds this many items a slot
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One program: keys lo … hi − 1 of `request`'s cache for one KV head's query group; `part` is where its
+    partial output goes (-1: the request has one piece, written to the output directly)."""
+
+    request: int
+    kv_head: int
+    lo: int
+    hi: int
+    part: int
+
+    @property
+    def tokens(self) -> int:
+        return self.hi - self.lo
+
+
+@dataclass(frozen=True)
+class WorkPlan:
+    """The items in launch order, each request's number of pieces, the split length chosen, and the
+    schedule's estimated time (tokens of one slot, overheads included)."""
+
+    items: tuple[WorkItem, ...]
+    splits: tuple[int, ...]  # pieces a request
+    split_tokens: int
+    kv_heads: int
+    slots: int
+    estimate: float
+
+    @property
+    def num_items(self) -> int:
+        return len(self.items)
+
+    @cached_property
+    def combined(self) -> tuple[tuple[int, int, int], ...]:
+        """(request, first part, pieces) of each request cut into several: what the combine reads."""
+        out, first = [], 0
+        for request, pieces in enumerate(self.splits):
+            if pieces > 1:
+                out.append((request, first, pieces))
+                first += self.kv_heads * pieces
+        return tuple(out)
+
+    @property
+    def num_parts(self) -> int:
+        return sum(self.kv_heads * n for _, _, n in self.combined)
+
+    def info(self) -> dict:
+        return {
+            "splits": max(self.splits),
+            "split_tokens": self.split_tokens,
+            "items": self.num_items,
+            "split_requests": len(self.combined),
+        }
+
+
+def plan_work(
+    kv_lens, kv_heads: int, slots: int, granule: int = GRANULE, overhead_granules: float = OVERHEAD_GRANULES,
+    combine_granules: float = COMBINE_GRANULES,
+) -> WorkPlan:  # fmt: skip
+    """The work list of decodes on caches of `kv_lens` keys with `kv_heads` KV heads, for `slots` program slots.
+    Candidate split lengths: the longest cache cut into n = 1, 2, … pieces (whole granules), while that cache
+    alone holds at most MAX_ITEMS_PER_SLOT items a slot; the one with the least estimated time wins, ties
+    going to fewer items."""
+    lens = [max(0, int(n)) for n in kv_lens]
+    if not lens or kv_heads < 1 or slots < 1 or granule < 1:
+        raise ValueError(f"plan_work: needs requests, kv_heads, slots and granule >= 1, got {len(lens)}, "
+                         f"{kv_heads}, {slots}, {granule}")  # fmt: skip
+    longest = max(max(lens), 1)
+    granules = -(-longest // granule)
+    most = min(granules, max(1, -(-MAX_ITEMS_PER_SLOT * slots // kv_heads)))
+    overhead, combine = overhead_granules * granule, combine_granules * granule
+    best = None
+    for tokens in sorted({-(-granules // n) * granule for n in range(1, most + 1)}, reverse=True):
+        costs = [size + overhead for n in lens for size in _sizes(n, tokens, granule)]
+        extra = combine if len(costs) > len(lens) else 0
+        if best is not None and max(sum(costs) * kv_heads / slots, max(costs)) + extra > best[0][0]:
+            continue  # no schedule of these items ends sooner than the best so far: skip simulating it
+        estimate = _list_schedule(costs, kv_heads, slots) + extra
+        key = (estimate, kv_heads * len(costs))
+        if best is None or key < best[0]:
+            best = (key, tokens)
+    (estimate, _), tokens = best
+    return _plan(lens, kv_heads, slots, tokens, granule, estimate)
+
+
+def _sizes(kv_len: int, tokens: int, granule: int) -> list[int]:
+    return [hi - lo for lo, hi in _pieces(kv_len, tokens, granule)]
+
+
+def _pieces(kv_len: int, tokens: int, granule: int) -> list[tuple[int, int]]:
+    """A cache of kv_len keys in pieces of at most `tokens`: as many as needed, as even as whole granules allow
+    (each starts at a multiple of the granule; the last holds the remainder). An empty cache is one empty piece."""
+    if kv_len <= tokens:
+        return [(0, kv_len)]
+    count = _cdiv(kv_len, tokens)
+    size = _cdiv(_cdiv(kv_len, count), granule) * granule
+    return [(lo, min(kv_len, lo + size)) for lo in range(0, kv_len, size)]
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _list_schedule(costs: list[float], copies: int, slots: int) -> float:
+    """When the last of these items (each `copies` times: one a KV head) ends, launched longest first onto
+    `slots` slots, each item to the slot that frees first."""
+    ordered = sorted((c for c in costs for _ in range(copies)), reverse=True)
+    if len(ordered) <= slots:
+        return ordered[0] if ordered else 0.0
+    ends = [0.0] * slots
+    for cost in ordered:
+        heapq.heapreplace(ends, ends[0] + cost)
+    return max(ends)
+
+
+def _plan(lens, kv_heads: int, slots: int, tokens: int, granule: int, estimate: float) -> WorkPlan:
+    pieces = [_pieces(n, tokens, granule) for n in lens]
+    splits = tuple(len(p) for p in pieces)
+    items, first = [], 0
+    for request, ranges in enumerate(pieces):
+        for head in range(kv_heads):
+            for index, (lo, hi) in enumerate(ranges):
+                part = first + head * len(ranges) + index if len(ranges) > 1 else -1
+                items.append(WorkItem(request, head, lo, hi, part))
+        if len(ranges) > 1:
+            first += kv_heads * len(ranges)
+    items.sort(key=lambda item: (-item.tokens, item.request, item.kv_head, item.lo))
+    return WorkPlan(tuple(items), splits, tokens, kv_heads, slots, estimate)
+
+
+def work_tensors(plan: WorkPlan, device):
+    """The plan as the kernels read it: items int32 [N, 8] (request, KV head, lo, hi, part, first, pieces,
+    counter) in launch order, and the combine's int32 [R, 3] (request, first part, pieces), or None when no
+    request is split. `first` and `pieces` locate the pieces of the item's (request, KV head), `counter` its
+    place among the split (request, KV head) pairs (the fused merge counts finished pieces there); for a request
+    of one piece: its part, 1 and -1."""
+
+    split = {request: (row, base) for row, (request, base, _) in enumerate(plan.combined)}
+    rows = []
+    for i in plan.items:
+        pieces = plan.splits[i.request]
+        if pieces > 1:
+            row, base = split[i.request]
+            rows.append((*_fields(i), base + i.kv_head * pieces, pieces, row * plan.kv_heads + i.kv_head))
+        else:
+            rows.append((*_fields(i), i.part, 1, -1))
+    items = torch.tensor(rows, dtype=torch.int32).reshape(-1, 8)
+    combined = torch.tensor(plan.combined, dtype=torch.int32).reshape(-1, 3) if plan.combined else None
+    return items.to(device), None if combined is None else combined.to(device)
+
+
+def _fields(item: WorkItem) -> tuple[int, int, int, int, int]:
+    return item.request, item.kv_head, item.lo, item.hi, item.part

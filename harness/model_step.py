@@ -1,0 +1,119 @@
+"""A model's attention time in one forward step: for each model, batch and context (or mix), per backend,
+the sum over the model's layer kinds of (layers of that kind × the p50 of that kind's row). gpt-oss-120b at
+a 32k decode is 18 × (full-attention row) + 18 × (128-token-window row), both with sinks. A step is shown
+only when every kind of the model has an ok row; otherwise the kinds that have none say why."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from frameworks import label
+
+from .store import Status, as_frame, latest
+
+# what one step is: the rows of the kinds of one model that add up (the form columns tell the kinds apart)
+STEP_KEYS = ["device", "model", "workload", "batch_size", "q_len", "kv_len", "mix", "page_size", "dtype", "tp",
+             "backend", "variant"]  # fmt: skip
+
+
+def _kind_of(row, kinds) -> str | None:
+    """The name of the model's layer kind whose form the row has, or None."""
+    window = None if pd.isna(row.window) else int(row.window)
+    softcap = None if pd.isna(row.softcap) else float(row.softcap)
+    for kind in kinds:
+        if (kind.window, kind.sinks, kind.softcap) == (window, bool(row.sinks), softcap):
+            return kind.name
+    return None
+
+
+def model_steps(data) -> pd.DataFrame:
+    """One line per (device, model, workload, batch, context, page size, dtype, tp, backend): each kind's
+    p50 (`<kind>_ms`), `step_ms` = Σ layers × p50 (NaN unless every kind is ok) and `missing` (the kinds
+    without an ok row, with their status). Rows of models without declared layer kinds are left out."""
+    from specs import MIX_NAMES, MODELS
+
+    frame = latest(as_frame(data))
+    frame = frame[frame["model"].isin([m for m, shape in MODELS.items() if shape.layers])]
+    columns = [*STEP_KEYS[:-1], "context", "full_ms", "window_ms", "step_ms", "missing"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    frame = frame.assign(kind=[_kind_of(r, MODELS[r.model].layers) for r in frame.itertuples()])
+    frame = frame[frame["kind"].notna()]
+    out = []
+    for key, group in frame.groupby(STEP_KEYS, dropna=False, sort=False):
+        line = dict(zip(STEP_KEYS, key))
+        line["backend"] = label(line["backend"], line.pop("variant"))
+        kinds = MODELS[line["model"]].layers
+        line["context"] = MIX_NAMES.get(line["mix"], line["mix"]) if line["mix"] else f"{line['kv_len']}"
+        step, missing = 0.0, []
+        for kind in kinds:
+            rows = group[group["kind"] == kind.name]
+            ok = rows[rows["status"] == Status.OK.value]
+            if ok.empty:
+                status = rows["status"].iloc[0] if not rows.empty else "not measured"
+                missing.append(f"{kind.name}: {status}")
+                line[f"{kind.name}_ms"] = float("nan")
+                continue
+            p50 = float(ok["p50_ms"].iloc[0])
+            line[f"{kind.name}_ms"] = p50
+            step += kind.count * p50
+        line["step_ms"] = float("nan") if missing else step
+        line["missing"] = "; ".join(missing)
+        out.append(line)
+    result = pd.DataFrame(out).reindex(columns=columns)
+    return result.sort_values(["model", "workload", "batch_size", "kv_len", "tp", "step_ms"], kind="stable",
+                              na_position="last").reset_index(drop=True)  # fmt: skip
+
+
+def render_model_steps(steps: pd.DataFrame) -> str:
+    """The steps as a Markdown table that fits 100 columns, the fastest backend of each (model, workload,
+    batch, context, tp) first, with each model's layers in a legend under it."""
+    from specs import MODELS
+
+    lines = ["| model | workload | B | context | tp | backend | full ms | window ms | step ms |", "|" + "---|" * 9]
+    number = lambda v: "" if pd.isna(v) else f"{v:.3f}"  # noqa: E731
+    for r in steps.itertuples():
+        step = r.missing if r.missing else number(r.step_ms)
+        lines.append(f"| {r.model} | {r.workload} | {r.batch_size} | {r.context} | {r.tp} | {r.backend} "
+                     f"| {number(r.full_ms)} | {number(r.window_ms)} | {step} |")  # fmt: skip
+    lines.append("")
+    for model in dict.fromkeys(steps["model"]):
+        kinds = MODELS[model].layers
+        parts = [f"{k.count} {k.name}" + (f" ({k.window} keys)" if k.window else "") for k in kinds]
+        lines.append(f"{model}: step = {' + '.join(parts)} layers × their p50")
+    return "\n".join(lines)
+
+
+def plot_model_steps(steps: pd.DataFrame, out_dir) -> list:
+    """One PNG per (device, model, workload, batch, tp) of uniform batches: a model's attention per step
+    against the context (log-log), a line per backend, only where every layer kind has an ok row."""
+    from pathlib import Path
+
+    from .env import device_slug
+    from .plots import _pyplot, _save, _slug, backend_colours
+
+    done = steps[steps["step_ms"].notna() & (steps["mix"] == "")]
+    if done.empty:
+        return []
+    plt = _pyplot()
+    written = []
+    keys = ["device", "model", "workload", "batch_size", "tp"]
+    for (device, model, workload, batch, tp), group in done.groupby(keys, sort=True):
+        backends = sorted(group["backend"].unique())
+        colour = backend_colours(backends, plt)
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for backend in backends:
+            mine = group[group["backend"] == backend].sort_values("kv_len")
+            ax.plot(mine["kv_len"], mine["step_ms"], "-o", color=colour[backend], label=backend)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("context (KV tokens)")
+        ax.set_ylabel("attention per step (ms, Σ layers × p50)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+        sharded = f" · tp {tp}" if tp > 1 else ""
+        ax.set_title(f"{model} {workload} · batch {batch}{sharded} · {device}", fontsize="medium")
+        fig.tight_layout()
+        name = f"{device_slug(device)}_{_slug(model)}_step_{workload}_b{batch}{f'_tp{tp}' if tp > 1 else ''}.png"
+        written.append(_save(plt, fig, Path(out_dir) / name))
+    return written

@@ -1,0 +1,172 @@
+"""How often each library is the best, over many batches (DESIGN.md, "Drawn traffic and verdicts").
+
+A batch is one spec on one device. Its best time is the least p50 of every ok row (the newest row per task,
+as `latest` keeps). A library is a backend with all of its variants (`triton` and `triton[splits=work]`):
+its time on a batch is its best variant's, and the verdict names the variant that won. Per library:
+
+- win rate: the share of the batches within `within` (5%) of the best (flashinfer-bench's win@p), counted
+  over every batch of the results, so a batch the library did not run (unsupported, failed) is not a win;
+- geomean and worst of best ÷ the library's time (1 = the best; 0.5 = twice the best's time), over the
+  batches it ran, with the batch of the worst named.
+
+Pure functions of a results frame (`harness.store.load_frame`, with or without `labelled`); the table fits
+100 columns, the plot is a PNG."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from frameworks import label
+
+from .store import SPEC_COLUMNS, Status, as_frame, latest
+
+WITHIN = 0.05  # a library "wins" a batch when its time is at most 1.05 × the best
+
+
+def batch_lines(data) -> pd.DataFrame:
+    """One line a (batch, library) with an ok row: device, the batch's spec columns, `library`, `variant`
+    (the winning variant's label, e.g. triton[splits=work]), `p50_ms` (the library's best), `best_ms` (the
+    batch's best over every library), `ratio` = best_ms / p50_ms and `batch` (a short name for the batch)."""
+    frame = _newest(data)
+    ok = frame[(frame["status"] == Status.OK.value) & frame["p50_ms"].notna()]
+    keys = ["device", *SPEC_COLUMNS]
+    columns = [*keys, "library", "variant", "p50_ms", "best_ms", "ratio", "batch"]
+    if ok.empty:
+        return pd.DataFrame(columns=columns)
+    ok = ok.sort_values(["p50_ms", "shown"], kind="stable")
+    best_of_library = ok.drop_duplicates([*keys, "library"], keep="first")
+    lines = best_of_library.assign(
+        variant=best_of_library["shown"],
+        best_ms=best_of_library.groupby(keys, dropna=False)["p50_ms"].transform("min"),
+    )
+    lines = lines.assign(ratio=lines["best_ms"] / lines["p50_ms"], batch=[batch_name(r) for r in lines.itertuples()])
+    return lines[columns].reset_index(drop=True)
+
+
+def _newest(data) -> pd.DataFrame:
+    """The newest row a task, with `library` (the backend) and `shown` (backend[variant]): from rows as stored
+    (backend, variant) or as shown (`labelled`: the variant inside the backend's name)."""
+    frame = latest(as_frame(data))
+    shown = [b if "[" in b else label(b, v) for b, v in zip(frame["backend"], frame["variant"])]
+    return frame.assign(library=[name.split("[", 1)[0] for name in shown], shown=shown)
+
+
+def batch_name(row) -> str:
+    """A batch in a few words: the mix's name (a named mix, or draw:SEED for the generalization preset),
+    else its workload and shape; dense or the page size (the model is said apart)."""
+    from specs import MIX_NAMES
+
+    page = "dense" if pd.isna(row.page_size) else f"page {int(row.page_size)}"
+    if row.mix:
+        what = MIX_NAMES.get(row.mix) or (row.mix if len(row.mix) <= 16 else row.mix[:15] + "…")
+    else:
+        what = f"{row.workload} B{row.batch_size} kv{row.kv_len}"
+    return f"{what} {page}"
+
+
+def verdict(data, within: float = WITHIN) -> pd.DataFrame:
+    """One line a (device, library): `batches` (the device's batches), `ran` (those it has an ok row on),
+    `wins` and `win_rate` (within `within` of the best, over every batch), `geomean` and `worst` of best ÷
+    its time over the batches it ran, `worst_batch`, and `variants` (which variant was the library's best
+    how often, most often first). Sorted by win rate, then geomean, best first."""
+    if within < 0:
+        raise ValueError(f"within: must be 0 or more (0.05 = 5%), got {within!r}")
+    lines = batch_lines(data)
+    keys = ["device", *SPEC_COLUMNS]
+    out = []
+    for (device, library), group in lines.groupby(["device", "library"], sort=False):
+        batches = lines[lines["device"] == device].drop_duplicates(keys).shape[0]
+        wins = int((group["ratio"] >= 1 / (1 + within) - 1e-12).sum())
+        worst = group.loc[group["ratio"].idxmin()]
+        several_models = lines.loc[lines["device"] == device, "model"].nunique() > 1
+        counts = sorted(group["variant"].value_counts().items(), key=lambda c: (-c[1], "[" in c[0], c[0]))
+        variants = ", ".join(f"{_variant_part(v)} {n / len(group):.0%}" for v, n in counts)
+        out.append(
+            {
+                "device": device,
+                "library": library,
+                "batches": batches,
+                "ran": len(group),
+                "wins": wins,
+                "win_rate": wins / batches,
+                "geomean": math.exp(group["ratio"].map(math.log).mean()),
+                "worst": float(worst["ratio"]),
+                "worst_batch": (f"{worst['model']} " if several_models else "") + worst["batch"],
+                "variants": variants,
+            }
+        )
+    frame = _newest(data)
+    for (device, library), group in frame.groupby(["device", "library"], sort=False):
+        if (device, library) in {(o["device"], o["library"]) for o in out}:
+            continue  # a library with no ok row: listed, its failures counted, never a win
+        statuses = ", ".join(f"{n} {status}" for status, n in group["status"].value_counts().items())
+        batches = lines[lines["device"] == device].drop_duplicates(keys).shape[0]
+        out.append({"device": device, "library": library, "batches": batches, "ran": 0, "wins": 0, "win_rate": 0.0,
+                    "geomean": math.nan, "worst": math.nan, "worst_batch": "",
+                    "variants": f"none ok: {statuses}"})  # fmt: skip
+    table = pd.DataFrame(out, columns=["device", "library", "batches", "ran", "wins", "win_rate", "geomean", "worst",
+                                       "worst_batch", "variants"])  # fmt: skip
+    if table.empty:
+        return table
+    return table.sort_values(["device", "win_rate", "geomean"], ascending=[True, False, False]).reset_index(drop=True)
+
+
+def _variant_part(shown: str) -> str:
+    """'triton[splits=work]' -> 'splits=work'; a backend's defaults -> 'default'."""
+    return shown[shown.index("[") + 1 : -1] if shown.endswith("]") and "[" in shown else "default"
+
+
+def render_verdict_markdown(table: pd.DataFrame, within: float = WITHIN) -> str:
+    """The verdict as Markdown lines no wider than 100 columns (the worst batch and the variants cut to fit)."""
+    if table.empty:
+        return "(no ok rows)"
+    lines = []
+    for device, group in table.groupby("device", sort=False):
+        batches = int(group["batches"].iloc[0])
+        lines += [
+            f"**{device}**, {batches} batches. win: within {within:.0%} of the best time (a batch not run is",
+            "not a win); geomean and worst of best ÷ the library's time, over the batches it ran.",
+            "",
+            "| library | ran | win | geomean | worst | worst batch | best variant |",
+            "|---|---:|---:|---:|---:|---|---|",
+        ]
+        for r in group.itertuples():
+            geomean, worst = ("—" if math.isnan(x) else f"{x:.2f}" for x in (r.geomean, r.worst))
+            numbers = f"| {r.library} | {r.ran} | {r.win_rate:.0%} | {geomean} | {worst} |"
+            room = max(20, 100 - len(numbers) - 6)  # the last two cells share what is left of 100 columns
+            worst_width = min(len(r.worst_batch), room // 2 + 2)
+            lines.append(f"{numbers} {_cut(r.worst_batch, worst_width)} | {_cut(r.variants, room - worst_width)} |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def plot_verdict(table: pd.DataFrame, out_dir: Path | str, within: float = WITHIN) -> list[Path]:
+    """One PNG a device: a bar a library, its win rate, with its geomean and worst ratio to the best as
+    markers on the same 0-1 axis."""
+    from .env import device_slug
+    from .plots import _pyplot, _save
+
+    plt = _pyplot()
+    written = []
+    for device, group in table.groupby("device", sort=False):
+        fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(group) + 2), 4), layout="constrained")
+        x = range(len(group))
+        ax.bar(x, group["win_rate"], color="tab:blue", alpha=0.7, label=f"win rate (within {within:.0%})")
+        ax.plot(x, group["geomean"], "D", color="black", label="geomean of best ÷ its time")
+        ax.plot(x, group["worst"], "v", color="tab:red", label="worst best ÷ its time")
+        for i, r in zip(x, group.itertuples()):
+            ax.text(i, r.win_rate + 0.02, f"{r.win_rate:.0%}", ha="center", fontsize="small")
+        ax.set_xticks(list(x), group["library"], rotation=20, ha="right")
+        ax.set_ylim(0, 1.3)
+        ax.set_ylabel("share · ratio")
+        ax.legend(fontsize="small", loc="upper center", ncol=3)
+        ax.set_title(f"verdict over {int(group['batches'].iloc[0])} batches · {device}", fontsize="medium")
+        written.append(_save(plt, fig, Path(out_dir) / f"{device_slug(device)}_verdict.png"))
+    return written
