@@ -106,92 +106,226 @@ def gpu_name() -> str | None:
 @app.command()
 @friendly_errors
 def sweep(
-    preset: PresetName = typer.Option("smoke", help="Named sweep to run; the options below narrow it."),
+    preset: PresetName = typer.Option(
+        "smoke",
+        metavar="PRESET",
+        help=f"Named sweep to run: {', '.join(PRESETS)}; the options below narrow it.",
+        rich_help_panel="What to measure",
+    ),
     backend: list[str] | None = typer.Option(
         None,
         "--backend",
         "-b",
-        help="Backends (repeat or comma-separate), each NAME or NAME[key=value,...] for a variant (run.py list "
-        "shows them), NAME[*] for its defaults and contender variants; default: every backend and contender.",
+        help="Backends (repeat or comma-separate), each NAME or NAME\\[key=value,...] for a variant (run.py list "
+        "shows them), NAME\\[*] for its defaults and contender variants; default: every backend and contender.",
+        metavar="NAME,...",
+        rich_help_panel="What to measure",
     ),
-    model: list[str] | None = typer.Option(None, "--model", "-m", help=f"Models: {', '.join(MODELS)}."),
+    model: list[str] | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help=f"Models: {', '.join(MODELS)}.",
+        metavar="MODEL,...",
+        rich_help_panel="What to measure",
+    ),
     workload: list[str] | None = typer.Option(
-        None, "--workload", "-w", help=f"Workloads: {', '.join(w.value for w in Workload)}."
+        None,
+        "--workload",
+        "-w",
+        help=f"Workloads: {', '.join(w.value for w in Workload)}.",
+        metavar="WORKLOAD,...",
+        rich_help_panel="What to measure",
     ),
-    batch: list[str] | None = typer.Option(None, help="Batch sizes."),
-    seq: list[str] | None = typer.Option(None, help="KV lengths in tokens (prefill: also the query length)."),
+    batch: list[str] | None = typer.Option(
+        None, help="Batch sizes.", metavar="N,...", rich_help_panel="What to measure"
+    ),
+    seq: list[str] | None = typer.Option(
+        None,
+        help="KV lengths in tokens (prefill: also the query length).",
+        metavar="TOKENS,...",
+        rich_help_panel="What to measure",
+    ),
     chunk: list[str] | None = typer.Option(
-        None, help="Append chunk lengths (query tokens per step); spec-decode draft lengths."
+        None,
+        help="Append chunk lengths (query tokens per step); spec-decode draft lengths.",
+        metavar="TOKENS,...",
+        rich_help_panel="What to measure",
     ),
-    dtype: DType | None = typer.Option(None, help="Input dtype (default: the preset's, bf16)."),
+    dtype: DType | None = typer.Option(
+        None, help="Input dtype (default: the preset's, bf16).", rich_help_panel="What to measure"
+    ),
     page_size: list[str] | None = typer.Option(
-        None, help="KV page sizes, e.g. 1,16,64,256 (default the preset's; 'dense' for no pages)."
+        None,
+        help="KV page sizes, e.g. 1,16,64,256 (default the preset's; 'dense' for no pages).",
+        metavar="SIZE,...",
+        rich_help_panel="What to measure",
     ),
     mix: list[str] | None = typer.Option(
         None,
         help=f"Batches of requests: mix strings like 2q2k_32q1s1k, drawn batches draw:SEED or draw:FIRST-LAST, "
         f"or names: {', '.join(MIXES)}.",
+        metavar="MIX,...",
+        rich_help_panel="What to measure",
     ),
     kv_dtype: list[str] | None = typer.Option(
-        None, help="KV cache dtypes: default (the input dtype) and/or fp8_e4m3 (e4m3 with fp32 scales)."
+        None,
+        help="KV cache dtypes: default (the input dtype) and/or fp8_e4m3 (e4m3 with fp32 scales).",
+        metavar="default|fp8_e4m3",
+        rich_help_panel="What to measure",
     ),
-    kv_scale: str | None = typer.Option(None, help="FP8 scales: tensor (default) or head (one a KV head)."),
+    kv_scale: str | None = typer.Option(
+        None,
+        help="FP8 scales: tensor (default) or head (one a KV head).",
+        metavar="tensor|head",
+        rich_help_panel="What to measure",
+    ),
     fp8_attention: bool = typer.Option(
-        False, "--fp8-attention", help="FP8 specs: Q in e4m3 too, with descales (FA3's FP8 form)."
+        False,
+        "--fp8-attention",
+        help="FP8 specs: Q in e4m3 too, with descales (FA3's FP8 form).",
+        rich_help_panel="What to measure",
     ),
     lengths: str | None = typer.Option(
-        None, help="KV lengths drawn per request: uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA (with -w, --batch)."
+        None,
+        help="KV lengths drawn per request: uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA (with -w, --batch).",
+        metavar="DIST:A:B",
+        rich_help_panel="What to measure",
     ),
-    seed: int = IntOption(0, help="Seed of --lengths (recorded in the row)."),
+    seed: int = IntOption(
+        0, help="Seed of --lengths (recorded in the row).", metavar="N", rich_help_panel="What to measure"
+    ),
     layer: list[str] | None = typer.Option(
-        None, help="Layer kinds of each model: full, window (default: every kind the model declares)."
+        None,
+        help="Layer kinds of each model: full, window (default: every kind the model declares).",
+        metavar="KIND,...",
+        rich_help_panel="What to measure",
     ),
     tp: list[str] | None = typer.Option(
-        None, help="Tensor-parallel degrees, e.g. 1,2,4,8: each spec holds one GPU's heads (recorded in the row)."
+        None,
+        help="Tensor-parallel degrees, e.g. 1,2,4,8: each spec holds one GPU's heads (recorded in the row).",
+        metavar="N,...",
+        rich_help_panel="What to measure",
     ),
-    timing: str | None = typer.Option(None, help="events (default on GPU), graph, profiler; wall on CPU."),
-    iterations: int | None = IntOption(None, help="A fixed number of timed calls (default: adaptive)."),
-    min_iterations: int = IntOption(10, help="Adaptive: at least this many timed calls."),
-    max_iterations: int = IntOption(2000, help="Adaptive: at most this many timed calls."),
+    timing: str | None = typer.Option(
+        None,
+        help="events (default on GPU), graph, profiler; wall on CPU.",
+        metavar="MODE",
+        rich_help_panel="How to measure",
+    ),
+    iterations: int | None = IntOption(
+        None, help="A fixed number of timed calls (default: adaptive).", metavar="N", rich_help_panel="How to measure"
+    ),
+    min_iterations: int = IntOption(
+        10, help="Adaptive: at least this many timed calls.", metavar="N", rich_help_panel="How to measure"
+    ),
+    max_iterations: int = IntOption(
+        2000, help="Adaptive: at most this many timed calls.", metavar="N", rich_help_panel="How to measure"
+    ),
     ci_target: float = FloatOption(
-        0.01, help="Adaptive: stop once the p50's 95% interval is within ±this (0.01 = ±1%)."
+        0.01,
+        help="Adaptive: stop once the p50's 95% interval is within ±this (0.01 = ±1%).",
+        metavar="FRACTION",
+        rich_help_panel="How to measure",
     ),
-    warmup: int | None = IntOption(None, help="Warm-up calls before timing (default 10 on GPU, 2 on CPU)."),
+    warmup: int | None = IntOption(
+        None,
+        help="Warm-up calls before timing (default 10 on GPU, 2 on CPU).",
+        metavar="N",
+        rich_help_panel="How to measure",
+    ),
     max_seconds: float | None = FloatOption(
-        None, help="Cap on one task's timed loop (default 10 s on GPU, 1 s on CPU; at least 5 calls)."
+        None,
+        help="Cap on one task's timed loop (default 10 s on GPU, 1 s on CPU; at least 5 calls).",
+        metavar="SECONDS",
+        rich_help_panel="How to measure",
     ),
     timeout: float = FloatOption(
-        600.0, help="Seconds one (spec, backend) may take, compile included, before it is killed."
+        600.0,
+        help="Seconds one (spec, backend) may take, compile included, before it is killed.",
+        metavar="SECONDS",
+        rich_help_panel="How to measure",
     ),
-    device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when there is a GPU)."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="CSV to append to (default results/<gpu>.csv)."),
+    device: str | None = typer.Option(
+        None,
+        help="cuda or cpu (default: cuda when there is a GPU).",
+        metavar="cuda|cpu",
+        rich_help_panel="What to measure",
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="CSV to append to (default results/<gpu>.csv).",
+        metavar="FILE.csv",
+        rich_help_panel="Where rows go",
+    ),
     resume: bool = typer.Option(
-        False, help="Skip (spec, backend) pairs the output file already holds; error and timeout rows run again."
+        False,
+        "--resume",
+        metavar="",
+        help="Skip (spec, backend) pairs the output file already holds; error and timeout rows run again.",
+        rich_help_panel="Where rows go",
     ),
     keep_failed: bool = typer.Option(
-        False, help="With --resume: also skip pairs whose newest row is error or timeout."
+        False,
+        "--keep-failed",
+        metavar="",
+        help="With --resume: also skip pairs whose newest row is error or timeout.",
+        rich_help_panel="Where rows go",
     ),
     retry_unavailable: bool = typer.Option(
-        False, help="With --resume: also run again pairs whose newest row is unavailable (a library installed since)."
+        False,
+        "--retry-unavailable",
+        metavar="",
+        help="With --resume: also run again pairs whose newest row is unavailable (a library installed since).",
+        rich_help_panel="Where rows go",
     ),
     gpus: str | None = typer.Option(
-        None, help="Run on several local GPUs at once: 'all' or ids like 0,1,3 (one worker process each)."
+        None,
+        help="Run on several local GPUs at once: 'all' or ids like 0,1,3 (one worker process each).",
+        metavar="all|ID,...",
+        rich_help_panel="Scale-out",
     ),
-    workers: int | None = IntOption(None, help="Worker processes for a CPU sweep (GPU sweeps: --gpus)."),
+    workers: int | None = IntOption(
+        None, help="Worker processes for a CPU sweep (GPU sweeps: --gpus).", metavar="N", rich_help_panel="Scale-out"
+    ),
     ray: str | None = typer.Option(
-        None, help="Run the tasks on a Ray cluster: 'auto' (the running one) or ray://host:port; one GPU a task."
+        None,
+        help="Run the tasks on a Ray cluster: 'auto' (the running one) or ray://host:port; one GPU a task.",
+        metavar="ADDRESS",
+        rich_help_panel="Scale-out",
     ),
-    accelerator_type: str | None = typer.Option(None, help="With --ray: only GPUs of this Ray accelerator type."),
+    accelerator_type: str | None = typer.Option(
+        None, help="With --ray: only GPUs of this Ray accelerator type.", metavar="TYPE", rich_help_panel="Scale-out"
+    ),
     l2_flush: str = typer.Option(
         "zero",
         help="How the L2 is evicted before each timed call: zero (write a 256 MB buffer) or read; in the "
         "row's timing_mode.",
+        metavar="zero|read",
+        rich_help_panel="How to measure",
     ),
     git_commit: str | None = typer.Option(
-        None, help="The commit the rows name (default: asked of git; give it for a copy of the tree without .git)."
+        None,
+        help="The commit the rows name (default: asked of git; give it for a copy of the tree without .git).",
+        metavar="SHA",
+        rich_help_panel="Where rows go",
     ),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots of the output file after the sweep."),
-    plot_dir: Path = typer.Option(REPO / "plots", help="Where the plots go."),
+    plots: bool = typer.Option(
+        True,
+        "--plots/--no-plots",
+        metavar="",
+        help="Draw the plots of the output file after the sweep.",
+        rich_help_panel="Where rows go",
+    ),
+    plot_dir: Path | None = typer.Option(
+        None,
+        help="Where the plots go (default: beside the output CSV, in <name>-plots/; the repository's plots/ for "
+        "its results/ files).",
+        metavar="FOLDER",
+        rich_help_panel="Where rows go",
+    ),
 ):
     """Run a sweep: every spec of the (narrowed) preset × every backend, one CSV row each."""
     from harness.atomic import WriteError
@@ -271,6 +405,10 @@ def sweep(
     )
     _ = config.timing_mode  # validates --timing against the device
     check_appendable(output)
+    if plot_dir is None:
+        from harness.options import plots_beside
+
+        plot_dir = plots_beside(output, REPO)
     if plots:
         check_output_dir("--plot-dir", plot_dir)
 
@@ -568,10 +706,11 @@ def summarize_file(output: Path, tasks, measured: int, skipped: int) -> None:
 
 
 def print_summary(rows, skipped: int, measured: int | None = None) -> None:
-    from harness.report import pivot, render_rich
+    from harness.report import pivot, render_terminal
 
     if rows:
-        console.print(render_rich(pivot(rows, "p50_ms"), title="p50 latency, ms (the best in bold)"))
+        for part in render_terminal(pivot(rows, "p50_ms"), console.width, title="p50 latency, ms (the best in bold)"):
+            console.print(part)
     counts = Counter(r.status.value for r in rows)
     text = ", ".join(f"{n} {status}" for status, n in counts.most_common())
     head = f"{len(rows)} rows" if measured is None else f"{len(rows)} tasks in the file ({measured} measured now)"
@@ -665,10 +804,9 @@ def only_results(files):
 
 def load_filtered(files, model, workload, backend):
     """Rows of the files, narrowed by the filters; a filter value the files do not hold is an error."""
-    from harness.options import check_input_files, check_known, dedupe
+    from harness.options import check_known, dedupe
     from harness.store import labelled, load_many
 
-    check_input_files("files", files)
     rows = labelled(load_many(only_results(files)))
     for field, wanted in (
         ("model", split_list(model, "--model")),
@@ -688,7 +826,10 @@ def load_filtered(files, model, workload, backend):
 def table(
     files: list[Path] | None = typer.Argument(None, help="One or more results CSVs."),
     metric: str = typer.Option(
-        "p95_ms", help="p50_ms, p95_ms, mean_ms, tflops, gbps, tokens_per_s, setup_ms, peak_mem_gib, rel_err, ..."
+        "p50_ms",
+        "--metric",
+        "--stat",
+        help="p50_ms (the README's), p95_ms, mean_ms, tflops, gbps, pct_peak_gbps, tokens_per_s, rel_err, ...",
     ),
     fmt: TableFormat = typer.Option("rich", "--format", help="rich (terminal) or markdown."),
     model: list[str] | None = typer.Option(None, "--model", "-m"),
@@ -717,7 +858,7 @@ def table(
         check_metric,
         pivot,
         render_markdown,
-        render_rich,
+        render_terminal,
         render_winners_markdown,
         rewrite_readme,
         winners,
@@ -735,7 +876,9 @@ def table(
             from harness.atomic import write_atomic
 
             write_atomic(readme, new)
-        console.print(f"{readme}: {blocks} table block(s) {'rewritten' if new != text else 'already up to date'}")
+        console.print(
+            f"{readme}: {blocks} table block(s) {'rewritten' if new != text else 'already up to date'}", soft_wrap=True
+        )
         return
     if not files:
         raise ValueError("files: give one or more results CSVs (or --readme README.md)")
@@ -754,6 +897,7 @@ def table(
             from rich.markdown import Markdown
 
             console.print(Markdown(text))
+        return  # the verdict alone (the draw merge's behaviour; lost in the forms merge on main)
     if model_step:
         from harness.model_step import model_steps, render_model_steps
 
@@ -778,7 +922,31 @@ def table(
     if fmt.value == "markdown":
         print(render_markdown(p))
     else:
-        console.print(render_rich(p))
+        for part in render_terminal(p, console.width):
+            console.print(part)
+
+
+@app.command()
+@friendly_errors
+def readme(
+    files: list[Path] | None = typer.Argument(None, help="Markdown files (default: README.md and docs/**/*.md)."),
+    check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if a block differs from the CSVs."),
+):
+    """Regenerate every <!-- attnbench:table ... --> block of the README and docs/ from the committed CSVs."""
+    from harness.report import generated_files, rewrite_files
+    from harness.store import labelled, load_many
+
+    found = rewrite_files(files or generated_files(REPO), lambda paths: labelled(load_many(paths)))
+    stale = [path for path, _, old, new in found if old != new]
+    for path, blocks, old, new in found:
+        if not check and old != new:
+            from harness.atomic import write_atomic
+
+            write_atomic(path, new)
+        state = ("differs" if check else "rewritten") if old != new else "up to date"
+        console.print(f"{path}: {blocks} block(s) {state}", soft_wrap=True)
+    if check and stale:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -848,6 +1016,7 @@ def calibrate(
         "copy GB/s (read+write)",
         "read-only GB/s",
         "datasheet HBM",
+        "reader",
     ):
         out.add_column(col, justify="right")
     sheet = cal.DATASHEET.get(env.device_slug, {})
@@ -859,6 +1028,7 @@ def calibrate(
             f"{row.copy_gbps:.0f}",
             f"{row.read_gbps:.0f}",
             str(sheet.get("gbps", "—")),
+            row.read_kernel,
         )
     console.print(out)
     console.print(f"appended to {path}")
@@ -867,16 +1037,17 @@ def calibrate(
 @app.command()
 @friendly_errors
 def report(
-    files: list[Path] = typer.Argument(..., help="Results CSVs (e.g. results/*.csv)."),
+    files: list[Path] = typer.Argument(
+        ..., help="Results CSVs or folders of them (e.g. results/); other CSVs are skipped with a note."
+    ),
     out_dir: Path = typer.Option(..., "--output", "-o", help="Folder for index.html (created)."),
 ):
     """One static HTML page (works offline): environment per GPU, every row in a filterable table
     with the command that reproduces it, roofline, scaling curves, speed-up heatmap, serving mixes."""
     from harness.html_report import write_report
-    from harness.options import check_input_files, check_output_dir
+    from harness.options import check_output_dir
     from harness.store import labelled, load_frame
 
-    check_input_files("files", files)
     check_output_dir("--output", out_dir)
     path = write_report(labelled(load_frame(only_results(files))), out_dir)
     console.print(f"report: {path} ({path.stat().st_size / 2**20:.1f} MiB, no network needed)")
@@ -916,7 +1087,9 @@ def compare(
         "significant. --no-spread to ignore.",
     ),
     no_spread: bool = typer.Option(False, "--no-spread", help="Judge by the intervals and --min-effect alone."),
-    show: str = typer.Option("all", help="all, or significant (only the rows that differ)."),
+    show: str = typer.Option(
+        "significant", help="significant (only the rows that differ, the default) or all (every compared row)."
+    ),
     all_rows: bool = typer.Option(
         False, "--all", help="Also list rows present in only one file (by default: only counted)."
     ),
@@ -926,11 +1099,15 @@ def compare(
         "the same file as A and B, --a-gpu and --b-gpu).",
     ),
     b_gpu: str | None = typer.Option(None, help="Only B's rows measured on the GPU whose UUID starts with this."),
+    across_gpus: bool = typer.Option(
+        False, "--across-gpus", help="Pair rows of different GPU kinds by spec (default: a row meets its own GPU's)."
+    ),
 ):
-    """B against A per (spec, backend): ratio of p50s, significance from both 95% intervals and the
-    measured between-run spread, geometric mean of the ratios."""
+    """B against A per (GPU, spec, backend): the counts first (faster, slower, same, not comparable and why),
+    then the rows that differ; ratio of p50s, significance from both 95% intervals and the measured
+    between-run spread, geometric mean of the ratios."""
     from harness.compare import compare as compare_rows
-    from harness.compare import load_spread, on_gpu, summarize
+    from harness.compare import load_spread, on_gpu, render_comparison
     from harness.options import check_input_files, check_number
     from harness.store import labelled, load_rows
 
@@ -941,44 +1118,9 @@ def compare(
     noise = {} if no_spread or spread is None else load_spread(spread)
     rows_a = labelled(on_gpu(load_rows(a), a_gpu, "--a-gpu", a))  # variants apart, named as -b takes them
     rows_b = labelled(on_gpu(load_rows(b), b_gpu, "--b-gpu", b))
-    comparisons = compare_rows(rows_a, rows_b, min_effect, noise)
-    out = Table(title=f"B = {b.name} vs A = {a.name} (ratio = B p50 / A p50; below 1: B is faster)")
-    for col in ("spec", "backend", "A p50 ms [95% CI]", "B p50 ms [95% CI]", "ratio", "verdict"):
-        out.add_column(col)
-    colours = {"faster": "green", "slower": "red", "not significant": "dim"}
-    colour_of = lambda verdict: next((c for k, c in colours.items() if verdict.startswith(k)), "yellow")
-    one_sided = [c for c in comparisons if c.a is None or c.b is None]
-    for c in comparisons:
-        if show == "significant" and not c.significant:
-            continue
-        if not all_rows and (c.a is None or c.b is None):
-            continue
-        fmt = lambda r: (
-            f"{r.p50_ms:.4g} [{r.p50_ci_low_ms:.4g}, {r.p50_ci_high_ms:.4g}]"
-            if r and r.p50_ms is not None and r.p50_ci_low_ms is not None
-            else (r.status.value if r else "—")
-        )
-        ratio = f"{c.ratio:.3f}" if c.ratio is not None else "—"
-        out.add_row(
-            escape(c.label), escape(c.backend), fmt(c.a), fmt(c.b), ratio, f"[{colour_of(c.verdict)}]{c.verdict}[/]"
-        )
-    console.print(out)
-    if noise:
-        console.print(
-            f"between-run spread from {spread}: "
-            + ", ".join(f"{d} {w} ±{v:.1%}" for (d, w), v in sorted(noise.items()))
-        )
-    if one_sided and not all_rows:
-        console.print(f"{len(one_sided)} rows are in only one of the files (not listed; --all lists them)")
-    s = summarize(comparisons)
-    if s.compared:
-        console.print(
-            f"{s.compared} compared: {s.compared - s.significant} not significant "
-            f"({s.share_not_significant:.0%}), {s.faster} faster, {s.slower} slower; "
-            f"geometric mean of B/A = {s.geomean_ratio:.4f}; {s.not_comparable} not comparable"
-        )
-    else:
-        console.print(f"nothing comparable ({s.not_comparable} rows without a partner or not ok on both sides)")
+    comparisons = compare_rows(rows_a, rows_b, min_effect, noise, same_device=not (across_gpus or a_gpu or b_gpu))
+    for part in render_comparison(comparisons, rows_a, rows_b, a, b, noise, spread, show, all_rows, across_gpus):
+        console.print(part)
 
 
 @app.command("spread")

@@ -2,7 +2,11 @@
 (bytes read + bytes written) and a read-only stream (a reduction that reads every byte once), stored
 in results/calibration-<device>.csv. Rows use them for percent of peak and the roofline-bound time,
 instead of datasheet numbers. The bandwidth ceiling is the higher of copy and read: attention reads
-far more than it writes, and HBM serves a pure read stream faster than a half-read, half-write copy."""
+far more than it writes, and HBM serves a pure read stream faster than a half-read, half-write copy. The read
+stream is a Triton reduction tuned on each GPU (`tune_reader` over READER_GRID: a quick timing of every shape,
+then the three fastest timed in full), so that no attention kernel reads faster than its ceiling; the row
+names the reader that won (`read_kernel`). Tables divide by the best ceiling ever measured on the GPU kind
+(`harness.ceilings`)."""
 
 from __future__ import annotations
 
@@ -53,6 +57,7 @@ class Calibration:
     git_commit: str
     host: str
     read_gbps: float | None = None  # read-only stream, bytes read / p50 (None in files that predate it)
+    read_kernel: str = ""  # the tuned reader that set read_gbps: torch-sum or triton:BLOCK/ITERS/WARPS/STAGES
 
     @property
     def bandwidth_gbps(self) -> float:
@@ -67,6 +72,7 @@ DATASHEET = {
 }
 
 COLUMNS = tuple(f.name for f in fields(Calibration))
+OLDER_COLUMNS = (COLUMNS, COLUMNS[:-1], COLUMNS[:-2])  # without read_kernel; without read_gbps either
 
 
 def measure(device: torch.device, env: Environment, dtypes=tuple(DType), timestamp: str = "") -> list[Calibration]:
@@ -76,7 +82,7 @@ def measure(device: torch.device, env: Environment, dtypes=tuple(DType), timesta
     gen = torch.Generator(device=device)
     gen.manual_seed(0)
     copy_gbps = _copy_gbps(device, sizes["copy_bytes"], gen, rep)
-    read_gbps = _read_gbps(device, read_bytes(device, sizes["read_bytes"]), gen, rep)
+    read_gbps, reader = _read_gbps(device, read_bytes(device, sizes["read_bytes"]), gen, rep)
     out = []
     n = sizes["matmul_n"]
     previous = torch.get_float32_matmul_precision()
@@ -101,6 +107,7 @@ def measure(device: torch.device, env: Environment, dtypes=tuple(DType), timesta
                     git_commit=env.git_commit,
                     host=env.host,
                     read_gbps=read_gbps,
+                    read_kernel=reader,
                 )
             )
     finally:
@@ -125,22 +132,53 @@ def read_bytes(device: torch.device, wanted: int) -> int:
     return max(2**20, min(wanted, free // 4) // 2**20 * 2**20)
 
 
-def _read_gbps(device: torch.device, nbytes: int, gen: torch.Generator, rep: Repetition) -> float:
-    """Read-only stream: the faster of torch's sum and a Triton reduction with many loads in flight
-    (GPU), each reading every byte once and writing almost nothing; bytes read over the p50 time."""
+def _read_gbps(device: torch.device, nbytes: int, gen: torch.Generator, rep: Repetition) -> tuple[float, str]:
+    """Read-only stream: the fastest of torch's sum and, on a GPU, a Triton reduction tuned for this GPU
+    (tune_reader over READER_GRID), each reading every byte once and writing almost nothing; (bytes read over
+    the p50 time, the reader's name)."""
     src = torch.empty(nbytes // 2, dtype=torch.bfloat16, device=device).normal_(generator=gen)  # no fp32 copy
-    candidates = [lambda: src.sum(dtype=torch.float32)]
+    candidates = {"torch-sum": lambda: src.sum(dtype=torch.float32)}
     if device.type == "cuda":
-        candidates += [_triton_reader(src, *shape) for shape in READER_SHAPES]
-    best_ms = min(time_callable(fn, device, rep).p50_ms for fn in candidates)
-    return nbytes / (best_ms / 1e3) / 1e9
+        quick = Repetition(min_iterations=5, max_iterations=20, max_seconds=0.5, warmup=2)
+        timed = lambda fn: time_callable(fn, device, quick).p50_ms  # noqa: E731
+        for shape in tune_reader(lambda shape: timed(_triton_reader(src, *shape)), READER_GRID):
+            candidates["triton:" + "/".join(map(str, shape))] = _triton_reader(src, *shape)
+    times = {name: time_callable(fn, device, rep).p50_ms for name, fn in candidates.items()}
+    best = min(times, key=times.get)
+    return nbytes / (times[best] / 1e3) / 1e9, best
 
 
-# (elements a load, loads a program, warps, pipeline stages) of the Triton read stream. The first alone read
-# 4478 GB/s on an H200 (2026-11-23), and attention decode rows read up to 2.7% more than that a session
-# later: programs that stream a longer contiguous slice with more loads in flight, as a decode program does
-# with its ~1 MB of K and V, are tried beside it, and the fastest sets the ceiling
+# the tuning grid of the Triton read stream: (elements a load, loads a program, warps, pipeline stages). A
+# program streams BLOCK × ITERS contiguous elements with STAGES loads in flight, as a decode program streams its
+# ~1 MB of K and V; the five shapes tried before tuning (the first read 4478 GB/s on an H200 on 2026-11-23, and
+# decode rows read up to 2.7% more a session later) are in it
 READER_SHAPES = ((4096, 16, 8, 4), (4096, 64, 8, 4), (2048, 128, 4, 4), (8192, 32, 8, 3), (1024, 256, 4, 6))
+READER_GRID = tuple(
+    dict.fromkeys(
+        READER_SHAPES
+        + tuple(
+            (block, iters, warps, stages)
+            for block in (1024, 2048, 4096, 8192)
+            for iters in (16, 64, 256)
+            for warps in (4, 8)
+            for stages in (2, 4)
+            if block * iters <= 2**21  # at most 4 MiB of bf16 a program
+        )
+    )
+)
+
+
+def tune_reader(time_shape, grid=READER_GRID, keep: int = 3) -> list[tuple]:
+    """The `keep` fastest shapes of `grid` by a quick timing each (`time_shape(shape)` -> ms), fastest first:
+    the calibration then times these few with its full repetition and keeps the best. A shape that fails to
+    compile or launch (too many registers or too much shared memory on this GPU) is passed over."""
+    timed = []
+    for shape in grid:
+        try:
+            timed.append((time_shape(shape), shape))
+        except Exception:  # noqa: BLE001 - a shape this GPU cannot run is no ceiling
+            continue
+    return [shape for _, shape in sorted(timed)[:keep]]
 
 
 def _triton_reader(src: torch.Tensor, block: int, iters: int, warps: int, stages: int):
@@ -195,7 +233,7 @@ def load(path: Path | str) -> list[Calibration]:
         return []
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) not in (COLUMNS, COLUMNS[:-1]):  # files without read_gbps load too
+        if tuple(reader.fieldnames or ()) not in OLDER_COLUMNS:  # files without read_gbps or read_kernel load too
             raise ValueError(f"{path} is not an attnbench calibration file (columns {reader.fieldnames})")
         rows = []
         for line_no, raw in enumerate(reader, start=2):
@@ -209,6 +247,7 @@ def load(path: Path | str) -> list[Calibration]:
                             "matmul_n": int(raw["matmul_n"]),
                             "copy_bytes": int(raw["copy_bytes"]),
                             "read_gbps": float(raw["read_gbps"]) if raw.get("read_gbps") else None,
+                            "read_kernel": raw.get("read_kernel") or "",
                         }
                     )
                 )

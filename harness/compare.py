@@ -43,8 +43,9 @@ def _label(row: ResultRow) -> str:
     return row.spec.describe()
 
 
-def _key(row: ResultRow) -> tuple:
-    return row.task_key  # spec + backend, not the device: two GPUs compare too
+def _key(row: ResultRow, same_device: bool = True) -> tuple:
+    """spec + backend, and the device unless two GPUs are compared on purpose (`same_device=False`)."""
+    return (row.device, *row.task_key) if same_device else row.task_key
 
 
 DEFAULT_MIN_EFFECT = 0.01  # the precision the adaptive timer aims for (±1%): no claims below it
@@ -91,12 +92,15 @@ def compare(
     b_rows: Iterable[ResultRow],
     min_effect: float = DEFAULT_MIN_EFFECT,
     spread: dict[tuple[str, str], float] | None = None,
+    same_device: bool = True,
 ) -> list[Comparison]:
-    """Per (spec, backend). With `spread` ((device, workload) -> between-run spread), a difference
-    must also exceed the spread of both sides' devices to be called significant."""
+    """Per (device, spec, backend): a row is compared only with a row of the same GPU kind, unless
+    `same_device` is False (one GPU against another: per (spec, backend)). With `spread` ((device, workload) ->
+    between-run spread), a difference must also exceed the spread of both sides' devices to be called
+    significant."""
     spread = spread or {}
-    a_by_key = {_key(r): r for r in latest(a_rows)}
-    b_by_key = {_key(r): r for r in latest(b_rows)}
+    a_by_key = {_key(r, same_device): r for r in latest(a_rows)}
+    b_by_key = {_key(r, same_device): r for r in latest(b_rows)}
     out = []
     for key in list(dict.fromkeys([*a_by_key, *b_by_key])):
         a, b = a_by_key.get(key), b_by_key.get(key)
@@ -122,6 +126,17 @@ class Summary:
     @property
     def share_not_significant(self) -> float | None:
         return (self.compared - self.significant) / self.compared if self.compared else None
+
+
+def why_not(comparisons: list[Comparison]) -> dict[str, int]:
+    """Why the pairs that were not compared were not: 'only in A', 'only in B', 'not both ok', 'timing modes
+    differ', 'no confidence interval', with their counts, most frequent first."""
+    reasons: dict[str, int] = {}
+    for c in comparisons:
+        if not c.comparable:
+            reason = c.verdict.split(" (")[0]
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
 
 
 def summarize(comparisons: list[Comparison]) -> Summary:
@@ -167,6 +182,63 @@ def load_spread(path) -> dict[tuple[str, str], float]:
     if list(table.columns) != SPREAD_COLUMNS:
         raise ValueError(f"{path} is not an attnbench spread file (columns {list(table.columns)})")
     return {(r.device, r.workload): float(r.spread_p90) for r in table.itertuples()}
+
+
+def render_comparison(comparisons, rows_a, rows_b, a, b, noise, spread_path, show="significant", all_rows=False,
+                      across_gpus=False) -> list:  # fmt: skip
+    """What `run.py compare` prints, in order: what is compared, the counts (faster, slower, same, not comparable
+    and why), the between-run spreads of the GPUs compared, then a table of the rows that differ (`show` =
+    'all': every compared row; `all_rows`: also the rows of one side only). Strings and a rich Table."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    s = summarize(comparisons)
+    out: list = [f"B = {b} against A = {a}: ratio = B p50 / A p50 (below 1: B is faster)"]
+    if s.compared:
+        out.append(
+            f"{s.compared} compared: {s.faster} faster, {s.slower} slower, {s.compared - s.significant} same "
+            f"(not significant, {s.share_not_significant:.0%}); geometric mean of B/A = {s.geomean_ratio:.4f}"
+        )
+    else:
+        gpus = {r.device for r in rows_a} != {r.device for r in rows_b} and not across_gpus
+        out.append("nothing compared" + (" (other GPU kinds: --across-gpus pairs them by spec)" if gpus else ""))
+    reasons = why_not(comparisons)
+    if reasons:
+        out.append(f"{s.not_comparable} not comparable: " + ", ".join(f"{n} {why}" for why, n in reasons.items()))
+    devices = {r.device for r in [*rows_a, *rows_b]}
+    workloads = {c.a.workload for c in comparisons if c.comparable}
+    used = {k: v for k, v in noise.items() if k[0] in devices and k[1] in workloads}
+    if used:
+        shown = ", ".join(f"{d} {w} ±{v:.1%}" for (d, w), v in sorted(used.items()))
+        out.append(f"between-run spread from {spread_path}: {shown}")
+    several = len(devices) > 1 and not across_gpus
+    table = Table(title="the rows that differ" if show == "significant" else "every compared row", title_justify="left")
+    for col in ("spec", "backend", "A p50 ms", "B p50 ms", "ratio", "verdict"):
+        table.add_column(col, overflow="fold")
+    colours = {"faster": "green", "slower": "red", "not significant": "dim"}
+    listed = 0
+    for c in comparisons:
+        if show == "significant" and not c.significant and not (all_rows and not c.comparable):
+            continue
+        if not all_rows and (c.a is None or c.b is None):
+            continue
+        colour = next((k for v, k in colours.items() if c.verdict.startswith(v)), "yellow")
+        label = (f"{(c.a or c.b).device}: " if several else "") + c.label
+        table.add_row(escape(label), escape(c.backend), _p50(c.a), _p50(c.b),
+                      f"{c.ratio:.3f}" if c.ratio is not None else "—", f"[{colour}]{c.verdict}[/]")  # fmt: skip
+        listed += 1
+    if listed:
+        out.append(table)
+    elif show == "significant" and s.compared:
+        out.append("no row differs significantly (--show all lists every compared row)")
+    one_sided = sum(c.a is None or c.b is None for c in comparisons)
+    if one_sided and not all_rows:
+        out.append(f"{one_sided} rows are in only one of the files (not listed; --all lists them)")
+    return out
+
+
+def _p50(row: ResultRow | None) -> str:
+    return f"{row.p50_ms:.4g}" if row and row.p50_ms is not None else (row.status.value if row else "—")
 
 
 def save_spread(table: pd.DataFrame, path) -> pd.DataFrame:

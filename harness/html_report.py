@@ -1,12 +1,16 @@
-"""`run.py report`: one static HTML page from any number of result CSVs, with plotly's JavaScript
-embedded (it opens with no network). Sections: the environment of each GPU; every result row in one
-filterable table (GPU, model, workload, mix, batch, backend), the best of each spec marked, a failed
-cell's reason on hover, the `run.py` command that reproduces each row; the roofline, the scaling
-curves, the speed-up heatmap and the winners of each serving mix as plotly figures."""
+"""`run.py report`: one static HTML page from any number of result CSVs that opens with no network. First the
+summary (per GPU and workload class, which backend to use and by how much it wins) and a table of contents;
+then the environment of each GPU, the serving mixes' winners, the figures (roofline, scaling curves, each
+backend against the fastest of each spec, a heat map of the serving mixes a GPU and model) and every result
+row in one filterable table (the best of each spec marked, a failed cell's reason on hover, the `run.py`
+command that reproduces each row). Size: plotly's JavaScript, the figures and the rows are each stored
+once, gzipped and base64-encoded, and unpacked by the browser (DecompressionStream), so the committed
+results make a page of about 2.5 MB instead of 10 MiB."""
 
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -47,9 +51,12 @@ def _fmt(value, spec: str) -> str:
 
 
 def _best_marks(frame: pd.DataFrame) -> pd.Series:
-    """True on the fastest ok row of each (device, spec) among the newest rows."""
-    newest = latest(frame)
-    ok = newest[newest["status"] == Status.OK.value]
+    """True on the fastest ok row of each (device, spec) among the newest rows, leaving out rows above their
+    GPU's best measured ceiling (harness.ceilings)."""
+    from .ceilings import rebase
+
+    newest = rebase(latest(frame))
+    ok = newest[(newest["status"] == Status.OK.value) & ~newest["over_ceiling"]]
     spec_key = ["device", *SPEC_COLUMNS]
     best_index = ok.loc[ok.groupby(spec_key, dropna=False)["p50_ms"].idxmin()].index
     return frame.index.isin(best_index)
@@ -78,7 +85,7 @@ def above_ceiling(r) -> str:
             "run `run.py calibrate` on this GPU")  # fmt: skip
 
 
-def _table(frame: pd.DataFrame) -> str:
+def _table(frame: pd.DataFrame, body_only: bool = False) -> str:
     from specs import MIX_NAMES
 
     best = _best_marks(frame)
@@ -97,7 +104,7 @@ def _table(frame: pd.DataFrame) -> str:
                    _fmt(r.gbps, "{:.0f}")]  # fmt: skip
         over = above_ceiling(r)
         flag = f' over" title="{html.escape(over)}' if over else ""  # underlined, with why on hover
-        peak_cell = f'<td class="num{flag}">{_fmt(peak, "{:.1f}")}</td>'
+        peak_cell = f'<td class="num{flag}">{_fmt(peak, "{:.1f}")}{"†" if over else ""}</td>'
         data = " ".join(f'data-{k}="{html.escape(str(getattr(r, k)))}"' for k in FILTERS)
         command = reproduce_command(r)
         body.append(
@@ -109,6 +116,8 @@ def _table(frame: pd.DataFrame) -> str:
             + f"<td>{html.escape(r.timestamp[:10])}</td>"
             + f'<td><code class="cmd">{html.escape(command)}</code></td></tr>'
         )
+    if body_only:
+        return "".join(body)
     return f'<table id="results"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
@@ -148,48 +157,100 @@ def _environment(frame: pd.DataFrame) -> str:
     return "".join(blocks)
 
 
-def _figures(frame: pd.DataFrame) -> list:
-    """Plotly figures: roofline, scaling curves, speed-up heatmap, a heat map of the serving mixes a
-    GPU and model."""
-    import plotly.express as px
+def roofline_figure(ok: pd.DataFrame):
+    """A panel a GPU (sorted by name), each with that GPU's measured ceilings: the ceiling traces and the
+    points are placed by the same list of devices, never by two orders that can disagree."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from .plots import PLOTLY_SYMBOLS, backend_style
+
+    devices = sorted(ok["device"].unique())
+    fig = make_subplots(rows=1, cols=len(devices), subplot_titles=devices, shared_yaxes=True)
+    style = backend_style(ok["backend"])
+    workloads = sorted(ok["workload"].unique(), key=lambda w: WORKLOAD_RANK.get(w, 9))
+    seen = set()
+    for col, device in enumerate(devices, start=1):
+        rows = ok[ok["device"] == device]
+        peak, bandwidth = rows["ceiling_tflops"].max(), rows["ceiling_gbps"].max()
+        if pd.notna(peak) and pd.notna(bandwidth):
+            xs = [10 ** (k / 20) for k in range(-20, 81)]
+            fig.add_trace(go.Scatter(x=xs, y=[min(peak, bandwidth * x / 1e3) for x in xs], mode="lines",
+                                     line={"color": "black", "width": 1}, name=f"measured ceiling ({device})",
+                                     meta=device, showlegend=False,
+                                     hovertemplate=f"{device}: {peak:.0f} TFLOP/s, {bandwidth:.0f} GB/s"
+                                     "<extra></extra>"),
+                          row=1, col=col)  # fmt: skip
+        for (backend, workload), points in rows.groupby(["backend", "workload"], sort=True):
+            colour, _ = style[backend]
+            symbol = PLOTLY_SYMBOLS[workloads.index(workload) % len(PLOTLY_SYMBOLS)]
+            text = (points["model"] + " " + points["mix"].where(points["mix"] != "", points["workload"]) + " B="
+                    + points["batch_size"].map(str) + " kv=" + points["kv_len"].map(str)
+                    + " · " + points["p50_ms"].map("{:.4g} ms".format))  # fmt: skip
+            fig.add_trace(go.Scatter(x=points["intensity"], y=points["tflops"], mode="markers", name=backend,
+                                     legendgroup=backend, showlegend=backend not in seen, meta=device,
+                                     marker={"color": colour, "symbol": symbol, "size": 7}, text=text,
+                                     hovertemplate=f"{backend} · {workload}<br>%{{text}}<extra></extra>"),
+                          row=1, col=col)  # fmt: skip
+            seen.add(backend)
+    fig.update_xaxes(type="log", title_text="FLOP / ideal byte")
+    fig.update_yaxes(type="log")
+    fig.update_yaxes(title_text="TFLOP/s (p50)", col=1)
+    fig.update_layout(height=520, title="Roofline: achieved TFLOP/s against arithmetic intensity; marker = workload "
+                      f"({', '.join(f'{w} {PLOTLY_SYMBOLS[i]}' for i, w in enumerate(workloads))})")  # fmt: skip
+    return fig
+
+
+WORKLOAD_RANK = {"prefill": 0, "append": 1, "decode": 2, "spec-decode": 3, "mixed": 4}
+# p50 over the fastest p50 of the same spec, on a log scale fixed from 1× (the best, green) to 4× and beyond
+# (red), 2× in the middle: the same colour means the same gap in every heat map
+RELATIVE_SCALE = {"colorscale": "RdYlGn_r", "zmin": 0, "zmax": 2, "colorbar": {
+    "title": "× the fastest", "tickvals": [0, 0.5, 1, 1.5, 2], "ticktext": ["1×", "1.41×", "2×", "2.83×", "≥4×"]},
+}  # fmt: skip
+
+
+def relative_heatmap(table: pd.DataFrame, title: str):
+    """A heat map of p50 / the column's fastest p50 (1 = the best, bold): rows = backend, columns = spec; the
+    colour is log2 of the ratio on RELATIVE_SCALE, the text the ratio itself."""
+    import numpy as np
     import plotly.graph_objects as go
 
+    values = table.to_numpy(dtype=float)
+    text = [["" if np.isnan(v) else (f"<b>{v:.2f}</b>" if v == 1 else f"{v:.2f}") for v in line] for line in values]
+    heat = go.Heatmap(z=np.log2(values), x=[str(c) for c in table.columns], y=list(table.index), text=text,
+                      texttemplate="%{text}", hovertemplate="%{y} · %{x}: %{text}×<extra></extra>",
+                      **RELATIVE_SCALE)  # fmt: skip
+    fig = go.Figure(heat)
+    fig.update_layout(title=title, height=max(300, 24 * len(table.index) + 200), yaxis={"autorange": "reversed"})
+    return fig
+
+
+def _figures(frame: pd.DataFrame) -> list:
+    """Plotly figures: roofline, scaling curves, each backend against the fastest of each uniform spec, a heat
+    map of the serving mixes a GPU and model."""
+    from .ceilings import rebase
     from .plots import mix_ratios
 
-    ok = latest(frame)
+    ok = rebase(latest(frame))
     ok = ok[ok["status"] == Status.OK.value].copy()
     figures = []
     if ok.empty:
         return figures
     ok["intensity"] = ok["tflops"] * 1e3 / ok["gbps"]  # FLOP per ideal byte
-    roof = px.scatter(ok, x="intensity", y="tflops", color="backend", symbol="workload", facet_col="device",
-                      log_x=True, log_y=True, hover_data=["model", "mix", "batch_size", "kv_len", "p50_ms"],
-                      title="Roofline: achieved TFLOP/s against arithmetic intensity (FLOP / ideal byte)")  # fmt: skip
-    for i, (device, rows) in enumerate(ok.groupby("device"), start=1):
-        peak, bandwidth = rows["ceiling_tflops"].max(), rows["ceiling_gbps"].max()
-        if pd.notna(peak) and pd.notna(bandwidth):
-            xs = [10 ** (k / 20) for k in range(-20, 81)]
-            roof.add_trace(go.Scatter(x=xs, y=[min(peak, bandwidth * x / 1e3) for x in xs], mode="lines",
-                                      line={"color": "black"}, name=f"measured ceiling ({device})", showlegend=False),
-                           row=1, col=i)  # fmt: skip
-    figures.append(roof)
+    figures.append(roofline_figure(ok))
     uniform = ok[ok["mix"] == ""]
     figures += _scaling_figures(uniform)
-    if "sdpa" in set(uniform["backend"]):
-        key = uniform[["device", *SPEC_COLUMNS]].apply(lambda c: c.map(str)).agg("|".join, axis=1)
-        joined = uniform.assign(key=key)
-        base = joined[joined["backend"] == "sdpa"].set_index("key")["p50_ms"]
-        joined = joined.join(base.rename("sdpa_ms"), on="key")
-        joined["speedup"] = joined["sdpa_ms"] / joined["p50_ms"]
-        joined["spec"] = joined["device"] + " · " + joined["model"] + " " + joined["workload"]
-        grid = joined.pivot_table(index="backend", columns="spec", values="speedup", aggfunc="first")
-        figures.append(px.imshow(grid, color_continuous_scale="RdYlGn", color_continuous_midpoint=1.0, text_auto=".2f",
-                                 aspect="auto", title="Speed-up over sdpa (sdpa p50 / backend p50)"))  # fmt: skip
+    for device, rows in uniform.groupby("device"):
+        rows = rows.assign(spec=rows["model"] + " " + rows["workload"] + " B=" + rows["batch_size"].map(str)
+                           + " kv=" + rows["kv_len"].map(str))  # fmt: skip
+        grid = rows.pivot_table(index="backend", columns="spec", values="p50_ms", aggfunc="first")
+        if grid.shape[1] > 40:  # the scaling presets: their curves say it; keep the heat map readable
+            continue
+        grid = grid.div(grid.min(axis=0), axis=1)
+        title = f"Uniform batches · {device}: p50 / the spec's fastest p50 (1 = fastest)"
+        figures.append(relative_heatmap(grid, title))
     for (device, model), table in mix_ratios(ok).items():  # one heat map a GPU and model: who wins each mix
-        title = f"Serving mixes · {device} · {model}: p50 / the mix's fastest p50 (1 = wins)"
-        heat = px.imshow(table, color_continuous_scale="RdYlGn_r", range_color=(1, 3), text_auto=".2f",
-                         aspect="auto", title=title)  # fmt: skip
-        figures.append(heat)
+        figures.append(relative_heatmap(table, f"Serving mixes · {device} · {model}: p50 / the mix's fastest p50"))
     return figures
 
 
@@ -199,7 +260,7 @@ def _scaling_figures(uniform: pd.DataFrame) -> list:
     append, GB/s for decode: what bounds each)."""
     import plotly.express as px
 
-    from .plots import THROUGHPUT, workload_metric
+    from .plots import PLOTLY_SYMBOLS, THROUGHPUT, backend_style, workload_metric
 
     if uniform.empty:
         return []
@@ -209,6 +270,9 @@ def _scaling_figures(uniform: pd.DataFrame) -> list:
     column = curves["workload"].map(lambda w: workload_metric(THROUGHPUT, w))  # the PNG plots' choice, tflops or gbps
     curves[THROUGHPUT] = [row[c] for row, c in zip(curves.to_dict("records"), column)]
     curves["chunk"] = curves["q_len"].where(curves["workload"] == "append", 0)
+    style = backend_style(curves["backend"])
+    colours = {b: c for b, (c, _) in style.items()}
+    symbols = {b: PLOTLY_SYMBOLS[m] for b, (_, m) in style.items()}
     figures = []
     for device, rows in curves.groupby("device"):
         height = 260 * rows["group"].nunique() + 120
@@ -216,6 +280,7 @@ def _scaling_figures(uniform: pd.DataFrame) -> list:
             fig = px.line(rows, x="kv_len", y=y, color="backend", symbol="backend", facet_col="workload",
                           facet_row="group", line_group="chunk", markers=True, log_x=True, log_y=y == "p50_ms",
                           hover_data=["model", "batch_size", "q_len", "p50_ms", "tflops", "gbps"], height=height,
+                          color_discrete_map=colours, symbol_map=symbols,
                           title=f"Scaling · {device}: {what} against KV length")  # fmt: skip
             fig.update_yaxes(matches=None, showticklabels=True)
             figures.append(fig)
@@ -243,13 +308,47 @@ def _winners(frame: pd.DataFrame) -> str:
         "The fastest backend a GPU, model, mix and KV layout (newest ok rows), the runner-up, the margin, and"
         " the best library's p50 over the in-repo Triton kernels'."
     )
-    return f"<h2>Serving mixes: who wins</h2>\n<p>{intro}</p>\n{body}"
+    return f'<h2 id="winners-h">Serving mixes: who wins</h2>\n<p>{intro}</p>\n{body}'
+
+
+def _summary(frame: pd.DataFrame) -> str:
+    """Per GPU and workload class: the backend to use, on how many specs it is the fastest, its median
+    margin, and who wins the rest (harness.report.best_by_class)."""
+    from .report import best_by_class
+
+    table = best_by_class(frame)
+    if table.empty:
+        return "<p>(no ok rows: nothing to recommend)</p>"
+    columns = ("GPU", "workload", "use", "fastest on", "median margin", "else fastest", "measured")
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = "".join(
+        f'<tr><td>{html.escape(r.device)}</td><td>{html.escape(r.workload)}</td><td class="use">'
+        f'{html.escape(r.use)}</td><td class="num">{r.wins} of {r.specs} specs</td>'
+        f'<td class="num">{r.margin:.2f}×</td><td>{html.escape(r.others or "—")}</td><td>{r.measured}</td></tr>'
+        for r in table.itertuples()
+    )
+    return f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _short(title: str) -> str:
+    """A figure's title for the contents: up to its colon, then what follows up to a parenthesis or comma."""
+    head, _, tail = title.partition(":")
+    return head if not tail else f"{head}: {re.split(r'[(,]', tail)[0].strip()}"
+
+
+def _packed(text: str) -> str:
+    """gzip, then base64: how the page stores plotly's JavaScript, the figures and the rows (unpacked by the
+    browser's DecompressionStream)."""
+    import base64
+    import gzip
+
+    return base64.b64encode(gzip.compress(text.encode(), compresslevel=9, mtime=0)).decode()
 
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>attnbench report</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
+body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1600px; }}
 table {{ border-collapse: collapse; font-size: 12px; }}
 th, td {{ border: 1px solid #ddd; padding: 2px 6px; }}
 th {{ background: #f3f3f3; position: sticky; top: 0; }}
@@ -257,27 +356,44 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 td.fail {{ color: #a33; cursor: help; }}
 td.over {{ color: #a60; text-decoration: underline dotted; cursor: help; }}
 tr.best td {{ font-weight: bold; background: #eef8ee; }}
+#summary {{ font-size: 15px; }} #summary td.use {{ font-weight: bold; color: #185; }}
 code.cmd {{ font-size: 10px; color: #555; }}
 .env {{ display: inline-block; vertical-align: top; margin: 0 2em 1em 0; }}
 dl {{ display: grid; grid-template-columns: auto auto; gap: 0 1em; font-size: 13px; }}
 dt {{ color: #666; }} dd {{ margin: 0; max-width: 50em; }}
 #filters {{ margin: 1em 0; }} #filters label {{ margin-right: 1em; }}
+#rows {{ max-height: 75vh; overflow: auto; border: 1px solid #ccc; }}
+nav ol {{ columns: 2; font-size: 13px; }} h3 {{ font-size: 14px; margin: 1.5em 0 0.2em; }}
 </style>
-<script>{plotly_js}</script>
 </head><body>
 <h1>attnbench report</h1>
-<p>{summary} Every number passed the fp32 reference check before it was timed. Bold: the fastest ok row of
-its spec on its GPU (newest rows). Hover a failed status for its reason, a row for the command that
-measures it again.</p>
-<h2>Environment</h2>
+<p>{summary_line}</p>
+<h2 id="summary-h">Which backend to use</h2>
+<p>Per GPU and workload class: the backend (and variant) that is the fastest on the most specs (p50, newest ok
+rows, every one checked against the fp32 reference), the median margin by which it wins them (runner-up p50 /
+its p50), and who wins the others. Rows above their GPU's best measured ceiling are left out.</p>
+{summary}
+<nav><h2>Contents</h2><ol>{toc}</ol></nav>
+<h2 id="environment">Environment</h2>
 {environment}
 {winners}
-<h2>Figures</h2>
+<h2 id="figures">Figures</h2>
 {figures}
-<h2>All rows</h2>
+<h2 id="rows-h">All rows</h2>
+<p>Bold: the fastest ok row of its spec on its GPU (newest rows). † / underlined % of peak: above the GPU's best
+measured ceiling (hover for why; never bold). Hover a failed status for its reason, a row for the command that
+measures it again.</p>
 {filters}
-{table}
+<div id="rows"><table id="results"><thead><tr>{head}</tr></thead><tbody></tbody></table></div>
 <script>
+async function unpack(b64) {{
+  const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
+  return await new Response(stream).text();
+}}
+const PLOTLY = "{plotly_js}";
+const FIGURES = "{figures_json}";
+const ROWS = "{rows_html}";
 const selects = document.querySelectorAll('#filters select');
 function apply() {{
   const wanted = {{}};
@@ -292,7 +408,18 @@ function apply() {{
   document.getElementById('shown').textContent = shown + ' rows shown';
 }}
 selects.forEach(s => s.addEventListener('change', apply));
-apply();
+(async () => {{
+  document.querySelector('#results tbody').innerHTML = await unpack(ROWS);
+  apply();
+  const script = document.createElement('script');
+  script.textContent = await unpack(PLOTLY);
+  document.head.appendChild(script);
+  const figures = JSON.parse(await unpack(FIGURES));
+  figures.forEach((figure, i) => {{
+    const div = document.getElementById('figure-' + i);
+    Plotly.newPlot(div, figure.data, figure.layout, {{responsive: true}});
+  }});
+}})();
 </script>
 </body></html>
 """
@@ -308,25 +435,51 @@ def _shown_path(path: str) -> str:
 
 def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
     """Write OUT_DIR/index.html for the rows of `frame` (every row, history included)."""
+    import json
+
     from plotly.offline import get_plotlyjs
 
     from .atomic import write_atomic
+    from .ceilings import rebase
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = frame.reset_index(drop=True)
-    figures = "".join(f.to_html(full_html=False, include_plotlyjs=False) for f in _figures(frame))
+    frame = rebase(frame.reset_index(drop=True))
+    figures = _figures(frame)
+    titles = [f.layout.title.text or f"figure {i + 1}" for i, f in enumerate(figures)]
+    for f in figures:
+        f.update_layout(title=None, margin={"t": 40})
+    figure_divs = "".join(
+        f'<h3 id="fig-{i}">{html.escape(t)}</h3><div id="figure-{i}" class="plotly-graph-div" '
+        f'style="height:{f.layout.height or 450}px"></div>'
+        for i, (t, f) in enumerate(zip(titles, figures))
+    )
+    figures_json = "[" + ",".join(f.to_json() for f in figures) + "]"
+    json.loads(figures_json)  # one JSON list, parsed once by the page
     files = sorted({_shown_path(f) for f in frame["file"]}) if "file" in frame else []
-    summary = (f"{len(frame)} rows from {', '.join(html.escape(f) for f in files) or 'memory'}, "
-               f"{frame['device'].nunique()} GPU kinds, {frame['backend'].nunique()} backends.")  # fmt: skip
+    folders = sorted({str(Path(f).parent) for f in files})
+    source = f"{len(files)} files in {', '.join(folders)}" if len(files) > 3 else ", ".join(files) or "memory"
+    summary_line = (f"{len(frame)} rows from {html.escape(source)}, {frame['device'].nunique()} GPU kinds, "
+                    f"{frame['backend'].nunique()} backends (variants apart).")  # fmt: skip
+    winners = _winners(frame)
+    toc = [("summary-h", "Which backend to use"), ("environment", "Environment")]
+    toc += [("winners-h", "Serving mixes: who wins")] if winners else []
+    heads = [t.partition(":")[0] for t in titles]  # a title's head alone where no other figure shares it
+    shown = [h if heads.count(h) == 1 else _short(t) for h, t in zip(heads, titles)]
+    toc += [("figures", "Figures")] + [(f"fig-{i}", "· " + t) for i, t in enumerate(shown)]
+    toc += [("rows-h", f"All rows ({len(frame)})")]
     page = PAGE.format(
-        plotly_js=get_plotlyjs(),
-        summary=summary,
+        plotly_js=_packed(get_plotlyjs()),
+        figures_json=_packed(figures_json),
+        rows_html=_packed(_table(frame, body_only=True)),
+        summary_line=summary_line,
+        summary=_summary(frame),
+        toc="".join(f'<li><a href="#{a}">{html.escape(t)}</a></li>' for a, t in toc),
         environment=_environment(frame),
-        winners=_winners(frame),
-        figures=figures or "<p>(no ok rows to draw)</p>",
+        winners=winners,
+        figures=figure_divs or "<p>(no ok rows to draw)</p>",
         filters=_filters(frame),
-        table=_table(frame),
+        head="".join(f"<th>{html.escape(c)}</th>" for c in TABLE_COLUMNS),
     )
     path = out_dir / "index.html"
     write_atomic(path, page)  # a failed write (a full disk, a read-only index.html) leaves the old page whole

@@ -100,27 +100,62 @@ def check_input_files(option: str, paths: Iterable[Path]) -> None:
 
 
 def results_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
-    """The paths that are results CSVs, and a note for each of this project's other CSVs among them (a
-    GPU's measured ceilings, the between-run spread), which `results/*.csv` also matches: those are
-    passed over, never read as results. Anything else stays, for the loader to accept or refuse."""
+    """The results CSVs among `paths`, a folder standing for every CSV under it (sorted), and one note for
+    each file passed over: this project's other CSVs (a GPU's measured ceilings, the between-run spread) and
+    any CSV whose header is not a results file's (A/B logs, explorations, kernel profiles), so that
+    `results/*.csv results/extra/` or `results/` works. A path that does not exist is an error, and so is a
+    compressed or binary file named on the command line, or one with a results file's columns repeated or in
+    another order (inside a folder, either is passed over with a note)."""
     import csv
 
-    from .calibrate import COLUMNS as CALIBRATION
+    from .calibrate import OLDER_COLUMNS as CALIBRATION
     from .compare import SPREAD_COLUMNS
+    from .store import ADDED_COLUMNS, COLUMNS, StoreError, _validate_header, check_text
 
-    kinds = {CALIBRATION: "measured ceilings", CALIBRATION[:-1]: "measured ceilings", tuple(SPREAD_COLUMNS): "spread"}
+    core = set(COLUMNS) - set(ADDED_COLUMNS)  # the columns every results file has
+    kinds = {**dict.fromkeys(CALIBRATION, "measured ceilings"), tuple(SPREAD_COLUMNS): "spread"}
     kept, notes = [], []
-    for path in paths:
+    expanded: list[Path] = []
+    named: set[Path] = set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise SpecError(f"files: {path}: no such file or folder")
+        expanded += sorted(path.rglob("*.csv")) if path.is_dir() else [path]
+        named |= set() if path.is_dir() else {path}
+    for path in dict.fromkeys(expanded):
         try:
+            check_text(path)  # a compressed or binary file is called what it is
             with open(path, newline="") as handle:
                 header = tuple(next(csv.reader(handle), ()))
-        except (OSError, UnicodeDecodeError):
-            header = ()
+        except (StoreError, OSError, UnicodeDecodeError) as exc:
+            if path in named and isinstance(exc, StoreError):  # named on the command line: refused, one line
+                raise
+            kind = str(exc).partition(" (")[2].partition(")")[0] if isinstance(exc, StoreError) else ""
+            notes.append(f"{path} skipped: not a text CSV" + (f" ({kind})" if kind else ""))
+            continue
         if header in kinds:
             notes.append(f"{path} passed over: {kinds[header]}, not results")
-        else:
-            kept.append(path)
+            continue
+        try:
+            _validate_header(list(header), path)
+        except StoreError:
+            if path in named and not core - set(header):  # a results file's columns, damaged: say how
+                raise
+            shown = ", ".join(header[:4]) + (", …" if len(header) > 4 else "")
+            notes.append(f"{path} skipped: not a results file (columns {shown})")
+            continue
+        kept.append(path)
     return kept, notes
+
+
+def plots_beside(output: Path, repo: Path) -> Path:
+    """Where a sweep's plots go when --plot-dir is not given: the repository's plots/ for a file in its
+    results/ folder (the committed results and their committed figures), else a folder beside the CSV named
+    after it (`-o /tmp/x/run.csv` -> /tmp/x/run-plots/), so that a sweep elsewhere never rewrites plots/."""
+    output = Path(output).resolve()
+    if output.parent == (repo / "results").resolve():
+        return repo / "plots"
+    return output.parent / f"{output.stem}-plots"
 
 
 # ---- numbers as typed on a command line: ASCII digits only ---------------------------------------

@@ -40,10 +40,27 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
-def backend_colours(backends: list[str], plt) -> dict:
-    """One colour a backend, the same in every panel: tab10 while it has room, tab20 past it."""
-    cmap, size = (plt.get_cmap("tab10"), 10) if len(backends) <= 10 else (plt.get_cmap("tab20"), 20)
-    return {b: cmap(i % size) for i, b in enumerate(backends)}
+# 20 colours that stay apart (tab10, then ten darker or brighter others) and 12 markers; the pair of colour and
+# marker tells up to 240 backends apart, and the first 20 differ by colour alone
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#393b79", "#e7ba52", "#637939", "#843c39", "#7b4173", "#3182bd", "#fd8d3c", "#31a354",
+           "#bc80bd", "#000000")  # fmt: skip
+MARKERS = "osD^vXP*ph<>"
+PLOTLY_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "triangle-down", "x", "cross", "star", "pentagon",
+                  "hexagon", "triangle-left", "triangle-right")  # fmt: skip
+
+
+def backend_style(backends) -> dict[str, tuple[str, int]]:
+    """backend -> (colour, marker index), the same in every panel and figure of one set of backends: the
+    names sorted, a colour each from PALETTE, and a marker that also changes, so that 16+ backends (and
+    their variants) stay apart even where two colours look alike."""
+    names = sorted(set(backends))
+    return {b: (PALETTE[i % len(PALETTE)], (i + i // len(PALETTE)) % len(MARKERS)) for i, b in enumerate(names)}
+
+
+def backend_colours(backends: list[str], plt=None) -> dict:
+    """One colour a backend, the same in every panel (backend_style)."""
+    return {b: colour for b, (colour, _) in backend_style(backends).items()}
 
 
 def _slug(text: str) -> str:
@@ -51,7 +68,6 @@ def _slug(text: str) -> str:
 
 
 THROUGHPUT = "throughput"  # a pseudo-metric: TFLOP/s where compute bounds the workload, GB/s where memory does
-MARKERS = "os^Dv<>pP*Xh"
 
 
 def workload_metric(metric: str, workload: str) -> str:
@@ -99,7 +115,7 @@ def plot(
         workloads = [w for w in WORKLOAD_ORDER if any(r.workload == w for r in group)]
         backends = sorted({r.backend for r in group})
         color = backend_colours(backends, plt)
-        marker = {b: MARKERS[i % len(MARKERS)] for i, b in enumerate(backends)}
+        marker = {b: MARKERS[m] for b, (_, m) in backend_style(backends).items()}
         fig, axes = plt.subplots(
             len(metrics), len(workloads), figsize=(4.2 * len(workloads), 3.3 * len(metrics)), squeeze=False
         )

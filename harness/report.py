@@ -4,6 +4,7 @@ Markdown table, and one plot function (latency and TFLOP/s against sequence leng
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,12 +121,18 @@ def ok_mix_rows(data) -> pd.DataFrame:
     return frame.assign(mix_name=frame["mix"].map(lambda m: MIX_NAMES.get(m, m)), kv=frame["page_size"].map(kv_label))
 
 
-def pivot(data, metric: str = "p95_ms") -> Pivot:
+OVER = "†"  # marks a cell whose row stands above 100% of its GPU's best measured ceiling (harness.ceilings)
+
+
+def pivot(data, metric: str = "p50_ms") -> Pivot:
     """Rows = backend (with the device when several), columns = model × workload or mix (plus any
     other spec field that varies inside one of those), cell = the metric, or the status when not ok.
-    `data`: a results frame or ResultRows; the newest row per (device, spec, backend) is shown."""
+    `data`: a results frame or ResultRows; the newest row per (device, spec, backend) is shown. Percent of
+    peak is against the GPU's best measured ceiling; a row above it is marked † and never the best."""
+    from .ceilings import rebase
+
     check_metric(metric)
-    frame = latest(as_frame(data)).copy()
+    frame = rebase(latest(as_frame(data)))
     group = frame.groupby(["model", "workload"], dropna=False)
     varying = [axis for axis in SPEC_AXES if (group[axis].nunique(dropna=False) > 1).any()]
     several = frame["device"].nunique() > 1
@@ -142,14 +149,77 @@ def pivot(data, metric: str = "p95_ms") -> Pivot:
     fmt = METRICS[metric]
     ok = (frame["status"] == Status.OK.value) & frame[metric].notna()
     label = frame["status"].str.upper()
-    text = frame[metric].map(lambda v: "" if pd.isna(v) else fmt.format(v))
+    text = frame[metric].map(lambda v: "" if pd.isna(v) else fmt.format(v)) + frame["over_ceiling"].map(
+        {True: OVER, False: ""}
+    )
     with_status = ("rel_err", "rel_err_vs_unquantized", "setup_ms", "roofline_ms")
     shown_with_status = frame[metric].notna() & (metric in with_status)
     frame["cell"] = label.where(~shown_with_status, text + " " + label).where(~ok, text)
     cells = {(r.row, r.col): r.cell for r in frame[["row", "col", "cell"]].itertuples()}
-    values = frame[ok].pivot_table(index="row", columns="col", values=metric, aggfunc="first")
+    values = frame[ok & ~frame["over_ceiling"]].pivot_table(index="row", columns="col", values=metric, aggfunc="first")
     best = (values.idxmax() if metric in HIGHER_IS_BETTER else values.idxmin()).to_dict()
     return Pivot(metric, sorted(frame["row"].unique()), col_labels, cells, best)
+
+
+WORKLOAD_CLASSES = {"prefill": "prefill", "append": "append (chunked prefill)", "decode": "decode",
+                    "spec-decode": "speculative decode", "mixed": "serving mix"}  # fmt: skip
+
+
+def best_by_class(data) -> pd.DataFrame:
+    """The summary: for each GPU and workload class (uniform prefill, append, decode, speculative decode,
+    serving mixes), the backend (with its variant) that is fastest on the most of its specs, on how many,
+    the median margin by which it wins them (runner-up p50 / its p50), and the backend that wins most of the
+    rest. Newest ok rows only; a row above its GPU's ceiling (harness.ceilings) is left out."""
+    from .ceilings import rebase
+
+    frame = rebase(latest(as_frame(data)))
+    frame = frame[(frame["status"] == Status.OK.value) & frame["p50_ms"].notna() & ~frame["over_ceiling"]]
+    if frame.empty:
+        return pd.DataFrame(columns=["device", "workload", "use", "wins", "specs", "margin", "others", "measured"])
+    frame = frame.assign(wclass=frame["workload"].where(frame["mix"] == "", "mixed"))
+    from .store import SPEC_COLUMNS
+
+    lines = []
+    for (device, wclass), group in frame.groupby(["device", "wclass"], sort=False):
+        won, margins, dates = {}, {}, {}
+        specs = 0
+        for _, spec_rows in group.groupby(list(SPEC_COLUMNS), dropna=False):
+            ranked = spec_rows.sort_values("p50_ms", kind="stable")
+            if len(ranked) < 2:
+                continue
+            specs += 1
+            first, second = ranked.iloc[0], ranked.iloc[1]
+            won[first["backend"]] = won.get(first["backend"], 0) + 1
+            margins.setdefault(first["backend"], []).append(second["p50_ms"] / first["p50_ms"])
+            dates.setdefault(first["backend"], set()).add(first["timestamp"][:10])
+        if not won:
+            continue
+        order = sorted(won, key=lambda b: (-won[b], b))
+        use = order[0]
+        lines.append({"device": device, "workload": WORKLOAD_CLASSES.get(wclass, wclass), "use": use,
+                      "wins": won[use], "specs": specs, "margin": float(pd.Series(margins[use]).median()),
+                      "others": ", ".join(f"{b} ({won[b]})" for b in order[1:3]),
+                      "measured": " … ".join(sorted({min(dates[use]), max(dates[use])}))})  # fmt: skip
+    table = pd.DataFrame(lines)
+    if table.empty:
+        return pd.DataFrame(columns=["device", "workload", "use", "wins", "specs", "margin", "others", "measured"])
+    rank = {name: i for i, name in enumerate(WORKLOAD_CLASSES.values())}
+    return table.sort_values(["device", "workload"], key=lambda c: c.map(rank) if c.name == "workload" else c,
+                             kind="stable").reset_index(drop=True)  # fmt: skip
+
+
+def render_best_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "(no ok rows)"
+    several = table["device"].nunique() > 1
+    head = (["GPU"] if several else []) + ["workload", "use", "fastest on", "median margin", "else fastest", "measured"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) - 4) + "---:|---:|---|---|"]
+    for r in table.itertuples():
+        cells = ([r.device] if several else []) + [
+            r.workload, f"**{r.use}**", f"{r.wins} of {r.specs} specs", f"{r.margin:.2f}×", r.others or "—", r.measured
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 WIDE = 12  # spec columns beyond which a terminal table turns (a spec a line, a backend a column)
@@ -181,6 +251,100 @@ def render_rich(p: Pivot, title: str | None = None):
             cells.append(text)
         table.add_row(escape(line), *cells)
     return table
+
+
+SHORT_STATUS = {"UNSUPPORTED": "unsup", "UNAVAILABLE": "n/a", "ERROR": "error", "OOM": "oom", "TIMEOUT": "t/o",
+                "INCORRECT": "wrong"}  # fmt: skip
+
+
+def _short_cell(text: str) -> str:
+    head, _, tail = text.partition(" ")
+    return SHORT_STATUS.get(text, SHORT_STATUS.get(tail, text) if tail else text)
+
+
+def _split_name(name: str) -> str:
+    """A backend's name broken after its hyphens and before a variant's bracket, for a narrow column head."""
+    return re.sub(r"(?<=-)|(?=\[)", "\n", name).replace("\n\n", "\n").strip("\n")
+
+
+def terminal_summary(p: Pivot) -> list[str]:
+    """The lines printed before a table: its size, who is the fastest how often, what failed how often, and
+    the backends left out because none of their cells ran ok."""
+    cells = [p.cells.get((r, c)) for r in p.row_labels for c in p.col_labels]
+    statuses = Counter(_short_cell(c) for c in cells if c and not re.match(r"^[\d.]", c))
+    wins = Counter(p.best.values())
+    better = "higher" if p.metric in HIGHER_IS_BETTER else "lower"
+    lines = [f"{len(p.col_labels)} specs × {len(p.row_labels)} backends; {p.metric} ({better} is better)"]
+    if wins:
+        lines.append("fastest most often: " + ", ".join(f"{b} {n}" for b, n in wins.most_common(5)))
+    if statuses:
+        counts = ", ".join(f"{n} {s}" for s, n in statuses.most_common())
+        lines.append(f"cells not ok: {counts} (n/a: unavailable)")
+    idle = [r for r in p.row_labels if not any(re.match(r"^[\d.]", p.cells.get((r, c), "")) for c in p.col_labels)]
+    if idle:
+        lines.append("no ok cell, not shown: " + ", ".join(idle))
+    if any(OVER in v for v in p.cells.values()):
+        lines.append(f"{OVER}: above the GPU's best measured ceiling (never the best)")
+    return lines
+
+
+def render_terminal(p: Pivot, width: int, title: str | None = None) -> list:
+    """What `run.py table` prints in a terminal WIDTH columns wide: the summary lines, then a spec a line and a
+    backend a column (or the other way round when there are more backends than specs), the columns split
+    over as many tables as it takes for each to fit the width; the best of each spec in bold."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    shown = [r for r in p.row_labels if any(re.match(r"^[\d.]", p.cells.get((r, c), "")) for c in p.col_labels)]
+    shown = shown or list(p.row_labels)
+    turned = len(p.col_labels) >= len(shown)  # a spec a line
+    lines, columns = (p.col_labels, shown) if turned else (shown, p.col_labels)
+    out: list = [escape(line) for line in terminal_summary(p)]
+    label_width = min(max((len(x) for x in lines), default=4), 44)
+
+    def head(col: str) -> str:
+        return _split_name(col) if turned else col.replace(" ", "\n")
+
+    def cell(line: str, col: str) -> str:
+        backend, spec = (col, line) if turned else (line, col)
+        return _short_cell(p.cells.get((backend, spec), "—"))
+
+    widths = {c: max([len(cell(x, c)) for x in lines] + [len(part) for part in head(c).split("\n")]) for c in columns}
+    groups, current, used = [], [], label_width + 4
+    for c in columns:
+        need = widths[c] + 3
+        if current and used + need > width:
+            groups.append(current)
+            current, used = [], label_width + 4
+        current.append(c)
+        used += need
+    if current:
+        groups.append(current)
+    if len(groups) > 1:  # as many tables, the columns spread evenly over them (when that still fits)
+        size = -(-len(columns) // len(groups))
+        even = [columns[i : i + size] for i in range(0, len(columns), size)]
+        if all(label_width + 4 + sum(widths[c] + 3 for c in g) <= width for g in even):
+            groups = even
+    for k, group in enumerate(groups, start=1):
+        part = f" ({k} of {len(groups)})" if len(groups) > 1 else ""
+        table = Table(title=(title or f"{p.metric}, best of each spec in bold") + part, title_justify="left",
+                      show_edge=False, pad_edge=False)  # fmt: skip
+        table.add_column("spec" if turned else "backend", style="cyan", no_wrap=False, max_width=label_width)
+        for col in group:
+            table.add_column(escape(head(col)), justify="right", no_wrap=True, min_width=widths[col])
+        for line in lines:
+            row = []
+            for col in group:
+                backend, spec = (col, line) if turned else (line, col)
+                text = escape(cell(line, col))
+                if p.best.get(spec) == backend:
+                    text = f"[bold green]{text}[/]"
+                elif not re.match(r"^[\d.]", text):
+                    text = f"[dim]{text}[/]"
+                row.append(text)
+            table.add_row(escape(line), *row)
+        out.append(table)
+    return out
 
 
 def render_markdown(p: Pivot) -> str:
@@ -302,11 +466,31 @@ def rewrite_readme(text: str, base_dir: Path, load) -> tuple[str, int]:
         view = params.get("view", "pivot")
         if view == "winners":
             table = render_winners_markdown(winners(rows))
+        elif view == "best":
+            table = render_best_markdown(best_by_class(rows))
         elif view == "pivot":
-            table = render_markdown(pivot(rows, params.get("metric", "p95_ms")))
+            table = render_markdown(pivot(rows, params.get("metric", "p50_ms")))
         else:
-            raise ValueError(f"README table marker: view={view!r} is not valid; expected pivot or winners")
+            raise ValueError(f"README table marker: view={view!r} is not valid; expected pivot, winners or best")
         count += 1
         return f"{match.group('open')}{table}\n{match.group('close')}"
 
     return BLOCK.sub(render, text), count
+
+
+def generated_files(root: Path) -> list[Path]:
+    """The Markdown files whose attnbench:table blocks come from the committed CSVs: the README and docs/."""
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+
+
+def rewrite_files(paths, load) -> list[tuple[Path, int, str, str]]:
+    """(path, blocks, old text, new text) for every file of `paths` that holds a block (rewrite_readme on each;
+    paths of the blocks are relative to their file)."""
+    out = []
+    for path in map(Path, paths):
+        text = path.read_text()
+        if "<!-- attnbench:table" not in text:
+            continue
+        new, blocks = rewrite_readme(text, path.resolve().parent, load)
+        out.append((path, blocks, text, new))
+    return out

@@ -172,9 +172,11 @@ def test_compare_matches_specs_across_files_and_takes_a_geometric_mean():
         with_ci(ok_row(tiny_spec("prefill")), 8.0, 7.9, 8.1, device="NVIDIA H200"),
         with_ci(ok_row(tiny_spec("append")), 1.0, 0.9, 1.1),
     ]
-    results = compare(a_rows, b_rows)
+    results = compare(a_rows, b_rows, same_device=False)
     by_verdict = sorted(c.verdict for c in results)
     assert by_verdict == ["faster", "only in B", "slower"]
+    same = compare(a_rows, b_rows)  # by default a row meets only a row of its own GPU kind
+    assert sorted(c.verdict for c in same) == ["only in A"] * 2 + ["only in B"] * 3
     summary = summarize(results)
     assert summary.compared == 2 and summary.significant == 2 and summary.not_comparable == 1
     assert summary.geomean_ratio == pytest.approx(1.0)  # 0.5 and 2.0
@@ -217,7 +219,7 @@ def test_percent_of_peak_uses_its_dtypes_matmul_rate_and_the_faster_bandwidth(tm
 def test_a_calibration_file_without_the_read_stream_loads_and_is_upgraded_in_place(tmp_path):
     path = tmp_path / "calibration-cpu.csv"
     old = _calibration("bf16", 100.0, 50.0, None)
-    columns = calibrate.COLUMNS[:-1]
+    columns = calibrate.COLUMNS[:-2]  # from before read_gbps (and read_kernel)
     path.write_text(",".join(columns) + "\n" + ",".join(str(getattr(old, c)) for c in columns) + "\n")
     assert calibrate.load(path) == [old] and old.bandwidth_gbps == 50.0
     calibrate.save([_calibration("fp16", 90.0, 50.0, 70.0)], path)

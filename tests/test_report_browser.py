@@ -42,6 +42,9 @@ def test_the_report_opens_offline_shows_every_row_and_filters(tmp_path):
         page.on("request", lambda request: requests.append(request.url))
         page.goto(index.as_uri())
         page.wait_for_selector(".plotly-graph-div .main-svg", timeout=30_000)
+        box = page.locator("#summary").bounding_box()
+        assert box and box["y"] + box["height"] < 1000  # the summary is on the first screen
+        assert page.locator("nav a").count() >= 5  # the contents
         rows = page.locator("#results tbody tr")
         assert rows.count() == len(frame)  # one table row per CSV row
         assert page.locator("#results tbody tr:visible").count() == len(frame)

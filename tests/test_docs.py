@@ -1,0 +1,101 @@
+"""The README and docs/ as a contract: every generated block matches what the committed CSVs give, every README
+command runs as written (GPU-only ones are marked `# gpu` and skipped, the install `# setup`), the guide's
+example adapter passes `check` on the CPU, the README stays short, and `sweep --help` reads."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import run
+from harness.report import generated_files, rewrite_files
+from harness.store import labelled, load_many
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+runner = CliRunner()
+
+
+def test_every_generated_block_matches_the_committed_csvs():
+    found = rewrite_files(generated_files(ROOT), lambda paths: labelled(load_many(paths)))
+    assert any(path == README for path, *_ in found)  # the README's verdict is generated
+    stale = [str(path.relative_to(ROOT)) for path, _, old, new in found if old != new]
+    assert stale == [], f"run `python3 run.py readme`: {stale}"
+
+
+def test_the_readme_is_short_and_its_example_is_the_example_file():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    shown = re.search(r"<!-- attnbench:example (\S+) -->\n```python\n(.*?)```\n", text, re.DOTALL)
+    assert shown and (ROOT / shown.group(1)).read_text() == shown.group(2)
+    assert text.index("## Adding a backend") < len(text) // 2  # near the top
+
+
+def readme_commands() -> list[str]:
+    """The lines of the README's bash blocks, in order, but those marked `# gpu`, `# setup` or `# tests` (the
+    test suite itself: CI runs it)."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), re.DOTALL)
+    lines = [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+    return [line for line in lines if not re.search(r"#\s*(gpu|setup|tests)\b", line)]
+
+
+def test_the_readme_commands_are_found():
+    commands = readme_commands()
+    assert "python3 run.py sweep --preset smoke" in commands
+    assert any(c.startswith("python3 run.py check -b my-attention") for c in commands)
+    assert not any("pip install" in c for c in commands)
+
+
+@pytest.mark.skipif(os.environ.get("ATTNBENCH_SKIP_README_COMMANDS") == "1", reason="ATTNBENCH_SKIP_README_COMMANDS=1")
+def test_every_readme_command_runs_as_written_in_a_fresh_copy(tmp_path):
+    """In a copy of the tracked files (a fresh clone), one after another, as a user would type them."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    clone = tmp_path / "clone"
+    for name in files:
+        source = ROOT / name
+        if source.is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, clone / name)
+    env = {**os.environ, "PYTHONPATH": str(clone), "COLUMNS": "100"}
+    for command in readme_commands():
+        command = command.replace("python3 ", f"{sys.executable} ", 1) if command.startswith("python3 ") else command
+        done = subprocess.run(["bash", "-c", command.split("  #")[0]], cwd=clone, env=env, capture_output=True,
+                              text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def test_the_guides_example_adapter_passes_check_on_the_cpu(tmp_path, monkeypatch):
+    """The example file, copied into an adapter module of its own, registers and runs `check` on the CPU."""
+    adapter = tmp_path / "my_attention_example.py"
+    shutil.copy(ROOT / "docs" / "examples" / "my_attention.py", adapter)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    __import__("my_attention_example")
+    result = runner.invoke(run.app, ["check", "-b", "my-attention", "-m", "Llama-3.1-8B", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "3 ok" in result.output
+
+
+def test_sweep_help_groups_its_options_and_shows_choices_without_cutting_names():
+    result = runner.invoke(run.app, ["sweep", "--help"], env={"COLUMNS": "80", "TERM": "dumb"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for panel in ("What to measure", "How to measure", "Where rows go", "Scale-out"):
+        assert panel in text
+    assert "<str>" not in text and "<list[str]>" not in text
+    for name in ("--retry-unavailable", "--accelerator-type", "--min-iterations", "--plot-dir", "--keep-failed"):
+        assert name in text  # whole, not cut at 80 columns
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_list_fits_the_terminal():
+    result = runner.invoke(run.app, ["list", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= run.console.width
