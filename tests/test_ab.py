@@ -96,7 +96,9 @@ def test_the_tools_narrow_a_preset_as_the_sweep_does():
 
     specs = preset_specs("serving", models="Llama-3.1-8B", mixes="decode-heavy", pages="16")
     assert [spec_label(s) for s in specs] == ["Llama-3.1-8B decode-heavy page 16"]
-    assert len(preset_specs("serving")) == 36  # empty narrowings keep the preset's axes
+    assert (
+        len(preset_specs("serving")) == 48
+    )  # four models (one MLA) × six mixes × dense and page 16  # empty narrowings keep the preset's axes
     (prefill,) = preset_specs("readme", models="Qwen3-30B-A3B", workloads="prefill")
     assert spec_label(prefill) == "Qwen3-30B-A3B prefill B256 S4096 dense"
 

@@ -53,9 +53,37 @@ def test_the_readme_commands_are_found():
     assert not any("pip install" in c for c in commands)
 
 
+def command_groups() -> list[list[str]]:
+    """The README's commands in groups that run in order in one copy: a block that copies a file in and takes it
+    out again (the guide's develop loop) is one group; every other command is a group of its own, so that the
+    test runner spreads them over its workers."""
+    groups: list[list[str]] = []
+    open_group: list[str] | None = None
+    for command in readme_commands():
+        if command.startswith("cp "):
+            open_group = [command]
+        elif open_group is not None:
+            open_group.append(command)
+            if command.startswith("rm "):
+                groups.append(open_group)
+                open_group = None
+        else:
+            groups.append([command])
+    return groups + ([open_group] if open_group else [])
+
+
+def test_the_commands_fall_into_groups_that_keep_the_develop_loop_together():
+    groups = command_groups()
+    assert sum(map(len, groups)) == len(readme_commands())
+    loop = next(g for g in groups if g[0].startswith("cp docs/examples/"))
+    assert loop[-1].startswith("rm frameworks/") and any(c.startswith("python3 run.py check") for c in loop)
+
+
 @pytest.mark.skipif(os.environ.get("ATTNBENCH_SKIP_README_COMMANDS") == "1", reason="ATTNBENCH_SKIP_README_COMMANDS=1")
-def test_every_readme_command_runs_as_written_in_a_fresh_copy(tmp_path):
-    """In a copy of the tracked files (a fresh clone), one after another, as a user would type them."""
+@pytest.mark.parametrize("group", command_groups(), ids=lambda g: g[0].split("#")[0].strip()[:60])
+def test_every_readme_command_runs_as_written_in_a_fresh_copy(tmp_path, group):
+    """In a copy of the tracked files (a fresh clone), the commands of a group one after another, as a user would
+    type them."""
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     clone = tmp_path / "clone"
     for name in files:
@@ -63,8 +91,8 @@ def test_every_readme_command_runs_as_written_in_a_fresh_copy(tmp_path):
         if source.is_file():
             (clone / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, clone / name)
-    env = {**os.environ, "PYTHONPATH": str(clone), "COLUMNS": "100"}
-    for command in readme_commands():
+    env = {**os.environ, "PYTHONPATH": str(clone), "COLUMNS": "100", "TMPDIR": str(tmp_path)}
+    for command in group:
         command = command.replace("python3 ", f"{sys.executable} ", 1) if command.startswith("python3 ") else command
         done = subprocess.run(["bash", "-c", command.split("  #")[0]], cwd=clone, env=env, capture_output=True,
                               text=True, timeout=600)  # fmt: skip
