@@ -91,7 +91,7 @@ def test_every_readme_command_runs_as_written_in_a_fresh_copy(tmp_path, group):
         if source.is_file():
             (clone / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, clone / name)
-    env = {**os.environ, "PYTHONPATH": str(clone), "COLUMNS": "100", "TMPDIR": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": str(clone), "COLUMNS": "100"}
     for command in group:
         command = command.replace("python3 ", f"{sys.executable} ", 1) if command.startswith("python3 ") else command
         done = subprocess.run(["bash", "-c", command.split("  #")[0]], cwd=clone, env=env, capture_output=True,
