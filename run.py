@@ -22,8 +22,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.options import ASCII_FLOAT, ASCII_INT
-from specs import MIXES, MODELS, PRESETS, DType, SpecError, Workload, get_preset
+from harness.options import ASCII_FLOAT, ASCII_INT, split_list
+from specs import MIXES, MODELS, PRESETS, DType, SpecError, Workload
 
 REPO = Path(__file__).resolve().parent
 console = Console(width=None if sys.stdout.isatty() else 100, emoji=False)  # piped: 100 columns
@@ -60,33 +60,6 @@ def friendly_errors(fn):
         raise typer.Exit(EXIT_BAD_INPUT)
 
     return wrapper
-
-
-def split_list(values: list[str] | None, option: str | None = None) -> list[str] | None:
-    """`-b a,b -b c` -> [a, b, c]; None stays None. With `option`, a value given but empty ('') is an error,
-    never a silently ignored option."""
-    if not values:
-        return None
-    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
-    if option and not items:
-        raise SpecError(f"{option}: given but empty; give a value or leave the option out")
-    return items or None
-
-
-def parse_ints(values: list[str] | None, field: str) -> list[int] | None:
-    from harness.options import check_ascii_digits
-
-    items = split_list(values, field)
-    if items is None:
-        return None
-    check_ascii_digits(field, items)  # int() would read '٣' as 3
-    try:
-        out = [int(v) for v in items]
-    except ValueError:
-        raise SpecError(f"{field}: expected positive integers, got {', '.join(items)}") from None
-    if any(v < 1 for v in out):
-        raise SpecError(f"{field}: expected positive integers, got {', '.join(items)}")
-    return out
 
 
 def gpu_name() -> str | None:
@@ -374,7 +347,10 @@ def sweep(
         from harness.ray_executor import connect
 
         connect(ray)  # before anything is planned: no Ray, no cluster or a dead address is one line
-    specs, names, tasks, device = plan(
+    from harness.plan import plan_sweep
+    from harness.sweep import worker_environments
+
+    specs, names, tasks, device = plan_sweep(
         preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed,
         check_device=ray is None, layer=layer, tp=tp, kv_dtype=kv_dtype, kv_scale=kv_scale,
         fp8_attention=fp8_attention,
@@ -448,37 +424,6 @@ def sweep(
         raise typer.Exit(EXIT_INCORRECT)
 
 
-def local_gpu_count() -> int:
-    """GPUs on this host, through NVML (no CUDA context in this process), else torch."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        return pynvml.nvmlDeviceGetCount()
-    except Exception:
-        import torch
-
-        return torch.cuda.device_count()
-
-
-def worker_environments(gpus: str | None, workers: int | None, on_gpu: bool) -> list[dict[str, str]] | None:
-    """One environment per worker process: a GPU each for --gpus, plain copies for --workers (CPU)."""
-    if gpus is not None:
-        count = local_gpu_count()
-        items = [g.strip() for g in gpus.split(",") if g.strip()]
-        valid = gpus == "all" or (items and all(g.isdigit() and int(g) < count for g in items))
-        if not valid:
-            have = ", ".join(map(str, range(count))) or "none"
-            raise SpecError(f"--gpus: {gpus!r} is not valid; expected 'all' or ids of this host's GPUs ({have})")
-        ids = list(range(count)) if gpus == "all" else [int(g) for g in items]
-        return [{"CUDA_VISIBLE_DEVICES": str(i)} for i in dict.fromkeys(ids)]
-    if workers is not None and workers > 1:
-        if on_gpu:
-            raise SpecError("--workers: for CPU sweeps; on GPUs give --gpus (one worker a GPU)")
-        return [{} for _ in range(workers)]
-    return None
-
-
 def resume_command(argv: list[str]) -> list[str]:
     """The command line that was run, with --resume added once."""
     args = [Path(argv[0]).name if argv and argv[0].endswith("run.py") else "run.py", *argv[1:]]
@@ -491,116 +436,6 @@ def check_appendable(output: Path) -> None:
 
     if output.exists() and output.stat().st_size:
         load_rows(output)
-
-
-def parse_page_sizes(values: list[str] | None) -> list[int | None] | None:
-    """--page-size 1,16,dense -> [1, 16, None]."""
-    items = split_list(values, "--page-size")
-    if items is None:
-        return None
-    out = []
-    for item in items:
-        if item == "dense":
-            out.append(None)
-        elif item.isascii() and item.isdigit() and int(item) >= 1:
-            out.append(int(item))
-        else:
-            raise SpecError(f"--page-size: {item!r} is not valid; expected positive integers or 'dense'")
-    return list(dict.fromkeys(out))
-
-
-def parse_kv_dtypes(values: list[str] | None) -> list[str] | None:
-    """--kv-dtype default,fp8_e4m3 -> ['', 'fp8_e4m3']."""
-    items = split_list(values, "--kv-dtype")
-    if items is None:
-        return None
-    for item in items:
-        if item not in ("default", "fp8_e4m3"):
-            raise SpecError(f"--kv-dtype: {item!r} is not valid; expected default (the input dtype) or fp8_e4m3")
-    return list(dict.fromkeys("" if item == "default" else item for item in items))
-
-
-def fp8_options(grid, kv_scale: str | None, fp8_attention: bool) -> dict:
-    """--kv-scale and --fp8-attention as grid fields; each needs an FP8 cache in the sweep."""
-    given = {"--kv-scale": kv_scale is not None, "--fp8-attention": fp8_attention}
-    for option, set_ in given.items():
-        if set_ and "fp8_e4m3" not in grid.kv_dtypes:
-            raise SpecError(f"{option}: applies to an FP8 cache; add --kv-dtype fp8_e4m3")
-    if kv_scale is not None and kv_scale not in ("tensor", "head"):
-        raise SpecError(f"--kv-scale: {kv_scale!r} is not valid; expected tensor or head")
-    return dict(kv_scale=kv_scale, fp8_attention=fp8_attention or None)
-
-
-def plan(
-    preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix=None, lengths=None, seed=0,
-    check_device=True, layer=None, tp=None, kv_dtype=None, kv_scale=None, fp8_attention=False,
-):  # fmt: skip
-    """The narrowed preset's specs × backends as tasks, and the device they run on."""
-    from frameworks import load_all
-    from harness.env import pick_device
-    from harness.options import check_ascii_digits, check_known, check_number, dedupe
-    from harness.sweep import plan_tasks
-    from specs import Lengths
-
-    if lengths is not None and not lengths.strip():
-        raise SpecError("--lengths: given but empty; expected uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA")
-    mixes = split_list(mix, "--mix")
-    check_ascii_digits("--mix", mixes)
-    check_ascii_digits("--lengths", [lengths] if lengths else None)
-    check_number("--seed", seed, minimum=0)
-    if mix and lengths:
-        raise SpecError("--mix and --lengths: give one of them (a mix fixes every request's lengths)")
-    if lengths:
-        try:
-            lengths = str(Lengths.parse(lengths, seed))
-        except SpecError as exc:  # name the option as it is typed
-            raise SpecError(f"--{exc}" if str(exc).startswith("lengths:") else str(exc)) from None
-    models, workloads = dedupe(split_list(model, "--model")), dedupe(split_list(workload, "--workload"))
-    check_known("--model", models, MODELS)
-    check_known("--workload", workloads, [w.value for w in Workload])
-    chunks = dedupe(parse_ints(chunk, "--chunk"))
-    grid = get_preset(preset.value).narrowed(
-        models=models,
-        workloads=workloads,
-        batch_sizes=dedupe(parse_ints(batch, "--batch")),
-        seq_lens=dedupe(parse_ints(seq, "--seq")),
-        chunks=chunks,
-        dtype=dtype,
-        page_sizes=parse_page_sizes(page_size),
-        mixes=dedupe(mixes),
-        lengths=lengths,
-        layers=dedupe(split_list(layer)),
-        tps=dedupe(parse_ints(tp, "--tp")),
-        kv_dtypes=parse_kv_dtypes(kv_dtype),
-    )
-    grid = grid.narrowed(**fp8_options(grid, kv_scale, fp8_attention))
-    chunked = {Workload.APPEND, Workload.SPEC_DECODE}
-    if lengths and Workload.MIXED in grid.workloads:
-        raise SpecError("--lengths: draws one workload at a time; give -w prefill, append, decode or spec-decode")
-    if chunks and not grid.mixes and not chunked & set(grid.workloads):
-        raise SpecError(
-            f"--chunk: applies to append and spec-decode only; this sweep's workloads are "
-            f"{', '.join(map(str, grid.workloads))}"
-        )
-    specs = grid.specs()
-    if grid.mixes and workloads:  # a mix fixes its own workload: -w filters the mixes
-        specs = [s for s in specs if s.workload.value in workloads]
-    if not specs:
-        cap = f"; this preset leaves out calls of more than {grid.max_tflop:g} TFLOP" if grid.max_tflop else ""
-        raise SpecError(f"the narrowed sweep has no specs (is every --chunk longer than every --seq?{cap})")
-    from frameworks import split_backend_args
-
-    names = dedupe([b for value in backend or [] for b in split_backend_args(value)])
-    if backend and not names:
-        raise SpecError("--backend: given but empty; give a value or leave the option out")
-    # no --backend: every backend, with the variants each declares as contenders (those that can win)
-    names = names or [f"{name}[*]" for name in sorted(load_all())]
-    tasks = plan_tasks(specs, names)
-    if not check_device:  # the devices are elsewhere (a Ray cluster)
-        if device not in ("cuda", "cpu"):
-            raise SpecError(f"device: {device!r} is not valid; expected one of cuda, cpu")
-        return specs, names, tasks, device
-    return specs, names, tasks, pick_device(device).type
 
 
 def run_with_progress(
@@ -678,7 +513,9 @@ def check(
     from harness.timer import Repetition
 
     check_number("--timeout", timeout, minimum=0, inclusive=False)
-    specs, names, tasks, device = plan(
+    from harness.plan import plan_sweep
+
+    specs, names, tasks, device = plan_sweep(
         preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed,
         layer=layer, tp=tp, kv_dtype=kv_dtype, kv_scale=kv_scale, fp8_attention=fp8_attention,
     )  # fmt: skip
@@ -744,49 +581,10 @@ def list_(
     if as_json:
         print(json.dumps(catalog, indent=1))
         return
-    table = Table(title=f"backends on {dev.type}")
-    for col in ("backend", "available", "version / reason", "kernel"):
-        table.add_column(col)
-    for b in catalog:
-        table.add_row(b["name"], "[red]no[/]" if b["reason"] else "[green]yes[/]", escape(b["reason"] or b["version"]),
-                      escape(b["upstream"]))  # fmt: skip
-    console.print(table)
+    from harness.catalog import catalog_tables
 
-    caps = Table(title="capabilities (declared; the library may still decline a spec at run time)")
-    columns = list(catalog[0]["capabilities"]) if catalog else []
-    for col in ("backend", *columns):
-        caps.add_column(col)
-    for b in catalog:
-        caps.add_row(b["name"], *map(escape, b["capabilities"].values()))
-    console.print(caps)
-
-    variants = Table(title="variants: -b 'NAME[key=value,...]'; the default sweep also runs the contenders (*)")
-    for col in ("backend", "key", "values (default first)", "what"):
-        variants.add_column(col, overflow="fold")
-    for b in catalog:
-        for v in b["variants"]:
-            values = [v["default"], *(x for x in v["values"] if x != v["default"])]
-            shown = ", ".join(x + ("*" if x in v["contenders"] else "") for x in values)
-            variants.add_row(b["name"], v["key"], escape(shown), escape(v["help"]))
-    console.print(variants)
-    if names:
-        return
-
-    models = Table(title="models")
-    for col in ("model", "q heads", "kv heads", "head dim", "GQA group", "MLA (latent + rope → value)"):
-        models.add_column(col)
-    for m in MODELS.values():
-        mla = f"{m.kv_lora_rank} + {m.rope_dim}; prefill {m.head_dim}/{m.v_head_dim}" if m.is_mla else ""
-        models.add_row(m.name, str(m.num_q_heads), str(m.num_kv_heads), str(m.head_dim), str(m.gqa_group), mla)
-    console.print(models)
-
-    presets = Table(title="presets")
-    for col in ("preset", "specs", "models", "batch", "seq", "chunks"):
-        presets.add_column(col)
-    for name, grid in PRESETS.items():
-        presets.add_row(name, str(len(grid.specs())), ", ".join(grid.models), ", ".join(map(str, grid.batch_sizes)),
-                        ", ".join(map(str, grid.seq_lens)), ", ".join(map(str, grid.chunks)))  # fmt: skip
-    console.print(presets)
+    for shown in catalog_tables(catalog, dev.type, with_models_and_presets=not names):
+        console.print(shown)
 
 
 def only_results(files):

@@ -199,3 +199,57 @@ def _number_parser(integer: bool):
 
 ASCII_INT = _number_parser(True)
 ASCII_FLOAT = _number_parser(False)
+
+
+def split_list(values: list[str] | None, option: str | None = None) -> list[str] | None:
+    """`-b a,b -b c` -> [a, b, c]; None stays None. With `option`, a value given but empty ('') is an error,
+    never a silently ignored option."""
+    if not values:
+        return None
+    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    if option and not items:
+        raise SpecError(f"{option}: given but empty; give a value or leave the option out")
+    return items or None
+
+
+def parse_ints(values: list[str] | None, field: str) -> list[int] | None:
+    from harness.options import check_ascii_digits
+
+    items = split_list(values, field)
+    if items is None:
+        return None
+    check_ascii_digits(field, items)  # int() would read '٣' as 3
+    try:
+        out = [int(v) for v in items]
+    except ValueError:
+        raise SpecError(f"{field}: expected positive integers, got {', '.join(items)}") from None
+    if any(v < 1 for v in out):
+        raise SpecError(f"{field}: expected positive integers, got {', '.join(items)}")
+    return out
+
+
+def parse_page_sizes(values: list[str] | None) -> list[int | None] | None:
+    """--page-size 1,16,dense -> [1, 16, None]."""
+    items = split_list(values, "--page-size")
+    if items is None:
+        return None
+    out = []
+    for item in items:
+        if item == "dense":
+            out.append(None)
+        elif item.isascii() and item.isdigit() and int(item) >= 1:
+            out.append(int(item))
+        else:
+            raise SpecError(f"--page-size: {item!r} is not valid; expected positive integers or 'dense'")
+    return list(dict.fromkeys(out))
+
+
+def parse_kv_dtypes(values: list[str] | None) -> list[str] | None:
+    """--kv-dtype default,fp8_e4m3 -> ['', 'fp8_e4m3']."""
+    items = split_list(values, "--kv-dtype")
+    if items is None:
+        return None
+    for item in items:
+        if item not in ("default", "fp8_e4m3"):
+            raise SpecError(f"--kv-dtype: {item!r} is not valid; expected default (the input dtype) or fp8_e4m3")
+    return list(dict.fromkeys("" if item == "default" else item for item in items))

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from frameworks import BACKENDS, VariantError, label, load_all, parse_backend_arg
-from specs import ExperimentSpec, SpecError
+from specs import MODELS, ExperimentSpec, SpecError, Workload, get_preset
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,96 @@ def longest_first(tasks: list[Task]) -> list[Task]:
     backends of one spec kept together so that a worker reuses its inputs: the tail stays short."""
     cost = {t.spec: t.spec.flops + 300 * t.spec.ideal_bytes for t in tasks}
     return sorted(tasks, key=lambda t: -cost[t.spec])  # stable: spec-major order within equal costs
+
+
+def fp8_options(grid, kv_scale: str | None, fp8_attention: bool) -> dict:
+    """--kv-scale and --fp8-attention as grid fields; each needs an FP8 cache in the sweep."""
+    given = {"--kv-scale": kv_scale is not None, "--fp8-attention": fp8_attention}
+    for option, set_ in given.items():
+        if set_ and "fp8_e4m3" not in grid.kv_dtypes:
+            raise SpecError(f"{option}: applies to an FP8 cache; add --kv-dtype fp8_e4m3")
+    if kv_scale is not None and kv_scale not in ("tensor", "head"):
+        raise SpecError(f"--kv-scale: {kv_scale!r} is not valid; expected tensor or head")
+    return dict(kv_scale=kv_scale, fp8_attention=fp8_attention or None)
+
+
+def plan_sweep(
+    preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix=None, lengths=None, seed=0,
+    check_device=True, layer=None, tp=None, kv_dtype=None, kv_scale=None, fp8_attention=False,
+):  # fmt: skip
+    """`run.py sweep`/`check`'s options as the narrowed preset's specs × backend variants (tasks), and the device
+    they run on; a SpecError naming the option for a bad value."""
+    from frameworks import load_all
+    from specs import Lengths
+
+    from .env import pick_device
+    from .options import (
+        check_ascii_digits,
+        check_known,
+        check_number,
+        dedupe,
+        parse_ints,
+        parse_kv_dtypes,
+        parse_page_sizes,
+        split_list,
+    )
+
+    if lengths is not None and not lengths.strip():
+        raise SpecError("--lengths: given but empty; expected uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA")
+    mixes = split_list(mix, "--mix")
+    check_ascii_digits("--mix", mixes)
+    check_ascii_digits("--lengths", [lengths] if lengths else None)
+    check_number("--seed", seed, minimum=0)
+    if mix and lengths:
+        raise SpecError("--mix and --lengths: give one of them (a mix fixes every request's lengths)")
+    if lengths:
+        try:
+            lengths = str(Lengths.parse(lengths, seed))
+        except SpecError as exc:  # name the option as it is typed
+            raise SpecError(f"--{exc}" if str(exc).startswith("lengths:") else str(exc)) from None
+    models, workloads = dedupe(split_list(model, "--model")), dedupe(split_list(workload, "--workload"))
+    check_known("--model", models, MODELS)
+    check_known("--workload", workloads, [w.value for w in Workload])
+    chunks = dedupe(parse_ints(chunk, "--chunk"))
+    grid = get_preset(getattr(preset, "value", preset)).narrowed(
+        models=models,
+        workloads=workloads,
+        batch_sizes=dedupe(parse_ints(batch, "--batch")),
+        seq_lens=dedupe(parse_ints(seq, "--seq")),
+        chunks=chunks,
+        dtype=dtype,
+        page_sizes=parse_page_sizes(page_size),
+        mixes=dedupe(mixes),
+        lengths=lengths,
+        layers=dedupe(split_list(layer)),
+        tps=dedupe(parse_ints(tp, "--tp")),
+        kv_dtypes=parse_kv_dtypes(kv_dtype),
+    )
+    grid = grid.narrowed(**fp8_options(grid, kv_scale, fp8_attention))
+    chunked = {Workload.APPEND, Workload.SPEC_DECODE}
+    if lengths and Workload.MIXED in grid.workloads:
+        raise SpecError("--lengths: draws one workload at a time; give -w prefill, append, decode or spec-decode")
+    if chunks and not grid.mixes and not chunked & set(grid.workloads):
+        raise SpecError(
+            f"--chunk: applies to append and spec-decode only; this sweep's workloads are "
+            f"{', '.join(map(str, grid.workloads))}"
+        )
+    specs = grid.specs()
+    if grid.mixes and workloads:  # a mix fixes its own workload: -w filters the mixes
+        specs = [s for s in specs if s.workload.value in workloads]
+    if not specs:
+        cap = f"; this preset leaves out calls of more than {grid.max_tflop:g} TFLOP" if grid.max_tflop else ""
+        raise SpecError(f"the narrowed sweep has no specs (is every --chunk longer than every --seq?{cap})")
+    from frameworks import split_backend_args
+
+    names = dedupe([b for value in backend or [] for b in split_backend_args(value)])
+    if backend and not names:
+        raise SpecError("--backend: given but empty; give a value or leave the option out")
+    # no --backend: every backend, with the variants each declares as contenders (those that can win)
+    names = names or [f"{name}[*]" for name in sorted(load_all())]
+    tasks = plan_tasks(specs, names)
+    if not check_device:  # the devices are elsewhere (a Ray cluster)
+        if device not in ("cuda", "cpu"):
+            raise SpecError(f"device: {device!r} is not valid; expected one of cuda, cpu")
+        return specs, names, tasks, device
+    return specs, names, tasks, pick_device(device).type

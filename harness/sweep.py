@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from frameworks import BACKENDS, label
+from specs import SpecError
 
 from . import schedule
 from .env import Environment, collect, git_commit
@@ -316,3 +317,34 @@ def failure_groups(rows: Iterable[ResultRow]) -> list[tuple[Status, str, str, in
             counts[key] = counts.get(key, 0) + 1
     order = {status: i for i, status in enumerate(FAILED)}
     return [(*key, n) for key, n in sorted(counts.items(), key=lambda kv: (order[kv[0][0]], -kv[1], kv[0][1:]))]
+
+
+def local_gpu_count() -> int:
+    """GPUs on this host, through NVML (no CUDA context in this process), else torch."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml.nvmlDeviceGetCount()
+    except Exception:
+        import torch
+
+        return torch.cuda.device_count()
+
+
+def worker_environments(gpus: str | None, workers: int | None, on_gpu: bool) -> list[dict[str, str]] | None:
+    """One environment per worker process: a GPU each for --gpus, plain copies for --workers (CPU)."""
+    if gpus is not None:
+        count = local_gpu_count()
+        items = [g.strip() for g in gpus.split(",") if g.strip()]
+        valid = gpus == "all" or (items and all(g.isdigit() and int(g) < count for g in items))
+        if not valid:
+            have = ", ".join(map(str, range(count))) or "none"
+            raise SpecError(f"--gpus: {gpus!r} is not valid; expected 'all' or ids of this host's GPUs ({have})")
+        ids = list(range(count)) if gpus == "all" else [int(g) for g in items]
+        return [{"CUDA_VISIBLE_DEVICES": str(i)} for i in dict.fromkeys(ids)]
+    if workers is not None and workers > 1:
+        if on_gpu:
+            raise SpecError("--workers: for CPU sweeps; on GPUs give --gpus (one worker a GPU)")
+        return [{} for _ in range(workers)]
+    return None
