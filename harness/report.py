@@ -470,8 +470,14 @@ def rewrite_readme(text: str, base_dir: Path, load) -> tuple[str, int]:
             table = render_best_markdown(best_by_class(rows))
         elif view == "pivot":
             table = render_markdown(pivot(rows, params.get("metric", "p50_ms")))
+        elif view == "verdict":  # how often each library (its best variant a batch) is within 5% of the best
+            from .verdict import render_verdict_markdown, verdict
+
+            table = render_verdict_markdown(verdict(rows))
         else:
-            raise ValueError(f"README table marker: view={view!r} is not valid; expected pivot, winners or best")
+            raise ValueError(
+                f"README table marker: view={view!r} is not valid; expected pivot, winners, best or verdict"
+            )
         count += 1
         return f"{match.group('open')}{table}\n{match.group('close')}"
 

@@ -121,3 +121,14 @@ def test_a_library_without_an_ok_row_is_listed_and_never_wins(results):
     assert (table.loc["never", "ran"], table.loc["never", "win_rate"]) == (0, 0.0)
     assert table.loc["never", "variants"] == "none ok: 2 unsupported, 1 error"
     assert "| never | 0 | 0% | — | — |" in render_verdict_markdown(verdict([*rows, *never]))
+
+
+def test_a_readme_block_can_hold_the_verdict(results):
+    """`<!-- attnbench:table files=… view=verdict -->`: `run.py readme` writes the verdict table there."""
+    from harness.report import rewrite_readme
+    from harness.store import load_many
+
+    text = f"x\n<!-- attnbench:table files={results.name} view=verdict -->\n<!-- /attnbench:table -->\ny\n"
+    new, blocks = rewrite_readme(text, results.parent, lambda paths: labelled(load_many(paths)))
+    assert blocks == 1 and render_verdict_markdown(verdict(load_rows(results))) in new
+    assert new.startswith("x\n") and new.endswith("y\n")
