@@ -776,7 +776,8 @@ def plot(
         raise ValueError("no ok rows to plot")
     paths += plot_roofline(rows, out_dir)
     if len({r.backend.split("[")[0] for r in rows}) > 1:  # how often each library is the best (harness/verdict.py)
-        from harness.verdict import plot_verdict, verdict
+        from harness.plots import plot_verdict
+        from harness.verdict import verdict
 
         paths += plot_verdict(verdict(rows), out_dir)
     from harness.model_step import model_steps, plot_model_steps

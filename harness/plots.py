@@ -341,3 +341,25 @@ def plot_mixes(rows, out_dir: Path | str) -> list[Path]:
         fig.suptitle(f"serving mixes · {device}")
         written.append(_save(plt, fig, Path(out_dir) / f"{device_slug(device)}_serving_mixes.png"))
     return written
+
+
+def plot_verdict(table: pd.DataFrame, out_dir: Path | str, within: float = 0.05) -> list[Path]:
+    """The verdict (harness/verdict.verdict's table), one PNG a device: a bar a library, its win rate, with its
+    geomean and worst ratio to the best as markers on the same 0-1 axis."""
+    plt = _pyplot()
+    written = []
+    for device, group in table.groupby("device", sort=False):
+        fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(group) + 2), 4), layout="constrained")
+        x = range(len(group))
+        ax.bar(x, group["win_rate"], color="tab:blue", alpha=0.7, label=f"win rate (within {within:.0%})")
+        ax.plot(x, group["geomean"], "D", color="black", label="geomean of best ÷ its time")
+        ax.plot(x, group["worst"], "v", color="tab:red", label="worst best ÷ its time")
+        for i, r in zip(x, group.itertuples()):
+            ax.text(i, r.win_rate + 0.02, f"{r.win_rate:.0%}", ha="center", fontsize="small")
+        ax.set_xticks(list(x), group["library"], rotation=20, ha="right")
+        ax.set_ylim(0, 1.3)
+        ax.set_ylabel("share · ratio")
+        ax.legend(fontsize="small", loc="upper center", ncol=3)
+        ax.set_title(f"verdict over {int(group['batches'].iloc[0])} batches · {device}", fontsize="medium")
+        written.append(_save(plt, fig, Path(out_dir) / f"{device_slug(device)}_verdict.png"))
+    return written
