@@ -94,12 +94,12 @@ def reference_attention(spec: ExperimentSpec, inputs: AttentionInputs, batch_ind
     """fp32 attention of the given requests, in bounded memory: [len(batch_indices), Sq, Hq, D] for a
     uniform batch, their packed rows [Σ q_len, Hq, D] for a ragged one. GQA by grouping query heads
     (no K/V copy); causal is bottom-right aligned within each request; the spec's window, sinks
-    (inputs.sinks) and soft-cap as `_request_reference` says. FP8 and MLA specs: `reference_forms`."""
+    (inputs.sinks) and soft-cap as `_request_reference` says. FP8 inputs are dequantized to fp32 request by
+    request (an FP8 cache is judged against the fp32 attention of what it holds); MLA's values have a width
+    of their own (absorbed MLA's are the latent's first kv_lora_rank columns)."""
     if spec.sinks and inputs.sinks is None:
         raise ValueError("the spec has sinks but the inputs carry none (make_inputs draws them)")
-    if inputs.quantized or inputs.q_scale is not None or spec.form != "mha":
-        return reference_forms(spec, inputs, batch_indices)
-    group = spec.gqa_group
+    quantized = inputs.quantized or inputs.q_scale is not None
     form = _form(spec, inputs)
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")  # no TF32 in the reference
@@ -111,29 +111,9 @@ def reference_attention(spec: ExperimentSpec, inputs: AttentionInputs, batch_ind
                 q, k, v = inputs.q[cq[b] : cq[b + 1]], inputs.k[ck[b] : ck[b + 1]], inputs.v[ck[b] : ck[b + 1]]
             else:
                 q, k, v = inputs.q[b], inputs.k[b], inputs.v[b]
-            masked = spec.causal and q.shape[0] > 1
-            outs.append(_request_reference(q, k, v, inputs.scale, masked, group, **form))
-    finally:
-        torch.set_float32_matmul_precision(previous)
-    return torch.cat(outs) if inputs.ragged else torch.stack(outs)
-
-
-def reference_forms(spec: ExperimentSpec, inputs: AttentionInputs, batch_indices: list[int]) -> torch.Tensor:
-    """reference_attention of an FP8 or MLA spec: each request dequantized to fp32 (an FP8 cache is judged
-    against the fp32 attention of what it holds), then attended by `_request_reference` with the spec's form
-    (a value width of its own: absorbed MLA's values are the latent's first kv_lora_rank columns)."""
-    form = _form(spec, inputs)
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        outs = []
-        for b in batch_indices:
-            if inputs.ragged:
-                cq, ck = spec.batch.cu_seqlens_q, spec.batch.cu_seqlens_k
-                q, k, v = inputs.q[cq[b] : cq[b + 1]], inputs.k[ck[b] : ck[b + 1]], inputs.v[ck[b] : ck[b + 1]]
-            else:
-                q, k, v = inputs.q[b], inputs.k[b], inputs.v[b]
-            q, k, v = (dequantize(t, s) for t, s in ((q, inputs.q_scale), (k, inputs.k_scale), (v, inputs.v_scale)))
+            if quantized:
+                scales = (inputs.q_scale, inputs.k_scale, inputs.v_scale)
+                q, k, v = (dequantize(t, scale) for t, scale in zip((q, k, v), scales))
             masked = spec.causal and q.shape[0] > 1
             outs.append(_request_reference(q, k, v, inputs.scale, masked, spec.gqa_group, **form))
     finally:
