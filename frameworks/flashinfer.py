@@ -149,21 +149,7 @@ class FlashInfer(Backend):
             self._info = "BatchPrefillWithRaggedKVCacheWrapper;dense" + (";expanded MLA" if dv != d else "")
             return lambda: wrapper.run(q, k, v).view(b, sq, hq, dv)
 
-        if spec.page_size is None:  # dense decode: the [B, Sk] cache as B·Sk pages of one token (no copy)
-            # (one page a sequence, the first form, left FlashInfer no KV split: a page is its unit of work,
-            # 3-6x slower at B = 1 on 8k-128k caches, H100 2026-11-23)
-            page_size = 1
-            cache, indices = _token_pages(inputs.k, inputs.v, 0, b * spec.kv_len)
-            indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * spec.kv_len
-            last_page_len = torch.ones(b, dtype=torch.int32, device=device)
-            layout = "dense (pages of one token)"
-        else:
-            page_size = spec.page_size
-            paged = to_paged(inputs.k, inputs.v, page_size)
-            cache = (paged.k_pages, paged.v_pages)
-            indptr, indices = paged.indptr(), paged.block_table.flatten()
-            last_page_len = torch.full((b,), paged.last_page_len, dtype=torch.int32, device=device)
-            layout = f"paged, page_size={page_size}"
+        page_size, cache, indptr, indices, last_page_len, layout = _uniform_pages(spec, inputs)
         if spec.workload is Workload.DECODE:
             wrapper = flashinfer.BatchDecodeWithPagedKVCacheWrapper(workspace, "NHD", use_tensor_cores=True)
             wrapper.plan(
@@ -209,19 +195,7 @@ class FlashInfer(Backend):
             raise Unsupported("sinks: this FlashInfer has no BatchAttentionWithAttentionSinkWrapper")
         device, dtype = inputs.device, inputs.q.dtype
         b, sq, hq, d = inputs.q.shape
-        if spec.page_size is None:
-            page_size = 1
-            cache, indices = _token_pages(inputs.k, inputs.v, 0, b * spec.kv_len)
-            indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * spec.kv_len
-            last_page_len = torch.ones(b, dtype=torch.int32, device=device)
-            layout = "dense (pages of one token)"
-        else:
-            page_size = spec.page_size
-            paged = to_paged(inputs.k, inputs.v, page_size)
-            cache = (paged.k_pages, paged.v_pages)
-            indptr, indices = paged.indptr(), paged.block_table.flatten()
-            last_page_len = torch.full((b,), paged.last_page_len, dtype=torch.int32, device=device)
-            layout = f"paged, page_size={page_size}"
+        page_size, cache, indptr, indices, last_page_len, layout = _uniform_pages(spec, inputs)
         window_left = -1 if spec.window is None else spec.window
         wrapper = flashinfer.BatchAttentionWithAttentionSinkWrapper(
             workspace, "NHD", q_data_type=dtype, kv_data_type=dtype, head_dim_qk=d, head_dim_vo=d,
@@ -381,6 +355,23 @@ def fp8_note(inputs) -> str:
 def value_width(spec) -> dict:
     """plan()'s head_dim_vo where the values are narrower than the queries (expanded MLA: 128 beside 192)."""
     return {"head_dim_vo": spec.value_dim} if spec.value_dim != spec.head_dim else {}
+
+
+def _uniform_pages(spec, inputs):
+    """A uniform batch's cache as the paged wrappers take it: (page_size, cache, kv_indptr, kv_indices,
+    last_page_len, layout). The spec's pages; or, dense, the [B, Sk] cache as B·Sk pages of one token (no
+    copy: one page a sequence, the first form, left FlashInfer no KV split, a page being its unit of work;
+    3-6x slower at B = 1 on 8k-128k caches, H100 2026-11-23)."""
+    b, device = inputs.q.shape[0], inputs.device
+    if spec.page_size is None:
+        cache, indices = _token_pages(inputs.k, inputs.v, 0, b * spec.kv_len)
+        indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * spec.kv_len
+        last_page_len = torch.ones(b, dtype=torch.int32, device=device)
+        return 1, cache, indptr, indices, last_page_len, "dense (pages of one token)"
+    paged = to_paged(inputs.k, inputs.v, spec.page_size)
+    last_page_len = torch.full((b,), paged.last_page_len, dtype=torch.int32, device=device)
+    cache, indptr, indices = (paged.k_pages, paged.v_pages), paged.indptr(), paged.block_table.flatten()
+    return spec.page_size, cache, indptr, indices, last_page_len, f"paged, page_size={spec.page_size}"
 
 
 def _token_pages(k, v, first: int, stop: int):
