@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ._paged import RaggedPageTable, place_in_pages
+
 
 @dataclass(frozen=True)
-class LatentPages:
+class LatentPages(RaggedPageTable):
     pages: torch.Tensor  # [num_pages, page_size, 1, kv_lora_rank + rope_dim]
     block_table: torch.Tensor  # [B, max pages a request] int32 (padded with page 0, never read)
     seqlens: torch.Tensor  # [B] int32
@@ -20,18 +22,6 @@ class LatentPages:
     @property
     def page_size(self) -> int:
         return self.pages.shape[1]
-
-    def pages_of(self) -> list[int]:
-        return [-(-n // self.page_size) for n in self.kv_lens]
-
-    def indptr(self) -> torch.Tensor:
-        """FlashInfer's kv_indptr: offsets of each request's pages in `indices()`."""
-        counts = torch.tensor([0, *self.pages_of()], dtype=torch.int32, device=self.block_table.device)
-        return torch.cumsum(counts, 0, dtype=torch.int32)
-
-    def indices(self) -> torch.Tensor:
-        """FlashInfer's kv_indices: every request's pages, in order, without padding."""
-        return torch.cat([self.block_table[i, :n] for i, n in enumerate(self.pages_of())])
 
     def request(self, i: int) -> torch.Tensor:
         """Request i's latent rows back as [kv_len, 1, width], for tests."""
@@ -50,20 +40,9 @@ def latent_pages(spec, inputs, page_size: int | None = None, seed: int = 0) -> L
     page_size = page_size or spec.page_size
     latent = packed_latent(spec, inputs)
     kv_lens = tuple(spec.batch.kv_lens)
-    counts = [-(-n // page_size) for n in kv_lens]
-    first = torch.tensor([0, *counts[:-1]]).cumsum(0)
-    slots = torch.cat([first[i] * page_size + torch.arange(n) for i, n in enumerate(kv_lens)]).to(latent.device)
-    total = sum(counts)
-    gen = torch.Generator(device="cpu")
-    gen.manual_seed(seed)
-    placement = torch.randperm(total, generator=gen).to(latent.device)  # logical page -> physical page
-    flat = latent.new_zeros(total * page_size, *latent.shape[1:])
-    flat[placement[slots // page_size] * page_size + slots % page_size] = latent
-    table = torch.zeros(len(kv_lens), max(counts), dtype=torch.int32, device=latent.device)
-    for i, n in enumerate(counts):
-        table[i, :n] = placement[int(first[i]) : int(first[i]) + n].to(torch.int32)
+    (pages,), table = place_in_pages((latent,), kv_lens, page_size, seed)
     seqlens = torch.tensor(kv_lens, dtype=torch.int32, device=latent.device)
-    return LatentPages(flat.view(total, page_size, *latent.shape[1:]), table, seqlens, kv_lens)
+    return LatentPages(pages, table, seqlens, kv_lens)
 
 
 def token_pages(spec, inputs) -> LatentPages:

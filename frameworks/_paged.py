@@ -68,20 +68,9 @@ def to_paged(k: torch.Tensor, v: torch.Tensor, page_size: int, seed: int = 0) ->
     return PagedKV(k_pages, v_pages, block_table, kv_len)
 
 
-@dataclass(frozen=True)
-class RaggedPagedKV:
-    """A paged cache of requests of different lengths, as serving engines hold it: request i owns
-    ceil(kv_lens[i] / page_size) pages at shuffled physical places; its row of `block_table` lists
-    them, padded with page 0 past its last page (never read: lengths bound every read)."""
-
-    k_pages: torch.Tensor  # [num_pages, page_size, Hkv, D]
-    v_pages: torch.Tensor
-    block_table: torch.Tensor  # [B, max pages a request] int32
-    kv_lens: tuple[int, ...]
-
-    @property
-    def page_size(self) -> int:
-        return self.k_pages.shape[1]
+class RaggedPageTable:
+    """What the paged caches of requests of different lengths share (`block_table` [B, max pages] int32 and
+    `kv_lens`, with `page_size` from the pages): each request's page count and FlashInfer's CSR view of them."""
 
     def pages_of(self) -> list[int]:
         return [-(-n // self.page_size) for n in self.kv_lens]
@@ -94,6 +83,22 @@ class RaggedPagedKV:
     def indices(self) -> torch.Tensor:
         """FlashInfer's kv_indices: every request's pages, in order, without padding."""
         return torch.cat([self.block_table[i, :n] for i, n in enumerate(self.pages_of())])
+
+
+@dataclass(frozen=True)
+class RaggedPagedKV(RaggedPageTable):
+    """A paged cache of requests of different lengths, as serving engines hold it: request i owns
+    ceil(kv_lens[i] / page_size) pages at shuffled physical places; its row of `block_table` lists
+    them, padded with page 0 past its last page (never read: lengths bound every read)."""
+
+    k_pages: torch.Tensor  # [num_pages, page_size, Hkv, D]
+    v_pages: torch.Tensor
+    block_table: torch.Tensor  # [B, max pages a request] int32
+    kv_lens: tuple[int, ...]
+
+    @property
+    def page_size(self) -> int:
+        return self.k_pages.shape[1]
 
     def last_page_lens(self) -> torch.Tensor:
         last = [n - (p - 1) * self.page_size for n, p in zip(self.kv_lens, self.pages_of())]
@@ -109,31 +114,38 @@ class RaggedPagedKV:
         return (self.k_pages[pages].flatten(0, 1)[:n], self.v_pages[pages].flatten(0, 1)[:n])
 
 
-def to_paged_ragged(k: torch.Tensor, v: torch.Tensor, kv_lens, page_size: int, seed: int = 0) -> RaggedPagedKV:
-    """Pages of page_size tokens from packed [Σ kv_len, Hkv, D] K/V (each request's last page
-    zero-padded), placed in a seeded random order."""
+def place_in_pages(tensors, kv_lens, page_size: int, seed: int = 0) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Packed [Σ kv_len, …] tensors (K and V, or MLA's one latent) in pages of page_size tokens, all with one
+    placement: each request's last page zero-padded, the pages in a seeded random order. Returns the pages
+    [num_pages, page_size, …] of each tensor and the block table [B, max pages a request] int32 (padded with
+    page 0)."""
     if page_size < 1:
         raise ValueError(f"page_size: must be positive, got {page_size}")
     kv_lens = tuple(int(n) for n in kv_lens)
     pages = [-(-n // page_size) for n in kv_lens]
-    heads, dim = k.shape[1], k.shape[2]
+    device = tensors[0].device
     # each token's logical slot (request's first page + position), as one gather index
     first_page = torch.tensor([0, *pages[:-1]]).cumsum(0)
-    slots = torch.cat([first_page[i] * page_size + torch.arange(n) for i, n in enumerate(kv_lens)]).to(k.device)
+    slots = torch.cat([first_page[i] * page_size + torch.arange(n) for i, n in enumerate(kv_lens)]).to(device)
     total_pages = sum(pages)
     gen = torch.Generator(device="cpu")
     gen.manual_seed(seed)
-    placement = torch.randperm(total_pages, generator=gen).to(k.device)  # logical page -> physical page
+    placement = torch.randperm(total_pages, generator=gen).to(device)  # logical page -> physical page
     physical = placement[slots // page_size] * page_size + slots % page_size
-    k_pages = k.new_zeros(total_pages * page_size, heads, dim)
-    v_pages = v.new_zeros(total_pages * page_size, heads, dim)
-    k_pages[physical] = k
-    v_pages[physical] = v
-    table = torch.zeros(len(kv_lens), max(pages), dtype=torch.int32, device=k.device)
+    paged = []
+    for t in tensors:
+        flat = t.new_zeros(total_pages * page_size, *t.shape[1:])
+        flat[physical] = t
+        paged.append(flat.view(total_pages, page_size, *t.shape[1:]))
+    table = torch.zeros(len(kv_lens), max(pages), dtype=torch.int32, device=device)
     for i, n in enumerate(pages):
         start = int(first_page[i])
         table[i, :n] = placement[start : start + n].to(torch.int32)
-    return RaggedPagedKV(
-        k_pages.view(total_pages, page_size, heads, dim), v_pages.view(total_pages, page_size, heads, dim), table,
-        kv_lens,
-    )  # fmt: skip
+    return paged, table
+
+
+def to_paged_ragged(k: torch.Tensor, v: torch.Tensor, kv_lens, page_size: int, seed: int = 0) -> RaggedPagedKV:
+    """Pages of page_size tokens from packed [Σ kv_len, Hkv, D] K/V (each request's last page
+    zero-padded), placed in a seeded random order."""
+    (k_pages, v_pages), table = place_in_pages((k, v), kv_lens, page_size, seed)
+    return RaggedPagedKV(k_pages, v_pages, table, tuple(int(n) for n in kv_lens))
