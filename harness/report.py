@@ -225,6 +225,17 @@ def render_best_markdown(table: pd.DataFrame) -> str:
 WIDE = 12  # spec columns beyond which a terminal table turns (a spec a line, a backend a column)
 
 
+def _styled(text: str, best: bool) -> str:
+    """A terminal table's cell as Rich markup: the text escaped (data, never markup), bold green when it is the
+    best of its spec, dim when it is a status rather than a number."""
+    from rich.markup import escape
+
+    text = escape(text)
+    if best:
+        return f"[bold green]{text}[/]"
+    return text if re.match(r"^[\d.]", text) else f"[dim]{text}[/]"
+
+
 def render_rich(p: Pivot, title: str | None = None):
     """A backend a line and a spec a column; turned when there are more than WIDE specs and more specs than
     backends (the `scaling` preset's 62 specs made 62 columns that no terminal shows), the best still in
@@ -243,12 +254,7 @@ def render_rich(p: Pivot, title: str | None = None):
         cells = []
         for col in columns:
             backend, spec = (col, line) if turned else (line, col)
-            text = escape(p.cells.get((backend, spec), "—"))
-            if p.best.get(spec) == backend:
-                text = f"[bold green]{text}[/]"
-            elif not re.match(r"^[\d.]", text):
-                text = f"[dim]{text}[/]"
-            cells.append(text)
+            cells.append(_styled(p.cells.get((backend, spec), "—"), p.best.get(spec) == backend))
         table.add_row(escape(line), *cells)
     return table
 
@@ -336,12 +342,7 @@ def render_terminal(p: Pivot, width: int, title: str | None = None) -> list:
             row = []
             for col in group:
                 backend, spec = (col, line) if turned else (line, col)
-                text = escape(cell(line, col))
-                if p.best.get(spec) == backend:
-                    text = f"[bold green]{text}[/]"
-                elif not re.match(r"^[\d.]", text):
-                    text = f"[dim]{text}[/]"
-                row.append(text)
+                row.append(_styled(cell(line, col), p.best.get(spec) == backend))
             table.add_row(escape(line), *row)
         out.append(table)
     return out
