@@ -29,3 +29,20 @@ def cpu_measurer(iterations: int = 2) -> Measurer:
         MeasureConfig(device="cpu", repetition=Repetition(iterations=iterations, warmup=0), run_id="test"),
         collect(device, "test"),
     )
+
+
+def run_info_after_checking(backend_arg: str, spec: ExperimentSpec):
+    """Prepare and call a backend (or a variant: 'flashinfer[mixed=one-call]') on the CPU, check its output
+    against the fp32 reference on every request, and return what it says ran (run_info)."""
+    from frameworks import get_backend
+    from harness.inputs import make_inputs
+    from harness.reference import check_output, reference_attention
+
+    device = torch.device("cpu")
+    backend = get_backend(backend_arg)
+    inputs = make_inputs(spec, device)
+    out = backend.prepare(spec, inputs)()
+    everyone = list(range(spec.batch_size))
+    check = check_output(spec, out, reference_attention(spec, inputs, everyone), everyone)
+    assert check.ok, check.problem
+    return backend.run_info()

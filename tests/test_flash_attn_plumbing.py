@@ -8,13 +8,11 @@ import types
 import pytest
 import torch
 
-from frameworks import get_backend
-from harness.inputs import make_inputs
 from harness.plan import plan_tasks
-from harness.reference import check_output, reference_attention
 from specs import ExperimentSpec
 
 from . import fake_fa_cache as fake_flash_attn
+from .helpers import run_info_after_checking
 
 CPU = torch.device("cpu")
 
@@ -31,13 +29,7 @@ def fa(monkeypatch):
 
 
 def run(backend_arg: str, spec):
-    backend = get_backend(backend_arg)
-    inputs = make_inputs(spec, CPU)
-    out = backend.prepare(spec, inputs)()
-    everyone = list(range(spec.batch_size))
-    check = check_output(spec, out, reference_attention(spec, inputs, everyone), everyone)
-    assert check.ok, check.problem
-    return backend.run_info()
+    return run_info_after_checking(backend_arg, spec)
 
 
 @pytest.mark.parametrize("page", [None, 16])

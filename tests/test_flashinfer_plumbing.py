@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from frameworks import VariantError, get_backend
-from harness.inputs import make_inputs
-from harness.reference import check_output, reference_attention
 from specs import ExperimentSpec
 
 from . import fake_flashinfer
+from .helpers import run_info_after_checking
 
 CPU = torch.device("cpu")
 
@@ -27,13 +26,7 @@ def flashinfer(monkeypatch):
 
 def run(spec, backend="flashinfer"):
     """Prepare and call `backend` (a variant: 'flashinfer[mixed=one-call]') on `spec`; the info it reports."""
-    backend = get_backend(backend)
-    inputs = make_inputs(spec, CPU)
-    out = backend.prepare(spec, inputs)()
-    everyone = list(range(spec.batch_size))
-    check = check_output(spec, out, reference_attention(spec, inputs, everyone), everyone)
-    assert check.ok, check.problem
-    return backend.run_info()
+    return run_info_after_checking(backend, spec)
 
 
 @pytest.mark.parametrize("page", [None, 1, 16])
