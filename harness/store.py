@@ -506,7 +506,7 @@ def labelled(data):
     frame out; ResultRows in, ResultRows out (their variant then empty: it is in the name)."""
     if isinstance(data, pd.DataFrame):
         names = [label(b, v) for b, v in zip(data["backend"], data["variant"])]
-        return data.assign(backend=names, backend_name=data["backend"])
+        return data.assign(backend=names, variant="")  # as the rows: the variant is in the name
     return [replace(r, backend=label(r.backend, r.variant), variant="") if r.variant else r for r in data]
 
 
