@@ -81,6 +81,7 @@ def gpu_name() -> str | None:
 def sweep(
     preset: PresetName = typer.Option(
         "smoke",
+        "--preset",
         metavar="PRESET",
         help=f"Named sweep to run: {', '.join(PRESETS)}; the options below narrow it.",
         rich_help_panel="What to measure",
