@@ -431,7 +431,8 @@ def probe_build(attention: Callable, inputs: AttentionInputs) -> None:
     try:
         attention(first(inputs.q), first(inputs.k), first(inputs.v))
     except RuntimeError as exc:
-        if "build" in str(exc) or "not supported" in str(exc).lower():
+        text = str(exc).lower()
+        if "build" in text or any(limit in text for limit in ("not supported", "only supports", "does not support")):
             raise Unsupported(f"this build: {exc}") from None
         raise
 

@@ -153,9 +153,18 @@ class FlashAttn3(Backend):
         rank = spec.kv_lora_rank
         ones = torch.ones(1, dtype=torch.int32, device=inputs.device)
 
-        def probe(q, k, v):  # one token: a wheel without hdim 64 / value dim 512 refuses here
-            return fa3.flash_attn_with_kvcache(q[..., rank:].contiguous(), k[..., rank:], k[..., :rank],
-                                               qv=q[..., :rank].contiguous(), cache_seqlens=ones, **form)  # fmt: skip
+        def probe(q, k, v):
+            """One key: the output is that key's value exactly. A wheel without the hdim 64 × value dim 512
+            instantiation refuses, or (seen with the shared FA3 wheel on an H100, 2026-12-05: rel_err 2.8 and
+            NaN) runs another kernel and returns something else: either way this build cannot take it."""
+            out = first_output(fa3.flash_attn_with_kvcache(q[..., rank:].contiguous(), k[..., rank:], k[..., :rank],
+                                                           qv=q[..., :rank].contiguous(), cache_seqlens=ones, **form))  # fmt: skip
+            value = k[..., :1, :, :rank].float().expand(out.shape)
+            if not torch.allclose(out.float(), value, rtol=2e-2, atol=2e-2):
+                raise RuntimeError(
+                    "absorbed MLA (hdim 64, value dim 512): a one-key probe did not return the key's value, so this "
+                    "build lacks that kernel (docs/gpu-builds.md builds FA3 with it)"
+                )
 
         probe_build(probe, inputs)
         table_arg = (

@@ -140,6 +140,10 @@ class ResultRow:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
+        for name in (*CHECK_FIELDS, "rel_err_vs_unquantized"):  # an output with NaN has no error to state
+            value = getattr(self, name)
+            if isinstance(value, float) and math.isnan(value):
+                object.__setattr__(self, name, None)
         if self.status is Status.OK:
             missing = [name for name in TIMED_FIELDS + CHECK_FIELDS if getattr(self, name) is None]
             if missing:

@@ -392,6 +392,27 @@ def test_a_fa3_wheel_built_without_softcap_refuses_with_the_reason(fakes, monkey
     assert run_backend("flash-attn3", tiny_spec("prefill", head_dim=64, window=8)) is None
 
 
+@pytest.mark.parametrize(
+    "message",
+    ["FlashAttention forward only supports head dimension at most 128", "This build does not support FP8"],
+)
+def test_a_wheel_without_a_head_dim_refuses_in_the_probe_not_as_an_error(message):
+    """The shared FA3 wheel raises the first message for head dim 256 (H100, 2026-12-05): the probe makes it
+    unsupported with the library's words, not an error row."""
+    from frameworks import Unsupported
+    from frameworks.base import probe_build
+    from harness.inputs import make_inputs
+
+    from .helpers import tiny_spec
+
+    def refuse(q, k, v):
+        raise RuntimeError(message)
+
+    spec = tiny_spec("prefill")
+    with pytest.raises(Unsupported, match=f"this build: {message}"):
+        probe_build(refuse, make_inputs(spec, torch.device("cpu")))
+
+
 def test_triton_refuses_every_form_with_the_reason():
     from frameworks import get_backend
 

@@ -425,6 +425,23 @@ def test_fa3_without_fp8_or_mla_in_its_build_is_unsupported_with_its_message(fa3
             get_backend("flash-attn3").prepare(spec, make_inputs(spec, CPU))
 
 
+def test_fa3_whose_absorbed_mla_probe_returns_a_wrong_value_is_unsupported(fa3, monkeypatch):
+    """A wheel without the hdim 64 × value dim 512 kernel ran another one and returned garbage on an H100; the
+    one-key probe (whose output must be that key's value) turns that into unsupported, before any timing."""
+    from frameworks import Unsupported
+    from harness.inputs import make_inputs
+
+    real = fa3.flash_attn_with_kvcache
+    monkeypatch.setattr(fa3, "flash_attn_with_kvcache", lambda *a, **kw: first(real(*a, **kw)) + 1.0)
+    spec = mla_decode(heads=16, kv_len=50, page_size=64)
+    with pytest.raises(Unsupported, match="this build: absorbed MLA .* did not return the key's value"):
+        get_backend("flash-attn3").prepare(spec, make_inputs(spec, CPU))
+
+
+def first(result):
+    return result[0] if isinstance(result, (tuple, list)) else result
+
+
 class FakeFlashMLA:
     def __init__(self):
         self.metadata_args = None

@@ -69,6 +69,20 @@ def test_round_trip_keeps_every_value(tmp_path):
     assert load_rows(path) == rows
 
 
+def test_an_output_with_nan_is_stored_without_an_error_value(tmp_path):
+    """The check of an output holding NaN gives rel_err nan: the row says incorrect and leaves the errors
+    empty, so the file stays loadable (a nan cell is refused on load)."""
+    path = tmp_path / "r.csv"
+    nan = float("nan")
+    row = make_row(
+        tiny_spec("decode"), "x", "", ENV, CONFIG, Status.INCORRECT, "output has NaN or Inf",
+        rel_err=nan, max_abs_err=nan, checked_batch=1,
+    )  # fmt: skip
+    assert row.rel_err is None and row.max_abs_err is None
+    append_rows(path, [row])
+    assert load_rows(path) == [row]
+
+
 def test_status_invariants():
     with pytest.raises(ValueError, match="carries no timing"):
         make_row(tiny_spec("decode"), "x", "", ENV, CONFIG, Status.ERROR, "boom", p50_ms=1.0)
