@@ -158,7 +158,9 @@ class FlashAttn3(Backend):
             instantiation refuses, or (seen with the shared FA3 wheel on an H100, 2026-12-05: rel_err 2.8 and
             NaN) runs another kernel and returns something else: either way this build cannot take it."""
             q_pe, qv = q[..., rank:].contiguous(), q[..., :rank].contiguous()
-            out = first_output(fa3.flash_attn_with_kvcache(q_pe, k[..., rank:], k[..., :rank], qv=qv, cache_seqlens=ones, **form))
+            out = first_output(
+                fa3.flash_attn_with_kvcache(q_pe, k[..., rank:], k[..., :rank], qv=qv, cache_seqlens=ones, **form)
+            )
             value = k[..., :1, :, :rank].float().expand(out.shape)
             if not torch.allclose(out.float(), value, rtol=2e-2, atol=2e-2):
                 raise RuntimeError(
