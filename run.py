@@ -784,6 +784,9 @@ def plot(
     from harness.model_step import model_steps, plot_model_steps
 
     paths += plot_model_steps(model_steps(rows), out_dir)  # models with layer kinds: attention per step
+    from harness.plots import plot_tp
+
+    paths += plot_tp(rows, out_dir)  # specs measured at several tensor-parallel degrees
     if baseline is None and any(r.backend == "sdpa" for r in rows):
         baseline = "sdpa"
     if baseline:

@@ -116,9 +116,8 @@ def plot(
         backends = sorted({r.backend for r in group})
         color = backend_colours(backends, plt)
         marker = {b: MARKERS[m] for b, (_, m) in backend_style(backends).items()}
-        fig, axes = plt.subplots(
-            len(metrics), len(workloads), figsize=(4.2 * len(workloads), 3.3 * len(metrics)), squeeze=False
-        )
+        width, height = max(7.0, 4.2 * len(workloads)), 3.3 * len(metrics)  # room for the title and legend
+        fig, axes = plt.subplots(len(metrics), len(workloads), figsize=(width, height), squeeze=False)
         for j, workload in enumerate(workloads):
             wrows = [r for r in group if r.workload == workload]
             single_point = len({(r.kv_len, r.q_len) for r in wrows}) == 1
@@ -161,16 +160,14 @@ def plot(
         for ax in axes.flat:
             for handle, label in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(label, handle)
-        fig.legend(
-            list(handles.values()),
-            list(handles.keys()),
-            loc="lower center",
-            ncol=min(6, len(handles)),
-            fontsize="small",
-        )
+        # as many legend columns as the longest label leaves room for (about 0.06 in a character, small font)
+        longest = max((len(label) for label in handles), default=1)
+        ncol = max(1, min(6, len(handles), int(width // (0.4 + 0.06 * longest))))
+        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=ncol, fontsize="small")
         sharded = f" · tp {tp}" if tp > 1 else ""
         fig.suptitle(f"{model} · batch {batch} · {dtype} · {device}{sharded}")
-        fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(handles) // 6), 1, 0.95))
+        legend_rows = -(-len(handles) // ncol)
+        fig.tight_layout(rect=(0, min(0.5, (0.3 + 0.22 * legend_rows) / height), 1, 0.95))
         path = out_dir / f"{device_slug(device)}_{_slug(model)}_b{batch}_{dtype}{f'_tp{tp}' if tp > 1 else ''}.png"
         written.append(_save(plt, fig, path))
     return written
@@ -362,4 +359,44 @@ def plot_verdict(table: pd.DataFrame, out_dir: Path | str, within: float = 0.05)
         ax.legend(fontsize="small", loc="upper center", ncol=3)
         ax.set_title(f"verdict over {int(group['batches'].iloc[0])} batches · {device}", fontsize="medium")
         written.append(_save(plt, fig, Path(out_dir) / f"{device_slug(device)}_verdict.png"))
+    return written
+
+
+def plot_tp(rows, out_dir: Path | str) -> list[Path]:
+    """Per GPU attention time against the tensor-parallel degree: one PNG a (device, model), a panel a
+    (workload or mix, layer kind), x = tp (log 2), a line a backend; only specs measured at two tp or more."""
+    plt = _pyplot()
+    ok = [r for r in latest(rows) if r.status is Status.OK]
+    panels: dict[tuple, dict[str, list]] = {}
+    for r in ok:
+        layer = f"window {r.window}" if r.window is not None else "full"
+        shape = r.mix or f"{r.workload} b{r.batch_size} × {r.kv_len}"
+        pages = f" · pages {r.page_size}" if r.page_size else ""
+        key = (r.device, r.model, f"{shape}{pages} · {layer}")
+        panels.setdefault(key, {}).setdefault(r.backend, []).append((r.tp, r.p50_ms))
+    figures: dict[tuple, list] = {}
+    for (device, model, title), lines in sorted(panels.items()):
+        if len({tp for points in lines.values() for tp, _ in points}) > 1:
+            figures.setdefault((device, model), []).append((title, lines))
+    written = []
+    for (device, model), shown in figures.items():
+        backends = sorted({b for _, lines in shown for b in lines})
+        colour = backend_colours(backends, plt)
+        marker = {b: MARKERS[m] for b, (_, m) in backend_style(backends).items()}
+        fig, axes = plt.subplots(1, len(shown), figsize=(max(7.0, 4.2 * len(shown)), 3.8), squeeze=False,
+                                 layout="constrained")  # fmt: skip
+        for ax, (title, lines) in zip(axes[0], shown):
+            for backend in backends:
+                points = sorted(lines.get(backend, []))
+                if points:
+                    ax.plot(*zip(*points), "-", marker=marker[backend], color=colour[backend], label=backend)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("tensor-parallel degree (heads a GPU holds ÷ tp)")
+            ax.set_ylabel("p50_ms per GPU")
+            ax.set_title(title, fontsize="medium")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize="small")
+        fig.suptitle(f"{model} · attention time per GPU against tp · {device}")
+        written.append(_save(plt, fig, Path(out_dir) / f"{device_slug(device)}_{_slug(model)}_tp.png"))
     return written

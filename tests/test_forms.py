@@ -542,3 +542,19 @@ def test_plots_draw_a_model_step_and_the_windowed_layers_apart(tmp_path):
     assert [p.name for p in step] == ["h100_gpt-oss-20b_step_decode_b1_tp2.png"]
     curves = plots.plot(rows, tmp_path)
     assert [p.name for p in curves] == ["h100_gpt-oss-20b_b1_bf16_tp2.png"]
+
+
+def test_plot_tp_draws_a_line_a_backend_against_tp_for_specs_at_several_degrees(tmp_path):
+    """A panel per (workload, layer kind) where a spec was measured at two tp or more; a spec at one tp only
+    draws nothing."""
+    from harness.plots import plot_tp
+
+    from .test_store import ok_row
+
+    def decode(layer, tp):
+        return specs_for("gpt-oss-120b", layer, tp, workload="decode", batch_size=8, q_len=1, kv_len=4096)
+
+    rows = [ok_row(decode(layer, tp), p50_ms=1.0 / tp) for layer in ("full", "window") for tp in (1, 2, 4, 8)]
+    assert [p.name for p in plot_tp(rows, tmp_path)] == ["h100_gpt-oss-120b_tp.png"]
+    assert (tmp_path / "h100_gpt-oss-120b_tp.png").stat().st_size > 10_000
+    assert plot_tp([ok_row(decode("full", 2))], tmp_path / "none") == []
