@@ -410,7 +410,7 @@ def sweep(
     summarize_file(output, tasks, len(rows), skipped)
     console.print(f"rows appended to [bold]{output}[/]; worker log: {log_path_for(config.run_id)}")
     if plots:
-        from harness.plots import plot as make_plots
+        from harness.report.plots import plot as make_plots
         from harness.store import labelled, load_rows
 
         for path in make_plots(labelled(load_rows(output)), plot_dir):
@@ -507,7 +507,7 @@ def check(
 
     from harness.measure import MeasureConfig
     from harness.options import check_number
-    from harness.report import pivot, render_rich
+    from harness.report.tables import pivot, render_rich
     from harness.store import Status
     from harness.sweep import make_run_id
     from harness.timer import Repetition
@@ -543,7 +543,7 @@ def summarize_file(output: Path, tasks, measured: int, skipped: int) -> None:
 
 
 def print_summary(rows, skipped: int, measured: int | None = None) -> None:
-    from harness.report import pivot, render_terminal
+    from harness.report.tables import pivot, render_terminal
 
     if rows:
         for part in render_terminal(pivot(rows, "p50_ms"), console.width, title="p50 latency, ms (the best in bold)"):
@@ -651,14 +651,14 @@ def table(
 ):
     """Rows = backend, columns = model × workload, cell = the metric (failed cells show their status).
     With --winners: one line a serving mix, who wins and by how much. With --verdict: how often each library
-    is the best (harness/verdict.py)."""
-    from harness.report import (
+    is the best (harness/report/verdict.py)."""
+    from harness.report.readme import rewrite_readme
+    from harness.report.tables import (
         check_metric,
         pivot,
         render_markdown,
         render_terminal,
         render_winners_markdown,
-        rewrite_readme,
         winners,
     )
     from harness.store import labelled, load_many
@@ -682,7 +682,7 @@ def table(
         raise ValueError("files: give one or more results CSVs (or --readme README.md)")
     if show_verdict:
         from harness.options import check_number
-        from harness.verdict import render_verdict_markdown, verdict
+        from harness.report.verdict import render_verdict_markdown, verdict
 
         check_number("--within", within, minimum=0)
         found = verdict(load_filtered(files, model, workload, backend), within)
@@ -697,7 +697,7 @@ def table(
             console.print(Markdown(text))
         return  # the verdict alone (the draw merge's behaviour; lost in the forms merge on main)
     if model_step:
-        from harness.model_step import model_steps, render_model_steps
+        from harness.report.model_step import model_steps, render_model_steps
 
         steps = model_steps(load_filtered(files, model, workload, backend))
         if steps.empty:
@@ -731,7 +731,7 @@ def readme(
     check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if a block differs from the CSVs."),
 ):
     """Regenerate every <!-- attnbench:table ... --> block of the README and docs/ from the committed CSVs."""
-    from harness.report import generated_files, rewrite_files
+    from harness.report.readme import generated_files, rewrite_files
     from harness.store import labelled, load_many
 
     found = rewrite_files(files or generated_files(REPO), lambda paths: labelled(load_many(paths)))
@@ -765,8 +765,8 @@ def plot(
     """Latency and TFLOP/s against KV length (a panel per workload, a line per backend), a roofline
     against the measured ceilings, and a speedup heatmap against a baseline backend (PNGs)."""
     from harness.options import check_output_dir
-    from harness.plots import plot as make_plots
-    from harness.plots import plot_mixes, plot_roofline, plot_speedup
+    from harness.report.plots import plot as make_plots
+    from harness.report.plots import plot_mixes, plot_roofline, plot_speedup
 
     check_output_dir("--out-dir", out_dir)
     rows = load_filtered(files, model, workload, backend)
@@ -775,12 +775,12 @@ def plot(
     if not paths:
         raise ValueError("no ok rows to plot")
     paths += plot_roofline(rows, out_dir)
-    if len({r.backend.split("[")[0] for r in rows}) > 1:  # how often each library is the best (harness/verdict.py)
-        from harness.plots import plot_verdict
-        from harness.verdict import verdict
+    if len({r.backend.split("[")[0] for r in rows}) > 1:  # how often each library is the best (report/verdict.py)
+        from harness.report.plots import plot_verdict
+        from harness.report.verdict import verdict
 
         paths += plot_verdict(verdict(rows), out_dir)
-    from harness.model_step import model_steps, plot_model_steps
+    from harness.report.model_step import model_steps, plot_model_steps
 
     paths += plot_model_steps(model_steps(rows), out_dir)  # models with layer kinds: attention per step
     if baseline is None and any(r.backend == "sdpa" for r in rows):
@@ -843,8 +843,8 @@ def report(
 ):
     """One static HTML page (works offline): environment per GPU, every row in a filterable table
     with the command that reproduces it, roofline, scaling curves, speed-up heatmap, serving mixes."""
-    from harness.html_report import write_report
     from harness.options import check_output_dir
+    from harness.report.html import write_report
     from harness.store import labelled, load_frame
 
     check_output_dir("--output", out_dir)

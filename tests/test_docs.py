@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import run
-from harness.report import generated_files, rewrite_files
+from harness.report.readme import generated_files, rewrite_files
 from harness.store import labelled, load_many
 
 ROOT = Path(__file__).resolve().parent.parent
