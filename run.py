@@ -52,7 +52,7 @@ def friendly_errors(fn):
         except OSError as exc:  # a file that cannot be read or written, said in one line
             error(describe_os_error(exc))
         except RuntimeError as exc:  # a worker that cannot start: its own one line
-            from harness.sweep import SweepError
+            from harness.workers.local import SweepError
 
             if not isinstance(exc, SweepError):
                 raise
@@ -317,8 +317,9 @@ def sweep(
     from harness.measure import MeasureConfig
     from harness.options import check_number, check_output_dir, check_output_file
     from harness.store import Status
-    from harness.sweep import failure_groups, log_path_for, make_run_id
+    from harness.sweep import failure_groups, make_run_id
     from harness.timer import Repetition, check_l2_flush
+    from harness.workers.local import log_path_for
 
     check_number("--timeout", timeout, minimum=0, inclusive=False)
     check_number("--max-seconds", max_seconds, minimum=0, inclusive=False)
@@ -344,11 +345,11 @@ def sweep(
         if not (ray == "auto" or ray.startswith("ray://")):
             raise SpecError(f"--ray: {ray!r} is not valid; expected auto or ray://host:port")
         device = device or "cuda"  # the GPUs are the cluster's, not necessarily this host's
-        from harness.ray_executor import connect
+        from harness.workers.ray import connect
 
         connect(ray)  # before anything is planned: no Ray, no cluster or a dead address is one line
     from harness.plan import plan_sweep
-    from harness.sweep import worker_environments
+    from harness.workers.local import worker_environments
 
     specs, names, tasks, device = plan_sweep(
         preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix, lengths, seed,

@@ -1,14 +1,14 @@
-"""The sweep's queue planner (harness/schedule.py) and its CPU simulation (tools/simulate_schedule.py)."""
+"""The sweep's queue planner (harness/workers/schedule.py) and its CPU simulation (tools/simulate_schedule.py)."""
 
 import threading
 from pathlib import Path
 
 import pytest
 
-from harness import schedule
-from harness.schedule import Cost, SpecQueue, replay
+from harness.plan import Task, longest_first
 from harness.store import latest, load_rows
-from harness.sweep import Task, longest_first
+from harness.workers import schedule
+from harness.workers.schedule import Cost, SpecQueue, replay
 from tools import simulate_schedule
 
 from .helpers import tiny_spec

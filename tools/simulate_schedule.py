@@ -1,5 +1,5 @@
 """Replay a sweep's queue on 1, 2, 4 and 8 workers without a GPU: the old order (longest-first by FLOPs and
-bytes, a spec's backends together) against `harness.schedule.plan`, with task costs from measured one-GPU rows
+bytes, a spec's backends together) against `harness.workers.schedule.plan`, with task costs from measured one-GPU rows
 (setup_ms, p50_ms × n_iters and the fixed overheads), under the same host-contention model for both orders.
 
     python3 -m tools.simulate_schedule [--results results/h200-scaling.csv] [--preset scaling] [--workers 1,2,4,8]
@@ -15,9 +15,9 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import schedule
+from harness.plan import Task, longest_first
 from harness.store import latest, load_rows
-from harness.sweep import Task, longest_first
+from harness.workers import schedule
 from specs import get_preset
 
 DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "results" / "h200-scaling.csv"
