@@ -1,18 +1,24 @@
 """A sweep: planned (spec, backend) tasks measured by workers (this host's, or a Ray cluster's) into one CSV,
-which this process alone writes: every row is appended the moment it exists, so a killed sweep loses nothing."""
+which this process alone writes: every row is appended the moment it exists, so a killed sweep loses nothing.
+Also the bodies of `run.py sweep` and `run.py check`: their options checked, the run under a progress bar, the
+summary at the end."""
 
 from __future__ import annotations
 
+import sys
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from frameworks import label
+from specs import SpecError
 
 from .measure import MeasureConfig
 from .plan import Task
 from .store import ResultRow, Status, append_rows, done_keys
+from .timer import Repetition
 from .workers.local import FAILED, local_rows
 
 RETRIED_ON_RESUME = (Status.ERROR, Status.TIMEOUT)  # transient: a re-run may succeed
@@ -77,3 +83,230 @@ def failure_groups(rows: Iterable[ResultRow]) -> list[tuple[Status, str, str, in
             counts[key] = counts.get(key, 0) + 1
     order = {status: i for i, status in enumerate(FAILED)}
     return [(*key, n) for key, n in sorted(counts.items(), key=lambda kv: (order[kv[0][0]], -kv[1], kv[0][1:]))]
+
+
+# ---- the commands: `run.py sweep` (rows into a CSV) and `run.py check` (correctness only, nothing stored) --------
+
+
+def sweep_command(what, how, where, scale, console, argv: list[str] | None = None) -> int:
+    """`run.py sweep`: the options checked, the tasks planned, measured under a progress bar into the output CSV,
+    the file's table, plots and failed rows printed; returns the exit code (harness/errors.py lists them).
+    `what`, `how`, `where`, `scale`: the option groups of harness/cli_options.py."""
+    from .atomic import WriteError
+    from .calibrate import calibration_file
+    from .env import REPO_ROOT, device_slug, gpu_name
+    from .errors import (
+        EXIT_BAD_INPUT,
+        EXIT_INCORRECT,
+        EXIT_INTERRUPTED,
+        EXIT_TERMINATED,
+        Terminated,
+        error,
+        note,
+        terminate_as_interrupt,
+    )
+    from .options import check_output_dir, check_output_file, plots_beside
+    from .plan import plan_sweep
+    from .timer import check_l2_flush
+    from .workers.local import log_path_for, worker_environments
+
+    check_measuring(how)
+    device = check_scale_out(what.device, where, scale)
+    if scale.ray is not None:
+        from .workers.ray import connect
+
+        connect(scale.ray)  # before anything is planned: no Ray, no cluster or a dead address is one line
+    specs, names, tasks, device = plan_sweep(replace(what, device=device), check_device=scale.ray is None)
+    on_gpu = device == "cuda"
+    worker_envs = worker_environments(scale.gpus, scale.workers, on_gpu)
+    repetition = Repetition(
+        iterations=how.iterations,
+        min_iterations=how.min_iterations,
+        max_iterations=how.max_iterations,
+        ci_target=how.ci_target,
+        max_seconds=how.max_seconds if how.max_seconds is not None else (10.0 if on_gpu else 1.0),
+        warmup=how.warmup if how.warmup is not None else (10 if on_gpu else 2),
+    )
+    slug = "ray" if scale.ray else device_slug(gpu_name() or "gpu") if on_gpu else "cpu"
+    output = where.output if where.output is not None else REPO_ROOT / "results" / f"{slug}.csv"
+    check_output_file("--output", output)
+    config = MeasureConfig(
+        device=device,
+        repetition=repetition,
+        timing=how.timing,
+        run_id=make_run_id(),
+        calibration_path=str(calibration_file(slug, output.parent)),  # beside the results, never elsewhere
+        calibrate_if_missing=True,
+        l2_flush=check_l2_flush(how.l2_flush),
+        git_commit=where.git_commit,
+    )
+    _ = config.timing_mode  # validates --timing against the device
+    check_appendable(output)
+    plot_dir = where.plot_dir if where.plot_dir is not None else plots_beside(output, REPO_ROOT)
+    if where.plots:
+        check_output_dir("--plot-dir", plot_dir)
+
+    console.print(
+        f"sweep [bold]{what.preset.value}[/]: {len(specs)} specs × {len(names)} backends = {len(tasks)} tasks "
+        f"on {device} → {output} (run {config.run_id})"
+    )
+    again = f"run the same command with --resume (python3 {' '.join(resume_command(argv or sys.argv))})"
+    restore = terminate_as_interrupt()  # SIGTERM takes Ctrl-C's path: rows kept, workers ended, the hint
+    try:
+        rows, skipped = run_with_progress(
+            tasks, config, output, how.timeout, console, where.resume, where.keep_failed, worker_envs, scale.ray,
+            scale.accelerator_type, where.retry_unavailable,
+        )  # fmt: skip
+    except KeyboardInterrupt as exc:
+        how_ = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        note(f"{how_}: every finished row is in {output}; to continue where it stopped, {again}")
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    except WriteError as exc:  # a full disk: the row that did not fit was cut back, every earlier one kept
+        error(f"{exc}; the sweep stopped, every earlier row is kept: once there is room, {again}")
+        return EXIT_BAD_INPUT
+    finally:
+        restore()
+    summarize_file(output, tasks, len(rows), skipped, console)
+    console.print(f"rows appended to [bold]{output}[/]; worker log: {log_path_for(config.run_id)}")
+    if where.plots:
+        from .report.plots import plot
+        from .store import labelled, load_rows
+
+        for path in plot(labelled(load_rows(output)), plot_dir):
+            console.print(f"plot: {path}")
+    failures = failure_groups(rows)
+    for status, backend_name, reason, count in failures:
+        note(f"{status} × {count}: {backend_name}: {reason}")
+    if any(status is Status.INCORRECT for status, *_ in failures):
+        n = sum(count for status, _, _, count in failures if status is Status.INCORRECT)
+        error(f"{n} rows are incorrect (a backend's output differs from the fp32 reference; listed above); exit 3")
+        return EXIT_INCORRECT
+    return 0
+
+
+def check_measuring(how) -> None:
+    """--timeout and the repetition options, each a number in its range."""
+    from .options import check_number
+
+    check_number("--timeout", how.timeout, minimum=0, inclusive=False)
+    check_number("--max-seconds", how.max_seconds, minimum=0, inclusive=False)
+    check_number("--iterations", how.iterations, minimum=1)
+    check_number("--min-iterations", how.min_iterations, minimum=1)
+    check_number("--max-iterations", how.max_iterations, minimum=max(1, how.min_iterations))
+    check_number("--warmup", how.warmup, minimum=0)
+    check_number("--ci-target", how.ci_target, minimum=0, inclusive=False)
+    if how.ci_target >= 1:
+        raise SpecError(f"--ci-target: must be below 1 (0.01 = ±1%), got {how.ci_target!r}")
+
+
+def check_scale_out(device: str | None, where, scale) -> str | None:
+    """--resume's companions, and the scale-out options that cannot go together; returns the device the sweep
+    asks for (--gpus and --ray: cuda, unless --device says otherwise where that can be)."""
+    from .options import check_number
+
+    if where.keep_failed and not where.resume:
+        raise SpecError("--keep-failed: only means something with --resume")
+    if where.retry_unavailable and not where.resume:
+        raise SpecError("--retry-unavailable: only means something with --resume")
+    check_number("--workers", scale.workers, minimum=1)
+    if scale.gpus is not None:
+        if device == "cpu":
+            raise SpecError("--gpus: runs on GPUs; for a CPU sweep use --workers")
+        device = "cuda"
+    if scale.ray is not None:
+        if scale.gpus is not None or scale.workers is not None:
+            raise SpecError("--ray: the cluster places the tasks; leave out --gpus and --workers")
+        if not (scale.ray == "auto" or scale.ray.startswith("ray://")):
+            raise SpecError(f"--ray: {scale.ray!r} is not valid; expected auto or ray://host:port")
+        device = device or "cuda"  # the GPUs are the cluster's, not necessarily this host's
+    return device
+
+
+def check_command(what, timeout: float, console) -> int:
+    """`run.py check`: every backend against the fp32 reference, one call each, nothing stored; the relative
+    error per cell printed; 1 if any backend is incorrect or errors."""
+    import tempfile
+
+    from rich.markup import escape
+
+    from .options import check_number
+    from .plan import plan_sweep
+    from .report.tables import pivot, render_rich
+
+    check_number("--timeout", timeout, minimum=0, inclusive=False)
+    specs, names, tasks, device = plan_sweep(what)
+    config = MeasureConfig(device=device, repetition=Repetition(iterations=1, warmup=0), run_id=make_run_id())
+    console.print(f"check [bold]{what.preset.value}[/]: {len(specs)} specs × {len(names)} backends on {device}")
+    with tempfile.TemporaryDirectory() as scratch:
+        rows, _ = run_with_progress(tasks, config, Path(scratch) / "check.csv", timeout, console)
+    console.print(render_rich(pivot(rows, "rel_err"), title="‖out − ref‖ / ‖ref‖ against the fp32 reference"))
+    bad = [r for r in rows if r.status in (Status.INCORRECT, Status.ERROR, Status.TIMEOUT)]
+    counts = Counter(r.status.value for r in rows)
+    console.print(", ".join(f"{n} {status}" for status, n in counts.most_common()))
+    for r in bad:
+        console.print(f"[red]{r.status}[/] {escape(f'{r.backend} · {r.spec.describe()}: {r.reason}')}")
+    return 1 if bad else 0
+
+
+def resume_command(argv: list[str]) -> list[str]:
+    """The command line that was run, with --resume added once."""
+    args = [Path(argv[0]).name if argv and argv[0].endswith("run.py") else "run.py", *argv[1:]]
+    return args if "--resume" in args else [*args, "--resume"]
+
+
+def check_appendable(output: Path) -> None:
+    """An existing output file must be a whole attnbench CSV before anything is appended to it."""
+    from .store import load_rows
+
+    if output.exists() and output.stat().st_size:
+        load_rows(output)
+
+
+def run_with_progress(
+    tasks, config, output, timeout, console, resume=False, keep_failed=False, workers=None, ray=None,
+    accelerator_type=None, retry_unavailable=False,
+):  # fmt: skip
+    """run_sweep under a rich progress bar; returns (rows, tasks skipped by resume)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    skipped = 0
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        bar = progress.add_task("measuring", total=len(tasks))
+
+        def on_row(task, row):
+            nonlocal skipped
+            if row is None:
+                skipped += 1
+            progress.update(bar, advance=1, description=f"{task.spec.model} {task.spec.workload} · {task.label}")
+
+        rows = list(
+            run_sweep(
+                tasks, config, output, timeout_s=timeout, resume=resume, keep_failed=keep_failed, on_row=on_row,
+                workers=workers, ray_address=ray, accelerator_type=accelerator_type,
+                retry_unavailable=retry_unavailable,
+            )
+        )  # fmt: skip
+    return rows, skipped
+
+
+def summarize_file(output: Path, tasks, measured: int, skipped: int, console) -> None:
+    """The table of every planned task as the file now holds it (rows of earlier, resumed runs included)."""
+    from .report.tables import pivot, render_terminal
+    from .store import labelled, latest, load_rows
+
+    planned = {t.key for t in tasks}
+    rows = labelled([r for r in latest(load_rows(output)) if r.task_key in planned])
+    if rows:
+        for part in render_terminal(pivot(rows, "p50_ms"), console.width, title="p50 latency, ms (the best in bold)"):
+            console.print(part)
+    counts = Counter(r.status.value for r in rows)
+    text = ", ".join(f"{n} {status}" for status, n in counts.most_common())
+    head = f"{len(rows)} tasks in the file ({measured} measured now)"
+    console.print(f"{head}: {text or 'none'}" + (f"; {skipped} kept from earlier runs by --resume" if skipped else ""))

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import harness.sweep
 import run
 from harness.measure import make_row
 from harness.report.tables import pivot, render_markdown
@@ -207,7 +208,7 @@ def test_cli_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run, "run_with_progress", interrupted)
+    monkeypatch.setattr(harness.sweep, "run_with_progress", interrupted)
     result = runner.invoke(run.app, ["sweep", "-b", "torch-naive", "-o", str(tmp_path / "r.csv"), "--no-plots"])
     assert result.exit_code == 130
     assert "interrupted" in result.output and "--resume" in result.output
@@ -377,8 +378,8 @@ def test_the_reports_command_measures_the_same_spec_again(spec, tmp_path, monkey
     row = next(rows_frame([ok_row(spec)]).itertuples())
     command = reproduce_command(row)
     captured = []
-    monkeypatch.setattr(run, "run_with_progress", lambda tasks, *a, **k: captured.extend(tasks) or ([], 0))
-    monkeypatch.setattr(run, "summarize_file", lambda *a, **k: None)
+    monkeypatch.setattr(harness.sweep, "run_with_progress", lambda tasks, *a, **k: captured.extend(tasks) or ([], 0))
+    monkeypatch.setattr(harness.sweep, "summarize_file", lambda *a, **k: None)
     args = shlex.split(command)[2:] + ["--device", "cpu", "-o", str(tmp_path / "x.csv"), "--no-plots"]
     result = runner.invoke(run.app, args)
     assert result.exit_code == 0, result.output

@@ -288,7 +288,7 @@ def _scaling_figures(uniform: pd.DataFrame) -> list:
 
 
 def _winners(frame: pd.DataFrame) -> str:
-    """The serving mixes' winners table (harness.report.winners), or nothing without mix rows."""
+    """The serving mixes' winners table (harness.report.tables.winners), or nothing without mix rows."""
     from .tables import winners
 
     table = winners(frame)
@@ -313,7 +313,7 @@ def _winners(frame: pd.DataFrame) -> str:
 
 def _summary(frame: pd.DataFrame) -> str:
     """Per GPU and workload class: the backend to use, on how many specs it is the fastest, its median
-    margin, and who wins the rest (harness.report.best_by_class)."""
+    margin, and who wins the rest (harness.report.tables.best_by_class)."""
     from .tables import best_by_class
 
     table = best_by_class(frame)

@@ -90,3 +90,41 @@ def rewrite_files(paths, load) -> list[tuple[Path, int, str, str]]:
         new, blocks = rewrite_readme(text, path.resolve().parent, load)
         out.append((path, blocks, text, new))
     return out
+
+
+def load_labelled(paths):
+    """The rows of a block's CSVs, a variant's rows named backend[variant]."""
+    from ..store import labelled, load_many
+
+    return labelled(load_many(paths))
+
+
+def rewrite_one(readme: Path, console) -> None:
+    """`run.py table --readme FILE`: every block of one Markdown file rewritten in place."""
+    if not readme.exists():
+        raise ValueError(f"readme: {readme} does not exist")
+    text = readme.read_text()
+    new, blocks = rewrite_readme(text, readme.resolve().parent, load_labelled)
+    if blocks == 0:
+        raise ValueError(f"readme: {readme} has no <!-- attnbench:table files=... --> block")
+    if new != text:
+        from ..atomic import write_atomic
+
+        write_atomic(readme, new)
+    console.print(
+        f"{readme}: {blocks} table block(s) {'rewritten' if new != text else 'already up to date'}", soft_wrap=True
+    )
+
+
+def rewrite_all(paths, check: bool, console) -> int:
+    """`run.py readme`: the blocks of `paths` rewritten (with `check`: only compared); 1 if `check` finds one that
+    differs from its CSVs."""
+    found = rewrite_files(paths, load_labelled)
+    for path, blocks, old, new in found:
+        if not check and old != new:
+            from ..atomic import write_atomic
+
+            write_atomic(path, new)
+        state = ("differs" if check else "rewritten") if old != new else "up to date"
+        console.print(f"{path}: {blocks} block(s) {state}", soft_wrap=True)
+    return 1 if check and any(old != new for _, _, old, new in found) else 0

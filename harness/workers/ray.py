@@ -39,8 +39,7 @@ def _calibrate(config: MeasureConfig, commit: str):
     import torch
 
     from .. import calibrate
-    from ..env import collect
-    from ..measure import now_utc
+    from ..env import collect, now_utc
 
     env = collect(torch.device(config.device), commit)
     return env, calibrate.measure(torch.device(config.device), env, timestamp=now_utc())
