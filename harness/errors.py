@@ -25,6 +25,10 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
+class SweepError(RuntimeError):
+    """A measuring worker that cannot start (or died while starting): one line, with its log's path."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt so that both take the same path."""
 
@@ -55,16 +59,10 @@ def friendly_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (SpecError, ValueError) as exc:  # a StoreError is a ValueError
+        except (SpecError, ValueError, SweepError) as exc:  # a StoreError is a ValueError
             error(str(exc))
         except OSError as exc:  # a file that cannot be read or written, said in one line
             error(describe_os_error(exc))
-        except RuntimeError as exc:  # a worker that cannot start: its own one line
-            from .workers.local import SweepError
-
-            if not isinstance(exc, SweepError):
-                raise
-            error(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT)
 
     return wrapper

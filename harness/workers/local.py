@@ -20,6 +20,7 @@ from frameworks import BACKENDS
 from specs import SpecError
 
 from ..env import Environment, collect, git_commit
+from ..errors import SweepError
 from ..measure import MeasureConfig, Measurer, make_row
 from ..plan import Task, ensure_registered
 from ..store import ResultRow, Status
@@ -28,10 +29,6 @@ from . import schedule
 WORKER_START_TIMEOUT_S = 300.0
 STOP_GRACE_S = 1.0  # at the end, how long the workers have, together, to exit before they are killed
 FAILED = (Status.INCORRECT, Status.ERROR, Status.TIMEOUT)  # the statuses a worker logs, and a sweep lists at its end
-
-
-class SweepError(RuntimeError):
-    pass
 
 
 def _worker_main(conn, config: MeasureConfig, commit: str, log_path: str) -> None:
