@@ -6,9 +6,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from frameworks import BACKENDS, VariantError, label, load_all, parse_backend_arg
 from specs import MODELS, ExperimentSpec, SpecError, Workload, get_preset
+
+if TYPE_CHECKING:
+    from .cli_options import Selection
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,8 @@ def fp8_options(grid, kv_scale: str | None, fp8_attention: bool) -> dict:
     return dict(kv_scale=kv_scale, fp8_attention=fp8_attention or None)
 
 
-def plan_sweep(what, check_device: bool = True):
-    """`run.py sweep`/`check`'s options (`what`, a harness.cli_options.Selection) as the narrowed preset's specs ×
+def plan_sweep(what: Selection, check_device: bool = True):
+    """`run.py sweep`/`check`'s options (`what`) as the narrowed preset's specs ×
     backend variants (tasks), and the device they run on; a SpecError naming the option for a bad value.
     `check_device=False`: the devices are elsewhere (a Ray cluster), the device named is taken as it is."""
     from frameworks import load_all

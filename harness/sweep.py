@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from frameworks import label
 from specs import SpecError
@@ -20,6 +21,9 @@ from .plan import Task
 from .store import ResultRow, Status, append_rows, done_keys
 from .timer import Repetition
 from .workers.local import FAILED, local_rows
+
+if TYPE_CHECKING:
+    from .cli_options import Destination, Measuring, ScaleOut, Selection
 
 RETRIED_ON_RESUME = (Status.ERROR, Status.TIMEOUT)  # transient: a re-run may succeed
 
@@ -88,10 +92,11 @@ def failure_groups(rows: Iterable[ResultRow]) -> list[tuple[Status, str, str, in
 # ---- the commands: `run.py sweep` (rows into a CSV) and `run.py check` (correctness only, nothing stored) --------
 
 
-def sweep_command(what, how, where, scale, console, argv: list[str] | None = None) -> int:
+def sweep_command(
+    what: Selection, how: Measuring, where: Destination, scale: ScaleOut, console, argv: list[str] | None = None
+) -> int:
     """`run.py sweep`: the options checked, the tasks planned, measured under a progress bar into the output CSV,
-    the file's table, plots and failed rows printed; returns the exit code (harness/errors.py lists them).
-    `what`, `how`, `where`, `scale`: the option groups of harness/cli_options.py."""
+    the file's table, plots and failed rows printed; returns the exit code (harness/errors.py lists them)."""
     from .atomic import WriteError
     from .calibrate import calibration_file
     from .env import REPO_ROOT, device_slug, gpu_name
@@ -158,8 +163,8 @@ def sweep_command(what, how, where, scale, console, argv: list[str] | None = Non
             scale.accelerator_type, where.retry_unavailable,
         )  # fmt: skip
     except KeyboardInterrupt as exc:
-        how_ = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        note(f"{how_}: every finished row is in {output}; to continue where it stopped, {again}")
+        stopped = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        note(f"{stopped}: every finished row is in {output}; to continue where it stopped, {again}")
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except WriteError as exc:  # a full disk: the row that did not fit was cut back, every earlier one kept
         error(f"{exc}; the sweep stopped, every earlier row is kept: once there is room, {again}")
@@ -184,7 +189,7 @@ def sweep_command(what, how, where, scale, console, argv: list[str] | None = Non
     return 0
 
 
-def check_measuring(how) -> None:
+def check_measuring(how: Measuring) -> None:
     """--timeout and the repetition options, each a number in its range."""
     from .options import check_number
 
@@ -199,7 +204,7 @@ def check_measuring(how) -> None:
         raise SpecError(f"--ci-target: must be below 1 (0.01 = ±1%), got {how.ci_target!r}")
 
 
-def check_scale_out(device: str | None, where, scale) -> str | None:
+def check_scale_out(device: str | None, where: Destination, scale: ScaleOut) -> str | None:
     """--resume's companions, and the scale-out options that cannot go together; returns the device the sweep
     asks for (--gpus and --ray: cuda, unless --device says otherwise where that can be)."""
     from .options import check_number
@@ -222,7 +227,7 @@ def check_scale_out(device: str | None, where, scale) -> str | None:
     return device
 
 
-def check_command(what, timeout: float, console) -> int:
+def check_command(what: Selection, timeout: float, console) -> int:
     """`run.py check`: every backend against the fp32 reference, one call each, nothing stored; the relative
     error per cell printed; 1 if any backend is incorrect or errors."""
     import tempfile
