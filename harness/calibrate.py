@@ -263,3 +263,40 @@ def ceilings_for(device_name: str, path: Path | str) -> dict[str, Calibration]:
         if row.device == device_name and (row.dtype not in newest or row.timestamp >= newest[row.dtype].timestamp):
             newest[row.dtype] = row
     return newest
+
+
+def calibrate_command(console, device: str | None) -> None:
+    """`run.py calibrate`: this device's ceilings measured, shown beside the datasheet's, appended to its file."""
+    from rich.table import Table
+
+    from .env import collect, now_utc, pick_device
+
+    dev = pick_device(device)
+    env = collect(dev)
+    rows = measure(dev, env, timestamp=now_utc())
+    path = calibration_file(env.device_slug)
+    save(rows, path)
+    out = Table(title=f"measured ceilings · {env.device} · torch {env.torch}")
+    for col in (
+        "dtype",
+        "matmul TFLOP/s",
+        "datasheet dense",
+        "copy GB/s (read+write)",
+        "read-only GB/s",
+        "datasheet HBM",
+        "reader",
+    ):
+        out.add_column(col, justify="right")
+    sheet = DATASHEET.get(env.device_slug, {})
+    for row in rows:
+        out.add_row(
+            row.dtype,
+            f"{row.matmul_tflops:.1f}",
+            str(sheet.get(row.dtype, "—")),
+            f"{row.copy_gbps:.0f}",
+            f"{row.read_gbps:.0f}",
+            str(sheet.get("gbps", "—")),
+            row.read_kernel,
+        )
+    console.print(out)
+    console.print(f"appended to {path}")

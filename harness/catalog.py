@@ -82,3 +82,22 @@ def catalog_tables(catalog: list[dict], device_type: str, with_models_and_preset
         presets.add_row(name, str(len(grid.specs())), ", ".join(grid.models), ", ".join(map(str, grid.batch_sizes)),
                         ", ".join(map(str, grid.seq_lens)), ", ".join(map(str, grid.chunks)))  # fmt: skip
     return [*tables, models, presets]
+
+
+def list_command(console, device: str | None, backend: list[str] | None, as_json: bool) -> None:
+    """`run.py list`: the catalog of every backend (or those named) as tables, or as JSON alone."""
+    import json
+
+    from .env import pick_device
+    from .options import check_known, dedupe, split_list
+
+    dev = pick_device(device)
+    names = dedupe(split_list(backend))
+    if names:
+        check_known("--backend", names, sorted(load_all()))
+    catalog = backend_catalog(dev, names)
+    if as_json:
+        print(json.dumps(catalog, indent=1))
+        return
+    for shown in catalog_tables(catalog, dev.type, with_models_and_presets=not names):
+        console.print(shown)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import platform
 import re
 import socket
@@ -35,6 +36,23 @@ def pick_device(requested: str | None = None) -> torch.device:
             raise ValueError("device: cuda was asked for, but PyTorch sees no CUDA GPU here")
         return torch.device(requested)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def now_utc() -> str:
+    """The time a row or a calibration names: UTC, to the second, ISO 8601."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def gpu_name() -> str | None:
+    """The GPU's name without creating a CUDA context in this (parent) process."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))
+        return name.decode() if isinstance(name, bytes) else name
+    except Exception:
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 def device_slug(name: str) -> str:

@@ -13,6 +13,7 @@ Exit codes of `run.py`:
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -22,6 +23,10 @@ EXIT_BAD_INPUT = 2
 EXIT_INCORRECT = 3
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+
+
+class SweepError(RuntimeError):
+    """A measuring worker that cannot start (or died while starting): one line, with its log's path."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -41,6 +46,26 @@ def error(message: str) -> None:
 def note(message: str) -> None:
     """A plain line on stderr that is not an error (the resume hint, the failure summary)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def friendly_errors(command):
+    """A command whose bad input (a SpecError, a bad results file, a ValueError, an OSError, a worker that cannot
+    start) ends with one plain line on stderr naming the field, exit 2, not a traceback."""
+    import typer
+
+    from specs import SpecError
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (SpecError, ValueError, SweepError) as exc:  # a StoreError is a ValueError
+            error(str(exc))
+        except OSError as exc:  # a file that cannot be read or written, said in one line
+            error(describe_os_error(exc))
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+    return wrapper
 
 
 def describe_os_error(exc: OSError) -> str:

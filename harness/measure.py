@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import os
 import time
@@ -16,7 +15,7 @@ from specs import ExperimentSpec
 
 from . import calibrate
 from .atomic import WriteError
-from .env import Environment
+from .env import Environment, now_utc
 from .inputs import make_inputs
 from .reference import check_indices, check_output, reference_attention, relative_error
 from .store import ResultRow, Status
@@ -70,10 +69,6 @@ def available_ram_bytes() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
-
-
-def now_utc() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def make_row(

@@ -148,6 +148,19 @@ def results_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     return kept, notes
 
 
+def only_results(files: Iterable[Path], console) -> list[Path]:
+    """The results CSVs among files (results_files); the project's other CSVs (ceilings, spread) are passed over
+    with a note on the console, so that `results/*.csv` works; none left is an error."""
+    from rich.markup import escape
+
+    kept, notes = results_files(files)
+    for note in notes:
+        console.print(f"[dim]{escape(note)}[/]", soft_wrap=True)
+    if not kept:
+        raise ValueError("files: none of them is a results CSV")
+    return kept
+
+
 def plots_beside(output: Path, repo: Path) -> Path:
     """Where a sweep's plots go when --plot-dir is not given: the repository's plots/ for a file in its
     results/ folder (the committed results and their committed figures), else a folder beside the CSV named

@@ -6,9 +6,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from frameworks import BACKENDS, VariantError, label, load_all, parse_backend_arg
 from specs import MODELS, ExperimentSpec, SpecError, Workload, get_preset
+
+if TYPE_CHECKING:
+    from .cli_options import Selection
 
 
 @dataclass(frozen=True)
@@ -87,12 +91,10 @@ def fp8_options(grid, kv_scale: str | None, fp8_attention: bool) -> dict:
     return dict(kv_scale=kv_scale, fp8_attention=fp8_attention or None)
 
 
-def plan_sweep(
-    preset, backend, model, workload, batch, seq, chunk, dtype, page_size, device, mix=None, lengths=None, seed=0,
-    check_device=True, layer=None, tp=None, kv_dtype=None, kv_scale=None, fp8_attention=False,
-):  # fmt: skip
-    """`run.py sweep`/`check`'s options as the narrowed preset's specs × backend variants (tasks), and the device
-    they run on; a SpecError naming the option for a bad value."""
+def plan_sweep(what: Selection, check_device: bool = True):
+    """`run.py sweep`/`check`'s options (`what`) as the narrowed preset's specs ×
+    backend variants (tasks), and the device they run on; a SpecError naming the option for a bad value.
+    `check_device=False`: the devices are elsewhere (a Ray cluster), the device named is taken as it is."""
     from frameworks import load_all
     from specs import Lengths
 
@@ -108,6 +110,7 @@ def plan_sweep(
         split_list,
     )
 
+    mix, lengths, seed, device, backend = what.mix, what.lengths, what.seed, what.device, what.backend
     if lengths is not None and not lengths.strip():
         raise SpecError("--lengths: given but empty; expected uniform:LOW:HIGH or lognormal:MEDIAN:SIGMA")
     mixes = split_list(mix, "--mix")
@@ -121,25 +124,25 @@ def plan_sweep(
             lengths = str(Lengths.parse(lengths, seed))
         except SpecError as exc:  # name the option as it is typed
             raise SpecError(f"--{exc}" if str(exc).startswith("lengths:") else str(exc)) from None
-    models, workloads = dedupe(split_list(model, "--model")), dedupe(split_list(workload, "--workload"))
+    models, workloads = dedupe(split_list(what.model, "--model")), dedupe(split_list(what.workload, "--workload"))
     check_known("--model", models, MODELS)
     check_known("--workload", workloads, [w.value for w in Workload])
-    chunks = dedupe(parse_ints(chunk, "--chunk"))
-    grid = get_preset(getattr(preset, "value", preset)).narrowed(
+    chunks = dedupe(parse_ints(what.chunk, "--chunk"))
+    grid = get_preset(getattr(what.preset, "value", what.preset)).narrowed(
         models=models,
         workloads=workloads,
-        batch_sizes=dedupe(parse_ints(batch, "--batch")),
-        seq_lens=dedupe(parse_ints(seq, "--seq")),
+        batch_sizes=dedupe(parse_ints(what.batch, "--batch")),
+        seq_lens=dedupe(parse_ints(what.seq, "--seq")),
         chunks=chunks,
-        dtype=dtype,
-        page_sizes=parse_page_sizes(page_size),
+        dtype=what.dtype,
+        page_sizes=parse_page_sizes(what.page_size),
         mixes=dedupe(mixes),
         lengths=lengths,
-        layers=dedupe(split_list(layer)),
-        tps=dedupe(parse_ints(tp, "--tp")),
-        kv_dtypes=parse_kv_dtypes(kv_dtype),
+        layers=dedupe(split_list(what.layer)),
+        tps=dedupe(parse_ints(what.tp, "--tp")),
+        kv_dtypes=parse_kv_dtypes(what.kv_dtype),
     )
-    grid = grid.narrowed(**fp8_options(grid, kv_scale, fp8_attention))
+    grid = grid.narrowed(**fp8_options(grid, what.kv_scale, what.fp8_attention))
     chunked = {Workload.APPEND, Workload.SPEC_DECODE}
     if lengths and Workload.MIXED in grid.workloads:
         raise SpecError("--lengths: draws one workload at a time; give -w prefill, append, decode or spec-decode")
@@ -162,7 +165,7 @@ def plan_sweep(
     # no --backend: every backend, with the variants each declares as contenders (those that can win)
     names = names or [f"{name}[*]" for name in sorted(load_all())]
     tasks = plan_tasks(specs, names)
-    if not check_device:  # the devices are elsewhere (a Ray cluster)
+    if not check_device:
         if device not in ("cuda", "cpu"):
             raise SpecError(f"device: {device!r} is not valid; expected one of cuda, cpu")
         return specs, names, tasks, device

@@ -1,201 +1,35 @@
-"""A sweep: independent (spec, backend) tasks, each measured in a worker process with a time limit.
-
-The worker keeps one spec's inputs between its backends. A task that hangs is killed at its time
-limit (`timeout`), a worker that dies takes only its task with it (`error`, with the signal), and
-every row is appended to the CSV the moment it exists, so a killed sweep loses nothing."""
+"""A sweep: planned (spec, backend) tasks measured by workers (this host's, or a Ray cluster's) into one CSV,
+which this process alone writes: every row is appended the moment it exists, so a killed sweep loses nothing.
+Also the bodies of `run.py sweep` and `run.py check`: their options checked, the run under a progress bar, the
+summary at the end."""
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing as mp
-import os
-import signal
-import tempfile
-import time
+import sys
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from frameworks import BACKENDS, label
+from frameworks import label
 from specs import SpecError
 
-from . import schedule
-from .env import Environment, collect, git_commit
-from .measure import MeasureConfig, Measurer, make_row
-from .plan import Task, ensure_registered, longest_first, plan_tasks, resolve_backends  # noqa: F401 - re-exported
+from .measure import MeasureConfig
+from .plan import Task
 from .store import ResultRow, Status, append_rows, done_keys
+from .timer import Repetition
+from .workers.local import FAILED, local_rows
 
-WORKER_START_TIMEOUT_S = 300.0
-STOP_GRACE_S = 1.0  # at the end, how long the workers have, together, to exit before they are killed
+if TYPE_CHECKING:
+    from .cli_options import Destination, Measuring, ScaleOut, Selection
+
 RETRIED_ON_RESUME = (Status.ERROR, Status.TIMEOUT)  # transient: a re-run may succeed
-
-
-class SweepError(RuntimeError):
-    pass
 
 
 def make_run_id() -> str:
     return uuid.uuid4().hex[:12]
-
-
-def _worker_main(conn, config: MeasureConfig, commit: str, log_path: str) -> None:
-    # the worker's own chatter (compiler logs, library warnings) goes to a log, not over the progress bar
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    import torch
-
-    from frameworks import BACKENDS as registry
-    from frameworks import load_all
-
-    load_all()
-    env = collect(torch.device(config.device), commit)
-    measurer = Measurer(config, env)
-    conn.send(("ready", env))
-    while True:
-        task = conn.recv()
-        if task is None:
-            return
-        ensure_registered(task)
-        print(f"--- {task.spec.describe()} :: {task.label}", flush=True)
-        row = measurer.measure(task.spec, registry[task.backend](task.variant))
-        if row.status in FAILED:  # the log says why, beside the spec's header
-            print(f"    {row.status}: {row.reason}", flush=True)
-        conn.send(("row", row))
-
-
-class WorkerPool:
-    """One worker process at a time, restarted after a timeout, a crash or an error. `env` is set in
-    the worker's environment before it starts (CUDA_VISIBLE_DEVICES: the one GPU it sees)."""
-
-    def __init__(self, config: MeasureConfig, log_path: Path, env: dict[str, str] | None = None):
-        self.worker_env = env or {}
-        self.config = config
-        self.commit = config.git_commit or git_commit()
-        self.log_path = log_path
-        self.ctx = mp.get_context("spawn")
-        self.process = None
-        self.conn = None
-        self.env: Environment | None = None
-        self.stopping = False  # asked to exit (ask_to_stop), not yet joined
-
-    def _start(self) -> None:
-        self.stopping = False
-        parent, child = self.ctx.Pipe()
-        self.process = self.ctx.Process(
-            target=_worker_main, args=(child, self.config, self.commit, str(self.log_path)), daemon=True
-        )
-        with environment(self.worker_env):  # a spawned child copies the parent's environment at start
-            self.process.start()
-        child.close()
-        self.conn = parent
-        if not parent.poll(WORKER_START_TIMEOUT_S):
-            self._kill()
-            raise SweepError(
-                f"the measuring worker did not start within {WORKER_START_TIMEOUT_S:.0f} s; see {self.log_path}"
-            )
-        try:
-            _, env = parent.recv()
-        except EOFError:
-            self._kill()
-            raise SweepError(f"the measuring worker died while starting; see {self.log_path}") from None
-        self.env = env
-
-    def _kill(self) -> None:
-        if self.process is not None and self.process.is_alive():
-            os.kill(self.process.pid, signal.SIGKILL)
-        if self.process is not None:
-            self.process.join(10)
-        if self.conn is not None:
-            self.conn.close()
-        self.process = self.conn = None
-
-    def _reap(self) -> int | None:
-        """Wait for a worker whose pipe broke, and return its exit code (negative: the signal).
-        Read only after the process is joined: before that, under load, it may still be None."""
-        exitcode = None
-        if self.process is not None:
-            self.process.join(10)
-            exitcode = self.process.exitcode
-        self._kill()
-        return exitcode
-
-    def ask_to_stop(self) -> None:
-        """Tell the worker to exit, without waiting: a sweep asks every worker first, then waits for each
-        (one after another, four GPU workers took about a minute to wind down after the last row)."""
-        if self.process is not None and self.process.is_alive() and not self.stopping:
-            try:
-                self.conn.send(None)
-                self.stopping = True
-            except (OSError, EOFError):
-                pass
-
-    def close(self, grace_s: float = STOP_GRACE_S) -> None:
-        stop_workers([self], grace_s)
-
-    def run(self, task: Task, timeout_s: float) -> ResultRow:
-        if self.process is None:
-            self._start()
-        env = self.env
-
-        def failed(status: Status, reason: str) -> ResultRow:
-            backend = BACKENDS[task.backend](task.variant)
-            return make_row(task.spec, task.backend, backend.version(), env, self.config, status, reason, task.variant)
-
-        try:
-            self.conn.send(task)
-            if not self.conn.poll(timeout_s):
-                self._kill()
-                return failed(Status.TIMEOUT, f"no result within the {timeout_s:g} s time limit; the worker was killed")
-            _, row = self.conn.recv()
-        except (EOFError, OSError, BrokenPipeError):
-            exitcode = self._reap()
-            if exitcode is None:
-                how = "the worker process died"
-            elif exitcode < 0:
-                how = f"the worker process was killed by signal {signal.Signals(-exitcode).name}"
-            else:
-                how = f"the worker process exited with code {exitcode}"
-            return failed(Status.ERROR, f"{how} while measuring; see {self.log_path}")
-        if row.status is Status.ERROR:
-            self._kill()  # a CUDA error can poison the context: the next task gets a fresh process
-        return row
-
-
-def stop_workers(pools: list[WorkerPool], grace_s: float = STOP_GRACE_S) -> None:
-    """Ask every worker to exit at once, give them `grace_s` together, then kill those still running. Their
-    rows are all in the parent by then; one slow to tear down (CUDA, compile pools) costs a second, not 10 s
-    a worker one after another (four GPU workers took about a minute to wind down after the last row)."""
-    for pool in pools:
-        pool.ask_to_stop()
-    deadline = time.monotonic() + grace_s
-    for pool in pools:
-        process = pool.process
-        if process is not None and pool.stopping:
-            process.join(max(0.0, deadline - time.monotonic()))
-    for pool in pools:
-        process = pool.process
-        if process is not None and process.is_alive():
-            os.kill(process.pid, signal.SIGKILL)  # all first: a process may take a while to die
-    for pool in pools:
-        pool.stopping = False
-        pool._kill()
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]):
-    """Set these environment variables for the duration of a `with` block."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def run_sweep(
@@ -215,10 +49,8 @@ def run_sweep(
     With `resume`, tasks whose (spec, backend) the file already holds are skipped (on_row gets None),
     except those whose newest row is `error` or `timeout`, which run again unless `keep_failed`, and
     `unavailable` ones with `retry_unavailable` (a library installed since the rows were written).
-    `workers`: one environment per worker process (e.g. {"CUDA_VISIBLE_DEVICES": "3"}); with more
-    than one, the tasks go out from one queue in the order harness/schedule.py plans for the makespan, and
-    this process alone writes the CSV.
-    `ray_address`: run the tasks on a Ray cluster instead (harness/ray_executor.py), same rows."""
+    `workers`: one environment per local worker process (harness/workers/local.py); `ray_address`: run the
+    tasks on a Ray cluster instead (harness/workers/ray.py), same rows."""
     config = replace(config, run_id=config.run_id or make_run_id())
     retry = (() if keep_failed else RETRIED_ON_RESUME) + ((Status.UNAVAILABLE,) if retry_unavailable else ())
     skip = done_keys(output, retry=retry) if resume else set()
@@ -229,82 +61,20 @@ def run_sweep(
                 on_row(task, None)
         else:
             todo.append(task)
-    pools = [] if ray_address else [WorkerPool(config, log_path_for(config.run_id), env) for env in (workers or [{}])]
     if ray_address:
-        from .ray_executor import ray_rows
+        from .workers.ray import ray_rows
 
         rows = ray_rows(todo, config, timeout_s, ray_address, accelerator_type)
-    elif len(pools) == 1:
-        rows = _serial(todo, pools[0], timeout_s)
     else:
-        rows = _parallel(todo, pools, timeout_s)
+        rows = local_rows(todo, config, timeout_s, workers)
     try:
         for task, row in rows:
             append_rows(output, [row])
             if on_row:
                 on_row(task, row)
             yield row
-    except BaseException:  # Ctrl-C, SIGTERM, a failed write: the workers end now, not after their task
-        for pool in pools:
-            pool._kill()
-        raise
-    finally:
+    finally:  # Ctrl-C, SIGTERM, a failed write: the workers end now, not after their task
         rows.close()
-        stop_workers(pools)
-
-
-def _serial(todo: list[Task], pool: WorkerPool, timeout_s: float):
-    for task in todo:
-        yield task, pool.run(task, timeout_s)
-
-
-def _parallel(todo: list[Task], pools: list[WorkerPool], timeout_s: float):
-    """One thread a worker pulls tasks from a shared queue, in the order harness/schedule.py plans, the next
-    task of the spec it holds first; rows come back in the order they finish. Workers start one after
-    another, so that the first of a GPU kind calibrates it alone."""
-    import queue
-    import threading
-
-    for pool in pools:
-        pool._start()
-    costs = schedule.estimate_costs(todo, max_seconds=pools[0].config.repetition.max_seconds)
-    tasks = schedule.SpecQueue(schedule.plan(todo, costs, len(pools)), lambda task: task.spec)
-    done: queue.Queue = queue.Queue()
-    stop = threading.Event()
-
-    def work(pool: WorkerPool) -> None:
-        held = None  # the spec whose inputs the worker holds
-        while not stop.is_set():
-            task = tasks.take(held)
-            if task is None:
-                return
-            held = task.spec
-            try:
-                done.put((task, pool.run(task, timeout_s)))
-            except Exception as exc:  # noqa: BLE001 - a worker that cannot restart: report, keep the others
-                done.put((task, exc))
-
-    threads = [threading.Thread(target=work, args=(pool,), daemon=True) for pool in pools]
-    for thread in threads:
-        thread.start()
-    try:
-        for _ in range(len(todo)):
-            task, row = done.get()
-            if isinstance(row, Exception):
-                raise row
-            yield task, row
-    finally:
-        stop.set()
-        deadline = time.monotonic() + 1
-        for thread in threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-
-
-def log_path_for(run_id: str) -> Path:
-    return Path(tempfile.gettempdir()) / f"attnbench-{run_id}.log"
-
-
-FAILED = (Status.INCORRECT, Status.ERROR, Status.TIMEOUT)
 
 
 def failure_groups(rows: Iterable[ResultRow]) -> list[tuple[Status, str, str, int]]:
@@ -319,32 +89,229 @@ def failure_groups(rows: Iterable[ResultRow]) -> list[tuple[Status, str, str, in
     return [(*key, n) for key, n in sorted(counts.items(), key=lambda kv: (order[kv[0][0]], -kv[1], kv[0][1:]))]
 
 
-def local_gpu_count() -> int:
-    """GPUs on this host, through NVML (no CUDA context in this process), else torch."""
+# ---- the commands: `run.py sweep` (rows into a CSV) and `run.py check` (correctness only, nothing stored) --------
+
+
+def sweep_command(
+    what: Selection, how: Measuring, where: Destination, scale: ScaleOut, console, argv: list[str] | None = None
+) -> int:
+    """`run.py sweep`: the options checked, the tasks planned, measured under a progress bar into the output CSV,
+    the file's table, plots and failed rows printed; returns the exit code (harness/errors.py lists them)."""
+    from .atomic import WriteError
+    from .calibrate import calibration_file
+    from .env import REPO_ROOT, device_slug, gpu_name
+    from .errors import (
+        EXIT_BAD_INPUT,
+        EXIT_INCORRECT,
+        EXIT_INTERRUPTED,
+        EXIT_TERMINATED,
+        Terminated,
+        error,
+        note,
+        terminate_as_interrupt,
+    )
+    from .options import check_output_dir, check_output_file, plots_beside
+    from .plan import plan_sweep
+    from .timer import check_l2_flush
+    from .workers.local import log_path_for, worker_environments
+
+    check_measuring(how)
+    device = check_scale_out(what.device, where, scale)
+    if scale.ray is not None:
+        from .workers.ray import connect
+
+        connect(scale.ray)  # before anything is planned: no Ray, no cluster or a dead address is one line
+    specs, names, tasks, device = plan_sweep(replace(what, device=device), check_device=scale.ray is None)
+    on_gpu = device == "cuda"
+    worker_envs = worker_environments(scale.gpus, scale.workers, on_gpu)
+    repetition = Repetition(
+        iterations=how.iterations,
+        min_iterations=how.min_iterations,
+        max_iterations=how.max_iterations,
+        ci_target=how.ci_target,
+        max_seconds=how.max_seconds if how.max_seconds is not None else (10.0 if on_gpu else 1.0),
+        warmup=how.warmup if how.warmup is not None else (10 if on_gpu else 2),
+    )
+    slug = "ray" if scale.ray else device_slug(gpu_name() or "gpu") if on_gpu else "cpu"
+    output = where.output if where.output is not None else REPO_ROOT / "results" / f"{slug}.csv"
+    check_output_file("--output", output)
+    config = MeasureConfig(
+        device=device,
+        repetition=repetition,
+        timing=how.timing,
+        run_id=make_run_id(),
+        calibration_path=str(calibration_file(slug, output.parent)),  # beside the results, never elsewhere
+        calibrate_if_missing=True,
+        l2_flush=check_l2_flush(how.l2_flush),
+        git_commit=where.git_commit,
+    )
+    _ = config.timing_mode  # validates --timing against the device
+    check_appendable(output)
+    plot_dir = where.plot_dir if where.plot_dir is not None else plots_beside(output, REPO_ROOT)
+    if where.plots:
+        check_output_dir("--plot-dir", plot_dir)
+
+    console.print(
+        f"sweep [bold]{what.preset.value}[/]: {len(specs)} specs × {len(names)} backends = {len(tasks)} tasks "
+        f"on {device} → {output} (run {config.run_id})"
+    )
+    again = f"run the same command with --resume (python3 {' '.join(resume_command(argv or sys.argv))})"
+    restore = terminate_as_interrupt()  # SIGTERM takes Ctrl-C's path: rows kept, workers ended, the hint
     try:
-        import pynvml
+        rows, skipped = run_with_progress(
+            tasks, config, output, how.timeout, console, where.resume, where.keep_failed, worker_envs, scale.ray,
+            scale.accelerator_type, where.retry_unavailable,
+        )  # fmt: skip
+    except KeyboardInterrupt as exc:
+        stopped = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        note(f"{stopped}: every finished row is in {output}; to continue where it stopped, {again}")
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    except WriteError as exc:  # a full disk: the row that did not fit was cut back, every earlier one kept
+        error(f"{exc}; the sweep stopped, every earlier row is kept: once there is room, {again}")
+        return EXIT_BAD_INPUT
+    finally:
+        restore()
+    summarize_file(output, tasks, len(rows), skipped, console)
+    console.print(f"rows appended to [bold]{output}[/]; worker log: {log_path_for(config.run_id)}")
+    if where.plots:
+        from .report.plots import plot
+        from .store import labelled, load_rows
 
-        pynvml.nvmlInit()
-        return pynvml.nvmlDeviceGetCount()
-    except Exception:
-        import torch
+        for path in plot(labelled(load_rows(output)), plot_dir):
+            console.print(f"plot: {path}")
+    failures = failure_groups(rows)
+    for status, backend_name, reason, count in failures:
+        note(f"{status} × {count}: {backend_name}: {reason}")
+    if any(status is Status.INCORRECT for status, *_ in failures):
+        n = sum(count for status, _, _, count in failures if status is Status.INCORRECT)
+        error(f"{n} rows are incorrect (a backend's output differs from the fp32 reference; listed above); exit 3")
+        return EXIT_INCORRECT
+    return 0
 
-        return torch.cuda.device_count()
+
+def check_measuring(how: Measuring) -> None:
+    """--timeout and the repetition options, each a number in its range."""
+    from .options import check_number
+
+    check_number("--timeout", how.timeout, minimum=0, inclusive=False)
+    check_number("--max-seconds", how.max_seconds, minimum=0, inclusive=False)
+    check_number("--iterations", how.iterations, minimum=1)
+    check_number("--min-iterations", how.min_iterations, minimum=1)
+    check_number("--max-iterations", how.max_iterations, minimum=max(1, how.min_iterations))
+    check_number("--warmup", how.warmup, minimum=0)
+    check_number("--ci-target", how.ci_target, minimum=0, inclusive=False)
+    if how.ci_target >= 1:
+        raise SpecError(f"--ci-target: must be below 1 (0.01 = ±1%), got {how.ci_target!r}")
 
 
-def worker_environments(gpus: str | None, workers: int | None, on_gpu: bool) -> list[dict[str, str]] | None:
-    """One environment per worker process: a GPU each for --gpus, plain copies for --workers (CPU)."""
-    if gpus is not None:
-        count = local_gpu_count()
-        items = [g.strip() for g in gpus.split(",") if g.strip()]
-        valid = gpus == "all" or (items and all(g.isdigit() and int(g) < count for g in items))
-        if not valid:
-            have = ", ".join(map(str, range(count))) or "none"
-            raise SpecError(f"--gpus: {gpus!r} is not valid; expected 'all' or ids of this host's GPUs ({have})")
-        ids = list(range(count)) if gpus == "all" else [int(g) for g in items]
-        return [{"CUDA_VISIBLE_DEVICES": str(i)} for i in dict.fromkeys(ids)]
-    if workers is not None and workers > 1:
-        if on_gpu:
-            raise SpecError("--workers: for CPU sweeps; on GPUs give --gpus (one worker a GPU)")
-        return [{} for _ in range(workers)]
-    return None
+def check_scale_out(device: str | None, where: Destination, scale: ScaleOut) -> str | None:
+    """--resume's companions, and the scale-out options that cannot go together; returns the device the sweep
+    asks for (--gpus and --ray: cuda, unless --device says otherwise where that can be)."""
+    from .options import check_number
+
+    if where.keep_failed and not where.resume:
+        raise SpecError("--keep-failed: only means something with --resume")
+    if where.retry_unavailable and not where.resume:
+        raise SpecError("--retry-unavailable: only means something with --resume")
+    check_number("--workers", scale.workers, minimum=1)
+    if scale.gpus is not None:
+        if device == "cpu":
+            raise SpecError("--gpus: runs on GPUs; for a CPU sweep use --workers")
+        device = "cuda"
+    if scale.ray is not None:
+        if scale.gpus is not None or scale.workers is not None:
+            raise SpecError("--ray: the cluster places the tasks; leave out --gpus and --workers")
+        if not (scale.ray == "auto" or scale.ray.startswith("ray://")):
+            raise SpecError(f"--ray: {scale.ray!r} is not valid; expected auto or ray://host:port")
+        device = device or "cuda"  # the GPUs are the cluster's, not necessarily this host's
+    return device
+
+
+def check_command(what: Selection, timeout: float, console) -> int:
+    """`run.py check`: every backend against the fp32 reference, one call each, nothing stored; the relative
+    error per cell printed; 1 if any backend is incorrect or errors."""
+    import tempfile
+
+    from rich.markup import escape
+
+    from .options import check_number
+    from .plan import plan_sweep
+    from .report.tables import pivot, render_rich
+
+    check_number("--timeout", timeout, minimum=0, inclusive=False)
+    specs, names, tasks, device = plan_sweep(what)
+    config = MeasureConfig(device=device, repetition=Repetition(iterations=1, warmup=0), run_id=make_run_id())
+    console.print(f"check [bold]{what.preset.value}[/]: {len(specs)} specs × {len(names)} backends on {device}")
+    with tempfile.TemporaryDirectory() as scratch:
+        rows, _ = run_with_progress(tasks, config, Path(scratch) / "check.csv", timeout, console)
+    console.print(render_rich(pivot(rows, "rel_err"), title="‖out − ref‖ / ‖ref‖ against the fp32 reference"))
+    bad = [r for r in rows if r.status in (Status.INCORRECT, Status.ERROR, Status.TIMEOUT)]
+    counts = Counter(r.status.value for r in rows)
+    console.print(", ".join(f"{n} {status}" for status, n in counts.most_common()))
+    for r in bad:
+        console.print(f"[red]{r.status}[/] {escape(f'{r.backend} · {r.spec.describe()}: {r.reason}')}")
+    return 1 if bad else 0
+
+
+def resume_command(argv: list[str]) -> list[str]:
+    """The command line that was run, with --resume added once."""
+    args = [Path(argv[0]).name if argv and argv[0].endswith("run.py") else "run.py", *argv[1:]]
+    return args if "--resume" in args else [*args, "--resume"]
+
+
+def check_appendable(output: Path) -> None:
+    """An existing output file must be a whole attnbench CSV before anything is appended to it."""
+    from .store import load_rows
+
+    if output.exists() and output.stat().st_size:
+        load_rows(output)
+
+
+def run_with_progress(
+    tasks, config, output, timeout, console, resume=False, keep_failed=False, workers=None, ray=None,
+    accelerator_type=None, retry_unavailable=False,
+):  # fmt: skip
+    """run_sweep under a rich progress bar; returns (rows, tasks skipped by resume)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    skipped = 0
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        bar = progress.add_task("measuring", total=len(tasks))
+
+        def on_row(task, row):
+            nonlocal skipped
+            if row is None:
+                skipped += 1
+            progress.update(bar, advance=1, description=f"{task.spec.model} {task.spec.workload} · {task.label}")
+
+        rows = list(
+            run_sweep(
+                tasks, config, output, timeout_s=timeout, resume=resume, keep_failed=keep_failed, on_row=on_row,
+                workers=workers, ray_address=ray, accelerator_type=accelerator_type,
+                retry_unavailable=retry_unavailable,
+            )
+        )  # fmt: skip
+    return rows, skipped
+
+
+def summarize_file(output: Path, tasks, measured: int, skipped: int, console) -> None:
+    """The table of every planned task as the file now holds it (rows of earlier, resumed runs included)."""
+    from .report.tables import pivot, render_terminal
+    from .store import labelled, latest, load_rows
+
+    planned = {t.key for t in tasks}
+    rows = labelled([r for r in latest(load_rows(output)) if r.task_key in planned])
+    if rows:
+        for part in render_terminal(pivot(rows, "p50_ms"), console.width, title="p50 latency, ms (the best in bold)"):
+            console.print(part)
+    counts = Counter(r.status.value for r in rows)
+    text = ", ".join(f"{n} {status}" for status, n in counts.most_common())
+    head = f"{len(rows)} tasks in the file ({measured} measured now)"
+    console.print(f"{head}: {text or 'none'}" + (f"; {skipped} kept from earlier runs by --resume" if skipped else ""))

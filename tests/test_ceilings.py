@@ -10,7 +10,7 @@ import torch
 
 from harness import calibrate
 from harness.ceilings import rebase
-from harness.report import OVER, pivot
+from harness.report.tables import OVER, pivot
 from harness.store import as_frame, labelled, load_frame
 
 from .helpers import tiny_spec

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import run
-from harness.report import generated_files, rewrite_files
+from harness.report.readme import generated_files, rewrite_files
 from harness.store import labelled, load_many
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,6 +121,23 @@ def test_sweep_help_groups_its_options_and_shows_choices_without_cutting_names()
     for name in ("--retry-unavailable", "--accelerator-type", "--min-iterations", "--plot-dir", "--keep-failed"):
         assert name in text  # whole, not cut at 80 columns
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_check_takes_the_sweeps_options_as_the_sweep_declares_them():
+    """`check` shares what to measure and --timeout with `sweep`, declared once (harness/cli_options.py): the same
+    names, help, metavar and default, and --backend's NAME[key=value,...] shown, not eaten as markup."""
+    import typer.main
+
+    commands = typer.main.get_command(run.app).commands
+    sweep = {p.name: p for p in commands["sweep"].params}
+    check = {p.name: p for p in commands["check"].params if p.name != "help"}
+    assert set(check) < set(sweep)
+    for name, param in check.items():
+        assert (param.opts, param.help, param.metavar, param.default) == (
+            sweep[name].opts, sweep[name].help, sweep[name].metavar, sweep[name].default
+        ), name  # fmt: skip
+    result = runner.invoke(run.app, ["check", "--help"], env={"COLUMNS": "200", "TERM": "dumb"}, terminal_width=200)
+    assert "NAME[key=value,...] for a variant" in " ".join(result.output.split())
 
 
 def test_list_fits_the_terminal():

@@ -493,7 +493,7 @@ def test_model_step_sums_layers_times_p50_over_the_kinds():
     """A hand-made frame: gpt-oss-120b decode at 32k on two backends (one lacks the windowed kind) and at
     tp 2; Gemma-2-9B's two kinds; a Llama row (one kind: its step is 32 × p50)."""
     from harness.measure import make_row
-    from harness.model_step import model_steps, render_model_steps
+    from harness.report.model_step import model_steps, render_model_steps
     from harness.store import Status
 
     from .test_store import CONFIG, ENV, ok_row
@@ -525,8 +525,8 @@ def test_model_step_sums_layers_times_p50_over_the_kinds():
 
 
 def test_plots_draw_a_model_step_and_the_windowed_layers_apart(tmp_path):
-    from harness import plots
-    from harness.model_step import model_steps, plot_model_steps
+    from harness.report import plots
+    from harness.report.model_step import model_steps, plot_model_steps
 
     from .test_store import ok_row
 
@@ -547,7 +547,7 @@ def test_plots_draw_a_model_step_and_the_windowed_layers_apart(tmp_path):
 def test_plot_tp_draws_a_line_a_backend_against_tp_for_specs_at_several_degrees(tmp_path):
     """A panel per (workload, layer kind) where a spec was measured at two tp or more; a spec at one tp only
     draws nothing."""
-    from harness.plots import plot_tp
+    from harness.report.plots import plot_tp
 
     from .test_store import ok_row
 

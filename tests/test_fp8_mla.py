@@ -668,7 +668,7 @@ def test_files_from_before_the_fp8_and_mla_columns_load_and_keep_their_task_keys
 
 
 def test_plots_keep_the_bf16_and_the_fp8_cache_on_separate_curves(tmp_path):
-    from harness.plots import plot, with_form
+    from harness.report.plots import plot, with_form
 
     from .test_store import ok_row
 
@@ -685,7 +685,7 @@ def test_plots_keep_the_bf16_and_the_fp8_cache_on_separate_curves(tmp_path):
 def test_model_step_keeps_the_bf16_and_the_fp8_cache_apart_and_sums_mla_layers():
     """gpt-oss-20b's two layer kinds, each with a bf16 and an FP8 cache: two steps, never one kind's bf16 row
     beside the other's FP8 one; DeepSeek-V2-Lite's 27 latent layers."""
-    from harness.model_step import model_steps
+    from harness.report.model_step import model_steps
     from specs import specs_for
 
     from .test_store import ok_row

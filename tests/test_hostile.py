@@ -172,6 +172,19 @@ def test_an_append_on_a_full_disk_is_cut_back_and_says_how_much_it_needed(tmp_pa
     assert digest(path) == before  # no torn row: the half-written one was cut off
 
 
+def test_a_worker_that_cannot_start_is_one_line(tmp_path, monkeypatch, capsys):
+    import harness.sweep
+    from harness.errors import SweepError
+
+    def no_worker(*args, **kwargs):
+        raise SweepError("the measuring worker did not start within 300 s; see /tmp/attnbench-x.log")
+
+    monkeypatch.setattr(harness.sweep, "run_with_progress", no_worker)
+    code, _, err = invoke(capsys, ["sweep", "-b", "torch-naive", "-o", str(tmp_path / "r.csv"), "--no-plots"])
+    assert code == 2
+    assert_one_line(err, "the measuring worker did not start within 300 s")
+
+
 def test_a_full_disk_mid_sweep_keeps_every_earlier_row_and_is_one_line(tmp_path, monkeypatch, capsys):
     import harness.atomic
 

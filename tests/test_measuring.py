@@ -247,8 +247,8 @@ def test_between_run_spread_and_compare_use_it():
 
 
 def test_speedup_is_the_baseline_time_over_the_backends():
-    from harness.plots import speedup_grid
-    from harness.report import pivot
+    from harness.report.plots import speedup_grid
+    from harness.report.tables import pivot
 
     slow = dataclasses.replace(ok_row(tiny_spec("decode"), p50_ms=2.0), backend="slow")
     fast = dataclasses.replace(ok_row(tiny_spec("decode"), p50_ms=0.5), backend="fast")

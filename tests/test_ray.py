@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 import tests.fake_backends  # noqa: F401  (registers the test-* backends)
+from harness.plan import plan_tasks
 from harness.store import Status, load_rows
-from harness.sweep import plan_tasks, run_sweep
+from harness.sweep import run_sweep
 
 from .helpers import tiny_spec
 from .test_sweep import CONFIG, _keys
@@ -72,7 +73,7 @@ def test_cli_sweep_on_a_running_ray_cluster(tmp_path, ray_cluster):
 
 
 def test_a_cluster_without_the_gpus_a_task_asks_for_is_one_clear_error():
-    from harness.ray_executor import check_cluster
+    from harness.workers.ray import check_cluster
 
     with pytest.raises(ValueError, match=r"--ray: the Ray cluster at auto has no GPU \(it has 2 CPU\)"):
         check_cluster({"CPU": 2.0, "memory": 1e9, "node:10.0.0.1": 1.0}, "auto")

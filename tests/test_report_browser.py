@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.html_report import write_report
+from harness.report.html import write_report
 from harness.store import load_frame
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ def test_the_report_opens_offline_shows_every_row_and_filters(tmp_path):
         page.select_option('select[data-filter="mix"]', "")
         assert page.locator("#results tbody tr:visible").count() == len(frame)
         assert page.locator(".plotly-graph-div").count() >= 3  # roofline, speed-up, serving mixes
-        from harness.report import winners
+        from harness.report.tables import winners
 
         assert page.locator("#winners tbody tr").count() == len(winners(frame)) > 0  # who wins each mix
         failed = page.locator("td.fail").first

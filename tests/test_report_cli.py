@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import harness.sweep
 import run
 from harness.measure import make_row
-from harness.report import pivot, render_markdown
+from harness.report.tables import pivot, render_markdown
 from harness.store import Status, append_rows, load_rows
 from specs import ExperimentSpec
 
@@ -207,7 +208,7 @@ def test_cli_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run, "run_with_progress", interrupted)
+    monkeypatch.setattr(harness.sweep, "run_with_progress", interrupted)
     result = runner.invoke(run.app, ["sweep", "-b", "torch-naive", "-o", str(tmp_path / "r.csv"), "--no-plots"])
     assert result.exit_code == 130
     assert "interrupted" in result.output and "--resume" in result.output
@@ -369,7 +370,7 @@ def test_cli_check_reports_errors_and_fails_on_a_wrong_backend():
 def test_the_reports_command_measures_the_same_spec_again(spec, tmp_path, monkeypatch):
     import shlex
 
-    from harness.html_report import reproduce_command
+    from harness.report.html import reproduce_command
     from harness.store import rows_frame
 
     if spec.model == "tiny":
@@ -377,8 +378,8 @@ def test_the_reports_command_measures_the_same_spec_again(spec, tmp_path, monkey
     row = next(rows_frame([ok_row(spec)]).itertuples())
     command = reproduce_command(row)
     captured = []
-    monkeypatch.setattr(run, "run_with_progress", lambda tasks, *a, **k: captured.extend(tasks) or ([], 0))
-    monkeypatch.setattr(run, "summarize_file", lambda *a, **k: None)
+    monkeypatch.setattr(harness.sweep, "run_with_progress", lambda tasks, *a, **k: captured.extend(tasks) or ([], 0))
+    monkeypatch.setattr(harness.sweep, "summarize_file", lambda *a, **k: None)
     args = shlex.split(command)[2:] + ["--device", "cpu", "-o", str(tmp_path / "x.csv"), "--no-plots"]
     result = runner.invoke(run.app, args)
     assert result.exit_code == 0, result.output
@@ -403,7 +404,7 @@ def serving_rows():
 
 
 def test_winners_rank_each_mix_and_model_apart():
-    from harness.report import winners
+    from harness.report.tables import winners
 
     table = winners(serving_rows()).set_index(["model", "mix", "kv"])
     llama = table.loc[("Llama-3.1-8B", "decode-heavy", "dense")]
@@ -442,7 +443,7 @@ def test_table_winners_without_mix_rows_is_one_line(fixture_csv):
 
 
 def test_plot_draws_the_serving_mixes_apart(tmp_path):
-    from harness.plots import mix_ratios
+    from harness.report.plots import mix_ratios
 
     ratios = mix_ratios(serving_rows())
     assert sorted(ratios) == [("NVIDIA H100 80GB HBM3", "Llama-3.1-8B"), ("NVIDIA H100 80GB HBM3", "Qwen3-235B-A22B")]
@@ -461,7 +462,7 @@ def test_plot_draws_the_serving_mixes_apart(tmp_path):
 
 
 def test_the_html_report_shows_who_wins_each_mix_and_a_heat_map_a_model(tmp_path):
-    from harness.html_report import _figures, write_report
+    from harness.report.html import _figures, write_report
     from harness.store import as_frame
 
     frame = as_frame(serving_rows())
@@ -497,7 +498,7 @@ def test_results_glob_passes_over_ceilings_and_spread_files(fixture_csv, tmp_pat
 
 
 def test_throughput_panels_draw_tflops_for_prefill_and_gbps_for_decode(tmp_path, monkeypatch):
-    from harness import plots
+    from harness.report import plots
 
     rows = [ok_row(tiny_spec(w, kv_len=kv), p95_ms=1.0, tflops=5.0) for w in ("prefill", "decode") for kv in (32, 64)]
     figures = []
@@ -513,7 +514,7 @@ def test_throughput_panels_draw_tflops_for_prefill_and_gbps_for_decode(tmp_path,
 
 
 def test_the_report_draws_a_scaling_curve_a_model_and_batch(tmp_path):
-    from harness.html_report import _scaling_figures
+    from harness.report.html import _scaling_figures
     from harness.store import as_frame
 
     rows = [ok_row(tiny_spec(w, kv_len=kv, batch=b), p95_ms=1.0, tflops=5.0)
@@ -535,7 +536,7 @@ def test_a_terminal_table_of_many_specs_turns_a_spec_a_line():
     a line."""
     from rich.console import Console
 
-    from harness.report import WIDE, Pivot, render_rich
+    from harness.report.tables import WIDE, Pivot, render_rich
 
     specs = [f"m prefill S{1024 * (i + 1)}" for i in range(WIDE + 3)]
     cells = {(b, s): f"{(i + 1) * k:.3f}" for i, s in enumerate(specs) for b, k in [("fast", 1), ("slow", 2)]}
@@ -558,7 +559,7 @@ def test_a_terminal_table_of_many_specs_turns_a_spec_a_line():
 def test_the_report_flags_percent_of_peak_over_100_and_says_why(tmp_path):
     """A decode row above its measured read ceiling but under the datasheet asks for a calibration on this
     GPU; one above the datasheet asks for a look at the byte count; under 100% nothing is flagged."""
-    from harness.html_report import above_ceiling, write_report
+    from harness.report.html import above_ceiling, write_report
     from harness.store import as_frame
 
     base = dataclasses.replace(ok_row(tiny_spec("decode")), device="NVIDIA H200", ceiling_gbps=4478.0)
@@ -573,7 +574,7 @@ def test_the_report_flags_percent_of_peak_over_100_and_says_why(tmp_path):
     # the page divides by the H200's best measured ceiling (4712 GB/s, results/calibration-h200.csv): the row at
     # 4601 GB/s is under it, the one at 5000 is not, and is marked, underlined, and never the best
     from harness.ceilings import rebase
-    from harness.html_report import _table
+    from harness.report.html import _table
 
     rows = _table(rebase(as_frame([recalibrate, impossible, fine])))
     assert rows.count('class="num over"') == 1 and "†" in rows

@@ -35,7 +35,7 @@ def two_devices():
 
 
 def test_each_gpus_ceilings_are_drawn_in_its_own_panel(tmp_path):
-    from harness.html_report import roofline_figure
+    from harness.report.html import roofline_figure
 
     frame = as_frame(two_devices())
     frame["intensity"] = frame["tflops"] * 1e3 / frame["gbps"]
@@ -62,7 +62,7 @@ def _unpack(page: str, name: str) -> str:
 
 
 def test_the_page_starts_with_the_summary_and_contents_and_stores_each_thing_once(tmp_path):
-    from harness.html_report import write_report
+    from harness.report.html import write_report
 
     page = write_report(as_frame(two_devices()), tmp_path / "r").read_text()
     assert page.index('id="summary"') < page.index("<nav>") < page.index('id="environment"')
@@ -84,7 +84,7 @@ def test_the_committed_results_make_a_page_under_3_mb(tmp_path):
 
 
 def test_sixteen_backends_keep_apart():
-    from harness.plots import backend_style
+    from harness.report.plots import backend_style
 
     names = [f"backend-{i}" for i in range(24)]
     style = backend_style(names)
@@ -94,7 +94,7 @@ def test_sixteen_backends_keep_apart():
 
 
 def test_the_heat_maps_share_one_fixed_scale_anchored_on_the_best():
-    from harness.html_report import RELATIVE_SCALE, relative_heatmap
+    from harness.report.html import RELATIVE_SCALE, relative_heatmap
 
     table = pd.DataFrame({"a": [1.0, 1.5, 9.0], "b": [2.0, 1.0, None]}, index=["x", "y", "z"])
     heat = relative_heatmap(table, "t").data[0]

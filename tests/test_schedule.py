@@ -1,14 +1,14 @@
-"""The sweep's queue planner (harness/schedule.py) and its CPU simulation (tools/simulate_schedule.py)."""
+"""The sweep's queue planner (harness/workers/schedule.py) and its CPU simulation (tools/simulate_schedule.py)."""
 
 import threading
 from pathlib import Path
 
 import pytest
 
-from harness import schedule
-from harness.schedule import Cost, SpecQueue, replay
+from harness.plan import Task, longest_first
 from harness.store import latest, load_rows
-from harness.sweep import Task, longest_first
+from harness.workers import schedule
+from harness.workers.schedule import Cost, SpecQueue, replay
 from tools import simulate_schedule
 
 from .helpers import tiny_spec
@@ -75,18 +75,18 @@ def test_the_estimate_grows_with_the_compiled_shape_and_skips_what_cannot_fit():
 def test_compile_heavy_setups_slow_each_other_down_by_the_contention_model():
     spec = tiny_spec("decode")
     heavy = Cost(setup_s=10.0, measure_s=1.0, inputs_s=0.0, compile_heavy=True)
-    two = replay([heavy, heavy], [spec, spec], 2, schedule.fifo([0, 1]), contention=0.35)
+    two = replay([heavy, heavy], [spec, spec], 2, simulate_schedule.fifo([0, 1]), contention=0.35)
     assert two.makespan_s == pytest.approx(10 * 1.35 + 1)
     light = Cost(10.0, 1.0, 0.0, compile_heavy=False)
-    assert replay([heavy, light], [spec, spec], 2, schedule.fifo([0, 1])).makespan_s == pytest.approx(11)
-    assert replay([heavy, heavy], [spec, spec], 1, schedule.fifo([0, 1])).makespan_s == pytest.approx(22)
+    assert replay([heavy, light], [spec, spec], 2, simulate_schedule.fifo([0, 1])).makespan_s == pytest.approx(11)
+    assert replay([heavy, heavy], [spec, spec], 1, simulate_schedule.fifo([0, 1])).makespan_s == pytest.approx(22)
 
 
 def test_a_worker_pays_a_specs_inputs_once_and_keeps_to_its_spec():
     a, b = tiny_spec("decode"), tiny_spec("prefill")
     costs = [Cost(1.0, 0.0, inputs_s=5.0)] * 4
     specs = [a, b, a, b]
-    interleaved = replay(costs, specs, 1, schedule.fifo([0, 1, 2, 3]))
+    interleaved = replay(costs, specs, 1, simulate_schedule.fifo([0, 1, 2, 3]))
     assert interleaved.spec_switches == 4 and interleaved.makespan_s == pytest.approx(24)
     held = replay(costs, specs, 1, [0, 1, 2, 3])  # SpecQueue: the held spec's next task first
     assert held.order == (0, 2, 1, 3) and held.spec_switches == 2 and held.makespan_s == pytest.approx(14)

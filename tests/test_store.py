@@ -196,7 +196,7 @@ def test_the_pandas_pivot_reproduces_the_committed_readme_tables():
     committed CSVs, as `run.py readme` writes them."""
     from pathlib import Path
 
-    from harness.report import BLOCK, rewrite_readme
+    from harness.report.readme import BLOCK, rewrite_readme
     from harness.store import labelled
 
     history = Path(__file__).resolve().parent.parent / "docs" / "results-history.md"

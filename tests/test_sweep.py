@@ -6,8 +6,9 @@ import pytest
 
 import tests.fake_backends  # noqa: F401  (registers the test-* backends)
 from harness.measure import MeasureConfig
+from harness.plan import plan_tasks
 from harness.store import Status, load_rows
-from harness.sweep import plan_tasks, run_sweep
+from harness.sweep import run_sweep
 from harness.timer import Repetition
 from specs import SpecError
 
@@ -125,7 +126,7 @@ def test_resume_retries_an_unavailable_backend_only_when_asked(tmp_path):
 
 
 def test_the_worker_is_replaced_after_an_error_row(tmp_path):
-    from harness.sweep import WorkerPool
+    from harness.workers.local import WorkerPool
 
     pool = WorkerPool(CONFIG, tmp_path / "log")
     try:
@@ -144,7 +145,7 @@ def test_the_worker_is_replaced_after_an_error_row(tmp_path):
 def test_workers_are_all_asked_to_stop_before_any_is_waited_for(tmp_path):
     """A sweep of several workers winds them down together: after ask_to_stop each one exits by itself
     (exit code 0, no kill), so close() only reaps it."""
-    from harness.sweep import WorkerPool
+    from harness.workers.local import WorkerPool
 
     pools = [WorkerPool(CONFIG, tmp_path / f"log{i}") for i in range(2)]
     try:
@@ -167,7 +168,7 @@ def test_workers_that_do_not_exit_are_killed_together_after_a_second(tmp_path):
     then kills them all (one after another at 10 s each, this took 30 s)."""
     import time
 
-    from harness.sweep import STOP_GRACE_S, WorkerPool, stop_workers
+    from harness.workers.local import STOP_GRACE_S, WorkerPool, stop_workers
 
     pools = [WorkerPool(CONFIG, tmp_path / f"log{i}") for i in range(3)]
     try:
@@ -203,7 +204,7 @@ def test_two_cpu_workers_give_exactly_the_rows_of_one_even_when_one_is_killed(tm
 
 
 def test_workers_get_their_own_environment(tmp_path):
-    from harness.sweep import environment
+    from harness.workers.local import environment
 
     with environment({"ATTNBENCH_PROBE": "3"}):
         assert __import__("os").environ["ATTNBENCH_PROBE"] == "3"
@@ -211,7 +212,7 @@ def test_workers_get_their_own_environment(tmp_path):
 
 
 def test_longest_tasks_go_first_with_a_specs_backends_together():
-    from harness.sweep import longest_first
+    from harness.plan import longest_first
 
     small, big = tiny_spec("decode"), tiny_spec("prefill", kv_len=64)
     ordered = longest_first(plan_tasks([small, big], ["torch-naive", "sdpa-math"]))

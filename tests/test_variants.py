@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 import run
 from frameworks import info_dict, info_text
-from harness.html_report import reproduce_command
 from harness.plan import plan_tasks, resolve_backends
+from harness.report.html import reproduce_command
 from harness.store import COLUMNS, _csv_line, labelled, latest, load_frame, load_rows
 from specs import ExperimentSpec, SpecError
 

@@ -1,4 +1,4 @@
-"""The verdict (harness/verdict.py) on a hand-made results file: the best of every library a batch, win rate
+"""The verdict (harness/report/verdict.py) on a hand-made results file: the best of every library a batch, win rate
 within 5%, geomean and worst ratio to the best, variants grouped into their library's best; the CLI table
 and the plot."""
 
@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 import run
 from harness.measure import make_row
+from harness.report.verdict import batch_lines, render_verdict_markdown, verdict
 from harness.store import Status, append_rows, labelled, load_frame, load_rows
-from harness.verdict import batch_lines, render_verdict_markdown, verdict
 from specs import ExperimentSpec
 from specs.draw import draw_batch
 
@@ -125,7 +125,7 @@ def test_a_library_without_an_ok_row_is_listed_and_never_wins(results):
 
 def test_a_readme_block_can_hold_the_verdict(results):
     """`<!-- attnbench:table files=… view=verdict -->`: `run.py readme` writes the verdict table there."""
-    from harness.report import rewrite_readme
+    from harness.report.readme import rewrite_readme
     from harness.store import load_many
 
     text = f"x\n<!-- attnbench:table files={results.name} view=verdict -->\n<!-- /attnbench:table -->\ny\n"

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from harness.measure import MeasureConfig
-from harness.sweep import plan_tasks, run_sweep
+from harness.plan import plan_tasks
+from harness.sweep import run_sweep
 from harness.timer import Repetition
 from specs import ExperimentSpec
 

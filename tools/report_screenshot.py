@@ -11,8 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.html_report import write_report
 from harness.options import results_files
+from harness.report.html import write_report
 from harness.store import labelled, load_frame
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -1,5 +1,5 @@
 """Replay a sweep's queue on 1, 2, 4 and 8 workers without a GPU: the old order (longest-first by FLOPs and
-bytes, a spec's backends together) against `harness.schedule.plan`, with task costs from measured one-GPU rows
+bytes, a spec's backends together) against `harness.workers.schedule.plan`, with task costs from measured one-GPU rows
 (setup_ms, p50_ms × n_iters and the fixed overheads), under the same host-contention model for both orders.
 
     python3 -m tools.simulate_schedule [--results results/h200-scaling.csv] [--preset scaling] [--workers 1,2,4,8]
@@ -12,12 +12,13 @@ the specs alone (what a sweep without earlier rows gets; replayed with the rows'
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import schedule
+from harness.plan import Task, longest_first
 from harness.store import latest, load_rows
-from harness.sweep import Task, longest_first
+from harness.workers import schedule
 from specs import get_preset
 
 DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "results" / "h200-scaling.csv"
@@ -31,6 +32,46 @@ class Line:
     new_spec_only_s: float
     bound_s: float
     contended_bound_s: float
+
+
+def fifo(order: Sequence[int]) -> Callable[[int, object, int], int]:
+    """A pick rule for `schedule.replay`: the queue pulled strictly in order (the sweep's queue before SpecQueue)."""
+    queue = iter(list(order))
+    return lambda worker, held, compiling: next(queue, -1)
+
+
+def lower_bound(costs: Sequence[schedule.Cost], specs: Sequence, workers: int) -> float:
+    """No order ends sooner, contention aside: the larger of all work ÷ workers (inputs once a spec) and the
+    longest task (with its inputs)."""
+    inputs = {spec: cost.inputs_s for spec, cost in zip(specs, costs, strict=True)}
+    total = sum(c.task_s for c in costs) + sum(inputs.values())
+    return max(total / workers, max((c.inputs_s + c.task_s for c in costs), default=0.0))
+
+
+def contended_bound(
+    costs: Sequence[schedule.Cost], specs: Sequence, workers: int, contention: float = schedule.CONTENTION
+) -> float:
+    """No order ends sooner under the contention model either: with k̄ compile-heavy setups running on
+    average, the host builds at most f(k̄) = k̄ / (1 + contention × (k̄ − 1)) setups' worth a second (f is
+    concave, so a varying k does no better than its mean), and k̄ ≤ (workers × T − other work) ÷ T."""
+    bound = lower_bound(costs, specs, workers)
+    compile_s = sum(c.setup_s for c in costs if c.compile_heavy)
+    other_s = lower_bound(costs, specs, 1) - compile_s if costs else 0.0  # all work but the compile-heavy setups
+
+    def feasible(span: float) -> bool:
+        mean_k = min(workers, (workers * span - other_s) / span)
+        rate = mean_k if mean_k <= 1 else mean_k / (1 + contention * (mean_k - 1))
+        return rate > 0 and compile_s <= span * rate + 1e-9
+
+    if compile_s == 0 or feasible(bound):
+        return bound
+    low, high = bound, bound
+    while not feasible(high):
+        high *= 2
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (low, mid) if feasible(mid) else (mid, high)
+    return high
 
 
 def tasks_for(preset: str, backends: list[str]) -> list[Task]:
@@ -52,11 +93,11 @@ def simulate(
     return [
         Line(
             count,
-            makespan(longest_first(tasks), count, schedule.fifo),  # as the sweep pulled it
+            makespan(longest_first(tasks), count, fifo),  # as the sweep pulled it
             makespan(schedule.plan(tasks, costs, count, contention), count),
             makespan(schedule.plan(tasks, guessed, count, contention), count),
-            schedule.lower_bound(costs, specs, count),
-            schedule.contended_bound(costs, specs, count, contention),
+            lower_bound(costs, specs, count),
+            contended_bound(costs, specs, count, contention),
         )
         for count in workers
     ]

@@ -1,6 +1,6 @@
 """Cross-check the harness timer against `triton.testing.do_bench`, and events against graphs.
 
-    python -m harness.validate            # on a CUDA machine
+    python -m tools.validate_timer           # on a CUDA machine
 
 Times a bf16 matmul sized to take about 1 ms, and an attention call of a few ms, with our timer
 (events and graph modes) and with do_bench (L2 flushed in all), and prints the medians and ratios.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .timer import Repetition, TimingMode, time_callable
+from harness.timer import Repetition, TimingMode, time_callable
 
 CUDA = torch.device("cuda")
 
@@ -49,7 +49,7 @@ def compare(fn, label: str) -> None:
 
 def main() -> None:
     if not torch.cuda.is_available():
-        raise SystemExit("harness.validate needs a CUDA GPU")
+        raise SystemExit("tools.validate_timer needs a CUDA GPU")
     print(f"{torch.cuda.get_device_name()} · torch {torch.__version__}; ratios are against events")
     fn, label = matmul_of_about(1.0)
     compare(fn, label)

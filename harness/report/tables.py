@@ -1,16 +1,15 @@
-"""Reports as pure functions of result rows: one pivot (any metric), rendered as a terminal or
-Markdown table, and one plot function (latency and TFLOP/s against sequence length)."""
+"""Tables as pure functions of result rows: one pivot (any metric), rendered for a terminal, as Rich or as
+Markdown; the serving mixes' winners; the best backend per GPU and workload class."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
-from .store import Status, as_frame, latest
+from ..store import Status, as_frame, latest
 
 # numeric columns a table or plot can show, with how to print them
 METRICS: dict[str, str] = {
@@ -129,7 +128,7 @@ def pivot(data, metric: str = "p50_ms") -> Pivot:
     other spec field that varies inside one of those), cell = the metric, or the status when not ok.
     `data`: a results frame or ResultRows; the newest row per (device, spec, backend) is shown. Percent of
     peak is against the GPU's best measured ceiling; a row above it is marked † and never the best."""
-    from .ceilings import rebase
+    from ..ceilings import rebase
 
     check_metric(metric)
     frame = rebase(latest(as_frame(data)))
@@ -170,14 +169,14 @@ def best_by_class(data) -> pd.DataFrame:
     serving mixes), the backend (with its variant) that is fastest on the most of its specs, on how many,
     the median margin by which it wins them (runner-up p50 / its p50), and the backend that wins most of the
     rest. Newest ok rows only; a row above its GPU's ceiling (harness.ceilings) is left out."""
-    from .ceilings import rebase
+    from ..ceilings import rebase
 
     frame = rebase(latest(as_frame(data)))
     frame = frame[(frame["status"] == Status.OK.value) & frame["p50_ms"].notna() & ~frame["over_ceiling"]]
     if frame.empty:
         return pd.DataFrame(columns=["device", "workload", "use", "wins", "specs", "margin", "others", "measured"])
     frame = frame.assign(wclass=frame["workload"].where(frame["mix"] == "", "mixed"))
-    from .store import SPEC_COLUMNS
+    from ..store import SPEC_COLUMNS
 
     lines = []
     for (device, wclass), group in frame.groupby(["device", "wclass"], sort=False):
@@ -422,82 +421,3 @@ def render_winners_markdown(table: pd.DataFrame, reference: str = "triton") -> s
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-# ---- README blocks ------------------------------------------------------------------------------
-
-BLOCK = re.compile(
-    r"(?P<open><!-- attnbench:table (?P<params>[^>]*?) -->\n)(?P<body>.*?)(?P<close><!-- /attnbench:table -->)",
-    re.DOTALL,
-)
-
-
-def _block_params(text: str) -> dict[str, str]:
-    params = {}
-    for token in text.split():
-        if "=" not in token:
-            raise ValueError(
-                f"README table marker: {token!r} is not key=value (keys: files, metric, model, workload, backend)"
-            )
-        key, value = token.split("=", 1)
-        if key not in ("files", "metric", "model", "workload", "backend", "view"):
-            raise ValueError(
-                f"README table marker: {key!r} is not valid; expected one of files, metric, model, workload, backend,"
-                " view"
-            )
-        params[key] = value
-    if "files" not in params:
-        raise ValueError("README table marker: needs files=results/<gpu>.csv[,more.csv]")
-    return params
-
-
-def rewrite_readme(text: str, base_dir: Path, load) -> tuple[str, int]:
-    """Regenerate every `<!-- attnbench:table files=… metric=… -->` … `<!-- /attnbench:table -->`
-    block from the CSVs it names; nothing outside the blocks changes. Returns (text, blocks)."""
-    count = 0
-
-    def render(match: re.Match) -> str:
-        nonlocal count
-        params = _block_params(match.group("params"))
-        rows = load([base_dir / f for f in params["files"].split(",")])
-        for field in ("model", "workload", "backend"):
-            if field in params:
-                wanted = set(params[field].split(","))
-                rows = [r for r in rows if getattr(r, field) in wanted]
-        view = params.get("view", "pivot")
-        if view == "winners":
-            table = render_winners_markdown(winners(rows))
-        elif view == "best":
-            table = render_best_markdown(best_by_class(rows))
-        elif view == "pivot":
-            table = render_markdown(pivot(rows, params.get("metric", "p50_ms")))
-        elif view == "verdict":  # how often each library (its best variant a batch) is within 5% of the best
-            from .verdict import render_verdict_markdown, verdict
-
-            table = render_verdict_markdown(verdict(rows))
-        else:
-            raise ValueError(
-                f"README table marker: view={view!r} is not valid; expected pivot, winners, best or verdict"
-            )
-        count += 1
-        return f"{match.group('open')}{table}\n{match.group('close')}"
-
-    return BLOCK.sub(render, text), count
-
-
-def generated_files(root: Path) -> list[Path]:
-    """The Markdown files whose attnbench:table blocks come from the committed CSVs: the README and docs/."""
-    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
-
-
-def rewrite_files(paths, load) -> list[tuple[Path, int, str, str]]:
-    """(path, blocks, old text, new text) for every file of `paths` that holds a block (rewrite_readme on each;
-    paths of the blocks are relative to their file)."""
-    out = []
-    for path in map(Path, paths):
-        text = path.read_text()
-        if "<!-- attnbench:table" not in text:
-            continue
-        new, blocks = rewrite_readme(text, path.resolve().parent, load)
-        out.append((path, blocks, text, new))
-    return out

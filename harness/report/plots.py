@@ -1,6 +1,6 @@
 """PNG figures of result rows (matplotlib, no display needed): latency and TFLOP/s against KV length
 per model, the roofline against the measured ceilings, and the speed-up heatmap over a baseline.
-The interactive versions are in the HTML report (`harness/html_report.py`)."""
+The interactive versions are in the HTML report (`harness/report/html.py`)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .env import device_slug
-from .report import METRICS, WORKLOAD_ORDER, Pivot, pivot
-from .store import ResultRow, Status, latest
+from ..env import device_slug
+from ..store import ResultRow, Status, latest
+from .tables import METRICS, WORKLOAD_ORDER, Pivot, pivot
 
 
 def _pyplot():
@@ -31,7 +31,7 @@ def _pyplot():
 
 def _save(plt, fig, path: Path) -> Path:
     """Draw into memory, then replace the PNG through a temporary file and a rename."""
-    from .atomic import write_atomic
+    from ..atomic import write_atomic
 
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=110, format="png")
@@ -287,7 +287,7 @@ def _is_number(text: str) -> bool:
 def mix_ratios(rows) -> dict[tuple[str, str], pd.DataFrame]:
     """(device, model) -> rows = backend, columns = serving mix (· page size), cell = the backend's p50
     over the fastest p50 of that column (1 = it wins; NaN = no ok row)."""
-    from .report import mix_rank, model_order, ok_mix_rows
+    from .tables import mix_rank, model_order, ok_mix_rows
 
     frame = ok_mix_rows(rows)
     frame = frame.assign(group=frame["mix_name"] + " · " + frame["kv"])

@@ -20,7 +20,7 @@ import pandas as pd
 
 from frameworks import label
 
-from .store import SPEC_COLUMNS, Status, as_frame, latest
+from ..store import SPEC_COLUMNS, Status, as_frame, latest
 
 WITHIN = 0.05  # a library "wins" a batch when its time is at most 1.05 × the best
 

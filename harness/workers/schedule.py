@@ -173,12 +173,6 @@ def replay(
     return Replay(now, tuple(order), tuple(worker_of), switches)
 
 
-def fifo(order: Sequence[int]) -> Callable[[int, object, int], int]:
-    """A pick rule for `replay`: the queue pulled strictly in order (the sweep's queue before SpecQueue)."""
-    queue = iter(list(order))
-    return lambda worker, held, compiling: next(queue, -1)
-
-
 class SpecQueue:
     """The sweep's one queue: a worker takes the first task of the spec whose inputs it holds, else the head,
     so that a spec's backends stay on one worker while the planned order decides which spec comes next.
@@ -257,35 +251,3 @@ def plan(
         if best is None or run.makespan_s < best.makespan_s - 1e-9:
             best = run
     return [tasks[i] for i in best.order]
-
-
-def lower_bound(costs: Sequence[Cost], specs: Sequence, workers: int) -> float:
-    """No order ends sooner, contention aside: the larger of all work ÷ workers (inputs once a spec) and the
-    longest task (with its inputs)."""
-    inputs = {spec: cost.inputs_s for spec, cost in zip(specs, costs, strict=True)}
-    total = sum(c.task_s for c in costs) + sum(inputs.values())
-    return max(total / workers, max((c.inputs_s + c.task_s for c in costs), default=0.0))
-
-
-def contended_bound(costs: Sequence[Cost], specs: Sequence, workers: int, contention: float = CONTENTION) -> float:
-    """No order ends sooner under the contention model either: with k̄ compile-heavy setups running on
-    average, the host builds at most f(k̄) = k̄ / (1 + contention × (k̄ − 1)) setups' worth a second (f is
-    concave, so a varying k does no better than its mean), and k̄ ≤ (workers × T − other work) ÷ T."""
-    bound = lower_bound(costs, specs, workers)
-    compile_s = sum(c.setup_s for c in costs if c.compile_heavy)
-    other_s = lower_bound(costs, specs, 1) - compile_s if costs else 0.0  # all work but the compile-heavy setups
-
-    def feasible(span: float) -> bool:
-        mean_k = min(workers, (workers * span - other_s) / span)
-        rate = mean_k if mean_k <= 1 else mean_k / (1 + contention * (mean_k - 1))
-        return rate > 0 and compile_s <= span * rate + 1e-9
-
-    if compile_s == 0 or feasible(bound):
-        return bound
-    low, high = bound, bound
-    while not feasible(high):
-        high *= 2
-    for _ in range(60):
-        mid = (low + high) / 2
-        low, high = (low, mid) if feasible(mid) else (mid, high)
-    return high

@@ -9,8 +9,8 @@ import pandas as pd
 
 from frameworks import label
 
+from ..store import Status, as_frame, latest
 from .plots import fp8_note
-from .store import Status, as_frame, latest
 
 # what one step is: the rows of the kinds of one model that add up (the form columns tell the kinds apart; a
 # bf16 and an FP8 cache are steps of their own)
@@ -92,7 +92,7 @@ def plot_model_steps(steps: pd.DataFrame, out_dir) -> list:
     against the context (log-log), a line per backend, only where every layer kind has an ok row."""
     from pathlib import Path
 
-    from .env import device_slug
+    from ..env import device_slug
     from .plots import _pyplot, _save, _slug, backend_colours
 
     done = steps[steps["step_ms"].notna() & (steps["mix"] == "")]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .store import SPEC_COLUMNS, Status, latest
+from ..store import SPEC_COLUMNS, Status, latest
 
 FILTERS = {"device": "GPU", "model": "model", "workload": "workload", "mix": "mix", "batch_size": "batch",
            "backend": "backend"}  # fmt: skip
@@ -53,7 +53,7 @@ def _fmt(value, spec: str) -> str:
 def _best_marks(frame: pd.DataFrame) -> pd.Series:
     """True on the fastest ok row of each (device, spec) among the newest rows, leaving out rows above their
     GPU's best measured ceiling (harness.ceilings)."""
-    from .ceilings import rebase
+    from ..ceilings import rebase
 
     newest = rebase(latest(frame))
     ok = newest[(newest["status"] == Status.OK.value) & ~newest["over_ceiling"]]
@@ -74,8 +74,8 @@ def above_ceiling(r) -> str:
     pct, value = (r.pct_peak_gbps, r.gbps) if decode else (r.pct_peak_tflops, r.tflops)
     if pd.isna(pct) or pct <= 100:
         return ""
-    from .calibrate import DATASHEET
-    from .env import device_slug
+    from ..calibrate import DATASHEET
+    from ..env import device_slug
 
     unit, ceiling = ("GB/s", r.ceiling_gbps) if decode else ("TFLOP/s", r.ceiling_tflops)
     sheet = DATASHEET.get(device_slug(r.device), {}).get("gbps" if decode else r.dtype)
@@ -228,7 +228,7 @@ def relative_heatmap(table: pd.DataFrame, title: str):
 def _figures(frame: pd.DataFrame) -> list:
     """Plotly figures: roofline, scaling curves, each backend against the fastest of each uniform spec, a heat
     map of the serving mixes a GPU and model."""
-    from .ceilings import rebase
+    from ..ceilings import rebase
     from .plots import mix_ratios
 
     ok = rebase(latest(frame))
@@ -288,8 +288,8 @@ def _scaling_figures(uniform: pd.DataFrame) -> list:
 
 
 def _winners(frame: pd.DataFrame) -> str:
-    """The serving mixes' winners table (harness.report.winners), or nothing without mix rows."""
-    from .report import winners
+    """The serving mixes' winners table (harness.report.tables.winners), or nothing without mix rows."""
+    from .tables import winners
 
     table = winners(frame)
     if table.empty:
@@ -313,8 +313,8 @@ def _winners(frame: pd.DataFrame) -> str:
 
 def _summary(frame: pd.DataFrame) -> str:
     """Per GPU and workload class: the backend to use, on how many specs it is the fastest, its median
-    margin, and who wins the rest (harness.report.best_by_class)."""
-    from .report import best_by_class
+    margin, and who wins the rest (harness.report.tables.best_by_class)."""
+    from .tables import best_by_class
 
     table = best_by_class(frame)
     if table.empty:
@@ -439,8 +439,8 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
 
     from plotly.offline import get_plotlyjs
 
-    from .atomic import write_atomic
-    from .ceilings import rebase
+    from ..atomic import write_atomic
+    from ..ceilings import rebase
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

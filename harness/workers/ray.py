@@ -11,9 +11,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .measure import MeasureConfig, make_row
-from .plan import Task, longest_first
-from .store import ResultRow, Status
+from ..measure import MeasureConfig, make_row
+from ..plan import Task, longest_first
+from ..store import ResultRow, Status
 
 _MEASURER = None  # one per Ray worker process and config, so a spec's inputs serve its backends
 
@@ -23,9 +23,9 @@ def _measure(task: Task, config: MeasureConfig, commit: str) -> ResultRow:
 
     from frameworks import BACKENDS, load_all
 
-    from .env import collect
-    from .measure import Measurer
-    from .plan import ensure_registered
+    from ..env import collect
+    from ..measure import Measurer
+    from ..plan import ensure_registered
 
     global _MEASURER
     load_all()
@@ -38,9 +38,8 @@ def _measure(task: Task, config: MeasureConfig, commit: str) -> ResultRow:
 def _calibrate(config: MeasureConfig, commit: str):
     import torch
 
-    from . import calibrate
-    from .env import collect
-    from .measure import now_utc
+    from .. import calibrate
+    from ..env import collect, now_utc
 
     env = collect(torch.device(config.device), commit)
     return env, calibrate.measure(torch.device(config.device), env, timestamp=now_utc())
@@ -50,8 +49,8 @@ def ray_rows(todo: list[Task], config: MeasureConfig, timeout_s: float, address:
     """Yield (task, row) as Ray tasks finish."""
     import ray
 
-    from . import calibrate
-    from .env import git_commit
+    from .. import calibrate
+    from ..env import git_commit
 
     connect(address)
     if not todo:  # everything resumed: no task, so no calibration task either
@@ -147,7 +146,7 @@ def check_cluster(resources: dict, address: str, accelerator_type: str | None = 
 
 
 def _failed(task: Task, config: MeasureConfig, status: Status, reason: str) -> ResultRow:
-    from .env import Environment
+    from ..env import Environment
 
     unknown = Environment("unknown (Ray worker)", "unknown", "", "", "", "", "", "")
     return make_row(task.spec, task.backend, "", unknown, config, status, reason, task.variant)
