@@ -558,3 +558,23 @@ def test_plot_tp_draws_a_line_a_backend_against_tp_for_specs_at_several_degrees(
     assert [p.name for p in plot_tp(rows, tmp_path)] == ["h100_gpt-oss-120b_tp.png"]
     assert (tmp_path / "h100_gpt-oss-120b_tp.png").stat().st_size > 10_000
     assert plot_tp([ok_row(decode("full", 2))], tmp_path / "none") == []
+
+
+def test_a_readme_block_can_hold_a_models_attention_step(tmp_path):
+    """`view=steps`: the decode step summed over the model's layer kinds, only backends that ran every kind."""
+    from harness.report.readme import rewrite_readme
+    from harness.store import append_rows, labelled, load_many
+
+    from .test_store import ok_row
+
+    def decode(layer):
+        return specs_for("gpt-oss-120b", layer, 1, workload="decode", batch_size=8, q_len=1, kv_len=4096)
+
+    full_only = dataclasses.replace(ok_row(decode("full"), p50_ms=0.3), backend="sdpa")
+    append_rows(tmp_path / "r.csv", [ok_row(decode("full"), p50_ms=0.5), ok_row(decode("window"), p50_ms=0.02),
+                                     full_only])  # fmt: skip
+    text = "<!-- attnbench:table files=r.csv view=steps -->\n<!-- /attnbench:table -->\n"
+    new, blocks = rewrite_readme(text, tmp_path, lambda paths: labelled(load_many(paths)))
+    assert blocks == 1
+    assert "| gpt-oss-120b | decode | 8 | 4096 | 1 | torch-naive | 0.500 | 0.020 | 9.360 |" in new
+    assert "sdpa" not in new  # no window row: no step

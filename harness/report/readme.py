@@ -64,9 +64,14 @@ def rewrite_readme(text: str, base_dir: Path, load) -> tuple[str, int]:
             from .verdict import render_verdict_markdown, verdict
 
             table = render_verdict_markdown(verdict(rows))
+        elif view == "steps":  # a model's attention a forward step, summed over its layer kinds (complete ones)
+            from .model_step import model_steps, render_model_steps
+
+            steps = model_steps(rows)
+            table = render_model_steps(steps[steps["missing"] == ""])
         else:
             raise ValueError(
-                f"README table marker: view={view!r} is not valid; expected pivot, winners, best or verdict"
+                f"README table marker: view={view!r} is not valid; expected pivot, winners, best, verdict or steps"
             )
         count += 1
         return f"{match.group('open')}{table}\n{match.group('close')}"
