@@ -261,8 +261,8 @@ def test_gemma_2_at_head_dim_256_on_gpu(measurer, workload, batch, q_len, kv_len
 @pytest.mark.parametrize("splits", ["waves", "fill", "work", "work-fused"])
 @pytest.mark.parametrize("page", [None, 16])
 def test_gpt_oss_windowed_decode_with_sinks_on_gpu(measurer, splits, page):
-    """gpt-oss (64/8 heads, d 64, a 128-key window and sinks): batch 1 on a long cache, so that every split rule
-    splits the window's keys and the combine adds each sink once."""
+    """gpt-oss (64/8 heads, d 64, a 128-key window and sinks): batch 1 on a 32k cache, each split rule sizing its
+    splits on the window's ~256 keys, the sinks added once where a split request is combined."""
     spec = ExperimentSpec("decode", 1, 1, 32768, window=128, page_size=page, **GPT_OSS)
     _measured_ok(measurer, f"triton[splits={splits}]", spec, "window+sinks")
 
