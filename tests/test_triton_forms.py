@@ -1,7 +1,8 @@
 """The in-repo Triton kernels' forms against the fp32 reference: a left window, sinks, a soft-cap, head dim
 256 and an FP8 (e4m3) cache, on the CPU under TRITON_INTERPRET=1 (set by conftest when there is no GPU) at
 tiny shapes, the interpreter being slow. fp16 where a form's share of the result is small, so that its
-tighter tolerance (5e-3) catches a sink added twice or not at all. Real shapes: tests/test_gpu.py."""
+tighter tolerance (5e-3) catches a sink added twice or not at all. Real shapes: the `gpu` tests at the end
+(python3 -m pytest -q -n 0 -m gpu tests/test_triton_forms.py)."""
 
 from dataclasses import replace
 
@@ -24,8 +25,8 @@ DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def cpu_only():
-    """The launches at the interpreter's granule of 16 (the GPU's decode tiles are up to 128 keys): the GPU
-    tests below cover them at real sizes."""
+    """Tiny launches under the interpreter (on the CPU, at its granule of 16; the GPU's decode tiles are up to
+    128 keys): the gpu tests below cover them at real sizes."""
     if DEVICE.type == "cuda":
         pytest.skip("covered at real sizes by the gpu tests of this file")
 
@@ -56,6 +57,7 @@ def _checked(spec, inputs, out):
 def test_every_launch_computes_the_forms_of_its_spec(backend, spec):
     """Prefill and append (dense through tensor descriptors, paged gathered), a ragged batch in one varlen
     launch and a mixed one in two: each matches the reference with its forms, and its row says so."""
+    cpu_only()
     info = run_info_after_checking(backend, spec)
     wanted = "+".join(f for f, on in (("window", True), ("sinks", spec.sinks), ("softcap", spec.softcap)) if on)
     assert all(launch["forms"] == wanted for launch in info.get("launches", [info])), info
@@ -128,6 +130,7 @@ def test_an_fp8_cache_is_read_as_e4m3_with_its_scales(spec):
     """Uniform prefill through tensor descriptors (one scale for the cache) and a mixed batch on pages of 16
     (a scale a KV head: the varlen launch and the ragged split decode): K and V reach the kernels as e4m3,
     the K scale folded into the score scale, the V scale into the output."""
+    cpu_only()
     info = run_info_after_checking("triton", spec)
     assert all(launch["kv_dtype"] == "fp8_e4m3" for launch in info.get("launches", [info])), info
 
@@ -150,6 +153,7 @@ def test_an_fp8_split_decode_matches_the_reference(page_size, scale):
 
 def test_head_dim_256_with_gemma_2s_forms():
     """Gemma-2's head dim with its soft-cap and a window shorter than the cache, append and paged decode."""
+    cpu_only()
     gemma = dict(group=2, batch=1, head_dim=256, window=16, softcap=50.0)
     for spec in (tiny_spec("append", kv_len=40, chunk=8, **gemma), tiny_spec("decode", kv_len=40, page_size=16,
                                                                               **gemma)):  # fmt: skip
