@@ -413,17 +413,6 @@ def test_a_wheel_without_a_head_dim_refuses_in_the_probe_not_as_an_error(message
         probe_build(refuse, make_inputs(spec, torch.device("cpu")))
 
 
-def test_triton_refuses_every_form_with_the_reason():
-    from frameworks import get_backend
-
-    from .helpers import tiny_spec
-
-    triton = get_backend("triton")
-    assert triton.supports(tiny_spec("decode", window=128)) == "window 128: this backend does not take a sliding window"
-    assert triton.supports(tiny_spec("decode", sinks=True)) == "sinks: this backend does not take attention sinks"
-    assert triton.supports(tiny_spec("decode", softcap=50)) == "softcap 50: this backend does not take a logit soft-cap"
-
-
 # ---- the CLI: a CPU sweep over gpt-oss, and the model's attention per step ------------------------------
 
 
@@ -456,9 +445,8 @@ def test_cli_sweep_of_gpt_oss_on_the_cpu_backends(tmp_path):
             assert (
                 row.status is Status.UNSUPPORTED and row.reason == "sinks: this backend does not take attention sinks"
             )
-        elif backend == "triton":
-            wanted = "window 128: this backend does not take a sliding window" if window else "sinks:"
-            assert row.status is Status.UNSUPPORTED and row.reason.startswith(wanted), row.reason
+        elif backend == "triton":  # the window and the sinks in its kernels, under the interpreter here
+            assert row.status is Status.OK, row.reason
         else:  # flashinfer needs CUDA: unavailable on a CPU run, whatever the form
             assert row.status is Status.UNAVAILABLE
     table = CliRunner().invoke(run.app, ["table", str(out), "--model-step"])

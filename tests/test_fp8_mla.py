@@ -491,15 +491,17 @@ def test_backends_without_a_form_decline_it_in_one_line():
 
     load_all()
     absorbed, fp8 = mla_decode(page_size=64), tiny_spec("decode", kv_dtype="fp8_e4m3")
-    for name in ("sdpa-math", "flex", "flash-attn2", "triton", "sdpa", "torch-compile"):
+    for name in ("sdpa-math", "flex", "flash-attn2", "sdpa", "torch-compile"):
         backend = BACKENDS[name]()
         assert backend.supports(absorbed) == "MLA absorbed form: this backend has no latent attention"
         reason = backend.supports(fp8)
         assert reason is not None and "\n" not in reason
     assert (
-        BACKENDS["triton"]().supports(fp8)
+        BACKENDS["sdpa-math"]().supports(fp8)
         == "kv_dtype fp8_e4m3: this backend takes a KV cache in the spec's dtype only"
     )
+    assert BACKENDS["triton"]().supports(absorbed) == "MLA absorbed form: this backend has no latent attention"
+    assert BACKENDS["triton"]().supports(fp8) is None  # an FP8 cache in its kernels (tests/test_triton_forms.py)
     assert "FA4 has no FP8 attention on sm90" in BACKENDS["flash-attn4"]().supports(fp8)
     assert "fp8_dpa" in BACKENDS["transformer-engine"]().supports(fp8)
     assert BACKENDS["transformer-engine"]().supports(absorbed) == "MLA absorbed form: takes expanded only"

@@ -4,7 +4,8 @@ an H100/H200 SM can hold, and the warpgroup-MMA waits Triton placed (`pendings`:
 leaves in flight). A compile error shows here, not in a GPU session; an occupancy or overlap hypothesis is
 checked before it costs device time (docs/perf-notes.md).
 
-    python3 -m tools.aot_check                 # every kernel, dense / paged / TMA / page ids ahead, each config
+    python3 -m tools.aot_check                 # every kernel, dense / paged / TMA / page ids ahead, each config;
+                                               # the forms and FP8 at one, head dim 256 at each of its own
     python3 -m tools.aot_check --only prefill  # variants whose name has one of these substrings
     python3 -m tools.aot_check --quick         # one configuration a kernel variant (the tests)
 
@@ -14,6 +15,7 @@ TRITON_INTERPRET=1 (the interpreter replaces the kernels). Prints a table; --csv
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import re
 import subprocess
@@ -30,6 +32,10 @@ THREADS_PER_SM = 2048
 POINTER_DTYPES = {"Q": "act", "K": "act", "V": "act", "O": "act", "O_PART": "fp32", "LSE_PART": "fp32"}
 # requests, pages, order, tiles, work lists
 INT_POINTERS = {"BT", "CU_Q", "CU_K", "SEQ_K", "ORDER", "KV_LENS", "TILES", "WORK", "COMBINED", "COUNTERS"}
+# the forms' arguments (kernels.py): each a constexpr None unless its flag is on, as a plain launch passes them
+FORM_ARGS = {"SINKS": ("HAS_SINKS", "*fp32"), "K_SCALE": ("IS_FP8", "*fp32"), "V_SCALE": ("IS_FP8", "*fp32"),
+             "window": ("HAS_WINDOW", "i32"), "softcap": ("SOFTCAP", "fp32"),
+             "SEQ_K": ("HAS_WINDOW", "*i32")}  # fmt: skip
 
 
 @dataclass
@@ -62,11 +68,16 @@ class Report:
 
 def signature(fn, constexprs: dict, dtype: str, tma_block: tuple[int, int] | None) -> dict:
     sig = {}
+    kv = "fp8e4nv" if constexprs.get("IS_FP8") else dtype  # an FP8 cache: K and V (and their tiles) in e4m3
     for name in fn.arg_names:
         if name in constexprs:
             sig[name] = "constexpr"
+        elif name in FORM_ARGS:
+            sig[name] = FORM_ARGS[name][1]  # its flag is on (form_constexprs made the others None)
         elif name in ("KD", "VD"):
-            sig[name] = f"tensordesc<{dtype}[{tma_block[0]},{tma_block[1]}]>"  # gathered loads: constexpr None
+            sig[name] = f"tensordesc<{kv}[{tma_block[0]},{tma_block[1]}]>"  # gathered loads: constexpr None
+        elif name in ("K", "V"):
+            sig[name] = "*" + kv
         elif name in POINTER_DTYPES:
             sig[name] = "*" + (dtype if POINTER_DTYPES[name] == "act" else "fp32")
         elif name in INT_POINTERS:
@@ -135,6 +146,13 @@ def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
         for name in ("KD", "VD"):
             if name in fn.arg_names and not v.tma:
                 constexprs[name] = None
+        for param in fn.params:  # a form's flag (or any constexpr) the variant leaves out: its default, as at a launch
+            if param.is_constexpr and param.name not in constexprs and param.default is not inspect.Parameter.empty:
+                constexprs[param.name] = param.default
+        for name, (flag, _) in FORM_ARGS.items():  # a form's argument is None (a constexpr) unless its flag is on
+            optional = name != "SEQ_K" or "WORK" in fn.arg_names  # the work list's SEQ_K serves the window only
+            if name in fn.arg_names and optional and not v.constexprs.get(flag):
+                constexprs[name] = None
         block = (v.constexprs["BLOCK_N"], v.constexprs["HEAD_DIM"]) if v.tma else None
         sig = signature(fn, constexprs, dtype, block)
         src = ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=divisibility(fn, sig))
@@ -162,9 +180,14 @@ def variants(quick: bool) -> list[Variant]:
 
     out = []
     prefill_configs = [
-        (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages, c.maxnreg) for c in k._prefill_configs()
+        (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages, c.maxnreg)
+        for c in k._prefill_configs()
+        if not k._wide(c)
     ]
-    decode_configs = [(c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in k._decode_configs()]
+    decode_configs = [(c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in k._decode_configs() if not k._wide(c)]
+    wide_prefill = [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in k._prefill_configs()
+                    if k._wide(c)]  # fmt: skip
+    wide_decode = [(c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in k._decode_configs() if k._wide(c)]
     if quick:
         prefill_configs, decode_configs = prefill_configs[:1], decode_configs[:1]
     head = {"HEAD_DIM": 128, "INTERPRETED": False}
@@ -202,6 +225,7 @@ def variants(quick: bool) -> list[Variant]:
             out.append(Variant(f"work-decode-fused {label} n{bn} w{w} s{s}", k.work_decode_kernel, fused, w, s))
     ce = {"G": 4, "BLOCK_G": 16, "HEAD_DIM": 128, "BLOCK_S": 16, "INTERPRETED": False}
     out.append(Variant("work-combine s16 w4", k.work_combine_kernel, ce, 4, 1))
+    out += form_variants(k, prefill_configs[0], decode_configs[0], wide_prefill, wide_decode, quick)
     # the exploration tool's pinned prefill variants (tools/triton_explore.py): QK_AHEAD and occupancy
     from tools.triton_explore import gluon_variants, prefill_variants
 
@@ -241,6 +265,50 @@ def variants(quick: bool) -> list[Variant]:
               "TILED": tiled, "num_warps": 4}  # fmt: skip
         label = (f" page{page}" if page else "") + (" tiles" if tiled else "")
         out.append(Variant(f"gluon-pp varlen{label} 128x128 w4+4 st2", gluon_pp_varlen_kernel, ce, 4, 1))
+    return out
+
+
+def form_variants(k, prefill, decode, wide_prefill, wide_decode, quick: bool) -> list[Variant]:
+    """The forms (kernels.py's HAS_WINDOW, HAS_SINKS, SOFTCAP, IS_FP8) at the first configuration, and head dim
+    256 (Gemma-2: soft-cap and window) at each of its own, which must fit the 227 KB of shared memory a CTA.
+    Quick: every form at once in the dense prefill and the paged ragged decode (the tests' compile budget)."""
+    out = []
+    forms = {"HAS_WINDOW": True, "HAS_SINKS": True, "SOFTCAP": True}
+    fp8 = {"IS_FP8": True}
+    bm, bn, w, s, regs = prefill
+    dn, dw, ds = decode
+    base = {"HEAD_DIM": 128, "INTERPRETED": False, "G": 4, "CAUSAL": True, "BLOCK_M": bm, "BLOCK_N": bn,
+            "PREFETCH_PAGES": False}  # fmt: skip
+    dense, page16 = {"PAGED": False, "PAGE": 1, "TMA": True}, {"PAGED": True, "PAGE": 16, "TMA": False}
+    for label, extra in (("forms", forms), ("fp8", fp8), ("forms+fp8", {**forms, **fp8})):
+        if quick and label != "forms+fp8":
+            continue
+        for layout, lay in (("dense", dense), ("page16", page16)):
+            ce = {**base, **lay, "QK_AHEAD": False, **extra}
+            out.append(Variant(f"prefill {layout} {label} {bm}x{bn} w{w} s{s}", k.prefill_kernel, ce, w, s, regs,
+                               tma=lay["TMA"]))  # fmt: skip
+            ce = {**base, **lay, "TMA": False, "LAST_ROWS_FIRST": True, "TILES": False, "BLOCK_R": 1, **extra}
+            out.append(Variant(f"varlen {layout} {label} {bm}x{bn} w{w} s{s}", k.varlen_kernel, ce, w, s, regs))
+        ce = {"HEAD_DIM": 128, "INTERPRETED": False, "G": 4, "BLOCK_G": 16, "PAGED": True, "PAGE": 16, "BLOCK_N": dn,
+              "PREFETCH_PAGES": True, **extra}  # fmt: skip
+        name = f"page16 {label} n{dn} w{dw} s{ds}"
+        out.append(Variant(f"decode {name}", k.decode_kernel, {**ce, "SPLIT": True, "TMA": False}, dw, ds))
+        out.append(Variant(f"ragged-decode {name}", k.ragged_decode_kernel, ce, dw, ds))
+        out.append(Variant(f"work-decode-fused {name}", k.work_decode_kernel, {**ce, "FUSED": True}, dw, ds))
+    if quick:
+        return [v for v in out if v.name.startswith(("prefill dense", "ragged-decode"))]
+    gemma = {"HEAD_DIM": 256, "INTERPRETED": False, "G": 2, "HAS_WINDOW": True, "SOFTCAP": True}
+    for bm, bn, w, s in wide_prefill:
+        ce = {**gemma, "CAUSAL": True, "BLOCK_M": bm, "BLOCK_N": bn, "PREFETCH_PAGES": False, "QK_AHEAD": False}
+        out.append(Variant(f"prefill d256 dense {bm}x{bn} w{w} s{s}", k.prefill_kernel, {**ce, **dense}, w, s,
+                           tma=True))  # fmt: skip
+        ce = {**ce, **page16, "LAST_ROWS_FIRST": True, "TILES": False, "BLOCK_R": 1}
+        out.append(Variant(f"varlen d256 page16 {bm}x{bn} w{w} s{s}", k.varlen_kernel, ce, w, s))
+    for bn, w, s in wide_decode:
+        ce = {**gemma, "BLOCK_G": 16, "PAGED": True, "PAGE": 16, "BLOCK_N": bn, "PREFETCH_PAGES": True}
+        out.append(Variant(f"decode d256 page16 n{bn} w{w} s{s}", k.decode_kernel, {**ce, "SPLIT": True,
+                                                                                    "TMA": False}, w, s))  # fmt: skip
+        out.append(Variant(f"ragged-decode d256 page16 n{bn} w{w} s{s}", k.ragged_decode_kernel, ce, w, s))
     return out
 
 

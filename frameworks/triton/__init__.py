@@ -1,6 +1,9 @@
 """The `triton` backend: the in-repo Triton kernels of this folder (kernels.py, ops.py), for
 prefill, append and decode, dense or paged, with the autotuned configuration recorded in each row.
-On a CPU they run under Triton's interpreter when TRITON_INTERPRET=1 (slow; for tests)."""
+Every Triton kernel takes the forms (a left window, sinks, a soft-cap) and an FP8 (e4m3) cache with scales a
+tensor or a KV head; the Gluon kernels take none, so a spec with any runs the Triton kernels (backend_info
+names the kernel that ran and the forms it computed). On a CPU they run under Triton's interpreter when
+TRITON_INTERPRET=1 (slow; for tests)."""
 
 from __future__ import annotations
 
@@ -129,11 +132,15 @@ class TritonAttention(Backend):
     variants = VARIANTS
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
-        head_dims={64, 128},
+        head_dims={64, 128, 256},  # powers of two (tl.arange); 256 (Gemma-2) with its own tile configurations
         layouts={KVLayout.DENSE, KVLayout.PAGED},
         ragged=True,  # one varlen launch for prefills, chunks and decodes together
         devices={"cuda", "cpu"},  # on a CPU under Triton's interpreter
-        kv_dtypes={""},  # an FP8 cache dequantized in the decode/varlen/paged kernels: later (issue #32)
+        windows=True,  # the tiles before the window skipped; a windowed decode splits the window's keys only
+        sinks=True,  # in the kernel's epilogue, or once in the combine of a split decode
+        softcap=True,
+        kv_dtypes={"", "fp8_e4m3"},  # K/V read as e4m3, converted in the kernel, the scales folded in
+        kv_scales={"tensor", "head"},
     )
 
     def availability(self, device):
@@ -145,6 +152,8 @@ class TritonAttention(Backend):
         from . import ops
 
         self._page = spec.page_size
+        self._forms = ops.Forms(spec.window, inputs.sinks if spec.sinks else None, spec.softcap, inputs.k_scale,
+                                inputs.v_scale)  # fmt: skip
         if inputs.ragged:
             return self._prepare_ragged(spec, inputs, ops)
 
@@ -156,17 +165,18 @@ class TritonAttention(Backend):
         if spec.workload is Workload.DECODE and self._split_rule() in ops.WORK_RULES:
             self._op = ops.WorkDecode(inputs.q, k, v, [spec.kv_len] * spec.batch_size, block_table=table,
                                       page_size=spec.page_size, prefetch_pages=ahead.decode,
-                                      fused=self._split_rule() == "work-fused")  # fmt: skip
+                                      fused=self._split_rule() == "work-fused", forms=self._forms)  # fmt: skip
         elif spec.workload is Workload.DECODE:
             self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size, prefetch_pages=ahead.decode,
-                                  split_rule=self._split_rule())  # fmt: skip
+                                  split_rule=self._split_rule(), forms=self._forms)  # fmt: skip
         else:
             # a speculative step (2-16 rows on a long cache) is a decode's memory-bound loop: it takes the decode
             # kernels' page ids a step ahead (H200 A/B of 2026-11-29, paged spec-decode: 0.82-0.86x the time)
             ahead_here = ahead.prefill or ahead.decode and spec.workload is Workload.SPEC_DECODE
             self._op = self._gluon_prefill(spec, inputs, ops) or ops.Prefill(
-                inputs.q, k, v, spec.kv_len, spec.is_masked, table, spec.page_size, prefetch_pages=ahead_here
-            )
+                inputs.q, k, v, spec.kv_len, spec.is_masked, table, spec.page_size, prefetch_pages=ahead_here,
+                forms=self._forms,
+            )  # fmt: skip
         return self._op
 
     def _gluon_prefill(self, spec, inputs, ops):
@@ -187,10 +197,14 @@ class TritonAttention(Backend):
                             persistent=append)  # fmt: skip
 
     def _gluon(self, spec, inputs, ops) -> bool:
-        """Whether the Gluon kernels may run: the gluon variant allows it, the cache is dense or its pages
+        """Whether the Gluon kernels may run: the gluon variant allows it, the spec is plain attention at head
+        dim 64 or 128 on a cache in its own dtype (the Gluon kernels take no window, sinks, soft-cap or FP8:
+        such a spec runs the Triton kernels, which backend_info names), the cache is dense or its pages
         fit the varlen kernel's TMA loads (ops.gluon_pages_fit: the uniform kernel takes dense caches only), the
         tensors contiguous, and the GPU an sm90 one (gluon_capable)."""
         if self.choice["gluon"] == "off":
+            return False
+        if spec.has_form or spec.kv_dtype or spec.head_dim not in (64, 128):
             return False
         if spec.page_size is not None and not ops.gluon_pages_fit(spec.page_size):
             return False
@@ -216,15 +230,16 @@ class TritonAttention(Backend):
         gluon = self._gluon(spec, inputs, ops) and schedule == "longest-first" and pinned is None
         if batch.kind == "decode" and self._split_rule() in ops.WORK_RULES:  # a work list: pieces sized by the work
             self._op = ops.WorkDecode(inputs.q, k, v, batch.kv_lens, prefetch_pages=ahead.decode,
-                                      fused=self._split_rule() == "work-fused", **cache)  # fmt: skip
+                                      fused=self._split_rule() == "work-fused", forms=self._forms,
+                                      **cache)  # fmt: skip
         elif batch.kind == "decode":  # split-KV with a split count a request
             self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, prefetch_pages=ahead.decode,
-                                        split_rule=self._split_rule(), **cache)  # fmt: skip
+                                        split_rule=self._split_rule(), forms=self._forms, **cache)  # fmt: skip
         elif self._launches() == 2 and batch.decode_split is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
                                  streams=self._streams(), prefetch_pages=ahead, split_rule=self._split_rule(),
                                  varlen_tma=self._varlen_tma(inputs.device), varlen_config=pinned, gluon=gluon,
-                                 gluon_grid=self._gluon_grid(), **cache)  # fmt: skip
+                                 gluon_grid=self._gluon_grid(), forms=self._forms, **cache)  # fmt: skip
         elif gluon and ops.gluon_varlen_worth_it(batch.q_lens):
             from .gluon_prefill import GluonVarlen
 
@@ -234,7 +249,8 @@ class TritonAttention(Backend):
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal,
                                   schedule=schedule, prefetch_pages=ahead.prefill,
-                                  use_tma=self._varlen_tma(inputs.device), config=pinned, **cache)  # fmt: skip
+                                  use_tma=self._varlen_tma(inputs.device), config=pinned, forms=self._forms,
+                                  **cache)  # fmt: skip
         return self._op
 
     def _varlen_config(self):

@@ -12,8 +12,14 @@
 
 K/V tiles come in through tensor descriptors (TMA on Hopper) when the cache is dense, or paged with
 pages that hold whole tiles; otherwise (pages of 16 tokens, say) through gathered pointer loads.
-Autotuned (block sizes, warps, stages) on CUDA; a single small configuration under the
-interpreter (TRITON_INTERPRET=1), which runs these kernels on the CPU for the tests."""
+Autotuned (block sizes, warps, stages) on CUDA, head dims above 128 over configurations of their own
+(_WIDE_PREFILL, _WIDE_DECODE); a single small configuration under the interpreter (TRITON_INTERPRET=1), which
+runs these kernels on the CPU for the tests.
+
+Forms, each a constexpr flag whose off state compiles the plain kernel: HAS_WINDOW (a left window: the tiles
+before it skipped, a decode's splits cut from the tile that holds its first key), HAS_SINKS (a logit a query
+head in each row's denominator: in the epilogue, or once in the combine of a split), SOFTCAP (c·tanh(s / c)
+of the scaled score, before the masks) and IS_FP8 (K and V read as e4m3 with fp32 scales a KV head)."""
 
 from __future__ import annotations
 
@@ -45,7 +51,27 @@ def _prefill_configs():
     # the other's GEMMs): 495 against 449 TF/s at the readme prefill on the H100 (tools/triton_explore)
     shapes = [(128, 128, 8, 3, None), (128, 64, 8, 3, None), (256, 64, 8, 2, None), (64, 128, 4, 3, None),
               (128, 64, 8, 2, 128)]  # fmt: skip
-    return [_config({"BLOCK_M": m, "BLOCK_N": n}, w, s, r) for m, n, w, s, r in shapes]
+    return [_config({"BLOCK_M": m, "BLOCK_N": n}, w, s, r) for m, n, w, s, r in (*shapes, *_WIDE_PREFILL)]
+
+
+# head dims above 128 (Gemma-2's 256) tile with these only, the others with the rest (_by_head_dim): at 256 a
+# 128-key K and V tile of three stages is 384 KiB, beyond the 227 KiB of shared memory an H100 SM has; these
+# hold Q (BLOCK_M × 256) and two or three stages of K and V (2 × BLOCK_N × 256), 128-192 KiB in bf16
+_WIDE_PREFILL = ((128, 64, 8, 2, None), (64, 64, 4, 2, None), (64, 32, 4, 3, None))
+_WIDE_DECODE = ((64, 4, 2), (32, 4, 3), (64, 8, 2))
+WIDE_HEAD_DIM = 128  # head dims above this take the _WIDE configurations
+
+
+def _wide(config: triton.Config) -> bool:
+    kw = config.kwargs
+    key = (kw.get("BLOCK_M"), kw.get("BLOCK_N"), config.num_warps, config.num_stages, config.maxnreg)
+    return key in {*_WIDE_PREFILL, *((None, *c, None) for c in _WIDE_DECODE)}
+
+
+def _by_head_dim(configs, named_args, **kwargs):
+    """Autotuner pruning: the configurations for the launch's head dim (the wide ones above WIDE_HEAD_DIM)."""
+    wide = kwargs.get("HEAD_DIM", named_args.get("HEAD_DIM")) > WIDE_HEAD_DIM
+    return [c for c in configs if _wide(c) == wide] or configs
 
 
 def config_name(config: triton.Config) -> str:
@@ -63,7 +89,7 @@ def _decode_configs():
     if INTERPRET:
         return [_config({"BLOCK_N": 16}, 4, 1)]
     shapes = [(64, 4, 3), (128, 4, 3), (128, 8, 3), (64, 4, 4)]
-    return [_config({"BLOCK_N": n}, w, s) for n, w, s in shapes]
+    return [_config({"BLOCK_N": n}, w, s) for n, w, s in (*shapes, *_WIDE_DECODE)]
 
 
 @triton.jit
@@ -127,17 +153,28 @@ def _scores(q, k, INTERPRETED: tl.constexpr):
 
 
 @triton.jit
+def _tanh(x):
+    """tanh through exp2 (the interpreter has no libdevice): ±1 at the extremes, never NaN."""
+    return 1.0 - 2.0 / (tl.exp2(x * 2.8853900817779268) + 1.0)  # 2·log2(e)
+
+
+@triton.jit
 def _attend_tile(
     acc, m_i, l_i, ahead, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale,
     s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset,
     HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr,
-    PREFETCH: tl.constexpr,
+    PREFETCH: tl.constexpr, first=0, cap=1.0, WINDOW: tl.constexpr = False, SOFTCAP: tl.constexpr = False,
+    FP8: tl.constexpr = False,
 ):  # fmt: skip
     """One K/V tile of online softmax: returns the updated (acc, m_i, l_i, ahead); m_i is in log2 units.
     Gathered paged tiles load their page ids here, or with PREFETCH take them from `ahead` and load the
     next tile's into it. Under the interpreter the dots run in fp32: Triton 3.6's interpreter multiplies
-    bf16 operands as raw bits."""
+    bf16 operands as raw bits. The forms, each a constexpr flag (off: the code without it): WINDOW hides, in a
+    masked tile, the keys before each row's `first`; SOFTCAP maps the scaled score s to c·tanh(s / c), before
+    the masks, with qk_scale = scale / c and cap = c·log2(e) (scores then in log2 units); FP8 tiles are
+    loaded as e4m3 and converted to Q's dtype (exact: e4m3 values are bf16 and fp16 values), their scales
+    folded in by the caller (the K scale into qk_scale, the V scale into the output)."""
     pages = 0
     if PAGED and not TMA:
         if PREFETCH:
@@ -149,26 +186,36 @@ def _attend_tile(
         K, KD, BT, b, hkv, start, s_kb, s_ks, s_kh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA,
         MASKED,
     )  # fmt: skip
+    if FP8:
+        k = k.to(q.dtype)
     qk = _scores(q, k, INTERPRETED)
+    scale = qk_scale
+    if SOFTCAP:
+        qk = _tanh(qk * qk_scale) * cap
+        scale = 1.0
     if MASKED:
         cols = start + tl.arange(0, BLOCK_N)
         keep = (cols < SK)[None, :]
         if CAUSAL:
             keep = keep & (cols[None, :] <= pos[:, None] + offset)
+        if WINDOW:
+            keep = keep & (cols[None, :] >= first[:, None])
         qk = tl.where(keep, qk, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+    m_new = tl.maximum(m_i, tl.max(qk, 1) * scale)
     if MASKED:
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row that has seen no key yet
     else:
         m_use = m_new  # no score is masked, so the maximum is finite
     alpha = tl.exp2(m_i - m_use)
-    p = tl.exp2(qk * qk_scale - m_use[:, None])  # one fused multiply-add a score
+    p = tl.exp2(qk * scale - m_use[:, None])  # one fused multiply-add a score
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None]
     v = _load_tile(
         V, VD, BT, b, hkv, start, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, pages, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA,
         MASKED,
     )  # fmt: skip
+    if FP8:
+        v = v.to(q.dtype)
     if INTERPRETED:
         acc = acc + tl.dot(p, v.to(tl.float32))
     else:
@@ -182,12 +229,13 @@ def _attend_range(
     s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, SK_ROWS, offset,
     HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr,
-    PREFETCH: tl.constexpr,
+    PREFETCH: tl.constexpr, first=0, cap=1.0, WINDOW: tl.constexpr = False, SOFTCAP: tl.constexpr = False,
+    FP8: tl.constexpr = False,
 ):  # fmt: skip
-    """K/V tiles lo, lo + BLOCK_N, … < hi. A `tl.range` loop (software-pipelined over num_stages)
-    when compiled; a `while` loop under the interpreter, whose `range` takes no run-time tensor
-    bounds (Triton 3.6). Gathered paged tiles load their page ids in the tile's own step, or with
-    PREFETCH one step ahead (carried through the loop), so that the chain page id → address → K/V
+    """K/V tiles lo, lo + BLOCK_N, … < hi (the forms as _attend_tile takes them). A `tl.range` loop
+    (software-pipelined over num_stages) when compiled; a `while` loop under the interpreter, whose `range`
+    takes no run-time tensor bounds (Triton 3.6). Gathered paged tiles load their page ids in the tile's own
+    step, or with PREFETCH one step ahead (carried through the loop), so that the chain page id → address → K/V
     load does not begin with a load the step must wait for."""
     ahead = 0
     if PAGED and not TMA and PREFETCH:
@@ -198,7 +246,7 @@ def _attend_range(
             acc, m_i, l_i, ahead = _attend_tile(
                 acc, m_i, l_i, ahead, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
                 s_vs, s_vh, s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA,
-                INTERPRETED, PREFETCH,
+                INTERPRETED, PREFETCH, first, cap, WINDOW, SOFTCAP, FP8,
             )  # fmt: skip
             start += BLOCK_N
     else:
@@ -207,7 +255,7 @@ def _attend_range(
             acc, m_i, l_i, ahead = _attend_tile(
                 acc, m_i, l_i, ahead, q, K, V, KD, VD, BT, b, hkv, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
                 s_vs, s_vh, s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, MASKED, CAUSAL, TMA,
-                INTERPRETED, PREFETCH,
+                INTERPRETED, PREFETCH, first, cap, WINDOW, SOFTCAP, FP8,
             )  # fmt: skip
     return acc, m_i, l_i
 
@@ -293,9 +341,40 @@ def _key_bounds(
     return full, hi
 
 
+@triton.jit
+def _window_edge(lo, full, first, BLOCK_N: tl.constexpr):
+    """The first tile start on lo's grid (lo + i·BLOCK_N) at or after key `first`, at most `full`: the tiles
+    lo … edge − 1 hold keys before some row's window (masked), the tiles edge … full − 1 none."""
+    return tl.minimum(lo + tl.cdiv(tl.maximum(first - lo, 0), BLOCK_N) * BLOCK_N, full)
+
+
+@triton.jit
+def _window_bounds(pid_m, q_len, kv_len, window, full, G: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """(lo, edge) for row block pid_m under a left window (bottom-right: the row at query position i is key
+    position p = kv_len − q_len + i and sees keys p − window … p): no row sees a key before the tile at lo;
+    from edge on (up to `full`, _key_bounds') every row sees every key. Tiles lo … edge − 1 are masked."""
+    offset = kv_len - q_len
+    pos_first = (pid_m * BLOCK_M) // G
+    pos_last = tl.minimum((pid_m * BLOCK_M + BLOCK_M - 1) // G, q_len - 1)
+    lo = (tl.maximum(offset + pos_first - window, 0) // BLOCK_N) * BLOCK_N
+    return lo, _window_edge(lo, full, offset + pos_last - window, BLOCK_N)
+
+
+@triton.jit
+def _sink_share(SINKS, head, ok, m_i, l_i):
+    """The share of a row's softmax its keys keep beside its sink logit (SINKS: log2 units, one a query head):
+    1 / (1 + 2^(sink − lse)), lse = log2 Σ 2^score of the keys (m_i + log2 l_i)."""
+    sink = tl.load(SINKS + head, mask=ok, other=0.0)
+    return 1.0 / (1.0 + tl.exp2(sink - (m_i + tl.log2(l_i))))
+
+
+FORM_KEYS = ["HAS_WINDOW", "HAS_SINKS", "SOFTCAP", "IS_FP8"]  # each form a specialization, tuned on itself
+
+
 @triton.autotune(
     configs=_prefill_configs(),
-    key=["SQ", "SK", "B", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "TMA", "PREFETCH_PAGES"],
+    key=["SQ", "SK", "B", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "TMA", "PREFETCH_PAGES", *FORM_KEYS],
+    prune_configs_by={"early_config_prune": _by_head_dim},
 )
 @triton.jit(do_not_specialize=["B"])
 def prefill_kernel(
@@ -305,7 +384,15 @@ def prefill_kernel(
     G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, CAUSAL: tl.constexpr,
     TMA: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     QK_AHEAD: tl.constexpr = False, PREFETCH_PAGES: tl.constexpr = False, B=1,
+    SINKS=None, K_SCALE=None, V_SCALE=None, window=None, softcap=None, HAS_WINDOW: tl.constexpr = False,
+    HAS_SINKS: tl.constexpr = False, SOFTCAP: tl.constexpr = False, IS_FP8: tl.constexpr = False,
 ):  # fmt: skip
+    """The forms, each a constexpr flag whose off state compiles the plain kernel: HAS_WINDOW (a left window of
+    `window` keys: the tiles before it skipped, its edge masked), HAS_SINKS (SINKS, log2 units, [Hq]: each row's
+    share beside its sink at the end), SOFTCAP (qk_scale = scale / c, softcap = c·log2(e): _attend_tile),
+    IS_FP8 (K and V in e4m3, K_SCALE and V_SCALE fp32 [Hkv]: the K scale folded into qk_scale, the V scale
+    into the output). QK_AHEAD (a pinned exploration variant) takes none of them."""
+    tl.static_assert(not (QK_AHEAD and (HAS_WINDOW or SOFTCAP or IS_FP8)), "QK_AHEAD: plain attention only")
     # causal row blocks near the end of the sequence see the most keys: launch those first
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -322,31 +409,63 @@ def prefill_kernel(
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     offset = SK - SQ
+    if IS_FP8:
+        qk_scale = qk_scale * tl.load(K_SCALE + hkv)
     full, hi = _key_bounds(pid_m, SQ, SK, G, CAUSAL, BLOCK_M, BLOCK_N)
+    start = 0
+    first = pos  # the window's first key a row (used only with HAS_WINDOW)
+    if HAS_WINDOW:  # the tiles before the window are never visited; those across its edge are masked
+        first = pos + offset - window
+        lo, start = _window_bounds(pid_m, SQ, SK, window, full, G, BLOCK_M, BLOCK_N)
+        acc, m_i, l_i = _attend_range(
+            acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, lo, start, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs,
+            s_vh, s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, TMA, INTERPRETED,
+            PREFETCH_PAGES, first, softcap, HAS_WINDOW, SOFTCAP, IS_FP8,
+        )  # fmt: skip
     # tiles every row sees in full: no mask; then the diagonal and the ragged tail, masked
     if QK_AHEAD:  # a pinned variant (tools/triton_explore.py): the next tile's Q·Kᵀ before this one's softmax
-        if full > 0:
+        if full > start:
             acc, m_i, l_i = _attend_full_qk_ahead(
-                acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, 0, full, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
-                s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA, INTERPRETED,
+                acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, full, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs,
+                s_vh, s_btb, SK, SK_ROWS, HEAD_DIM, PAGED, PAGE, BLOCK_N, TMA, INTERPRETED,
             )  # fmt: skip
     else:
         acc, m_i, l_i = _attend_range(
-            acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
-            s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, TMA, INTERPRETED, PREFETCH_PAGES,
+            acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs,
+            s_vh, s_btb, SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, TMA, INTERPRETED,
+            PREFETCH_PAGES, first, softcap, HAS_WINDOW, SOFTCAP, IS_FP8,
         )  # fmt: skip
     acc, m_i, l_i = _attend_range(
         acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, full, hi, pos, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
-        SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, TMA, INTERPRETED, PREFETCH_PAGES,
+        SK, SK_ROWS, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, TMA, INTERPRETED, PREFETCH_PAGES, first,
+        softcap, HAS_WINDOW, SOFTCAP, IS_FP8,
     )  # fmt: skip
     out = acc / l_i[:, None]
+    if HAS_SINKS:
+        out = out * _sink_share(SINKS, head, row_ok, m_i, l_i)[:, None]
+    if IS_FP8:
+        out = out * tl.load(V_SCALE + hkv)
     o_ptrs = O + b.to(tl.int64) * s_ob + pos.to(tl.int64)[:, None] * s_os + head[:, None] * s_oh + d[None, :]
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=row_ok[:, None])
 
 
 @triton.autotune(
     configs=_prefill_configs(),
-    key=["MAX_Q", "NUM_REQ", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "CAUSAL", "PREFETCH_PAGES", "TILES", "TMA"],
+    key=[
+        "MAX_Q",
+        "NUM_REQ",
+        "HKV",
+        "G",
+        "HEAD_DIM",
+        "PAGED",
+        "PAGE",
+        "CAUSAL",
+        "PREFETCH_PAGES",
+        "TILES",
+        "TMA",
+        *FORM_KEYS,
+    ],
+    prune_configs_by={"early_config_prune": _by_head_dim},
 )
 @triton.jit
 def varlen_kernel(
@@ -356,7 +475,9 @@ def varlen_kernel(
     G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, CAUSAL: tl.constexpr,
     LAST_ROWS_FIRST: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     PREFETCH_PAGES: tl.constexpr = False, TILES: tl.constexpr = False, BLOCK_R: tl.constexpr = 1,
-    TMA: tl.constexpr = False,
+    TMA: tl.constexpr = False, SINKS=None, K_SCALE=None, V_SCALE=None, window=None, softcap=None,
+    HAS_WINDOW: tl.constexpr = False, HAS_SINKS: tl.constexpr = False, SOFTCAP: tl.constexpr = False,
+    IS_FP8: tl.constexpr = False,
 ):  # fmt: skip
     """A ragged batch in one launch: program (row block, request × KV head) over the packed queries of
     its request (rows CU_Q[b] …) against that request's keys: dense packed (rows CU_K[b] …) or paged
@@ -370,7 +491,8 @@ def varlen_kernel(
     sum over the NUM_REQ ≤ BLOCK_R requests), so no program is launched past its request's rows.
     TMA (dense only): K/V tiles through descriptors KD, VD over the packed [Σ kv_len, Hkv·D] view, from the
     request's first key row CU_K[b]; a tile past the request's end reads the next request's keys (or zeros at
-    the end), which the key mask drops as it drops them in the uniform kernel."""
+    the end), which the key mask drops as it drops them in the uniform kernel.
+    The forms as prefill_kernel takes them, the window per request (bottom-right in its own keys)."""
     if TILES:
         pid = tl.program_id(0) // HKV
         hkv = tl.program_id(0) % HKV
@@ -412,25 +534,56 @@ def varlen_kernel(
         l_i = tl.zeros([BLOCK_M], tl.float32)
         acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
         offset = kv_len - q_len
+        scale = qk_scale
+        if IS_FP8:
+            scale = qk_scale * tl.load(K_SCALE + hkv)
         full, hi = _key_bounds(pid_m, q_len, kv_len, G, CAUSAL, BLOCK_M, BLOCK_N)
+        start = 0
+        first = pos  # the window's first key a row (used only with HAS_WINDOW)
+        if HAS_WINDOW:
+            first = pos + offset - window
+            lo, start = _window_bounds(pid_m, q_len, kv_len, window, full, G, BLOCK_M, BLOCK_N)
+            acc, m_i, l_i = _attend_range(
+                acc, m_i, l_i, q, k_base, v_base, KD, VD, BT, kv_b, hkv, lo, start, pos, scale, s_kb, s_ks, s_kh,
+                s_vb, s_vs, s_vh, s_btb, kv_len, 1, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, TMA,
+                INTERPRETED, PREFETCH_PAGES, first, softcap, HAS_WINDOW, SOFTCAP, IS_FP8,
+            )  # fmt: skip
         acc, m_i, l_i = _attend_range(
-            acc, m_i, l_i, q, k_base, v_base, KD, VD, BT, kv_b, hkv, 0, full, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
+            acc, m_i, l_i, q, k_base, v_base, KD, VD, BT, kv_b, hkv, start, full, pos, scale, s_kb, s_ks, s_kh, s_vb,
             s_vs, s_vh, s_btb, kv_len, 1, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, CAUSAL, TMA, INTERPRETED,
-            PREFETCH_PAGES,
+            PREFETCH_PAGES, first, softcap, HAS_WINDOW, SOFTCAP, IS_FP8,
         )  # fmt: skip
         acc, m_i, l_i = _attend_range(
-            acc, m_i, l_i, q, k_base, v_base, KD, VD, BT, kv_b, hkv, full, hi, pos, qk_scale, s_kb, s_ks, s_kh, s_vb,
+            acc, m_i, l_i, q, k_base, v_base, KD, VD, BT, kv_b, hkv, full, hi, pos, scale, s_kb, s_ks, s_kh, s_vb,
             s_vs, s_vh, s_btb, kv_len, 1, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, TMA, INTERPRETED,
-            PREFETCH_PAGES,
+            PREFETCH_PAGES, first, softcap, HAS_WINDOW, SOFTCAP, IS_FP8,
         )  # fmt: skip
         out = acc / l_i[:, None]
+        if HAS_SINKS:
+            out = out * _sink_share(SINKS, head, row_ok, m_i, l_i)[:, None]
+        if IS_FP8:
+            out = out * tl.load(V_SCALE + hkv)
         tl.store(O + q_rows[:, None] * s_os + head[:, None] * s_oh + d[None, :], out.to(O.dtype.element_ty),
                  mask=row_ok[:, None])  # fmt: skip
 
 
 @triton.autotune(
     configs=_decode_configs(),
-    key=["SK", "B", "NUM_SPLITS", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "SPLIT", "TMA", "PREFETCH_PAGES"],
+    key=[
+        "SK",
+        "B",
+        "NUM_SPLITS",
+        "HKV",
+        "G",
+        "HEAD_DIM",
+        "PAGED",
+        "PAGE",
+        "SPLIT",
+        "TMA",
+        "PREFETCH_PAGES",
+        *FORM_KEYS,
+    ],
+    prune_configs_by={"early_config_prune": _by_head_dim},
 )
 @triton.jit(do_not_specialize=["B"])
 def decode_kernel(
@@ -439,8 +592,14 @@ def decode_kernel(
     SK, SK_ROWS, HKV, NUM_SPLITS, tokens_per_split, qk_scale,
     G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr,
     SPLIT: tl.constexpr, TMA: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr,
-    PREFETCH_PAGES: tl.constexpr = False, B=1,
+    PREFETCH_PAGES: tl.constexpr = False, B=1, SINKS=None, K_SCALE=None, V_SCALE=None, window=None, softcap=None,
+    HAS_WINDOW: tl.constexpr = False, HAS_SINKS: tl.constexpr = False, SOFTCAP: tl.constexpr = False,
+    IS_FP8: tl.constexpr = False,
 ):  # fmt: skip
+    """One query a request: program (request × KV head, split) over keys split · tokens_per_split …, or with
+    HAS_WINDOW over the window's keys only, from the tile that holds its first key (SK − 1 − window): the
+    splits cut those, so the time does not grow with the cache; a split past them writes an empty partial.
+    The sinks join in the combine when SPLIT (once, there), else here; the other forms as prefill_kernel's."""
     pid_bh = tl.program_id(0)
     split = tl.program_id(1)
     b = pid_bh // HKV
@@ -453,23 +612,48 @@ def decode_kernel(
     m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_G], tl.float32)
     acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+    if IS_FP8:
+        qk_scale = qk_scale * tl.load(K_SCALE + hkv)
     lo = split * tokens_per_split
     hi = tl.minimum(SK, lo + tokens_per_split)
+    first = g  # the window's first key (used only with HAS_WINDOW)
+    if HAS_WINDOW:
+        key0 = tl.maximum(SK - 1 - window, 0)
+        first = tl.zeros([BLOCK_G], tl.int32) + key0
+        lo = (key0 // BLOCK_N) * BLOCK_N + split * tokens_per_split
+        hi = tl.maximum(lo, tl.minimum(SK, lo + tokens_per_split))  # empty past the window's end
     full = lo + ((hi - lo) // BLOCK_N) * BLOCK_N  # whole tiles; only the last split has a ragged tail
+    start = lo
+    if HAS_WINDOW:
+        start = _window_edge(lo, full, key0, BLOCK_N)
+        acc, m_i, l_i = _attend_range(
+            acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, lo, start, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
+            s_btb, hi, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, TMA, INTERPRETED, PREFETCH_PAGES,
+            first, softcap, HAS_WINDOW, SOFTCAP, IS_FP8,
+        )  # fmt: skip
     acc, m_i, l_i = _attend_range(
-        acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, lo, full, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
-        SK, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, False, TMA, INTERPRETED, PREFETCH_PAGES,
+        acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, start, full, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
+        s_btb, SK, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, False, TMA, INTERPRETED, PREFETCH_PAGES, first,
+        softcap, HAS_WINDOW, SOFTCAP, IS_FP8,
     )  # fmt: skip
     acc, m_i, l_i = _attend_range(
         acc, m_i, l_i, q, K, V, KD, VD, BT, b, hkv, full, hi, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb,
-        hi, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, TMA, INTERPRETED, PREFETCH_PAGES,
+        hi, SK_ROWS, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, TMA, INTERPRETED, PREFETCH_PAGES, first,
+        softcap, HAS_WINDOW, SOFTCAP, IS_FP8,
     )  # fmt: skip
-    out = acc / l_i[:, None]
+    if HAS_WINDOW:  # an empty split: output 0, log-sum-exp −inf (weighed by zero in the combine)
+        out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    else:
+        out = acc / l_i[:, None]
+    if IS_FP8:
+        out = out * tl.load(V_SCALE + hkv)
     if SPLIT:
         part = (b * HKV + hkv).to(tl.int64) * NUM_SPLITS + split
         tl.store(O_PART + (part * BLOCK_G + g)[:, None] * HEAD_DIM + d[None, :], out, mask=g_ok[:, None])
         tl.store(LSE_PART + part * BLOCK_G + g, m_i + tl.log2(l_i), mask=g_ok)
     else:
+        if HAS_SINKS:
+            out = out * _sink_share(SINKS, head, g_ok, m_i, l_i)[:, None]
         tl.store(
             O + b.to(tl.int64) * s_ob + head[:, None] * s_oh + d[None, :],
             out.to(O.dtype.element_ty),
@@ -477,9 +661,46 @@ def decode_kernel(
         )
 
 
+@triton.jit
+def _attend_keys(
+    acc, m_i, l_i, q, K, V, BT, b, hkv, lo, full, hi, g, qk_scale, K_SCALE, window, softcap,
+    s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, kv_len,
+    BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
+    INTERPRETED: tl.constexpr, PREFETCH: tl.constexpr, WINDOW: tl.constexpr, SOFTCAP: tl.constexpr,
+    FP8: tl.constexpr,
+):  # fmt: skip
+    """Keys lo … hi − 1 of one request's gathered cache for a decode's query group (ragged and work-list
+    decodes): whole tiles lo … full − 1 unmasked (their page ids bounded by SK), the tail masked; with WINDOW
+    the tiles before the one that holds the first key of the window of a kv_len-key cache masked too."""
+    if FP8:
+        qk_scale = qk_scale * tl.load(K_SCALE + hkv)
+    start = lo
+    first = g  # the window's first key (used only with WINDOW)
+    if WINDOW:
+        key0 = tl.maximum(kv_len - 1 - window, 0)
+        first = tl.zeros([BLOCK_G], tl.int32) + key0
+        start = _window_edge(lo, full, key0, BLOCK_N)
+        acc, m_i, l_i = _attend_range(
+            acc, m_i, l_i, q, K, V, None, None, BT, b, hkv, lo, start, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs,
+            s_vh, s_btb, hi, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, False, INTERPRETED, PREFETCH, first,
+            softcap, WINDOW, SOFTCAP, FP8,
+        )  # fmt: skip
+    acc, m_i, l_i = _attend_range(
+        acc, m_i, l_i, q, K, V, None, None, BT, b, hkv, start, full, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
+        s_btb, SK, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, False, False, INTERPRETED, PREFETCH, first, softcap,
+        WINDOW, SOFTCAP, FP8,
+    )  # fmt: skip
+    return _attend_range(
+        acc, m_i, l_i, q, K, V, None, None, BT, b, hkv, full, hi, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
+        s_btb, hi, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, False, INTERPRETED, PREFETCH, first, softcap,
+        WINDOW, SOFTCAP, FP8,
+    )  # fmt: skip
+
+
 @triton.autotune(
     configs=_decode_configs(),
-    key=["MAX_K", "B", "NUM_SPLITS", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "PREFETCH_PAGES"],
+    key=["MAX_K", "B", "NUM_SPLITS", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "PREFETCH_PAGES", *FORM_KEYS],
+    prune_configs_by={"early_config_prune": _by_head_dim},
 )
 @triton.jit(do_not_specialize=["B"])
 def ragged_decode_kernel(
@@ -488,10 +709,14 @@ def ragged_decode_kernel(
     MAX_K, HKV, NUM_SPLITS, tokens_per_split, qk_scale,
     G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr,
     INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr, PREFETCH_PAGES: tl.constexpr = False, B=1,
+    SINKS=None, K_SCALE=None, V_SCALE=None, window=None, softcap=None, HAS_WINDOW: tl.constexpr = False,
+    HAS_SINKS: tl.constexpr = False, SOFTCAP: tl.constexpr = False, IS_FP8: tl.constexpr = False,
 ):  # fmt: skip
     """Decodes on caches of different lengths: program (request × KV head, split). The splits cut the
     longest cache; a request uses as many as its own length needs (its split count), and a split past
-    its end writes an empty partial (log-sum-exp −inf, output 0) that the combine weighs by zero."""
+    its end writes an empty partial (log-sum-exp −inf, output 0) that the combine weighs by zero.
+    HAS_WINDOW: the splits cut each request's window only, from the tile that holds its first key (as
+    decode_kernel). The sinks join in the combine; the other forms as prefill_kernel's."""
     pid_bh = tl.program_id(0)
     split = tl.program_id(1)
     b = pid_bh // HKV
@@ -502,6 +727,9 @@ def ragged_decode_kernel(
     d = tl.arange(0, HEAD_DIM)
     part = (b * HKV + hkv).to(tl.int64) * NUM_SPLITS + split
     lo = split * tokens_per_split
+    if HAS_WINDOW:
+        key0 = tl.maximum(kv_len - 1 - window, 0)
+        lo = (key0 // BLOCK_N) * BLOCK_N + split * tokens_per_split
     hi = tl.minimum(kv_len, lo + tokens_per_split)
     out = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
     lse = tl.full([BLOCK_G], float("-inf"), tl.float32)
@@ -517,17 +745,14 @@ def ragged_decode_kernel(
         l_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
         full = lo + ((hi - lo) // BLOCK_N) * BLOCK_N
-        acc, m_i, l_i = _attend_range(
-            acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, lo, full, g, qk_scale, s_kb, s_ks, s_kh, s_vb,
-            s_vs, s_vh, s_btb, kv_len, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, False, False, INTERPRETED,
-            PREFETCH_PAGES,
-        )  # fmt: skip
-        acc, m_i, l_i = _attend_range(
-            acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, full, hi, g, qk_scale, s_kb, s_ks, s_kh, s_vb,
-            s_vs, s_vh, s_btb, hi, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, False, INTERPRETED,
-            PREFETCH_PAGES,
+        acc, m_i, l_i = _attend_keys(
+            acc, m_i, l_i, q, k_base, v_base, BT, b, hkv, lo, full, hi, g, qk_scale, K_SCALE, window, softcap, s_kb,
+            s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, kv_len, kv_len, BLOCK_G, HEAD_DIM, PAGED, PAGE, BLOCK_N, INTERPRETED,
+            PREFETCH_PAGES, HAS_WINDOW, SOFTCAP, IS_FP8,
         )  # fmt: skip
         out = acc / l_i[:, None]
+        if IS_FP8:
+            out = out * tl.load(V_SCALE + hkv)
         lse = m_i + tl.log2(l_i)
     tl.store(O_PART + (part * BLOCK_G + g)[:, None] * HEAD_DIM + d[None, :], out, mask=g_ok[:, None])
     tl.store(LSE_PART + part * BLOCK_G + g, lse, mask=g_ok)
@@ -537,8 +762,10 @@ def ragged_decode_kernel(
 def combine_kernel(
     O_PART, LSE_PART, O, s_ob, s_oh, HKV, NUM_SPLITS,
     G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
+    SINKS=None, HAS_SINKS: tl.constexpr = False,
 ):  # fmt: skip
-    """out = Σ_s 2^(lse_s − max) · o_s / Σ_s 2^(lse_s − max): exact, overflow-free for any logits."""
+    """out = Σ_s 2^(lse_s − max) · o_s / Σ_s 2^(lse_s − max): exact, overflow-free for any logits. HAS_SINKS:
+    the query head's sink (SINKS, log2 units) is one more term of the denominator, here and nowhere else."""
     pid = tl.program_id(0)  # (batch, query head)
     hq = pid % (HKV * G)
     b = pid // (HKV * G)
@@ -550,15 +777,22 @@ def combine_kernel(
     part = (b * HKV + hkv).to(tl.int64) * NUM_SPLITS + s
     lse = tl.load(LSE_PART + part * BLOCK_G + g, mask=s_ok, other=float("-inf"))
     m = tl.max(lse, 0)
+    if HAS_SINKS:
+        sink = tl.load(SINKS + hq)
+        m = tl.maximum(m, sink)
     w = tl.where(s_ok, tl.exp2(lse - m), 0.0)
     o = tl.load(O_PART + (part * BLOCK_G + g)[:, None] * HEAD_DIM + d[None, :], mask=s_ok[:, None], other=0.0)
-    out = tl.sum(o * w[:, None], 0) / tl.sum(w, 0)
+    total = tl.sum(w, 0)
+    if HAS_SINKS:
+        total += tl.exp2(sink - m)
+    out = tl.sum(o * w[:, None], 0) / total
     tl.store(O + b.to(tl.int64) * s_ob + hq * s_oh + d, out.to(O.dtype.element_ty))
 
 
 @triton.autotune(
     configs=_decode_configs(),
-    key=["NUM_ITEMS", "ITEM_TOKENS", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "PREFETCH_PAGES"],
+    key=["NUM_ITEMS", "ITEM_TOKENS", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "PREFETCH_PAGES", *FORM_KEYS],
+    prune_configs_by={"early_config_prune": _by_head_dim},
 )
 @triton.jit(do_not_specialize=["NUM_ITEMS", "ITEM_TOKENS"])
 def work_decode_kernel(
@@ -567,7 +801,9 @@ def work_decode_kernel(
     HKV, qk_scale, NUM_ITEMS, ITEM_TOKENS,
     G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr,
     INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr, PREFETCH_PAGES: tl.constexpr = False,
-    FUSED: tl.constexpr = False,
+    FUSED: tl.constexpr = False, SEQ_K=None, SINKS=None, K_SCALE=None, V_SCALE=None, window=None, softcap=None,
+    HAS_WINDOW: tl.constexpr = False, HAS_SINKS: tl.constexpr = False, SOFTCAP: tl.constexpr = False,
+    IS_FP8: tl.constexpr = False,
 ):  # fmt: skip
     """Decodes scheduled by work (schedule.py): program p takes item p of the work list WORK, int32 [N, 8]
     (request, KV head, lo, hi, part, first, pieces, counter), longest first: keys lo … hi − 1 of the request's
@@ -576,7 +812,10 @@ def work_decode_kernel(
     write a partial output and log-sum-exp at `part`, merged by `work_combine_kernel`, or with FUSED by the
     last of the (request, KV head)'s pieces to finish (COUNTERS[counter] counts them, and is set back to 0 for
     the next call), so that the call is one launch. NUM_ITEMS and ITEM_TOKENS (the longest item) only key the
-    autotuner. Boundaries lo are multiples of the largest BLOCK_N (the planner's granule)."""
+    autotuner. Boundaries lo are multiples of the largest BLOCK_N (the planner's granule).
+    HAS_WINDOW: the planner cut each request's window only (schedule.window_starts), and the item that holds
+    its first key (SEQ_K[request] − 1 − window) masks the keys before it. The sinks join where a request's
+    output is written: by a request of one piece, by the fused merge or by work_combine_kernel."""
     item = WORK + tl.program_id(0) * 8
     b = tl.load(item)
     hkv = tl.load(item + 1)
@@ -600,19 +839,21 @@ def work_decode_kernel(
         l_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
         full = lo + ((hi - lo) // BLOCK_N) * BLOCK_N
-        acc, m_i, l_i = _attend_range(
-            acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, lo, full, g, qk_scale, s_kb, s_ks, s_kh, s_vb,
-            s_vs, s_vh, s_btb, hi, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, False, False, False, INTERPRETED,
-            PREFETCH_PAGES,
-        )  # fmt: skip
-        acc, m_i, l_i = _attend_range(
-            acc, m_i, l_i, q, k_base, v_base, None, None, BT, b, hkv, full, hi, g, qk_scale, s_kb, s_ks, s_kh, s_vb,
-            s_vs, s_vh, s_btb, hi, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, False, INTERPRETED,
-            PREFETCH_PAGES,
+        kv_len = hi  # the request's length: read only for a window
+        if HAS_WINDOW:
+            kv_len = tl.load(SEQ_K + b)
+        acc, m_i, l_i = _attend_keys(
+            acc, m_i, l_i, q, k_base, v_base, BT, b, hkv, lo, full, hi, g, qk_scale, K_SCALE, window, softcap, s_kb,
+            s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, hi, kv_len, BLOCK_G, HEAD_DIM, PAGED, PAGE, BLOCK_N, INTERPRETED,
+            PREFETCH_PAGES, HAS_WINDOW, SOFTCAP, IS_FP8,
         )  # fmt: skip
         out = acc / l_i[:, None]
+        if IS_FP8:
+            out = out * tl.load(V_SCALE + hkv)
         lse = m_i + tl.log2(l_i)
     if part < 0:
+        if HAS_SINKS:  # 1 / (1 + 2^(sink − lse)): as _sink_share, from the log-sum-exp
+            out = out / (1.0 + tl.exp2(tl.load(SINKS + head, mask=g_ok, other=0.0) - lse))[:, None]
         o_ptrs = O + b.to(tl.int64) * s_ob + head[:, None] * s_oh + d[None, :]
         tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=g_ok[:, None])
     else:
@@ -626,7 +867,8 @@ def work_decode_kernel(
             tl.debug_barrier()  # every thread's partial stored before the count says so (released at GPU scope)
             done = tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu")
             if done == pieces - 1:  # the last piece: every other one is stored and visible (acquired)
-                merged = _merge_pieces(O_PART, LSE_PART, first, pieces, g, g_ok, d, BLOCK_G, HEAD_DIM, INTERPRETED)
+                merged = _merge_pieces(O_PART, LSE_PART, first, pieces, g, g_ok, d, BLOCK_G, HEAD_DIM, INTERPRETED,
+                                       SINKS, head, HAS_SINKS)  # fmt: skip
                 o_ptrs = O + b.to(tl.int64) * s_ob + head[:, None] * s_oh + d[None, :]
                 tl.store(o_ptrs, merged.to(O.dtype.element_ty), mask=g_ok[:, None])
                 tl.store(counter, 0)  # for the next call: every piece of this launch has counted
@@ -635,10 +877,11 @@ def work_decode_kernel(
 @triton.jit
 def _merge_pieces(
     O_PART, LSE_PART, first, pieces, g, g_ok, d, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr,
-    INTERPRETED: tl.constexpr,
+    INTERPRETED: tl.constexpr, SINKS=None, head=None, HAS_SINKS: tl.constexpr = False,
 ):  # fmt: skip
     """The query group's output from its pieces first … first + pieces − 1, one at a time with a running
-    maximum (as work_combine_kernel); loads through L2 (.cg), where the other SMs' partials are."""
+    maximum (as work_combine_kernel); loads through L2 (.cg), where the other SMs' partials are. HAS_SINKS:
+    each head's sink (SINKS[head], log2 units) joins the denominator once, after the pieces."""
     m = tl.full([BLOCK_G], float("-inf"), tl.float32)
     total = tl.zeros([BLOCK_G], tl.float32)
     acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
@@ -650,6 +893,12 @@ def _merge_pieces(
     else:
         for p in tl.range(0, pieces):
             acc, m, total = _merge_step(O_PART, LSE_PART, acc, m, total, first + p, g, g_ok, d, BLOCK_G, HEAD_DIM)
+    if HAS_SINKS:
+        sink = tl.load(SINKS + head, mask=g_ok, other=0.0)
+        m_new = tl.maximum(m, sink)
+        alpha = tl.exp2(m - m_new)
+        acc = acc * alpha[:, None]
+        total = total * alpha + tl.exp2(sink - m_new)
     return acc / tl.where(total > 0, total, 1.0)[:, None]  # padding rows of the group (total 0) stay finite
 
 
@@ -671,11 +920,12 @@ def _merge_step(
 def work_combine_kernel(
     O_PART, LSE_PART, O, COMBINED, s_ob, s_oh, HQ,
     G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
-    INTERPRETED: tl.constexpr,
+    INTERPRETED: tl.constexpr, SINKS=None, HAS_SINKS: tl.constexpr = False,
 ):  # fmt: skip
     """The pieces of each split request merged: program (row r of COMBINED, int32 [R, 3] (request, first part,
     pieces), query head). A request's pieces for KV head h sit at first + h · pieces + 0 … pieces − 1; any
-    number of them, BLOCK_S at a time with a running maximum (exact and overflow-free, as combine_kernel)."""
+    number of them, BLOCK_S at a time with a running maximum (exact and overflow-free, as combine_kernel).
+    HAS_SINKS: the head's sink (SINKS, log2 units) joins the denominator once, after the pieces."""
     pid = tl.program_id(0)
     row = COMBINED + (pid // HQ) * 3
     hq = pid % HQ
@@ -698,6 +948,12 @@ def work_combine_kernel(
         for start in tl.range(0, pieces, BLOCK_S):
             acc, m, total = _combine_step(O_PART, LSE_PART, acc, m, total, first, start, pieces, g, s, d, BLOCK_G,
                                           HEAD_DIM)  # fmt: skip
+    if HAS_SINKS:
+        sink = tl.load(SINKS + hq)
+        m_new = tl.maximum(m, sink)
+        alpha = tl.exp2(m - m_new)
+        acc = acc * alpha
+        total = total * alpha + tl.exp2(sink - m_new)
     tl.store(O + b.to(tl.int64) * s_ob + hq * s_oh + d, (acc / total).to(O.dtype.element_ty))
 
 

@@ -28,6 +28,7 @@ from .schedule import (  # noqa: F401 - re-exported: callers and tests read them
     heaviest_first,
     plan_work,
     sm_count,
+    window_lens,
     work_tensors,
 )
 
@@ -38,6 +39,15 @@ SPLIT_GRANULE = 128  # tokens: a split covers a multiple of the largest decode B
 PROGRAMS_PER_SM = 1  # decode splits until about one program a multiprocessor (H100, v2: 4 a SM was slower)
 # the largest tile any configuration loads: a paged cache goes through TMA only if its pages hold it
 MAX_BLOCK_N = max(c.kwargs["BLOCK_N"] for c in (*prefill_kernel.configs, *decode_kernel.configs))
+DECODE_BLOCK_N = max(c.kwargs["BLOCK_N"] for c in decode_kernel.configs)  # the largest tile a decode reads
+
+
+def window_keys(kv_lens, window: int | None, granule: int) -> list[int]:
+    """The keys each decode of a split-KV launch reads under a left window: from the tile that holds the
+    window's first key, the kernels' tiles being any of the decode BLOCK_N (powers of two), so counted from
+    the start of the granule or of the largest tile (the coarser) that holds it: never fewer than the kernel
+    reads, whichever configuration the autotuner picks."""
+    return window_lens(kv_lens, window, max(granule, DECODE_BLOCK_N))
 
 
 def choose_splits(batch: int, kv_heads: int, kv_len: int, sms: int, granule: int = SPLIT_GRANULE) -> tuple[int, int]:
@@ -82,6 +92,35 @@ def choose_splits_waves(kv_lens, kv_heads: int, sms: int, granule: int = SPLIT_G
             best = (key, tokens)
     tokens = best[1]
     return triton.cdiv(max(lens), tokens), tokens
+
+
+class Forms(NamedTuple):
+    """The attention forms a launch computes (the spec's window, sinks and soft-cap; an FP8 cache's scales),
+    as the kernels take them: `kernel_kw` gives every launch its keyword arguments, built once (prepare). The
+    default, no form, gives the plain kernels: every flag False, every form argument None."""
+
+    window: int | None = None  # left window in keys (spec.window)
+    sinks: torch.Tensor | None = None  # fp32 [Hq] logits (AttentionInputs.sinks)
+    softcap: float | None = None  # scores -> softcap · tanh(scores / softcap), the scale applied first
+    k_scale: torch.Tensor | None = None  # FP8 (e4m3) K and V: fp32 scales, 0-d (a tensor) or [Hkv] (a KV head)
+    v_scale: torch.Tensor | None = None
+
+    def kernel_kw(self, head_dim: int, kv_heads: int) -> dict:
+        """qk_scale and the forms' arguments: the sinks in log2 units, the scales one a KV head (a tensor's
+        scale repeated), the soft-cap as qk_scale = scale / c (on the raw Q·Kᵀ) and softcap = c · log2(e)."""
+        scale = head_dim**-0.5
+        kw = {"qk_scale": scale * LOG2E, "HAS_WINDOW": self.window is not None, "HAS_SINKS": self.sinks is not None,
+              "SOFTCAP": self.softcap is not None, "IS_FP8": self.k_scale is not None}  # fmt: skip
+        if self.window is not None:
+            kw["window"] = int(self.window)
+        if self.softcap is not None:
+            kw["qk_scale"], kw["softcap"] = scale / self.softcap, self.softcap * LOG2E
+        if self.sinks is not None:
+            kw["SINKS"] = (self.sinks.float() * LOG2E).contiguous()
+        if self.k_scale is not None:
+            per_head = lambda t: t.float().reshape(-1).expand(kv_heads).contiguous()  # noqa: E731
+            kw["K_SCALE"], kw["V_SCALE"] = per_head(self.k_scale), per_head(self.v_scale)
+        return kw
 
 
 def _block_table_args(block_table):
@@ -139,9 +178,11 @@ class Prefill:
     def __init__(
         self, q, k, v, kv_len: int, causal: bool, block_table=None, page_size: int | None = None,
         use_tma: bool | None = None, config: triton.Config | None = None, prefetch_pages: bool = False,
+        forms: Forms = Forms(),
     ):  # fmt: skip
         """config pins one configuration (BLOCK_M, BLOCK_N, warps, stages) instead of autotuning.
-        prefetch_pages: gathered paged tiles load the next tile's page ids a step ahead (kernels._attend_range)."""
+        prefetch_pages: gathered paged tiles load the next tile's page ids a step ahead (kernels._attend_range).
+        forms: a window, sinks, a soft-cap, an FP8 cache (K and V in e4m3 with their scales)."""
         b, sq, hq, d = q.shape
         self.pinned = config
         hkv = k.shape[2]
@@ -150,10 +191,10 @@ class Prefill:
         self.bt, self.s_btb = _block_table_args(block_table)
         self.kd, self.vd, rows = kv_descriptors(k, v, page_size, use_tma)
         self.kw = {
-            "SQ": sq, "SK": kv_len, "SK_ROWS": rows, "B": b, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "G": hq // hkv,
+            "SQ": sq, "SK": kv_len, "SK_ROWS": rows, "B": b, "HKV": hkv, "G": hq // hkv,
             "HEAD_DIM": d, "PAGED": block_table is not None, "PAGE": page_size or 1, "CAUSAL": causal,
             "TMA": self.kd is not None, "INTERPRETED": INTERPRET,
-            "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table, self.kd),
+            "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table, self.kd), **forms.kernel_kw(d, hkv),
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
@@ -180,7 +221,10 @@ class Decode:
         self, q, k, v, kv_len: int, block_table=None, page_size: int | None = None,
         num_splits: int | None = None, granule: int = SPLIT_GRANULE, use_tma: bool | None = None,
         config: triton.Config | None = None, prefetch_pages: bool = False, split_rule: str = "fill",
+        forms: Forms = Forms(),
     ):  # fmt: skip
+        """forms.window: the splits cut the window's keys only (window_keys), from the granule that
+        holds its first key on."""
         b, _, hq, d = q.shape
         hkv = k.shape[2]
         group = hq // hkv
@@ -188,13 +232,14 @@ class Decode:
         self.q, self.k, self.v = q, k, v
         self.batch, self.kv_heads, self.group, self.head_dim = b, hkv, group, d
         self.split_rule = _one_of("split_rule", split_rule, SPLIT_RULES) if num_splits is None else "fixed"
+        (keys,) = window_keys([kv_len], forms.window, granule)  # the keys each request reads
         if num_splits is None and split_rule == "waves":  # b requests of one length: b × hkv programs a split
-            self.splits, tokens = choose_splits_waves([kv_len], b * hkv, sm_count(q.device), granule)
+            self.splits, tokens = choose_splits_waves([keys], b * hkv, sm_count(q.device), granule)
         elif num_splits is None:
-            self.splits, tokens = choose_splits(b, hkv, kv_len, sm_count(q.device), granule)
+            self.splits, tokens = choose_splits(b, hkv, keys, sm_count(q.device), granule)
         else:  # granule must be a multiple of the decode BLOCK_N in use (16 under the interpreter)
-            tokens = triton.cdiv(triton.cdiv(kv_len, num_splits), granule) * granule
-            self.splits = triton.cdiv(kv_len, tokens)
+            tokens = triton.cdiv(triton.cdiv(keys, num_splits), granule) * granule
+            self.splits = triton.cdiv(keys, tokens)
         self.block_g = max(16, triton.next_power_of_2(group))
         self.bt, self.s_btb = _block_table_args(block_table)
         # decode reads each tile once, for 16 query rows: gathered loads measured as fast or faster than TMA
@@ -206,9 +251,10 @@ class Decode:
         self.lse_part = torch.empty(parts, self.block_g, dtype=torch.float32, device=q.device)
         self.kw = {
             "SK": kv_len, "SK_ROWS": rows, "B": b, "HKV": hkv, "NUM_SPLITS": self.splits, "tokens_per_split": tokens,
-            "qk_scale": d**-0.5 * LOG2E, "G": group, "BLOCK_G": self.block_g, "HEAD_DIM": d,
+            "G": group, "BLOCK_G": self.block_g, "HEAD_DIM": d,
             "PAGED": block_table is not None, "PAGE": page_size or 1, "SPLIT": split, "TMA": self.kd is not None,
             "INTERPRETED": INTERPRET, "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table, self.kd),
+            **forms.kernel_kw(d, hkv),
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
@@ -221,7 +267,7 @@ class Decode:
         )  # fmt: skip
         _launch(decode_kernel, (self.batch * self.kv_heads, self.splits), self.pinned, args, self.kw)
         if self.splits > 1:
-            combine(self.o_part, self.lse_part, o, self.kv_heads, self.group, self.splits)
+            combine(self.o_part, self.lse_part, o, self.kv_heads, self.group, self.splits, self.kw.get("SINKS"))
         return o
 
     def info(self) -> dict:
@@ -248,7 +294,7 @@ class Varlen:
     def __init__(
         self, q, k, v, cu_seqlens_q, kv_lens, max_q: int, causal: bool, cu_seqlens_k=None, block_table=None,
         page_size: int | None = None, config: triton.Config | None = None, out=None, schedule: str = "longest-first",
-        prefetch_pages: bool = False, use_tma: bool = False,
+        prefetch_pages: bool = False, use_tma: bool = False, forms: Forms = Forms(),
     ):  # fmt: skip
         """out: write into this [Σ q_len, Hq, D] tensor (rows at cu_seqlens_q) instead of a new one.
         schedule: "longest-first" launches the requests heaviest first (query × key pairs, computed here,
@@ -277,11 +323,11 @@ class Varlen:
         self.q_lens = q_lens
         self.blocks: dict[int, int] = {}  # BLOCK_M -> row blocks that hold rows (the "tiles" grid)
         self.kw = {
-            "MAX_Q": max_q, "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "NUM_REQ": self.requests, "G": hq // hkv,
+            "MAX_Q": max_q, "HKV": hkv, "NUM_REQ": self.requests, "G": hq // hkv,
             "HEAD_DIM": d, "PAGED": paged, "PAGE": page_size or 1, "CAUSAL": causal,
             "LAST_ROWS_FIRST": causal and schedule != "simple", "INTERPRETED": INTERPRET,
             "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table), "TILES": schedule == "tiles",
-            "BLOCK_R": triton.next_power_of_2(self.requests), "TMA": self.kd is not None,
+            "BLOCK_R": triton.next_power_of_2(self.requests), "TMA": self.kd is not None, **forms.kernel_kw(d, hkv),
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
@@ -323,8 +369,9 @@ class RaggedDecode:
     def __init__(
         self, q, k, v, kv_lens, max_kv: int, cu_seqlens_k=None, block_table=None, page_size: int | None = None,
         num_splits: int | None = None, granule: int = SPLIT_GRANULE, config: triton.Config | None = None, out=None,
-        prefetch_pages: bool = False, split_rule: str = "fill",
+        prefetch_pages: bool = False, split_rule: str = "fill", forms: Forms = Forms(),
     ):  # fmt: skip
+        """forms.window: the splits cut each request's window only (window_keys), sized on the longest."""
         b, hq, d = q.shape
         self.out = out  # write into this [B, Hq, D] tensor instead of a new one
         hkv = k.shape[-2]
@@ -333,12 +380,16 @@ class RaggedDecode:
         self.q, self.k, self.v, self.kv_lens = q, k, v, kv_lens
         self.batch, self.kv_heads, self.group = b, hkv, group
         self.split_rule = _one_of("split_rule", split_rule, SPLIT_RULES) if not num_splits else "fixed"
-        if not num_splits and split_rule == "waves":  # each request's own length (read once, before any timing)
-            wanted = choose_splits_waves(kv_lens.tolist(), hkv, sm_count(q.device), granule)[0]
+        keys = max_kv  # the most keys a request reads
+        if forms.window is not None:  # each request's own length (read once, before any timing)
+            keys = max(window_keys(kv_lens.tolist(), forms.window, granule), default=0)
+        if not num_splits and split_rule == "waves":
+            wanted = choose_splits_waves(window_keys(kv_lens.tolist(), forms.window, granule), hkv, sm_count(q.device),
+                                         granule)[0]  # fmt: skip
         else:
-            wanted = num_splits or choose_splits(b, hkv, max_kv, sm_count(q.device), granule)[0]
-        tokens = triton.cdiv(triton.cdiv(max_kv, wanted), granule) * granule
-        self.splits, self.tokens = triton.cdiv(max_kv, tokens), tokens
+            wanted = num_splits or choose_splits(b, hkv, keys, sm_count(q.device), granule)[0]
+        tokens = triton.cdiv(triton.cdiv(keys, wanted), granule) * granule
+        self.splits, self.tokens = triton.cdiv(keys, tokens), tokens
         self.block_g = max(16, triton.next_power_of_2(group))
         self.cu_k, self.bt, self.s_btb, self.strides = _packed_kv(k, v, cu_seqlens_k, block_table, kv_lens)
         paged = block_table is not None
@@ -347,9 +398,9 @@ class RaggedDecode:
         self.lse_part = torch.empty(parts, self.block_g, dtype=torch.float32, device=q.device)
         self.kw = {
             "MAX_K": max_kv, "B": b, "HKV": hkv, "NUM_SPLITS": self.splits, "tokens_per_split": tokens,
-            "qk_scale": d**-0.5 * LOG2E, "G": group, "BLOCK_G": self.block_g, "HEAD_DIM": d, "PAGED": paged,
+            "G": group, "BLOCK_G": self.block_g, "HEAD_DIM": d, "PAGED": paged,
             "PAGE": page_size or 1, "INTERPRETED": INTERPRET,
-            "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table),
+            "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table), **forms.kernel_kw(d, hkv),
         }  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
@@ -361,7 +412,8 @@ class RaggedDecode:
             q.stride(0), q.stride(1), s_ks, s_kh, s_vs, s_vh, s_kb, s_vb, self.s_btb,
         )  # fmt: skip
         _launch(ragged_decode_kernel, (self.batch * self.kv_heads, self.splits), self.pinned, args, self.kw)
-        combine(self.o_part, self.lse_part, o.view(self.batch, 1, *o.shape[1:]), self.kv_heads, self.group, self.splits)
+        combine(self.o_part, self.lse_part, o.view(self.batch, 1, *o.shape[1:]), self.kv_heads, self.group, self.splits,
+                self.kw.get("SINKS"))  # fmt: skip
         return o
 
     def info(self) -> dict:
@@ -379,12 +431,13 @@ class WorkDecode:
     def __init__(
         self, q, k, v, kv_lens, cu_seqlens_k=None, block_table=None, page_size: int | None = None,
         granule: int = SPLIT_GRANULE, sms: int | None = None, config: triton.Config | None = None, out=None,
-        prefetch_pages: bool = False, fused: bool = False,
+        prefetch_pages: bool = False, fused: bool = False, forms: Forms = Forms(),
     ):  # fmt: skip
         """kv_lens: a list of ints or a tensor (read once, here). granule: split boundaries at its multiples, a
         multiple of every decode BLOCK_N (16 under the interpreter). out: write into this tensor (q's shape).
         fused: the last piece of a split (request, KV head) to finish merges its pieces (one launch, counters
-        in a zeroed int32 buffer that each merge sets back) instead of the combine launch."""
+        in a zeroed int32 buffer that each merge sets back) instead of the combine launch. forms.window: the
+        planner cuts each request's window only (schedule.plan_work's window)."""
         self.uniform = q.dim() == 4
         b, hq, d = (q.shape[0], q.shape[2], q.shape[3]) if self.uniform else q.shape
         hkv = k.shape[-2]
@@ -392,7 +445,7 @@ class WorkDecode:
         self.pinned, self.out = config, out
         self.q, self.k, self.v = q, k, v
         self.kv_heads, self.group = hkv, hq // hkv
-        self.plan = plan_work(lens, hkv, sms or sm_count(q.device), granule)
+        self.plan = plan_work(lens, hkv, sms or sm_count(q.device), granule, window=forms.window)
         self.work, self.combined = work_tensors(self.plan, q.device)
         self.fused = fused and self.combined is not None
         self.counters = torch.zeros(max(1, self.plan.kv_heads * len(self.plan.combined)), dtype=torch.int32,
@@ -409,11 +462,14 @@ class WorkDecode:
         most = max((n for _, _, n in self.plan.combined), default=1)
         self.block_s = max(2, min(16, triton.next_power_of_2(most)))
         self.kw = {
-            "HKV": hkv, "qk_scale": d**-0.5 * LOG2E, "NUM_ITEMS": self.plan.num_items,
+            "HKV": hkv, "NUM_ITEMS": self.plan.num_items,
             "ITEM_TOKENS": self.plan.items[0].tokens, "G": self.group, "BLOCK_G": self.block_g, "HEAD_DIM": d,
             "PAGED": block_table is not None, "PAGE": page_size or 1, "INTERPRETED": INTERPRET,
             "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table), "FUSED": self.fused,
+            **forms.kernel_kw(d, hkv),
         }  # fmt: skip
+        if forms.window is not None:  # the window's first key is the request's length less the window
+            self.kw["SEQ_K"] = torch.tensor(lens, dtype=torch.int32, device=q.device)
 
     def __call__(self) -> torch.Tensor:
         q = self.q
@@ -430,6 +486,7 @@ class WorkDecode:
             work_combine_kernel[(self.combined.shape[0] * hq,)](
                 self.o_part, self.lse_part, o3, self.combined, o3.stride(0), o3.stride(1), hq, G=self.group,
                 BLOCK_G=self.block_g, HEAD_DIM=o3.shape[-1], BLOCK_S=self.block_s, INTERPRETED=INTERPRET,
+                SINKS=self.kw.get("SINKS"), HAS_SINKS=self.kw["HAS_SINKS"],
             )  # fmt: skip
         return o
 
@@ -464,14 +521,15 @@ class Mixed:
                  page_size: int | None = None, schedule: str = "longest-first", streams: int = 1,
                  prefetch_pages: PagePrefetch = PagePrefetch(), split_rule: str = "fill",
                  varlen_tma: bool = False, varlen_config: triton.Config | None = None,
-                 gluon: bool = False, gluon_grid: str = "blocks"):  # fmt: skip
+                 gluon: bool = False, gluon_grid: str = "blocks", forms: Forms = Forms()):  # fmt: skip
         """streams=2: the decodes on a second CUDA stream (forked from and joined to the caller's), so the
         memory-bound decode launch can fill the SMs the chunks leave idle; one stream on a CPU.
         prefetch_pages: page ids a step ahead in the chunks' launch and in the decodes' launch.
         varlen_config: the chunks' launch with this configuration instead of the autotuner's pick.
         gluon: the chunks through the ping-pong Gluon kernel (gluon_prefill.GluonVarlen) where the cache is
         dense or its pages fit the kernel's TMA loads (gluon_pages_fit) and the chunks average a 128-row block
-        (the caller checks the GPU: gluon_capable), launched on gluon_grid (GluonVarlen's grid)."""
+        (the caller checks the GPU: gluon_capable), launched on gluon_grid (GluonVarlen's grid); the caller
+        leaves it off for a form (the Gluon kernels have none). forms: both launches'."""
         if streams not in (1, 2):
             raise ValueError(f"streams: {streams!r} is not valid; expected 1 or 2")
         self.side = torch.cuda.Stream(q.device) if streams == 2 and q.is_cuda else None
@@ -496,19 +554,19 @@ class Mixed:
                                  cu_seqlens_k=cu_seqlens_k[: first + 1] if dense else None,
                                  block_table=None if dense else block_table[:first], page_size=page_size,
                                  out=self.out, schedule=schedule, prefetch_pages=prefetch_pages.prefill,
-                                 use_tma=varlen_tma, config=varlen_config)  # fmt: skip
+                                 use_tma=varlen_tma, config=varlen_config, forms=forms)  # fmt: skip
         tail = kv_lens_list[first:]
         if split_rule in WORK_RULES:
             self.decodes = WorkDecode(q[rows:], k, v, tail, cu_seqlens_k=cu_seqlens_k[first:] if dense else None,
                                       block_table=None if dense else block_table[first:], page_size=page_size,
                                       out=self.out[rows:], prefetch_pages=prefetch_pages.decode,
-                                      fused=split_rule == "work-fused")  # fmt: skip
+                                      fused=split_rule == "work-fused", forms=forms)  # fmt: skip
             return
         self.decodes = RaggedDecode(q[rows:], k, v, ints(tail), max(tail),
                                     cu_seqlens_k=cu_seqlens_k[first:] if dense else None,
                                     block_table=None if dense else block_table[first:], page_size=page_size,
                                     out=self.out[rows:], prefetch_pages=prefetch_pages.decode,
-                                    split_rule=split_rule)  # fmt: skip
+                                    split_rule=split_rule, forms=forms)  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         if self.side is None:
@@ -533,13 +591,15 @@ def split_point(cu_q_list) -> int | None:
     return trailing_decodes([b - a for a, b in zip(cu_q_list, cu_q_list[1:])])
 
 
-def combine(o_part, lse_part, out, kv_heads: int, group: int, splits: int) -> torch.Tensor:
+def combine(o_part, lse_part, out, kv_heads: int, group: int, splits: int, sinks=None) -> torch.Tensor:
     """Merge split partials into out [B, 1, Hq, D]: o_part [B·Hkv·splits, BLOCK_G, D] (normalised per
-    split), lse_part [B·Hkv·splits, BLOCK_G] (log2 domain)."""
+    split), lse_part [B·Hkv·splits, BLOCK_G] (log2 domain); each head's sink (sinks: [Hq], log2 units, as
+    Forms.kernel_kw gives them) joins the denominator here, the one place a split request's output is normalised."""
     b, _, hq, d = out.shape
     combine_kernel[(b * hq,)](
         o_part, lse_part, out, out.stride(0), out.stride(2), kv_heads, splits,
-        G=group, BLOCK_G=o_part.shape[1], HEAD_DIM=d, BLOCK_S=max(2, triton.next_power_of_2(splits)),
+        G=group, BLOCK_G=o_part.shape[1], HEAD_DIM=d, BLOCK_S=max(2, triton.next_power_of_2(splits)), SINKS=sinks,
+        HAS_SINKS=sinks is not None,
     )  # fmt: skip
     return out
 
@@ -565,9 +625,14 @@ def _launch_info(kernel, kw: dict) -> dict:
     """The configuration that ran (pinned, or the autotuner's pick) and how K/V came in, from the launch's
     keyword arguments `kw` (the ragged decode kernel has no TMA argument: it always gathers)."""
     config = kernel if isinstance(kernel, triton.Config) else getattr(kernel, "best_config", None)
+    forms = "+".join(name for name, flag in (("window", "HAS_WINDOW"), ("sinks", "HAS_SINKS"), ("softcap", "SOFTCAP"))
+                     if kw.get(flag))  # fmt: skip
+    computed = {"forms": forms} if forms else {}  # what the kernel computed beside plain attention
+    if kw.get("IS_FP8"):
+        computed["kv_dtype"] = "fp8_e4m3"  # K and V read as e4m3, converted in the kernel
     if config is None:
-        return {}
+        return computed
     regs = {"maxnreg": config.maxnreg} if config.maxnreg else {}
     ahead = {"page_ids_ahead": True} if kw["PREFETCH_PAGES"] else {}
     return {**config.kwargs, "warps": config.num_warps, "stages": config.num_stages, **regs,
-            "kv_loads": "tma" if kw.get("TMA") else "gather", **ahead}  # fmt: skip
+            "kv_loads": "tma" if kw.get("TMA") else "gather", **ahead, **computed}  # fmt: skip

@@ -61,6 +61,20 @@ def gluon_pages_fit(page_size: int | None, block_n: int = 128) -> bool:
     return page_size is not None and page_size % 16 == 0 and (block_n % page_size == 0 or page_size % block_n == 0)
 
 
+def window_start(kv_len: int, window: int | None, granule: int) -> int:
+    """Where a decode's keys begin under a left window of `window` keys (its first key kv_len − 1 − window):
+    the start of the granule that holds it, 0 without a window. The split-KV decodes cut kv_len − this keys
+    (the window's, plus less than a granule before it), so their time does not grow with the cache."""
+    if window is None:
+        return 0
+    return max(0, kv_len - 1 - window) // granule * granule
+
+
+def window_lens(kv_lens, window: int | None, granule: int) -> list[int]:
+    """The keys each decode reads (kv_len − window_start): what its splits are sized on."""
+    return [int(n) - window_start(int(n), window, granule) for n in kv_lens]
+
+
 GRANULE = 128  # split boundaries at multiples of the largest decode BLOCK_N (the kernels assume aligned tiles)
 OVERHEAD_GRANULES = 2  # a program's cost besides its keys, in granules (as ops.SPLIT_OVERHEAD_GRANULES)
 COMBINE_GRANULES = 2  # the combine launch, when any request is split, in granules of one slot's time
@@ -124,13 +138,15 @@ class WorkPlan:
 
 def plan_work(
     kv_lens, kv_heads: int, slots: int, granule: int = GRANULE, overhead_granules: float = OVERHEAD_GRANULES,
-    combine_granules: float = COMBINE_GRANULES,
+    combine_granules: float = COMBINE_GRANULES, window: int | None = None,
 ) -> WorkPlan:  # fmt: skip
     """The work list of decodes on caches of `kv_lens` keys with `kv_heads` KV heads, for `slots` program slots.
     Candidate split lengths: the longest cache cut into n = 1, 2, … pieces (whole granules), while that cache
     alone holds at most MAX_ITEMS_PER_SLOT items a slot; the one with the least estimated time wins, ties
-    going to fewer items."""
-    lens = [max(0, int(n)) for n in kv_lens]
+    going to fewer items. Under a left window each request's keys from its window_start on only: planned on
+    those lengths, the items' ranges then moved to start there."""
+    starts = [window_start(max(0, int(n)), window, granule) for n in kv_lens]
+    lens = [max(0, int(n)) - start for n, start in zip(kv_lens, starts)]
     if not lens or kv_heads < 1 or slots < 1 or granule < 1:
         raise ValueError(f"plan_work: needs requests, kv_heads, slots and granule >= 1, got {len(lens)}, "
                          f"{kv_heads}, {slots}, {granule}")  # fmt: skip
@@ -149,7 +165,7 @@ def plan_work(
         if best is None or key < best[0]:
             best = (key, tokens)
     (estimate, _), tokens = best
-    return _plan(lens, kv_heads, slots, tokens, granule, estimate)
+    return _plan(lens, kv_heads, slots, tokens, granule, estimate, starts)
 
 
 def _sizes(kv_len: int, tokens: int, granule: int) -> list[int]:
@@ -182,8 +198,8 @@ def _list_schedule(costs: list[float], copies: int, slots: int) -> float:
     return max(ends)
 
 
-def _plan(lens, kv_heads: int, slots: int, tokens: int, granule: int, estimate: float) -> WorkPlan:
-    pieces = [_pieces(n, tokens, granule) for n in lens]
+def _plan(lens, kv_heads: int, slots: int, tokens: int, granule: int, estimate: float, starts) -> WorkPlan:
+    pieces = [[(lo + start, hi + start) for lo, hi in _pieces(n, tokens, granule)] for n, start in zip(lens, starts)]
     splits = tuple(len(p) for p in pieces)
     items, first = [], 0
     for request, ranges in enumerate(pieces):
