@@ -289,11 +289,11 @@ def test_gluon_prefill_matches_the_reference_on_gpu(workload, q_len, kv_len, hea
     the keys, GQA 4, two batch elements."""
     if torch.cuda.get_device_capability()[0] != 9:
         pytest.skip("the Gluon kernel is written for Hopper (sm_90)")
-    from frameworks.triton.gluon_prefill import GluonPrefill  # Triton's experimental Gluon: imported only here
+    from tools.gluon_overlap import gluon_op  # Triton's experimental Gluon: imported only here
 
     spec = ExperimentSpec(workload, 2, q_len, kv_len, 32, 8, head_dim, dtype=DType(dtype), model="gpu-test")
     inputs = make_inputs(spec, torch.device("cuda"))
-    op = GluonPrefill(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, *block)
+    op = gluon_op(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, *block)
     idx = [0, 1]
     check = check_output(spec, op(), reference_attention(spec, inputs, idx), idx)
     assert check.ok, f"{check.problem} (rel_err {check.rel_err:.2e})"

@@ -555,8 +555,12 @@ def test_the_gluon_kernels_say_what_ran_and_refuse_a_cache_longer_than_its_keys(
     pp = GluonPrefill(q, k, k, 256, True, 128, 64, 4, stages=2, pingpong=True)
     assert pp.info() == {"kernel": "gluon-pp", "BLOCK_M": 128, "BLOCK_N": 64, "warps": "4+4+producer", "stages": 2,
                          "kv_loads": "tma"}  # fmt: skip
-    assert GluonPrefill(q, k, k, 256, True, 128, 128, 8).info()["kernel"] == "gluon"
-    with pytest.raises(ValueError, match="pingpong takes"):  # a ring without the two consumers is gone
+    from tools.gluon_overlap import GluonOverlap, gluon_op
+
+    assert GluonOverlap(q, k, k, 256, True, 128, 128, 8).info()["kernel"] == "gluon"  # the tool's kernel
+    assert gluon_op(q, k, k, 256, True, 128, 128, 8).info()["kernel"] == "gluon"
+    assert gluon_op(q, k, k, 256, True, 128, 64, 4, 2, True).info()["kernel"] == "gluon-pp"
+    with pytest.raises(ValueError, match="without warp roles is tools/gluon_overlap"):  # not in the product
         GluonPrefill(q, k, k, 256, True, 128, 128, 8, stages=3)
     with pytest.raises(ValueError, match="exactly kv_len=200 keys"):
         GluonPrefill(q, k, k, 200, True, 128, 128, 4, stages=2, pingpong=True)
@@ -565,8 +569,8 @@ def test_the_gluon_kernels_say_what_ran_and_refuse_a_cache_longer_than_its_keys(
     persistent = GluonPrefill(q, k, k, 256, True, 128, 64, 4, stages=2, pingpong=True, persistent=True)
     expected = {"kernel": "gluon-pp-persistent", "BLOCK_M": 128, "BLOCK_N": 64, "warps": "4+4+producer", "stages": 2}
     assert expected.items() <= persistent.info().items()
-    with pytest.raises(ValueError, match="persistent takes pingpong"):
-        GluonPrefill(q, k, k, 256, True, 128, 128, 8, persistent=True)
+    with pytest.raises(ValueError, match="pingpong takes block_m 128, warps 4 .* and stages > 0"):
+        GluonPrefill(q, k, k, 256, True, 128, 64, 4, pingpong=True)
 
 
 def test_the_gluon_varlen_kernel_orders_requests_heaviest_first_and_knows_when_it_is_not_worth_it():

@@ -241,8 +241,8 @@ def variants(quick: bool) -> list[Variant]:
             gluon_pp_persistent_kernel,
             gluon_pp_prefill_kernel,
             gluon_pp_varlen_kernel,
-            gluon_prefill_kernel,
         )
+        from tools.gluon_overlap import gluon_prefill_kernel
     except ImportError:
         return out
     gluon = list(gluon_variants())

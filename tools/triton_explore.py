@@ -75,7 +75,7 @@ def prefill_variants():
 
 
 def gluon_variants():
-    """The Gluon kernel (frameworks/triton/gluon_prefill.py: FA3's intra-warpgroup overlap through explicit MMA
+    """The Gluon kernels (tools/gluon_overlap.py: FA3's intra-warpgroup overlap through explicit MMA
     waits) in the prefill variants' shape: (name, TMA, config), the config marked GLUON."""
     for bm, bn, w in [(128, 128, 8), (128, 64, 8), (64, 128, 4), (64, 64, 4)]:
         yield f"gluon {bm}x{bn} w{w}", True, triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "GLUON": True}, num_warps=w)
@@ -165,8 +165,8 @@ def main() -> None:
                 continue
             t0 = time.time()
             try:
-                if config.kwargs.get("GLUON"):  # frameworks/triton/gluon_prefill.py: the explicit-wait attempt
-                    from frameworks.triton.gluon_prefill import GluonPrefill
+                if config.kwargs.get("GLUON"):  # tools/gluon_overlap.py, or the backend's ping-pong kernels
+                    from tools.gluon_overlap import gluon_op
 
                     kw = config.kwargs
                     blocks = (
@@ -177,7 +177,7 @@ def main() -> None:
                         kw.get("PINGPONG", False),
                         kw.get("PERSISTENT", False),
                     )
-                    op = GluonPrefill(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, *blocks)
+                    op = gluon_op(inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, *blocks)
                 elif a.part == "prefill":
                     op = ops.Prefill(
                         inputs.q, inputs.k, inputs.v, spec.kv_len, spec.is_masked, use_tma=tma, config=config

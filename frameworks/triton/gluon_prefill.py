@@ -3,11 +3,8 @@ cannot say what FA3 does. Dense caches, bf16/fp16, head dim 64 or 128, bottom-ri
 through TMA. Gluon has no interpreter: `tools/aot_check.py` compiles them for sm_90a on the CPU (a test), and
 tests/test_gpu.py checks them against the reference on the GPU.
 
-- `gluon_prefill_kernel` (tools/triton_explore.py only): FA3's intra-warpgroup overlap. S_j = Q·K_jᵀ and
-  the P·V of tile j − 1 are asynchronous warpgroup MMAs, and the wait leaves P·V in flight
-  (`warpgroup_mma_wait(num_outstanding=1)`), so the softmax of tile j runs under it. Plain Triton 3.6 waits
-  for every MMA at once (docs/perf-notes.md, read from its TTGIR). One program a (row block, batch, query
-  head); its own warps load K/V into a two-stage ring.
+- The explicit-wait kernel without warp roles (FA3's intra-warpgroup overlap alone), which only
+  tools/triton_explore.py runs, lives in tools/gluon_overlap.py beside its launcher.
 - `gluon_pp_prefill_kernel` and `gluon_pp_varlen_kernel` (the backend's dense prefill/append, uniform and
   ragged, on sm90: `GluonPrefill(pingpong=True)`, `GluonVarlen`) add FA3's warp roles (`gl.warp_specialize`).
   One producer warp with 24 registers issues every K/V load into a STAGES-deep ring and waits on each
@@ -51,107 +48,6 @@ def _softmax_tile(s, m_i, l_i, start, full, rows, offset, SK, qk_scale, CAUSAL: 
     alpha = gl.exp2(m_i - m_new)
     p = gl.exp2(s * qk_scale - gl.expand_dims(m_new, 1))
     return p, m_new, l_i * alpha + gl.sum(p, 1), alpha
-
-
-@gluon.jit
-def gluon_prefill_kernel(
-    q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh,
-    SQ, SK, HQ, HKV, qk_scale,
-    HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-    num_warps: gl.constexpr,
-):  # fmt: skip
-    dtype: gl.constexpr = q_desc.dtype
-    # causal row blocks near the end see the most keys: launch those first
-    pid_m = gl.num_programs(0) - 1 - gl.program_id(0) if CAUSAL else gl.program_id(0)
-    pid_bh = gl.program_id(1)
-    b = pid_bh // HQ
-    h = pid_bh % HQ
-    hkv = h // (HQ // HKV)
-    m0 = pid_m * BLOCK_M
-    offset = SK - SQ
-
-    s_layout: gl.constexpr = gl.NVMMADistributedLayout(
-        version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, BLOCK_N, 16]
-    )
-    o_layout: gl.constexpr = gl.NVMMADistributedLayout(
-        version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, HEAD_DIM, 16]
-    )
-    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
-    rows = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, s_layout))
-
-    # key bounds: keys < full are seen by every row of the block (no mask), none sees a key ≥ hi
-    if CAUSAL:
-        hi = gl.minimum(SK, offset + gl.minimum(m0 + BLOCK_M, SQ))
-        full = (gl.minimum(offset + m0 + 1, SK) // BLOCK_N) * BLOCK_N
-    else:
-        hi = SK
-        full = (SK // BLOCK_N) * BLOCK_N
-    n_tiles = gl.cdiv(hi, BLOCK_N)
-
-    q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], q_desc.layout)
-    k_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_N, HEAD_DIM], k_desc.layout)
-    v_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_N, HEAD_DIM], v_desc.layout)
-    q_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    k_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    v_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    mbarrier.init(q_bar, count=1)
-    for i in gl.static_range(2):
-        mbarrier.init(k_bar.index(i), count=1)
-        mbarrier.init(v_bar.index(i), count=1)
-
-    kv_row = b * SK
-    kv_col = hkv * HEAD_DIM
-    _issue_load(q_desc, b * SQ + m0, h * HEAD_DIM, q_bar, q_smem, True)
-    for i in gl.static_range(2):
-        _issue_load(k_desc, kv_row + i * BLOCK_N, kv_col, k_bar.index(i), k_smem.index(i), i < n_tiles)
-        _issue_load(v_desc, kv_row + i * BLOCK_N, kv_col, v_bar.index(i), v_smem.index(i), i < n_tiles)
-    mbarrier.wait(q_bar, phase=0)
-
-    # tile 0: scores, softmax
-    zeros_s = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
-    mbarrier.wait(k_bar.index(0), phase=0)
-    s = warpgroup_mma(q_smem, k_smem.index(0).permute((1, 0)), zeros_s, use_acc=False, is_async=True)
-    s = warpgroup_mma_wait(num_outstanding=0, deps=(s,))
-    _issue_load(k_desc, kv_row + 2 * BLOCK_N, kv_col, k_bar.index(0), k_smem.index(0), 2 < n_tiles)
-    m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=gl.SliceLayout(1, s_layout))
-    l_i = gl.zeros([BLOCK_M], gl.float32, layout=gl.SliceLayout(1, s_layout))
-    p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, 0, full, rows, offset, SK, qk_scale, CAUSAL, BLOCK_N, s_layout)
-    p = gl.convert_layout(p.to(dtype), p_layout)
-    acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
-
-    for j in range(1, n_tiles):
-        stage = j % 2
-        prev = 1 - stage
-        mbarrier.wait(k_bar.index(stage), phase=(j // 2) & 1)
-        s = warpgroup_mma(q_smem, k_smem.index(stage).permute((1, 0)), zeros_s, use_acc=False, is_async=True)
-        mbarrier.wait(v_bar.index(prev), phase=((j - 1) // 2) & 1)
-        acc = warpgroup_mma(p, v_smem.index(prev), acc, is_async=True)
-        s = warpgroup_mma_wait(num_outstanding=1, deps=(s,))  # S_j ready; P·V of tile j − 1 may still run
-        _issue_load(k_desc, kv_row + (j + 2) * BLOCK_N, kv_col, k_bar.index(stage), k_smem.index(stage),
-                    j + 2 < n_tiles)  # fmt: skip
-        p_new, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, j * BLOCK_N, full, rows, offset, SK, qk_scale, CAUSAL,
-                                               BLOCK_N, s_layout)  # fmt: skip
-        acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
-        _issue_load(v_desc, kv_row + (j + 1) * BLOCK_N, kv_col, v_bar.index(prev), v_smem.index(prev),
-                    j + 1 < n_tiles)  # fmt: skip
-        acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, o_layout)), 1)
-        p = gl.convert_layout(p_new.to(dtype), p_layout)
-
-    last = (n_tiles - 1) % 2
-    mbarrier.wait(v_bar.index(last), phase=((n_tiles - 1) // 2) & 1)
-    acc = warpgroup_mma(p, v_smem.index(last), acc, is_async=True)
-    acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
-    mbarrier.invalidate(q_bar)
-    for i in gl.static_range(2):
-        mbarrier.invalidate(k_bar.index(i))
-        mbarrier.invalidate(v_bar.index(i))
-
-    out = acc / gl.expand_dims(gl.convert_layout(l_i, gl.SliceLayout(1, o_layout)), 1)
-    o_rows = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, o_layout))
-    d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
-    ptrs = (O + b.to(gl.int64) * s_ob + gl.expand_dims(o_rows.to(gl.int64) * s_os, 1) + h * s_oh
-            + gl.expand_dims(d, 0))  # fmt: skip
-    gl.store(ptrs, out.to(dtype), mask=gl.expand_dims(o_rows < SQ, 1))
 
 
 @gluon.jit
@@ -503,8 +399,8 @@ def shared_layout(block: list[int], dtype: torch.dtype):
 class GluonPrefill:
     """Prefill / append on a dense cache: q [B, Sq, Hq, D], k, v [B, Sk, Hkv, D] (contiguous). pingpong (with
     block_m 128, warps 4: a consumer's, and `stages` > 0, the ring's depth): two consumer warpgroups of 64 rows
-    that take turns on the tensor cores, fed by a producer warp (`gluon_pp_prefill_kernel`); otherwise
-    `gluon_prefill_kernel` with block_m = 16 × warps."""
+    that take turns on the tensor cores, fed by a producer warp (`gluon_pp_prefill_kernel`), in a persistent
+    grid with `persistent`. The kernel without warp roles (block_m = 16 × warps): tools/gluon_overlap.py."""
 
     def __init__(
         self, q, k, v, kv_len: int, causal: bool, block_m: int = 128, block_n: int = 128, warps: int = 8,
@@ -514,12 +410,10 @@ class GluonPrefill:
         hkv = k.shape[2]
         if d not in (64, 128) or q.dtype not in (torch.bfloat16, torch.float16):
             raise ValueError(f"gluon prefill: head dim 64 or 128, bf16 or fp16; got {d}, {q.dtype}")
-        if bool(stages) != pingpong or pingpong and (block_m, warps) != (128, 4):
+        if not pingpong:
+            raise ValueError("gluon prefill: the kernel without warp roles is tools/gluon_overlap.GluonOverlap")
+        if not stages or (block_m, warps) != (128, 4):
             raise ValueError("gluon prefill: pingpong takes block_m 128, warps 4 (a consumer's) and stages > 0")
-        if block_m != 16 * warps and not pingpong:
-            raise ValueError(f"gluon prefill: block_m must be 16 × warps ({16 * warps}), got {block_m}")
-        if persistent and not pingpong:
-            raise ValueError("gluon prefill: persistent takes pingpong")
         self.pingpong, self.persistent = pingpong, persistent
         if persistent:  # the grid: one CTA an SM, or one a work item where there are fewer (read once, not per call)
             self.ctas = min(triton.cdiv(sq, block_m) * b * hq, sm_count(q.device))
@@ -538,10 +432,9 @@ class GluonPrefill:
 
     def info(self) -> dict:
         """What ran, for a row's backend_info (the Triton ops' `info()` convention)."""
-        kind = ("gluon-pp-persistent" if self.persistent else "gluon-pp") if self.pingpong else "gluon"
-        warps = f"{self.warps}+{self.warps}+producer" if self.pingpong else f"{self.warps}"
-        return {"kernel": kind, "BLOCK_M": self.block_m, "BLOCK_N": self.block_n, "warps": warps,
-                "stages": self.stages or 2, "kv_loads": "tma"}  # fmt: skip
+        kind = "gluon-pp-persistent" if self.persistent else "gluon-pp"
+        return {"kernel": kind, "BLOCK_M": self.block_m, "BLOCK_N": self.block_n,
+                "warps": f"{self.warps}+{self.warps}+producer", "stages": self.stages, "kv_loads": "tma"}  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         o = torch.empty(self.shape, dtype=self.q.dtype, device=self.q.device)
@@ -554,10 +447,8 @@ class GluonPrefill:
             n_m = triton.cdiv(sq, self.block_m)
             gluon_pp_persistent_kernel[(self.ctas,)](*args, n_m * b * hq, b * hq, n_m, **blocks, STAGES=self.stages,
                                                      num_warps=self.warps)  # fmt: skip
-        elif self.pingpong:
-            gluon_pp_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, num_warps=self.warps)
         else:
-            gluon_prefill_kernel[grid](*args, **blocks, num_warps=self.warps)
+            gluon_pp_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, num_warps=self.warps)
         return o
 
 
