@@ -32,6 +32,7 @@ from ._paged import to_paged, to_paged_ragged
 from .base import Backend, Caps, KVLayout, Unsupported, VariantKey, register
 
 WORKSPACE_BYTES = 256 * 2**20
+BATCH_ATTENTION_WORKSPACE_BYTES = 2**30
 # a ragged batch: vLLM's split (prefill wrapper for the chunks, decode wrapper for the decodes), SGLang's one
 # prefill-wrapper call, or BatchAttention (FlashInfer's holistic kernel for mixed batches, one launch)
 MIXED_MODES = ("split", "one-call", "batch-attention")
@@ -330,6 +331,11 @@ class _RaggedParts:
             page_size, cache = self.spec.page_size, (self.paged.k_pages, self.paged.v_pages)
         kv_lens = torch.tensor(self.spec.batch.kv_lens, dtype=torch.int32, device=device)
         wrapper = self.fi.BatchAttention("NHD", device=str(device))
+        # its own float workspace (256 MiB) overflowed on Gemma-3's decode-heavy mix on an H100 (594 MiB of
+        # partial outputs, 2026-12-05): a larger one, as an engine sizes its workspace for its largest batch
+        if hasattr(wrapper, "float_workspace_buffer"):
+            wrapper.float_workspace_buffer = torch.empty(BATCH_ATTENTION_WORKSPACE_BYTES, dtype=torch.uint8,
+                                                         device=device)  # fmt: skip
         wrapper.plan(self.cu_q, indptr, indices, kv_lens, hq, hkv, d, d, page_size, causal=self.spec.causal,
                      q_data_type=self.dtype, kv_data_type=self.dtype)  # fmt: skip
         return lambda q, out: wrapper.run(q, cache, out=out)[0]

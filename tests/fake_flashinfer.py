@@ -163,15 +163,21 @@ class BatchDecodeWithPagedKVCacheWrapper(_Paged):
         return _finish(torch.cat(parts), q, out)
 
 
+planned_workspace_bytes = 0  # the float workspace BatchAttention was planned with
+
+
 class BatchAttention:
     """The holistic wrapper: pages (any mix of prefill, chunk and decode requests) with per-request KV
     lengths instead of last-page lengths; run returns (out, lse)."""
 
     def __init__(self, kv_layout="NHD", device="cuda"):
         assert kv_layout == "NHD"
+        self.float_workspace_buffer = torch.empty(256, dtype=torch.uint8)  # FlashInfer's own: 256 MiB
 
     def plan(self, qo_indptr, kv_indptr, kv_indices, kv_len_arr, num_qo_heads, num_kv_heads, head_dim_qk,
              head_dim_vo, page_size, causal=False, **_):  # fmt: skip
+        global planned_workspace_bytes
+        planned_workspace_bytes = self.float_workspace_buffer.numel()
         self.qo, self.causal, self.page_size = qo_indptr, causal, page_size
         self.indptr = _offsets("kv_indptr", kv_indptr, kv_indices.numel())
         assert kv_len_arr.dtype == torch.int32 and kv_indices.dtype == torch.int32
