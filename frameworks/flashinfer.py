@@ -331,7 +331,7 @@ class _RaggedParts:
             page_size, cache = self.spec.page_size, (self.paged.k_pages, self.paged.v_pages)
         kv_lens = torch.tensor(self.spec.batch.kv_lens, dtype=torch.int32, device=device)
         wrapper = self.fi.BatchAttention("NHD", device=str(device))
-        # its own float workspace (256 MiB) overflowed on Gemma-3's decode-heavy mix on an H100 (594 MiB of
+        # its own float workspace (384 MiB in 0.7.2) overflowed on Gemma-3's decode-heavy mix on an H100 (594 MiB of
         # partial outputs, 2026-12-05): a larger one, as an engine sizes its workspace for its largest batch
         if hasattr(wrapper, "float_workspace_buffer"):
             wrapper.float_workspace_buffer = torch.empty(BATCH_ATTENTION_WORKSPACE_BYTES, dtype=torch.uint8,
