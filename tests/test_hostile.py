@@ -26,6 +26,7 @@ from harness.store import Status, append_rows, load_rows
 from .helpers import tiny_spec
 
 ROOT = Path(__file__).resolve().parent.parent
+NOWHERE = "/dev/null/x.csv"  # an output no sweep can write
 SWEEP = ["sweep", "--device", "cpu", "-m", "Llama-3.1-8B", "-w", "decode", "--seq", "32", "--no-plots"]
 
 CASES = [
@@ -56,6 +57,15 @@ CASES = [
     # Ray: a dead address is refused at once, without the Ray client's 40 s of retries
     (["sweep", "--ray", "ray://127.0.0.1:1", "--device", "cpu"], 2, "--ray: nothing answers at ray://127.0.0.1:1"),
     (["sweep", "--ray", "ray://nohost", "--device", "cpu"], 2, "--ray: 'ray://nohost' is not valid"),
+    # --layer: named as typed, an empty value refused, a kind no model has said as such (-o NOWHERE: a case that
+    # passes the plan by mistake stops at once, before measuring anything)
+    (["sweep", "-o", NOWHERE, "--layer", ""], 2, "--layer: given but empty"),
+    (["sweep", "-o", NOWHERE, "--layer", "windw"], 2, "--layer: 'windw' not known; expected any of full, window"),
+    (["sweep", "-o", NOWHERE, "-m", "Llama-3.1-8B", "--layer", "window"], 2, "--layer: Llama-3.1-8B has no window"),
+    # a sweep left with no specs says which option emptied it
+    (["sweep", "-o", NOWHERE, "-m", "Llama-3.1-8B", "--mix", "draw:0", "-w", "prefill"], 2, "--workload: no mix"),
+    (["sweep", "-o", NOWHERE, "-w", "spec-decode", "--chunk", "32", "--seq", "64"], 2, "--chunk: spec-decode drafts"),
+    (["list", "-b", ""], 2, "--backend: given but empty"),
 ]
 
 
