@@ -433,7 +433,8 @@ def test_readme_winners_block_and_table_winners(tmp_path):
     assert "| Llama-3.1-8B | q20_3q1s17 | page 16 | **triton** | 0.300 | — | — | — |" in shown.output
     readme.write_text(f"<!-- attnbench:table files={path.name} view=nope -->\n<!-- /attnbench:table -->\n")
     bad = runner.invoke(run.app, ["table", "--readme", str(readme)])
-    assert bad.exit_code == 2 and "view='nope' is not valid; expected pivot, winners, best or verdict" in bad.output
+    assert bad.exit_code == 2, bad.output
+    assert "view='nope' is not valid; expected pivot, winners, best, verdict or steps" in bad.output
 
 
 def test_table_winners_without_mix_rows_is_one_line(fixture_csv):
