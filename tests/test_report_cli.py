@@ -54,6 +54,14 @@ def test_columns_split_when_another_spec_field_varies(fixture_csv):
     assert "tiny decode kv=96" in p.col_labels and "tiny decode kv=48" in p.col_labels
 
 
+def test_column_labels_of_fp8_specs_say_only_what_is_set():
+    rows = [ok_row(tiny_spec("decode")), ok_row(tiny_spec("decode", kv_dtype="fp8_e4m3", kv_scale="tensor")),
+            ok_row(tiny_spec("decode", kv_dtype="fp8_e4m3", kv_scale="head", fp8_attention=True))]  # fmt: skip
+    assert pivot(rows).col_labels == [
+        "tiny decode", "tiny decode fp8_e4m3 tensor", "tiny decode fp8_e4m3 fp8-attention head"
+    ]  # fmt: skip
+
+
 def test_markdown_table(fixture_csv):
     text = render_markdown(pivot(load_rows(fixture_csv), "p95_ms"))
     lines = text.splitlines()
