@@ -248,6 +248,9 @@ def check_command(what: Selection, timeout: float, console) -> int:
     bad = [r for r in rows if r.status in (Status.INCORRECT, Status.ERROR, Status.TIMEOUT)]
     counts = Counter(r.status.value for r in rows)
     console.print(", ".join(f"{n} {status}" for status, n in counts.most_common()))
+    why = Counter((label(r.backend, r.variant), r.reason) for r in rows if r.status is Status.UNSUPPORTED)
+    for (backend_name, reason), n in sorted(why.items()):  # a form a backend lacks, and why
+        console.print(escape(f"unsupported × {n}: {backend_name}: {reason}"), style="dim")
     for r in bad:
         console.print(f"[red]{r.status}[/] {escape(f'{r.backend} · {r.spec.describe()}: {r.reason}')}")
     return 1 if bad else 0

@@ -365,6 +365,20 @@ def test_cli_check_reports_errors_and_fails_on_a_wrong_backend():
     assert "incorrect test-top-left" in " ".join(bad.output.split()) and "relative error" in bad.output
 
 
+def test_cli_check_says_why_a_backend_is_unsupported(monkeypatch):
+    from tests.test_store import CONFIG, ENV
+
+    def measured(tasks, *args, **kw):  # what the workers return, without starting one
+        why = "sinks: this backend does not take attention sinks"
+        return [make_row(t.spec, t.backend, "2.13", ENV, CONFIG, Status.UNSUPPORTED, why) for t in tasks], 0
+
+    monkeypatch.setattr(harness.sweep, "run_with_progress", measured)
+    argv = ["check", "-m", "gpt-oss-20b", "-w", "decode", "--seq", "16", "-b", "sdpa", "--device", "cpu"]
+    result = runner.invoke(run.app, argv)
+    assert result.exit_code == 0, result.output
+    assert "unsupported × 2: sdpa: sinks: this backend does not take attention sinks" in result.output
+
+
 @pytest.mark.parametrize(
     "spec",
     [
