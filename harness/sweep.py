@@ -174,11 +174,16 @@ def sweep_command(
     summarize_file(output, tasks, len(rows), skipped, console)
     console.print(f"rows appended to [bold]{output}[/]; worker log: {log_path_for(config.run_id)}")
     if where.plots:
-        from .report.plots import plot
+        from .report import plots
         from .store import labelled, load_rows
 
-        for path in plot(labelled(load_rows(output)), plot_dir):
-            console.print(f"plot: {path}")
+        try:
+            for path in plots.plot(labelled(load_rows(output)), plot_dir):
+                console.print(f"plot: {path}")
+        except KeyboardInterrupt:  # every row is stored: only the plots are left to draw
+            redraw = f"python3 run.py plot {output} --out-dir {plot_dir}"
+            note(f"interrupted while drawing the plots: every row is in {output}; `{redraw}` draws them")
+            return EXIT_INTERRUPTED
     failures = failure_groups(rows)
     for status, backend_name, reason, count in failures:
         note(f"{status} × {count}: {backend_name}: {reason}")

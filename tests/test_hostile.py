@@ -195,6 +195,27 @@ def test_a_worker_that_cannot_start_is_one_line(tmp_path, monkeypatch, capsys):
     assert_one_line(err, "the measuring worker did not start within 300 s")
 
 
+def test_ctrl_c_while_drawing_the_plots_says_the_rows_are_kept(tmp_path, monkeypatch, capsys):
+    import harness.report.plots
+    import harness.sweep
+
+    def measured(tasks, config, output, *args, **kwargs):
+        rows = some_rows(len(tasks))
+        append_rows(output, rows)
+        return rows, 0
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.sweep, "run_with_progress", measured)
+    monkeypatch.setattr(harness.report.plots, "plot", interrupted)
+    out = tmp_path / "r.csv"
+    code, _, err = invoke(capsys, ["sweep", "-b", "torch-naive", "--device", "cpu", "-o", str(out)])
+    assert code == 130
+    assert f"interrupted while drawing the plots: every row is in {out}" in " ".join(err.split())
+    assert len(load_rows(out)) == 3
+
+
 def test_a_full_disk_mid_sweep_keeps_every_earlier_row_and_is_one_line(tmp_path, monkeypatch, capsys):
     import harness.atomic
 
