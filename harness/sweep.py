@@ -6,6 +6,7 @@ summary at the end."""
 from __future__ import annotations
 
 import sys
+import textwrap
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -185,8 +186,8 @@ def sweep_command(
             note(f"interrupted while drawing the plots: every row is in {output}; `{redraw}` draws them")
             return EXIT_INTERRUPTED
     failures = failure_groups(rows)
-    for status, backend_name, reason, count in failures:
-        note(f"{status} × {count}: {backend_name}: {reason}")
+    for status, backend_name, reason, count in failures:  # wrapped at 100 columns, the rest lines indented
+        note(textwrap.fill(f"{status} × {count}: {backend_name}: {reason}", 100, subsequent_indent="    "))
     if any(status is Status.INCORRECT for status, *_ in failures):
         n = sum(count for status, _, _, count in failures if status is Status.INCORRECT)
         error(f"{n} rows are incorrect (a backend's output differs from the fp32 reference; listed above); exit 3")

@@ -216,6 +216,26 @@ def test_ctrl_c_while_drawing_the_plots_says_the_rows_are_kept(tmp_path, monkeyp
     assert len(load_rows(out)) == 3
 
 
+def test_the_failed_rows_summary_fits_100_columns(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    import harness.sweep
+
+    why = "InductorError: ImportError: /tmp/torchinductor_root/4v/" + "c" * 60 + ".main.so: file too short " * 4
+
+    def measured(tasks, config, output, *args, **kwargs):
+        rows = [dataclasses.replace(r, status=Status.ERROR, reason=why) for r in some_rows(len(tasks))]
+        append_rows(output, rows)
+        return rows, 0
+
+    monkeypatch.setattr(harness.sweep, "run_with_progress", measured)
+    code, _, err = invoke(capsys, ["sweep", "-b", "torch-naive", "--device", "cpu", "-o", str(tmp_path / "r.csv"),
+                                   "--no-plots"])  # fmt: skip
+    assert code == 0, err
+    assert max(len(line) for line in err.splitlines()) <= 100, err
+    assert "error × 3: sdpa-math: InductorError: ImportError: /tmp/torchinductor_root/4v/" in " ".join(err.split())
+
+
 def test_a_full_disk_mid_sweep_keeps_every_earlier_row_and_is_one_line(tmp_path, monkeypatch, capsys):
     import harness.atomic
 
