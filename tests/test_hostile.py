@@ -66,6 +66,7 @@ CASES = [
     (["sweep", "-o", NOWHERE, "-m", "Llama-3.1-8B", "--mix", "draw:0", "-w", "prefill"], 2, "--workload: no mix"),
     (["sweep", "-o", NOWHERE, "-w", "spec-decode", "--chunk", "32", "--seq", "64"], 2, "--chunk: spec-decode drafts"),
     (["list", "-b", ""], 2, "--backend: given but empty"),
+    (["plot", "results/h100-mla.csv", "--out-dir", NOWHERE, "--metric", ""], 2, "--metric: given but empty"),
 ]
 
 
