@@ -92,7 +92,7 @@ def list_command(console, device: str | None, backend: list[str] | None, as_json
     from .options import check_known, dedupe, split_list
 
     dev = pick_device(device)
-    names = dedupe(split_list(backend))
+    names = dedupe(split_list(backend, "--backend"))
     if names:
         check_known("--backend", names, sorted(load_all()))
     catalog = backend_catalog(dev, names)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from frameworks import BACKENDS, VariantError, label, load_all, parse_backend_arg
-from specs import MODELS, ExperimentSpec, SpecError, Workload, get_preset
+from specs import LAYER_NAMES, MODELS, ExperimentSpec, SpecError, Workload, get_preset
 
 if TYPE_CHECKING:
     from .cli_options import Selection
@@ -91,6 +91,26 @@ def fp8_options(grid, kv_scale: str | None, fp8_attention: bool) -> dict:
     return dict(kv_scale=kv_scale, fp8_attention=fp8_attention or None)
 
 
+def why_no_specs(grid, workloads: list[str] | None) -> str:
+    """What left a narrowed sweep with no specs, naming the option: a layer kind none of its models has, a -w
+    that none of its mixes is, draft lengths spec-decode cannot take, chunks longer than every sequence."""
+    from specs import layer_kinds
+
+    if grid.layers and not any(layer_kinds(model, grid.layers) for model in grid.models):
+        wanted = " or ".join(grid.layers)
+        kinds = {m: ", ".join(k.name for k in MODELS[m].layers) for m in grid.models}
+        if len(grid.models) == 1:
+            return f"--layer: {grid.models[0]} has no {wanted} layers (it has {kinds[grid.models[0]]})"
+        each = "; ".join(f"{m}: {k}" for m, k in kinds.items())
+        return f"--layer: no model of this sweep has {wanted} layers ({each})"
+    if grid.mixes and workloads:
+        return f"--workload: no mix of this sweep is a {' or '.join(workloads)} batch (a mix fixes its workload)"
+    if set(grid.workloads) == {Workload.SPEC_DECODE}:
+        return "--chunk: spec-decode drafts 2 to 16 tokens, at most --seq; give such a --chunk"
+    cap = f"; this preset leaves out calls of more than {grid.max_tflop:g} TFLOP" if grid.max_tflop else ""
+    return f"the narrowed sweep has no specs (is every --chunk longer than every --seq?{cap})"
+
+
 def plan_sweep(what: Selection, check_device: bool = True):
     """`run.py sweep`/`check`'s options (`what`) as the narrowed preset's specs ×
     backend variants (tasks), and the device they run on; a SpecError naming the option for a bad value.
@@ -128,20 +148,26 @@ def plan_sweep(what: Selection, check_device: bool = True):
     check_known("--model", models, MODELS)
     check_known("--workload", workloads, [w.value for w in Workload])
     chunks = dedupe(parse_ints(what.chunk, "--chunk"))
-    grid = get_preset(getattr(what.preset, "value", what.preset)).narrowed(
-        models=models,
-        workloads=workloads,
-        batch_sizes=dedupe(parse_ints(what.batch, "--batch")),
-        seq_lens=dedupe(parse_ints(what.seq, "--seq")),
-        chunks=chunks,
-        dtype=what.dtype,
-        page_sizes=parse_page_sizes(what.page_size),
-        mixes=dedupe(mixes),
-        lengths=lengths,
-        layers=dedupe(split_list(what.layer)),
-        tps=dedupe(parse_ints(what.tp, "--tp")),
-        kv_dtypes=parse_kv_dtypes(what.kv_dtype),
-    )
+    layers = dedupe(split_list(what.layer, "--layer"))
+    check_known("--layer", layers, LAYER_NAMES)
+    narrowed = get_preset(getattr(what.preset, "value", what.preset)).narrowed
+    try:
+        grid = narrowed(
+            models=models,
+            workloads=workloads,
+            batch_sizes=dedupe(parse_ints(what.batch, "--batch")),
+            seq_lens=dedupe(parse_ints(what.seq, "--seq")),
+            chunks=chunks,
+            dtype=what.dtype,
+            page_sizes=parse_page_sizes(what.page_size),
+            mixes=dedupe(mixes),
+            lengths=lengths,
+            layers=layers,
+            tps=dedupe(parse_ints(what.tp, "--tp")),
+            kv_dtypes=parse_kv_dtypes(what.kv_dtype),
+        )
+    except SpecError as exc:  # a tp that does not divide a model's heads: the option named as it is typed
+        raise SpecError(f"--{exc}" if str(exc).startswith("tp:") else str(exc)) from None
     grid = grid.narrowed(**fp8_options(grid, what.kv_scale, what.fp8_attention))
     chunked = {Workload.APPEND, Workload.SPEC_DECODE}
     if lengths and Workload.MIXED in grid.workloads:
@@ -155,8 +181,7 @@ def plan_sweep(what: Selection, check_device: bool = True):
     if grid.mixes and workloads:  # a mix fixes its own workload: -w filters the mixes
         specs = [s for s in specs if s.workload.value in workloads]
     if not specs:
-        cap = f"; this preset leaves out calls of more than {grid.max_tflop:g} TFLOP" if grid.max_tflop else ""
-        raise SpecError(f"the narrowed sweep has no specs (is every --chunk longer than every --seq?{cap})")
+        raise SpecError(why_no_specs(grid, workloads))
     from frameworks import split_backend_args
 
     names = dedupe([b for value in backend or [] for b in split_backend_args(value)])

@@ -6,6 +6,7 @@ summary at the end."""
 from __future__ import annotations
 
 import sys
+import textwrap
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -174,14 +175,19 @@ def sweep_command(
     summarize_file(output, tasks, len(rows), skipped, console)
     console.print(f"rows appended to [bold]{output}[/]; worker log: {log_path_for(config.run_id)}")
     if where.plots:
-        from .report.plots import plot
+        from .report import plots
         from .store import labelled, load_rows
 
-        for path in plot(labelled(load_rows(output)), plot_dir):
-            console.print(f"plot: {path}")
+        try:
+            for path in plots.plot(labelled(load_rows(output)), plot_dir):
+                console.print(f"plot: {path}")
+        except KeyboardInterrupt:  # every row is stored: only the plots are left to draw
+            redraw = f"python3 run.py plot {output} --out-dir {plot_dir}"
+            note(f"interrupted while drawing the plots: every row is in {output}; `{redraw}` draws them")
+            return EXIT_INTERRUPTED
     failures = failure_groups(rows)
-    for status, backend_name, reason, count in failures:
-        note(f"{status} × {count}: {backend_name}: {reason}")
+    for status, backend_name, reason, count in failures:  # wrapped at 100 columns, the rest lines indented
+        note(textwrap.fill(f"{status} × {count}: {backend_name}: {reason}", 100, subsequent_indent="    "))
     if any(status is Status.INCORRECT for status, *_ in failures):
         n = sum(count for status, _, _, count in failures if status is Status.INCORRECT)
         error(f"{n} rows are incorrect (a backend's output differs from the fp32 reference; listed above); exit 3")
@@ -248,6 +254,9 @@ def check_command(what: Selection, timeout: float, console) -> int:
     bad = [r for r in rows if r.status in (Status.INCORRECT, Status.ERROR, Status.TIMEOUT)]
     counts = Counter(r.status.value for r in rows)
     console.print(", ".join(f"{n} {status}" for status, n in counts.most_common()))
+    why = Counter((label(r.backend, r.variant), r.reason) for r in rows if r.status is Status.UNSUPPORTED)
+    for (backend_name, reason), n in sorted(why.items()):  # a form a backend lacks, and why
+        console.print(escape(f"unsupported × {n}: {backend_name}: {reason}"), style="dim")
     for r in bad:
         console.print(f"[red]{r.status}[/] {escape(f'{r.backend} · {r.spec.describe()}: {r.reason}')}")
     return 1 if bad else 0

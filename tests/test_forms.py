@@ -459,9 +459,9 @@ def test_cli_sweep_of_gpt_oss_on_the_cpu_backends(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--tp", "3"], "tp: 3 does not divide gpt-oss-20b's 64 query heads; expected one of 1, 2, 4, 8, 16, 32, 64"),
+        (["--tp", "3"], "--tp: 3 does not divide gpt-oss-20b's 64 query heads; expected one of 1, 2, 4, 8, 16, 32, 64"),
         (["--tp", "0"], "--tp: expected positive integers, got 0"),
-        (["--layer", "sliding"], "layers: 'sliding' is not valid; expected one of full, window"),
+        (["--layer", "sliding"], "--layer: 'sliding' not known; expected any of full, window"),
     ],
 )
 def test_cli_bad_tp_and_layer_are_one_line(args, message, tmp_path):

@@ -26,6 +26,7 @@ from harness.store import Status, append_rows, load_rows
 from .helpers import tiny_spec
 
 ROOT = Path(__file__).resolve().parent.parent
+NOWHERE = "/dev/null/x.csv"  # an output no sweep can write
 SWEEP = ["sweep", "--device", "cpu", "-m", "Llama-3.1-8B", "-w", "decode", "--seq", "32", "--no-plots"]
 
 CASES = [
@@ -56,6 +57,16 @@ CASES = [
     # Ray: a dead address is refused at once, without the Ray client's 40 s of retries
     (["sweep", "--ray", "ray://127.0.0.1:1", "--device", "cpu"], 2, "--ray: nothing answers at ray://127.0.0.1:1"),
     (["sweep", "--ray", "ray://nohost", "--device", "cpu"], 2, "--ray: 'ray://nohost' is not valid"),
+    # --layer: named as typed, an empty value refused, a kind no model has said as such (-o NOWHERE: a case that
+    # passes the plan by mistake stops at once, before measuring anything)
+    (["sweep", "-o", NOWHERE, "--layer", ""], 2, "--layer: given but empty"),
+    (["sweep", "-o", NOWHERE, "--layer", "windw"], 2, "--layer: 'windw' not known; expected any of full, window"),
+    (["sweep", "-o", NOWHERE, "-m", "Llama-3.1-8B", "--layer", "window"], 2, "--layer: Llama-3.1-8B has no window"),
+    # a sweep left with no specs says which option emptied it
+    (["sweep", "-o", NOWHERE, "-m", "Llama-3.1-8B", "--mix", "draw:0", "-w", "prefill"], 2, "--workload: no mix"),
+    (["sweep", "-o", NOWHERE, "-w", "spec-decode", "--chunk", "32", "--seq", "64"], 2, "--chunk: spec-decode drafts"),
+    (["list", "-b", ""], 2, "--backend: given but empty"),
+    (["plot", "results/h100-mla.csv", "--out-dir", NOWHERE, "--metric", ""], 2, "--metric: given but empty"),
 ]
 
 
@@ -185,6 +196,47 @@ def test_a_worker_that_cannot_start_is_one_line(tmp_path, monkeypatch, capsys):
     assert_one_line(err, "the measuring worker did not start within 300 s")
 
 
+def test_ctrl_c_while_drawing_the_plots_says_the_rows_are_kept(tmp_path, monkeypatch, capsys):
+    import harness.report.plots
+    import harness.sweep
+
+    def measured(tasks, config, output, *args, **kwargs):
+        rows = some_rows(len(tasks))
+        append_rows(output, rows)
+        return rows, 0
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.sweep, "run_with_progress", measured)
+    monkeypatch.setattr(harness.report.plots, "plot", interrupted)
+    out = tmp_path / "r.csv"
+    code, _, err = invoke(capsys, ["sweep", "-b", "torch-naive", "--device", "cpu", "-o", str(out)])
+    assert code == 130
+    assert f"interrupted while drawing the plots: every row is in {out}" in " ".join(err.split())
+    assert len(load_rows(out)) == 3
+
+
+def test_the_failed_rows_summary_fits_100_columns(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    import harness.sweep
+
+    why = "InductorError: ImportError: /tmp/torchinductor_root/4v/" + "c" * 60 + ".main.so: file too short " * 4
+
+    def measured(tasks, config, output, *args, **kwargs):
+        rows = [dataclasses.replace(r, status=Status.ERROR, reason=why) for r in some_rows(len(tasks))]
+        append_rows(output, rows)
+        return rows, 0
+
+    monkeypatch.setattr(harness.sweep, "run_with_progress", measured)
+    code, _, err = invoke(capsys, ["sweep", "-b", "torch-naive", "--device", "cpu", "-o", str(tmp_path / "r.csv"),
+                                   "--no-plots"])  # fmt: skip
+    assert code == 0, err
+    assert max(len(line) for line in err.splitlines()) <= 100, err
+    assert "error × 3: sdpa-math: InductorError: ImportError: /tmp/torchinductor_root/4v/" in " ".join(err.split())
+
+
 def test_a_full_disk_mid_sweep_keeps_every_earlier_row_and_is_one_line(tmp_path, monkeypatch, capsys):
     import harness.atomic
 
@@ -248,7 +300,7 @@ def test_spread_keeps_the_rows_of_the_other_devices(tmp_path, capsys):
     assert code == 0, err
     text = spread.read_text()
     assert other in text and text.count("\n") > 2  # the H200 row kept, this device's added
-    assert "rows of other devices kept" in out
+    assert "rows of other devices kept" in " ".join(out.split())  # a long tmp path wraps the line at 100 columns
 
 
 def test_report_into_an_unwritable_index_html_is_one_line_and_keeps_it(tmp_path, capsys):

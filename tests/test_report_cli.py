@@ -54,6 +54,14 @@ def test_columns_split_when_another_spec_field_varies(fixture_csv):
     assert "tiny decode kv=96" in p.col_labels and "tiny decode kv=48" in p.col_labels
 
 
+def test_column_labels_of_fp8_specs_say_only_what_is_set():
+    rows = [ok_row(tiny_spec("decode")), ok_row(tiny_spec("decode", kv_dtype="fp8_e4m3", kv_scale="tensor")),
+            ok_row(tiny_spec("decode", kv_dtype="fp8_e4m3", kv_scale="head", fp8_attention=True))]  # fmt: skip
+    assert pivot(rows).col_labels == [
+        "tiny decode", "tiny decode fp8_e4m3 tensor", "tiny decode fp8_e4m3 fp8-attention head"
+    ]  # fmt: skip
+
+
 def test_markdown_table(fixture_csv):
     text = render_markdown(pivot(load_rows(fixture_csv), "p95_ms"))
     lines = text.splitlines()
@@ -357,6 +365,20 @@ def test_cli_check_reports_errors_and_fails_on_a_wrong_backend():
     assert "incorrect test-top-left" in " ".join(bad.output.split()) and "relative error" in bad.output
 
 
+def test_cli_check_says_why_a_backend_is_unsupported(monkeypatch):
+    from tests.test_store import CONFIG, ENV
+
+    def measured(tasks, *args, **kw):  # what the workers return, without starting one
+        why = "sinks: this backend does not take attention sinks"
+        return [make_row(t.spec, t.backend, "2.13", ENV, CONFIG, Status.UNSUPPORTED, why) for t in tasks], 0
+
+    monkeypatch.setattr(harness.sweep, "run_with_progress", measured)
+    argv = ["check", "-m", "gpt-oss-20b", "-w", "decode", "--seq", "16", "-b", "sdpa", "--device", "cpu"]
+    result = runner.invoke(run.app, argv)
+    assert result.exit_code == 0, result.output
+    assert "unsupported × 2: sdpa: sinks: this backend does not take attention sinks" in result.output
+
+
 @pytest.mark.parametrize(
     "spec",
     [
@@ -433,7 +455,7 @@ def test_readme_winners_block_and_table_winners(tmp_path):
     assert "| Llama-3.1-8B | q20_3q1s17 | page 16 | **triton** | 0.300 | — | — | — |" in shown.output
     readme.write_text(f"<!-- attnbench:table files={path.name} view=nope -->\n<!-- /attnbench:table -->\n")
     bad = runner.invoke(run.app, ["table", "--readme", str(readme)])
-    assert bad.exit_code == 2
+    assert bad.exit_code == 2, bad.output
     assert "view='nope' is not valid; expected pivot, winners, best, verdict or steps" in bad.output
 
 

@@ -82,9 +82,9 @@ def plot(console, files, out_dir: Path, metric: list[str] | None, filters, basel
     from .plots import plot_mixes, plot_roofline, plot_speedup, plot_tp, plot_verdict
     from .verdict import verdict
 
+    metrics = tuple(split_list(metric, "--metric") or ("p50_ms", "throughput"))
     check_output_dir("--out-dir", out_dir)
     rows = load_filtered(files, *filters, console)
-    metrics = tuple(split_list(metric) or ("p50_ms", "throughput"))
     paths = plot_curves(rows, out_dir, metrics) + plot_mixes(rows, out_dir)
     if not paths:
         raise ValueError("no ok rows to plot")

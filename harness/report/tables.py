@@ -87,6 +87,10 @@ def _col_label(row, varying: list[str]) -> str:
         if axis == "sinks":
             parts.append("sinks" if value else "no-sinks")
             continue
+        if axis == "fp8_attention":  # said when on; a default cache and scale ('') say nothing
+            value = "fp8-attention" if not pd.isna(value) and str(value) == "True" else ""
+        if pd.isna(value) or value == "":
+            continue
         parts.append(f"{short.get(axis, axis)}={value}" if axis in short or axis == "causal" else str(value))
     return " ".join(parts)
 
