@@ -426,18 +426,18 @@ def test_cli_sweep_of_gpt_oss_on_the_cpu_backends(tmp_path):
     from harness.store import Status
 
     out = tmp_path / "oss.csv"
-    backends = "torch-naive,torch-compile,flex,sdpa-math,triton,flashinfer"
+    backends = "torch-naive,flex,sdpa-math,triton,flashinfer"  # torch-compile's forms: TAKES above
     args = ["sweep", "--preset", "windowed", "-m", "gpt-oss-20b", "--seq", "256", "--batch", "2", "--tp", "8",
             "-b", backends, "--device", "cpu", "--iterations", "2", "--no-plots", "-o", str(out)]  # fmt: skip
     result = CliRunner().invoke(run.app, args)
     assert result.exit_code == 0, result.output
     rows = {(r.backend, r.window): r for r in load_rows(out)}
-    assert len(rows) == 12
+    assert len(rows) == 10
     for (backend, window), row in rows.items():
         assert (row.sinks, row.softcap, row.tp, row.num_q_heads, row.num_kv_heads, row.head_dim) == (
             True, None, 8, 8, 1, 64)  # fmt: skip
         assert window in (None, 128)
-        if backend in ("torch-naive", "torch-compile"):
+        if backend == "torch-naive":
             assert row.status is Status.OK, row.reason
         elif backend == "flex":  # sinks need flex's log-sum-exp, which its CPU lowering does not return
             assert row.status is Status.UNSUPPORTED and row.reason.startswith("sinks: flex on the CPU"), row.reason

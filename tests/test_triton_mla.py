@@ -26,8 +26,10 @@ SPECS = {
 VARIANTS = ["block_h=64,splits=work,grid=heads", "block_h=128,splits=work", "block_h=32,grid=heads"]
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("case", list(SPECS))
+@pytest.mark.parametrize(
+    "case,variant",
+    [(case, variant) for case in SPECS for variant in VARIANTS if case == "paged-64-heads" or "work" in variant],
+)
 def test_triton_mla_variants_match_the_reference(case, variant):
     backend = get_backend("triton-mla")
     if backend.availability(CPU):
