@@ -110,11 +110,11 @@ def split_plan(
 def work_split(visible: list[int], programs_per_token: int, slots: int) -> tuple[int, int]:
     """(splits, tokens a split) by the work: schedule.plan_work's split length for these caches (one 'KV head'
     per program of a token), as the uniform grid takes it: the longest cache's piece length for every token."""
-    from .triton.schedule import GRANULE, _pieces, plan_work
+    from .triton.schedule import GRANULE, plan_work, split_pieces
 
     plan = plan_work(visible, programs_per_token, slots)
     longest = max(visible)
-    lo, hi = _pieces(longest, plan.split_tokens, GRANULE)[0]
+    lo, hi = split_pieces(longest, plan.split_tokens, GRANULE)[0]
     split_len = max(hi - lo, 1)
     return -(-longest // split_len), split_len
 

@@ -169,10 +169,10 @@ def plan_work(
 
 
 def _sizes(kv_len: int, tokens: int, granule: int) -> list[int]:
-    return [hi - lo for lo, hi in _pieces(kv_len, tokens, granule)]
+    return [hi - lo for lo, hi in split_pieces(kv_len, tokens, granule)]
 
 
-def _pieces(kv_len: int, tokens: int, granule: int) -> list[tuple[int, int]]:
+def split_pieces(kv_len: int, tokens: int, granule: int) -> list[tuple[int, int]]:
     """A cache of kv_len keys in pieces of at most `tokens`: as many as needed, as even as whole granules allow
     (each starts at a multiple of the granule; the last holds the remainder). An empty cache is one empty piece."""
     if kv_len <= tokens:
@@ -199,7 +199,8 @@ def _list_schedule(costs: list[float], copies: int, slots: int) -> float:
 
 
 def _plan(lens, kv_heads: int, slots: int, tokens: int, granule: int, estimate: float, starts) -> WorkPlan:
-    pieces = [[(lo + start, hi + start) for lo, hi in _pieces(n, tokens, granule)] for n, start in zip(lens, starts)]
+    pieces = [[(lo + start, hi + start) for lo, hi in split_pieces(n, tokens, granule)]
+              for n, start in zip(lens, starts)]  # fmt: skip
     splits = tuple(len(p) for p in pieces)
     items, first = [], 0
     for request, ranges in enumerate(pieces):
