@@ -13,10 +13,8 @@ import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import mbarrier, warpgroup_mma, warpgroup_mma_wait
-from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-from frameworks.triton.gluon_prefill import GluonPrefill, _issue_load, _softmax_tile, shared_layout
-from frameworks.triton.kernels import LOG2E
+from frameworks.triton.gluon_prefill import GluonPrefill, _issue_load, _softmax_tile, dense_loads
 
 
 @gluon.jit
@@ -125,23 +123,12 @@ class GluonOverlap:
     (contiguous), block_m = 16 × warps."""
 
     def __init__(self, q, k, v, kv_len: int, causal: bool, block_m: int = 128, block_n: int = 128, warps: int = 8):
-        b, sq, hq, d = q.shape
-        hkv = k.shape[2]
-        if d not in (64, 128) or q.dtype not in (torch.bfloat16, torch.float16):
-            raise ValueError(f"gluon prefill: head dim 64 or 128, bf16 or fp16; got {d}, {q.dtype}")
         if block_m != 16 * warps:
             raise ValueError(f"gluon prefill: block_m must be 16 × warps ({16 * warps}), got {block_m}")
-        if k.shape[1] != kv_len or v.shape[1] != kv_len:
-            raise ValueError(f"gluon prefill: the cache must hold exactly kv_len={kv_len} keys, got {k.shape[1]}")
+        self.q_desc, self.k_desc, self.v_desc, self.qk_scale = dense_loads(q, k, v, kv_len, block_m, block_n)
         self.q, self.k, self.v = q, k, v  # the descriptors hold their addresses: keep them alive
-        self.shape, self.hkv, self.sk = q.shape, hkv, kv_len
+        self.shape, self.hkv, self.sk = q.shape, k.shape[2], kv_len
         self.block_m, self.block_n, self.warps, self.causal = block_m, block_n, warps, causal
-        q2, k2, v2 = q.view(b * sq, hq * d), k.reshape(b * kv_len, hkv * d), v.reshape(b * kv_len, hkv * d)
-        self.q_desc = TensorDescriptor.from_tensor(q2, [block_m, d], shared_layout([block_m, d], q.dtype))
-        kv_layout = shared_layout([block_n, d], q.dtype)
-        self.k_desc = TensorDescriptor.from_tensor(k2, [block_n, d], kv_layout)
-        self.v_desc = TensorDescriptor.from_tensor(v2, [block_n, d], kv_layout)
-        self.qk_scale = d**-0.5 * LOG2E
 
     def info(self) -> dict:
         return {"kernel": "gluon", "BLOCK_M": self.block_m, "BLOCK_N": self.block_n, "warps": f"{self.warps}",

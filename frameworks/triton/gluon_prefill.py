@@ -396,6 +396,23 @@ def shared_layout(block: list[int], dtype: torch.dtype):
     return gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16 if dtype == torch.bfloat16 else gl.float16)
 
 
+def dense_loads(q, k, v, kv_len: int, q_rows: int, block_n: int) -> tuple:
+    """The TMA descriptors of a dense prefill, q [B, Sq, Hq, D] (q_rows a load) and k, v [B, Sk, Hkv, D] (block_n
+    a load), after the checks every Gluon prefill makes, and the score scale in log2 units."""
+    b, sq, hq, d = q.shape
+    hkv = k.shape[2]
+    if d not in (64, 128) or q.dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"gluon prefill: head dim 64 or 128, bf16 or fp16; got {d}, {q.dtype}")
+    if k.shape[1] != kv_len or v.shape[1] != kv_len:
+        raise ValueError(f"gluon prefill: the cache must hold exactly kv_len={kv_len} keys, got {k.shape[1]}")
+    q2, k2, v2 = q.view(b * sq, hq * d), k.reshape(b * kv_len, hkv * d), v.reshape(b * kv_len, hkv * d)
+    q_desc = TensorDescriptor.from_tensor(q2, [q_rows, d], shared_layout([q_rows, d], q.dtype))
+    kv_layout = shared_layout([block_n, d], q.dtype)
+    k_desc = TensorDescriptor.from_tensor(k2, [block_n, d], kv_layout)
+    v_desc = TensorDescriptor.from_tensor(v2, [block_n, d], kv_layout)
+    return q_desc, k_desc, v_desc, d**-0.5 * LOG2E
+
+
 class GluonPrefill:
     """Prefill / append on a dense cache: q [B, Sq, Hq, D], k, v [B, Sk, Hkv, D] (contiguous). pingpong (with
     block_m 128, warps 4: a consumer's, and `stages` > 0, the ring's depth): two consumer warpgroups of 64 rows
@@ -406,29 +423,19 @@ class GluonPrefill:
         self, q, k, v, kv_len: int, causal: bool, block_m: int = 128, block_n: int = 128, warps: int = 8,
         stages: int = 0, pingpong: bool = False, persistent: bool = False,
     ):  # fmt: skip
-        b, sq, hq, d = q.shape
-        hkv = k.shape[2]
-        if d not in (64, 128) or q.dtype not in (torch.bfloat16, torch.float16):
-            raise ValueError(f"gluon prefill: head dim 64 or 128, bf16 or fp16; got {d}, {q.dtype}")
+        b, sq, hq, _ = q.shape
         if not pingpong:
             raise ValueError("gluon prefill: the kernel without warp roles is tools/gluon_overlap.GluonOverlap")
         if not stages or (block_m, warps) != (128, 4):
             raise ValueError("gluon prefill: pingpong takes block_m 128, warps 4 (a consumer's) and stages > 0")
-        self.pingpong, self.persistent = pingpong, persistent
+        # a consumer warpgroup's rows a Q load
+        self.q_desc, self.k_desc, self.v_desc, self.qk_scale = dense_loads(q, k, v, kv_len, block_m // 2, block_n)
+        self.persistent = persistent
         if persistent:  # the grid: one CTA an SM, or one a work item where there are fewer (read once, not per call)
             self.ctas = min(triton.cdiv(sq, block_m) * b * hq, sm_count(q.device))
-        if k.shape[1] != kv_len or v.shape[1] != kv_len:
-            raise ValueError(f"gluon prefill: the cache must hold exactly kv_len={kv_len} keys, got {k.shape[1]}")
         self.q, self.k, self.v = q, k, v  # the descriptors hold their addresses: keep them alive
-        self.shape, self.hkv, self.sk = q.shape, hkv, kv_len
+        self.shape, self.hkv, self.sk = q.shape, k.shape[2], kv_len
         self.block_m, self.block_n, self.warps, self.causal, self.stages = block_m, block_n, warps, causal, stages
-        q2, k2, v2 = q.view(b * sq, hq * d), k.reshape(b * k.shape[1], hkv * d), v.reshape(b * v.shape[1], hkv * d)
-        q_rows = block_m // 2 if pingpong else block_m  # a consumer warpgroup's rows
-        self.q_desc = TensorDescriptor.from_tensor(q2, [q_rows, d], shared_layout([q_rows, d], q.dtype))
-        kv_layout = shared_layout([block_n, d], q.dtype)
-        self.k_desc = TensorDescriptor.from_tensor(k2, [block_n, d], kv_layout)
-        self.v_desc = TensorDescriptor.from_tensor(v2, [block_n, d], kv_layout)
-        self.qk_scale = d**-0.5 * LOG2E
 
     def info(self) -> dict:
         """What ran, for a row's backend_info (the Triton ops' `info()` convention)."""
