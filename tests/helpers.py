@@ -23,12 +23,16 @@ def tiny_spec(workload: str, group: int = 4, batch: int = 2, kv_len: int = 48, c
     )
 
 
-def cpu_measurer(iterations: int = 2) -> Measurer:
-    device = torch.device("cpu")
+def measurer_on(device: str, iterations: int, warmup: int) -> Measurer:
+    """A measurer of a fixed number of timed calls on `device` ('cpu' or 'cuda'), rows named run 'test'."""
     return Measurer(
-        MeasureConfig(device="cpu", repetition=Repetition(iterations=iterations, warmup=0), run_id="test"),
-        collect(device, "test"),
+        MeasureConfig(device=device, repetition=Repetition(iterations=iterations, warmup=warmup), run_id="test"),
+        collect(torch.device(device), "test"),
     )
+
+
+def cpu_measurer(iterations: int = 2) -> Measurer:
+    return measurer_on("cpu", iterations, 0)
 
 
 def run_info_after_checking(backend_arg: str, spec: ExperimentSpec):

@@ -621,15 +621,11 @@ GPU_FORMS = {
     "name", ["flashinfer", "flash-attn3", "flash-attn4", "flashmla", "transformer-engine", "triton-mla", "torch-naive"]
 )
 def test_gpu_backends_run_or_decline_each_form(name, form):
-    from harness.env import collect
-    from harness.measure import MeasureConfig, Measurer
     from harness.store import Status
-    from harness.timer import Repetition
 
-    device = torch.device("cuda")
-    measurer = Measurer(
-        MeasureConfig(device="cuda", repetition=Repetition(iterations=3, warmup=1)), collect(device, "t")
-    )
+    from .helpers import measurer_on
+
+    measurer = measurer_on("cuda", iterations=3, warmup=1)
     row = measurer.measure(GPU_FORMS[form](), get_backend(name))
     assert row.status in (Status.OK, Status.UNSUPPORTED, Status.UNAVAILABLE), (row.status, row.reason)
     if row.status is Status.OK and row.kv_dtype:

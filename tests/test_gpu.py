@@ -39,11 +39,9 @@ def available_or_skip(name):
 
 @pytest.fixture(scope="module")
 def measurer():
-    device = torch.device("cuda")
-    return Measurer(
-        MeasureConfig(device="cuda", repetition=Repetition(iterations=3, warmup=1), run_id="gpu-test"),
-        collect(device, "test"),
-    )
+    from .helpers import measurer_on
+
+    return measurer_on("cuda", iterations=3, warmup=1)
 
 
 @pytest.mark.parametrize("group", sorted(SHAPES))

@@ -215,15 +215,9 @@ def test_the_work_list_of_a_windowed_decode_covers_each_window_once():
 
 @pytest.fixture(scope="module")
 def measurer():
-    from harness.env import collect
-    from harness.measure import MeasureConfig, Measurer
-    from harness.timer import Repetition
+    from .helpers import measurer_on
 
-    device = torch.device("cuda")
-    return Measurer(
-        MeasureConfig(device="cuda", repetition=Repetition(iterations=5, warmup=2), run_id="gpu-test"),
-        collect(device, "test"),
-    )
+    return measurer_on("cuda", iterations=5, warmup=2)
 
 
 def _measured_ok(measurer, backend, spec, forms: str | None = None, kv_dtype: str | None = None):

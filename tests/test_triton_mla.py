@@ -79,15 +79,11 @@ GPU_VARIANTS = ["", "block_h=32", "block_h=64", "block_h=128", "splits=work", "g
 @pytest.mark.parametrize("variant", GPU_VARIANTS)
 @pytest.mark.parametrize("batch,kv_len", [(8, 4096), (2, 1000)])
 def test_triton_mla_variants_on_gpu(variant, batch, kv_len):
-    from harness.env import collect
-    from harness.measure import MeasureConfig, Measurer
     from harness.store import Status
-    from harness.timer import Repetition
 
-    device = torch.device("cuda")
-    measurer = Measurer(
-        MeasureConfig(device="cuda", repetition=Repetition(iterations=3, warmup=1)), collect(device, "t")
-    )
+    from .helpers import measurer_on
+
+    measurer = measurer_on("cuda", iterations=3, warmup=1)
     spec = ExperimentSpec("decode", batch, 1, kv_len, 128, 1, 576, kv_lora_rank=512, rope_dim=64, v_head_dim=512,
                           page_size=64, model="DeepSeek-V3")  # fmt: skip
     row = measurer.measure(spec, get_backend(f"triton-mla[{variant}]" if variant else "triton-mla"))
