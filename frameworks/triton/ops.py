@@ -380,12 +380,12 @@ class RaggedDecode:
         self.q, self.k, self.v, self.kv_lens = q, k, v, kv_lens
         self.batch, self.kv_heads, self.group = b, hkv, group
         self.split_rule = _one_of("split_rule", split_rule, SPLIT_RULES) if not num_splits else "fixed"
-        keys = max_kv  # the most keys a request reads
-        if forms.window is not None:  # each request's own length (read once, before any timing)
-            keys = max(window_keys(kv_lens.tolist(), forms.window, granule), default=0)
-        if not num_splits and split_rule == "waves":
-            wanted = choose_splits_waves(window_keys(kv_lens.tolist(), forms.window, granule), hkv, sm_count(q.device),
-                                         granule)[0]  # fmt: skip
+        waves = not num_splits and split_rule == "waves"
+        # the keys each request reads (its length read once, before any timing) where the split needs them
+        reads = window_keys(kv_lens.tolist(), forms.window, granule) if waves or forms.window is not None else None
+        keys = max(reads, default=0) if forms.window is not None else max_kv  # the most keys a request reads
+        if waves:
+            wanted = choose_splits_waves(reads, hkv, sm_count(q.device), granule)[0]
         else:
             wanted = num_splits or choose_splits(b, hkv, keys, sm_count(q.device), granule)[0]
         tokens = triton.cdiv(triton.cdiv(keys, wanted), granule) * granule
