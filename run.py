@@ -30,7 +30,7 @@ from harness.cli_options import (
     with_options,
 )
 from harness.errors import friendly_errors
-from harness.options import ASCII_FLOAT
+from harness.options import ASCII_FLOAT, PATH
 
 REPO = Path(__file__).resolve().parent
 SPREAD_FILE = REPO / "results" / "spread.csv"
@@ -81,7 +81,7 @@ def list_(
 @app.command()
 @friendly_errors
 def table(
-    files: list[Path] | None = typer.Argument(None, help="One or more results CSVs."),
+    files: list[Path] | None = typer.Argument(None, parser=PATH, help="One or more results CSVs."),
     metric: str = typer.Option(
         "p50_ms",
         "--metric",
@@ -93,7 +93,7 @@ def table(
     workload: WorkloadFilter = None,
     backend: BackendFilter = None,
     readme: Path | None = typer.Option(
-        None, help="Regenerate, in place, every attnbench:table block of this Markdown file."
+        None, parser=PATH, help="Regenerate, in place, every attnbench:table block of this Markdown file."
     ),
     show_winners: bool = typer.Option(
         False, "--winners", help="Serving mixes: the fastest backend a mix, the runner-up and the margin."
@@ -123,7 +123,9 @@ def table(
 @app.command()
 @friendly_errors
 def readme(
-    files: list[Path] | None = typer.Argument(None, help="Markdown files (default: README.md and docs/**/*.md)."),
+    files: list[Path] | None = typer.Argument(
+        None, parser=PATH, help="Markdown files (default: README.md and docs/**/*.md)."
+    ),
     check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if a block differs from the CSVs."),
 ):
     """Regenerate every <!-- attnbench:table ... --> block of the README and docs/ from the committed CSVs."""
@@ -135,8 +137,8 @@ def readme(
 @app.command()
 @friendly_errors
 def plot(
-    files: list[Path] = typer.Argument(..., help="One or more results CSVs."),
-    out_dir: Path = typer.Option(REPO / "plots", help="Folder for the PNGs."),
+    files: list[Path] = typer.Argument(..., parser=PATH, help="One or more results CSVs."),
+    out_dir: Path = typer.Option(REPO / "plots", parser=PATH, help="Folder for the PNGs."),
     metric: list[str] | None = typer.Option(
         None, help="Metrics to draw (default p50_ms and throughput: TFLOP/s, GB/s for decode)."
     ),
@@ -168,9 +170,9 @@ def calibrate(device: AnyDevice = None):
 @friendly_errors
 def report(
     files: list[Path] = typer.Argument(
-        ..., help="Results CSVs or folders of them (e.g. results/); other CSVs are skipped with a note."
+        ..., parser=PATH, help="Results CSVs or folders of them (e.g. results/); other CSVs are skipped with a note."
     ),
-    out_dir: Path = typer.Option(..., "--output", "-o", help="Folder for index.html (created)."),
+    out_dir: Path = typer.Option(..., "--output", "-o", parser=PATH, help="Folder for index.html (created)."),
 ):
     """One static HTML page (works offline): environment per GPU, every row in a filterable table
     with the command that reproduces it, roofline, scaling curves, speed-up heatmap, serving mixes."""
@@ -181,7 +183,7 @@ def report(
 
 @app.command()
 @friendly_errors
-def repair(file: Path = typer.Argument(..., help="A results CSV whose last row was torn.")):
+def repair(file: Path = typer.Argument(..., parser=PATH, help="A results CSV whose last row was torn.")):
     """Move a torn last row (a killed writer, a full disk) into FILE.torn and keep every whole row."""
     from harness.options import check_input_files
     from harness.store import repair as repair_file
@@ -197,8 +199,8 @@ def repair(file: Path = typer.Argument(..., help="A results CSV whose last row w
 @app.command()
 @friendly_errors
 def compare(
-    a: Path = typer.Argument(..., help="Baseline results CSV (A)."),
-    b: Path = typer.Argument(..., help="Candidate results CSV (B)."),
+    a: Path = typer.Argument(..., parser=PATH, help="Baseline results CSV (A)."),
+    b: Path = typer.Argument(..., parser=PATH, help="Candidate results CSV (B)."),
     min_effect: float = typer.Option(
         0.01,
         parser=ASCII_FLOAT,
@@ -207,6 +209,7 @@ def compare(
     ),
     spread: Path | None = typer.Option(
         SPREAD_FILE,
+        parser=PATH,
         help="Between-run spread per GPU and workload (run.py spread); a difference inside it is not "
         "significant. --no-spread to ignore.",
     ),
@@ -238,8 +241,10 @@ def compare(
 @app.command("spread")
 @friendly_errors
 def spread_(
-    files: list[Path] = typer.Argument(..., help="Results CSVs holding several runs of the same specs."),
-    output: Path = typer.Option(SPREAD_FILE, "--output", "-o", help="Where the spread table goes (compare reads it)."),
+    files: list[Path] = typer.Argument(..., parser=PATH, help="Results CSVs holding several runs of the same specs."),
+    output: Path = typer.Option(
+        SPREAD_FILE, "--output", "-o", parser=PATH, help="Where the spread table goes (compare reads it)."
+    ),
 ):
     """Between-run spread: how far the same (spec, backend, version, kernel) moves between runs in
     separate processes, per GPU and workload (90th percentile and maximum over keys)."""

@@ -17,7 +17,7 @@ import typer
 
 from specs import MIXES, MODELS, PRESETS, DType, Workload
 
-from .options import ASCII_FLOAT, ASCII_INT
+from .options import ASCII_FLOAT, ASCII_INT, PATH
 
 PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)
 TableFormat = Enum("TableFormat", {"rich": "rich", "markdown": "markdown"}, type=str)
@@ -248,6 +248,7 @@ class Destination:
         typer.Option(
             "--output",
             "-o",
+            parser=PATH,
             help="CSV to append to (default results/<gpu>.csv).",
             metavar="FILE.csv",
             rich_help_panel=ROWS,
@@ -300,6 +301,7 @@ class Destination:
     plot_dir: Annotated[
         Path | None,
         typer.Option(
+            parser=PATH,
             help="Where the plots go (default: beside the output CSV, in <name>-plots/; the repository's plots/ for "
             "its results/ files).",
             metavar="FOLDER",

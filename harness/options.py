@@ -214,6 +214,19 @@ ASCII_INT = _number_parser(True)
 ASCII_FLOAT = _number_parser(False)
 
 
+def _path_parser(value) -> Path:
+    """A typer `parser` for a path option or argument: '' is refused (Path('') is the current folder, so an empty
+    value would read or write there without saying so)."""
+    if isinstance(value, Path):
+        return value
+    if str(value) == "":
+        raise ValueError("an empty path is not allowed; give a file or folder path ('.' for the current folder)")
+    return Path(value)
+
+
+PATH = _path_parser
+
+
 def split_list(values: list[str] | None, option: str | None = None) -> list[str] | None:
     """`-b a,b -b c` -> [a, b, c]; None stays None. With `option`, a value given but empty ('') is an error,
     never a silently ignored option."""

@@ -67,6 +67,10 @@ CASES = [
     (["sweep", "-o", NOWHERE, "-w", "spec-decode", "--chunk", "32", "--seq", "64"], 2, "--chunk: spec-decode drafts"),
     (["list", "-b", ""], 2, "--backend: given but empty"),
     (["plot", "results/h100-mla.csv", "--out-dir", NOWHERE, "--metric", ""], 2, "--metric: given but empty"),
+    # an empty path is not the current folder (Path('') is '.'); more in test_an_empty_path_is_refused_...
+    (["sweep", "-o", ""], 2, "Invalid value for '--output' / '-o': an empty path is not allowed"),
+    (["sweep", "-o", NOWHERE, "--plot-dir", ""], 2, "Invalid value for '--plot-dir': an empty path is not allowed"),
+    (["compare", "results/h100-mla.csv", "results/h100-mla.csv", "--spread", ""], 2, "'--spread': an empty path"),
 ]
 
 
@@ -89,6 +93,30 @@ def test_bad_input_is_one_line_on_stderr(capsys, argv, code, fragment):
     assert exit_code == code, (out, err)
     assert_one_line(err, fragment)
     assert "error" not in out.lower()  # errors go to stderr, not stdout
+
+
+MLA = ROOT / "results" / "h100-mla.csv"
+
+
+EMPTY_PATHS = [
+    (["table", ""], "'files'"),
+    (["plot", str(MLA), "--out-dir", ""], "'--out-dir'"),
+    (["report", str(MLA), "-o", ""], "'--output' / '-o'"),
+    (["readme", "--check", ""], "'files'"),
+    (["repair", ""], "'file'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "named"), EMPTY_PATHS, ids=[f"{argv[0]} {named}" for argv, named in EMPTY_PATHS])
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch, capsys, argv, named):
+    """Path('') is '.': `table ''` read every CSV under the current folder, `plot --out-dir ''` and `report -o ''`
+    wrote there. Refused, naming the option, with nothing read or written."""
+    (tmp_path / "r.csv").write_bytes(MLA.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    code, out, err = invoke(capsys, argv)
+    assert code == 2, (out, err)
+    assert_one_line(err, f"Invalid value for {named}: an empty path is not allowed; give a file or folder path")
+    assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]
 
 
 def digest(path: Path) -> str | None:
