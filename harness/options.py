@@ -229,12 +229,19 @@ PATH = _path_parser
 
 def split_list(values: list[str] | None, option: str | None = None) -> list[str] | None:
     """`-b a,b -b c` -> [a, b, c]; None stays None. With `option`, a value given but empty ('') is an error,
-    never a silently ignored option."""
+    never a silently ignored option, and so is an empty item of a list ('1,,2', '1,2,'), never dropped."""
     if not values:
         return None
     items = [v.strip() for value in values for v in value.split(",") if v.strip()]
     if option and not items:
         raise SpecError(f"{option}: given but empty; give a value or leave the option out")
+    for value in values if option else ():
+        if not value.strip():  # `--tp 1 --tp ''`
+            raise SpecError(f"{option}: one of its values is empty, which is not allowed; give a value each time")
+        if any(not v.strip() for v in value.split(",")):
+            raise SpecError(
+                f"{option}: {value!r} has an empty item, which is not allowed; separate values by one comma"
+            )
     return items or None
 
 

@@ -40,6 +40,13 @@ CASES = [
     (["sweep", "--mix", ""], 2, "--mix: given but empty"),
     (["sweep", "--backend", " , "], 2, "--backend: given but empty"),
     (["sweep", "--lengths", ""], 2, "--lengths: given but empty"),
+    # an empty item of a comma list is refused, never dropped
+    (["sweep", "-o", NOWHERE, "--tp", "1,,2"], 2, "--tp: '1,,2' has an empty item, which is not allowed"),
+    (["sweep", "-o", NOWHERE, "--batch", "1,,16"], 2, "--batch: '1,,16' has an empty item, which is not allowed"),
+    (["sweep", "-o", NOWHERE, "--seq", "64,"], 2, "--seq: '64,' has an empty item, which is not allowed"),
+    (["sweep", "-o", NOWHERE, "--page-size", ",16"], 2, "--page-size: ',16' has an empty item, which is not allowed"),
+    (["sweep", "-o", NOWHERE, "--tp", "1", "--tp", ""], 2, "--tp: one of its values is empty, which is not allowed"),
+    (["table", "results/h100-mla.csv", "-m", "DeepSeek-V3,"], 2, "--model: 'DeepSeek-V3,' has an empty item"),
     # numbers are written with 0-9 (Python's int() reads any script's digits)
     (["sweep", "--batch", "٣"], 2, "--batch: '٣' has the digit '٣'; write numbers with 0-9"),
     (["sweep", "--seq", "３２"], 2, "--seq: '３２' has the digit '３'"),
