@@ -276,6 +276,21 @@ def test_readme_rewrite_touches_only_its_blocks_and_is_idempotent(fixture_csv, t
     assert readme.read_text() == once
 
 
+def test_readme_check_says_how_many_blocks_it_checked_in_which_files(fixture_csv, tmp_path):
+    """`readme --check` of files without a block printed nothing, as if it had checked something: it says 0."""
+    bare = tmp_path / "bare.md"
+    bare.write_text("# no blocks here\n")
+    result = runner.invoke(run.app, ["readme", "--check", str(bare)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"checked 0 blocks: no <!-- attnbench:table ... --> block in {bare}"
+    readme = tmp_path / "README.md"
+    readme.write_text(README_TEMPLATE.format(csv=fixture_csv.name))
+    assert runner.invoke(run.app, ["readme", str(readme)]).exit_code == 0
+    result = runner.invoke(run.app, ["readme", "--check", str(bare), str(readme)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == f"checked 2 block(s) in 1 file(s): {readme}"
+
+
 def test_readme_rewrite_rejects_bad_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("<!-- attnbench:table metric=p50_ms -->\n<!-- /attnbench:table -->\n")

@@ -122,8 +122,10 @@ def rewrite_one(readme: Path, console) -> None:
 
 
 def rewrite_all(paths, check: bool, console) -> int:
-    """`run.py readme`: the blocks of `paths` rewritten (with `check`: only compared); 1 if `check` finds one that
+    """`run.py readme`: the blocks of `paths` rewritten (with `check`: only compared), a line a file that holds
+    blocks and one line of how many blocks in which files (also when there are none); 1 if `check` finds one that
     differs from its CSVs."""
+    paths = list(paths)
     found = rewrite_files(paths, load_labelled)
     for path, blocks, old, new in found:
         if not check and old != new:
@@ -132,4 +134,12 @@ def rewrite_all(paths, check: bool, console) -> int:
             write_atomic(path, new)
         state = ("differs" if check else "rewritten") if old != new else "up to date"
         console.print(f"{path}: {blocks} block(s) {state}", soft_wrap=True)
+    verb = "checked" if check else "regenerated"
+    if found:
+        names = ", ".join(str(path) for path, *_ in found)
+        total = sum(blocks for _, blocks, _, _ in found)
+        summary = f"{verb} {total} block(s) in {len(found)} file(s): {names}"
+    else:
+        summary = f"{verb} 0 blocks: no <!-- attnbench:table ... --> block in {', '.join(map(str, paths))}"
+    console.print(summary, soft_wrap=True, markup=False, highlight=False)
     return 1 if check and any(old != new for _, _, old, new in found) else 0
