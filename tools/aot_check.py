@@ -149,10 +149,13 @@ def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
         for param in fn.params:  # a form's flag (or any constexpr) the variant leaves out: its default, as at a launch
             if param.is_constexpr and param.name not in constexprs and param.default is not inspect.Parameter.empty:
                 constexprs[param.name] = param.default
+        steps = v.constexprs.get("Q_LEN", 1) > 1  # the work list's speculative steps read CU_Q and SEQ_K
         for name, (flag, _) in FORM_ARGS.items():  # a form's argument is None (a constexpr) unless its flag is on
-            optional = name != "SEQ_K" or "WORK" in fn.arg_names  # the work list's SEQ_K serves the window only
-            if name in fn.arg_names and optional and not v.constexprs.get(flag):
+            optional = name != "SEQ_K" or "WORK" in fn.arg_names  # the work list's SEQ_K: a window's or a step's
+            if name in fn.arg_names and optional and not (v.constexprs.get(flag) or steps and name == "SEQ_K"):
                 constexprs[name] = None
+        if "Q_LEN" in fn.arg_names and not steps:
+            constexprs["CU_Q"] = None  # the work list's decodes: one query a request, no CU_Q
         block = (v.constexprs["BLOCK_N"], v.constexprs["HEAD_DIM"]) if v.tma else None
         sig = signature(fn, constexprs, dtype, block)
         src = ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=divisibility(fn, sig))
