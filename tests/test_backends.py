@@ -338,7 +338,7 @@ def test_a_variant_is_canonical_and_bad_keys_or_values_name_what_is_allowed():
     backend = get_backend("triton[splits=fill,gluon=off]")
     assert backend.variant == "gluon=off,splits=fill" and backend.name == "triton"
     assert backend.choice == {key.name: key.default for key in triton.variants} | {"splits": "fill", "gluon": "off"}
-    assert set(backend.choice) == {"gluon", "gluon_grid", "splits", "schedule", "varlen_config", "varlen_tma",
+    assert set(backend.choice) == {"gluon", "gluon_grid", "splits", "spec", "schedule", "varlen_config", "varlen_tma",
                                    "page_prefetch", "mixed_streams", "mixed_launches"}  # fmt: skip
     made = [triton("splits=fill"), triton({"splits": "fill"}), get_backend("triton[splits=fill]")]
     assert all(b.choice == made[0].choice and b.variant == "splits=fill" for b in made)
@@ -346,7 +346,8 @@ def test_a_variant_is_canonical_and_bad_keys_or_values_name_what_is_allowed():
     assert get_backend("flashinfer[mixed=one-call]").choice == {"mixed": "one-call", "sinks": "prefill-decode"}
     assert get_backend("torch-naive[gqa=repeat]").variant == "gqa=repeat"
     refused = [
-        ("triton[split=fill]", "backend triton: no variant key 'split'; its keys: gluon, gluon_grid, splits, schedule"),
+        ("triton[split=fill]", "backend triton: no variant key 'split'; its keys: gluon, gluon_grid, splits, spec, "
+         "schedule"),
         ("triton[splits=even]", "backend triton: variant splits='even' is not valid; expected one of waves, fill, "
          "work, work-fused (default waves)"),
         ("flashinfer[mixed=both]", "variant mixed='both' is not valid; expected one of split, one-call, "
@@ -370,7 +371,7 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
     from specs import ExperimentSpec
 
     assert BACKENDS["flashinfer"].contender_variants() == ["", "mixed=batch-attention", "sinks=attention-sink"]
-    assert BACKENDS["triton"].contender_variants() == ["", "splits=work"]
+    assert BACKENDS["triton"].contender_variants() == ["", "splits=work", "spec=split-kv"]
     assert BACKENDS["torch-naive"].contender_variants() == [""]
     assert BACKENDS["sdpa"].contender_variants() == [""]
     mixed = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64)
@@ -381,6 +382,7 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
         ("flashinfer[mixed=batch-attention]", [mixed, decodes], [decode, prefill]),
         ("torch-naive[gqa=repeat]", [decode, prefill, mixed], [tiny_spec("decode", group=1)]),
         ("triton[splits=fill]", [decode, mixed, decodes], [prefill, tiny_spec("append")]),
+        ("triton[spec=split-kv]", [tiny_spec("spec-decode", chunk=4)], [decode, mixed, decodes, tiny_spec("append")]),
         ("triton[gluon=off]", [prefill, mixed], [decode, decodes]),
         ("triton[mixed_streams=1]", [mixed], [decodes, decode]),
         ("triton[varlen_tma=off]", [mixed], [paged_mix, decode]),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import itertools
 import os
 import re
 import subprocess
@@ -149,10 +150,13 @@ def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
         for param in fn.params:  # a form's flag (or any constexpr) the variant leaves out: its default, as at a launch
             if param.is_constexpr and param.name not in constexprs and param.default is not inspect.Parameter.empty:
                 constexprs[param.name] = param.default
+        steps = v.constexprs.get("Q_LEN", 1) > 1  # the work list's speculative steps read CU_Q and SEQ_K
         for name, (flag, _) in FORM_ARGS.items():  # a form's argument is None (a constexpr) unless its flag is on
-            optional = name != "SEQ_K" or "WORK" in fn.arg_names  # the work list's SEQ_K serves the window only
-            if name in fn.arg_names and optional and not v.constexprs.get(flag):
+            optional = name != "SEQ_K" or "WORK" in fn.arg_names  # the work list's SEQ_K: a window's or a step's
+            if name in fn.arg_names and optional and not (v.constexprs.get(flag) or steps and name == "SEQ_K"):
                 constexprs[name] = None
+        if "Q_LEN" in fn.arg_names and not steps:
+            constexprs["CU_Q"] = None  # the work list's decodes: one query a request, no CU_Q
         block = (v.constexprs["BLOCK_N"], v.constexprs["HEAD_DIM"]) if v.tma else None
         sig = signature(fn, constexprs, dtype, block)
         src = ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=divisibility(fn, sig))
@@ -225,6 +229,7 @@ def variants(quick: bool) -> list[Variant]:
             out.append(Variant(f"work-decode-fused {label} n{bn} w{w} s{s}", k.work_decode_kernel, fused, w, s))
     ce = {"G": 4, "BLOCK_G": 16, "HEAD_DIM": 128, "BLOCK_S": 16, "INTERPRETED": False}
     out.append(Variant("work-combine s16 w4", k.work_combine_kernel, ce, 4, 1))
+    out += step_variants(k, layouts[:3], decode_configs, quick)
     out += form_variants(k, prefill_configs[0], decode_configs[0], wide_prefill, wide_decode, quick)
     # the exploration tool's pinned prefill variants (tools/triton_explore.py): QK_AHEAD and occupancy
     from tools.triton_explore import gluon_variants, prefill_variants
@@ -268,6 +273,34 @@ def variants(quick: bool) -> list[Variant]:
     return out
 
 
+def step_rows(q_len: int, group: int) -> dict:
+    """The work list's row constexprs for speculative steps of q_len tokens (ops.WorkDecode's): row tiles of whole
+    tokens, at most ops.SPLIT_KV_ROWS rows (tokens × group) each."""
+    from frameworks.triton.ops import SPLIT_KV_ROWS
+
+    tile = max(1, min(q_len, SPLIT_KV_ROWS // group))
+    block_g = max(16, 1 << (tile * group - 1).bit_length())
+    return {"G": group, "BLOCK_G": block_g, "Q_LEN": q_len, "TILE_Q": tile, "ROW_TILES": -(-q_len // tile)}
+
+
+def step_variants(k, layouts, decode_configs, quick: bool) -> list[Variant]:
+    """Speculative steps on the work list (`triton[spec=split-kv]`): Llama's group of 4 at 4, 8 and 16 tokens (16,
+    32 and 64 rows) and Qwen3-30B's group of 8 at 16 (two row tiles of 8 tokens), in each layout and decode
+    configuration; their combine. Quick: 64 rows, dense, at the first configuration."""
+    out = []
+    steps = [(4, 4), (8, 4), (16, 4), (16, 8)]
+    for (label, paged, page, _, ahead), (bn, w, s), (q_len, group) in itertools.product(layouts, decode_configs, steps):
+        if quick and (label, q_len, group) != ("dense", 16, 4):
+            continue
+        ce = {"HEAD_DIM": 128, "INTERPRETED": False, "PAGED": paged, "PAGE": page, "BLOCK_N": bn,
+              "PREFETCH_PAGES": ahead, "FUSED": False, **step_rows(q_len, group)}  # fmt: skip
+        out.append(Variant(f"work-decode spec q{q_len} g{group} {label} n{bn} w{w} s{s}", k.work_decode_kernel, ce,
+                           w, s))  # fmt: skip
+    ce = {"HEAD_DIM": 128, "BLOCK_S": 16, "INTERPRETED": False, **step_rows(16, 4)}
+    out.append(Variant("work-combine spec q16 g4 s16 w4", k.work_combine_kernel, ce, 4, 1))
+    return out
+
+
 def form_variants(k, prefill, decode, wide_prefill, wide_decode, quick: bool) -> list[Variant]:
     """The forms (kernels.py's HAS_WINDOW, HAS_SINKS, SOFTCAP, IS_FP8) at the first configuration, and head dim
     256 (Gemma-2: soft-cap and window) at each of its own, which must fit the 227 KB of shared memory a CTA.
@@ -295,6 +328,8 @@ def form_variants(k, prefill, decode, wide_prefill, wide_decode, quick: bool) ->
         out.append(Variant(f"decode {name}", k.decode_kernel, {**ce, "SPLIT": True, "TMA": False}, dw, ds))
         out.append(Variant(f"ragged-decode {name}", k.ragged_decode_kernel, ce, dw, ds))
         out.append(Variant(f"work-decode-fused {name}", k.work_decode_kernel, {**ce, "FUSED": True}, dw, ds))
+        steps = {**ce, "FUSED": False, **step_rows(8, 4)}  # a speculative step of 8 tokens, group 4: 32 rows
+        out.append(Variant(f"work-decode spec q8 g4 {name}", k.work_decode_kernel, steps, dw, ds))
     if quick:
         return [v for v in out if v.name.startswith(("prefill dense", "ragged-decode"))]
     gemma = {"HEAD_DIM": 256, "INTERPRETED": False, "G": 2, "HAS_WINDOW": True, "SOFTCAP": True}

@@ -26,6 +26,10 @@ def _has_decodes(spec) -> bool:
     return spec.workload in (Workload.DECODE, Workload.MIXED)
 
 
+def _spec_decode(spec) -> bool:
+    return spec.workload is Workload.SPEC_DECODE
+
+
 def _mixed(spec) -> bool:
     return spec.workload is Workload.MIXED
 
@@ -71,6 +75,18 @@ VARIANTS = (
         "(work: frameworks/triton/schedule.py; H100, 28 drawn decode batches: 0.64x the time of waves "
         "(geomean), 0.13x on one long cache among short ones, never above 1.01x; a contender of the default "
         "sweep; work-fused: the last piece of a split request merges them, one launch)",
+    ),
+    VariantKey(
+        "spec",
+        ("varlen", "split-kv"),
+        "varlen",
+        contenders=("split-kv",),
+        applies=_spec_decode,
+        help="speculative steps (every request 2-16 query tokens): the row-block kernels, a program a (request, KV "
+        "head) and row block reading its whole cache (varlen; a uniform batch: the prefill kernel), or the split-KV "
+        "work list of splits=work, its rows (query token, query head) pairs of a request and KV head, causal "
+        "bottom-right, the keys split by the work and merged a row (split-kv; docs/perf/decode-splits.md: a "
+        "prediction, not yet measured on a GPU)",
     ),
     VariantKey(
         "schedule",
@@ -169,6 +185,10 @@ class TritonAttention(Backend):
         elif spec.workload is Workload.DECODE:
             self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size, prefetch_pages=ahead.decode,
                                   split_rule=self._split_rule(), forms=self._forms)  # fmt: skip
+        elif self._split_kv_steps(spec):  # the steps' rows on the work list: [B, q_len, Hq, D] gives each q_len
+            self._op = ops.WorkDecode(inputs.q, k, v, [spec.kv_len] * spec.batch_size, block_table=table,
+                                      page_size=spec.page_size, prefetch_pages=ahead.decode,
+                                      forms=self._forms)  # fmt: skip
         else:
             # a speculative step (2-16 rows on a long cache) is a decode's memory-bound loop: it takes the decode
             # kernels' page ids a step ahead (H200 A/B of 2026-11-29, paged spec-decode: 0.82-0.86x the time)
@@ -235,6 +255,9 @@ class TritonAttention(Backend):
         elif batch.kind == "decode":  # split-KV with a split count a request
             self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, prefetch_pages=ahead.decode,
                                         split_rule=self._split_rule(), forms=self._forms, **cache)  # fmt: skip
+        elif self._split_kv_steps(spec):  # speculative steps on the work list, each request's q_len its rows
+            self._op = ops.WorkDecode(inputs.q, k, v, batch.kv_lens, q_lens=batch.q_lens, prefetch_pages=ahead.decode,
+                                      forms=self._forms, **cache)  # fmt: skip
         elif self._launches() == 2 and batch.decode_split is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
                                  streams=self._streams(), prefetch_pages=ahead, split_rule=self._split_rule(),
@@ -275,6 +298,12 @@ class TritonAttention(Backend):
 
     def _split_rule(self) -> str:
         return self.choice["splits"]
+
+    def _split_kv_steps(self, spec) -> bool:
+        """The spec variant's split-kv on a spec-decode batch (every request of at most ops.SPLIT_KV_MAX_Q query
+        tokens, specs.batch.MAX_SPEC_DECODE): its steps through the split-KV work list (ops.WorkDecode's q_lens)
+        instead of the row-block kernels."""
+        return spec.workload is Workload.SPEC_DECODE and self.choice["spec"] == "split-kv"
 
     def _streams(self) -> int:
         return int(self.choice["mixed_streams"])

@@ -667,11 +667,15 @@ def _attend_keys(
     s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, SK, kv_len,
     BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, PAGED: tl.constexpr, PAGE: tl.constexpr, BLOCK_N: tl.constexpr,
     INTERPRETED: tl.constexpr, PREFETCH: tl.constexpr, WINDOW: tl.constexpr, SOFTCAP: tl.constexpr,
-    FP8: tl.constexpr,
+    FP8: tl.constexpr, offset=0, CAUSAL: tl.constexpr = False,
 ):  # fmt: skip
     """Keys lo … hi − 1 of one request's gathered cache for a decode's query group (ragged and work-list
     decodes): whole tiles lo … full − 1 unmasked (their page ids bounded by SK), the tail masked; with WINDOW
-    the tiles before the one that holds the first key of the window of a kv_len-key cache masked too."""
+    the tiles before the one that holds the first key of the window of a kv_len-key cache masked too.
+    CAUSAL (a speculative step's rows, work_decode_kernel's Q_LEN > 1): g holds each row's query token, the
+    first at key `offset` (kv_len − q_len); the caller ends `full` before the first key some row must not see,
+    the tail hides each row's keys past offset + g, and a window starts at each row's own first key (the
+    edge of the masked tiles at the last token's, the latest)."""
     if FP8:
         qk_scale = qk_scale * tl.load(K_SCALE + hkv)
     start = lo
@@ -679,6 +683,8 @@ def _attend_keys(
     if WINDOW:
         key0 = tl.maximum(kv_len - 1 - window, 0)
         first = tl.zeros([BLOCK_G], tl.int32) + key0
+        if CAUSAL:
+            first = g + offset - window
         start = _window_edge(lo, full, key0, BLOCK_N)
         acc, m_i, l_i = _attend_range(
             acc, m_i, l_i, q, K, V, None, None, BT, b, hkv, lo, start, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs,
@@ -692,8 +698,8 @@ def _attend_keys(
     )  # fmt: skip
     return _attend_range(
         acc, m_i, l_i, q, K, V, None, None, BT, b, hkv, full, hi, g, qk_scale, s_kb, s_ks, s_kh, s_vb, s_vs, s_vh,
-        s_btb, hi, 1, 0, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, False, False, INTERPRETED, PREFETCH, first, softcap,
-        WINDOW, SOFTCAP, FP8,
+        s_btb, hi, 1, offset, HEAD_DIM, PAGED, PAGE, BLOCK_N, True, CAUSAL, False, INTERPRETED, PREFETCH, first,
+        softcap, WINDOW, SOFTCAP, FP8,
     )  # fmt: skip
 
 
@@ -791,9 +797,10 @@ def combine_kernel(
 
 @triton.autotune(
     configs=_decode_configs(),
-    key=["NUM_ITEMS", "ITEM_TOKENS", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "PREFETCH_PAGES", *FORM_KEYS],
+    key=["NUM_ITEMS", "ITEM_TOKENS", "HKV", "G", "HEAD_DIM", "PAGED", "PAGE", "PREFETCH_PAGES", "Q_LEN", "TILE_Q",
+         *FORM_KEYS],
     prune_configs_by={"early_config_prune": _by_head_dim},
-)
+)  # fmt: skip
 @triton.jit(do_not_specialize=["NUM_ITEMS", "ITEM_TOKENS"])
 def work_decode_kernel(
     Q, K, V, O, O_PART, LSE_PART, BT, CU_K, WORK, COUNTERS,
@@ -803,7 +810,8 @@ def work_decode_kernel(
     INTERPRETED: tl.constexpr, BLOCK_N: tl.constexpr, PREFETCH_PAGES: tl.constexpr = False,
     FUSED: tl.constexpr = False, SEQ_K=None, SINKS=None, K_SCALE=None, V_SCALE=None, window=None, softcap=None,
     HAS_WINDOW: tl.constexpr = False, HAS_SINKS: tl.constexpr = False, SOFTCAP: tl.constexpr = False,
-    IS_FP8: tl.constexpr = False,
+    IS_FP8: tl.constexpr = False, CU_Q=None, Q_LEN: tl.constexpr = 1, TILE_Q: tl.constexpr = 1,
+    ROW_TILES: tl.constexpr = 1,
 ):  # fmt: skip
     """Decodes scheduled by work (schedule.py): program p takes item p of the work list WORK, int32 [N, 8]
     (request, KV head, lo, hi, part, first, pieces, counter), longest first: keys lo … hi − 1 of the request's
@@ -815,7 +823,12 @@ def work_decode_kernel(
     autotuner. Boundaries lo are multiples of the largest BLOCK_N (the planner's granule).
     HAS_WINDOW: the planner cut each request's window only (schedule.window_starts), and the item that holds
     its first key (SEQ_K[request] − 1 − window) masks the keys before it. The sinks join where a request's
-    output is written: by a request of one piece, by the fused merge or by work_combine_kernel."""
+    output is written: by a request of one piece, by the fused merge or by work_combine_kernel.
+    Q_LEN > 1 (speculative steps of up to Q_LEN query tokens, each request's from CU_Q; 1: one query a request,
+    the decode as it compiled before): a program's rows are (query token, query head of the group) pairs, row
+    r being token tile · TILE_Q + r // G of the request's row tile `tile`, the item's KV-head column holding
+    KV head · ROW_TILES + tile; each row sees keys up to its own, bottom-right (token i of q_len on kv_len keys:
+    0 … kv_len − q_len + i, from SEQ_K and CU_Q), and under a window from its own first key."""
     item = WORK + tl.program_id(0) * 8
     b = tl.load(item)
     hkv = tl.load(item + 1)
@@ -825,36 +838,60 @@ def work_decode_kernel(
     g = tl.arange(0, BLOCK_G)
     g_ok = g < G
     d = tl.arange(0, HEAD_DIM)
-    head = hkv * G + g
+    pos = g  # the rows' query tokens (a decode's one query: unused)
+    q_start = b  # the request's first query row (a decode's: the request)
+    q_len = 1
+    tile = 0
+    if Q_LEN > 1:  # the row tile's tokens of this request: rows past them (or past TILE_Q tokens) are padding
+        tile = hkv % ROW_TILES
+        hkv = hkv // ROW_TILES
+        q_start = tl.load(CU_Q + b)
+        q_len = tl.load(CU_Q + b + 1) - q_start
+        pos = tile * TILE_Q + g // G
+        g_ok = (g < TILE_Q * G) & (pos < q_len)
+        head = hkv * G + g % G
+    else:
+        head = hkv * G + g
     out = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
     lse = tl.full([BLOCK_G], float("-inf"), tl.float32)
-    if lo < hi:
+    live = lo < hi
+    if Q_LEN > 1:  # a row tile past the request's tokens reads nothing
+        live = live & (tile * TILE_Q < q_len)
+    if live:
         if PAGED:
             k_base, v_base = K, V
         else:
             k_start = tl.load(CU_K + b).to(tl.int64)
             k_base, v_base = K + k_start * s_ks, V + k_start * s_vs
-        q = tl.load(Q + b.to(tl.int64) * s_qb + head[:, None] * s_qh + d[None, :], mask=g_ok[:, None], other=0.0)
+        q_ptrs = Q + _rows(b, q_start, pos, s_qb, Q_LEN) + head[:, None] * s_qh + d[None, :]
+        q = tl.load(q_ptrs, mask=g_ok[:, None], other=0.0)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
         full = lo + ((hi - lo) // BLOCK_N) * BLOCK_N
-        kv_len = hi  # the request's length: read only for a window
-        if HAS_WINDOW:
+        kv_len = hi  # the request's length: read only for a window or a step's causal mask
+        offset = 0
+        if HAS_WINDOW or Q_LEN > 1:
             kv_len = tl.load(SEQ_K + b)
+        if Q_LEN > 1:  # unmasked: the whole tiles before the first key the first token does not see
+            offset = kv_len - q_len
+            full = lo + ((tl.minimum(hi, tl.maximum(offset + 1, lo)) - lo) // BLOCK_N) * BLOCK_N
         acc, m_i, l_i = _attend_keys(
-            acc, m_i, l_i, q, k_base, v_base, BT, b, hkv, lo, full, hi, g, qk_scale, K_SCALE, window, softcap, s_kb,
-            s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, hi, kv_len, BLOCK_G, HEAD_DIM, PAGED, PAGE, BLOCK_N, INTERPRETED,
-            PREFETCH_PAGES, HAS_WINDOW, SOFTCAP, IS_FP8,
+            acc, m_i, l_i, q, k_base, v_base, BT, b, hkv, lo, full, hi, pos, qk_scale, K_SCALE, window, softcap,
+            s_kb, s_ks, s_kh, s_vb, s_vs, s_vh, s_btb, hi, kv_len, BLOCK_G, HEAD_DIM, PAGED, PAGE, BLOCK_N,
+            INTERPRETED, PREFETCH_PAGES, HAS_WINDOW, SOFTCAP, IS_FP8, offset, Q_LEN > 1,
         )  # fmt: skip
-        out = acc / l_i[:, None]
+        if Q_LEN > 1:  # a row that sees no key of this piece (causal, or before its window): output 0, lse −inf
+            out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+        else:
+            out = acc / l_i[:, None]
         if IS_FP8:
             out = out * tl.load(V_SCALE + hkv)
         lse = m_i + tl.log2(l_i)
     if part < 0:
         if HAS_SINKS:  # 1 / (1 + 2^(sink − lse)): as _sink_share, from the log-sum-exp
             out = out / (1.0 + tl.exp2(tl.load(SINKS + head, mask=g_ok, other=0.0) - lse))[:, None]
-        o_ptrs = O + b.to(tl.int64) * s_ob + head[:, None] * s_oh + d[None, :]
+        o_ptrs = O + _rows(b, q_start, pos, s_ob, Q_LEN) + head[:, None] * s_oh + d[None, :]
         tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=g_ok[:, None])
     else:
         slot = part.to(tl.int64) * BLOCK_G + g
@@ -869,9 +906,19 @@ def work_decode_kernel(
             if done == pieces - 1:  # the last piece: every other one is stored and visible (acquired)
                 merged = _merge_pieces(O_PART, LSE_PART, first, pieces, g, g_ok, d, BLOCK_G, HEAD_DIM, INTERPRETED,
                                        SINKS, head, HAS_SINKS)  # fmt: skip
-                o_ptrs = O + b.to(tl.int64) * s_ob + head[:, None] * s_oh + d[None, :]
+                o_ptrs = O + _rows(b, q_start, pos, s_ob, Q_LEN) + head[:, None] * s_oh + d[None, :]
                 tl.store(o_ptrs, merged.to(O.dtype.element_ty), mask=g_ok[:, None])
                 tl.store(counter, 0)  # for the next call: every piece of this launch has counted
+
+
+@triton.jit
+def _rows(b, q_start, pos, s_row, Q_LEN: tl.constexpr):
+    """Where a work item's query (or output) rows start in a tensor of row stride s_row: the request's one row b
+    for a decode; with Q_LEN > 1 each row's token, q_start + pos ([BLOCK_G, 1])."""
+    if Q_LEN > 1:
+        return ((q_start + pos).to(tl.int64) * s_row)[:, None]
+    else:
+        return b.to(tl.int64) * s_row
 
 
 @triton.jit
@@ -920,19 +967,32 @@ def _merge_step(
 def work_combine_kernel(
     O_PART, LSE_PART, O, COMBINED, s_ob, s_oh, HQ,
     G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
-    INTERPRETED: tl.constexpr, SINKS=None, HAS_SINKS: tl.constexpr = False,
+    INTERPRETED: tl.constexpr, SINKS=None, HAS_SINKS: tl.constexpr = False, CU_Q=None, Q_LEN: tl.constexpr = 1,
+    TILE_Q: tl.constexpr = 1, ROW_TILES: tl.constexpr = 1,
 ):  # fmt: skip
     """The pieces of each split request merged: program (row r of COMBINED, int32 [R, 3] (request, first part,
     pieces), query head). A request's pieces for KV head h sit at first + h · pieces + 0 … pieces − 1; any
     number of them, BLOCK_S at a time with a running maximum (exact and overflow-free, as combine_kernel).
-    HAS_SINKS: the head's sink (SINKS, log2 units) joins the denominator once, after the pieces."""
+    HAS_SINKS: the head's sink (SINKS, log2 units) joins the denominator once, after the pieces.
+    Q_LEN > 1 (work_decode_kernel's speculative steps): program (row r, query token t, query head), the pieces
+    of row tile h · ROW_TILES + t // TILE_Q, its row (t % TILE_Q) · G + the head's place in the group, written to
+    query row CU_Q[request] + t; a token past the request's own q_len writes nothing."""
     pid = tl.program_id(0)
-    row = COMBINED + (pid // HQ) * 3
+    r = pid // HQ
+    tok = 0
+    if Q_LEN > 1:
+        tok = r % Q_LEN
+        r = r // Q_LEN
+    row = COMBINED + r * 3
     hq = pid % HQ
     b = tl.load(row)
     pieces = tl.load(row + 2)
-    first = tl.load(row + 1) + (hq // G) * pieces
-    g = hq % G
+    if Q_LEN > 1:
+        first = tl.load(row + 1) + ((hq // G) * ROW_TILES + tok // TILE_Q) * pieces
+        g = (tok % TILE_Q) * G + hq % G
+    else:
+        first = tl.load(row + 1) + (hq // G) * pieces
+        g = hq % G
     d = tl.arange(0, HEAD_DIM)
     s = tl.arange(0, BLOCK_S)
     m = tl.max(tl.full([BLOCK_S], float("-inf"), tl.float32), 0)
@@ -954,7 +1014,13 @@ def work_combine_kernel(
         alpha = tl.exp2(m - m_new)
         acc = acc * alpha
         total = total * alpha + tl.exp2(sink - m_new)
-    tl.store(O + b.to(tl.int64) * s_ob + hq * s_oh + d, (acc / total).to(O.dtype.element_ty))
+    if Q_LEN > 1:
+        q_start = tl.load(CU_Q + b)
+        mine = tok < tl.load(CU_Q + b + 1) - q_start
+        o_ptrs = O + (q_start + tok).to(tl.int64) * s_ob + hq * s_oh + d
+        tl.store(o_ptrs, (acc / total).to(O.dtype.element_ty), mask=mine & (d < HEAD_DIM))
+    else:
+        tl.store(O + b.to(tl.int64) * s_ob + hq * s_oh + d, (acc / total).to(O.dtype.element_ty))
 
 
 @triton.jit

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from itertools import accumulate
 from typing import NamedTuple
 
 import torch
 import triton
 
-from specs.batch import trailing_decodes
+from specs.batch import MAX_SPEC_DECODE, trailing_decodes
 
 from .kernels import (
     INTERPRET,
@@ -65,6 +66,18 @@ def choose_splits(batch: int, kv_heads: int, kv_len: int, sms: int, granule: int
 # request's own splits: choose_splits_waves). WORK_RULES are another launch, WorkDecode (schedule.plan_work)
 SPLIT_RULES = ("fill", "waves")
 WORK_RULES = ("work", "work-fused")  # WorkDecode, its pieces merged by a second launch or by the last piece
+# the most query tokens a request may bring to the split-KV work list (WorkDecode's q_lens, the `spec=split-kv`
+# variant): a speculative step's most (specs.batch.MAX_SPEC_DECODE, 16), so every spec-decode batch and no append
+# chunk. Why there: a program reads its keys once for all its rows (tokens × group), and a row costs 4·D FLOPs a key
+# against that key's 4·D bytes (K and V in bf16), so the loop runs `rows` FLOPs a byte: 64 for Llama's group of 4 at
+# 16 tokens, a fifth of an H100's balance point (989 TFLOP/s ÷ 3.35 TB/s ≈ 295): bound by memory as a decode is,
+# where splitting the keys pays. A chunk of hundreds of tokens is bound by the tensor cores; it belongs to the varlen
+# kernel's 128-row blocks, which read each key once a block and write no partials.
+SPLIT_KV_MAX_Q = MAX_SPEC_DECODE
+# the rows (query tokens × the group) one work-list program holds at most: a [64, D] fp32 accumulator and a
+# [64, BLOCK_N] score tile (tools/aot_check `work-decode spec`); more tokens × group (Qwen3-30B's group of 8 at 16
+# tokens) are cut into row tiles of whole tokens, each an item reading the same keys
+SPLIT_KV_ROWS = 64
 # a decode program's cost besides its keys, in granules' worth of time (a guess to be measured: starting the
 # program and writing its partial output and log-sum-exp, about 2-3 µs, as long as an SM streams ~256 keys)
 SPLIT_OVERHEAD_GRANULES = 2
@@ -426,26 +439,38 @@ class WorkDecode:
     list of (request, KV head, key range), longest first, the split length chosen by the work on `sms` slots;
     a request of one piece written directly, the pieces of a split request merged by a second launch (none when
     no request splits). q packed [B, Hq, D] or uniform [B, 1, Hq, D]; k, v packed [Σ kv_len, Hkv, D] with
-    cu_seqlens_k, uniform dense [B, Sk, Hkv, D] (cu_seqlens_k left out), or pages with a block table."""
+    cu_seqlens_k, uniform dense [B, Sk, Hkv, D] (cu_seqlens_k left out), or pages with a block table.
+    Speculative steps too (the `spec=split-kv` variant): requests of up to SPLIT_KV_MAX_Q query tokens each, q
+    packed [Σ q_len, Hq, D] with q_lens, or uniform [B, Sq, Hq, D]; a program's rows are (token, query head)
+    pairs of one request and KV head (or of a row tile of its tokens), each causal bottom-right, and the combine
+    merges the pieces a (token, query head) row."""
 
     def __init__(
         self, q, k, v, kv_lens, cu_seqlens_k=None, block_table=None, page_size: int | None = None,
         granule: int = SPLIT_GRANULE, sms: int | None = None, config: triton.Config | None = None, out=None,
-        prefetch_pages: bool = False, fused: bool = False, forms: Forms = Forms(),
+        prefetch_pages: bool = False, fused: bool = False, forms: Forms = Forms(), q_lens=None,
+        max_rows: int = SPLIT_KV_ROWS,
     ):  # fmt: skip
         """kv_lens: a list of ints or a tensor (read once, here). granule: split boundaries at its multiples, a
         multiple of every decode BLOCK_N (16 under the interpreter). out: write into this tensor (q's shape).
         fused: the last piece of a split (request, KV head) to finish merges its pieces (one launch, counters
         in a zeroed int32 buffer that each merge sets back) instead of the combine launch. forms.window: the
-        planner cuts each request's window only (schedule.plan_work's window)."""
+        planner cuts each request's window only (schedule.plan_work's window). q_lens: each request's query
+        tokens for a packed q (None: one each; a uniform q's Sq gives them). max_rows: the rows (tokens × group)
+        a program holds at most; a request's tokens are cut into row tiles of whole tokens past it."""
         self.uniform = q.dim() == 4
-        b, hq, d = (q.shape[0], q.shape[2], q.shape[3]) if self.uniform else q.shape
+        b, hq, d = (q.shape[0], q.shape[2], q.shape[3]) if self.uniform else (len(kv_lens), q.shape[1], q.shape[2])
+        if self.uniform and q.shape[1] > 1:
+            q_lens = [q.shape[1]] * b
         hkv = k.shape[-2]
         lens = kv_lens.tolist() if isinstance(kv_lens, torch.Tensor) else [int(n) for n in kv_lens]
         self.pinned, self.out = config, out
         self.q, self.k, self.v = q, k, v
         self.kv_heads, self.group = hkv, hq // hkv
-        self.plan = plan_work(lens, hkv, sms or sm_count(q.device), granule, window=forms.window)
+        self.q_len, tile_q, self.row_tiles, self.cu_q = self._steps(q_lens, lens, max_rows, q.device)
+        self._query_rows(q)  # a uniform step's [B, Sq] rows must merge into one axis without a copy
+        self.plan = plan_work(lens, hkv * self.row_tiles, sms or sm_count(q.device), granule, window=forms.window,
+                              q_lens=q_lens)  # fmt: skip
         self.work, self.combined = work_tensors(self.plan, q.device)
         self.fused = fused and self.combined is not None
         self.counters = torch.zeros(max(1, self.plan.kv_heads * len(self.plan.combined)), dtype=torch.int32,
@@ -455,26 +480,55 @@ class WorkDecode:
                 raise ValueError("WorkDecode: a uniform dense cache needs its sequences one after another")
             cu_seqlens_k = torch.arange(b + 1, dtype=torch.int32, device=q.device) * k.shape[1]
         self.cu_k, self.bt, self.s_btb, self.strides = _packed_kv(k, v, cu_seqlens_k, block_table, self.work)
-        self.block_g = max(16, triton.next_power_of_2(self.group))
+        self.block_g = max(16, triton.next_power_of_2(tile_q * self.group))
         parts = max(1, self.plan.num_parts)
         self.o_part = torch.empty(parts, self.block_g, d, dtype=torch.float32, device=q.device)
         self.lse_part = torch.empty(parts, self.block_g, dtype=torch.float32, device=q.device)
         most = max((n for _, _, n in self.plan.combined), default=1)
         self.block_s = max(2, min(16, triton.next_power_of_2(most)))
+        # a step's rows: its tokens (CU_Q) in row tiles of TILE_Q; a decode passes none (the kernels' defaults)
+        self.rows_kw = {}
+        if self.q_len > 1:
+            self.rows_kw = {"CU_Q": self.cu_q, "Q_LEN": self.q_len, "TILE_Q": tile_q, "ROW_TILES": self.row_tiles}
         self.kw = {
             "HKV": hkv, "NUM_ITEMS": self.plan.num_items,
             "ITEM_TOKENS": self.plan.items[0].tokens, "G": self.group, "BLOCK_G": self.block_g, "HEAD_DIM": d,
             "PAGED": block_table is not None, "PAGE": page_size or 1, "INTERPRETED": INTERPRET,
             "PREFETCH_PAGES": _prefetching(prefetch_pages, block_table), "FUSED": self.fused,
-            **forms.kernel_kw(d, hkv),
+            **forms.kernel_kw(d, hkv), **self.rows_kw,
         }  # fmt: skip
-        if forms.window is not None:  # the window's first key is the request's length less the window
+        if forms.window is not None or self.q_len > 1:  # a window's first key and a step's causal mask need kv_len
             self.kw["SEQ_K"] = torch.tensor(lens, dtype=torch.int32, device=q.device)
+
+    def _steps(self, q_lens, kv_lens, max_rows: int, device):
+        """(most query tokens a request, tokens a row tile, row tiles a KV head, CU_Q on the device or None) for
+        these query lengths (None: decodes, one query each). A row tile holds whole tokens, as many as max_rows
+        rows (tokens × group) allow, at least one."""
+        if q_lens is None or max(q_lens, default=1) <= 1:
+            return 1, 1, 1, None
+        q_lens = [int(n) for n in q_lens]
+        if len(q_lens) != len(kv_lens) or not all(1 <= q <= n for q, n in zip(q_lens, kv_lens)):
+            raise ValueError(f"WorkDecode: q_lens {q_lens} do not fit kv_lens {kv_lens} (1 <= q_len <= kv_len each)")
+        most = max(q_lens)
+        if most > SPLIT_KV_MAX_Q:
+            raise ValueError(f"WorkDecode: a request of {most} query tokens; the split-KV work list takes at most "
+                             f"{SPLIT_KV_MAX_Q} (SPLIT_KV_MAX_Q: a speculative step's)")  # fmt: skip
+        tile_q = max(1, min(most, max_rows // self.group))
+        cu_q = torch.tensor([0, *accumulate(q_lens)], dtype=torch.int32, device=device)
+        return most, tile_q, triton.cdiv(most, tile_q), cu_q
+
+    def _query_rows(self, x):
+        """q or the output as the kernels index it: [rows, Hq, D], a decode's request or a step's token a row."""
+        if not self.uniform:
+            return x
+        if self.q_len == 1:
+            return x[:, 0]
+        return x.view(-1, *x.shape[2:])
 
     def __call__(self) -> torch.Tensor:
         q = self.q
         o = self.out if self.out is not None else torch.empty_like(q)
-        q3, o3 = (q[:, 0], o[:, 0]) if self.uniform else (q, o)
+        q3, o3 = self._query_rows(q), self._query_rows(o)
         s_ks, s_kh, s_vs, s_vh, s_kb, s_vb = self.strides
         args = (
             q3, self.k, self.v, o3, self.o_part, self.lse_part, self.bt, self.cu_k, self.work, self.counters,
@@ -483,17 +537,19 @@ class WorkDecode:
         _launch(work_decode_kernel, (self.plan.num_items,), self.pinned, args, self.kw)
         if self.combined is not None and not self.fused:
             hq = self.kv_heads * self.group
-            work_combine_kernel[(self.combined.shape[0] * hq,)](
+            work_combine_kernel[(self.combined.shape[0] * self.q_len * hq,)](
                 self.o_part, self.lse_part, o3, self.combined, o3.stride(0), o3.stride(1), hq, G=self.group,
                 BLOCK_G=self.block_g, HEAD_DIM=o3.shape[-1], BLOCK_S=self.block_s, INTERPRETED=INTERPRET,
-                SINKS=self.kw.get("SINKS"), HAS_SINKS=self.kw["HAS_SINKS"],
+                SINKS=self.kw.get("SINKS"), HAS_SINKS=self.kw["HAS_SINKS"], **self.rows_kw,
             )  # fmt: skip
         return o
 
     def info(self) -> dict:
         launch = _launch_info(self.pinned or work_decode_kernel, self.kw)
         fused = {"combine": "fused"} if self.fused else {}
-        return {"kernel": "work-decode", "split_rule": "work", **fused, **self.plan.info(), **launch}
+        # a step's rows: its most query tokens, the rows a program holds, and the row tiles a KV head is read by
+        steps = {"q_len": self.q_len, "rows": self.block_g, "row_tiles": self.row_tiles} if self.q_len > 1 else {}
+        return {"kernel": "work-decode", "split_rule": "work", **steps, **fused, **self.plan.info(), **launch}
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:

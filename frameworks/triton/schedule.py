@@ -138,14 +138,17 @@ class WorkPlan:
 
 def plan_work(
     kv_lens, kv_heads: int, slots: int, granule: int = GRANULE, overhead_granules: float = OVERHEAD_GRANULES,
-    combine_granules: float = COMBINE_GRANULES, window: int | None = None,
+    combine_granules: float = COMBINE_GRANULES, window: int | None = None, q_lens=None,
 ) -> WorkPlan:  # fmt: skip
     """The work list of decodes on caches of `kv_lens` keys with `kv_heads` KV heads, for `slots` program slots.
     Candidate split lengths: the longest cache cut into n = 1, 2, … pieces (whole granules), while that cache
     alone holds at most MAX_ITEMS_PER_SLOT items a slot; the one with the least estimated time wins, ties
     going to fewer items. Under a left window each request's keys from its window_start on only: planned on
-    those lengths, the items' ranges then moved to start there."""
-    starts = [window_start(max(0, int(n)), window, granule) for n in kv_lens]
+    those lengths, the items' ranges then moved to start there. q_lens: each request's query tokens (speculative
+    steps; None: one each), whose first token's window starts the request's keys (it sits q_len − 1 keys before
+    the last); `kv_heads` then counts a KV head's row tiles too (ops.WorkDecode), each an item of the same keys."""
+    q_lens = [1] * len(kv_lens) if q_lens is None else [int(q) for q in q_lens]
+    starts = [window_start(max(0, int(n) - q + 1), window, granule) for n, q in zip(kv_lens, q_lens)]
     lens = [max(0, int(n)) - start for n, start in zip(kv_lens, starts)]
     if not lens or kv_heads < 1 or slots < 1 or granule < 1:
         raise ValueError(f"plan_work: needs requests, kv_heads, slots and granule >= 1, got {len(lens)}, "

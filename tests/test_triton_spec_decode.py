@@ -1,0 +1,176 @@
+"""Speculative steps through the split-KV work list (ops.WorkDecode with q_lens; the triton backend's
+`spec=split-kv`): every request's query tokens × its KV head's query group are the rows of one program, the keys
+split by the work as the decodes' are, each row causal bottom-right, the combine merging a (token, query head) row.
+On the CPU under Triton's interpreter at tiny shapes against the fp32 reference (dense and paged, group 1 and 4,
+q_len 1-5, a window, sinks, a soft-cap, an FP8 cache, rows in tiles); on a GPU the same cases compiled with caches
+scaled to its 128-key granule, and real shapes (python3 -m pytest -q -n 0 -m gpu tests/test_triton_spec_decode.py)."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+import triton
+
+from frameworks import get_backend
+from frameworks._paged import to_paged_ragged
+from frameworks.triton import ops
+from frameworks.triton.schedule import plan_work, window_start
+from harness.inputs import make_inputs
+from harness.reference import check_output, reference_attention
+from specs import ExperimentSpec
+
+from .helpers import measurer_on, tiny_spec
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+# split boundaries at multiples of every decode BLOCK_N: 16 under the interpreter, 128 compiled. The cases are
+# written in granules (U), so that the pieces fall where the case needs them on either
+U = 16 if DEVICE.type == "cpu" else 128
+HEAD_DIM = 16 if DEVICE.type == "cpu" else 64
+MANY_SLOTS = 4096  # the planner then cuts every cache into pieces of one granule: the most pieces and edges
+
+
+def _mix(requests) -> str:
+    return "_".join(f"q{q}s{n}" for q, n in requests)
+
+
+def _case(requests, group: int, page_size: int | None, **forms):
+    spec = ExperimentSpec.from_mix(_mix(requests), 2 * group, 2, HEAD_DIM, page_size=page_size, **forms)
+    inputs = make_inputs(spec, DEVICE)
+    if spec.sinks:  # sinks that weigh ~5-10% of a row, so that one added twice or not at all shows
+        inputs = replace(inputs, sinks=inputs.sinks + 3.0)
+    k, v, cache = inputs.k, inputs.v, {"cu_seqlens_k": inputs.cu_seqlens_k}
+    if page_size:
+        paged = to_paged_ragged(k, v, spec.batch.kv_lens, page_size)
+        k, v, cache = paged.k_pages, paged.v_pages, {"block_table": paged.block_table, "page_size": page_size}
+    forms = ops.Forms(spec.window, inputs.sinks if spec.sinks else None, spec.softcap, inputs.k_scale, inputs.v_scale)
+    return spec, inputs, k, v, {**cache, "forms": forms}
+
+
+# (requests as (q_len, kv_len), group, page size, forms, WorkDecode's slots, fused, rows a program)
+CASES = {
+    # q_len 1-5 in one batch (Q_LEN 5: the q3 request's pieces leave tokens 3-4 to nobody), the long cache split
+    "ragged-dense-g4": ([(3, 19 * U - 4), (1, 7), (5, 9 * U - 4), (2, 2 * U + 1)], 4, None, {}, 8, False, 64),
+    "ragged-page16-g1": ([(3, 19 * U - 4), (1, 7), (5, 9 * U - 4), (2, 2 * U + 1)], 1, 16, {}, 8, False, 64),
+    # pieces of one granule: the first (a window of 3U + 2 keys from 10U − 1 on) and the last (two keys past 8U) hold
+    # keys that some rows never see, whose partials are empty (output 0, log-sum-exp −inf) and must weigh nothing
+    "window-sinks-edges": (
+        [(4, 13 * U + 5), (4, 8 * U + 2)],
+        4,
+        None,
+        dict(window=3 * U + 2, sinks=True, dtype="fp16"),
+        MANY_SLOTS,
+        False,
+        64,
+    ),
+    "softcap-edges-fused": ([(4, 13 * U + 5), (4, 8 * U + 2)], 4, 16, dict(softcap=2.0), MANY_SLOTS, True, 64),
+    # 16 rows a program: q_len 5 × group 4 in two row tiles of 4 tokens (the q4 request's second tile has none)
+    "row-tiles": ([(5, 19 * U - 4), (4, 2 * U + 8)], 4, None, {}, 8, False, 16),
+    "fp8-page16": ([(4, 12 * U + 8), (4, 5 * U - 3)], 4, 16, dict(kv_dtype="fp8_e4m3", kv_scale="head"), 8, False, 64),
+}
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero encountered in log2")  # an empty row's lse: log2(0) = −inf
+@pytest.mark.parametrize("name", CASES)
+def test_speculative_steps_on_the_work_list_match_the_reference(name):
+    requests, group, page_size, forms, sms, fused, rows = CASES[name]
+    spec, inputs, k, v, kw = _case(requests, group, page_size, **forms)
+    op = ops.WorkDecode(inputs.q, k, v, list(spec.batch.kv_lens), q_lens=list(spec.batch.q_lens), granule=U,
+                        sms=sms, fused=fused, max_rows=rows, **kw)  # fmt: skip
+    info = op.info()
+    assert info["kernel"] == "work-decode" and info["q_len"] == spec.q_len and info["split_requests"] >= 1, info
+    tile = min(spec.q_len, rows // group)  # whole tokens a program
+    assert info["rows"] == max(16, triton.next_power_of_2(tile * group)), info
+    if name == "row-tiles":
+        assert info["row_tiles"] == 2 and op.plan.kv_heads == 2 * 2  # each KV head's rows in two tiles
+    everyone = list(range(spec.batch_size))
+    reference = reference_attention(spec, inputs, everyone)
+    for _ in range(2 if fused else 1):  # fused: the counters are back at zero for the second call
+        check = check_output(spec, op(), reference, everyone)
+        assert check.ok, check.problem
+        assert not op.counters.any()
+
+
+def test_a_uniform_step_batch_and_its_row_say_which_kernel_ran():
+    """`triton[spec=split-kv]` on a uniform spec-decode spec ([B, q_len, Hq, D], paged) and a ragged one: the
+    work list ran, and the row says so with its q_len and splits; the default still runs the varlen kernel."""
+    from harness.store import Status
+
+    measurer = measurer_on(DEVICE.type, iterations=1, warmup=0)
+    uniform = tiny_spec("spec-decode", group=4, batch=2, kv_len=3 * U + 5, chunk=4, page_size=16)
+    ragged = ExperimentSpec.from_mix(_mix([(3, 2 * U + 9), (3, 5)]), 8, 2, 64)
+    for spec in (uniform, ragged):
+        row = measurer.measure(spec, get_backend("triton[spec=split-kv]"))
+        assert row.status is Status.OK, row.reason
+        assert row.variant == "spec=split-kv" and row.rel_err < 1e-2
+        assert f'"kernel":"work-decode","split_rule":"work","q_len":{spec.q_len}' in row.backend_info, row.backend_info
+        assert '"splits":' in row.backend_info
+    row = measurer.measure(ragged, get_backend("triton"))
+    assert row.status is Status.OK and row.variant == "" and '"kernel":"varlen"' in row.backend_info
+
+
+def test_the_variant_is_planned_on_spec_decode_specs_only():
+    from harness.plan import plan_tasks
+
+    steps = [tiny_spec("spec-decode", chunk=4), ExperimentSpec.from_mix("q4s90_q2s30", 8, 2, 64)]
+    others = [tiny_spec("decode"), tiny_spec("append"), ExperimentSpec.from_mix("q4s90_3q1s30", 8, 2, 64)]
+    tasks = plan_tasks([*steps, *others], ["triton[*]"])
+    assert [t.spec for t in tasks if t.variant == "spec=split-kv"] == steps
+    assert "spec=split-kv" in type(get_backend("triton")).contender_variants()
+
+
+def test_a_step_beyond_the_bound_or_its_cache_is_refused():
+    spec, inputs, k, v, kw = _case([(4, 40), (2, 9)], 1, None)
+    with pytest.raises(ValueError, match="takes at most 16"):
+        ops.WorkDecode(inputs.q, k, v, [40, 9], q_lens=[ops.SPLIT_KV_MAX_Q + 1, 2], **kw)
+    with pytest.raises(ValueError, match="do not fit kv_lens"):
+        ops.WorkDecode(inputs.q, k, v, [3, 9], q_lens=[4, 2], **kw)
+
+
+def test_a_windowed_step_is_planned_from_its_first_tokens_window():
+    """Token 0 of a q_len-token step sits q_len − 1 keys before the last: its window starts the request's keys."""
+    kv_lens, q_lens = [131072, 5000, 100], [8, 3, 5]
+    plan = plan_work(kv_lens, 8, 132, window=4096, q_lens=q_lens)
+    for request, (n, q) in enumerate(zip(kv_lens, q_lens)):
+        ranges = sorted((i.lo, i.hi) for i in plan.items if i.request == request and i.kv_head == 0)
+        assert ranges[0][0] == window_start(n - q + 1, 4096, 128) and ranges[-1][1] == n
+        assert ranges[0][0] <= max(0, n - q - 4096) < ranges[0][0] + 128
+    assert plan_work([5000], 8, 132, window=4096).items[0].lo == window_start(5000, 4096, 128)  # a decode's, as before
+
+
+# ---- real shapes on the GPU (skipped without CUDA) -----------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "model,mix,page,forms",
+    [
+        ("Llama-3.1-8B", "16q4s4k", None, {}),  # the uniform-ish draft batch of the generalization preset
+        ("Llama-3.1-8B", "q4s57k_q4s30k_10q4s8k", 16, {}),  # one long cache among short ones
+        ("Llama-3.1-8B", "2q16s128k", 16, {}),  # the bound: 16 tokens × group 4 = 64 rows, one tile
+        ("Qwen3-30B-A3B", "4q16s32k_q5s3k", None, {}),  # group 8: 128 rows in two tiles of 8 tokens
+        ("gpt-oss-120b", "8q8s32k", 16, dict(window=128, sinks=True)),  # group 8, d 64: a window and sinks
+        ("Llama-3.1-8B", "4q4s64k", 16, dict(kv_dtype="fp8_e4m3", kv_scale="head")),
+    ],
+)  # fmt: skip
+def test_speculative_steps_at_real_shapes_on_gpu(model, mix, page, forms):
+    """Each spec through `triton[spec=split-kv]` beside the default: both ok against the reference, the variant's
+    row naming the work list, its q_len, splits and row tiles."""
+    from frameworks import info_dict
+    from harness.store import Status
+    from specs.models import MODELS
+
+    shape = MODELS[model]
+    spec = ExperimentSpec.from_mix(mix, shape.num_q_heads, shape.num_kv_heads, shape.head_dim, page_size=page,
+                                   model=model, **forms)  # fmt: skip
+    measurer = measurer_on("cuda", iterations=5, warmup=2)
+    rows = {b: measurer.measure(spec, get_backend(b)) for b in ("triton", "triton[spec=split-kv]")}
+    for backend, row in rows.items():
+        assert row.status is Status.OK, f"{backend}: {row.status}: {row.reason}"
+        assert row.rel_err < 2e-2, (backend, row.rel_err)
+    info = info_dict(rows["triton[spec=split-kv]"].backend_info)
+    assert info["kernel"] == "work-decode" and info["q_len"] == spec.q_len, info
+    group = shape.num_q_heads // shape.num_kv_heads
+    assert info["row_tiles"] == -(-spec.q_len * group // ops.SPLIT_KV_ROWS), info
