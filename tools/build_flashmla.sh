@@ -80,6 +80,13 @@ case "$MODE" in
     jobs=$(( cores / 2 > 8 ? 8 : (cores / 2 > 0 ? cores / 2 : 1) ))
     export MAX_JOBS=${MAX_JOBS:-$jobs} NVCC_THREADS=${NVCC_THREADS:-4}
     export FLASH_MLA_DISABLE_SM100=1 FLASH_MLA_DISABLE_FP16=1 TORCH_CUDA_ARCH_LIST=9.0a
+    # CUDA 13 keeps libcu++ (cuda/std/...) under include/cccl, which nvcc finds and g++ does not: FlashMLA's
+    # api.cpp includes CUTLASS headers that need it ("cuda/std/utility: No such file", H100 host, 2026-12-06)
+    cuda_home=$("$PY" -c 'import torch.utils.cpp_extension as c; print(c.CUDA_HOME or "")')
+    if [ -d "$cuda_home/include/cccl" ]; then
+      export CPLUS_INCLUDE_PATH="$cuda_home/include/cccl${CPLUS_INCLUDE_PATH:+:$CPLUS_INCLUDE_PATH}"
+      echo "g++ include path: $CPLUS_INCLUDE_PATH (CUDA 13's CCCL headers)"
+    fi
     echo "sm90a, bf16 only; MAX_JOBS=$MAX_JOBS NVCC_THREADS=$NVCC_THREADS; wheel to $OUT"
     # in-tree build (pip >= 21.3): SRC/build keeps the objects, so a second run resumes
     (cd "$SRC" && "$PY" -m pip wheel --no-build-isolation --no-deps -v -w "$OUT" .)
