@@ -101,7 +101,8 @@ def test_a_uniform_step_batch_and_its_row_say_which_kernel_ran():
     measurer = measurer_on(DEVICE.type, iterations=1, warmup=0)
     uniform = tiny_spec("spec-decode", group=4, batch=2, kv_len=3 * U + 5, chunk=4, page_size=16)
     ragged = ExperimentSpec.from_mix(_mix([(3, 2 * U + 9), (3, 5)]), 8, 2, 64)
-    for spec in (uniform, ragged):
+    beside_decodes = ExperimentSpec.from_mix(_mix([(3, 2 * U + 9), (1, 5), (1, U + 3)]), 8, 2, 64, page_size=16)
+    for spec in (uniform, ragged, beside_decodes):
         row = measurer.measure(spec, get_backend("triton[spec=split-kv]"))
         assert row.status is Status.OK, row.reason
         assert row.variant == "spec=split-kv" and row.rel_err < 1e-2
@@ -114,8 +115,9 @@ def test_a_uniform_step_batch_and_its_row_say_which_kernel_ran():
 def test_the_variant_is_planned_on_spec_decode_specs_only():
     from harness.plan import plan_tasks
 
-    steps = [tiny_spec("spec-decode", chunk=4), ExperimentSpec.from_mix("q4s90_q2s30", 8, 2, 64)]
-    others = [tiny_spec("decode"), tiny_spec("append"), ExperimentSpec.from_mix("q4s90_3q1s30", 8, 2, 64)]
+    steps = [tiny_spec("spec-decode", chunk=4), ExperimentSpec.from_mix("q4s90_q2s30", 8, 2, 64),
+             ExperimentSpec.from_mix("q4s90_3q1s30", 8, 2, 64)]  # steps beside decodes: a mixed batch it takes
+    others = [tiny_spec("decode"), tiny_spec("append"), ExperimentSpec.from_mix("q17s90_3q1s30", 8, 2, 64)]
     tasks = plan_tasks([*steps, *others], ["triton[*]"])
     assert [t.spec for t in tasks if t.variant == "spec=split-kv"] == steps
     assert "spec=split-kv" in type(get_backend("triton")).contender_variants()
@@ -153,6 +155,7 @@ def test_a_windowed_step_is_planned_from_its_first_tokens_window():
         ("Qwen3-30B-A3B", "4q16s32k_q5s3k", None, {}),  # group 8: 128 rows in two tiles of 8 tokens
         ("gpt-oss-120b", "8q8s32k", 16, dict(window=128, sinks=True)),  # group 8, d 64: a window and sinks
         ("Llama-3.1-8B", "4q4s64k", 16, dict(kv_dtype="fp8_e4m3", kv_scale="head")),
+        ("Llama-3.1-8B", "8q4s16k_32q1s4k_q1s100k", 16, {}),  # steps beside decodes: a mixed batch
     ],
 )  # fmt: skip
 def test_speculative_steps_at_real_shapes_on_gpu(model, mix, page, forms):

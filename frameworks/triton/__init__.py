@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from specs import DType, Workload
+from specs.batch import MAX_SPEC_DECODE
 
 from .._paged import to_paged, to_paged_ragged
 from ..base import Backend, Caps, KVLayout, VariantKey, register
@@ -26,8 +27,13 @@ def _has_decodes(spec) -> bool:
     return spec.workload in (Workload.DECODE, Workload.MIXED)
 
 
-def _spec_decode(spec) -> bool:
-    return spec.workload is Workload.SPEC_DECODE
+def _steps(spec) -> bool:
+    """Speculative steps, alone (spec-decode) or beside decodes (a mixed batch whose every request holds at most
+    MAX_SPEC_DECODE query tokens: 6 of the `generalization` preset's 105 drawn batches): the batches the
+    split-KV work list takes whole."""
+    if spec.workload is Workload.SPEC_DECODE:
+        return True
+    return spec.workload is Workload.MIXED and max(spec.batch.q_lens) <= MAX_SPEC_DECODE
 
 
 def _mixed(spec) -> bool:
@@ -81,9 +87,10 @@ VARIANTS = (
         ("varlen", "split-kv"),
         "varlen",
         contenders=("split-kv",),
-        applies=_spec_decode,
-        help="speculative steps (every request 2-16 query tokens): the row-block kernels, a program a (request, KV "
-        "head) and row block reading its whole cache (varlen; a uniform batch: the prefill kernel), or the split-KV "
+        applies=_steps,
+        help="speculative steps (every request 2-16 query tokens; decodes beside them too): the row-block kernels, "
+        "a program a (request, KV head) and row block reading its whole cache (varlen; a uniform batch: the "
+        "prefill kernel; steps beside decodes: two launches), or the split-KV "
         "work list of splits=work, its rows (query token, query head) pairs of a request and KV head, causal "
         "bottom-right, the keys split by the work and merged a row (split-kv; H100 A/B on the 24 drawn "
         "spec-decode batches: 0.49x the time, faster on 21; docs/perf/decode-splits.md)",
@@ -300,10 +307,11 @@ class TritonAttention(Backend):
         return self.choice["splits"]
 
     def _split_kv_steps(self, spec) -> bool:
-        """The spec variant's split-kv on a spec-decode batch (every request of at most ops.SPLIT_KV_MAX_Q query
-        tokens, specs.batch.MAX_SPEC_DECODE): its steps through the split-KV work list (ops.WorkDecode's q_lens)
-        instead of the row-block kernels."""
-        return spec.workload is Workload.SPEC_DECODE and self.choice["spec"] == "split-kv"
+        """The spec variant's split-kv on a batch of speculative steps (every request of at most
+        ops.SPLIT_KV_MAX_Q query tokens, specs.batch.MAX_SPEC_DECODE; decodes beside them too): its requests
+        through the split-KV work list (ops.WorkDecode's q_lens) instead of the row-block kernels or Mixed's two
+        launches."""
+        return _steps(spec) and self.choice["spec"] == "split-kv"
 
     def _streams(self) -> int:
         return int(self.choice["mixed_streams"])
