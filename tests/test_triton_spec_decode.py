@@ -115,8 +115,8 @@ def test_a_uniform_step_batch_and_its_row_say_which_kernel_ran():
 def test_the_variant_is_planned_on_spec_decode_specs_only():
     from harness.plan import plan_tasks
 
-    steps = [tiny_spec("spec-decode", chunk=4), ExperimentSpec.from_mix("q4s90_q2s30", 8, 2, 64),
-             ExperimentSpec.from_mix("q4s90_3q1s30", 8, 2, 64)]  # steps beside decodes: a mixed batch it takes
+    beside_decodes = ExperimentSpec.from_mix("q4s90_3q1s30", 8, 2, 64)  # a mixed batch of steps and decodes
+    steps = [tiny_spec("spec-decode", chunk=4), ExperimentSpec.from_mix("q4s90_q2s30", 8, 2, 64), beside_decodes]
     others = [tiny_spec("decode"), tiny_spec("append"), ExperimentSpec.from_mix("q17s90_3q1s30", 8, 2, 64)]
     tasks = plan_tasks([*steps, *others], ["triton[*]"])
     assert [t.spec for t in tasks if t.variant == "spec=split-kv"] == steps
