@@ -298,6 +298,9 @@ class Backend:
     upstream: ClassVar[str] = ""  # where the kernel comes from, for `run.py list`
     distribution: ClassVar[str | None] = None  # pip distribution whose version the rows carry, when the module has none
     variants: ClassVar[tuple[VariantKey, ...]] = ()  # the backend's variant keys, as data
+    # variants of several keys that a default sweep also measures, where the keys win together and not alone
+    # (triton-mla: block_h with splits=work and grid=heads); each a variant string, canonicalised when planned
+    contender_combinations: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, variant: str | Mapping[str, str] = "") -> None:
         """An instance runs one variant: `variant` is a canonical string ('splits=fill') or a mapping of
@@ -328,8 +331,11 @@ class Backend:
 
     @classmethod
     def contender_variants(cls) -> list[str]:
-        """The canonical variants a default sweep measures: the defaults, then each contender value."""
-        return ["", *(cls.variant_string({key.name: value}) for key in cls.variants for value in key.contenders)]
+        """The canonical variants a default sweep measures: the defaults, then each contender value, then the
+        contender combinations."""
+        single = [cls.variant_string({key.name: value}) for key in cls.variants for value in key.contenders]
+        combined = [cls.variant_string(parse_variant(c, f"backend {cls.name}")) for c in cls.contender_combinations]
+        return ["", *single, *(c for c in combined if c not in single)]
 
     def variant_applies(self, spec: ExperimentSpec) -> bool:
         """False when a non-default key of this variant changes nothing for the spec (the row would

@@ -125,6 +125,9 @@ class TritonMLA(Backend):
     min_compute_capability = (8, 0)
     upstream = "frameworks/triton/mla.py (in-repo split-KV MLA decode)"
     variants = VARIANTS
+    # the keys win together (H100, 2026-12-06, the `mla` preset: FlashInfer ÷ Triton geomean 0.37 at the default,
+    # 0.50 and 0.49 for these, ≤ 0.40 for any key alone; docs/perf/mla-decode.md): a default sweep runs both
+    contender_combinations = ("block_h=64,splits=work,grid=heads", "block_h=128,splits=work,grid=heads")
     caps = Caps(
         dtypes={DType.BF16, DType.FP16},
         workloads={Workload.DECODE, Workload.SPEC_DECODE, Workload.MIXED},

@@ -64,9 +64,22 @@ def test_the_work_split_cuts_long_caches_and_not_short_ones():
 
 def test_variant_keys_say_what_a_sweep_measures():
     cls = type(get_backend("triton-mla"))
-    assert cls.contender_variants() == ["", "block_h=64", "block_h=128", "splits=work", "grid=heads"]
+    assert cls.contender_variants() == [
+        "",
+        "block_h=64",
+        "block_h=128",
+        "splits=work",
+        "grid=heads",
+        "block_h=64,splits=work,grid=heads",
+        "block_h=128,splits=work,grid=heads",
+    ]
     few = tiny(16)
     assert not cls("block_h=64").variant_applies(few) and cls("splits=work").variant_applies(few)
+    from harness.plan import plan_tasks
+
+    planned = {(t.spec.num_q_heads, t.variant) for t in plan_tasks([few, tiny(64)], ["triton-mla[*]"])}
+    assert (64, "block_h=64,splits=work,grid=heads") in planned  # the combinations run where their keys apply
+    assert not any(heads == 16 and "block_h" in variant for heads, variant in planned)
 
 
 # ---- on the GPU host (skipped on a CPU): each variant at DeepSeek-V3's real shape ----------------------------
