@@ -67,7 +67,7 @@ def catalog_tables(catalog: list[dict], device_type: str, with_models_and_preset
             values = [v["default"], *(x for x in v["values"] if x != v["default"])]
             shown = ", ".join(x + ("*" if x in v["contenders"] else "") for x in values)
             variants.add_row(b["name"], v["key"], escape(shown), escape(v["help"]))
-        if b.get("combinations"):
+        if b["combinations"]:
             combined = "; ".join(f"{c}*" for c in b["combinations"])
             variants.add_row(
                 b["name"], "(together)", escape(combined), "keys that win together: a default sweep runs these"

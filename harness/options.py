@@ -233,15 +233,16 @@ def split_list(values: list[str] | None, option: str | None = None) -> list[str]
     if not values:
         return None
     items = [v.strip() for value in values for v in value.split(",") if v.strip()]
-    if option and not items:
-        raise SpecError(f"{option}: given but empty; give a value or leave the option out")
-    for value in values if option else ():
-        if not value.strip():  # `--tp 1 --tp ''`
-            raise SpecError(f"{option}: one of its values is empty, which is not allowed; give a value each time")
-        if any(not v.strip() for v in value.split(",")):
-            raise SpecError(
-                f"{option}: {value!r} has an empty item, which is not allowed; separate values by one comma"
-            )
+    if option:
+        if not items:
+            raise SpecError(f"{option}: given but empty; give a value or leave the option out")
+        for value in values:
+            if not value.strip():  # `--tp 1 --tp ''`
+                raise SpecError(f"{option}: one of its values is empty, which is not allowed; give a value each time")
+            if any(not v.strip() for v in value.split(",")):
+                raise SpecError(
+                    f"{option}: {value!r} has an empty item, which is not allowed; separate values by one comma"
+                )
     return items or None
 
 
