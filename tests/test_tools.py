@@ -58,6 +58,31 @@ def test_install_wheels_merges_parts_that_share_a_top_level_folder(tmp_path):
     assert (tmp_path / "stage/.installed/pkg_ext-1.0-py3-none-any.whl").exists()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU host's install script is bash on Linux")
+def test_a_group_packed_as_one_xz_tree_installs_like_its_wheels(tmp_path):
+    """offline_wheels.sh --txz: a folder of wheels becomes one .txz (their trees, later wheels over earlier
+    ones), and install_wheels.sh unpacks it over site-packages once, as it installs wheels."""
+    wheels = tmp_path / "built"
+    wheels.mkdir()
+    make_wheel(wheels, "aaa_first", {"sharedpkg/__init__.py": "V = 1\n", "sharedpkg/a.py": "A = 1\n"})
+    make_wheel(wheels, "bbb_second", {"sharedpkg/__init__.py": "V = 2\n", "sharedpkg/b.py": "B = 2\n"})
+    out = tmp_path / "parts"
+    packed = subprocess.run(["bash", str(ROOT / "tools/offline_wheels.sh"), "--txz", str(out), str(wheels)],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert packed.returncode == 0, packed.stderr
+    assert [p.name for p in (out / "part1").iterdir()] == ["built.txz"]
+    env = {**os.environ, "STAGE": str(tmp_path / "stage"), "GPUENV": str(tmp_path / "env")}
+    done = subprocess.run(["bash", str(ROOT / "tools/install_wheels.sh"), str(out / "part1")], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0 and "unpacked: built.txz" in done.stdout, done.stderr
+    check = "import sharedpkg, sharedpkg.a as a, sharedpkg.b as b; print(sharedpkg.V, a.A, b.B)"
+    ran = subprocess.run([str(tmp_path / "env/bin/python"), "-c", check], capture_output=True, text=True, timeout=60)
+    assert ran.stdout.split() == ["2", "1", "2"], ran.stderr
+    again = subprocess.run(["bash", str(ROOT / "tools/install_wheels.sh")], env=env, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert "unpacked" not in again.stdout
+
+
 def test_ctas_per_sm_is_the_tightest_of_registers_shared_memory_and_threads():
     from tools.aot_check import Report, Variant
 

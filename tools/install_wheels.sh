@@ -9,7 +9,7 @@ STAGE=${STAGE:-/tmp/gpu-wheels}; ENV=${GPUENV:-/tmp/gpuenv}
 mkdir -p "$STAGE"
 for d in "$@"; do cp -n "$d"/* "$STAGE"/ 2>/dev/null || true; done
 cd "$STAGE"
-for first in *.whl.part00; do
+for first in *.whl.part00 *.txz.part00; do
   [ -e "$first" ] || continue
   whl=${first%.part00}; n=$(ls "$whl".part* | wc -l); last=$(printf '%s.part%02d' "$whl" $((n - 1)))
   if [ -e "$last" ] && [ "$(stat -c %s "$last")" -lt "$(stat -c %s "$first")" ]; then
@@ -29,6 +29,11 @@ mkdir -p "$STAGE/.installed"
 new=()
 for whl in "$STAGE"/*.whl; do
   [ -e "$whl" ] && [ ! -e "$STAGE/.installed/$(basename "$whl")" ] && new+=("$whl")
+done
+# trees packed by offline_wheels.sh --txz: unpacked over site-packages as they are
+for txz in "$STAGE"/*.txz; do
+  [ -e "$txz" ] && [ ! -e "$STAGE/.installed/$(basename "$txz")" ] || continue
+  if tar xJf "$txz" -C "$sp"; then touch "$STAGE/.installed/$(basename "$txz")"; echo "unpacked: $(basename "$txz")"; fi
 done
 if [ ${#new[@]} -gt 0 ]; then
   # into an empty folder, then merged over site-packages: `pip --target --upgrade` straight into it would
