@@ -23,7 +23,6 @@ from .base import (
     parse_backend_arg,
     register,
     register_broken,
-    split_backend_args,
 )
 
 _FAILED: dict[str, str] = {}  # module -> backend name of its placeholder
@@ -64,5 +63,4 @@ def get_backend(text: str) -> Backend:
 __all__ = [
     "BACKENDS", "AttentionInputs", "Backend", "Caps", "KVLayout", "Unsupported", "VariantError", "VariantKey",
     "adapter_modules", "get_backend", "info_dict", "info_text", "label", "load_all", "parse_backend_arg", "register",
-    "split_backend_args",
 ]  # fmt: skip

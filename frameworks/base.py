@@ -271,20 +271,6 @@ def parse_variant(body: str, where: str = "variant") -> dict[str, str]:
     return choice
 
 
-def split_backend_args(text: str) -> list[str]:
-    """A comma-separated list of backends whose variants hold commas too: 'sdpa,triton[a=1,b=2]'."""
-    parts, depth, current = [], 0, ""
-    for char in text:
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    return [p.strip() for p in parts if p.strip()]
-
-
 def label(backend: str, variant: str) -> str:
     """How a (backend, variant) is named in tables, plots and commands: 'triton[splits=fill]'."""
     return f"{backend}[{variant}]" if variant else backend

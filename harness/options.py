@@ -227,19 +227,35 @@ def _path_parser(value) -> Path:
 PATH = _path_parser
 
 
+def split_items(text: str) -> list[str]:
+    """A comma-separated list whose items may hold commas inside brackets (a backend's variant:
+    'sdpa,triton[a=1,b=2]' -> ['sdpa', 'triton[a=1,b=2]']); items stripped, empty ones kept ('1,,2' -> 3 items)."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [*parts, current.strip()]
+
+
 def split_list(values: list[str] | None, option: str | None = None) -> list[str] | None:
-    """`-b a,b -b c` -> [a, b, c]; None stays None. With `option`, a value given but empty ('') is an error,
-    never a silently ignored option, and so is an empty item of a list ('1,,2', '1,2,'), never dropped."""
+    """`-b a,b -b c` -> [a, b, c] (commas inside a variant's brackets do not split); None stays None. With
+    `option`, a value given but empty ('') is an error, never a silently ignored option, and so is an empty item
+    of a list ('1,,2', '1,2,'), never dropped."""
     if not values:
         return None
-    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    split = [split_items(value) for value in values]
+    items = [v for parts in split for v in parts if v]
     if option:
         if not items:
             raise SpecError(f"{option}: given but empty; give a value or leave the option out")
-        for value in values:
+        for value, parts in zip(values, split, strict=True):
             if not value.strip():  # `--tp 1 --tp ''`
                 raise SpecError(f"{option}: one of its values is empty, which is not allowed; give a value each time")
-            if any(not v.strip() for v in value.split(",")):
+            if not all(parts):
                 raise SpecError(
                     f"{option}: {value!r} has an empty item, which is not allowed; separate values by one comma"
                 )

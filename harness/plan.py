@@ -182,11 +182,7 @@ def plan_sweep(what: Selection, check_device: bool = True):
         specs = [s for s in specs if s.workload.value in workloads]
     if not specs:
         raise SpecError(why_no_specs(grid, workloads))
-    from frameworks import split_backend_args
-
-    names = dedupe([b for value in backend or [] for b in split_backend_args(value)])
-    if backend and not names:
-        raise SpecError("--backend: given but empty; give a value or leave the option out")
+    names = dedupe(split_list(backend, "--backend") or [])
     # no --backend: every backend, with the variants each declares as contenders (those that can win)
     names = names or [f"{name}[*]" for name in sorted(load_all())]
     tasks = plan_tasks(specs, names)

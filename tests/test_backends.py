@@ -17,9 +17,9 @@ from frameworks import (
     label,
     load_all,
     parse_backend_arg,
-    split_backend_args,
 )
 from harness.inputs import make_inputs
+from harness.options import split_items, split_list
 from harness.reference import check_indices, check_output, reference_attention
 from harness.store import Status
 from specs import DType, Workload
@@ -321,10 +321,12 @@ def test_a_backend_argument_names_a_variant_and_odd_shapes_are_refused():
         with pytest.raises(VariantError, match=re.escape(words)):
             parse_backend_arg(text)
     assert issubclass(VariantError, ValueError)
-    assert split_backend_args("sdpa, triton[splits=fill,gluon=off],flashinfer[mixed=one-call] ,") == [
+    assert split_list(["sdpa, triton[splits=fill,gluon=off]", "flashinfer[mixed=one-call] "], "--backend") == [
         "sdpa", "triton[splits=fill,gluon=off]", "flashinfer[mixed=one-call]"
     ]  # fmt: skip
-    assert split_backend_args("") == [] and split_backend_args("triton") == ["triton"]
+    assert split_items("") == [""] and split_items("triton") == ["triton"] and split_items("a,,b[c,d]") == [
+        "a", "", "b[c,d]"
+    ]  # fmt: skip
     assert label("triton", "splits=fill") == "triton[splits=fill]" and label("sdpa", "") == "sdpa"
 
 

@@ -47,6 +47,10 @@ CASES = [
     (["sweep", "-o", NOWHERE, "--page-size", ",16"], 2, "--page-size: ',16' has an empty item, which is not allowed"),
     (["sweep", "-o", NOWHERE, "--tp", "1", "--tp", ""], 2, "--tp: one of its values is empty, which is not allowed"),
     (["table", "results/h100-mla.csv", "-m", "DeepSeek-V3,"], 2, "--model: 'DeepSeek-V3,' has an empty item"),
+    (["sweep", "-o", NOWHERE, "-b", "sdpa,,triton"], 2, "--backend: 'sdpa,,triton' has an empty item"),
+    (["list", "-b", "sdpa,"], 2, "--backend: 'sdpa,' has an empty item"),
+    # a variant's commas do not split the list: the named variant is looked for whole
+    (["table", "results/h100-fp8.csv", "-b", "triton[a=1,b=2]"], 2, "--backend: 'triton[a=1,b=2]' not known"),
     # numbers are written with 0-9 (Python's int() reads any script's digits)
     (["sweep", "--batch", "٣"], 2, "--batch: '٣' has the digit '٣'; write numbers with 0-9"),
     (["sweep", "--seq", "３２"], 2, "--seq: '３２' has the digit '３'"),

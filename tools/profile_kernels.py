@@ -19,8 +19,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from frameworks import get_backend, info_text, label, load_all, split_backend_args
+from frameworks import get_backend, info_text, label, load_all
 from harness.inputs import make_inputs
+from harness.options import split_items
 from tools.narrow import preset_specs, spec_label
 
 FIELDS = ["spec", "backend", "backend_info", "kernel", "launches_per_call", "us_per_call", "share", "call_us"]
@@ -69,7 +70,7 @@ def main() -> None:
     for spec in preset_specs(a.preset, a.model, a.mix, a.workload, a.page_size):
         inputs = make_inputs(spec, device)
         shape = spec_label(spec)
-        for text in split_backend_args(a.backends):
+        for text in filter(None, split_items(a.backends)):
             backend = get_backend(text)  # a bad variant stops the tool, naming the allowed values
             name = label(backend.name, backend.variant)
             why = backend.availability(device) or backend.supports(spec)

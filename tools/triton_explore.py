@@ -21,11 +21,12 @@ import pandas as pd
 import torch
 import triton
 
-from frameworks import get_backend, split_backend_args
+from frameworks import get_backend
 from frameworks.triton import ops
 from harness.env import collect
 from harness.inputs import make_inputs
 from harness.measure import MeasureConfig, Measurer
+from harness.options import split_items
 from harness.reference import check_output, reference_attention
 from harness.timer import Repetition, TimingMode, time_callable
 from specs import ExperimentSpec
@@ -145,7 +146,7 @@ def main() -> None:
         inputs = make_inputs(spec, device)
         idx = [0, a.batch - 1]
         ref = reference_attention(spec, inputs, idx)
-        for name in split_backend_args(a.libs):
+        for name in filter(None, split_items(a.libs)):
             row = measurer.measure(spec, get_backend(name))
             if row.status.value == "ok":
                 record(shape, f"[{name}]", spec, row.p50_ms, row.rel_err, row.backend_info or "")
