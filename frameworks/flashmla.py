@@ -51,15 +51,15 @@ class FlashMLA(Backend):
         q = queries_by_request(spec, inputs)  # [B, s_q, H, 576]
         b, s_q, heads = q.shape[:3]
         paged = latent_pages(spec, inputs)
-        # num_q_tokens_per_head_k = s_q · heads / kv_heads, with one latent KV head
+        # num_q_tokens_per_head_k = s_q · heads / kv_heads, with one latent KV head. FlashMLA before 2026 returns the
+        # schedule as tensors; since then a FlashMLASchedMeta (and None) that its first call fills and later calls
+        # reuse (vLLM: one a forward step, every layer's call after the first reuses it): either way it is made
+        # outside the timed calls, by this line or by the warm-up
         metadata, splits = flash_mla.get_mla_metadata(paged.seqlens, s_q * heads, 1)
         cache, table, seqlens, width = paged.pages, paged.block_table, paged.seqlens, spec.value_dim
         scale, causal = inputs.scale, spec.causal and s_q > 1
-        self._info = {
-            "path": "flash_mla_with_kvcache",
-            "page_size": paged.page_size,
-            "sm_parts": int(metadata.shape[0]),
-        }
+        self._metadata = metadata
+        self._info = {"path": "flash_mla_with_kvcache", "page_size": paged.page_size}
         out_shape = (*inputs.q.shape[:-1], width)
 
         def call():
@@ -70,4 +70,9 @@ class FlashMLA(Backend):
         return call
 
     def run_info(self) -> dict:
-        return getattr(self, "_info", {})
+        if not hasattr(self, "_info"):
+            return {}
+        # the schedule's parts over the SMs: the tensor itself, or the one the first call put in FlashMLASchedMeta
+        tiles = getattr(self._metadata, "tile_scheduler_metadata", self._metadata)
+        parts = {"sm_parts": int(tiles.shape[0])} if hasattr(tiles, "shape") else {}
+        return {**self._info, **parts}

@@ -464,15 +464,40 @@ class FakeFlashMLA:
         return torch.stack(outs).to(q.dtype), None
 
 
-def test_flashmla_is_called_as_vllm_calls_it(monkeypatch):
+class FakeFlashMLASchedMeta(FakeFlashMLA):
+    """FlashMLA's interface since 2026 (9241ae3): get_mla_metadata returns an empty FlashMLASchedMeta and None,
+    and the first flash_mla_with_kvcache call fills its schedule (an object without .shape: the H100's
+    `AttributeError: 'FlashMLASchedMeta' object has no attribute 'shape'` of 2026-12-06)."""
+
+    class FlashMLASchedMeta:
+        tile_scheduler_metadata = None
+
+    def get_mla_metadata(self, *args, **kwargs):
+        self.metadata_args = args
+        return self.FlashMLASchedMeta(), None
+
+    def flash_mla_with_kvcache(self, q, k_cache, block_table, cache_seqlens, head_dim_v, tile_scheduler_metadata,
+                               num_splits, softmax_scale=None, causal=False):  # fmt: skip
+        assert isinstance(tile_scheduler_metadata, self.FlashMLASchedMeta) and num_splits is None
+        if tile_scheduler_metadata.tile_scheduler_metadata is None:
+            tile_scheduler_metadata.tile_scheduler_metadata = torch.zeros(6, 8, dtype=torch.int32)
+        return super().flash_mla_with_kvcache(q, k_cache, block_table, cache_seqlens, head_dim_v, None, None,
+                                              softmax_scale, causal)  # fmt: skip
+
+
+@pytest.mark.parametrize("fake", [FakeFlashMLA, FakeFlashMLASchedMeta], ids=["tensors", "sched-meta"])
+def test_flashmla_is_called_as_vllm_calls_it(monkeypatch, fake):
     import sys
 
-    fake = FakeFlashMLA()
+    fake = fake()
     monkeypatch.setitem(sys.modules, "flash_mla", fake)
     spec = ExperimentSpec.from_mix("2q3s70_2q3s130", 16, 1, 576, kv_lora_rank=512, rope_dim=64, v_head_dim=512,
                                    page_size=64)  # fmt: skip
     info = run_checked("flashmla", spec)
-    assert fake.metadata_args == ([70, 70, 130, 130], 3 * 16, 1) and info["page_size"] == 64
+    seqlens, per_head, kv_heads = fake.metadata_args
+    assert list(map(int, seqlens)) == [70, 70, 130, 130] and (per_head, kv_heads) == (3 * 16, 1)
+    # the schedule's parts: the tensor's rows, or those the first call put in the FlashMLASchedMeta
+    assert info["page_size"] == 64 and info["sm_parts"] == (6 if isinstance(fake, FakeFlashMLASchedMeta) else 4)
     backend = get_backend("flashmla")
     assert backend.supports(mla_decode(page_size=128)) == "page_size 128: FlashMLA takes pages of 64 tokens only"
     assert "absorbed form only" in backend.supports(tiny_spec("decode", page_size=64))
