@@ -499,6 +499,22 @@ def test_plot_draws_the_serving_mixes_apart(tmp_path):
     assert (tmp_path / "p" / "h100_serving_mixes.png").stat().st_size > 5_000
 
 
+def test_more_mixes_than_a_heat_map_can_show_get_the_verdict_plot_instead(tmp_path, monkeypatch):
+    """A model with more columns than MAX_MIX_COLUMNS (the 210 drawn batches of `generalization`) gets no heat
+    map; the verdict plot of its libraries is drawn."""
+    from harness.report import plots
+
+    monkeypatch.setattr(plots, "MAX_MIX_COLUMNS", 2)  # Llama has 2 mix columns here, Qwen one
+    assert plots.plot_mixes(serving_rows(), tmp_path) == [tmp_path / "h100_serving_mixes.png"]
+    monkeypatch.setattr(plots, "MAX_MIX_COLUMNS", 1)
+    path = tmp_path / "mix.csv"
+    append_rows(path, serving_rows())
+    result = runner.invoke(run.app, ["plot", str(path), "--out-dir", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    drawn = sorted(p.name for p in (tmp_path / "p").iterdir())
+    assert "h100_serving_mixes.png" not in drawn and "h100_verdict.png" in drawn
+
+
 def test_the_html_report_shows_who_wins_each_mix_and_a_heat_map_a_model(tmp_path):
     from harness.report.html import _figures, write_report
     from harness.store import as_frame

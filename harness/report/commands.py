@@ -84,11 +84,12 @@ def plot(console, files, out_dir: Path, metric: list[str] | None, filters, basel
 
     metrics = tuple(split_list(metric, "--metric") or ("p50_ms", "throughput"))
     check_output_dir("--out-dir", out_dir)
+    from ..store import Status
+
     rows = load_filtered(files, *filters, console)
-    paths = plot_curves(rows, out_dir, metrics) + plot_mixes(rows, out_dir)
-    if not paths:
+    if not any(r.status is Status.OK and r.p50_ms is not None for r in rows):
         raise ValueError("no ok rows to plot")
-    paths += plot_roofline(rows, out_dir)
+    paths = plot_curves(rows, out_dir, metrics) + plot_mixes(rows, out_dir) + plot_roofline(rows, out_dir)
     if len({r.backend.split("[")[0] for r in rows}) > 1:  # how often each library is the best (verdict.py)
         paths += plot_verdict(verdict(rows), out_dir)
     paths += plot_model_steps(model_steps(rows), out_dir)  # models with layer kinds: attention per step

@@ -301,10 +301,15 @@ def mix_ratios(rows) -> dict[tuple[str, str], pd.DataFrame]:
     return out
 
 
+MAX_MIX_COLUMNS = 48  # a heat map wider than this is unreadable: the verdict plot speaks for more batches
+
+
 def plot_mixes(rows, out_dir: Path | str) -> list[Path]:
     """Per device, one heat map a model: rows = backend, columns = serving mix and KV layout, each
     cell the backend's p50 over the column's fastest (1.00 = the winner, boxed; blank = did not run
-    ok), so who wins where, and by how much, reads at a glance."""
+    ok), so who wins where, and by how much, reads at a glance. Not drawn for a device whose model has
+    more than MAX_MIX_COLUMNS of them (the 210 drawn batches of the `generalization` preset made a heat map
+    22,000 pixels wide): its verdict plot (plot_verdict) says how often each backend wins them."""
     import matplotlib.colors as mcolors
 
     plt = _pyplot()
@@ -313,6 +318,8 @@ def plot_mixes(rows, out_dir: Path | str) -> list[Path]:
     for device in dict.fromkeys(d for d, _ in ratios):
         panels = [(model, table) for (d, model), table in ratios.items() if d == device]
         columns = max(len(t.columns) for _, t in panels)
+        if columns > MAX_MIX_COLUMNS:
+            continue
         height = sum(0.32 * len(t) + 1.3 for _, t in panels) + 0.6
         shared = all(list(t.columns) == list(panels[0][1].columns) for _, t in panels)
         fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 0.95 * columns + 2.5), height), squeeze=False,
