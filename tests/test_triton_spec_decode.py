@@ -157,6 +157,7 @@ def test_a_windowed_step_is_planned_from_its_first_tokens_window():
 # (requests as (q_len, kv_len), group, page size, forms, the work list's slots, the varlen launch's order): the short
 # ones (<= 16 tokens) wherever they sit; every case's longest short request split into pieces
 INTERLEAVED = [(20, 3 * U), (1, 9 * U + 3), (3, 6 * U + 1), (17, 2 * U + 4), (5, 11 * U), (1, 7)]
+FP8 = dict(kv_dtype="fp8_e4m3", kv_scale="head")
 MIXED_CASES = {
     # q4s11397_q21s1239 scaled down: a step on a long cache first, then a chunk on a short one
     "step-then-chunk-dense": ([(4, 19 * U + 5), (21, 3 * U - 5)], 4, None, {}, 8, "longest-first"),
@@ -165,14 +166,7 @@ MIXED_CASES = {
     "interleaved-page16-tiles": (INTERLEAVED, 2, 16, {}, 32, "tiles"),  # a grid of the long requests' row blocks
     # pieces of one granule: the window's first piece and the steps' last ones hold keys some rows never see
     "interleaved-window-sinks": (INTERLEAVED[:5], 2, None, dict(window=3 * U + 2, sinks=True), MANY_SLOTS, "simple"),
-    "fp8-page16": (
-        [(8, 12 * U + 8), (33, 40), (1, 5 * U - 3)],
-        4,
-        16,
-        dict(kv_dtype="fp8_e4m3", kv_scale="head"),
-        8,
-        "longest-first",
-    ),  # fmt: skip
+    "fp8-page16": ([(4, 12 * U + 8), (33, 40), (1, 5 * U - 3)], 4, 16, FP8, 8, "longest-first"),
     # decodes only among the short ones, one before a chunk: a decode's row from CU_Q (PACKED_ROWS), split and merged
     "decodes-before-a-chunk": ([(1, 9 * U + 3), (30, 2 * U), (1, 33)], 4, None, {}, 8, "longest-first"),
 }
