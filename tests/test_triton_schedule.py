@@ -114,6 +114,19 @@ def test_the_plan_as_tensors():
         plan_work([], 2, 8)
 
 
+def test_a_plan_of_some_of_a_batchs_requests_carries_their_own_indices():
+    """A mixed batch's short requests (ops.MixedWork): planned alone, their items and combine rows name each
+    request by its place in the batch, everything else as the plan's own tensors."""
+    plan = plan_work([300, 7, 40], 2, 8, granule=16)
+    own, own_combined = work_tensors(plan, torch.device("cpu"))
+    items, combined = work_tensors(plan, torch.device("cpu"), requests=[1, 4, 6])
+    assert items[:, 0].tolist() == [(1, 4, 6)[r] for r in own[:, 0].tolist()]
+    assert torch.equal(items[:, 1:], own[:, 1:]) and torch.equal(combined[:, 1:], own_combined[:, 1:])
+    assert combined[:, 0].tolist() == [(1, 4, 6)[r] for r in own_combined[:, 0].tolist()]
+    with pytest.raises(ValueError, match="2 request indices for a plan of 3"):
+        work_tensors(plan, torch.device("cpu"), requests=[1, 4])
+
+
 # ---- the kernels, under the interpreter on a CPU ---------------------------------------------------------
 
 

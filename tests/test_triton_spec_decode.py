@@ -2,8 +2,10 @@
 `spec=split-kv`): every request's query tokens × its KV head's query group are the rows of one program, the keys
 split by the work as the decodes' are, each row causal bottom-right, the combine merging a (token, query head) row.
 On the CPU under Triton's interpreter at tiny shapes against the fp32 reference (dense and paged, group 1 and 4,
-q_len 1-5, a window, sinks, a soft-cap, an FP8 cache, rows in tiles); on a GPU the same cases compiled with caches
-scaled to its 128-key granule, and real shapes (python3 -m pytest -q -n 0 -m gpu tests/test_triton_spec_decode.py)."""
+q_len 1-5, a window, sinks, a soft-cap, an FP8 cache, rows in tiles); a mixed batch's short requests on the work
+list beside the varlen launch of its longer ones (ops.MixedWork), wherever they sit; on a GPU the same cases compiled
+with caches scaled to its 128-key granule, and real shapes
+(python3 -m pytest -q -n 0 -m gpu tests/test_triton_spec_decode.py)."""
 
 from dataclasses import replace
 
@@ -112,12 +114,20 @@ def test_a_uniform_step_batch_and_its_row_say_which_kernel_ran():
     assert row.status is Status.OK and row.variant == "" and '"kernel":"varlen"' in row.backend_info
 
 
-def test_the_variant_is_planned_on_spec_decode_specs_only():
+def test_the_variant_is_planned_on_the_specs_it_changes():
+    """Steps alone, steps beside decodes, and a mixed batch whose short requests (a step, a decode before a chunk)
+    sit beside longer ones; not a decode, an append, a mixed batch whose only short requests are its trailing
+    decodes (Mixed's, split as the splits key says), nor one with no request of 16 tokens or fewer."""
     from harness.plan import plan_tasks
 
     beside_decodes = ExperimentSpec.from_mix("q4s90_3q1s30", 8, 2, 64)  # a mixed batch of steps and decodes
-    steps = [tiny_spec("spec-decode", chunk=4), ExperimentSpec.from_mix("q4s90_q2s30", 8, 2, 64), beside_decodes]
-    others = [tiny_spec("decode"), tiny_spec("append"), ExperimentSpec.from_mix("q17s90_3q1s30", 8, 2, 64)]
+    step_and_chunk = ExperimentSpec.from_mix("q4s900_q21s90", 8, 2, 64)  # q4s11397_q21s1239, scaled down
+    decode_first = ExperimentSpec.from_mix("q1s900_q30s90_q1s30", 8, 2, 64)
+    steps = [tiny_spec("spec-decode", chunk=4), ExperimentSpec.from_mix("q4s90_q2s30", 8, 2, 64), beside_decodes,
+             step_and_chunk, decode_first]  # fmt: skip
+    no_short = ExperimentSpec.from_mix("q40_q17s90", 8, 2, 64)  # a prompt and a chunk: mixed, nothing short
+    others = [tiny_spec("decode"), tiny_spec("append"), ExperimentSpec.from_mix("q17s90_3q1s30", 8, 2, 64), no_short]
+    assert no_short.workload.value == "mixed" and step_and_chunk.workload.value == "mixed"
     tasks = plan_tasks([*steps, *others], ["triton[*]"])
     assert [t.spec for t in tasks if t.variant == "spec=split-kv"] == steps
     assert "spec=split-kv" in type(get_backend("triton")).contender_variants()
@@ -140,6 +150,74 @@ def test_a_windowed_step_is_planned_from_its_first_tokens_window():
         assert ranges[0][0] == window_start(n - q + 1, 4096, 128) and ranges[-1][1] == n
         assert ranges[0][0] <= max(0, n - q - 4096) < ranges[0][0] + 128
     assert plan_work([5000], 8, 132, window=4096).items[0].lo == window_start(5000, 4096, 128)  # a decode's, as before
+
+
+# ---- a mixed batch's short requests on the work list, its longer ones through varlen (ops.MixedWork) -----------
+
+# (requests as (q_len, kv_len), group, page size, forms, the work list's slots, the varlen launch's order): the short
+# ones (<= 16 tokens) wherever they sit; every case's longest short request split into pieces
+INTERLEAVED = [(20, 3 * U), (1, 9 * U + 3), (3, 6 * U + 1), (17, 2 * U + 4), (5, 11 * U), (1, 7)]
+FP8 = dict(kv_dtype="fp8_e4m3", kv_scale="head")
+MIXED_CASES = {
+    # q4s11397_q21s1239 scaled down: a step on a long cache first, then a chunk on a short one
+    "step-then-chunk-dense": ([(4, 19 * U + 5), (21, 3 * U - 5)], 4, None, {}, 8, "longest-first"),
+    "step-then-chunk-page16": ([(4, 19 * U + 5), (21, 3 * U - 5)], 1, 16, {}, 8, "longest-first"),
+    # chunk, decode, step, chunk, step, decode: each short request's rows at its own place in the packed q
+    "interleaved-page16-tiles": (INTERLEAVED, 2, 16, {}, 32, "tiles"),  # a grid of the long requests' row blocks
+    # pieces of one granule: the window's first piece and the steps' last ones hold keys some rows never see
+    "interleaved-window-sinks": (INTERLEAVED[:5], 2, None, dict(window=3 * U + 2, sinks=True), MANY_SLOTS, "simple"),
+    "fp8-page16": ([(4, 12 * U + 8), (33, 40), (1, 5 * U - 3)], 4, 16, FP8, 8, "longest-first"),
+    # decodes only among the short ones, one before a chunk: a decode's row from CU_Q (PACKED_ROWS), split and merged
+    "decodes-before-a-chunk": ([(1, 9 * U + 3), (30, 2 * U), (1, 33)], 4, None, {}, 8, "longest-first"),
+}
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero encountered in log2")  # an empty row's lse: log2(0) = −inf
+@pytest.mark.parametrize("name", MIXED_CASES)
+def test_a_mixed_batchs_short_requests_on_the_work_list_match_the_reference(name):
+    requests, group, page_size, forms, sms, schedule = MIXED_CASES[name]
+    spec, inputs, k, v, kw = _case(requests, group, page_size, **forms)
+    op = ops.MixedWork(inputs.q, k, v, spec.batch.q_lens, spec.batch.kv_lens, spec.causal, granule=U, sms=sms,
+                       schedule=schedule, **kw)  # fmt: skip
+    short = [i for i, (q, _) in enumerate(requests) if q <= ops.SPLIT_KV_MAX_Q]
+    assert op.decodes.requests == short
+    assert sorted(op.chunks.order.tolist()) == [i for i in range(len(requests)) if i not in short]
+    longest = max(range(len(short)), key=lambda i: requests[short[i]][1])  # the plan's own index of it
+    assert op.decodes.plan.splits[longest] > 1, op.decodes.plan  # its keys really split over the programs
+    info = op.info()
+    assert (info["kernel"], info["short_requests"]) == ("two launches", "work-list"), info
+    assert [launch["kernel"] for launch in info["launches"]] == ["varlen", "work-decode"], info
+    assert [launch["requests"] for launch in info["launches"]] == [len(requests) - len(short), len(short)], info
+    everyone = list(range(spec.batch_size))
+    check = check_output(spec, op(), reference_attention(spec, inputs, everyone), everyone)
+    assert check.ok, check.problem
+
+
+def test_a_mixed_batch_routed_by_the_variant_says_what_ran():
+    """`triton[spec=split-kv]` on a step before a chunk and a decode: the row names the two launches, the short
+    requests on the work list and the chunk through varlen, each with its number of requests."""
+    from frameworks import info_dict
+    from harness.store import Status
+
+    measurer = measurer_on(DEVICE.type, iterations=1, warmup=0)
+    spec = ExperimentSpec.from_mix(_mix([(4, 9 * U + 5), (21, 3 * U - 5), (1, U + 3)]), 8, 2, 64, page_size=16)
+    row = measurer.measure(spec, get_backend("triton[spec=split-kv]"))
+    assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
+    info = info_dict(row.backend_info)
+    assert (info["kernel"], info["short_requests"]) == ("two launches", "work-list"), info
+    varlen, work = info["launches"]
+    assert (varlen["kernel"], varlen["requests"]) == ("varlen", 1), info
+    assert (work["kernel"], work["requests"], work["q_len"]) == ("work-decode", 2, 4), info
+
+
+def test_a_subset_of_requests_is_checked():
+    spec, inputs, k, v, kw = _case([(4, 40), (21, 30)], 1, None)
+    with pytest.raises(ValueError, match="is not a set of indices"):
+        ops.WorkDecode(inputs.q, k, v, [40, 30], q_lens=[4, 21], requests=[0, 0], **kw)
+    with pytest.raises(ValueError, match="takes at most 16"):
+        ops.WorkDecode(inputs.q, k, v, [40, 30], q_lens=[4, 21], requests=[0, 1], **kw)
+    with pytest.raises(ValueError, match="needs requests of at most 16"):
+        ops.MixedWork(inputs.q, k, v, [17, 21], [40, 30], True, **kw)
 
 
 # ---- real shapes on the GPU (skipped without CUDA) -----------------------------------------------------------
@@ -177,3 +255,25 @@ def test_speculative_steps_at_real_shapes_on_gpu(model, mix, page, forms):
     assert info["kernel"] == "work-decode" and info["q_len"] == spec.q_len, info
     group = shape.num_q_heads // shape.num_kv_heads
     assert info["row_tiles"] == -(-spec.q_len * group // ops.SPLIT_KV_ROWS), info
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mix", ["q4s11397_q21s1239", "q8s11499_q917_q1s506"])  # draw:26, draw:5 (issue #30)
+@pytest.mark.parametrize("page", [None, 16])
+def test_a_mixed_batchs_short_requests_at_real_shapes_on_gpu(mix, page):
+    """The drawn mixed batches whose step on a long cache sat beside a chunk or a prompt: through
+    `triton[spec=split-kv]` (two launches on two streams, the step and the decode on the work list) and the
+    default, both ok against the reference."""
+    from frameworks import info_dict
+    from harness.store import Status
+
+    spec = ExperimentSpec.from_mix(mix, 32, 8, 128, page_size=page, model="Llama-3.1-8B")
+    measurer = measurer_on("cuda", iterations=5, warmup=2)
+    rows = {b: measurer.measure(spec, get_backend(b)) for b in ("triton", "triton[spec=split-kv]")}
+    for backend, row in rows.items():
+        assert row.status is Status.OK, f"{backend}: {row.status}: {row.reason}"
+        assert row.rel_err < 2e-2, (backend, row.rel_err)
+    info = info_dict(rows["triton[spec=split-kv]"].backend_info)
+    assert (info["kernel"], info["streams"], info["short_requests"]) == ("two launches", 2, "work-list"), info
+    work = info["launches"][1]
+    assert work["kernel"] == "work-decode" and work["split_requests"] >= 1, info

@@ -8,6 +8,9 @@ checked before it costs device time (docs/perf-notes.md).
                                                # the forms and FP8 at one, head dim 256 at each of its own
     python3 -m tools.aot_check --only prefill  # variants whose name has one of these substrings
     python3 -m tools.aot_check --quick         # one configuration a kernel variant (the tests)
+    python3 -m tools.aot_check --only work --ptx DIR  # each variant's PTX into DIR, line markers and debug
+                                               # sections left out: `diff -r` two commits' DIRs to show that a
+                                               # change leaves the code of the variants it must not touch as it was
 
 Needs Triton with its NVIDIA backend (ptxas ships in the Linux wheel); must run without
 TRITON_INTERPRET=1 (the interpreter replaces the kernels). Prints a table; --csv writes it."""
@@ -58,6 +61,7 @@ class Report:
     shared_bytes: int
     mma_waits: str = ""  # the `pendings` of each warpgroup-MMA wait: 0 = nothing left in flight past it
     warps: int = 0  # a CTA's warps as compiled: more than the variant's when warp-specialised partitions add some
+    ptx: str = ""  # the code (`code`): what --ptx writes
 
     @property
     def ctas_per_sm(self) -> int:
@@ -155,8 +159,8 @@ def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
             optional = name != "SEQ_K" or "WORK" in fn.arg_names  # the work list's SEQ_K: a window's or a step's
             if name in fn.arg_names and optional and not (v.constexprs.get(flag) or steps and name == "SEQ_K"):
                 constexprs[name] = None
-        if "Q_LEN" in fn.arg_names and not steps:
-            constexprs["CU_Q"] = None  # the work list's decodes: one query a request, no CU_Q
+        if "Q_LEN" in fn.arg_names and not steps and not v.constexprs.get("PACKED_ROWS"):
+            constexprs["CU_Q"] = None  # the work list's decodes: one query a request, no CU_Q (unless PACKED_ROWS)
         block = (v.constexprs["BLOCK_N"], v.constexprs["HEAD_DIM"]) if v.tma else None
         sig = signature(fn, constexprs, dtype, block)
         src = ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=divisibility(fn, sig))
@@ -176,7 +180,22 @@ def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
     regs = int(re.search(r"Used (\d+) registers", log).group(1))
     spills = sum(int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", log))
     waits = " ".join(re.findall(r"warp_group_dot_wait .*?pendings = (\d+)", compiled.asm["ttgir"]))
-    return Report(v, regs, spills, compiled.metadata.shared, waits, compiled.metadata.num_warps)
+    return Report(
+        v, regs, spills, compiled.metadata.shared, waits, compiled.metadata.num_warps, code(compiled.asm["ptx"])
+    )
+
+
+def code(ptx: str) -> str:
+    """A kernel's PTX without what moves when only its source lines do: the line markers (.loc, .file) and the
+    debug sections after the code (their line tables and DWARF offsets)."""
+    lines = []
+    for line in ptx.splitlines():
+        text = line.strip()
+        if text.startswith(".section") and ".debug" in text:
+            break
+        if not text.startswith((".loc", ".file")):
+            lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def variants(quick: bool) -> list[Variant]:
@@ -227,8 +246,14 @@ def variants(quick: bool) -> list[Variant]:
             out.append(Variant(f"work-decode {label} n{bn} w{w} s{s}", k.work_decode_kernel, ce, w, s))
             fused = {**ce, "FUSED": True}
             out.append(Variant(f"work-decode-fused {label} n{bn} w{w} s{s}", k.work_decode_kernel, fused, w, s))
+            # a mixed batch's decodes beside longer requests (ops.MixedWork): each one's row from CU_Q (quick: dense)
+            if not quick or label == "dense":
+                packed = {**ce, "PACKED_ROWS": True}
+                name = f"work-decode packed-rows {label} n{bn} w{w} s{s}"
+                out.append(Variant(name, k.work_decode_kernel, packed, w, s))
     ce = {"G": 4, "BLOCK_G": 16, "HEAD_DIM": 128, "BLOCK_S": 16, "INTERPRETED": False}
     out.append(Variant("work-combine s16 w4", k.work_combine_kernel, ce, 4, 1))
+    out.append(Variant("work-combine packed-rows s16 w4", k.work_combine_kernel, {**ce, "PACKED_ROWS": True}, 4, 1))
     out += step_variants(k, layouts[:3], decode_configs, quick)
     out += form_variants(k, prefill_configs[0], decode_configs[0], wide_prefill, wide_decode, quick)
     # the exploration tool's pinned prefill variants (tools/triton_explore.py): QK_AHEAD and occupancy
@@ -352,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated substrings: keep variants whose name has one")
     ap.add_argument("--quick", action="store_true", help="one configuration a kernel variant")
     ap.add_argument("--csv", default="", help="write the table here")
+    ap.add_argument("--ptx", default="", help="write each variant's PTX (code only: `code`) into this folder")
     a = ap.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         print("error: TRITON_INTERPRET=1 replaces the kernels with the interpreter's: unset it", file=sys.stderr)
@@ -368,6 +394,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{v.name:52s} FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:160]}", flush=True)
             continue
         rows.append(r)
+        if a.ptx:
+            os.makedirs(a.ptx, exist_ok=True)
+            with open(os.path.join(a.ptx, re.sub(r"[^\w.+-]+", "_", v.name) + ".ptx"), "w") as f:
+                f.write(r.ptx)
         print(f"{v.name:52s} {r.registers:5d} {r.spill_bytes:8d} {r.shared_bytes / 1024:8.1f} {r.ctas_per_sm:8d}  "
               f"{r.mma_waits}", flush=True)  # fmt: skip
     if a.csv:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from specs import DType, Workload
-from specs.batch import MAX_SPEC_DECODE
+from specs.batch import MAX_SPEC_DECODE, trailing_decodes
 
 from .._paged import to_paged, to_paged_ragged
 from ..base import Backend, Caps, KVLayout, VariantKey, register
@@ -27,13 +27,36 @@ def _has_decodes(spec) -> bool:
     return spec.workload in (Workload.DECODE, Workload.MIXED)
 
 
-def _steps(spec) -> bool:
+def _short_only(spec) -> bool:
     """Speculative steps, alone (spec-decode) or beside decodes (a mixed batch whose every request holds at most
     MAX_SPEC_DECODE query tokens: 6 of the `generalization` preset's 105 drawn batches): the batches the
-    split-KV work list takes whole."""
+    split-KV work list takes whole. Causal only: the work list masks a step's rows bottom-right."""
+    if not spec.causal:
+        return False
     if spec.workload is Workload.SPEC_DECODE:
         return True
     return spec.workload is Workload.MIXED and max(spec.batch.q_lens) <= MAX_SPEC_DECODE
+
+
+def _short_beside_long(spec) -> bool:
+    """A mixed batch of short requests (at most MAX_SPEC_DECODE query tokens) beside longer ones (chunks, prompts),
+    one of the short ones outside the trailing decodes that Mixed already sends to a split-KV decode (a speculative
+    step, a prompt of a few tokens, a decode before a longer request): 8 of the `generalization` preset's 105 drawn
+    batches. `spec=split-kv` runs its short requests, the trailing decodes with them, on the work list and its
+    longer ones through the varlen kernel (ops.MixedWork). A batch whose only short requests are trailing decodes
+    is left to Mixed, its decodes split as the `splits` key says (splits=work: the same work list). Causal only, as
+    _short_only."""
+    if not spec.causal or spec.workload is not Workload.MIXED or max(spec.batch.q_lens) <= MAX_SPEC_DECODE:
+        return False
+    q_lens = spec.batch.q_lens
+    first = trailing_decodes(q_lens)
+    return any(n <= MAX_SPEC_DECODE for n in q_lens[:first])
+
+
+def _split_kv_changes(spec) -> bool:
+    """Where `spec=split-kv` runs something else than the default: the batches the work list takes whole, and the
+    mixed batches whose short requests it takes beside the varlen launch of the longer ones."""
+    return _short_only(spec) or _short_beside_long(spec)
 
 
 def _mixed(spec) -> bool:
@@ -87,13 +110,15 @@ VARIANTS = (
         ("varlen", "split-kv"),
         "varlen",
         contenders=("split-kv",),
-        applies=_steps,
+        applies=_split_kv_changes,
         help="speculative steps (every request 2-16 query tokens; decodes beside them too): the row-block kernels, "
         "a program a (request, KV head) and row block reading its whole cache (varlen; a uniform batch: the "
         "prefill kernel; steps beside decodes: two launches), or the split-KV "
         "work list of splits=work, its rows (query token, query head) pairs of a request and KV head, causal "
         "bottom-right, the keys split by the work and merged a row (split-kv; H100 A/B on the 24 drawn "
-        "spec-decode batches: 0.49x the time, faster on 21; docs/perf/decode-splits.md)",
+        "spec-decode batches: 0.49x the time, faster on 21; docs/perf/decode-splits.md); beside chunks or prompts, "
+        "split-kv runs the requests of at most 16 tokens (steps, decodes, wherever they sit) on the work list and "
+        "the rest through varlen, two launches (trailing decodes alone: left to splits)",
     ),
     VariantKey(
         "schedule",
@@ -142,7 +167,8 @@ VARIANTS = (
         "2",
         applies=_mixed,
         help="a mixed batch as the varlen launch for the chunks plus the split-KV decode for the decodes "
-        "(2; H100: never slower beyond noise, 3-17% faster where decodes dominate) or one varlen launch (1)",
+        "(2; H100: never slower beyond noise, 3-17% faster where decodes dominate) or one varlen launch (1); a batch "
+        "that spec=split-kv takes runs as that key says",
     ),
 )
 
@@ -192,7 +218,7 @@ class TritonAttention(Backend):
         elif spec.workload is Workload.DECODE:
             self._op = ops.Decode(inputs.q, k, v, spec.kv_len, table, spec.page_size, prefetch_pages=ahead.decode,
                                   split_rule=self._split_rule(), forms=self._forms)  # fmt: skip
-        elif self._split_kv_steps(spec):  # the steps' rows on the work list: [B, q_len, Hq, D] gives each q_len
+        elif self._split_kv_whole(spec):  # the steps' rows on the work list: [B, q_len, Hq, D] gives each q_len
             self._op = ops.WorkDecode(inputs.q, k, v, [spec.kv_len] * spec.batch_size, block_table=table,
                                       page_size=spec.page_size, prefetch_pages=ahead.decode,
                                       forms=self._forms)  # fmt: skip
@@ -262,9 +288,14 @@ class TritonAttention(Backend):
         elif batch.kind == "decode":  # split-KV with a split count a request
             self._op = ops.RaggedDecode(inputs.q, k, v, kv_lens, batch.max_kv, prefetch_pages=ahead.decode,
                                         split_rule=self._split_rule(), forms=self._forms, **cache)  # fmt: skip
-        elif self._split_kv_steps(spec):  # speculative steps on the work list, each request's q_len its rows
+        elif self._split_kv_whole(spec):  # speculative steps on the work list, each request's q_len its rows
             self._op = ops.WorkDecode(inputs.q, k, v, batch.kv_lens, q_lens=batch.q_lens, prefetch_pages=ahead.decode,
                                       forms=self._forms, **cache)  # fmt: skip
+        elif self._split_kv_short(spec):  # the short requests on the work list, the longer ones through varlen
+            self._op = ops.MixedWork(inputs.q, k, v, batch.q_lens, batch.kv_lens, spec.causal, schedule=schedule,
+                                     streams=self._streams(), prefetch_pages=ahead,
+                                     varlen_tma=self._varlen_tma(inputs.device), varlen_config=pinned,
+                                     forms=self._forms, **cache)  # fmt: skip
         elif self._launches() == 2 and batch.decode_split is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
                                  streams=self._streams(), prefetch_pages=ahead, split_rule=self._split_rule(),
@@ -306,12 +337,18 @@ class TritonAttention(Backend):
     def _split_rule(self) -> str:
         return self.choice["splits"]
 
-    def _split_kv_steps(self, spec) -> bool:
+    def _split_kv_whole(self, spec) -> bool:
         """The spec variant's split-kv on a batch of speculative steps (every request of at most
         ops.SPLIT_KV_MAX_Q query tokens, specs.batch.MAX_SPEC_DECODE; decodes beside them too): its requests
         through the split-KV work list (ops.WorkDecode's q_lens) instead of the row-block kernels or Mixed's two
         launches."""
-        return _steps(spec) and self.choice["spec"] == "split-kv"
+        return _short_only(spec) and self.choice["spec"] == "split-kv"
+
+    def _split_kv_short(self, spec) -> bool:
+        """The spec variant's split-kv on a mixed batch of short requests beside longer ones (_short_beside_long):
+        the short ones on the work list, the others through the varlen kernel (ops.MixedWork), before the
+        mixed_launches key's choice between Mixed and one varlen launch, which it leaves to the other batches."""
+        return _short_beside_long(spec) and self.choice["spec"] == "split-kv"
 
     def _streams(self) -> int:
         return int(self.choice["mixed_streams"])

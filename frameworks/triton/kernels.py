@@ -811,7 +811,7 @@ def work_decode_kernel(
     FUSED: tl.constexpr = False, SEQ_K=None, SINKS=None, K_SCALE=None, V_SCALE=None, window=None, softcap=None,
     HAS_WINDOW: tl.constexpr = False, HAS_SINKS: tl.constexpr = False, SOFTCAP: tl.constexpr = False,
     IS_FP8: tl.constexpr = False, CU_Q=None, Q_LEN: tl.constexpr = 1, TILE_Q: tl.constexpr = 1,
-    ROW_TILES: tl.constexpr = 1,
+    ROW_TILES: tl.constexpr = 1, PACKED_ROWS: tl.constexpr = False,
 ):  # fmt: skip
     """Decodes scheduled by work (schedule.py): program p takes item p of the work list WORK, int32 [N, 8]
     (request, KV head, lo, hi, part, first, pieces, counter), longest first: keys lo … hi − 1 of the request's
@@ -828,7 +828,12 @@ def work_decode_kernel(
     the decode as it compiled before): a program's rows are (query token, query head of the group) pairs, row
     r being token tile · TILE_Q + r // G of the request's row tile `tile`, the item's KV-head column holding
     KV head · ROW_TILES + tile; each row sees keys up to its own, bottom-right (token i of q_len on kv_len keys:
-    0 … kv_len − q_len + i, from SEQ_K and CU_Q), and under a window from its own first key."""
+    0 … kv_len − q_len + i, from SEQ_K and CU_Q), and under a window from its own first key.
+    A subset of a packed batch (ops.WorkDecode's requests: the short requests of a mixed one, beside the varlen
+    launch of its longer ones): the items' requests are the batch's own indices, so CU_K, the block table, SEQ_K
+    and CU_Q are the whole batch's, and a step's rows sit at CU_Q[request] as they do. PACKED_ROWS (Q_LEN = 1 only:
+    decodes among longer requests) reads a decode's one query and output row from CU_Q[request] too, not from the
+    request's index; off, the decode as it compiled before."""
     item = WORK + tl.program_id(0) * 8
     b = tl.load(item)
     hkv = tl.load(item + 1)
@@ -852,6 +857,8 @@ def work_decode_kernel(
         head = hkv * G + g % G
     else:
         head = hkv * G + g
+        if PACKED_ROWS:  # a decode beside longer requests of a packed batch: its one row where CU_Q puts it
+            q_start = tl.load(CU_Q + b)
     out = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
     lse = tl.full([BLOCK_G], float("-inf"), tl.float32)
     live = lo < hi
@@ -863,7 +870,7 @@ def work_decode_kernel(
         else:
             k_start = tl.load(CU_K + b).to(tl.int64)
             k_base, v_base = K + k_start * s_ks, V + k_start * s_vs
-        q_ptrs = Q + _rows(b, q_start, pos, s_qb, Q_LEN) + head[:, None] * s_qh + d[None, :]
+        q_ptrs = Q + _rows(q_start, pos, s_qb, Q_LEN) + head[:, None] * s_qh + d[None, :]
         q = tl.load(q_ptrs, mask=g_ok[:, None], other=0.0)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_G], tl.float32)
@@ -891,7 +898,7 @@ def work_decode_kernel(
     if part < 0:
         if HAS_SINKS:  # 1 / (1 + 2^(sink − lse)): as _sink_share, from the log-sum-exp
             out = out / (1.0 + tl.exp2(tl.load(SINKS + head, mask=g_ok, other=0.0) - lse))[:, None]
-        o_ptrs = O + _rows(b, q_start, pos, s_ob, Q_LEN) + head[:, None] * s_oh + d[None, :]
+        o_ptrs = O + _rows(q_start, pos, s_ob, Q_LEN) + head[:, None] * s_oh + d[None, :]
         tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=g_ok[:, None])
     else:
         slot = part.to(tl.int64) * BLOCK_G + g
@@ -906,19 +913,20 @@ def work_decode_kernel(
             if done == pieces - 1:  # the last piece: every other one is stored and visible (acquired)
                 merged = _merge_pieces(O_PART, LSE_PART, first, pieces, g, g_ok, d, BLOCK_G, HEAD_DIM, INTERPRETED,
                                        SINKS, head, HAS_SINKS)  # fmt: skip
-                o_ptrs = O + _rows(b, q_start, pos, s_ob, Q_LEN) + head[:, None] * s_oh + d[None, :]
+                o_ptrs = O + _rows(q_start, pos, s_ob, Q_LEN) + head[:, None] * s_oh + d[None, :]
                 tl.store(o_ptrs, merged.to(O.dtype.element_ty), mask=g_ok[:, None])
                 tl.store(counter, 0)  # for the next call: every piece of this launch has counted
 
 
 @triton.jit
-def _rows(b, q_start, pos, s_row, Q_LEN: tl.constexpr):
-    """Where a work item's query (or output) rows start in a tensor of row stride s_row: the request's one row b
-    for a decode; with Q_LEN > 1 each row's token, q_start + pos ([BLOCK_G, 1])."""
+def _rows(q_start, pos, s_row, Q_LEN: tl.constexpr):
+    """Where a work item's query (or output) rows start in a tensor of row stride s_row: a decode's one row
+    q_start (the request itself, or with PACKED_ROWS its CU_Q entry); with Q_LEN > 1 each row's token,
+    q_start + pos ([BLOCK_G, 1])."""
     if Q_LEN > 1:
         return ((q_start + pos).to(tl.int64) * s_row)[:, None]
     else:
-        return b.to(tl.int64) * s_row
+        return q_start.to(tl.int64) * s_row
 
 
 @triton.jit
@@ -968,7 +976,7 @@ def work_combine_kernel(
     O_PART, LSE_PART, O, COMBINED, s_ob, s_oh, HQ,
     G: tl.constexpr, BLOCK_G: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
     INTERPRETED: tl.constexpr, SINKS=None, HAS_SINKS: tl.constexpr = False, CU_Q=None, Q_LEN: tl.constexpr = 1,
-    TILE_Q: tl.constexpr = 1, ROW_TILES: tl.constexpr = 1,
+    TILE_Q: tl.constexpr = 1, ROW_TILES: tl.constexpr = 1, PACKED_ROWS: tl.constexpr = False,
 ):  # fmt: skip
     """The pieces of each split request merged: program (row r of COMBINED, int32 [R, 3] (request, first part,
     pieces), query head). A request's pieces for KV head h sit at first + h · pieces + 0 … pieces − 1; any
@@ -976,7 +984,8 @@ def work_combine_kernel(
     HAS_SINKS: the head's sink (SINKS, log2 units) joins the denominator once, after the pieces.
     Q_LEN > 1 (work_decode_kernel's speculative steps): program (row r, query token t, query head), the pieces
     of row tile h · ROW_TILES + t // TILE_Q, its row (t % TILE_Q) · G + the head's place in the group, written to
-    query row CU_Q[request] + t; a token past the request's own q_len writes nothing."""
+    query row CU_Q[request] + t; a token past the request's own q_len writes nothing. PACKED_ROWS (Q_LEN = 1): a
+    decode's row CU_Q[request], as work_decode_kernel's."""
     pid = tl.program_id(0)
     r = pid // HQ
     tok = 0
@@ -1020,7 +1029,10 @@ def work_combine_kernel(
         o_ptrs = O + (q_start + tok).to(tl.int64) * s_ob + hq * s_oh + d
         tl.store(o_ptrs, (acc / total).to(O.dtype.element_ty), mask=mine & (d < HEAD_DIM))
     else:
-        tl.store(O + b.to(tl.int64) * s_ob + hq * s_oh + d, (acc / total).to(O.dtype.element_ty))
+        out_row = b
+        if PACKED_ROWS:
+            out_row = tl.load(CU_Q + b)
+        tl.store(O + out_row.to(tl.int64) * s_ob + hq * s_oh + d, (acc / total).to(O.dtype.element_ty))
 
 
 @triton.jit

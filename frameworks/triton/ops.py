@@ -307,25 +307,31 @@ class Varlen:
     def __init__(
         self, q, k, v, cu_seqlens_q, kv_lens, max_q: int, causal: bool, cu_seqlens_k=None, block_table=None,
         page_size: int | None = None, config: triton.Config | None = None, out=None, schedule: str = "longest-first",
-        prefetch_pages: bool = False, use_tma: bool = False, forms: Forms = Forms(),
+        prefetch_pages: bool = False, use_tma: bool = False, forms: Forms = Forms(), requests=None,
     ):  # fmt: skip
         """out: write into this [Σ q_len, Hq, D] tensor (rows at cu_seqlens_q) instead of a new one.
         schedule: "longest-first" launches the requests heaviest first (query × key pairs, computed here,
         outside any timed call), "simple" in batch order; "tiles" heaviest first too, over a grid of the row
         blocks that hold rows only: the (max_q-sized) grid of the others launches a program for every row
-        block of the longest request for each request, and those past a shorter request's rows return at once."""
+        block of the longest request for each request, and those past a shorter request's rows return at once.
+        requests: the indices of the requests this launch takes (a mixed batch's longer ones, beside the work list
+        of its short ones; max_q theirs), None: all. The kernel reaches a request only through ORDER, so a launch
+        of some is an ORDER of only them, its grid and NUM_REQ sized by them; the other arrays are the batch's."""
         total, hq, d = q.shape
         self.schedule = _one_of("schedule", schedule, SCHEDULES)
-        q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
-        order = list(range(len(q_lens)))
+        all_q = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
+        order = list(range(len(all_q))) if requests is None else _subset(requests, len(all_q))
+        self.subset = requests is not None
+        q_lens = [all_q[i] for i in order]
         if schedule in ("longest-first", "tiles"):
-            order = heaviest_first(q_lens, kv_lens.tolist())
+            all_k = kv_lens.tolist()
+            order = [order[i] for i in heaviest_first(q_lens, [all_k[i] for i in order])]
         self.order = torch.tensor(order, dtype=torch.int32, device=q.device)
         self.out = out
         hkv = k.shape[-2]
         self.pinned = config
         self.q, self.k, self.v = q, k, v
-        self.requests = cu_seqlens_q.numel() - 1
+        self.requests = len(order)
         self.group, self.kv_heads, self.max_q = hq // hkv, hkv, max_q
         self.cu_q, self.seq_k = cu_seqlens_q, kv_lens
         self.cu_k, self.bt, self.s_btb, self.strides = _packed_kv(k, v, cu_seqlens_k, block_table, cu_seqlens_q)
@@ -366,9 +372,11 @@ class Varlen:
 
     def info(self) -> dict:
         pinned = {"pinned": True} if self.pinned is not None else {}  # a pinned config: the autotuner did not pick it
+        some = {"requests": self.requests} if self.subset else {}  # a launch of some of the batch's requests
         return {
             "kernel": "varlen",
             "schedule": self.schedule,
+            **some,
             **pinned,
             **_launch_info(self.pinned or varlen_kernel, self.kw),
         }
@@ -443,13 +451,15 @@ class WorkDecode:
     Speculative steps too (the `spec=split-kv` variant): requests of up to SPLIT_KV_MAX_Q query tokens each, q
     packed [Σ q_len, Hq, D] with q_lens, or uniform [B, Sq, Hq, D]; a program's rows are (token, query head)
     pairs of one request and KV head (or of a row tile of its tokens), each causal bottom-right, and the combine
-    merges the pieces a (token, query head) row."""
+    merges the pieces a (token, query head) row. Some of a packed batch's requests (`requests`: a mixed batch's
+    short ones, beside the varlen launch of its longer ones): each reads its rows where they sit in the packed q and
+    writes its own rows of the one output."""
 
     def __init__(
         self, q, k, v, kv_lens, cu_seqlens_k=None, block_table=None, page_size: int | None = None,
         granule: int = SPLIT_GRANULE, sms: int | None = None, config: triton.Config | None = None, out=None,
         prefetch_pages: bool = False, fused: bool = False, forms: Forms = Forms(), q_lens=None,
-        max_rows: int = SPLIT_KV_ROWS,
+        max_rows: int = SPLIT_KV_ROWS, requests=None,
     ):  # fmt: skip
         """kv_lens: a list of ints or a tensor (read once, here). granule: split boundaries at its multiples, a
         multiple of every decode BLOCK_N (16 under the interpreter). out: write into this tensor (q's shape).
@@ -457,7 +467,11 @@ class WorkDecode:
         in a zeroed int32 buffer that each merge sets back) instead of the combine launch. forms.window: the
         planner cuts each request's window only (schedule.plan_work's window). q_lens: each request's query
         tokens for a packed q (None: one each; a uniform q's Sq gives them). max_rows: the rows (tokens × group)
-        a program holds at most; a request's tokens are cut into row tiles of whole tokens past it."""
+        a program holds at most; a request's tokens are cut into row tiles of whole tokens past it.
+        requests: the indices of the requests this list takes, each of at most SPLIT_KV_MAX_Q query tokens, of a
+        packed batch whose kv_lens, q_lens, cu_seqlens_k or block table and q (and out) are the whole batch's; None:
+        every request. Planned on theirs alone, the items carry the batch's indices (schedule.work_tensors), so
+        nothing is gathered: a step's rows come from CU_Q as ever, a decode's one row from CU_Q (PACKED_ROWS)."""
         self.uniform = q.dim() == 4
         b, hq, d = (q.shape[0], q.shape[2], q.shape[3]) if self.uniform else (len(kv_lens), q.shape[1], q.shape[2])
         if self.uniform and q.shape[1] > 1:
@@ -467,11 +481,16 @@ class WorkDecode:
         self.pinned, self.out = config, out
         self.q, self.k, self.v = q, k, v
         self.kv_heads, self.group = hkv, hq // hkv
-        self.q_len, tile_q, self.row_tiles, self.cu_q = self._steps(q_lens, lens, max_rows, q.device)
+        if requests is not None and self.uniform:
+            raise ValueError("WorkDecode: requests takes some of a packed batch's requests, not of a uniform q")
+        self.requests = None if requests is None else _subset(requests, b)
+        mine = self.requests or range(b)  # the requests the list takes
+        self.q_len, tile_q, self.row_tiles, self.cu_q = self._steps(q_lens, lens, mine, max_rows, q.device)
         self._query_rows(q)  # a uniform step's [B, Sq] rows must merge into one axis without a copy
-        self.plan = plan_work(lens, hkv * self.row_tiles, sms or sm_count(q.device), granule, window=forms.window,
-                              q_lens=q_lens)  # fmt: skip
-        self.work, self.combined = work_tensors(self.plan, q.device)
+        my_q = None if q_lens is None else [q_lens[i] for i in mine]
+        self.plan = plan_work([lens[i] for i in mine], hkv * self.row_tiles, sms or sm_count(q.device), granule,
+                              window=forms.window, q_lens=my_q)  # fmt: skip
+        self.work, self.combined = work_tensors(self.plan, q.device, self.requests)
         self.fused = fused and self.combined is not None
         self.counters = torch.zeros(max(1, self.plan.kv_heads * len(self.plan.combined)), dtype=torch.int32,
                                     device=q.device)  # fmt: skip
@@ -486,10 +505,13 @@ class WorkDecode:
         self.lse_part = torch.empty(parts, self.block_g, dtype=torch.float32, device=q.device)
         most = max((n for _, _, n in self.plan.combined), default=1)
         self.block_s = max(2, min(16, triton.next_power_of_2(most)))
-        # a step's rows: its tokens (CU_Q) in row tiles of TILE_Q; a decode passes none (the kernels' defaults)
+        # a step's rows: its tokens (CU_Q) in row tiles of TILE_Q; a decode passes none (the kernels' defaults), or
+        # among longer requests its one row from CU_Q (PACKED_ROWS)
         self.rows_kw = {}
         if self.q_len > 1:
             self.rows_kw = {"CU_Q": self.cu_q, "Q_LEN": self.q_len, "TILE_Q": tile_q, "ROW_TILES": self.row_tiles}
+        elif self.requests is not None:
+            self.rows_kw = {"CU_Q": self.cu_q, "PACKED_ROWS": True}
         self.kw = {
             "HKV": hkv, "NUM_ITEMS": self.plan.num_items,
             "ITEM_TOKENS": self.plan.items[0].tokens, "G": self.group, "BLOCK_G": self.block_g, "HEAD_DIM": d,
@@ -500,16 +522,18 @@ class WorkDecode:
         if forms.window is not None or self.q_len > 1:  # a window's first key and a step's causal mask need kv_len
             self.kw["SEQ_K"] = torch.tensor(lens, dtype=torch.int32, device=q.device)
 
-    def _steps(self, q_lens, kv_lens, max_rows: int, device):
-        """(most query tokens a request, tokens a row tile, row tiles a KV head, CU_Q on the device or None) for
-        these query lengths (None: decodes, one query each). A row tile holds whole tokens, as many as max_rows
-        rows (tokens × group) allow, at least one."""
-        if q_lens is None or max(q_lens, default=1) <= 1:
+    def _steps(self, q_lens, kv_lens, mine, max_rows: int, device):
+        """(most query tokens a request of the list, tokens a row tile, row tiles a KV head, CU_Q on the device or
+        None) for these query lengths (None: decodes, one query each) and the requests the list takes (`mine`). A
+        row tile holds whole tokens, as many as max_rows rows (tokens × group) allow, at least one. CU_Q covers
+        the whole batch: decodes get it too when the list takes some of a batch's requests (self.requests)."""
+        some = self.requests is not None
+        if not some and (q_lens is None or max(q_lens, default=1) <= 1):
             return 1, 1, 1, None
-        q_lens = [int(n) for n in q_lens]
+        q_lens = [1] * len(kv_lens) if q_lens is None else [int(n) for n in q_lens]
         if len(q_lens) != len(kv_lens) or not all(1 <= q <= n for q, n in zip(q_lens, kv_lens)):
             raise ValueError(f"WorkDecode: q_lens {q_lens} do not fit kv_lens {kv_lens} (1 <= q_len <= kv_len each)")
-        most = max(q_lens)
+        most = max(q_lens[i] for i in mine)
         if most > SPLIT_KV_MAX_Q:
             raise ValueError(f"WorkDecode: a request of {most} query tokens; the split-KV work list takes at most "
                              f"{SPLIT_KV_MAX_Q} (SPLIT_KV_MAX_Q: a speculative step's)")  # fmt: skip
@@ -549,7 +573,8 @@ class WorkDecode:
         fused = {"combine": "fused"} if self.fused else {}
         # a step's rows: its most query tokens, the rows a program holds, and the row tiles a KV head is read by
         steps = {"q_len": self.q_len, "rows": self.block_g, "row_tiles": self.row_tiles} if self.q_len > 1 else {}
-        return {"kernel": "work-decode", "split_rule": "work", **steps, **fused, **self.plan.info(), **launch}
+        some = {"requests": len(self.requests)} if self.requests is not None else {}  # some of a batch's requests
+        return {"kernel": "work-decode", "split_rule": "work", **steps, **some, **fused, **self.plan.info(), **launch}
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -567,7 +592,35 @@ class PagePrefetch(NamedTuple):
     decode: bool = False
 
 
-class Mixed:
+class _TwoLaunches:
+    """Two launches of one batch writing one output, no synchronisation between them: `chunks` (the varlen
+    launch) on the caller's stream and `decodes` (a split-KV launch) before it, on a side stream where there is
+    one (streams=2 on a GPU), forked from and joined to the caller's. A subclass sets chunks, decodes and out."""
+
+    def _streams(self, streams: int, q) -> None:
+        if streams not in (1, 2):
+            raise ValueError(f"streams: {streams!r} is not valid; expected 1 or 2")
+        self.side = torch.cuda.Stream(q.device) if streams == 2 and q.is_cuda else None
+
+    def __call__(self) -> torch.Tensor:
+        if self.side is None:
+            self.chunks()
+            self.decodes()
+            return self.out
+        main = torch.cuda.current_stream(self.out.device)
+        self.side.wait_stream(main)  # the inputs and the output exist before the decodes read or write them
+        with torch.cuda.stream(self.side):
+            self.decodes()  # first: short and memory-bound, its programs start before the chunks' fill the SMs
+        self.chunks()
+        main.wait_stream(self.side)  # the call ends when both have (and a CUDA graph captures the join)
+        return self.out
+
+    def info(self) -> dict:
+        streams = 1 if self.side is None else 2
+        return {"kernel": "two launches", "streams": streams, "launches": [self.chunks.info(), self.decodes.info()]}
+
+
+class Mixed(_TwoLaunches):
     """Chunks and decodes of one batch in two launches on one stream, no synchronisation between
     them: the varlen kernel for the requests before the decodes, the ragged split-KV decode for the
     decodes, both writing into one output. Serving engines order a batch this way (decodes together
@@ -586,9 +639,7 @@ class Mixed:
         dense or its pages fit the kernel's TMA loads (gluon_pages_fit) and the chunks average a 128-row block
         (the caller checks the GPU: gluon_capable), launched on gluon_grid (GluonVarlen's grid); the caller
         leaves it off for a form (the Gluon kernels have none). forms: both launches'."""
-        if streams not in (1, 2):
-            raise ValueError(f"streams: {streams!r} is not valid; expected 1 or 2")
-        self.side = torch.cuda.Stream(q.device) if streams == 2 and q.is_cuda else None
+        self._streams(streams, q)
         first = split_point(cu_q_list)
         device = q.device
         ints = lambda values: torch.tensor(values, dtype=torch.int32, device=device)  # noqa: E731
@@ -624,22 +675,57 @@ class Mixed:
                                     out=self.out[rows:], prefetch_pages=prefetch_pages.decode,
                                     split_rule=split_rule, forms=forms)  # fmt: skip
 
-    def __call__(self) -> torch.Tensor:
-        if self.side is None:
-            self.chunks()
-            self.decodes()
-            return self.out
-        main = torch.cuda.current_stream(self.out.device)
-        self.side.wait_stream(main)  # the inputs and the output exist before the decodes read or write them
-        with torch.cuda.stream(self.side):
-            self.decodes()  # first: short and memory-bound, its programs start before the chunks' fill the SMs
-        self.chunks()
-        main.wait_stream(self.side)  # the call ends when both have (and a CUDA graph captures the join)
-        return self.out
+
+class MixedWork(_TwoLaunches):
+    """A mixed batch's short requests (at most SPLIT_KV_MAX_Q query tokens: decodes, speculative steps, wherever
+    they sit in the packed batch) on the split-KV work list, and its longer ones (chunks, prompts) through the
+    varlen kernel, two launches writing one output (the `spec=split-kv` variant): a step on a long cache beside a
+    chunk gets its keys split over the SMs instead of one varlen program a KV head reading them all. Neither launch
+    copies anything: the varlen launch's ORDER holds only the long requests, the work list's items the short
+    ones' own indices (WorkDecode's requests), and both read the batch's packed q, offsets, lengths and cache."""
+
+    def __init__(self, q, k, v, q_lens, kv_lens, causal: bool, cu_seqlens_k=None, block_table=None,
+                 page_size: int | None = None, schedule: str = "longest-first", streams: int = 1,
+                 prefetch_pages: PagePrefetch = PagePrefetch(), varlen_tma: bool = False,
+                 varlen_config: triton.Config | None = None, forms: Forms = Forms(), granule: int = SPLIT_GRANULE,
+                 sms: int | None = None):  # fmt: skip
+        """q_lens, kv_lens: the batch's, lists of ints. streams, prefetch_pages, varlen_config: as Mixed's; the
+        long requests' launch is the Triton varlen kernel (the Gluon one takes whole batches only). granule, sms:
+        the work list's (WorkDecode's)."""
+        self._streams(streams, q)
+        q_lens, kv_lens = [int(n) for n in q_lens], [int(n) for n in kv_lens]
+        short, long = short_and_long(q_lens)
+        if not short or not long:
+            raise ValueError(f"MixedWork: needs requests of at most {SPLIT_KV_MAX_Q} query tokens and longer ones; "
+                             f"got q_lens {q_lens}")  # fmt: skip
+        ints = lambda values: torch.tensor(values, dtype=torch.int32, device=q.device)  # noqa: E731
+        self.out = torch.empty_like(q)
+        cache = {"cu_seqlens_k": cu_seqlens_k, "block_table": block_table, "page_size": page_size}
+        self.chunks = Varlen(q, k, v, ints([0, *accumulate(q_lens)]), ints(kv_lens), max(q_lens[i] for i in long),
+                             causal, config=varlen_config, out=self.out, schedule=schedule,
+                             prefetch_pages=prefetch_pages.prefill, use_tma=varlen_tma, forms=forms, requests=long,
+                             **cache)  # fmt: skip
+        self.decodes = WorkDecode(q, k, v, kv_lens, granule=granule, sms=sms, out=self.out,
+                                  prefetch_pages=prefetch_pages.decode, forms=forms, q_lens=q_lens, requests=short,
+                                  **cache)  # fmt: skip
 
     def info(self) -> dict:
-        streams = 1 if self.side is None else 2
-        return {"kernel": "two launches", "streams": streams, "launches": [self.chunks.info(), self.decodes.info()]}
+        """Mixed's, and where the short requests went (the second launch: the work list)."""
+        return {**super().info(), "short_requests": "work-list"}
+
+
+def short_and_long(q_lens) -> tuple[list[int], list[int]]:
+    """The indices of the requests of at most SPLIT_KV_MAX_Q query tokens (the work list's) and of the others."""
+    short = [i for i, n in enumerate(q_lens) if n <= SPLIT_KV_MAX_Q]
+    return short, [i for i, n in enumerate(q_lens) if n > SPLIT_KV_MAX_Q]
+
+
+def _subset(requests, count: int) -> list[int]:
+    """Indices of some of a batch's `count` requests, in batch order; one line if any is out of range or twice."""
+    chosen = sorted(int(i) for i in requests)
+    if not chosen or len(set(chosen)) != len(chosen) or chosen[0] < 0 or chosen[-1] >= count:
+        raise ValueError(f"requests: {list(requests)} is not a set of indices of the batch's {count} requests")
+    return chosen
 
 
 def split_point(cu_q_list) -> int | None:

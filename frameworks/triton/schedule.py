@@ -217,26 +217,28 @@ def _plan(lens, kv_heads: int, slots: int, tokens: int, granule: int, estimate: 
     return WorkPlan(tuple(items), splits, tokens, kv_heads, slots, estimate)
 
 
-def work_tensors(plan: WorkPlan, device):
+def work_tensors(plan: WorkPlan, device, requests=None):
     """The plan as the kernels read it: items int32 [N, 8] (request, KV head, lo, hi, part, first, pieces,
     counter) in launch order, and the combine's int32 [R, 3] (request, first part, pieces), or None when no
     request is split. `first` and `pieces` locate the pieces of the item's (request, KV head), `counter` its
     place among the split (request, KV head) pairs (the fused merge counts finished pieces there); for a request
-    of one piece: its part, 1 and -1."""
-
+    of one piece: its part, 1 and -1. requests: the batch's index of each of the plan's requests, when the plan
+    holds some of a batch's requests (a mixed batch's short ones): the kernels then read the whole batch's
+    arrays (query and key offsets, lengths, block table) at the request's own index; None: the plan's indices."""
+    ids = range(len(plan.splits)) if requests is None else [int(r) for r in requests]
+    if len(ids) != len(plan.splits):
+        raise ValueError(f"work_tensors: {len(ids)} request indices for a plan of {len(plan.splits)} requests")
     split = {request: (row, base) for row, (request, base, _) in enumerate(plan.combined)}
     rows = []
     for i in plan.items:
         pieces = plan.splits[i.request]
+        fields = (ids[i.request], i.kv_head, i.lo, i.hi, i.part)
         if pieces > 1:
             row, base = split[i.request]
-            rows.append((*_fields(i), base + i.kv_head * pieces, pieces, row * plan.kv_heads + i.kv_head))
+            rows.append((*fields, base + i.kv_head * pieces, pieces, row * plan.kv_heads + i.kv_head))
         else:
-            rows.append((*_fields(i), i.part, 1, -1))
+            rows.append((*fields, i.part, 1, -1))
     items = torch.tensor(rows, dtype=torch.int32).reshape(-1, 8)
-    combined = torch.tensor(plan.combined, dtype=torch.int32).reshape(-1, 3) if plan.combined else None
+    combined = [(ids[request], base, pieces) for request, base, pieces in plan.combined]
+    combined = torch.tensor(combined, dtype=torch.int32).reshape(-1, 3) if combined else None
     return items.to(device), None if combined is None else combined.to(device)
-
-
-def _fields(item: WorkItem) -> tuple[int, int, int, int, int]:
-    return item.request, item.kv_head, item.lo, item.hi, item.part
