@@ -76,6 +76,30 @@ def test_the_page_starts_with_the_summary_and_contents_and_stores_each_thing_onc
     assert _unpack(page, "ROWS").count("<tr ") == 8
 
 
+def test_drawn_batches_get_a_verdict_and_are_named_not_spelled_out(tmp_path):
+    """Serving batches give the page a verdict section and a verdict figure a GPU; a drawn batch appears by its
+    name (draw:SEED) in the rows' filter, the reproduce command and the roofline's hover text, never as its mix
+    string (kilobytes for a batch of 256 requests, three times a row)."""
+    from harness.report.html import write_report
+    from specs import ExperimentSpec
+    from specs.draw import draw_batch
+
+    mix = draw_batch(7)
+    assert len(mix) > 60
+    spec = ExperimentSpec.from_mix(mix, 32, 8, 128, model="Llama-3.1-8B")
+    rows = [dataclasses.replace(ok_row(spec, p50_ms=t, tflops=100 / t, gbps=1000 / t), backend=b,
+                                ceiling_tflops=800.0, ceiling_gbps=4000.0)
+            for b, t in (("triton", 1.0), ("flashinfer", 1.08), ("flash-attn3", 2.0))]  # fmt: skip
+    page = write_report(as_frame(rows), tmp_path / "r").read_text()
+    verdict = page.split('id="verdict-h"')[1].split("</table>")[0]
+    assert "triton" in verdict and "100%" in verdict and "0.50" in verdict  # FA3: half the best's speed
+    figures = _unpack(page, "FIGURES")
+    assert "Verdict · " in page and "draw:7" in figures
+    table = _unpack(page, "ROWS")
+    assert 'data-mix="draw:7"' in table and "--mix draw:7" in table
+    assert mix not in table and mix not in figures
+
+
 def test_the_committed_results_make_a_page_under_3_mb(tmp_path):
     result = runner.invoke(run.app, ["report", "results", "-o", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output

@@ -1,7 +1,8 @@
 """`run.py report`: one static HTML page from any number of result CSVs that opens with no network. First the
 summary (per GPU and workload class, which backend to use and by how much it wins) and a table of contents;
-then the environment of each GPU, the serving mixes' winners, the figures (roofline, scaling curves, each
-backend against the fastest of each spec, a heat map of the serving mixes a GPU and model) and every result
+then the environment of each GPU, the serving mixes' winners, the verdicts (how often each library is the best
+over a GPU's serving batches, drawn ones included), the figures (roofline, scaling curves, each backend
+against the fastest of each spec, a heat map of the serving mixes a GPU and model, a verdict a GPU) and every result
 row in one filterable table (the best of each spec marked, a failed cell's reason on hover, the `run.py`
 command that reproduces each row). Size: plotly's JavaScript, the figures and the rows are each stored
 once, gzipped and base64-encoded, and unpacked by the browser (DecompressionStream), so the committed
@@ -23,7 +24,7 @@ FILTERS = {"device": "GPU", "model": "model", "workload": "workload", "mix": "mi
 
 def reproduce_command(row) -> str:
     """The `run.py sweep` command that measures this row's (spec, backend) again."""
-    from specs import MODELS
+    from specs import MIX_NAMES, MODELS
 
     if row.model not in MODELS:
         return f"(model {row.model!r} is not one of run.py's models: build the ExperimentSpec in Python)"
@@ -35,8 +36,8 @@ def reproduce_command(row) -> str:
         parts += [f"--lengths {dist}:{a}:{b}", f"--seed {seed}", f"-w {row.workload}", f"--batch {row.batch_size}"]
         if row.workload in ("append", "spec-decode"):
             parts.append(f"--chunk {row.q_len}")
-    elif row.mix:
-        parts.append(f"--mix {row.mix}")
+    elif row.mix:  # by its name where it has one (a named mix, draw:SEED): the same batch, rebuilt exactly
+        parts.append(f"--mix {MIX_NAMES.get(row.mix, row.mix)}")
     else:
         parts += [f"-w {row.workload}", f"--batch {row.batch_size}", f"--seq {row.kv_len}"]
         if row.workload in ("append", "spec-decode"):
@@ -105,7 +106,7 @@ def _table(frame: pd.DataFrame, body_only: bool = False) -> str:
         over = above_ceiling(r)
         flag = f' over" title="{html.escape(over)}' if over else ""  # underlined, with why on hover
         peak_cell = f'<td class="num{flag}">{_fmt(peak, "{:.1f}")}{"†" if over else ""}</td>'
-        data = " ".join(f'data-{k}="{html.escape(str(getattr(r, k)))}"' for k in FILTERS)
+        data = " ".join(f'data-{k}="{html.escape(_filter_value(k, getattr(r, k)))}"' for k in FILTERS)
         command = reproduce_command(r)
         body.append(
             f'<tr {data} class="{"best" if is_best else ""}" title="{html.escape(command)}">'
@@ -121,16 +122,19 @@ def _table(frame: pd.DataFrame, body_only: bool = False) -> str:
     return f'<table id="results"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _filters(frame: pd.DataFrame) -> str:
+def _filter_value(column: str, value) -> str:
+    """A row's value for a filter: a mix by its name where it has one (draw:SEED for a drawn batch, whose string
+    can run to kilobytes), anything else as it is."""
     from specs import MIX_NAMES
 
+    return MIX_NAMES.get(value, value) if column == "mix" else str(value)
+
+
+def _filters(frame: pd.DataFrame) -> str:
     out = []
     for column, title in FILTERS.items():
-        values = sorted({str(v) for v in frame[column]}, key=lambda v: (len(v), v))
-        options = "".join(
-            f'<option value="{html.escape(v)}">{html.escape(MIX_NAMES.get(v, v) or "(uniform)")}</option>'
-            for v in values
-        )
+        values = sorted({_filter_value(column, v) for v in frame[column]}, key=lambda v: (len(v), v))
+        options = "".join(f'<option value="{html.escape(v)}">{html.escape(v or "(uniform)")}</option>' for v in values)
         out.append(
             f'<label>{title} <select data-filter="{column}"><option value="">all</option>{options}</select></label>'
         )
@@ -184,10 +188,13 @@ def roofline_figure(ok: pd.DataFrame):
         for (backend, workload), points in rows.groupby(["backend", "workload"], sort=True):
             colour, _ = style[backend]
             symbol = PLOTLY_SYMBOLS[workloads.index(workload) % len(PLOTLY_SYMBOLS)]
-            text = (points["model"] + " " + points["mix"].where(points["mix"] != "", points["workload"]) + " B="
-                    + points["batch_size"].map(str) + " kv=" + points["kv_len"].map(str)
+            # a mix by its name (draw:SEED, decode-heavy) or its first characters: a drawn batch of 256
+            # requests is a string of kilobytes, and the page holds one a point
+            text = (points["model"] + " " + points["mix"].map(_mix_label).where(points["mix"] != "", points["workload"])
+                    + " B=" + points["batch_size"].map(str) + " kv=" + points["kv_len"].map(str)
                     + " · " + points["p50_ms"].map("{:.4g} ms".format))  # fmt: skip
-            fig.add_trace(go.Scatter(x=points["intensity"], y=points["tflops"], mode="markers", name=backend,
+            x, y = points["intensity"].astype("float32"), points["tflops"].astype("float32")  # a plot's precision
+            fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name=backend,
                                      legendgroup=backend, showlegend=backend not in seen, meta=device,
                                      marker={"color": colour, "symbol": symbol, "size": 7}, text=text,
                                      hovertemplate=f"{backend} · {workload}<br>%{{text}}<extra></extra>"),
@@ -199,6 +206,14 @@ def roofline_figure(ok: pd.DataFrame):
     fig.update_layout(height=520, title="Roofline: achieved TFLOP/s against arithmetic intensity; marker = workload "
                       f"({', '.join(f'{w} {PLOTLY_SYMBOLS[i]}' for i, w in enumerate(workloads))})")  # fmt: skip
     return fig
+
+
+def _mix_label(mix: str, width: int = 32) -> str:
+    """A mix for a figure's hover text: its name where it has one (specs.MIX_NAMES), else its first characters."""
+    from specs import MIX_NAMES
+
+    name = MIX_NAMES.get(mix, mix)
+    return name if len(name) <= width else name[: width - 1] + "…"
 
 
 WORKLOAD_RANK = {"prefill": 0, "append": 1, "decode": 2, "spec-decode": 3, "mixed": 4}
@@ -229,7 +244,7 @@ def _figures(frame: pd.DataFrame) -> list:
     """Plotly figures: roofline, scaling curves, each backend against the fastest of each uniform spec, a heat
     map of the serving mixes a GPU and model."""
     from ..ceilings import rebase
-    from .plots import mix_ratios
+    from .plots import MAX_MIX_COLUMNS, mix_ratios
 
     ok = rebase(latest(frame))
     ok = ok[ok["status"] == Status.OK.value].copy()
@@ -250,8 +265,70 @@ def _figures(frame: pd.DataFrame) -> list:
         title = f"Uniform batches · {device}: p50 / the spec's fastest p50 (1 = fastest)"
         figures.append(relative_heatmap(grid, title))
     for (device, model), table in mix_ratios(ok).items():  # one heat map a GPU and model: who wins each mix
+        if table.shape[1] > MAX_MIX_COLUMNS:  # the drawn batches: the verdict says it (a heat map would not read)
+            continue
         figures.append(relative_heatmap(table, f"Serving mixes · {device} · {model}: p50 / the mix's fastest p50"))
+    return figures + _verdict_figures(_serving_verdict(frame))
+
+
+def _serving_verdict(frame: pd.DataFrame) -> pd.DataFrame:
+    """harness.report.verdict's table over the serving batches (rows with a mix: named and drawn) a GPU, with
+    the win rate within 10% beside the one within 5% (`win_rate_10`)."""
+    from .verdict import verdict
+
+    mixes = frame[frame["mix"].fillna("") != ""]
+    if mixes.empty:
+        return pd.DataFrame()
+    table = verdict(mixes)
+    if table.empty:
+        return table
+    wide = verdict(mixes, 0.10).set_index(["device", "library"])["win_rate"]
+    return table.assign(win_rate_10=[wide.get((d, lib), 0.0) for d, lib in zip(table["device"], table["library"])])
+
+
+def _verdict_figures(table: pd.DataFrame) -> list:
+    """One bar chart a GPU: each library's win rate (within 5% and 10%), its geomean and worst ratio to the best."""
+    import plotly.graph_objects as go
+
+    figures = []
+    if table.empty:
+        return figures
+    for device, group in table.groupby("device", sort=False):
+        libraries = list(group["library"])
+        fig = go.Figure([
+            go.Bar(x=libraries, y=group["win_rate"], name="win rate (within 5%)"),
+            go.Bar(x=libraries, y=group["win_rate_10"], name="win rate (within 10%)"),
+            go.Scatter(x=libraries, y=group["geomean"], mode="markers", name="geomean of best ÷ its time",
+                       marker={"symbol": "diamond", "size": 11, "color": "black"}),
+            go.Scatter(x=libraries, y=group["worst"], mode="markers", name="worst best ÷ its time",
+                       marker={"symbol": "triangle-down", "size": 11, "color": "#c33"}),
+        ])  # fmt: skip
+        batches = int(group["batches"].iloc[0])
+        fig.update_layout(title=f"Verdict · {device}: how often each library is the best, over {batches} serving"
+                          " batches", yaxis={"range": [0, 1.15]}, barmode="group", height=420)  # fmt: skip
+        figures.append(fig)
     return figures
+
+
+def _verdict_section(table: pd.DataFrame) -> str:
+    """The verdict table a GPU over its serving batches, or nothing without them."""
+    if table.empty:
+        return ""
+    shown = pd.DataFrame({
+        "GPU": table["device"], "library": table["library"], "batches": table["batches"], "ran": table["ran"],
+        "win (5%)": table["win_rate"].map("{:.0%}".format), "win (10%)": table["win_rate_10"].map("{:.0%}".format),
+        "geomean": table["geomean"].map(lambda v: "—" if pd.isna(v) else f"{v:.2f}"),
+        "worst": table["worst"].map(lambda v: "—" if pd.isna(v) else f"{v:.2f}"),
+        "worst batch": table["worst_batch"], "best variant": table["variants"],
+    })  # fmt: skip
+    body = shown.to_html(index=False, table_id="verdict", escape=True, border=0)
+    intro = (
+        "Per GPU, over its serving batches (the named mixes and the drawn ones, every model): each library at"
+        " its best variant a batch, the share of batches within 5% and 10% of the best time (a batch it did not"
+        " run is not a win), and the geomean and worst of best ÷ its time over the batches it ran"
+        " (<code>run.py table FILE --verdict</code>)."
+    )
+    return f'<h2 id="verdict-h">Verdicts: how often each library is the best</h2>\n<p>{intro}</p>\n{body}'
 
 
 def _scaling_figures(uniform: pd.DataFrame) -> list:
@@ -377,6 +454,7 @@ its p50), and who wins the others. Rows above their GPU's best measured ceiling 
 <h2 id="environment">Environment</h2>
 {environment}
 {winners}
+{verdicts}
 <h2 id="figures">Figures</h2>
 {figures}
 <h2 id="rows-h">All rows</h2>
@@ -462,8 +540,10 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
     summary_line = (f"{len(frame)} rows from {html.escape(source)}, {frame['device'].nunique()} GPU kinds, "
                     f"{frame['backend'].nunique()} backends (variants apart).")  # fmt: skip
     winners = _winners(frame)
+    verdicts = _verdict_section(_serving_verdict(frame))
     toc = [("summary-h", "Which backend to use"), ("environment", "Environment")]
     toc += [("winners-h", "Serving mixes: who wins")] if winners else []
+    toc += [("verdict-h", "Verdicts: how often each library is the best")] if verdicts else []
     heads = [t.partition(":")[0] for t in titles]  # a title's head alone where no other figure shares it
     shown = [h if heads.count(h) == 1 else _short(t) for h, t in zip(heads, titles)]
     toc += [("figures", "Figures")] + [(f"fig-{i}", "· " + t) for i, t in enumerate(shown)]
@@ -477,6 +557,7 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
         toc="".join(f'<li><a href="#{a}">{html.escape(t)}</a></li>' for a, t in toc),
         environment=_environment(frame),
         winners=winners,
+        verdicts=verdicts,
         figures=figure_divs or "<p>(no ok rows to draw)</p>",
         filters=_filters(frame),
         head="".join(f"<th>{html.escape(c)}</th>" for c in TABLE_COLUMNS),
