@@ -268,67 +268,9 @@ def _figures(frame: pd.DataFrame) -> list:
         if table.shape[1] > MAX_MIX_COLUMNS:  # the drawn batches: the verdict says it (a heat map would not read)
             continue
         figures.append(relative_heatmap(table, f"Serving mixes · {device} · {model}: p50 / the mix's fastest p50"))
-    return figures + _verdict_figures(_serving_verdict(frame))
+    from .verdict import serving_verdict, verdict_figures
 
-
-def _serving_verdict(frame: pd.DataFrame) -> pd.DataFrame:
-    """harness.report.verdict's table over the serving batches (rows with a mix: named and drawn) a GPU, with
-    the win rate within 10% beside the one within 5% (`win_rate_10`)."""
-    from .verdict import verdict
-
-    mixes = frame[frame["mix"].fillna("") != ""]
-    if mixes.empty:
-        return pd.DataFrame()
-    table = verdict(mixes)
-    if table.empty:
-        return table
-    wide = verdict(mixes, 0.10).set_index(["device", "library"])["win_rate"]
-    return table.assign(win_rate_10=[wide.get((d, lib), 0.0) for d, lib in zip(table["device"], table["library"])])
-
-
-def _verdict_figures(table: pd.DataFrame) -> list:
-    """One bar chart a GPU: each library's win rate (within 5% and 10%), its geomean and worst ratio to the best."""
-    import plotly.graph_objects as go
-
-    figures = []
-    if table.empty:
-        return figures
-    for device, group in table.groupby("device", sort=False):
-        libraries = list(group["library"])
-        fig = go.Figure([
-            go.Bar(x=libraries, y=group["win_rate"], name="win rate (within 5%)"),
-            go.Bar(x=libraries, y=group["win_rate_10"], name="win rate (within 10%)"),
-            go.Scatter(x=libraries, y=group["geomean"], mode="markers", name="geomean of best ÷ its time",
-                       marker={"symbol": "diamond", "size": 11, "color": "black"}),
-            go.Scatter(x=libraries, y=group["worst"], mode="markers", name="worst best ÷ its time",
-                       marker={"symbol": "triangle-down", "size": 11, "color": "#c33"}),
-        ])  # fmt: skip
-        batches = int(group["batches"].iloc[0])
-        fig.update_layout(title=f"Verdict · {device}: how often each library is the best, over {batches} serving"
-                          " batches", yaxis={"range": [0, 1.15]}, barmode="group", height=420)  # fmt: skip
-        figures.append(fig)
-    return figures
-
-
-def _verdict_section(table: pd.DataFrame) -> str:
-    """The verdict table a GPU over its serving batches, or nothing without them."""
-    if table.empty:
-        return ""
-    shown = pd.DataFrame({
-        "GPU": table["device"], "library": table["library"], "batches": table["batches"], "ran": table["ran"],
-        "win (5%)": table["win_rate"].map("{:.0%}".format), "win (10%)": table["win_rate_10"].map("{:.0%}".format),
-        "geomean": table["geomean"].map(lambda v: "—" if pd.isna(v) else f"{v:.2f}"),
-        "worst": table["worst"].map(lambda v: "—" if pd.isna(v) else f"{v:.2f}"),
-        "worst batch": table["worst_batch"], "best variant": table["variants"],
-    })  # fmt: skip
-    body = shown.to_html(index=False, table_id="verdict", escape=True, border=0)
-    intro = (
-        "Per GPU, over its serving batches (the named mixes and the drawn ones, every model): each library at"
-        " its best variant a batch, the share of batches within 5% and 10% of the best time (a batch it did not"
-        " run is not a win), and the geomean and worst of best ÷ its time over the batches it ran"
-        " (<code>run.py table FILE --verdict</code>)."
-    )
-    return f'<h2 id="verdict-h">Verdicts: how often each library is the best</h2>\n<p>{intro}</p>\n{body}'
+    return figures + verdict_figures(serving_verdict(frame))
 
 
 def _scaling_figures(uniform: pd.DataFrame) -> list:
@@ -519,6 +461,7 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
 
     from ..atomic import write_atomic
     from ..ceilings import rebase
+    from .verdict import serving_verdict, verdict_html
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -540,7 +483,7 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
     summary_line = (f"{len(frame)} rows from {html.escape(source)}, {frame['device'].nunique()} GPU kinds, "
                     f"{frame['backend'].nunique()} backends (variants apart).")  # fmt: skip
     winners = _winners(frame)
-    verdicts = _verdict_section(_serving_verdict(frame))
+    verdicts = verdict_html(serving_verdict(frame))
     toc = [("summary-h", "Which backend to use"), ("environment", "Environment")]
     toc += [("winners-h", "Serving mixes: who wins")] if winners else []
     toc += [("verdict-h", "Verdicts: how often each library is the best")] if verdicts else []

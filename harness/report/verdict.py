@@ -10,7 +10,8 @@ its time on a batch is its best variant's, and the verdict names the variant tha
   batches it ran, with the batch of the worst named.
 
 Pure functions of a results frame (`harness.store.load_frame`, with or without `labelled`); the table fits
-100 columns, the plot is a PNG."""
+100 columns, the plot is a PNG (plots.plot_verdict); for the HTML report, the verdict over a GPU's serving
+batches as a table and a plotly figure a GPU (serving_verdict, verdict_html, verdict_figures)."""
 
 from __future__ import annotations
 
@@ -144,3 +145,61 @@ def render_verdict_markdown(table: pd.DataFrame, within: float = WITHIN) -> str:
 
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def serving_verdict(frame: pd.DataFrame) -> pd.DataFrame:
+    """harness.report.verdict's table over the serving batches (rows with a mix: named and drawn) a GPU, with
+    the win rate within 10% beside the one within 5% (`win_rate_10`)."""
+    mixes = frame[frame["mix"].fillna("") != ""]
+    if mixes.empty:
+        return pd.DataFrame()
+    table = verdict(mixes)
+    if table.empty:
+        return table
+    wide = verdict(mixes, 0.10).set_index(["device", "library"])["win_rate"]
+    return table.assign(win_rate_10=[wide.get((d, lib), 0.0) for d, lib in zip(table["device"], table["library"])])
+
+
+def verdict_figures(table: pd.DataFrame) -> list:
+    """One bar chart a GPU: each library's win rate (within 5% and 10%), its geomean and worst ratio to the best."""
+    import plotly.graph_objects as go
+
+    figures = []
+    if table.empty:
+        return figures
+    for device, group in table.groupby("device", sort=False):
+        libraries = list(group["library"])
+        fig = go.Figure([
+            go.Bar(x=libraries, y=group["win_rate"], name="win rate (within 5%)"),
+            go.Bar(x=libraries, y=group["win_rate_10"], name="win rate (within 10%)"),
+            go.Scatter(x=libraries, y=group["geomean"], mode="markers", name="geomean of best ÷ its time",
+                       marker={"symbol": "diamond", "size": 11, "color": "black"}),
+            go.Scatter(x=libraries, y=group["worst"], mode="markers", name="worst best ÷ its time",
+                       marker={"symbol": "triangle-down", "size": 11, "color": "#c33"}),
+        ])  # fmt: skip
+        batches = int(group["batches"].iloc[0])
+        fig.update_layout(title=f"Verdict · {device}: how often each library is the best, over {batches} serving"
+                          " batches", yaxis={"range": [0, 1.15]}, barmode="group", height=420)  # fmt: skip
+        figures.append(fig)
+    return figures
+
+
+def verdict_html(table: pd.DataFrame) -> str:
+    """The verdict table a GPU over its serving batches, or nothing without them."""
+    if table.empty:
+        return ""
+    shown = pd.DataFrame({
+        "GPU": table["device"], "library": table["library"], "batches": table["batches"], "ran": table["ran"],
+        "win (5%)": table["win_rate"].map("{:.0%}".format), "win (10%)": table["win_rate_10"].map("{:.0%}".format),
+        "geomean": table["geomean"].map(lambda v: "—" if pd.isna(v) else f"{v:.2f}"),
+        "worst": table["worst"].map(lambda v: "—" if pd.isna(v) else f"{v:.2f}"),
+        "worst batch": table["worst_batch"], "best variant": table["variants"],
+    })  # fmt: skip
+    body = shown.to_html(index=False, table_id="verdict", escape=True, border=0)
+    intro = (
+        "Per GPU, over its serving batches (the named mixes and the drawn ones, every model): each library at"
+        " its best variant a batch, the share of batches within 5% and 10% of the best time (a batch it did not"
+        " run is not a win), and the geomean and worst of best ÷ its time over the batches it ran"
+        " (<code>run.py table FILE --verdict</code>)."
+    )
+    return f'<h2 id="verdict-h">Verdicts: how often each library is the best</h2>\n<p>{intro}</p>\n{body}'
