@@ -239,22 +239,29 @@ def test_a_subset_of_requests_is_checked():
 def test_speculative_steps_at_real_shapes_on_gpu(model, mix, page, forms):
     """Each spec through `triton[spec=split-kv]` beside the default: both ok against the reference, the variant's
     row naming the work list, its q_len, splits and row tiles."""
-    from frameworks import info_dict
-    from harness.store import Status
     from specs.models import MODELS
 
     shape = MODELS[model]
     spec = ExperimentSpec.from_mix(mix, shape.num_q_heads, shape.num_kv_heads, shape.head_dim, page_size=page,
                                    model=model, **forms)  # fmt: skip
+    info = _split_kv_beside_the_default(spec)
+    assert info["kernel"] == "work-decode" and info["q_len"] == spec.q_len, info
+    group = shape.num_q_heads // shape.num_kv_heads
+    assert info["row_tiles"] == -(-spec.q_len * group // ops.SPLIT_KV_ROWS), info
+
+
+def _split_kv_beside_the_default(spec) -> dict:
+    """`triton` and `triton[spec=split-kv]` measured on the GPU, both ok against the reference; the variant's
+    backend_info."""
+    from frameworks import info_dict
+    from harness.store import Status
+
     measurer = measurer_on("cuda", iterations=5, warmup=2)
     rows = {b: measurer.measure(spec, get_backend(b)) for b in ("triton", "triton[spec=split-kv]")}
     for backend, row in rows.items():
         assert row.status is Status.OK, f"{backend}: {row.status}: {row.reason}"
         assert row.rel_err < 2e-2, (backend, row.rel_err)
-    info = info_dict(rows["triton[spec=split-kv]"].backend_info)
-    assert info["kernel"] == "work-decode" and info["q_len"] == spec.q_len, info
-    group = shape.num_q_heads // shape.num_kv_heads
-    assert info["row_tiles"] == -(-spec.q_len * group // ops.SPLIT_KV_ROWS), info
+    return info_dict(rows["triton[spec=split-kv]"].backend_info)
 
 
 @pytest.mark.gpu
@@ -264,16 +271,9 @@ def test_a_mixed_batchs_short_requests_at_real_shapes_on_gpu(mix, page):
     """The drawn mixed batches whose step on a long cache sat beside a chunk or a prompt: through
     `triton[spec=split-kv]` (two launches on two streams, the step and the decode on the work list) and the
     default, both ok against the reference."""
-    from frameworks import info_dict
-    from harness.store import Status
 
     spec = ExperimentSpec.from_mix(mix, 32, 8, 128, page_size=page, model="Llama-3.1-8B")
-    measurer = measurer_on("cuda", iterations=5, warmup=2)
-    rows = {b: measurer.measure(spec, get_backend(b)) for b in ("triton", "triton[spec=split-kv]")}
-    for backend, row in rows.items():
-        assert row.status is Status.OK, f"{backend}: {row.status}: {row.reason}"
-        assert row.rel_err < 2e-2, (backend, row.rel_err)
-    info = info_dict(rows["triton[spec=split-kv]"].backend_info)
+    info = _split_kv_beside_the_default(spec)
     assert (info["kernel"], info["streams"], info["short_requests"]) == ("two launches", 2, "work-list"), info
     work = info["launches"][1]
     assert work["kernel"] == "work-decode" and work["split_requests"] >= 1, info
