@@ -14,13 +14,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-# the longest CPU tests (README's main job: flex's first Inductor compile, 50-120 s on 2 cores), sent to a worker
-# first so that they run beside the rest instead of after it
-FIRST = ("test_every_readme_command_runs_as_written_in_a_fresh_copy[python3 run.py sweep --preset smoke]",)
-
-
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: item.name not in FIRST)  # stable: the rest keep their order
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
