@@ -77,6 +77,7 @@ def plot(console, files, out_dir: Path, metric: list[str] | None, filters, basel
     """`run.py plot`: curves, mixes, the roofline, the verdict (more than one library), a model's attention per
     step, and the speed-up against `baseline` (default: sdpa, when it has rows), as PNGs in out_dir."""
     from ..options import check_output_dir, split_list
+    from ..store import Status
     from .model_step import model_steps, plot_model_steps
     from .plots import plot as plot_curves
     from .plots import plot_mixes, plot_roofline, plot_speedup, plot_tp, plot_verdict
@@ -84,8 +85,6 @@ def plot(console, files, out_dir: Path, metric: list[str] | None, filters, basel
 
     metrics = tuple(split_list(metric, "--metric") or ("p50_ms", "throughput"))
     check_output_dir("--out-dir", out_dir)
-    from ..store import Status
-
     rows = load_filtered(files, *filters, console)
     if not any(r.status is Status.OK and r.p50_ms is not None for r in rows):
         raise ValueError("no ok rows to plot")

@@ -168,6 +168,7 @@ def roofline_figure(ok: pd.DataFrame):
     from plotly.subplots import make_subplots
 
     from .plots import PLOTLY_SYMBOLS, backend_style
+    from .verdict import mix_label
 
     devices = sorted(ok["device"].unique())
     fig = make_subplots(rows=1, cols=len(devices), subplot_titles=devices, shared_yaxes=True)
@@ -190,7 +191,8 @@ def roofline_figure(ok: pd.DataFrame):
             symbol = PLOTLY_SYMBOLS[workloads.index(workload) % len(PLOTLY_SYMBOLS)]
             # a mix by its name (draw:SEED, decode-heavy) or its first characters: a drawn batch of 256
             # requests is a string of kilobytes, and the page holds one a point
-            text = (points["model"] + " " + points["mix"].map(_mix_label).where(points["mix"] != "", points["workload"])
+            text = (points["model"] + " " + points["mix"].map(lambda m: mix_label(m, 32))
+                    .where(points["mix"] != "", points["workload"])
                     + " B=" + points["batch_size"].map(str) + " kv=" + points["kv_len"].map(str)
                     + " · " + points["p50_ms"].map("{:.4g} ms".format))  # fmt: skip
             x, y = points["intensity"].astype("float32"), points["tflops"].astype("float32")  # a plot's precision
@@ -206,14 +208,6 @@ def roofline_figure(ok: pd.DataFrame):
     fig.update_layout(height=520, title="Roofline: achieved TFLOP/s against arithmetic intensity; marker = workload "
                       f"({', '.join(f'{w} {PLOTLY_SYMBOLS[i]}' for i, w in enumerate(workloads))})")  # fmt: skip
     return fig
-
-
-def _mix_label(mix: str, width: int = 32) -> str:
-    """A mix for a figure's hover text: its name where it has one (specs.MIX_NAMES), else its first characters."""
-    from specs import MIX_NAMES
-
-    name = MIX_NAMES.get(mix, mix)
-    return name if len(name) <= width else name[: width - 1] + "…"
 
 
 WORKLOAD_RANK = {"prefill": 0, "append": 1, "decode": 2, "spec-decode": 3, "mixed": 4}

@@ -54,14 +54,20 @@ def _newest(data) -> pd.DataFrame:
     return frame.assign(library=[name.split("[", 1)[0] for name in shown], shown=shown)
 
 
-def batch_name(row) -> str:
-    """A batch in a few words: the mix's name (a named mix, or draw:SEED for the generalization preset),
-    else its workload and shape; dense or the page size (the model is said apart)."""
+def mix_label(mix: str, width: int) -> str:
+    """A mix in a few characters: its name where it has one (a named mix, draw:SEED for the generalization
+    preset's), else its first `width` characters (a drawn batch of 256 requests is a string of kilobytes)."""
     from specs import MIX_NAMES
 
+    return MIX_NAMES.get(mix) or (mix if len(mix) <= width else mix[: width - 1] + "…")
+
+
+def batch_name(row) -> str:
+    """A batch in a few words: the mix's label (mix_label), else its workload and shape; dense or the page size
+    (the model is said apart)."""
     page = "dense" if pd.isna(row.page_size) else f"page {int(row.page_size)}"
     if row.mix:
-        what = MIX_NAMES.get(row.mix) or (row.mix if len(row.mix) <= 16 else row.mix[:15] + "…")
+        what = mix_label(row.mix, 16)
     else:
         what = f"{row.workload} B{row.batch_size} kv{row.kv_len}"
     return f"{what} {page}"
