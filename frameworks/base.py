@@ -23,7 +23,7 @@ import importlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, ClassVar
 
@@ -225,6 +225,8 @@ class VariantKey:
     help: str = ""
     contenders: tuple[str, ...] = ()
     applies: Callable[[ExperimentSpec], bool] | None = None  # None: on every spec
+    # a value that changes something on fewer specs than the key's other values: its own test (value -> applies)
+    applies_by_value: Mapping[str, Callable[[ExperimentSpec], bool]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not callable(self.values):
@@ -242,8 +244,10 @@ class VariantKey:
         except Exception:  # noqa: BLE001 - a missing library: the backend is unavailable anyway
             return (self.default,)
 
-    def applies_to(self, spec: ExperimentSpec) -> bool:
-        return self.applies is None or bool(self.applies(spec))
+    def applies_to(self, spec: ExperimentSpec, value: str | None = None) -> bool:
+        """Whether this key (at `value`, where that value has a test of its own) changes anything for the spec."""
+        test = self.applies_by_value.get(value, self.applies) if value is not None else self.applies
+        return test is None or bool(test(spec))
 
 
 _BACKEND_ARG = re.compile(r"^\s*([^\[\]\s]+)\s*(?:\[([^\[\]]*)\])?\s*$")
@@ -327,7 +331,7 @@ class Backend:
         """False when a non-default key of this variant changes nothing for the spec (the row would
         repeat the default's): such a task is not planned."""
         keys = self.variant_keys()
-        return all(keys[k].applies_to(spec) for k, v in self.choice.items() if v != keys[k].default)
+        return all(keys[k].applies_to(spec, v) for k, v in self.choice.items() if v != keys[k].default)
 
     @classmethod
     def capability_cells(cls) -> dict[str, str]:

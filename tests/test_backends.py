@@ -373,19 +373,27 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
     from specs import ExperimentSpec
 
     assert BACKENDS["flashinfer"].contender_variants() == ["", "mixed=batch-attention", "sinks=attention-sink"]
-    assert BACKENDS["triton"].contender_variants() == ["", "splits=work", "spec=split-kv"]
+    assert BACKENDS["triton"].contender_variants() == ["", "gluon=long", "splits=work", "spec=split-kv"]
     assert BACKENDS["torch-naive"].contender_variants() == [""]
     assert BACKENDS["sdpa"].contender_variants() == [""]
     mixed = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64)
     paged_mix = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64, page_size=16)
     decodes = ExperimentSpec.from_mix("3q1s7_q1s40", 8, 2, 64)  # a ragged batch of decodes only
     decode, prefill = tiny_spec("decode"), tiny_spec("prefill")
+    # gluon=long differs from on only below GLUON_LONG tokens and from a Gluon row block (128) up, on plain attention
+    short_prompts, long_prompts = (ExperimentSpec.from_mix(m, 8, 2, 64) for m in ("q800_q300", "q1600_q300"))
+    windowed = ExperimentSpec.from_mix("q800_q300", 8, 2, 64, window=128)
     for text, applies_to, not_to in [
         ("flashinfer[mixed=batch-attention]", [mixed, decodes], [decode, prefill]),
         ("torch-naive[gqa=repeat]", [decode, prefill, mixed], [tiny_spec("decode", group=1)]),
         ("triton[splits=fill]", [decode, mixed, decodes], [prefill, tiny_spec("append")]),
         ("triton[spec=split-kv]", [tiny_spec("spec-decode", chunk=4)], [decode, mixed, decodes, tiny_spec("append")]),
-        ("triton[gluon=off]", [prefill, mixed], [decode, decodes]),
+        ("triton[gluon=off]", [prefill, mixed, long_prompts], [decode, decodes]),
+        (
+            "triton[gluon=long]",
+            [short_prompts, tiny_spec("append", chunk=256, kv_len=512)],
+            [long_prompts, windowed, decode, mixed],
+        ),
         ("triton[mixed_streams=1]", [mixed], [decodes, decode]),
         ("triton[varlen_tma=off]", [mixed], [paged_mix, decode]),
         ("triton[page_prefetch=all]", [paged_mix, tiny_spec("decode", page_size=16)], [mixed, decode]),
@@ -450,3 +458,23 @@ def test_a_cudnn_part_that_does_not_load_leaves_te_to_say_why(tmp_path, monkeypa
     with torch_cudnn_for_te(maps) as folder:
         assert folder == str(tmp_path) == os.environ["CUDNN_PATH"]
     assert "CUDNN_PATH" not in os.environ
+
+
+@pytest.mark.parametrize("mix, long", [("q800_q300", False), ("q1600_q300", True), ("q1536", True)])
+def test_gluon_long_keeps_the_gluon_kernels_for_long_prompts_only(monkeypatch, mix, long):
+    """gluon=long: the Gluon kernels where the longest prompt or chunk holds GLUON_LONG tokens or more, the autotuned
+    Triton kernel below; gluon=on takes them at any length (on an sm90 GPU, faked here: the CPU has none)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from frameworks.triton import GLUON_LONG, ops
+    from specs import ExperimentSpec
+
+    assert GLUON_LONG == 1536
+    monkeypatch.setattr(ops, "gluon_capable", lambda device: True)
+    spec = ExperimentSpec.from_mix(mix, 8, 2, 64)
+    inputs = SimpleNamespace(**{name: torch.zeros(4, 2, 64) for name in "qkv"})
+    assert get_backend("triton")._gluon(spec, inputs, ops) is True
+    assert get_backend("triton[gluon=long]")._gluon(spec, inputs, ops) is long
+    assert get_backend("triton[gluon=off]")._gluon(spec, inputs, ops) is False

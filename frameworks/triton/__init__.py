@@ -23,6 +23,21 @@ def _ragged(spec) -> bool:
     return bool(spec.mix)
 
 
+# gluon=long: below this longest prompt or chunk the autotuned Triton kernel ran faster than the Gluon ping-pong
+# one on the H100's drawn prompt batches (many short prompts: 0.70-0.93x the time), at or above it slower (up to
+# 1.38x); docs/perf/generalization.md, "Gluon or Triton for a batch of prompts"
+GLUON_LONG = 1536
+
+
+def _gluon_long_changes(spec) -> bool:
+    """Where gluon=long runs another kernel than gluon=on: plain attention at head dim 64 or 128 on a cache in its own
+    dtype (the Gluon kernels' forms) whose longest prompt or chunk is a Gluon row block (128 tokens) or more but
+    shorter than GLUON_LONG."""
+    if spec.workload is Workload.DECODE or spec.has_form or spec.kv_dtype or spec.head_dim not in (64, 128):
+        return False
+    return 128 <= spec.batch.max_q < GLUON_LONG
+
+
 def _has_decodes(spec) -> bool:
     return spec.workload in (Workload.DECODE, Workload.MIXED)
 
@@ -78,11 +93,16 @@ def _config_names() -> tuple[str, ...]:
 VARIANTS = (
     VariantKey(
         "gluon",
-        ("on", "off"),
+        ("on", "off", "long"),
         "on",
+        contenders=("long",),
         applies=lambda s: s.workload is not Workload.DECODE,
+        applies_by_value={"long": _gluon_long_changes},
         help="sm90 dense prefill/append and ragged prompt launches: the Gluon ping-pong kernel (on; H200 "
-        "A/B: readme prefill 0.89-0.93x the time, append 0.90-0.96x) or the autotuned Triton kernel (off)",
+        "A/B: readme prefill 0.89-0.93x the time, append 0.90-0.96x), the autotuned Triton kernel (off), or "
+        f"Gluon only where the longest prompt or chunk holds {GLUON_LONG} tokens or more, Triton below (long; "
+        "H100, drawn prompt batches: 0.94x the time of on over 30, 0.94x over 24 held-out ones; "
+        "docs/perf/generalization.md)",
     ),
     VariantKey(
         "gluon_grid",
@@ -250,12 +270,15 @@ class TritonAttention(Backend):
                             persistent=append)  # fmt: skip
 
     def _gluon(self, spec, inputs, ops) -> bool:
-        """Whether the Gluon kernels may run: the gluon variant allows it, the spec is plain attention at head
+        """Whether the Gluon kernels may run: the gluon variant allows it (gluon=long: the longest prompt or chunk
+        holds GLUON_LONG tokens or more), the spec is plain attention at head
         dim 64 or 128 on a cache in its own dtype (the Gluon kernels take no window, sinks, soft-cap or FP8:
         such a spec runs the Triton kernels, which backend_info names), the cache is dense or its pages
         fit the varlen kernel's TMA loads (ops.gluon_pages_fit: the uniform kernel takes dense caches only), the
         tensors contiguous, and the GPU an sm90 one (gluon_capable)."""
         if self.choice["gluon"] == "off":
+            return False
+        if self.choice["gluon"] == "long" and spec.batch.max_q < GLUON_LONG:
             return False
         if spec.has_form or spec.kv_dtype or spec.head_dim not in (64, 128):
             return False
