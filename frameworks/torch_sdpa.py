@@ -92,31 +92,36 @@ def why_no_kernel(messages: list[str]) -> str:
     return "; ".join(dict.fromkeys(reasons))
 
 
+_EXPANDED = frozenset({"mla-expanded"})  # V narrower than Q and K: PyTorch's kernels decide, as for any spec
+
+
 @register("sdpa")
 class Sdpa(_Sdpa):
-    caps = Caps(devices={"cuda", "cpu"}, windows=True)
+    caps = Caps(devices={"cuda", "cpu"}, windows=True, mla=_EXPANDED)
 
 
 @register("sdpa-flash")
 class SdpaFlash(_Sdpa):
     kernel = "FLASH_ATTENTION"
-    caps = Caps(devices={"cuda", "cpu"}, windows=True)
+    caps = Caps(devices={"cuda", "cpu"}, windows=True, mla=_EXPANDED)
 
 
 @register("sdpa-efficient")
 class SdpaEfficient(_Sdpa):
     kernel = "EFFICIENT_ATTENTION"
-    caps = Caps(gqa=False, windows=True)  # PyTorch's memory-efficient kernel has no GQA: it needs Hq == Hkv
+    caps = Caps(
+        gqa=False, windows=True, mla=_EXPANDED
+    )  # PyTorch's memory-efficient kernel has no GQA: it needs Hq == Hkv
 
 
 @register("sdpa-cudnn")
 class SdpaCudnn(_Sdpa):
     kernel = "CUDNN_ATTENTION"
     min_compute_capability = (8, 0)
-    caps = Caps(windows=True)
+    caps = Caps(windows=True, mla=_EXPANDED)
 
 
 @register("sdpa-math")
 class SdpaMath(_Sdpa):
     kernel = "MATH"
-    caps = Caps(devices={"cuda", "cpu"}, windows=True)
+    caps = Caps(devices={"cuda", "cpu"}, windows=True, mla=_EXPANDED)

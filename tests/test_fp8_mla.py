@@ -186,6 +186,23 @@ def test_expanded_mla_reference_is_attention_with_its_own_value_width():
     assert torch.allclose(out[0], (scores.softmax(-1) @ v).transpose(0, 1), atol=1e-5)
 
 
+@pytest.mark.parametrize("workload", ["prefill", "append"])
+def test_sdpa_runs_expanded_mla_and_its_flash_kernel_says_why_not(workload):
+    """SDPA declares the expanded form (queries and keys 12 wide, values 8 here; DeepSeek's 192/128): the math kernel
+    matches the fp32 reference with the narrower V, and the flash kernel, which needs one width, is unsupported with
+    PyTorch's own reason."""
+    from harness.store import Status
+
+    q_len = 5 if workload == "prefill" else 2
+    spec = ExperimentSpec(workload, 1, q_len, 5, 2, 2, 12, kv_lora_rank=16, rope_dim=4, v_head_dim=8, model="tiny")
+    assert spec.form == "mla-expanded"
+    measurer = cpu_measurer()
+    ok = measurer.measure(spec, get_backend("sdpa-math"))
+    assert ok.status is Status.OK and ok.rel_err < 1e-2, ok.reason
+    flash = measurer.measure(spec, get_backend("sdpa-flash"))
+    assert flash.status is Status.UNSUPPORTED and "same last dimension" in flash.reason, flash.reason
+
+
 NAIVE_SPECS = {
     "fp8-tensor": dict(workload="decode", kv_dtype="fp8_e4m3"),
     "fp8-head-append": dict(workload="append", kv_dtype="fp8_e4m3", kv_scale="head"),
@@ -518,7 +535,9 @@ def test_backends_without_a_form_decline_it_in_one_line():
     absorbed, fp8 = mla_decode(page_size=64), tiny_spec("decode", kv_dtype="fp8_e4m3")
     for name in ("sdpa-math", "flex", "flash-attn2", "sdpa", "torch-compile"):
         backend = BACKENDS[name]()
-        assert backend.supports(absorbed) == "MLA absorbed form: this backend has no latent attention"
+        # SDPA takes the expanded form (a narrower V), not the absorbed one
+        form = "takes expanded only" if name.startswith("sdpa") else "this backend has no latent attention"
+        assert backend.supports(absorbed) == f"MLA absorbed form: {form}"
         reason = backend.supports(fp8)
         assert reason is not None and "\n" not in reason
     assert (
@@ -594,9 +613,7 @@ def test_cli_sweep_of_mla_and_fp8_decodes_on_the_cpu_backends(tmp_path):
     lite = rows[("DeepSeek-V2-Lite", "", "torch-naive")]
     assert (lite.num_kv_heads, lite.head_dim, lite.kv_lora_rank, lite.v_head_dim) == (1, 576, 512, 512)
     assert rows[("DeepSeek-V2-Lite", "", "triton-mla")].status is Status.OK
-    assert (
-        rows[("DeepSeek-V2-Lite", "", "sdpa-math")].reason == "MLA absorbed form: this backend has no latent attention"
-    )
+    assert rows[("DeepSeek-V2-Lite", "", "sdpa-math")].reason == "MLA absorbed form: takes expanded only"
     assert rows[("Llama-3.1-8B", "fp8_e4m3", "flex")].reason.startswith("kv_dtype fp8_e4m3: this backend takes")
     assert rows[("Llama-3.1-8B", "", "triton-mla")].status is Status.UNSUPPORTED
     assert "kv_dtype" in result.output or "fp8_e4m3" in result.output  # the table tells the two caches apart
