@@ -317,6 +317,16 @@ def test_plot_writes_roofline_and_speedup_heatmap(fixture_csv, tmp_path):
     ]  # fmt: skip
     bad = runner.invoke(run.app, ["plot", str(calibrated), "--out-dir", str(out), "--baseline", "nobody"])
     assert bad.exit_code == 2 and "baseline: 'nobody' has no rows" in bad.output
+    # a baseline with rows but none ok (SDPA on latent attention): a map of empty cells is not drawn
+    declined = tmp_path / "declined.csv"
+    from harness.store import OK_ONLY_OPTIONAL, TIMED_FIELDS
+
+    no_timing = dict.fromkeys(TIMED_FIELDS + OK_ONLY_OPTIONAL)
+    append_rows(declined, [dataclasses.replace(r, status=Status.UNSUPPORTED, reason="no", **no_timing)
+                           if r.backend == "torch-naive" else r for r in rows])  # fmt: skip
+    assert runner.invoke(run.app, ["plot", str(declined), "--out-dir", str(tmp_path / "p2"), "--baseline",
+                                   "torch-naive"]).exit_code == 0  # fmt: skip
+    assert not list((tmp_path / "p2").glob("*speedup*"))
 
 
 def test_cli_compare(fixture_csv, tmp_path):

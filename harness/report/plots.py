@@ -239,7 +239,8 @@ def speedup_grid(p: Pivot, baseline: str) -> list[list[float | None]]:
 
 def plot_speedup(rows: Iterable[ResultRow], out_dir: Path | str, baseline: str) -> list[Path]:
     """Per device: a heatmap of baseline p50 / backend p50 (above 1 = faster than the baseline),
-    rows = backends, columns = specs; failed cells show their status."""
+    rows = backends, columns = specs; failed cells show their status. A device where no spec has both the baseline
+    and another backend `ok` gets no map."""
     from matplotlib.colors import LogNorm
 
     plt = _pyplot()
@@ -257,6 +258,8 @@ def plot_speedup(rows: Iterable[ResultRow], out_dir: Path | str, baseline: str) 
             continue
         values = speedup_grid(p, baseline)
         finite = [v for row in values for v in row if v]
+        if not finite:  # the baseline ran nowhere another backend did (SDPA on latent attention): no ratio to draw
+            continue
         span = max([abs(math.log10(v)) for v in finite] + [0.05])
         fig, ax = plt.subplots(figsize=(1.3 * len(p.col_labels) + 2.5, 0.5 * len(p.row_labels) + 2))
         grid = [[v if v else float("nan") for v in row] for row in values]
