@@ -11,7 +11,8 @@ holistic BatchAttention kernel, one persistent launch for any ragged batch); an 
 the decode wrapper (a dense packed cache read as pages of one token, SGLang's token pool). plan()
 and the cache build happen here, never in the timed call; backend_info says which path ran. Forms: a window
 (window_left) and a soft-cap (logits_soft_cap) planned on every prefill and decode wrapper; sinks through
-BatchAttentionWithAttentionSinkWrapper (variant sinks=attention-sink; uniform batches, window but no soft-cap).
+BatchAttentionWithAttentionSinkWrapper (variant sinks=attention-sink; uniform and ragged batches, one call with
+qo_indptr; window but no soft-cap).
 FP8 KV (e4m3, one scale a tensor): kv_data_type=float8_e4m3fn at plan(), k_scale/v_scale at run(), on the paged
 and decode wrappers (the ragged-KV prefill wrapper, BatchAttention and the attention-sink wrapper take no scales
 here: unsupported). MLA: the absorbed form through BatchMLAPagedAttentionWrapper (q_nope/q_pe against the latent
@@ -115,8 +116,6 @@ class FlashInfer(Backend):
             )
         if spec.softcap is not None:
             return "softcap: FlashInfer's attention-sink wrapper takes no logit soft-cap"
-        if spec.is_ragged:
-            return "ragged batch: the attention-sink wrapper is wired for uniform batches only"
         if spec.kv_dtype:
             return "kv_dtype fp8_e4m3: the attention-sink wrapper is not given k_scale/v_scale here"
         if spec.form != "mha":
@@ -192,24 +191,14 @@ class FlashInfer(Backend):
         """A uniform batch with sinks through BatchAttentionWithAttentionSinkWrapper (a paged prefill wrapper
         whose kernel adds each head's sink to the softmax; window_left as well): the spec's pages, or a dense
         cache read as pages of one token. run() takes the sinks and the softmax scale after the cache."""
-        if not hasattr(flashinfer, "BatchAttentionWithAttentionSinkWrapper"):
-            raise Unsupported("sinks: this FlashInfer has no BatchAttentionWithAttentionSinkWrapper")
-        device, dtype = inputs.device, inputs.q.dtype
         b, sq, hq, d = inputs.q.shape
         page_size, cache, indptr, indices, last_page_len, layout = _uniform_pages(spec, inputs)
-        window_left = -1 if spec.window is None else spec.window
-        wrapper = flashinfer.BatchAttentionWithAttentionSinkWrapper(
-            workspace, "NHD", q_data_type=dtype, kv_data_type=dtype, head_dim_qk=d, head_dim_vo=d,
-            window_left=window_left,
-        )  # fmt: skip
-        qo_indptr = torch.arange(b + 1, dtype=torch.int32, device=device) * sq
-        wrapper.plan(
-            qo_indptr, indptr, indices, last_page_len, hq, spec.num_kv_heads, d, page_size,
-            causal=True, window_left=window_left, q_data_type=dtype, kv_data_type=dtype,
-        )  # fmt: skip
-        q, sinks, scale = inputs.q.view(b * sq, hq, d), inputs.sinks, inputs.scale
+        qo_indptr = torch.arange(b + 1, dtype=torch.int32, device=inputs.device) * sq
+        run = _sink_wrapper(flashinfer, workspace, spec, inputs, qo_indptr, (indptr, indices, last_page_len), page_size,
+                            cache, causal=True)  # fmt: skip
+        q = inputs.q.view(b * sq, hq, d)
         self._info = f"BatchAttentionWithAttentionSinkWrapper;{layout}"
-        return lambda: wrapper.run(q, cache, sinks, scale).view(b, sq, hq, d)
+        return lambda: run(q, None).view(b, sq, hq, d)
 
     def _prepare_ragged(self, spec, inputs, flashinfer, workspace):
         """A ragged batch as engines call FlashInfer. Every request decodes: the decode wrapper (dense:
@@ -217,11 +206,16 @@ class FlashInfer(Backend):
         decodes: vLLM's split, the prefill wrapper for the chunks and the decode wrapper for the
         decodes, both writing into one output (the variant mixed=one-call runs the whole
         batch through the prefill wrapper instead, as SGLang's mixed chunked prefill does). Anything
-        else: one prefill-wrapper call (ragged-KV dense, paged with qo_indptr)."""
+        else: one prefill-wrapper call (ragged-KV dense, paged with qo_indptr). With sinks: the whole batch through
+        the attention-sink wrapper (flashinfer[sinks=attention-sink]), also one call with qo_indptr."""
         batch = spec.batch
         mode = self.choice["mixed"]
         parts = _RaggedParts(spec, inputs, flashinfer, workspace)
         q = inputs.q
+        if spec.sinks:  # check() let only the attention-sink variant through: one prefill-style call, qo_indptr
+            run = parts.attention_sink()
+            self._info = f"BatchAttentionWithAttentionSinkWrapper (one call, qo_indptr);{parts.layout}"
+            return lambda: run(q, None)
         if mode == "batch-attention":  # the holistic persistent kernel: every request in one launch
             run = parts.batch_attention()
             self._info = f"BatchAttention (one persistent launch);{parts.layout}"
@@ -340,11 +334,42 @@ class _RaggedParts:
                      q_data_type=self.dtype, kv_data_type=self.dtype)  # fmt: skip
         return lambda q, out: wrapper.run(q, cache, out=out)[0]
 
+    def attention_sink(self):
+        """The whole batch through BatchAttentionWithAttentionSinkWrapper, a paged prefill wrapper planned with
+        qo_indptr as any prefill call of ragged queries: pages of the spec's size, or the dense packed cache read as
+        pages of one token. Returns run(q, out)."""
+        n, device = self.spec.batch.num_requests, self.inputs.device
+        if self.paged is None:
+            cache, indices = _token_pages(self.inputs.k, self.inputs.v, 0, self.spec.batch.cu_seqlens_k[-1])
+            pages, page_size = (self.cu_k, indices, torch.ones(n, dtype=torch.int32, device=device)), 1
+        else:
+            pages, page_size = self._pages(0, n), self.spec.page_size
+            cache = (self.paged.k_pages, self.paged.v_pages)
+        return _sink_wrapper(self.fi, self.workspace, self.spec, self.inputs, self.cu_q, pages, page_size, cache,
+                             causal=self.spec.causal)  # fmt: skip
+
     def _pages(self, lo: int, hi: int):
         """kv_indptr, kv_indices and last-page lengths of requests lo … hi − 1."""
         indptr = self.page_indptr
         start, stop = int(indptr[lo]), int(indptr[hi])
         return indptr[lo : hi + 1] - start, self.page_indices[start:stop], self.last_page_lens[lo:hi]
+
+
+def _sink_wrapper(fi, workspace, spec, inputs, qo_indptr, pages, page_size: int, cache, causal: bool):
+    """BatchAttentionWithAttentionSinkWrapper planned over qo_indptr and pages (kv_indptr, kv_indices, last-page
+    lengths), built and planned with the spec's window; returns run(q, out), whose call passes the sinks (fp32, a
+    query head) and the softmax scale after the cache."""
+    if not hasattr(fi, "BatchAttentionWithAttentionSinkWrapper"):
+        raise Unsupported("sinks: this FlashInfer has no BatchAttentionWithAttentionSinkWrapper")
+    dtype, d = inputs.q.dtype, spec.head_dim
+    window_left = -1 if spec.window is None else spec.window
+    wrapper = fi.BatchAttentionWithAttentionSinkWrapper(
+        workspace, "NHD", q_data_type=dtype, kv_data_type=dtype, head_dim_qk=d, head_dim_vo=d, window_left=window_left
+    )
+    wrapper.plan(qo_indptr, *pages, spec.num_q_heads, spec.num_kv_heads, d, page_size, causal=causal,
+                 window_left=window_left, q_data_type=dtype, kv_data_type=dtype)  # fmt: skip
+    sinks, scale = inputs.sinks, inputs.scale
+    return _with_out(wrapper, lambda q, **out: wrapper.run(q, cache, sinks, scale, **out))
 
 
 def fp8_scales(inputs) -> dict:

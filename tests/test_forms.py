@@ -381,6 +381,19 @@ def test_flashinfer_sink_wrapper_runs_on_pages_too(fakes):
     assert reason.startswith("sinks: FlashInfer's prefill and decode wrappers take no sink logits;")
 
 
+@pytest.mark.parametrize("page", [None, 16])
+def test_flashinfer_sink_wrapper_takes_a_ragged_batch_in_one_call(fakes, page):
+    """gpt-oss's serving batches (sinks, a window on half the layers): the attention-sink wrapper planned with
+    qo_indptr over the whole ragged batch, its pages or the dense cache as pages of one token, checked against the
+    fp32 reference; the default variant still says why it does not run."""
+    from . import fake_flashinfer
+
+    spec = ExperimentSpec.from_mix("q20s30_2q4s25_3q1s17", 8, 2, 64, page_size=page, window=6, sinks=True)
+    assert run_backend("flashinfer[sinks=attention-sink]", spec) is None
+    assert fake_flashinfer.calls == [("attention-sink", 6)]
+    assert run_backend("flashinfer", spec).startswith("sinks: FlashInfer's prefill and decode wrappers")
+
+
 def test_a_fa3_wheel_built_without_softcap_refuses_with_the_reason(fakes, monkeypatch):
     import sys
 
