@@ -488,8 +488,9 @@ class WorkDecode:
         self.q_len, tile_q, self.row_tiles, self.cu_q = self._steps(q_lens, lens, mine, max_rows, q.device)
         self._query_rows(q)  # a uniform step's [B, Sq] rows must merge into one axis without a copy
         my_q = None if q_lens is None else [q_lens[i] for i in mine]
+        tiled = tile_q if self.row_tiles > 1 else None  # items only in the row tiles that hold a request's tokens
         self.plan = plan_work([lens[i] for i in mine], hkv * self.row_tiles, sms or sm_count(q.device), granule,
-                              window=forms.window, q_lens=my_q)  # fmt: skip
+                              window=forms.window, q_lens=my_q, tile_q=tiled)  # fmt: skip
         self.work, self.combined = work_tensors(self.plan, q.device, self.requests)
         self.fused = fused and self.combined is not None
         self.counters = torch.zeros(max(1, self.plan.kv_heads * len(self.plan.combined)), dtype=torch.int32,

@@ -138,7 +138,7 @@ class WorkPlan:
 
 def plan_work(
     kv_lens, kv_heads: int, slots: int, granule: int = GRANULE, overhead_granules: float = OVERHEAD_GRANULES,
-    combine_granules: float = COMBINE_GRANULES, window: int | None = None, q_lens=None,
+    combine_granules: float = COMBINE_GRANULES, window: int | None = None, q_lens=None, tile_q: int | None = None,
 ) -> WorkPlan:  # fmt: skip
     """The work list of decodes on caches of `kv_lens` keys with `kv_heads` KV heads, for `slots` program slots.
     Candidate split lengths: the longest cache cut into n = 1, 2, … pieces (whole granules), while that cache
@@ -146,29 +146,46 @@ def plan_work(
     going to fewer items. Under a left window each request's keys from its window_start on only: planned on
     those lengths, the items' ranges then moved to start there. q_lens: each request's query tokens (speculative
     steps; None: one each), whose first token's window starts the request's keys (it sits q_len − 1 keys before
-    the last); `kv_heads` then counts a KV head's row tiles too (ops.WorkDecode), each an item of the same keys."""
+    the last); `kv_heads` then counts a KV head's row tiles too (ops.WorkDecode), each an item of the same keys.
+    tile_q: the tokens a row tile holds (ops.WorkDecode's, with q_lens): a request of fewer tokens than the
+    longest gets items for the row tiles that hold its tokens only, so a decode beside a 51-token chunk (4 row
+    tiles at Llama's group) is one item a KV head, not four of which three hold no row (and write nothing); None:
+    every request in every row tile."""
     q_lens = [1] * len(kv_lens) if q_lens is None else [int(q) for q in q_lens]
     starts = [window_start(max(0, int(n) - q + 1), window, granule) for n, q in zip(kv_lens, q_lens)]
     lens = [max(0, int(n)) - start for n, start in zip(kv_lens, starts)]
     if not lens or kv_heads < 1 or slots < 1 or granule < 1:
         raise ValueError(f"plan_work: needs requests, kv_heads, slots and granule >= 1, got {len(lens)}, "
                          f"{kv_heads}, {slots}, {granule}")  # fmt: skip
+    columns = [_live_columns(q, kv_heads, q_lens, tile_q) for q in q_lens]  # each request's items a piece
     longest = max(max(lens), 1)
     granules = -(-longest // granule)
     most = min(granules, max(1, -(-MAX_ITEMS_PER_SLOT * slots // kv_heads)))
     overhead, combine = overhead_granules * granule, combine_granules * granule
     best = None
     for tokens in sorted({-(-granules // n) * granule for n in range(1, most + 1)}, reverse=True):
-        costs = [size + overhead for n in lens for size in _sizes(n, tokens, granule)]
+        costs = [(size + overhead, len(c)) for n, c in zip(lens, columns) for size in _sizes(n, tokens, granule)]
         extra = combine if len(costs) > len(lens) else 0
-        if best is not None and max(sum(costs) * kv_heads / slots, max(costs)) + extra > best[0][0]:
+        bound = max(sum(c * m for c, m in costs) / slots, max(c for c, _ in costs)) + extra
+        if best is not None and bound > best[0][0]:
             continue  # no schedule of these items ends sooner than the best so far: skip simulating it
-        estimate = _list_schedule(costs, kv_heads, slots) + extra
-        key = (estimate, kv_heads * len(costs))
+        estimate = _list_schedule(costs, slots) + extra
+        key = (estimate, sum(m for _, m in costs))
         if best is None or key < best[0]:
             best = (key, tokens)
     (estimate, _), tokens = best
-    return _plan(lens, kv_heads, slots, tokens, granule, estimate, starts)
+    return _plan(lens, kv_heads, slots, tokens, granule, estimate, starts, columns)
+
+
+def _live_columns(q_len: int, kv_heads: int, q_lens, tile_q: int | None) -> list[int]:
+    """The item columns (KV head × row tiles + row tile, ops.WorkDecode's) whose row tile holds some of this
+    request's tokens; every column without tile_q."""
+    if not tile_q:
+        return list(range(kv_heads))
+    tiles = _cdiv(max(q_lens), tile_q)  # a KV head's row tiles (ops.WorkDecode's ROW_TILES)
+    if kv_heads % tiles:
+        raise ValueError(f"plan_work: {kv_heads} columns are not KV heads × {tiles} row tiles of {tile_q} tokens")
+    return [column for column in range(kv_heads) if column % tiles * tile_q < q_len]
 
 
 def _sizes(kv_len: int, tokens: int, granule: int) -> list[int]:
@@ -189,10 +206,10 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _list_schedule(costs: list[float], copies: int, slots: int) -> float:
-    """When the last of these items (each `copies` times: one a KV head) ends, launched longest first onto
-    `slots` slots, each item to the slot that frees first."""
-    ordered = sorted((c for c in costs for _ in range(copies)), reverse=True)
+def _list_schedule(costs: list[tuple[float, int]], slots: int) -> float:
+    """When the last of these items (each (cost, copies): one a KV head and row tile that holds the request's
+    rows) ends, launched longest first onto `slots` slots, each item to the slot that frees first."""
+    ordered = sorted((c for c, copies in costs for _ in range(copies)), reverse=True)
     if len(ordered) <= slots:
         return ordered[0] if ordered else 0.0
     ends = [0.0] * slots
@@ -201,13 +218,15 @@ def _list_schedule(costs: list[float], copies: int, slots: int) -> float:
     return max(ends)
 
 
-def _plan(lens, kv_heads: int, slots: int, tokens: int, granule: int, estimate: float, starts) -> WorkPlan:
+def _plan(lens, kv_heads: int, slots: int, tokens: int, granule: int, estimate: float, starts, columns) -> WorkPlan:
+    """The items of this split length; a split request's parts are laid out for every column (first + column ×
+    pieces, as the combine finds them), those of a column without rows never written, as the kernel writes none."""
     pieces = [[(lo + start, hi + start) for lo, hi in split_pieces(n, tokens, granule)]
               for n, start in zip(lens, starts)]  # fmt: skip
     splits = tuple(len(p) for p in pieces)
     items, first = [], 0
     for request, ranges in enumerate(pieces):
-        for head in range(kv_heads):
+        for head in columns[request]:
             for index, (lo, hi) in enumerate(ranges):
                 part = first + head * len(ranges) + index if len(ranges) > 1 else -1
                 items.append(WorkItem(request, head, lo, hi, part))
