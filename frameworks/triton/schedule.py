@@ -1,7 +1,8 @@
 """How the Triton and Gluon launches order and split their work (host side, plain Python and torch, no
 GPU): the order of a ragged batch's requests, the Gluon varlen kernel's tile list and which page sizes its TMA
-loads take, the device's multiprocessor count the split rules size against, and the split-KV decode scheduled
-by work. `ops` (the launches) and `gluon_prefill` (the Gluon kernels) both read it; it imports neither.
+loads take, the device's multiprocessor count the split rules size against, the split-KV decode scheduled
+by work, and which requests of a mixed batch that work list takes (on_work_list). `ops` (the launches) and
+`gluon_prefill` (the Gluon kernels) both read it; it imports neither.
 
 Split-KV decode scheduled by work (the `splits=work` variant): a flat list of (request, KV head, key
 range) items, one program each, instead of a grid of (request × KV head) × splits cut by one split count.
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
+
+from specs.batch import MAX_SPEC_DECODE
 
 GLUON_GRIDS = ("blocks", "tiles")  # the Gluon varlen launch: every row block of the longest request, or the listed ones
 
@@ -73,6 +76,39 @@ def window_start(kv_len: int, window: int | None, granule: int) -> int:
 def window_lens(kv_lens, window: int | None, granule: int) -> list[int]:
     """The keys each decode reads (kv_len − window_start): what its splits are sized on."""
     return [int(n) - window_start(int(n), window, granule) for n in kv_lens]
+
+
+# the chunks the split-KV work list takes beside a speculative step's requests (on_work_list): at most this many query
+# tokens, on a cache of at least SPLIT_KV_KEYS_A_TOKEN keys a query token
+SPLIT_KV_MAX_CHUNK = 64
+SPLIT_KV_KEYS_A_TOKEN = 64
+
+
+def on_work_list(q_len: int, kv_len: int) -> bool:
+    """Whether `spec=split-kv` runs a request of a mixed batch on the split-KV work list (ops.WorkDecode) rather
+    than in the varlen kernel: a speculative step's tokens or fewer (MAX_SPEC_DECODE, 16: steps and decodes), or a
+    chunk of at most SPLIT_KV_MAX_CHUNK tokens on a cache of SPLIT_KV_KEYS_A_TOKEN keys a token or more.
+
+    Why, from the kernels' cost. The varlen kernel gives a request ceil(q_len × group / BLOCK_M) × Hkv programs,
+    each walking the whole cache: its time is one program's walk of kv_len keys, however few programs that is. At
+    64 tokens that is q_len × Hq / 64 programs of 64 rows (32 for Llama-3.1-8B, at most 64 for the models here),
+    a quarter to a half of an H100's 132 SMs; the others idle unless the rest of the batch fills them (draw:79: a
+    51-token chunk on 25,164 keys, 4 row blocks × 8 KV heads walking 25k keys at one SM's ~100 keys a µs, 0.246 ms,
+    where FA3, splitting the keys, took 0.164). On the work list the same rows come in row tiles of 64 rows (whole
+    tokens, ops.SPLIT_KV_ROWS: at 64 tokens and Llama's group 4, 4 tiles, the varlen kernel's own count of 64-row
+    blocks, so the same reads; a piece's tiles launch side by side, where L2 serves the repeats) and the keys in
+    pieces over every SM. Such a request does q_len × group FLOPs a byte of its cache, 256 at 64 tokens × 4, under
+    an H100's balance point (≈ 295): a memory-bound walk, where splitting pays; a longer chunk is the tensor cores'
+    work, for the varlen kernel's 128-row blocks, and fills more of the GPU by itself. The keys: a split's own costs
+    grow with the rows (each piece writes a [rows, D] fp32 partial that the combine reads back; the combine runs
+    q_len × Hq programs a split request) and its gain with the keys (the walk it shortens), so the cache must be long
+    for the rows. 64 keys a token (16 a row at group 4) puts the shortest such walk, 1,088 keys at 17 tokens (~11
+    µs at one program's rate), above what the split adds (a combine launch, 3-5 µs; a piece's start and partial,
+    the planner's 2 granules, ~2.5 µs), and leaves a prompt (kv_len = q_len) or a chunk on a short prefix to the
+    varlen kernel, whose causal blocks skip the keys past their rows."""
+    if q_len <= MAX_SPEC_DECODE:
+        return True
+    return q_len <= SPLIT_KV_MAX_CHUNK and kv_len >= SPLIT_KV_KEYS_A_TOKEN * q_len
 
 
 GRANULE = 128  # split boundaries at multiples of the largest decode BLOCK_N (the kernels assume aligned tiles)
