@@ -383,11 +383,18 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
     # gluon=long differs from on only below GLUON_LONG tokens and from a Gluon row block (128) up, on plain attention
     short_prompts, long_prompts = (ExperimentSpec.from_mix(m, 8, 2, 64) for m in ("q800_q300", "q1600_q300"))
     windowed = ExperimentSpec.from_mix("q800_q300", 8, 2, 64, window=128)
+    # spec=split-kv: a chunk of <= 64 tokens on a cache of 64 keys a token or more goes on its work list (draw:79's
+    # q51s25164 beside a prompt and decodes, scaled down), whole with decodes alone; one key short, to varlen
+    long_cache_chunk = ExperimentSpec.from_mix("q40_q17s1088_3q1s17", 8, 2, 64)
     for text, applies_to, not_to in [
         ("flashinfer[mixed=batch-attention]", [mixed, decodes], [decode, prefill]),
         ("torch-naive[gqa=repeat]", [decode, prefill, mixed], [tiny_spec("decode", group=1)]),
         ("triton[splits=fill]", [decode, mixed, decodes], [prefill, tiny_spec("append")]),
-        ("triton[spec=split-kv]", [tiny_spec("spec-decode", chunk=4)], [decode, mixed, decodes, tiny_spec("append")]),
+        (
+            "triton[spec=split-kv]",
+            [tiny_spec("spec-decode", chunk=4), long_cache_chunk, ExperimentSpec.from_mix("q17s1088_3q1s17", 8, 2, 64)],
+            [decode, mixed, decodes, tiny_spec("append"), ExperimentSpec.from_mix("q40_q17s1087_3q1s17", 8, 2, 64)],
+        ),
         ("triton[gluon=off]", [prefill, mixed, long_prompts], [decode, decodes]),
         (
             "triton[gluon=long]",

@@ -127,6 +127,35 @@ def test_a_plan_of_some_of_a_batchs_requests_carries_their_own_indices():
         work_tensors(plan, torch.device("cpu"), requests=[1, 4])
 
 
+def test_a_request_has_items_only_in_the_row_tiles_that_hold_its_tokens():
+    """Row tiles of 16 tokens (ops.WorkDecode at Llama's group of 4): a 51-token chunk in 4 tiles a KV head, a
+    5-token step and a decode in the first only (the other three hold no row and would write nothing). Each live
+    (request, column) has every key in exactly one item; a split request's parts keep their place for every column
+    (first + column × pieces, where the combine looks); the schedule counts the live items only."""
+    q_lens, kv_lens, heads, tiles = [51, 5, 1], [25164, 3000, 4334], 8, 4
+    plan = plan_work(kv_lens, heads * tiles, H100_SMS, q_lens=q_lens, tile_q=16)
+    seen = {}
+    for item in plan.items:
+        seen.setdefault((item.request, item.kv_head), []).append((item.lo, item.hi))
+    assert set(seen) == {(0, c) for c in range(heads * tiles)} | {(r, c) for r in (1, 2) for c in range(0, 32, tiles)}
+    for (request, _), ranges in seen.items():
+        ranges.sort()
+        assert ranges[0][0] == 0 and ranges[-1][1] == kv_lens[request] and len(ranges) == plan.splits[request]
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert plan.splits[0] > 1  # the chunk's keys spread over the SMs
+    for request, first, pieces in plan.combined:
+        parts = [i.part for i in plan.items if i.request == request]
+        assert len(set(parts)) == len(parts)
+        for item in (i for i in plan.items if i.request == request):
+            assert first + item.kv_head * pieces <= item.part < first + (item.kv_head + 1) * pieces
+    every = plan_work(kv_lens, heads * tiles, H100_SMS, q_lens=q_lens)  # every request in every tile, as before
+    assert {i.kv_head % tiles for i in every.items if i.request == 2} == set(range(tiles))
+    assert plan.estimate < every.estimate  # the decode and the step counted at their own items
+    assert plan_work([300, 40], 8, 8, q_lens=[1, 1], tile_q=16) == plan_work([300, 40], 8, 8, q_lens=[1, 1])
+    with pytest.raises(ValueError, match="row tiles"):
+        plan_work([40], 6, 8, q_lens=[17], tile_q=4)  # 17 tokens are 5 tiles of 4: 6 columns hold no whole KV head
+
+
 # ---- the kernels, under the interpreter on a CPU ---------------------------------------------------------
 
 

@@ -2,8 +2,9 @@
 `spec=split-kv`): every request's query tokens × its KV head's query group are the rows of one program, the keys
 split by the work as the decodes' are, each row causal bottom-right, the combine merging a (token, query head) row.
 On the CPU under Triton's interpreter at tiny shapes against the fp32 reference (dense and paged, group 1 and 4,
-q_len 1-5, a window, sinks, a soft-cap, an FP8 cache, rows in tiles); a mixed batch's short requests on the work
-list beside the varlen launch of its longer ones (ops.MixedWork), wherever they sit; on a GPU the same cases compiled
+q_len 1-5, a window, sinks, a soft-cap, an FP8 cache, rows in tiles); a mixed batch's short requests (steps,
+decodes, and chunks of at most 64 tokens on caches of 64 keys a token: ops.on_work_list) on the work list beside the
+varlen launch of its longer ones (ops.MixedWork), wherever they sit; on a GPU the same cases compiled
 with caches scaled to its 128-key granule, and real shapes
 (python3 -m pytest -q -n 0 -m gpu tests/test_triton_spec_decode.py)."""
 
@@ -71,6 +72,9 @@ CASES = {
     # 16 rows a program: q_len 5 × group 4 in two row tiles of 4 tokens (the q4 request's second tile has none)
     "row-tiles": ([(5, 19 * U - 4), (4, 2 * U + 8)], 4, None, {}, 8, False, 16),
     "fp8-page16": ([(4, 12 * U + 8), (4, 5 * U - 3)], 4, 16, dict(kv_dtype="fp8_e4m3", kv_scale="head"), 8, False, 64),
+    # a mixed batch the work list takes whole: a 17-token chunk on 64 keys a token (ops.on_work_list) in two row tiles
+    # of 16 tokens, a decode in the first only
+    "chunk-and-decode": ([(17, 68 * U + 5), (1, 9 * U + 3)], 4, None, {}, 8, False, 64),
 }
 
 
@@ -135,8 +139,8 @@ def test_the_variant_is_planned_on_the_specs_it_changes():
 
 def test_a_step_beyond_the_bound_or_its_cache_is_refused():
     spec, inputs, k, v, kw = _case([(4, 40), (2, 9)], 1, None)
-    with pytest.raises(ValueError, match="takes at most 16"):
-        ops.WorkDecode(inputs.q, k, v, [40, 9], q_lens=[ops.SPLIT_KV_MAX_Q + 1, 2], **kw)
+    with pytest.raises(ValueError, match="takes at most 64"):
+        ops.WorkDecode(inputs.q, k, v, [70, 9], q_lens=[ops.SPLIT_KV_MAX_CHUNK + 1, 2], **kw)
     with pytest.raises(ValueError, match="do not fit kv_lens"):
         ops.WorkDecode(inputs.q, k, v, [3, 9], q_lens=[4, 2], **kw)
 
@@ -155,9 +159,11 @@ def test_a_windowed_step_is_planned_from_its_first_tokens_window():
 # ---- a mixed batch's short requests on the work list, its longer ones through varlen (ops.MixedWork) -----------
 
 # (requests as (q_len, kv_len), group, page size, forms, the work list's slots, the varlen launch's order): the short
-# ones (<= 16 tokens) wherever they sit; every case's longest short request split into pieces
+# ones (<= 16 tokens, or a chunk of <= 64 on 64 keys a token: ops.on_work_list) wherever they sit; every case's
+# longest short request split into pieces
 INTERLEAVED = [(20, 3 * U), (1, 9 * U + 3), (3, 6 * U + 1), (17, 2 * U + 4), (5, 11 * U), (1, 7)]
 FP8 = dict(kv_dtype="fp8_e4m3", kv_scale="head")
+LONG_CACHE_CHUNK = [(40, 40), (17, 68 * U + 5), (33, 40), (1, 9 * U + 3), (1, 5 * U - 3)]
 MIXED_CASES = {
     # q4s11397_q21s1239 scaled down: a step on a long cache first, then a chunk on a short one
     "step-then-chunk-dense": ([(4, 19 * U + 5), (21, 3 * U - 5)], 4, None, {}, 8, "longest-first"),
@@ -169,6 +175,11 @@ MIXED_CASES = {
     "fp8-page16": ([(4, 12 * U + 8), (33, 40), (1, 5 * U - 3)], 4, 16, FP8, 8, "longest-first"),
     # decodes only among the short ones, one before a chunk: a decode's row from CU_Q (PACKED_ROWS), split and merged
     "decodes-before-a-chunk": ([(1, 9 * U + 3), (30, 2 * U), (1, 33)], 4, None, {}, 8, "longest-first"),
+    # draw:79 scaled down: a prompt, a 17-token chunk on a cache of 64 keys a token or more (the work list's, in two
+    # row tiles of 16 tokens at group 4, the decodes in the first only), a chunk on a short prefix (varlen's), decodes
+    "long-cache-chunk-dense": (LONG_CACHE_CHUNK, 4, None, {}, 8, "longest-first"),
+    # a 20-token chunk first (its second row tile holds 4 tokens), a step, a prompt, a decode
+    "long-cache-chunk-page16": ([(20, 80 * U + 3), (3, 9 * U + 1), (40, 40), (1, 5 * U - 3)], 4, 16, {}, 8, "simple"),
 }
 
 
@@ -179,15 +190,19 @@ def test_a_mixed_batchs_short_requests_on_the_work_list_match_the_reference(name
     spec, inputs, k, v, kw = _case(requests, group, page_size, **forms)
     op = ops.MixedWork(inputs.q, k, v, spec.batch.q_lens, spec.batch.kv_lens, spec.causal, granule=U, sms=sms,
                        schedule=schedule, **kw)  # fmt: skip
-    short = [i for i, (q, _) in enumerate(requests) if q <= ops.SPLIT_KV_MAX_Q]
+    short = [i for i, (q, n) in enumerate(requests) if ops.on_work_list(q, n)]
     assert op.decodes.requests == short
     assert sorted(op.chunks.order.tolist()) == [i for i in range(len(requests)) if i not in short]
     longest = max(range(len(short)), key=lambda i: requests[short[i]][1])  # the plan's own index of it
     assert op.decodes.plan.splits[longest] > 1, op.decodes.plan  # its keys really split over the programs
+    tiles, tile_q = op.decodes.row_tiles, op.decodes.rows_kw.get("TILE_Q", 1)  # no item in a row tile without rows
+    assert all(i.kv_head % tiles * tile_q < requests[short[i.request]][0] for i in op.decodes.plan.items)
     info = op.info()
     assert (info["kernel"], info["short_requests"]) == ("two launches", "work-list"), info
     assert [launch["kernel"] for launch in info["launches"]] == ["varlen", "work-decode"], info
     assert [launch["requests"] for launch in info["launches"]] == [len(requests) - len(short), len(short)], info
+    chunks = sum(requests[i][0] > ops.SPLIT_KV_MAX_Q for i in short)  # chunks on long caches on the work list
+    assert info.get("work_list_chunks", 0) == chunks, info
     everyone = list(range(spec.batch_size))
     check = check_output(spec, op(), reference_attention(spec, inputs, everyone), everyone)
     assert check.ok, check.problem
@@ -210,14 +225,46 @@ def test_a_mixed_batch_routed_by_the_variant_says_what_ran():
     assert (work["kernel"], work["requests"], work["q_len"]) == ("work-decode", 2, 4), info
 
 
+def test_a_chunk_on_a_long_cache_routed_by_the_variant_says_what_ran():
+    """`triton[spec=split-kv]` on a prompt, a 17-token chunk on a cache of 64 keys a token and a decode (page 16, group
+    4 on one KV head): the row names the chunk and the decode on the work list (q_len 17 in two row tiles,
+    work_list_chunks 1) and the prompt through varlen."""
+    from frameworks import info_dict
+    from harness.store import Status
+
+    measurer = measurer_on(DEVICE.type, iterations=1, warmup=0)
+    spec = ExperimentSpec.from_mix(_mix([(24, 24), (17, 68 * U + 5), (1, U + 3)]), 4, 1, 64, page_size=16)
+    row = measurer.measure(spec, get_backend("triton[spec=split-kv]"))
+    assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
+    info = info_dict(row.backend_info)
+    assert (info["kernel"], info["short_requests"], info["work_list_chunks"]) == ("two launches", "work-list", 1), info
+    varlen, work = info["launches"]
+    assert (varlen["kernel"], varlen["requests"]) == ("varlen", 1), info
+    assert (work["kernel"], work["requests"], work["q_len"], work["row_tiles"]) == ("work-decode", 2, 17, 2), info
+
+
+def test_the_routing_puts_a_chunk_on_a_long_cache_on_the_work_list_and_a_prompt_on_varlen():
+    """ops.on_work_list, what MixedWork and the variant's predicates route by: steps and decodes (<= 16 tokens), and
+    a chunk of at most 64 tokens whose cache holds 64 keys a token or more (draw:79's 51 tokens on 25,164 keys); a
+    prompt (kv_len = q_len), a chunk one key short of 64 a token, or of 65 tokens on any cache: the varlen kernel."""
+    requests = [(51, 25164), (40, 40), (17, 1088), (17, 1087), (64, 4096), (65, 10**6), (16, 16), (4, 900), (1, 7)]
+    listed = [ops.on_work_list(q, n) for q, n in requests]
+    assert listed == [True, False, True, False, True, False, True, True, True]
+    q_lens, kv_lens = zip(*requests)
+    assert ops.short_and_long(q_lens, kv_lens) == ([0, 2, 4, 6, 7, 8], [1, 3, 5])
+    draw79 = ExperimentSpec.from_mix("q115s120_q65s1402_q39s77_q51s25164_q1s300", 32, 8, 128)
+    assert [ops.on_work_list(q, n) for q, n in zip(draw79.batch.q_lens, draw79.batch.kv_lens)] == [
+        False, False, False, True, True]  # fmt: skip
+
+
 def test_a_subset_of_requests_is_checked():
-    spec, inputs, k, v, kw = _case([(4, 40), (21, 30)], 1, None)
+    spec, inputs, k, v, kw = _case([(4, 40), (65, 70)], 1, None)
     with pytest.raises(ValueError, match="is not a set of indices"):
-        ops.WorkDecode(inputs.q, k, v, [40, 30], q_lens=[4, 21], requests=[0, 0], **kw)
-    with pytest.raises(ValueError, match="takes at most 16"):
-        ops.WorkDecode(inputs.q, k, v, [40, 30], q_lens=[4, 21], requests=[0, 1], **kw)
-    with pytest.raises(ValueError, match="needs requests of at most 16"):
-        ops.MixedWork(inputs.q, k, v, [17, 21], [40, 30], True, **kw)
+        ops.WorkDecode(inputs.q, k, v, [40, 70], q_lens=[4, 65], requests=[0, 0], **kw)
+    with pytest.raises(ValueError, match="takes at most 64"):
+        ops.WorkDecode(inputs.q, k, v, [40, 70], q_lens=[4, 65], requests=[0, 1], **kw)
+    with pytest.raises(ValueError, match="needs requests the work list takes"):
+        ops.MixedWork(inputs.q, k, v, [17, 65], [40, 70], True, **kw)
 
 
 # ---- real shapes on the GPU (skipped without CUDA) -----------------------------------------------------------
@@ -277,3 +324,20 @@ def test_a_mixed_batchs_short_requests_at_real_shapes_on_gpu(mix, page):
     assert (info["kernel"], info["streams"], info["short_requests"]) == ("two launches", 2, "work-list"), info
     work = info["launches"][1]
     assert work["kernel"] == "work-decode" and work["split_requests"] >= 1, info
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("page", [None, 16])
+def test_a_chunk_on_a_long_cache_at_real_shapes_on_gpu(page):
+    """draw:79's mix (a 51-token chunk on 25,164 keys beside a prompt, two chunks on short prefixes and ~80
+    decodes; here the first decode only) at Llama-3.1-8B's heads: through `triton[spec=split-kv]` the chunk and the
+    decode on the work list (51 tokens in 4 row tiles of 16, its keys split), the prompt and the other chunks
+    through varlen, and the default, both ok against the reference."""
+    spec = ExperimentSpec.from_mix("q115s120_q65s1402_q39s77_q51s25164_q1s300", 32, 8, 128, page_size=page,
+                                   model="Llama-3.1-8B")  # fmt: skip
+    info = _split_kv_beside_the_default(spec)
+    assert (info["kernel"], info["streams"], info["work_list_chunks"]) == ("two launches", 2, 1), info
+    varlen, work = info["launches"]
+    assert (varlen["kernel"], varlen["requests"]) == ("varlen", 3), info
+    assert (work["kernel"], work["requests"], work["q_len"], work["row_tiles"]) == ("work-decode", 2, 51, 4), info
+    assert work["split_requests"] >= 1, info

@@ -310,10 +310,11 @@ def step_rows(q_len: int, group: int) -> dict:
 
 def step_variants(k, layouts, decode_configs, quick: bool) -> list[Variant]:
     """Speculative steps on the work list (`triton[spec=split-kv]`): Llama's group of 4 at 4, 8 and 16 tokens (16,
-    32 and 64 rows) and Qwen3-30B's group of 8 at 16 (two row tiles of 8 tokens), in each layout and decode
+    32 and 64 rows) and Qwen3-30B's group of 8 at 16 (two row tiles of 8 tokens), and a chunk on a long cache at
+    Llama's group (draw:79's 51 tokens: four row tiles of 16, schedule.on_work_list), in each layout and decode
     configuration; their combine. Quick: 64 rows, dense, at the first configuration."""
     out = []
-    steps = [(4, 4), (8, 4), (16, 4), (16, 8)]
+    steps = [(4, 4), (8, 4), (16, 4), (16, 8), (51, 4)]
     for (label, paged, page, _, ahead), (bn, w, s), (q_len, group) in itertools.product(layouts, decode_configs, steps):
         if quick and (label, q_len, group) != ("dense", 16, 4):
             continue

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from specs import DType, Workload
-from specs.batch import MAX_SPEC_DECODE, trailing_decodes
+from specs.batch import trailing_decodes
 
 from .._paged import to_paged, to_paged_ragged
 from ..base import Backend, Caps, KVLayout, VariantKey, register
+from .schedule import on_work_list
 
 if TYPE_CHECKING:
     from . import ops
@@ -42,30 +43,38 @@ def _has_decodes(spec) -> bool:
     return spec.workload in (Workload.DECODE, Workload.MIXED)
 
 
+def _listed(spec) -> list[bool]:
+    """Which of a batch's requests the split-KV work list takes (schedule.on_work_list): steps and decodes (at most
+    MAX_SPEC_DECODE query tokens) and chunks of at most 64 (schedule.SPLIT_KV_MAX_CHUNK) on caches of 64 keys a token or
+    more (draw:79's 51-token chunk on 25,164 keys); prompts and the other chunks go to the varlen kernel."""
+    return [on_work_list(q, n) for q, n in zip(spec.batch.q_lens, spec.batch.kv_lens)]
+
+
 def _short_only(spec) -> bool:
-    """Speculative steps, alone (spec-decode) or beside decodes (a mixed batch whose every request holds at most
-    MAX_SPEC_DECODE query tokens: 6 of the `generalization` preset's 105 drawn batches): the batches the
-    split-KV work list takes whole. Causal only: the work list masks a step's rows bottom-right."""
+    """Speculative steps, alone (spec-decode) or beside decodes, or a mixed batch whose every request the work list
+    takes (steps, decodes, chunks on long caches: 7 of the `generalization` preset's 105 drawn batches): the
+    batches the split-KV work list takes whole. Causal only: the work list masks a step's rows bottom-right."""
     if not spec.causal:
         return False
     if spec.workload is Workload.SPEC_DECODE:
         return True
-    return spec.workload is Workload.MIXED and max(spec.batch.q_lens) <= MAX_SPEC_DECODE
+    return spec.workload is Workload.MIXED and all(_listed(spec))
 
 
 def _short_beside_long(spec) -> bool:
-    """A mixed batch of short requests (at most MAX_SPEC_DECODE query tokens) beside longer ones (chunks, prompts),
-    one of the short ones outside the trailing decodes that Mixed already sends to a split-KV decode (a speculative
-    step, a prompt of a few tokens, a decode before a longer request): 8 of the `generalization` preset's 105 drawn
-    batches. `spec=split-kv` runs its short requests, the trailing decodes with them, on the work list and its
-    longer ones through the varlen kernel (ops.MixedWork). A batch whose only short requests are trailing decodes
-    is left to Mixed, its decodes split as the `splits` key says (splits=work: the same work list). Causal only, as
-    _short_only."""
-    if not spec.causal or spec.workload is not Workload.MIXED or max(spec.batch.q_lens) <= MAX_SPEC_DECODE:
+    """A mixed batch of requests the work list takes (at most MAX_SPEC_DECODE query tokens, or a chunk on a long
+    cache: schedule.on_work_list) beside others (prompts, chunks), one of the listed ones outside the trailing
+    decodes that Mixed already sends to a split-KV decode (a speculative step, a prompt of a few tokens, a decode
+    before a longer request, a chunk of at most 64 tokens on 64 keys a token or more): 9 of the
+    `generalization` preset's 105 drawn batches. `spec=split-kv` runs its listed requests, the trailing decodes with
+    them, on the work list and the others through the varlen kernel (ops.MixedWork). A batch whose only listed
+    requests are trailing decodes is left to Mixed, its decodes split as the `splits` key says (splits=work: the
+    same work list). Causal only, as _short_only."""
+    if not spec.causal or spec.workload is not Workload.MIXED:
         return False
-    q_lens = spec.batch.q_lens
-    first = trailing_decodes(q_lens)
-    return any(n <= MAX_SPEC_DECODE for n in q_lens[:first])
+    listed = _listed(spec)
+    first = trailing_decodes(spec.batch.q_lens)
+    return not all(listed) and any(listed[:first])
 
 
 def _split_kv_changes(spec) -> bool:
@@ -138,7 +147,9 @@ VARIANTS = (
         "bottom-right, the keys split by the work and merged a row (split-kv; H100 A/B on the 24 drawn "
         "spec-decode batches: 0.49x the time, faster on 21; docs/perf/decode-splits.md); beside chunks or prompts, "
         "split-kv runs the requests of at most 16 tokens (steps, decodes, wherever they sit) on the work list and "
-        "the rest through varlen, two launches (trailing decodes alone: left to splits)",
+        "the rest through varlen, two launches (trailing decodes alone: left to splits); a chunk of at most 64 "
+        "tokens on a cache of 64 keys a token or more goes on the work list too, its keys split over the SMs "
+        "instead of walked by a program a KV head and row block (draw:79's 51 tokens on 25k keys; not yet measured)",
     ),
     VariantKey(
         "schedule",
@@ -362,15 +373,16 @@ class TritonAttention(Backend):
 
     def _split_kv_whole(self, spec) -> bool:
         """The spec variant's split-kv on a batch of speculative steps (every request of at most
-        ops.SPLIT_KV_MAX_Q query tokens, specs.batch.MAX_SPEC_DECODE; decodes beside them too): its requests
-        through the split-KV work list (ops.WorkDecode's q_lens) instead of the row-block kernels or Mixed's two
-        launches."""
+        ops.SPLIT_KV_MAX_Q query tokens, specs.batch.MAX_SPEC_DECODE; decodes beside them too) or a mixed batch whose
+        every request the work list takes (_short_only: chunks on long caches among them): its requests through the
+        split-KV work list (ops.WorkDecode's q_lens) instead of the row-block kernels or Mixed's two launches."""
         return _short_only(spec) and self.choice["spec"] == "split-kv"
 
     def _split_kv_short(self, spec) -> bool:
         """The spec variant's split-kv on a mixed batch of short requests beside longer ones (_short_beside_long):
-        the short ones on the work list, the others through the varlen kernel (ops.MixedWork), before the
-        mixed_launches key's choice between Mixed and one varlen launch, which it leaves to the other batches."""
+        the short ones (steps, decodes, chunks on long caches: schedule.on_work_list) on the work list, the others
+        through the varlen kernel (ops.MixedWork), before the mixed_launches key's choice between Mixed and one
+        varlen launch, which it leaves to the other batches."""
         return _short_beside_long(spec) and self.choice["spec"] == "split-kv"
 
     def _streams(self) -> int:

@@ -24,9 +24,12 @@ from .kernels import (
 )
 from .schedule import (  # noqa: F401 - re-exported: callers and tests read them as ops.*
     GLUON_GRIDS,
+    SPLIT_KV_KEYS_A_TOKEN,
+    SPLIT_KV_MAX_CHUNK,
     gluon_pages_fit,
     gluon_varlen_tiles,
     heaviest_first,
+    on_work_list,
     plan_work,
     sm_count,
     window_lens,
@@ -66,13 +69,14 @@ def choose_splits(batch: int, kv_heads: int, kv_len: int, sms: int, granule: int
 # request's own splits: choose_splits_waves). WORK_RULES are another launch, WorkDecode (schedule.plan_work)
 SPLIT_RULES = ("fill", "waves")
 WORK_RULES = ("work", "work-fused")  # WorkDecode, its pieces merged by a second launch or by the last piece
-# the most query tokens a request may bring to the split-KV work list (WorkDecode's q_lens, the `spec=split-kv`
-# variant): a speculative step's most (specs.batch.MAX_SPEC_DECODE, 16), so every spec-decode batch and no append
-# chunk. Why there: a program reads its keys once for all its rows (tokens × group), and a row costs 4·D FLOPs a key
-# against that key's 4·D bytes (K and V in bf16), so the loop runs `rows` FLOPs a byte: 64 for Llama's group of 4 at
-# 16 tokens, a fifth of an H100's balance point (989 TFLOP/s ÷ 3.35 TB/s ≈ 295): bound by memory as a decode is,
-# where splitting the keys pays. A chunk of hundreds of tokens is bound by the tensor cores; it belongs to the varlen
-# kernel's 128-row blocks, which read each key once a block and write no partials.
+# the most query tokens of a speculative step on the split-KV work list (WorkDecode's q_lens, the `spec=split-kv`
+# variant): specs.batch.MAX_SPEC_DECODE, 16, so every spec-decode batch; beyond it the list takes only a chunk of at
+# most SPLIT_KV_MAX_CHUNK (64) tokens on a cache of 64 keys a token or more (schedule.on_work_list). Why there: a
+# program reads its keys once for all its rows (tokens × group), and a row costs 4·D FLOPs a key against that key's
+# 4·D bytes (K and V in bf16), so the loop runs `rows` FLOPs a byte: 64 for Llama's group of 4 at 16 tokens, a fifth
+# of an H100's balance point (989 TFLOP/s ÷ 3.35 TB/s ≈ 295): bound by memory as a decode is, where splitting the
+# keys pays (a 64-token chunk: 256 rows in 4 row tiles, still under it when L2 serves the tiles' repeated reads). A
+# chunk of hundreds of tokens is bound by the tensor cores; it belongs to the varlen kernel's 128-row blocks.
 SPLIT_KV_MAX_Q = MAX_SPEC_DECODE
 # the rows (query tokens × the group) one work-list program holds at most: a [64, D] fp32 accumulator and a
 # [64, BLOCK_N] score tile (tools/aot_check `work-decode spec`); more tokens × group (Qwen3-30B's group of 8 at 16
@@ -448,8 +452,9 @@ class WorkDecode:
     a request of one piece written directly, the pieces of a split request merged by a second launch (none when
     no request splits). q packed [B, Hq, D] or uniform [B, 1, Hq, D]; k, v packed [Σ kv_len, Hkv, D] with
     cu_seqlens_k, uniform dense [B, Sk, Hkv, D] (cu_seqlens_k left out), or pages with a block table.
-    Speculative steps too (the `spec=split-kv` variant): requests of up to SPLIT_KV_MAX_Q query tokens each, q
-    packed [Σ q_len, Hq, D] with q_lens, or uniform [B, Sq, Hq, D]; a program's rows are (token, query head)
+    Speculative steps too (the `spec=split-kv` variant): requests of up to SPLIT_KV_MAX_Q query tokens each, and
+    chunks of up to SPLIT_KV_MAX_CHUNK on long caches (schedule.on_work_list), q packed [Σ q_len, Hq, D] with
+    q_lens, or uniform [B, Sq, Hq, D]; a program's rows are (token, query head)
     pairs of one request and KV head (or of a row tile of its tokens), each causal bottom-right, and the combine
     merges the pieces a (token, query head) row. Some of a packed batch's requests (`requests`: a mixed batch's
     short ones, beside the varlen launch of its longer ones): each reads its rows where they sit in the packed q and
@@ -468,7 +473,7 @@ class WorkDecode:
         planner cuts each request's window only (schedule.plan_work's window). q_lens: each request's query
         tokens for a packed q (None: one each; a uniform q's Sq gives them). max_rows: the rows (tokens × group)
         a program holds at most; a request's tokens are cut into row tiles of whole tokens past it.
-        requests: the indices of the requests this list takes, each of at most SPLIT_KV_MAX_Q query tokens, of a
+        requests: the indices of the requests this list takes, each of at most SPLIT_KV_MAX_CHUNK query tokens, of a
         packed batch whose kv_lens, q_lens, cu_seqlens_k or block table and q (and out) are the whole batch's; None:
         every request. Planned on theirs alone, the items carry the batch's indices (schedule.work_tensors), so
         nothing is gathered: a step's rows come from CU_Q as ever, a decode's one row from CU_Q (PACKED_ROWS)."""
@@ -488,8 +493,9 @@ class WorkDecode:
         self.q_len, tile_q, self.row_tiles, self.cu_q = self._steps(q_lens, lens, mine, max_rows, q.device)
         self._query_rows(q)  # a uniform step's [B, Sq] rows must merge into one axis without a copy
         my_q = None if q_lens is None else [q_lens[i] for i in mine]
+        tiled = tile_q if self.row_tiles > 1 else None  # items only in the row tiles that hold a request's tokens
         self.plan = plan_work([lens[i] for i in mine], hkv * self.row_tiles, sms or sm_count(q.device), granule,
-                              window=forms.window, q_lens=my_q)  # fmt: skip
+                              window=forms.window, q_lens=my_q, tile_q=tiled)  # fmt: skip
         self.work, self.combined = work_tensors(self.plan, q.device, self.requests)
         self.fused = fused and self.combined is not None
         self.counters = torch.zeros(max(1, self.plan.kv_heads * len(self.plan.combined)), dtype=torch.int32,
@@ -534,9 +540,9 @@ class WorkDecode:
         if len(q_lens) != len(kv_lens) or not all(1 <= q <= n for q, n in zip(q_lens, kv_lens)):
             raise ValueError(f"WorkDecode: q_lens {q_lens} do not fit kv_lens {kv_lens} (1 <= q_len <= kv_len each)")
         most = max(q_lens[i] for i in mine)
-        if most > SPLIT_KV_MAX_Q:
+        if most > SPLIT_KV_MAX_CHUNK:
             raise ValueError(f"WorkDecode: a request of {most} query tokens; the split-KV work list takes at most "
-                             f"{SPLIT_KV_MAX_Q} (SPLIT_KV_MAX_Q: a speculative step's)")  # fmt: skip
+                             f"{SPLIT_KV_MAX_CHUNK} (SPLIT_KV_MAX_CHUNK: a chunk on a long cache)")  # fmt: skip
         tile_q = max(1, min(most, max_rows // self.group))
         cu_q = torch.tensor([0, *accumulate(q_lens)], dtype=torch.int32, device=device)
         return most, tile_q, triton.cdiv(most, tile_q), cu_q
@@ -677,12 +683,14 @@ class Mixed(_TwoLaunches):
 
 
 class MixedWork(_TwoLaunches):
-    """A mixed batch's short requests (at most SPLIT_KV_MAX_Q query tokens: decodes, speculative steps, wherever
-    they sit in the packed batch) on the split-KV work list, and its longer ones (chunks, prompts) through the
-    varlen kernel, two launches writing one output (the `spec=split-kv` variant): a step on a long cache beside a
-    chunk gets its keys split over the SMs instead of one varlen program a KV head reading them all. Neither launch
-    copies anything: the varlen launch's ORDER holds only the long requests, the work list's items the short
-    ones' own indices (WorkDecode's requests), and both read the batch's packed q, offsets, lengths and cache."""
+    """A mixed batch's short requests (schedule.on_work_list: at most SPLIT_KV_MAX_Q query tokens, decodes and
+    speculative steps, and chunks of at most SPLIT_KV_MAX_CHUNK tokens on caches of 64 keys a token or more,
+    wherever they sit in the packed batch) on the split-KV work list, and its longer ones (other chunks, prompts)
+    through the varlen kernel, two launches writing one output (the `spec=split-kv` variant): a step or a short
+    chunk on a long cache beside a prompt gets its keys split over the SMs instead of one varlen program a KV head
+    and row block reading them all. Neither launch copies anything: the varlen launch's ORDER holds only the long
+    requests, the work list's items the short ones' own indices (WorkDecode's requests), and both read the batch's
+    packed q, offsets, lengths and cache."""
 
     def __init__(self, q, k, v, q_lens, kv_lens, causal: bool, cu_seqlens_k=None, block_table=None,
                  page_size: int | None = None, schedule: str = "longest-first", streams: int = 1,
@@ -694,10 +702,11 @@ class MixedWork(_TwoLaunches):
         the work list's (WorkDecode's)."""
         self._streams(streams, q)
         q_lens, kv_lens = [int(n) for n in q_lens], [int(n) for n in kv_lens]
-        short, long = short_and_long(q_lens)
+        short, long = short_and_long(q_lens, kv_lens)
         if not short or not long:
-            raise ValueError(f"MixedWork: needs requests of at most {SPLIT_KV_MAX_Q} query tokens and longer ones; "
-                             f"got q_lens {q_lens}")  # fmt: skip
+            raise ValueError(f"MixedWork: needs requests the work list takes (at most {SPLIT_KV_MAX_Q} query tokens, "
+                             f"or {SPLIT_KV_MAX_CHUNK} on {SPLIT_KV_KEYS_A_TOKEN} keys a token) and others; got q_lens "
+                             f"{q_lens}, kv_lens {kv_lens}")  # fmt: skip
         ints = lambda values: torch.tensor(values, dtype=torch.int32, device=q.device)  # noqa: E731
         self.out = torch.empty_like(q)
         cache = {"cu_seqlens_k": cu_seqlens_k, "block_table": block_table, "page_size": page_size}
@@ -708,16 +717,20 @@ class MixedWork(_TwoLaunches):
         self.decodes = WorkDecode(q, k, v, kv_lens, granule=granule, sms=sms, out=self.out,
                                   prefetch_pages=prefetch_pages.decode, forms=forms, q_lens=q_lens, requests=short,
                                   **cache)  # fmt: skip
+        self.listed_chunks = sum(q_lens[i] > SPLIT_KV_MAX_Q for i in short)
 
     def info(self) -> dict:
-        """Mixed's, and where the short requests went (the second launch: the work list)."""
-        return {**super().info(), "short_requests": "work-list"}
+        """Mixed's, and where the short requests went (the second launch: the work list), with the number of chunks
+        among them (requests of more than SPLIT_KV_MAX_Q tokens on long caches) where there are any."""
+        chunks = {"work_list_chunks": self.listed_chunks} if self.listed_chunks else {}
+        return {**super().info(), "short_requests": "work-list", **chunks}
 
 
-def short_and_long(q_lens) -> tuple[list[int], list[int]]:
-    """The indices of the requests of at most SPLIT_KV_MAX_Q query tokens (the work list's) and of the others."""
-    short = [i for i, n in enumerate(q_lens) if n <= SPLIT_KV_MAX_Q]
-    return short, [i for i, n in enumerate(q_lens) if n > SPLIT_KV_MAX_Q]
+def short_and_long(q_lens, kv_lens) -> tuple[list[int], list[int]]:
+    """The indices of the requests the work list takes (schedule.on_work_list: steps and decodes, chunks on long
+    caches) and of the others (the varlen kernel's)."""
+    short = [i for i, (q, n) in enumerate(zip(q_lens, kv_lens)) if on_work_list(q, n)]
+    return short, [i for i in range(len(q_lens)) if i not in short]
 
 
 def _subset(requests, count: int) -> list[int]:

@@ -1,7 +1,8 @@
 """How the Triton and Gluon launches order and split their work (host side, plain Python and torch, no
 GPU): the order of a ragged batch's requests, the Gluon varlen kernel's tile list and which page sizes its TMA
-loads take, the device's multiprocessor count the split rules size against, and the split-KV decode scheduled
-by work. `ops` (the launches) and `gluon_prefill` (the Gluon kernels) both read it; it imports neither.
+loads take, the device's multiprocessor count the split rules size against, the split-KV decode scheduled
+by work, and which requests of a mixed batch that work list takes (on_work_list). `ops` (the launches) and
+`gluon_prefill` (the Gluon kernels) both read it; it imports neither.
 
 Split-KV decode scheduled by work (the `splits=work` variant): a flat list of (request, KV head, key
 range) items, one program each, instead of a grid of (request × KV head) × splits cut by one split count.
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
+
+from specs.batch import MAX_SPEC_DECODE
 
 GLUON_GRIDS = ("blocks", "tiles")  # the Gluon varlen launch: every row block of the longest request, or the listed ones
 
@@ -73,6 +76,39 @@ def window_start(kv_len: int, window: int | None, granule: int) -> int:
 def window_lens(kv_lens, window: int | None, granule: int) -> list[int]:
     """The keys each decode reads (kv_len − window_start): what its splits are sized on."""
     return [int(n) - window_start(int(n), window, granule) for n in kv_lens]
+
+
+# the chunks the split-KV work list takes beside a speculative step's requests (on_work_list): at most this many query
+# tokens, on a cache of at least SPLIT_KV_KEYS_A_TOKEN keys a query token
+SPLIT_KV_MAX_CHUNK = 64
+SPLIT_KV_KEYS_A_TOKEN = 64
+
+
+def on_work_list(q_len: int, kv_len: int) -> bool:
+    """Whether `spec=split-kv` runs a request of a mixed batch on the split-KV work list (ops.WorkDecode) rather
+    than in the varlen kernel: a speculative step's tokens or fewer (MAX_SPEC_DECODE, 16: steps and decodes), or a
+    chunk of at most SPLIT_KV_MAX_CHUNK tokens on a cache of SPLIT_KV_KEYS_A_TOKEN keys a token or more.
+
+    Why, from the kernels' cost. The varlen kernel gives a request ceil(q_len × group / BLOCK_M) × Hkv programs,
+    each walking the whole cache: its time is one program's walk of kv_len keys, however few programs that is. At
+    64 tokens that is q_len × Hq / 64 programs of 64 rows (32 for Llama-3.1-8B, at most 64 for the models here),
+    a quarter to a half of an H100's 132 SMs; the others idle unless the rest of the batch fills them (draw:79: a
+    51-token chunk on 25,164 keys, 4 row blocks × 8 KV heads walking 25k keys at one SM's ~100 keys a µs, 0.246 ms,
+    where FA3, splitting the keys, took 0.164). On the work list the same rows come in row tiles of 64 rows (whole
+    tokens, ops.SPLIT_KV_ROWS: at 64 tokens and Llama's group 4, 4 tiles, the varlen kernel's own count of 64-row
+    blocks, so the same reads; a piece's tiles launch side by side, where L2 serves the repeats) and the keys in
+    pieces over every SM. Such a request does q_len × group FLOPs a byte of its cache, 256 at 64 tokens × 4, under
+    an H100's balance point (≈ 295): a memory-bound walk, where splitting pays; a longer chunk is the tensor cores'
+    work, for the varlen kernel's 128-row blocks, and fills more of the GPU by itself. The keys: a split's own costs
+    grow with the rows (each piece writes a [rows, D] fp32 partial that the combine reads back; the combine runs
+    q_len × Hq programs a split request) and its gain with the keys (the walk it shortens), so the cache must be long
+    for the rows. 64 keys a token (16 a row at group 4) puts the shortest such walk, 1,088 keys at 17 tokens (~11
+    µs at one program's rate), above what the split adds (a combine launch, 3-5 µs; a piece's start and partial,
+    the planner's 2 granules, ~2.5 µs), and leaves a prompt (kv_len = q_len) or a chunk on a short prefix to the
+    varlen kernel, whose causal blocks skip the keys past their rows."""
+    if q_len <= MAX_SPEC_DECODE:
+        return True
+    return q_len <= SPLIT_KV_MAX_CHUNK and kv_len >= SPLIT_KV_KEYS_A_TOKEN * q_len
 
 
 GRANULE = 128  # split boundaries at multiples of the largest decode BLOCK_N (the kernels assume aligned tiles)
@@ -138,7 +174,7 @@ class WorkPlan:
 
 def plan_work(
     kv_lens, kv_heads: int, slots: int, granule: int = GRANULE, overhead_granules: float = OVERHEAD_GRANULES,
-    combine_granules: float = COMBINE_GRANULES, window: int | None = None, q_lens=None,
+    combine_granules: float = COMBINE_GRANULES, window: int | None = None, q_lens=None, tile_q: int | None = None,
 ) -> WorkPlan:  # fmt: skip
     """The work list of decodes on caches of `kv_lens` keys with `kv_heads` KV heads, for `slots` program slots.
     Candidate split lengths: the longest cache cut into n = 1, 2, … pieces (whole granules), while that cache
@@ -146,29 +182,46 @@ def plan_work(
     going to fewer items. Under a left window each request's keys from its window_start on only: planned on
     those lengths, the items' ranges then moved to start there. q_lens: each request's query tokens (speculative
     steps; None: one each), whose first token's window starts the request's keys (it sits q_len − 1 keys before
-    the last); `kv_heads` then counts a KV head's row tiles too (ops.WorkDecode), each an item of the same keys."""
+    the last); `kv_heads` then counts a KV head's row tiles too (ops.WorkDecode), each an item of the same keys.
+    tile_q: the tokens a row tile holds (ops.WorkDecode's, with q_lens): a request of fewer tokens than the
+    longest gets items for the row tiles that hold its tokens only, so a decode beside a 51-token chunk (4 row
+    tiles at Llama's group) is one item a KV head, not four of which three hold no row (and write nothing); None:
+    every request in every row tile."""
     q_lens = [1] * len(kv_lens) if q_lens is None else [int(q) for q in q_lens]
     starts = [window_start(max(0, int(n) - q + 1), window, granule) for n, q in zip(kv_lens, q_lens)]
     lens = [max(0, int(n)) - start for n, start in zip(kv_lens, starts)]
     if not lens or kv_heads < 1 or slots < 1 or granule < 1:
         raise ValueError(f"plan_work: needs requests, kv_heads, slots and granule >= 1, got {len(lens)}, "
                          f"{kv_heads}, {slots}, {granule}")  # fmt: skip
+    columns = [_live_columns(q, kv_heads, q_lens, tile_q) for q in q_lens]  # each request's items a piece
     longest = max(max(lens), 1)
     granules = -(-longest // granule)
     most = min(granules, max(1, -(-MAX_ITEMS_PER_SLOT * slots // kv_heads)))
     overhead, combine = overhead_granules * granule, combine_granules * granule
     best = None
     for tokens in sorted({-(-granules // n) * granule for n in range(1, most + 1)}, reverse=True):
-        costs = [size + overhead for n in lens for size in _sizes(n, tokens, granule)]
+        costs = [(size + overhead, len(c)) for n, c in zip(lens, columns) for size in _sizes(n, tokens, granule)]
         extra = combine if len(costs) > len(lens) else 0
-        if best is not None and max(sum(costs) * kv_heads / slots, max(costs)) + extra > best[0][0]:
+        bound = max(sum(c * m for c, m in costs) / slots, max(c for c, _ in costs)) + extra
+        if best is not None and bound > best[0][0]:
             continue  # no schedule of these items ends sooner than the best so far: skip simulating it
-        estimate = _list_schedule(costs, kv_heads, slots) + extra
-        key = (estimate, kv_heads * len(costs))
+        estimate = _list_schedule(costs, slots) + extra
+        key = (estimate, sum(m for _, m in costs))
         if best is None or key < best[0]:
             best = (key, tokens)
     (estimate, _), tokens = best
-    return _plan(lens, kv_heads, slots, tokens, granule, estimate, starts)
+    return _plan(lens, kv_heads, slots, tokens, granule, estimate, starts, columns)
+
+
+def _live_columns(q_len: int, kv_heads: int, q_lens, tile_q: int | None) -> list[int]:
+    """The item columns (KV head × row tiles + row tile, ops.WorkDecode's) whose row tile holds some of this
+    request's tokens; every column without tile_q."""
+    if not tile_q:
+        return list(range(kv_heads))
+    tiles = _cdiv(max(q_lens), tile_q)  # a KV head's row tiles (ops.WorkDecode's ROW_TILES)
+    if kv_heads % tiles:
+        raise ValueError(f"plan_work: {kv_heads} columns are not KV heads × {tiles} row tiles of {tile_q} tokens")
+    return [column for column in range(kv_heads) if column % tiles * tile_q < q_len]
 
 
 def _sizes(kv_len: int, tokens: int, granule: int) -> list[int]:
@@ -189,10 +242,10 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _list_schedule(costs: list[float], copies: int, slots: int) -> float:
-    """When the last of these items (each `copies` times: one a KV head) ends, launched longest first onto
-    `slots` slots, each item to the slot that frees first."""
-    ordered = sorted((c for c in costs for _ in range(copies)), reverse=True)
+def _list_schedule(costs: list[tuple[float, int]], slots: int) -> float:
+    """When the last of these items (each (cost, copies): one a KV head and row tile that holds the request's
+    rows) ends, launched longest first onto `slots` slots, each item to the slot that frees first."""
+    ordered = sorted((c for c, copies in costs for _ in range(copies)), reverse=True)
     if len(ordered) <= slots:
         return ordered[0] if ordered else 0.0
     ends = [0.0] * slots
@@ -201,13 +254,15 @@ def _list_schedule(costs: list[float], copies: int, slots: int) -> float:
     return max(ends)
 
 
-def _plan(lens, kv_heads: int, slots: int, tokens: int, granule: int, estimate: float, starts) -> WorkPlan:
+def _plan(lens, kv_heads: int, slots: int, tokens: int, granule: int, estimate: float, starts, columns) -> WorkPlan:
+    """The items of this split length; a split request's parts are laid out for every column (first + column ×
+    pieces, as the combine finds them), those of a column without rows never written, as the kernel writes none."""
     pieces = [[(lo + start, hi + start) for lo, hi in split_pieces(n, tokens, granule)]
               for n, start in zip(lens, starts)]  # fmt: skip
     splits = tuple(len(p) for p in pieces)
     items, first = [], 0
     for request, ranges in enumerate(pieces):
-        for head in range(kv_heads):
+        for head in columns[request]:
             for index, (lo, hi) in enumerate(ranges):
                 part = first + head * len(ranges) + index if len(ranges) > 1 else -1
                 items.append(WorkItem(request, head, lo, hi, part))
