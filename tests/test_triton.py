@@ -601,6 +601,39 @@ def test_the_gluon_varlen_kernel_orders_requests_heaviest_first_and_knows_when_i
         )
 
 
+def test_a_mixed_batchs_long_requests_keep_the_gluon_kernel_beside_the_work_list():
+    """ops.MixedWork with gluon (on an sm90 GPU, where the default would take the Gluon varlen kernel): its long
+    requests go through GluonVarlen restricted to them (ORDER and TILES name only them, heaviest first, in the batch's
+    own indices), dense or in pages that fit its loads; without gluon, or when they average less than a 128-row
+    block, the Triton varlen kernel (H100, draw:103: a 744-token chunk on 13.9k keys took 1.26x the time there)."""
+    pytest.importorskip("triton.experimental.gluon")
+    from itertools import accumulate
+
+    from frameworks.triton.gluon_prefill import GluonVarlen
+
+    q_lens, kv_lens = [300, 4, 200, 1], [300, 5000, 900, 40]  # prompt, step on a long cache, chunk, decode
+    q = torch.zeros(sum(q_lens), 8, 64, dtype=torch.bfloat16)
+    k = torch.zeros(sum(kv_lens), 2, 64, dtype=torch.bfloat16)
+    cu_k = torch.tensor([0, *accumulate(kv_lens)], dtype=torch.int32)
+    launches = {}
+    for grid in ("tiles", "blocks"):
+        mixed = ops.MixedWork(q, k, k, q_lens, kv_lens, True, cu_seqlens_k=cu_k, gluon=True, gluon_grid=grid)
+        assert isinstance(mixed.chunks, GluonVarlen) and mixed.chunks.order.tolist() == [2, 0]  # 200 × 900 first
+        assert mixed.info()["launches"][0]["kernel"] == "gluon-pp-varlen"
+        launches[grid] = mixed.chunks
+    tiles = launches["tiles"].tiles.view(-1, 2)
+    assert {int(bh) // 8 for bh in tiles[:, 0]} == {0, 2} and len(tiles) == 8 * (2 + 3)  # 2 and 3 blocks a head
+    assert launches["blocks"].launch_grid == (3, 2 * 8)  # the longest's 3 row blocks × the two requests' heads
+    pages = torch.zeros(400, 16, 2, 64, dtype=torch.bfloat16)
+    table = torch.zeros(4, 313, dtype=torch.int32)
+    paged = ops.MixedWork(q, pages, pages, q_lens, kv_lens, True, block_table=table, page_size=16, gluon=True)
+    assert isinstance(paged.chunks, GluonVarlen) and paged.chunks.kv_lens.tolist() == kv_lens
+    assert isinstance(ops.MixedWork(q, k, k, q_lens, kv_lens, True, cu_seqlens_k=cu_k).chunks, ops.Varlen)
+    short = [30, 4, 20, 1]  # long requests of 30 and 20 tokens: not worth a 128-row block
+    q2 = q[: sum(short)]
+    assert isinstance(ops.MixedWork(q2, k, k, short, kv_lens, True, cu_seqlens_k=cu_k, gluon=True).chunks, ops.Varlen)
+
+
 def test_the_gluon_varlen_kernel_takes_pages_that_fit_its_tma_loads():
     """A paged cache: pages of 16 rows or more that split a 128-key tile or hold whole tiles load through TMA,
     a load a page (the row says tma_per_page where a tile takes several); other sizes are refused, naming the

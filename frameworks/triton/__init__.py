@@ -328,8 +328,8 @@ class TritonAttention(Backend):
         elif self._split_kv_short(spec):  # the short requests on the work list, the longer ones through varlen
             self._op = ops.MixedWork(inputs.q, k, v, batch.q_lens, batch.kv_lens, spec.causal, schedule=schedule,
                                      streams=self._streams(), prefetch_pages=ahead,
-                                     varlen_tma=self._varlen_tma(inputs.device), varlen_config=pinned,
-                                     forms=self._forms, **cache)  # fmt: skip
+                                     varlen_tma=self._varlen_tma(inputs.device), varlen_config=pinned, gluon=gluon,
+                                     gluon_grid=self._gluon_grid(), forms=self._forms, **cache)  # fmt: skip
         elif self._launches() == 2 and batch.decode_split is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
                                  streams=self._streams(), prefetch_pages=ahead, split_rule=self._split_rule(),

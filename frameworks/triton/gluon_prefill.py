@@ -469,11 +469,14 @@ class GluonVarlen:
     head): no GQA packing, so a batch of short requests (decodes, speculative steps) wastes most of each block;
     `ops.gluon_varlen_worth_it` says when not. grid "blocks": row blocks of the longest request for every
     request, those past a request's rows returning at once; "tiles": only the blocks that hold rows, in the same
-    order, from a list built here (`ops.gluon_varlen_tiles`)."""
+    order, from a list built here (`ops.gluon_varlen_tiles`). requests: the indices of the requests this launch
+    takes (a mixed batch's longer ones beside the work list of its short ones: ops.MixedWork; max_q theirs), None:
+    all; the kernel reaches a request only through ORDER or TILES, so a launch of some lists only them and reads the
+    batch's offsets, lengths and cache as they are."""
 
     def __init__(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_q: int, causal: bool, out=None, block_n: int = 128,
                  stages: int = 2, block_table=None, page_size: int | None = None, kv_lens=None,
-                 grid: str = "blocks"):  # fmt: skip
+                 grid: str = "blocks", requests=None):  # fmt: skip
         total, hq, d = q.shape
         hkv = k.shape[-2]
         if d not in (64, 128) or q.dtype not in (torch.bfloat16, torch.float16):
@@ -490,7 +493,8 @@ class GluonVarlen:
             raise ValueError(f"gluon varlen: grid {grid!r} is not valid; expected {', '.join(GLUON_GRIDS)}")
         q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
         kv_list = kv_lens.tolist() if paged else (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).tolist()
-        order = heaviest_first(q_lens, kv_list)
+        chosen = list(range(len(q_lens))) if requests is None else [int(i) for i in requests]
+        order = [chosen[i] for i in heaviest_first([q_lens[i] for i in chosen], [kv_list[i] for i in chosen])]
         self.order = torch.tensor(order, dtype=torch.int32, device=q.device)
         self.grid = grid
         self.q, self.k, self.v, self.out = q, k, v, out  # the descriptors hold their addresses: keep them alive
@@ -501,7 +505,7 @@ class GluonVarlen:
             self.launch_grid = (len(tiles) // 2,)
         else:
             self.tiles = cu_seqlens_q  # an unused pointer stands in
-            self.launch_grid = (triton.cdiv(max_q, 128), len(q_lens) * hq)
+            self.launch_grid = (triton.cdiv(max_q, 128), len(order) * hq)
         self.page = page_size if paged else 0
         self.hq, self.hkv = hq, hkv
         self.causal, self.block_n, self.stages = causal, block_n, stages

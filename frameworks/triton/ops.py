@@ -696,10 +696,11 @@ class MixedWork(_TwoLaunches):
                  page_size: int | None = None, schedule: str = "longest-first", streams: int = 1,
                  prefetch_pages: PagePrefetch = PagePrefetch(), varlen_tma: bool = False,
                  varlen_config: triton.Config | None = None, forms: Forms = Forms(), granule: int = SPLIT_GRANULE,
-                 sms: int | None = None):  # fmt: skip
-        """q_lens, kv_lens: the batch's, lists of ints. streams, prefetch_pages, varlen_config: as Mixed's; the
-        long requests' launch is the Triton varlen kernel (the Gluon one takes whole batches only). granule, sms:
-        the work list's (WorkDecode's)."""
+                 sms: int | None = None, gluon: bool = False, gluon_grid: str = "tiles"):  # fmt: skip
+        """q_lens, kv_lens: the batch's, lists of ints. streams, prefetch_pages, varlen_config: as Mixed's. gluon,
+        gluon_grid: as Mixed's, for the long requests' launch (the Gluon varlen kernel over them where the cache
+        fits it and they average a 128-row block, else the Triton one: H100, draw:103, a 744-token chunk on 13.9k
+        keys took 1.26x the time in the Triton kernel). granule, sms: the work list's (WorkDecode's)."""
         self._streams(streams, q)
         q_lens, kv_lens = [int(n) for n in q_lens], [int(n) for n in kv_lens]
         short, long = short_and_long(q_lens, kv_lens)
@@ -710,10 +711,19 @@ class MixedWork(_TwoLaunches):
         ints = lambda values: torch.tensor(values, dtype=torch.int32, device=q.device)  # noqa: E731
         self.out = torch.empty_like(q)
         cache = {"cu_seqlens_k": cu_seqlens_k, "block_table": block_table, "page_size": page_size}
-        self.chunks = Varlen(q, k, v, ints([0, *accumulate(q_lens)]), ints(kv_lens), max(q_lens[i] for i in long),
-                             causal, config=varlen_config, out=self.out, schedule=schedule,
-                             prefetch_pages=prefetch_pages.prefill, use_tma=varlen_tma, forms=forms, requests=long,
-                             **cache)  # fmt: skip
+        cu_q, longest = ints([0, *accumulate(q_lens)]), max(q_lens[i] for i in long)
+        dense = block_table is None
+        if gluon and (dense or gluon_pages_fit(page_size)) and gluon_varlen_worth_it([q_lens[i] for i in long]):
+            from .gluon_prefill import GluonVarlen
+
+            self.chunks = GluonVarlen(q, k, v, cu_q, cu_seqlens_k if dense else None, longest, causal, out=self.out,
+                                      block_table=block_table, page_size=page_size,
+                                      kv_lens=None if dense else ints(kv_lens), grid=gluon_grid,
+                                      requests=long)  # fmt: skip
+        else:
+            self.chunks = Varlen(q, k, v, cu_q, ints(kv_lens), longest, causal, config=varlen_config, out=self.out,
+                                 schedule=schedule, prefetch_pages=prefetch_pages.prefill, use_tma=varlen_tma,
+                                 forms=forms, requests=long, **cache)  # fmt: skip
         self.decodes = WorkDecode(q, k, v, kv_lens, granule=granule, sms=sms, out=self.out,
                                   prefetch_pages=prefetch_pages.decode, forms=forms, q_lens=q_lens, requests=short,
                                   **cache)  # fmt: skip
