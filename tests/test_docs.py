@@ -79,6 +79,24 @@ def test_the_commands_fall_into_groups_that_keep_the_develop_loop_together():
     assert loop[-1].startswith("rm frameworks/") and any(c.startswith("python3 run.py check") for c in loop)
 
 
+REPORT_COMMAND = "python3 run.py report results/ -o /tmp/report/"
+
+
+def the_report_is_one_page_under_3_mb(done: subprocess.CompletedProcess) -> None:
+    """What the README says of `report results/`: one page, under 3 MB; the CSVs of results/ that are no results
+    file (an A/B's table) are passed over with a line (test_report_page checks it here: the same command)."""
+    assert "results/extra/h200-ab-triton-gluon-2026-11-29.csv skipped: not a results file" in done.stdout
+    assert Path("/tmp/report/index.html").stat().st_size < 3_000_000
+
+
+# what the README says a command gives, checked on its output beside its exit code
+README_CLAIMS = {REPORT_COMMAND: the_report_is_one_page_under_3_mb}
+
+
+def test_the_readme_claims_are_checked_on_commands_it_has():
+    assert REPORT_COMMAND in [c.split("  #")[0].strip() for c in readme_commands()]
+
+
 @pytest.mark.skipif(os.environ.get("ATTNBENCH_SKIP_README_COMMANDS") == "1", reason="ATTNBENCH_SKIP_README_COMMANDS=1")
 @pytest.mark.parametrize("group", command_groups(), ids=lambda g: g[0].split("#")[0].strip()[:60])
 def test_every_readme_command_runs_as_written_in_a_fresh_copy(tmp_path, group):
@@ -97,10 +115,13 @@ def test_every_readme_command_runs_as_written_in_a_fresh_copy(tmp_path, group):
     user_env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env = {**user_env, "PYTHONPATH": str(clone), "COLUMNS": "100"}
     for command in group:
+        claim = README_CLAIMS.get(command.split("  #")[0].strip())
         command = command.replace("python3 ", f"{sys.executable} ", 1) if command.startswith("python3 ") else command
         done = subprocess.run(["bash", "-c", command.split("  #")[0]], cwd=clone, env=env, capture_output=True,
                               text=True, timeout=600)  # fmt: skip
         assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        if claim is not None:
+            claim(done)
 
 
 def test_the_smoke_presets_triton_tasks_pass_the_reference_under_the_interpreter():
