@@ -23,7 +23,13 @@ README = ROOT / "README.md"
 runner = CliRunner()
 
 
+README_COMMANDS_RUN = os.environ.get("ATTNBENCH_SKIP_README_COMMANDS") != "1"
+
+
+@pytest.mark.skipif(README_COMMANDS_RUN, reason="checked by the README's own `run.py readme --check` (README_CLAIMS)")
 def test_every_generated_block_matches_the_committed_csvs():
+    """Where the README's commands are not run (ATTNBENCH_SKIP_README_COMMANDS=1), the check its `readme --check`
+    makes, here."""
     found = rewrite_files(generated_files(ROOT), lambda paths: labelled(load_many(paths)))
     assert any(path == README for path, *_ in found)  # the README's verdict is generated
     stale = [str(path.relative_to(ROOT)) for path, _, old, new in found if old != new]
@@ -79,7 +85,14 @@ def test_the_commands_fall_into_groups_that_keep_the_develop_loop_together():
     assert loop[-1].startswith("rm frameworks/") and any(c.startswith("python3 run.py check") for c in loop)
 
 
+README_CHECK_COMMAND = "python3 run.py readme --check"
 REPORT_COMMAND = "python3 run.py report results/ -o /tmp/report/"
+
+
+def every_generated_block_matches_the_committed_csvs(done: subprocess.CompletedProcess) -> None:
+    """`readme --check` exits 0 only when every block of the README and docs/ matches what the committed CSVs give
+    (test_every_generated_block_matches_the_committed_csvs's check); the README's verdict is among them."""
+    assert re.search(r"/README\.md: [1-9]\d* block\(s\) up to date$", done.stdout, re.MULTILINE), done.stdout
 
 
 def the_report_is_one_page_under_3_mb(done: subprocess.CompletedProcess) -> None:
@@ -90,14 +103,17 @@ def the_report_is_one_page_under_3_mb(done: subprocess.CompletedProcess) -> None
 
 
 # what the README says a command gives, checked on its output beside its exit code
-README_CLAIMS = {REPORT_COMMAND: the_report_is_one_page_under_3_mb}
+README_CLAIMS = {
+    README_CHECK_COMMAND: every_generated_block_matches_the_committed_csvs,
+    REPORT_COMMAND: the_report_is_one_page_under_3_mb,
+}
 
 
 def test_the_readme_claims_are_checked_on_commands_it_has():
-    assert REPORT_COMMAND in [c.split("  #")[0].strip() for c in readme_commands()]
+    assert set(README_CLAIMS) <= {c.split("  #")[0].strip() for c in readme_commands()}
 
 
-@pytest.mark.skipif(os.environ.get("ATTNBENCH_SKIP_README_COMMANDS") == "1", reason="ATTNBENCH_SKIP_README_COMMANDS=1")
+@pytest.mark.skipif(not README_COMMANDS_RUN, reason="ATTNBENCH_SKIP_README_COMMANDS=1")
 @pytest.mark.parametrize("group", command_groups(), ids=lambda g: g[0].split("#")[0].strip()[:60])
 def test_every_readme_command_runs_as_written_in_a_fresh_copy(tmp_path, group):
     """In a copy of the tracked files (a fresh clone), the commands of a group one after another, as a user would
