@@ -119,7 +119,7 @@ def test_every_readme_command_runs_as_written_in_a_fresh_copy(tmp_path, group):
     """In a copy of the tracked files (a fresh clone), the commands of a group one after another, as a user would
     type them, in a user's environment: without the TRITON_INTERPRET=1 that conftest sets for the suite's own
     Triton tests (a user's CPU has no Triton backend, and `sweep --preset smoke` leaves it out; under the
-    interpreter its five tasks were timed for two minutes of this test's CPU time).
+    interpreter its five tasks were timed for over two minutes of this test's CPU time).
     test_the_smoke_presets_triton_tasks_pass_the_reference_under_the_interpreter checks those tasks."""
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     clone = tmp_path / "clone"
@@ -143,8 +143,8 @@ def test_every_readme_command_runs_as_written_in_a_fresh_copy(tmp_path, group):
 def test_the_smoke_presets_triton_tasks_pass_the_reference_under_the_interpreter():
     """What `sweep --preset smoke` plans for the in-repo Triton kernels (each contender variant the preset's specs
     take: Llama-3.1-8B's heads, batch 2, 128 tokens) runs under the interpreter and matches the fp32 reference on
-    every request, one call each: the check that makes a sweep exit 3 on an incorrect row, without the timing
-    (five interpreted calls a task) that the README's job would add."""
+    every request, one call each: the check that makes a sweep exit 3 on an incorrect row, without the seven more
+    interpreted calls a task (a first call, a warm-up, five samples) that the README's job timed."""
     pytest.importorskip("triton")
     if os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("runs the Triton kernels under the interpreter (conftest sets TRITON_INTERPRET=1 on a CPU)")
