@@ -29,7 +29,7 @@ def pytest_configure(config):
     start (sweep workers, the README's commands) keep PyTorch's default."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and not torch.cuda.is_available():
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))  # the default: a thread a core
 
 
 def pytest_xdist_auto_num_workers(config):
