@@ -24,7 +24,6 @@ class _Sdpa(Backend):
 
     def prepare(self, spec, inputs):
         from torch.nn.attention import SDPBackend, sdpa_kernel
-        from torch.nn.attention.bias import causal_lower_right
 
         F = torch.nn.functional
         # [B, S, H, D] -> [B, H, S, D] as views: the kernels take strided inputs (flash wants BSHD anyway)
@@ -34,7 +33,9 @@ class _Sdpa(Backend):
             kwargs["attn_mask"] = window_mask(spec.q_len, spec.kv_len, spec.window, inputs.device)
         elif spec.is_masked and spec.q_len == spec.kv_len:
             kwargs["is_causal"] = True  # top-left == bottom-right when Sq == Sk
-        elif spec.is_masked:
+        elif spec.is_masked:  # torch.nn.attention.bias imports Dynamo (a second): only where its bias is needed
+            from torch.nn.attention.bias import causal_lower_right
+
             kwargs["attn_mask"] = causal_lower_right(spec.q_len, spec.kv_len)
         kernels = [getattr(SDPBackend, self.kernel)] if self.kernel else list(SDPBackend.__members__.values())
         kernels = [kern for kern in kernels if kern.name != "OVERRIDEABLE"] or kernels
@@ -71,12 +72,14 @@ _SDPA_OP = re.compile(r"^aten::(_scaled_dot_product_\w+|_efficient_attention_for
 
 
 def sdpa_ops_called(fn) -> list[str]:
-    """Call fn once under the profiler; the SDPA kernel ops it ran, outermost first."""
-    from torch.profiler import ProfilerActivity, profile
+    """Call fn once under the profiler; the SDPA kernel ops it ran, outermost first. The autograd profiler with
+    Kineto: what torch.profiler.profile(activities=[CPU]) runs, without its check for torch._inductor, which
+    imports Inductor and Dynamo (a second of CPU, in each worker whose first task is an SDPA backend)."""
+    from torch.autograd.profiler import profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(use_kineto=True) as prof:
         fn()
-    names = [e.name for e in prof.events() if _SDPA_OP.match(e.name)]
+    names = [e.name for e in prof.function_events if _SDPA_OP.match(e.name)]
     return [n.removeprefix("aten::") for n in dict.fromkeys(names)]
 
 

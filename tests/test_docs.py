@@ -23,7 +23,13 @@ README = ROOT / "README.md"
 runner = CliRunner()
 
 
+README_COMMANDS_RUN = os.environ.get("ATTNBENCH_SKIP_README_COMMANDS") != "1"
+
+
+@pytest.mark.skipif(README_COMMANDS_RUN, reason="checked by the README's own `run.py readme --check` (README_CLAIMS)")
 def test_every_generated_block_matches_the_committed_csvs():
+    """Where the README's commands are not run (ATTNBENCH_SKIP_README_COMMANDS=1), the check its `readme --check`
+    makes, here."""
     found = rewrite_files(generated_files(ROOT), lambda paths: labelled(load_many(paths)))
     assert any(path == README for path, *_ in found)  # the README's verdict is generated
     stale = [str(path.relative_to(ROOT)) for path, _, old, new in found if old != new]
@@ -79,11 +85,42 @@ def test_the_commands_fall_into_groups_that_keep_the_develop_loop_together():
     assert loop[-1].startswith("rm frameworks/") and any(c.startswith("python3 run.py check") for c in loop)
 
 
-@pytest.mark.skipif(os.environ.get("ATTNBENCH_SKIP_README_COMMANDS") == "1", reason="ATTNBENCH_SKIP_README_COMMANDS=1")
+README_CHECK_COMMAND = "python3 run.py readme --check"
+REPORT_COMMAND = "python3 run.py report results/ -o /tmp/report/"
+
+
+def every_generated_block_matches_the_committed_csvs(done: subprocess.CompletedProcess) -> None:
+    """`readme --check` exits 0 only when every block of the README and docs/ matches what the committed CSVs give
+    (test_every_generated_block_matches_the_committed_csvs's check); the README's verdict is among them."""
+    assert re.search(r"/README\.md: [1-9]\d* block\(s\) up to date$", done.stdout, re.MULTILINE), done.stdout
+
+
+def the_report_is_one_page_under_3_mb(done: subprocess.CompletedProcess) -> None:
+    """What the README says of `report results/`: one page, under 3 MB; the CSVs of results/ that are no results
+    file (an A/B's table) are passed over with a line (test_report_page checks it here: the same command)."""
+    assert "results/extra/h200-ab-triton-gluon-2026-11-29.csv skipped: not a results file" in done.stdout
+    assert Path("/tmp/report/index.html").stat().st_size < 3_000_000
+
+
+# what the README says a command gives, checked on its output beside its exit code
+README_CLAIMS = {
+    README_CHECK_COMMAND: every_generated_block_matches_the_committed_csvs,
+    REPORT_COMMAND: the_report_is_one_page_under_3_mb,
+}
+
+
+def test_the_readme_claims_are_checked_on_commands_it_has():
+    assert set(README_CLAIMS) <= {c.split("  #")[0].strip() for c in readme_commands()}
+
+
+@pytest.mark.skipif(not README_COMMANDS_RUN, reason="ATTNBENCH_SKIP_README_COMMANDS=1")
 @pytest.mark.parametrize("group", command_groups(), ids=lambda g: g[0].split("#")[0].strip()[:60])
 def test_every_readme_command_runs_as_written_in_a_fresh_copy(tmp_path, group):
     """In a copy of the tracked files (a fresh clone), the commands of a group one after another, as a user would
-    type them."""
+    type them, in a user's environment: without the TRITON_INTERPRET=1 that conftest sets for the suite's own
+    Triton tests (a user's CPU has no Triton backend, and `sweep --preset smoke` leaves it out; under the
+    interpreter its five tasks were timed for over two minutes of this test's CPU time).
+    test_the_smoke_presets_triton_tasks_pass_the_reference_under_the_interpreter checks those tasks."""
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     clone = tmp_path / "clone"
     for name in files:
@@ -91,12 +128,36 @@ def test_every_readme_command_runs_as_written_in_a_fresh_copy(tmp_path, group):
         if source.is_file():
             (clone / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, clone / name)
-    env = {**os.environ, "PYTHONPATH": str(clone), "COLUMNS": "100"}
+    user_env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env = {**user_env, "PYTHONPATH": str(clone), "COLUMNS": "100"}
     for command in group:
+        claim = README_CLAIMS.get(command.split("  #")[0].strip())
         command = command.replace("python3 ", f"{sys.executable} ", 1) if command.startswith("python3 ") else command
         done = subprocess.run(["bash", "-c", command.split("  #")[0]], cwd=clone, env=env, capture_output=True,
                               text=True, timeout=600)  # fmt: skip
         assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        if claim is not None:
+            claim(done)
+
+
+def test_the_smoke_presets_triton_tasks_pass_the_reference_under_the_interpreter():
+    """What `sweep --preset smoke` plans for the in-repo Triton kernels (each contender variant the preset's specs
+    take: Llama-3.1-8B's heads, batch 2, 128 tokens) runs under the interpreter and matches the fp32 reference on
+    every request, one call each: the check that makes a sweep exit 3 on an incorrect row, without the seven more
+    interpreted calls a task (a first call, a warm-up, five samples) that the README's job timed."""
+    pytest.importorskip("triton")
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("runs the Triton kernels under the interpreter (conftest sets TRITON_INTERPRET=1 on a CPU)")
+    from harness.cli_options import Selection
+    from harness.plan import plan_sweep
+
+    from .helpers import run_info_after_checking
+
+    _, _, tasks, _ = plan_sweep(Selection(backend=["triton[*]"], device="cpu"))
+    planned = sorted((task.spec.workload.value, task.label) for task in tasks)
+    assert ("decode", "triton") in planned and ("prefill", "triton") in planned and ("append", "triton") in planned
+    for task in tasks:
+        run_info_after_checking(task.label, task.spec)
 
 
 def test_the_guides_example_adapter_passes_check_on_the_cpu(tmp_path, monkeypatch):

@@ -26,8 +26,19 @@ RAY_CLI = [sys.executable, "-m", "ray.scripts.scripts"]
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """One local Ray head with 2 fake GPUs for the whole test run (starting Ray takes seconds a time)."""
+def ray_stops():
+    """`ray stop` runs while the next tests do (it waits seconds for the killed processes to be gone, idle);
+    the run waits for it at its end."""
+    stops: list[subprocess.Popen] = []
+    yield stops
+    for stop in stops:
+        stop.wait(timeout=120)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(ray_stops):
+    """One local Ray head with 2 fake GPUs for this module's tests (starting Ray takes seconds a time), stopped
+    after them: its processes would otherwise stay up, on the worker's CPU, until the whole run ends."""
     start = subprocess.run([*RAY_CLI, "start", "--head", "--num-cpus=2", "--num-gpus=2", "--include-dashboard=false",
                             "--disable-usage-stats"], capture_output=True, text=True, env=ENV, timeout=180)  # fmt: skip
     if start.returncode != 0:
@@ -35,7 +46,8 @@ def ray_cluster():
     try:
         yield "auto"
     finally:
-        subprocess.run([*RAY_CLI, "stop", "--force"], capture_output=True, env=ENV, timeout=120)
+        stop = [*RAY_CLI, "stop", "--force"]
+        ray_stops.append(subprocess.Popen(stop, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV))
 
 
 def test_ray_tasks_give_the_rows_of_the_local_workers(tmp_path, ray_cluster):

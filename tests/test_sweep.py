@@ -246,3 +246,28 @@ def test_resume_after_the_driver_is_killed_loses_and_repeats_nothing(tmp_path):
     rows = load_rows(out)
     keys = _keys(rows)
     assert len(keys) == len(set(keys)) == 8  # every task once: 2 × (decode + append) × 2 backends
+
+
+def test_an_sdpa_task_without_a_causal_bias_imports_no_compiler():
+    """A worker whose tasks are SDPA prefills and decodes never imports Dynamo or Inductor (a second of CPU each
+    time a worker starts): the kernel is named through the autograd profiler, and PyTorch's causal bias module,
+    which imports Dynamo, only for an append's bottom-right mask."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """if True:
+        import sys, torch
+        from frameworks import get_backend
+        from harness.inputs import make_inputs
+        from tests.helpers import tiny_spec
+        for workload in ("prefill", "decode"):
+            spec, backend = tiny_spec(workload), get_backend("sdpa-math")
+            backend.prepare(spec, make_inputs(spec, torch.device("cpu")))()
+            assert "math" in backend.run_info(), backend.run_info()
+        print(sorted(m for m in ("torch._dynamo", "torch._inductor") if m in sys.modules))
+    """
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "[]"

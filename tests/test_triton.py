@@ -21,6 +21,13 @@ from .helpers import cpu_measurer, tiny_spec
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def measured_once():
+    """A CPU measurer of one timed call: a row is still the checked call (status, rel_err, backend_info) and the
+    timer's own two calls after it, but the interpreter's timings mean nothing here, and each interpreted call of
+    a kernel costs up to seconds (four a row with two timed calls)."""
+    return cpu_measurer(iterations=1)
+
+
 def info(row) -> dict:
     """A row's backend_info as the dict the Triton adapter reported."""
     return info_dict(row.backend_info)
@@ -44,7 +51,7 @@ def test_triton_backend_matches_reference(workload, group, page_size):
     if DEVICE.type == "cuda":
         pytest.skip("covered at real sizes by tests/test_gpu.py")
     spec = tiny_spec(workload, group=group, kv_len=40, chunk=12, page_size=page_size)  # ragged tiles and pages
-    row = cpu_measurer().measure(spec, get_backend("triton"))
+    row = measured_once().measure(spec, get_backend("triton"))
     assert row.status is Status.OK, row.reason
     assert row.rel_err < 1e-2 and "BLOCK_N" in info(row)
 
@@ -164,10 +171,10 @@ def test_the_variant_picks_the_split_rule_and_the_row_says_which(what):
     from specs import ExperimentSpec
 
     spec = tiny_spec("decode", kv_len=40, batch=2) if what == "decode" else ExperimentSpec.from_mix(what, 8, 2, 64)
-    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2,splits=fill]"))
+    row = measured_once().measure(spec, get_backend("triton[mixed_launches=2,splits=fill]"))
     decodes = launches(info(row))[-1]  # the split-KV decode launch (a mixed batch's second)
     assert row.status is Status.OK and decodes["split_rule"] == "fill", row.backend_info
-    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2]"))  # the default: waves
+    row = measured_once().measure(spec, get_backend("triton[mixed_launches=2]"))  # the default: waves
     assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
     assert launches(info(row))[-1]["split_rule"] == "waves", row.backend_info
     bad_variant("triton[splits=even]", r"splits='even' is not valid; expected one of waves, fill")
@@ -270,7 +277,7 @@ def test_triton_varlen_matches_reference_on_ragged_and_mixed_batches(mix, page_s
     from specs import ExperimentSpec
 
     spec = ExperimentSpec.from_mix(mix, 8, 2, 64, page_size=page_size)
-    row = cpu_measurer().measure(spec, get_backend("triton"))
+    row = measured_once().measure(spec, get_backend("triton"))
     assert row.status is Status.OK, row.reason
     kernel = "ragged-decode" if spec.batch.kind == "decode" else "varlen"
     assert row.rel_err < 1e-2 and row.checked_batch == spec.batch_size and info(row)["kernel"] == kernel
@@ -296,7 +303,7 @@ def test_a_mixed_batch_in_two_launches_matches_the_reference(mix, page_size):
     from specs import ExperimentSpec
 
     spec = ExperimentSpec.from_mix(mix, 8, 2, 64, page_size=page_size)
-    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2]"))
+    row = measured_once().measure(spec, get_backend("triton[mixed_launches=2]"))
     assert row.status is Status.OK, row.reason
     ran = info(row)
     assert row.rel_err < 1e-2 and (ran["kernel"], ran["streams"]) == ("two launches", 1), row.backend_info
@@ -307,8 +314,8 @@ def test_the_variant_picks_the_mixed_launches_for_a_measurement():
     from specs import ExperimentSpec
 
     spec = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64)
-    assert info(cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2]")))["kernel"] == "two launches"
-    assert info(cpu_measurer().measure(spec, get_backend("triton[mixed_launches=1]")))["kernel"] == "varlen"
+    assert info(measured_once().measure(spec, get_backend("triton[mixed_launches=2]")))["kernel"] == "two launches"
+    assert info(measured_once().measure(spec, get_backend("triton[mixed_launches=1]")))["kernel"] == "varlen"
     bad_variant("triton[mixed_launches=3]", r"mixed_launches='3' is not valid; expected one of 2, 1")
 
 
@@ -329,7 +336,7 @@ def test_every_varlen_schedule_matches_the_reference(schedule, page_size):
     from specs import ExperimentSpec
 
     spec = ExperimentSpec.from_mix("q5_2q4s9_q20s30_q1s17", 8, 2, 64, page_size=page_size)
-    row = cpu_measurer().measure(spec, get_backend(f"triton[mixed_launches=1,schedule={schedule}]"))
+    row = measured_once().measure(spec, get_backend(f"triton[mixed_launches=1,schedule={schedule}]"))
     assert row.status is Status.OK, row.reason
     assert row.rel_err < 1e-2 and (info(row)["kernel"], info(row)["schedule"]) == ("varlen", schedule)
 
@@ -360,11 +367,12 @@ def test_varlen_tiles_through_tma_over_a_packed_cache_match_the_reference(schedu
 
     variant = f"triton[varlen_tma=on,schedule={schedule},mixed_launches={mixed_launches}]"
     spec = ExperimentSpec.from_mix("q5_2q4s9_q20s30_q1s17_2q1s40", 8, 2, 64)
-    row = cpu_measurer().measure(spec, get_backend(variant))
+    row = measured_once().measure(spec, get_backend(variant))
     assert row.status is Status.OK, row.reason
     (varlen,) = [launch for launch in launches(info(row)) if launch["kernel"] == "varlen"]
     assert row.rel_err < 1e-2 and varlen["kv_loads"] == "tma", row.backend_info
-    paged = cpu_measurer().measure(ExperimentSpec.from_mix("q20s30_q4s9", 8, 2, 64, page_size=16), get_backend(variant))
+    paged_spec = ExperimentSpec.from_mix("q20s30_q4s9", 8, 2, 64, page_size=16)
+    paged = measured_once().measure(paged_spec, get_backend(variant))
     assert paged.status is Status.OK  # pages of 16: gathered
     assert all(launch["kv_loads"] == "gather" for launch in launches(info(paged))), paged.backend_info
     bad_variant("triton[varlen_tma=yes]", r"varlen_tma='yes' is not valid; expected one of on, off")
@@ -389,7 +397,7 @@ def test_two_streams_are_asked_for_by_the_variant_and_never_claimed_on_a_cpu():
     from specs import ExperimentSpec
 
     spec = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64)
-    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2,mixed_streams=2]"))
+    row = measured_once().measure(spec, get_backend("triton[mixed_launches=2,mixed_streams=2]"))
     if DEVICE.type == "cpu":  # the interpreter has no streams: the row says the one it ran on
         assert row.status is Status.OK and (info(row)["kernel"], info(row)["streams"]) == ("two launches", 1)
     bad_variant("triton[mixed_streams=3]", r"mixed_streams='3' is not valid; expected one of 2, 1")
@@ -436,13 +444,13 @@ def test_page_ids_a_step_ahead_match_the_reference(spec_args, page_size):
         spec = ExperimentSpec.from_mix(what, 8, 2, 64, page_size=page_size)
     else:
         spec = tiny_spec(what, group=4, kv_len=70, chunk=20, batch=2, page_size=page_size)
-    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2,page_prefetch=all]"))
+    row = measured_once().measure(spec, get_backend("triton[mixed_launches=2,page_prefetch=all]"))
     assert row.status is Status.OK, row.reason
     ran = launches(info(row))
     gathered = all(launch["kv_loads"] != "tma" for launch in ran)  # pages that hold a whole tile go through TMA
     assert row.rel_err < 1e-2 and any(launch.get("page_ids_ahead") for launch in ran) == gathered, row.backend_info
     assert gathered or page_size == 16
-    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2,page_prefetch=off]"))
+    row = measured_once().measure(spec, get_backend("triton[mixed_launches=2,page_prefetch=off]"))
     assert row.status is Status.OK and not any("page_ids_ahead" in launch for launch in launches(info(row)))
 
 
@@ -456,14 +464,14 @@ def test_page_ids_ahead_by_default_in_the_decode_launches_only(what, kinds):
     from specs import ExperimentSpec
 
     spec = ExperimentSpec.from_mix(what, 8, 2, 64, page_size=16)
-    row = cpu_measurer().measure(spec, get_backend("triton[mixed_launches=2]"))
+    row = measured_once().measure(spec, get_backend("triton[mixed_launches=2]"))
     assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
     loads = [(launch["kv_loads"], launch.get("page_ids_ahead", False)) for launch in launches(info(row))]
     assert loads == [("gather", kind == "decode") for kind in kinds], row.backend_info
 
 
 def test_page_ids_ahead_are_never_claimed_for_a_dense_cache():
-    row = cpu_measurer().measure(tiny_spec("decode", kv_len=40), get_backend("triton[page_prefetch=all]"))
+    row = measured_once().measure(tiny_spec("decode", kv_len=40), get_backend("triton[page_prefetch=all]"))
     assert row.status is Status.OK and "page_ids_ahead" not in info(row), row.backend_info
     bad_variant("triton[page_prefetch=yes]", r"page_prefetch='yes' is not valid; expected one of decode, all, off")
 
@@ -482,13 +490,13 @@ def test_a_pinned_varlen_config_runs_and_the_row_says_it_was_pinned(mixed_launch
     (name,) = [config_name(c) for c in _prefill_configs()]
     assert name == "32x16w4s1"
     spec = ExperimentSpec.from_mix("q5_q20s30_2q1s17", 8, 2, 64, page_size=16)
-    row = cpu_measurer().measure(spec, get_backend(f"triton[mixed_launches={mixed_launches},varlen_config={name}]"))
+    row = measured_once().measure(spec, get_backend(f"triton[mixed_launches={mixed_launches},varlen_config={name}]"))
     assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
     varlen = launches(info(row))[0]
     pinned = {"kernel": "varlen", "schedule": "longest-first", "pinned": True, "BLOCK_M": 32, "BLOCK_N": 16,
               "warps": 4, "stages": 1}  # fmt: skip
     assert pinned.items() <= varlen.items(), row.backend_info
-    row = cpu_measurer().measure(spec, get_backend(f"triton[mixed_launches={mixed_launches},varlen_config=auto]"))
+    row = measured_once().measure(spec, get_backend(f"triton[mixed_launches={mixed_launches},varlen_config=auto]"))
     assert row.status is Status.OK and not any("pinned" in launch for launch in launches(info(row)))
     bad_variant("triton[varlen_config=128x64]", r"varlen_config='128x64' is not valid; expected one of auto, 32x16w4s1")
 
@@ -540,7 +548,7 @@ def test_the_gluon_switch_falls_back_to_triton_where_gluon_cannot_run(workload):
     """The variant gluon=on (the default) takes the Gluon kernel on sm90 GPUs only: under the interpreter
     the Triton kernel runs, and the row says so; a bad value is refused, naming the key and the allowed values."""
     spec = tiny_spec(workload, kv_len=40, batch=2)
-    row = cpu_measurer().measure(spec, get_backend("triton"))
+    row = measured_once().measure(spec, get_backend("triton"))
     assert row.status is Status.OK and row.rel_err < 1e-2 and not info(row)["kernel"].startswith("gluon")
     assert not ops.gluon_capable(torch.device("cpu"))
     bad_variant("triton[gluon=yes]", r"gluon='yes' is not valid; expected one of on, off")
@@ -728,6 +736,6 @@ def test_a_speculative_step_loads_page_ids_ahead_by_default(workload, ahead):
     the prefill kernel) loads the next tile's page ids a step ahead, as the decode kernels do; an append does
     not. The row says which ran (pages of 5: gathered, never TMA), and both match the reference."""
     spec = tiny_spec(workload, kv_len=40, batch=2, page_size=5)
-    row = cpu_measurer().measure(spec, get_backend("triton"))
+    row = measured_once().measure(spec, get_backend("triton"))
     assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
     assert info(row)["kv_loads"] == "gather" and info(row).get("page_ids_ahead", False) == ahead, row.backend_info
