@@ -24,7 +24,7 @@ from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warp
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from .kernels import LOG2E
-from .schedule import GLUON_GRIDS, gluon_pages_fit, gluon_varlen_tiles, heaviest_first, sm_count
+from .schedule import GLUON_GRIDS, gluon_pages_fit, gluon_varlen_tiles, heaviest_first, sm_count, subset
 
 
 @gluon.jit
@@ -493,8 +493,7 @@ class GluonVarlen:
             raise ValueError(f"gluon varlen: grid {grid!r} is not valid; expected {', '.join(GLUON_GRIDS)}")
         q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
         kv_list = kv_lens.tolist() if paged else (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).tolist()
-        chosen = list(range(len(q_lens))) if requests is None else [int(i) for i in requests]
-        order = [chosen[i] for i in heaviest_first([q_lens[i] for i in chosen], [kv_list[i] for i in chosen])]
+        order = heaviest_first(q_lens, kv_list, None if requests is None else subset(requests, len(q_lens)))
         self.order = torch.tensor(order, dtype=torch.int32, device=q.device)
         self.grid = grid
         self.q, self.k, self.v, self.out = q, k, v, out  # the descriptors hold their addresses: keep them alive

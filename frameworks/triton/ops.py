@@ -32,6 +32,7 @@ from .schedule import (  # noqa: F401 - re-exported: callers and tests read them
     on_work_list,
     plan_work,
     sm_count,
+    subset,
     window_lens,
     work_tensors,
 )
@@ -324,12 +325,11 @@ class Varlen:
         total, hq, d = q.shape
         self.schedule = _one_of("schedule", schedule, SCHEDULES)
         all_q = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
-        order = list(range(len(all_q))) if requests is None else _subset(requests, len(all_q))
+        order = list(range(len(all_q))) if requests is None else subset(requests, len(all_q))
         self.subset = requests is not None
         q_lens = [all_q[i] for i in order]
         if schedule in ("longest-first", "tiles"):
-            all_k = kv_lens.tolist()
-            order = [order[i] for i in heaviest_first(q_lens, [all_k[i] for i in order])]
+            order = heaviest_first(all_q, kv_lens.tolist(), order)
         self.order = torch.tensor(order, dtype=torch.int32, device=q.device)
         self.out = out
         hkv = k.shape[-2]
@@ -488,7 +488,7 @@ class WorkDecode:
         self.kv_heads, self.group = hkv, hq // hkv
         if requests is not None and self.uniform:
             raise ValueError("WorkDecode: requests takes some of a packed batch's requests, not of a uniform q")
-        self.requests = None if requests is None else _subset(requests, b)
+        self.requests = None if requests is None else subset(requests, b)
         mine = self.requests or range(b)  # the requests the list takes
         self.q_len, tile_q, self.row_tiles, self.cu_q = self._steps(q_lens, lens, mine, max_rows, q.device)
         self._query_rows(q)  # a uniform step's [B, Sq] rows must merge into one axis without a copy
@@ -741,14 +741,6 @@ def short_and_long(q_lens, kv_lens) -> tuple[list[int], list[int]]:
     caches) and of the others (the varlen kernel's)."""
     short = [i for i, (q, n) in enumerate(zip(q_lens, kv_lens)) if on_work_list(q, n)]
     return short, [i for i in range(len(q_lens)) if i not in short]
-
-
-def _subset(requests, count: int) -> list[int]:
-    """Indices of some of a batch's `count` requests, in batch order; one line if any is out of range or twice."""
-    chosen = sorted(int(i) for i in requests)
-    if not chosen or len(set(chosen)) != len(chosen) or chosen[0] < 0 or chosen[-1] >= count:
-        raise ValueError(f"requests: {list(requests)} is not a set of indices of the batch's {count} requests")
-    return chosen
 
 
 def split_point(cu_q_list) -> int | None:

@@ -39,9 +39,19 @@ def sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
 
 
-def heaviest_first(q_lens, kv_lens) -> list[int]:
-    """Request indices by work (query × key pairs), largest first; stable: equal requests keep batch order."""
-    return sorted(range(len(q_lens)), key=lambda i: -q_lens[i] * kv_lens[i])
+def heaviest_first(q_lens, kv_lens, requests=None) -> list[int]:
+    """Request indices by work (query × key pairs), largest first; stable: equal requests keep batch order.
+    requests: only these of the batch (their indices into q_lens and kv_lens, in batch order); None: all."""
+    chosen = range(len(q_lens)) if requests is None else requests
+    return sorted(chosen, key=lambda i: -q_lens[i] * kv_lens[i])
+
+
+def subset(requests, count: int) -> list[int]:
+    """Indices of some of a batch's `count` requests, in batch order; one line if any is out of range or twice."""
+    chosen = sorted(int(i) for i in requests)
+    if not chosen or len(set(chosen)) != len(chosen) or chosen[0] < 0 or chosen[-1] >= count:
+        raise ValueError(f"requests: {list(requests)} is not a set of indices of the batch's {count} requests")
+    return chosen
 
 
 def gluon_varlen_tiles(order, q_lens, heads: int, causal: bool, block_m: int = 128) -> list[int]:
