@@ -112,9 +112,7 @@ class SdpaFlash(_Sdpa):
 @register("sdpa-efficient")
 class SdpaEfficient(_Sdpa):
     kernel = "EFFICIENT_ATTENTION"
-    caps = Caps(
-        gqa=False, windows=True, mla=_EXPANDED
-    )  # PyTorch's memory-efficient kernel has no GQA: it needs Hq == Hkv
+    caps = Caps(gqa=False, windows=True, mla=_EXPANDED)  # PyTorch's memory-efficient kernel needs Hq == Hkv
 
 
 @register("sdpa-cudnn")

@@ -30,11 +30,16 @@ def _ragged(spec) -> bool:
 GLUON_LONG = 1536
 
 
+def _gluon_takes(spec) -> bool:
+    """The specs the Gluon kernels take: plain attention (no window, sinks or soft-cap) at head dim 64 or 128 on a
+    cache in its own dtype (no FP8)."""
+    return not (spec.has_form or spec.kv_dtype) and spec.head_dim in (64, 128)
+
+
 def _gluon_long_changes(spec) -> bool:
-    """Where gluon=long runs another kernel than gluon=on: plain attention at head dim 64 or 128 on a cache in its own
-    dtype (the Gluon kernels' forms) whose longest prompt or chunk is a Gluon row block (128 tokens) or more but
-    shorter than GLUON_LONG."""
-    if spec.workload is Workload.DECODE or spec.has_form or spec.kv_dtype or spec.head_dim not in (64, 128):
+    """Where gluon=long runs another kernel than gluon=on: a spec the Gluon kernels take whose longest prompt or
+    chunk is a Gluon row block (128 tokens) or more but shorter than GLUON_LONG."""
+    if spec.workload is Workload.DECODE or not _gluon_takes(spec):
         return False
     return 128 <= spec.batch.max_q < GLUON_LONG
 
@@ -291,7 +296,7 @@ class TritonAttention(Backend):
             return False
         if self.choice["gluon"] == "long" and spec.batch.max_q < GLUON_LONG:
             return False
-        if spec.has_form or spec.kv_dtype or spec.head_dim not in (64, 128):
+        if not _gluon_takes(spec):
             return False
         if spec.page_size is not None and not ops.gluon_pages_fit(spec.page_size):
             return False
