@@ -295,15 +295,7 @@ class _RaggedParts:
 
     def decode(self, lo: int, hi: int):
         hq, hkv, d = self.heads
-        if self.paged is None:  # the packed cache as pages of one token: no copy
-            kv_lo, kv_hi = self.spec.batch.cu_seqlens_k[lo], self.spec.batch.cu_seqlens_k[hi]
-            indptr = self.cu_k[lo : hi + 1] - kv_lo
-            cache, indices = _token_pages(self.inputs.k, self.inputs.v, kv_lo, kv_hi)
-            last = torch.ones(hi - lo, dtype=torch.int32, device=self.inputs.device)
-            page_size = 1
-        else:
-            indptr, indices, last = self._pages(lo, hi)
-            page_size, cache = self.spec.page_size, (self.paged.k_pages, self.paged.v_pages)
+        page_size, cache, (indptr, indices, last) = self._paged_view(lo, hi)
         wrapper = self.fi.BatchDecodeWithPagedKVCacheWrapper(self.workspace, "NHD", use_tensor_cores=True)
         wrapper.plan(indptr, indices, last, hq, hkv, d, page_size, pos_encoding_mode="NONE", q_data_type=self.dtype,
                      kv_data_type=self.kv_dtype, **plan_form(self.spec))  # fmt: skip
@@ -316,13 +308,7 @@ class _RaggedParts:
             raise Unsupported("this FlashInfer has no BatchAttention (the holistic kernel for mixed batches)")
         hq, hkv, d = self.heads
         device = self.inputs.device
-        n = self.spec.batch.num_requests
-        if self.paged is None:
-            indptr, page_size = self.cu_k, 1
-            cache, indices = _token_pages(self.inputs.k, self.inputs.v, 0, self.spec.batch.cu_seqlens_k[-1])
-        else:
-            indptr, indices = self._pages(0, n)[:2]
-            page_size, cache = self.spec.page_size, (self.paged.k_pages, self.paged.v_pages)
+        page_size, cache, (indptr, indices, _) = self._paged_view(0, self.spec.batch.num_requests)
         kv_lens = torch.tensor(self.spec.batch.kv_lens, dtype=torch.int32, device=device)
         wrapper = self.fi.BatchAttention("NHD", device=str(device))
         # its own float workspace (384 MiB in 0.7.2) overflowed on Gemma-3's decode-heavy mix on an H100 (594 MiB of
@@ -338,15 +324,20 @@ class _RaggedParts:
         """The whole batch through BatchAttentionWithAttentionSinkWrapper, a paged prefill wrapper planned with
         qo_indptr as any prefill call of ragged queries: pages of the spec's size, or the dense packed cache read as
         pages of one token. Returns run(q, out)."""
-        n, device = self.spec.batch.num_requests, self.inputs.device
-        if self.paged is None:
-            cache, indices = _token_pages(self.inputs.k, self.inputs.v, 0, self.spec.batch.cu_seqlens_k[-1])
-            pages, page_size = (self.cu_k, indices, torch.ones(n, dtype=torch.int32, device=device)), 1
-        else:
-            pages, page_size = self._pages(0, n), self.spec.page_size
-            cache = (self.paged.k_pages, self.paged.v_pages)
+        page_size, cache, pages = self._paged_view(0, self.spec.batch.num_requests)
         return _sink_wrapper(self.fi, self.workspace, self.spec, self.inputs, self.cu_q, pages, page_size, cache,
                              causal=self.spec.causal)  # fmt: skip
+
+    def _paged_view(self, lo: int, hi: int):
+        """(page_size, (K, V) pages, (kv_indptr, kv_indices, last-page lengths)) of requests lo … hi − 1 as the
+        paged wrappers take them: the spec's pages, or the dense packed cache read as pages of one token (no copy,
+        SGLang's token pool)."""
+        if self.paged is None:
+            kv_lo, kv_hi = self.spec.batch.cu_seqlens_k[lo], self.spec.batch.cu_seqlens_k[hi]
+            cache, indices = _token_pages(self.inputs.k, self.inputs.v, kv_lo, kv_hi)
+            last = torch.ones(hi - lo, dtype=torch.int32, device=self.inputs.device)
+            return 1, cache, (self.cu_k[lo : hi + 1] - kv_lo, indices, last)
+        return self.spec.page_size, (self.paged.k_pages, self.paged.v_pages), self._pages(lo, hi)
 
     def _pages(self, lo: int, hi: int):
         """kv_indptr, kv_indices and last-page lengths of requests lo … hi − 1."""
