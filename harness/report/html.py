@@ -234,9 +234,10 @@ def relative_heatmap(table: pd.DataFrame, title: str):
     return fig
 
 
-def _figures(frame: pd.DataFrame) -> list:
+def _figures(frame: pd.DataFrame, serving: pd.DataFrame | None = None) -> list:
     """Plotly figures: roofline, scaling curves, each backend against the fastest of each uniform spec, a heat
-    map of the serving mixes a GPU and model."""
+    map of the serving mixes a GPU and model, the verdict over a GPU's serving batches (`serving`: the report's
+    verdict.serving_verdict of the frame, made here where not given)."""
     from ..ceilings import rebase
     from .plots import MAX_MIX_COLUMNS, mix_ratios
 
@@ -264,7 +265,7 @@ def _figures(frame: pd.DataFrame) -> list:
         figures.append(relative_heatmap(table, f"Serving mixes · {device} · {model}: p50 / the mix's fastest p50"))
     from .verdict import serving_verdict, verdict_figures
 
-    return figures + verdict_figures(serving_verdict(frame))
+    return figures + verdict_figures(serving_verdict(frame) if serving is None else serving)
 
 
 def _scaling_figures(uniform: pd.DataFrame) -> list:
@@ -460,7 +461,8 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = rebase(frame.reset_index(drop=True))
-    figures = _figures(frame)
+    serving = serving_verdict(frame)  # the verdict section's table and its figures
+    figures = _figures(frame, serving)
     titles = [f.layout.title.text or f"figure {i + 1}" for i, f in enumerate(figures)]
     for f in figures:
         f.update_layout(title=None, margin={"t": 40})
@@ -477,7 +479,7 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
     summary_line = (f"{len(frame)} rows from {html.escape(source)}, {frame['device'].nunique()} GPU kinds, "
                     f"{frame['backend'].nunique()} backends (variants apart).")  # fmt: skip
     winners = _winners(frame)
-    verdicts = verdict_html(serving_verdict(frame))
+    verdicts = verdict_html(serving)
     toc = [("summary-h", "Which backend to use"), ("environment", "Environment")]
     toc += [("winners-h", "Serving mixes: who wins")] if winners else []
     toc += [("verdict-h", "Verdicts: how often each library is the best")] if verdicts else []

@@ -59,7 +59,7 @@ def mix_label(mix: str, width: int) -> str:
     preset's), else its first `width` characters (a drawn batch of 256 requests is a string of kilobytes)."""
     from specs import MIX_NAMES
 
-    return MIX_NAMES.get(mix) or (mix if len(mix) <= width else mix[: width - 1] + "…")
+    return MIX_NAMES.get(mix) or _cut(mix, width)
 
 
 def batch_name(row) -> str:
