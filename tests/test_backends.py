@@ -380,7 +380,8 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
     paged_mix = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64, page_size=16)
     decodes = ExperimentSpec.from_mix("3q1s7_q1s40", 8, 2, 64)  # a ragged batch of decodes only
     decode, prefill = tiny_spec("decode"), tiny_spec("prefill")
-    # gluon=long differs from on only below GLUON_LONG tokens and from a Gluon row block (128) up, on plain attention
+    # gluon=long differs from on only from a Gluon row block (128) up, on plain attention, where no request computes
+    # the query-key pairs of a GLUON_LONG-token prompt (a 256-token chunk on 8192 keys does)
     short_prompts, long_prompts = (ExperimentSpec.from_mix(m, 8, 2, 64) for m in ("q800_q300", "q1600_q300"))
     windowed = ExperimentSpec.from_mix("q800_q300", 8, 2, 64, window=128)
     # spec=split-kv: a chunk of <= 64 tokens on a cache of 64 keys a token or more goes on its work list (draw:79's
@@ -399,7 +400,7 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
         (
             "triton[gluon=long]",
             [short_prompts, tiny_spec("append", chunk=256, kv_len=512)],
-            [long_prompts, windowed, decode, mixed],
+            [long_prompts, windowed, decode, mixed, tiny_spec("append", chunk=256, kv_len=8192)],
         ),
         ("triton[mixed_streams=1]", [mixed], [decodes, decode]),
         ("triton[varlen_tma=off]", [mixed], [paged_mix, decode]),
@@ -467,10 +468,15 @@ def test_a_cudnn_part_that_does_not_load_leaves_te_to_say_why(tmp_path, monkeypa
     assert "CUDNN_PATH" not in os.environ
 
 
-@pytest.mark.parametrize("mix, long", [("q800_q300", False), ("q1600_q300", True), ("q1536", True)])
-def test_gluon_long_keeps_the_gluon_kernels_for_long_prompts_only(monkeypatch, mix, long):
-    """gluon=long: the Gluon kernels where the longest prompt or chunk holds GLUON_LONG tokens or more, the autotuned
-    Triton kernel below; gluon=on takes them at any length (on an sm90 GPU, faked here: the CPU has none)."""
+@pytest.mark.parametrize(
+    "mix, long",
+    [("q800_q300", False), ("q1600_q300", True), ("q1536", True), ("q1535", False), ("q744s13919_q300", True),
+     ("q453s1680_q300", False), ("q8s11499_q917", False)],
+)  # fmt: skip
+def test_gluon_long_keeps_the_gluon_kernels_for_heavy_requests_only(monkeypatch, mix, long):
+    """gluon=long: the Gluon kernels where a request computes the query-key pairs of a GLUON_LONG-token prompt or
+    more (a long prompt, or a chunk on a long cache: draw:5's 744 tokens on 13,919 keys), the autotuned Triton kernel
+    below; gluon=on takes them at any length (on an sm90 GPU, faked here: the CPU has none)."""
     from types import SimpleNamespace
 
     import torch

@@ -14,6 +14,7 @@ from harness.reference import check_output, reference_attention
 from harness.store import Status
 from harness.timer import Repetition
 from specs import DType, ExperimentSpec
+from specs.presets import specs_for
 
 pytestmark = pytest.mark.gpu
 
@@ -145,14 +146,25 @@ def test_paged_backend_on_gpu(measurer, name, workload, group):
     assert row.rel_err < 2e-2 and row.checked_batch == 4
 
 
+def latent_only(name: str) -> bool:
+    """A backend of latent attention only (FlashMLA, triton-mla): it declines plain GQA, so its rows are MLA-shaped
+    (the latent decode below; its ragged and paged batches in test_fp8_mla.py and test_triton_mla.py)."""
+    plain = ExperimentSpec("decode", 1, 1, 64, 32, 32, 128, model="gpu-test")
+    return BACKENDS[name].caps.mla == {"mla-absorbed"} and get_backend(name).supports(plain) is not None
+
+
 @pytest.mark.parametrize("name", PROJECT_BACKENDS)
 def test_every_available_backend_runs_something(measurer, name):
-    """An adapter that declines every spec fails: at least one real-shape spec runs ok."""
+    """An adapter that declines every spec fails: at least one real-shape spec runs ok (a latent-attention
+    backend's: a DeepSeek-V2-Lite decode on pages of 64)."""
     backend = available_or_skip(name)
     statuses = []
-    for workload, (q_len, kv_len) in WORKLOADS.items():
-        kv_heads = 8 if backend.caps.gqa else 32  # built from the declaration
-        spec = ExperimentSpec(workload, 2, q_len, kv_len, 32, kv_heads, 128, model="gpu-test")
+    kv_heads = 8 if backend.caps.gqa else 32  # built from the declaration
+    specs = [ExperimentSpec(workload, 2, q_len, kv_len, 32, kv_heads, 128, model="gpu-test")
+             for workload, (q_len, kv_len) in WORKLOADS.items()]  # fmt: skip
+    if backend.caps.mla:
+        specs.append(specs_for("DeepSeek-V2-Lite", workload="decode", batch_size=2, q_len=1, kv_len=1024, page_size=64))
+    for spec in specs:
         row = measurer.measure(spec, backend)
         statuses.append(row.status)
         if row.status is Status.OK:
@@ -175,7 +187,7 @@ def test_flashinfer_rows_say_which_kv_layout_ran(measurer):
 
 
 RAGGED_MIXES = ["q300s1000_5q1s700_3q4s1500", "2q512_q100s2000", "8q1s3000_q1s17"]
-RAGGED_BACKENDS = sorted(n for n in PROJECT_BACKENDS if BACKENDS[n].caps.ragged)
+RAGGED_BACKENDS = sorted(n for n in PROJECT_BACKENDS if BACKENDS[n].caps.ragged and not latent_only(n))
 
 
 @pytest.mark.parametrize("group", sorted(SHAPES))

@@ -24,10 +24,25 @@ def _ragged(spec) -> bool:
     return bool(spec.mix)
 
 
-# gluon=long: below this longest prompt or chunk the autotuned Triton kernel ran faster than the Gluon ping-pong
-# one on the H100's drawn prompt batches (many short prompts: 0.70-0.93x the time), at or above it slower (up to
-# 1.38x); docs/perf/generalization.md, "Gluon or Triton for a batch of prompts"
+# gluon=long: below a prompt of this length the autotuned Triton kernel ran faster than the Gluon ping-pong one on
+# the H100's drawn prompt batches (many short prompts: 0.70-0.93x the time), at or above it slower (up to 1.38x);
+# docs/perf/generalization.md, "Gluon or Triton for a batch of prompts". Counted as work, the query-key pairs of the
+# heaviest request: a 744-token chunk on 13,919 keys (draw:5) took 1.34x the time in the Triton kernel
 GLUON_LONG = 1536
+
+
+def _pairs(q_len: int, kv_len: int) -> int:
+    """The query-key pairs of one causal request (bottom-right: its query i sees kv_len - q_len + i + 1 keys)."""
+    return q_len * (kv_len - q_len) + q_len * (q_len + 1) // 2
+
+
+GLUON_LONG_PAIRS = _pairs(GLUON_LONG, GLUON_LONG)
+
+
+def _heavy(spec) -> bool:
+    """gluon=long's Gluon batches: the heaviest request computes the pairs of a GLUON_LONG-token prompt or more."""
+    batch = spec.batch
+    return max(_pairs(q, k) for q, k in zip(batch.q_lens, batch.kv_lens)) >= GLUON_LONG_PAIRS
 
 
 def _gluon_takes(spec) -> bool:
@@ -38,10 +53,10 @@ def _gluon_takes(spec) -> bool:
 
 def _gluon_long_changes(spec) -> bool:
     """Where gluon=long runs another kernel than gluon=on: a spec the Gluon kernels take whose longest prompt or
-    chunk is a Gluon row block (128 tokens) or more but shorter than GLUON_LONG."""
+    chunk is a Gluon row block (128 tokens) or more, and whose heaviest request is lighter than a GLUON_LONG prompt."""
     if spec.workload is Workload.DECODE or not _gluon_takes(spec):
         return False
-    return 128 <= spec.batch.max_q < GLUON_LONG
+    return spec.batch.max_q >= 128 and not _heavy(spec)
 
 
 def _has_decodes(spec) -> bool:
@@ -114,8 +129,8 @@ VARIANTS = (
         applies_by_value={"long": _gluon_long_changes},
         help="sm90 dense prefill/append and ragged prompt launches: the Gluon ping-pong kernel (on; H200 "
         "A/B: readme prefill 0.89-0.93x the time, append 0.90-0.96x), the autotuned Triton kernel (off), or "
-        f"Gluon only where the longest prompt or chunk holds {GLUON_LONG} tokens or more, Triton below (long; "
-        "H100, drawn prompt batches: 0.94x the time of on over 30, 0.94x over 24 held-out ones; "
+        f"Gluon only where a request computes the query-key pairs of a {GLUON_LONG}-token prompt or more, Triton "
+        "below (long; H100, drawn prompt batches: 0.94x the time of on over 30, 0.94x over 24 held-out ones; "
         "docs/perf/generalization.md)",
     ),
     VariantKey(
@@ -286,15 +301,15 @@ class TritonAttention(Backend):
                             persistent=append)  # fmt: skip
 
     def _gluon(self, spec, inputs, ops) -> bool:
-        """Whether the Gluon kernels may run: the gluon variant allows it (gluon=long: the longest prompt or chunk
-        holds GLUON_LONG tokens or more), the spec is plain attention at head
+        """Whether the Gluon kernels may run: the gluon variant allows it (gluon=long: the heaviest request computes the
+        query-key pairs of a GLUON_LONG-token prompt or more), the spec is plain attention at head
         dim 64 or 128 on a cache in its own dtype (the Gluon kernels take no window, sinks, soft-cap or FP8:
         such a spec runs the Triton kernels, which backend_info names), the cache is dense or its pages
         fit the varlen kernel's TMA loads (ops.gluon_pages_fit: the uniform kernel takes dense caches only), the
         tensors contiguous, and the GPU an sm90 one (gluon_capable)."""
         if self.choice["gluon"] == "off":
             return False
-        if self.choice["gluon"] == "long" and spec.batch.max_q < GLUON_LONG:
+        if self.choice["gluon"] == "long" and not _heavy(spec):
             return False
         if not _gluon_takes(spec):
             return False
