@@ -98,6 +98,12 @@ class TransformerEngine(Backend):
                 "kv_dtype fp8_e4m3: TE's FP8 attention (fp8_dpa under fp8_autocast) quantizes bf16 inputs with its "
                 "recipe's own scales; it is not handed e4m3 tensors with given descales, so it is not run here"
             )
+        if spec.sinks and spec.is_ragged:
+            return (
+                "sinks on a ragged batch: TE 2.20 runs learnable sinks in its unfused path, whose bottom-right padding "
+                "mask of a THD batch fails on requests of different lengths (H100, 2026-12-06: 'The size of tensor a "
+                "(8192) must match the size of tensor b (512)'); uniform batches take sinks"
+            )
         return super().supports(spec)
 
     def availability(self, device):

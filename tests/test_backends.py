@@ -380,8 +380,8 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
     paged_mix = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64, page_size=16)
     decodes = ExperimentSpec.from_mix("3q1s7_q1s40", 8, 2, 64)  # a ragged batch of decodes only
     decode, prefill = tiny_spec("decode"), tiny_spec("prefill")
-    # gluon=long differs from on only from a Gluon row block (128) up, on plain attention, where no request computes
-    # the query-key pairs of a GLUON_LONG-token prompt (a 256-token chunk on 8192 keys does)
+    # gluon=long differs from on only from a Gluon row block (128) up, on plain attention in a dense cache, where no
+    # request computes the query-key pairs of a GLUON_LONG-token prompt (a 256-token chunk on 8192 keys does)
     short_prompts, long_prompts = (ExperimentSpec.from_mix(m, 8, 2, 64) for m in ("q800_q300", "q1600_q300"))
     windowed = ExperimentSpec.from_mix("q800_q300", 8, 2, 64, window=128)
     # spec=split-kv: a chunk of <= 64 tokens on a cache of 64 keys a token or more goes on its work list (draw:79's
@@ -400,7 +400,8 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
         (
             "triton[gluon=long]",
             [short_prompts, tiny_spec("append", chunk=256, kv_len=512)],
-            [long_prompts, windowed, decode, mixed, tiny_spec("append", chunk=256, kv_len=8192)],
+            [long_prompts, windowed, decode, mixed, tiny_spec("append", chunk=256, kv_len=8192),
+             ExperimentSpec.from_mix("q800_q300", 8, 2, 64, page_size=16)],
         ),
         ("triton[mixed_streams=1]", [mixed], [decodes, decode]),
         ("triton[varlen_tma=off]", [mixed], [paged_mix, decode]),

@@ -579,3 +579,15 @@ def test_a_readme_block_can_hold_a_models_attention_step(tmp_path):
     assert blocks == 1
     assert "| gpt-oss-120b | decode | 8 | 4096 | 1 | torch-naive | 0.500 | 0.020 | 9.360 |" in new
     assert "sdpa" not in new  # no window row: no step
+
+
+def test_transformer_engine_declines_sinks_on_a_ragged_batch_only():
+    """TE 2.20's learnable sinks run in its unfused path, whose THD padding mask failed on a ragged batch on the
+    H100: such a spec is unsupported with that reason (not an error row); a uniform batch with sinks is not."""
+    from frameworks import get_backend
+
+    backend = get_backend("transformer-engine")
+    ragged = ExperimentSpec.from_mix("q512s4k_3q1s1k", 64, 8, 64, sinks=True)
+    assert "sinks on a ragged batch" in backend.supports(ragged)
+    assert backend.supports(ExperimentSpec.from_mix("q512s4k_3q1s1k", 64, 8, 64)) is None
+    assert backend.supports(ExperimentSpec("decode", 2, 1, 1024, 64, 8, 64, sinks=True)) is None

@@ -39,10 +39,12 @@ def _pairs(q_len: int, kv_len: int) -> int:
 GLUON_LONG_PAIRS = _pairs(GLUON_LONG, GLUON_LONG)
 
 
-def _heavy(spec) -> bool:
-    """gluon=long's Gluon batches: the heaviest request computes the pairs of a GLUON_LONG-token prompt or more."""
+def _long_runs_triton(spec) -> bool:
+    """Where gluon=long runs the autotuned Triton kernel: a dense cache whose heaviest request computes fewer
+    query-key pairs than a GLUON_LONG-token prompt. On pages Gluon stays: its page-wise TMA loads beat the Triton
+    kernel's gathered ones (H100, page 16: draw:103 took 1.6x the time in Triton, the prompt batches 1.01x)."""
     batch = spec.batch
-    return max(_pairs(q, k) for q, k in zip(batch.q_lens, batch.kv_lens)) >= GLUON_LONG_PAIRS
+    return spec.page_size is None and max(_pairs(q, k) for q, k in zip(batch.q_lens, batch.kv_lens)) < GLUON_LONG_PAIRS
 
 
 def _gluon_takes(spec) -> bool:
@@ -53,10 +55,10 @@ def _gluon_takes(spec) -> bool:
 
 def _gluon_long_changes(spec) -> bool:
     """Where gluon=long runs another kernel than gluon=on: a spec the Gluon kernels take whose longest prompt or
-    chunk is a Gluon row block (128 tokens) or more, and whose heaviest request is lighter than a GLUON_LONG prompt."""
+    chunk is a Gluon row block (128 tokens) or more, where gluon=long runs the Triton kernel (_long_runs_triton)."""
     if spec.workload is Workload.DECODE or not _gluon_takes(spec):
         return False
-    return spec.batch.max_q >= 128 and not _heavy(spec)
+    return spec.batch.max_q >= 128 and _long_runs_triton(spec)
 
 
 def _has_decodes(spec) -> bool:
@@ -129,9 +131,9 @@ VARIANTS = (
         applies_by_value={"long": _gluon_long_changes},
         help="sm90 dense prefill/append and ragged prompt launches: the Gluon ping-pong kernel (on; H200 "
         "A/B: readme prefill 0.89-0.93x the time, append 0.90-0.96x), the autotuned Triton kernel (off), or "
-        f"Gluon only where a request computes the query-key pairs of a {GLUON_LONG}-token prompt or more, Triton "
-        "below (long; H100, drawn prompt batches: 0.94x the time of on over 30, 0.94x over 24 held-out ones; "
-        "docs/perf/generalization.md)",
+        f"Gluon on pages and where a request computes the query-key pairs of a {GLUON_LONG}-token prompt or more, "
+        "Triton on the lighter dense batches (long; H100, drawn prompt batches: 0.94x the time of on over 30, 0.94x "
+        "over 24 held-out ones; docs/perf/generalization.md)",
     ),
     VariantKey(
         "gluon_grid",
@@ -301,15 +303,16 @@ class TritonAttention(Backend):
                             persistent=append)  # fmt: skip
 
     def _gluon(self, spec, inputs, ops) -> bool:
-        """Whether the Gluon kernels may run: the gluon variant allows it (gluon=long: the heaviest request computes the
-        query-key pairs of a GLUON_LONG-token prompt or more), the spec is plain attention at head
-        dim 64 or 128 on a cache in its own dtype (the Gluon kernels take no window, sinks, soft-cap or FP8:
+        """Whether the Gluon kernels may run: the gluon variant allows it (gluon=long: the cache is paged, or the
+        heaviest request computes the query-key pairs of a GLUON_LONG-token prompt or more), the spec is plain
+        attention at head dim 64 or 128 on a cache in its own dtype (the Gluon kernels take no window, sinks,
+        soft-cap or FP8:
         such a spec runs the Triton kernels, which backend_info names), the cache is dense or its pages
         fit the varlen kernel's TMA loads (ops.gluon_pages_fit: the uniform kernel takes dense caches only), the
         tensors contiguous, and the GPU an sm90 one (gluon_capable)."""
         if self.choice["gluon"] == "off":
             return False
-        if self.choice["gluon"] == "long" and not _heavy(spec):
+        if self.choice["gluon"] == "long" and _long_runs_triton(spec):
             return False
         if not _gluon_takes(spec):
             return False
