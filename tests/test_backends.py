@@ -400,8 +400,14 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
         (
             "triton[gluon=long]",
             [short_prompts, tiny_spec("append", chunk=256, kv_len=512)],
-            [long_prompts, windowed, decode, mixed, tiny_spec("append", chunk=256, kv_len=8192),
-             ExperimentSpec.from_mix("q800_q300", 8, 2, 64, page_size=16)],
+            [
+                long_prompts,
+                windowed,
+                decode,
+                mixed,
+                tiny_spec("append", chunk=256, kv_len=8192),
+                ExperimentSpec.from_mix("q800_q300", 8, 2, 64, page_size=16),
+            ],
         ),
         ("triton[mixed_streams=1]", [mixed], [decodes, decode]),
         ("triton[varlen_tma=off]", [mixed], [paged_mix, decode]),

@@ -306,8 +306,7 @@ class TritonAttention(Backend):
         """Whether the Gluon kernels may run: the gluon variant allows it (gluon=long: the cache is paged, or the
         heaviest request computes the query-key pairs of a GLUON_LONG-token prompt or more), the spec is plain
         attention at head dim 64 or 128 on a cache in its own dtype (the Gluon kernels take no window, sinks,
-        soft-cap or FP8:
-        such a spec runs the Triton kernels, which backend_info names), the cache is dense or its pages
+        soft-cap or FP8: such a spec runs the Triton kernels, which backend_info names), the cache is dense or its pages
         fit the varlen kernel's TMA loads (ops.gluon_pages_fit: the uniform kernel takes dense caches only), the
         tensors contiguous, and the GPU an sm90 one (gluon_capable)."""
         if self.choice["gluon"] == "off":
