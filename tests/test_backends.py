@@ -482,7 +482,7 @@ def test_a_cudnn_part_that_does_not_load_leaves_te_to_say_why(tmp_path, monkeypa
 )  # fmt: skip
 def test_gluon_long_keeps_the_gluon_kernels_for_heavy_requests_only(monkeypatch, mix, long):
     """gluon=long: the Gluon kernels where a request computes the query-key pairs of a GLUON_LONG-token prompt or
-    more (a long prompt, or a chunk on a long cache: draw:5's 744 tokens on 13,919 keys), the autotuned Triton kernel
+    more (a long prompt, or a chunk on a long cache: draw:103's 744 tokens on 13,919 keys), the autotuned Triton kernel
     below; gluon=on takes them at any length (on an sm90 GPU, faked here: the CPU has none)."""
     from types import SimpleNamespace
 

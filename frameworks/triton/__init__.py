@@ -27,7 +27,7 @@ def _ragged(spec) -> bool:
 # gluon=long: below a prompt of this length the autotuned Triton kernel ran faster than the Gluon ping-pong one on
 # the H100's drawn prompt batches (many short prompts: 0.70-0.93x the time), at or above it slower (up to 1.38x);
 # docs/perf/generalization.md, "Gluon or Triton for a batch of prompts". Counted as work, the query-key pairs of the
-# heaviest request: a 744-token chunk on 13,919 keys (draw:5) took 1.34x the time in the Triton kernel
+# heaviest request: a 744-token chunk on 13,919 keys (draw:103) took 1.34x the time in the Triton kernel
 GLUON_LONG = 1536
 
 
@@ -42,7 +42,7 @@ GLUON_LONG_PAIRS = _pairs(GLUON_LONG, GLUON_LONG)
 def _long_runs_triton(spec) -> bool:
     """Where gluon=long runs the autotuned Triton kernel: a dense cache whose heaviest request computes fewer
     query-key pairs than a GLUON_LONG-token prompt. On pages Gluon stays: its page-wise TMA loads beat the Triton
-    kernel's gathered ones (H100, page 16: draw:103 took 1.6x the time in Triton, the prompt batches 1.01x)."""
+    kernel's gathered ones (H100, page 16: draw:5 took 1.6x the time in Triton, the prompt batches 1.01x)."""
     batch = spec.batch
     return spec.page_size is None and max(_pairs(q, k) for q, k in zip(batch.q_lens, batch.kv_lens)) < GLUON_LONG_PAIRS
 
