@@ -340,8 +340,8 @@ def test_a_variant_is_canonical_and_bad_keys_or_values_name_what_is_allowed():
     backend = get_backend("triton[splits=fill,gluon=off]")
     assert backend.variant == "gluon=off,splits=fill" and backend.name == "triton"
     assert backend.choice == {key.name: key.default for key in triton.variants} | {"splits": "fill", "gluon": "off"}
-    assert set(backend.choice) == {"gluon", "gluon_grid", "splits", "spec", "schedule", "varlen_config", "varlen_tma",
-                                   "page_prefetch", "mixed_streams", "mixed_launches"}  # fmt: skip
+    assert set(backend.choice) == {"gluon", "gluon_grid", "paged_prompt", "splits", "spec", "schedule", "varlen_config",
+                                   "varlen_tma", "page_prefetch", "mixed_streams", "mixed_launches"}  # fmt: skip
     made = [triton("splits=fill"), triton({"splits": "fill"}), get_backend("triton[splits=fill]")]
     assert all(b.choice == made[0].choice and b.variant == "splits=fill" for b in made)
     assert get_backend("triton").variant == "" and get_backend("triton").choice["splits"] == "waves"
@@ -373,7 +373,13 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
     from specs import ExperimentSpec
 
     assert BACKENDS["flashinfer"].contender_variants() == ["", "mixed=batch-attention", "sinks=attention-sink"]
-    assert BACKENDS["triton"].contender_variants() == ["", "gluon=long", "splits=work", "spec=split-kv"]
+    assert BACKENDS["triton"].contender_variants() == [
+        "",
+        "gluon=long",
+        "splits=work",
+        "spec=split-kv",
+        "paged_prompt=gluon",
+    ]
     assert BACKENDS["torch-naive"].contender_variants() == [""]
     assert BACKENDS["sdpa"].contender_variants() == [""]
     mixed = ExperimentSpec.from_mix("q20s30_3q1s17", 8, 2, 64)
@@ -407,6 +413,17 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
                 mixed,
                 tiny_spec("append", chunk=256, kv_len=8192),
                 ExperimentSpec.from_mix("q800_q300", 8, 2, 64, page_size=16),
+            ],
+        ),
+        (
+            "triton[paged_prompt=gluon]",
+            [tiny_spec("prefill", kv_len=128, page_size=16), tiny_spec("append", chunk=128, kv_len=256, page_size=16)],
+            [
+                prefill,
+                tiny_spec("prefill", page_size=16),
+                paged_mix,
+                tiny_spec("decode", page_size=16),
+                tiny_spec("prefill", kv_len=128, page_size=16, window=64),
             ],
         ),
         ("triton[mixed_streams=1]", [mixed], [decodes, decode]),

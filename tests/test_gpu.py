@@ -329,6 +329,24 @@ def test_triton_backend_takes_the_gluon_kernel_on_hopper(measurer, gluon, worklo
     assert (info(row)["kernel"] == kind) == gluon_ran, row.backend_info
 
 
+@pytest.mark.parametrize("page", [16, 64, 8])
+@pytest.mark.parametrize(
+    "workload,q_len,kv_len,head_dim", [("prefill", 679, 679, 128), ("append", 295, 498, 128), ("prefill", 300, 300, 64)]
+)  # fmt: skip
+def test_triton_paged_prompts_through_the_gluon_varlen_kernel_on_gpu(measurer, workload, q_len, kv_len, head_dim, page):
+    """paged_prompt=gluon: a uniform prefill or append on shuffled pages through the Gluon varlen kernel (the row
+    says gluon-pp-varlen, requests uniform) on sm90 where the pages fit its loads, the Triton kernel's gathers at
+    pages of 8; against the reference either way."""
+    backend = available_or_skip("triton[paged_prompt=gluon]")
+    spec = ExperimentSpec(workload, 2, q_len, kv_len, 32, 8, head_dim, page_size=page, model="gpu-test")
+    row = measurer.measure(spec, backend)
+    assert row.status is Status.OK and row.rel_err < 2e-2, f"{row.status}: {row.reason}"
+    gluon_ran = torch.cuda.get_device_capability() == (9, 0) and page != 8
+    assert (info(row)["kernel"] == "gluon-pp-varlen" and info(row)["requests"] == "uniform") == gluon_ran, (
+        row.backend_info
+    )
+
+
 @pytest.mark.parametrize("gluon,grid", [("on", "blocks"), ("on", "tiles"), ("off", "blocks")])
 @pytest.mark.parametrize(
     "mix",

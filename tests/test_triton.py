@@ -712,6 +712,35 @@ def test_the_backend_sends_ragged_prompts_to_gluon_where_its_loads_fit_and_nothi
     assert type(op).__name__ == expect
 
 
+@pytest.mark.parametrize(
+    "variant, workload, page, expect",
+    [("paged_prompt=gluon", "prefill", 16, "GluonPagedPrompts"),
+     ("paged_prompt=gluon", "append", 64, "GluonPagedPrompts"), ("paged_prompt=gluon", "prefill", 8, "Prefill"),
+     ("", "prefill", 16, "Prefill"), ("paged_prompt=gluon,gluon=off", "prefill", 16, "Prefill"),
+     ("paged_prompt=gluon", "prefill", None, "GluonPrefill")],
+)  # fmt: skip
+def test_paged_prompts_go_to_the_gluon_varlen_kernel_only_when_asked_and_its_loads_fit(
+    monkeypatch, variant, workload, page, expect
+):
+    """paged_prompt=gluon (sm90 pretended): a uniform prefill or append on pages its TMA loads take runs the Gluon
+    varlen kernel, the batch packed as requests of one length (B requests of S rows, each its kv_len keys in its own
+    block-table row); pages of 8, the default (gather) or gluon=off keep the Triton kernel; a dense cache the uniform
+    Gluon kernel, as before."""
+    pytest.importorskip("triton.experimental.gluon")
+    from specs import DType, ExperimentSpec
+
+    monkeypatch.setattr(ops, "gluon_capable", lambda device: True)
+    q_len, kv_len = (256, 256) if workload == "prefill" else (128, 384)
+    spec = ExperimentSpec(workload, 3, q_len, kv_len, 8, 2, 64, page_size=page, dtype=DType.BF16)
+    backend = get_backend(f"triton[{variant}]" if variant else "triton")
+    op = backend.prepare(spec, make_inputs(spec, torch.device("cpu")))
+    assert type(op).__name__ == expect
+    if expect == "GluonPagedPrompts":
+        assert op.op.cu_q.tolist() == [0, q_len, 2 * q_len, 3 * q_len] and op.op.kv_lens.tolist() == [kv_len] * 3
+        assert op.op.bt.shape == (3, -(-kv_len // page)) and op.op.page == page
+        assert {"kernel": "gluon-pp-varlen", "requests": "uniform"}.items() <= op.info().items()
+
+
 @pytest.mark.parametrize("mix", ["q300_q200s600", "q300_q200s600_4q1s500"])  # one Gluon launch; chunks + decodes
 def test_the_gluon_grid_variant_reaches_the_gluon_launch_and_a_bad_value_names_it(monkeypatch, mix):
     """The variant gluon_grid picks the Gluon varlen launch's grid, alone or as a mixed batch's chunks

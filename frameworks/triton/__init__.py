@@ -61,6 +61,13 @@ def _gluon_long_changes(spec) -> bool:
     return spec.batch.max_q >= 128 and _long_runs_triton(spec)
 
 
+def _paged_prompt(spec) -> bool:
+    """A uniform prefill or append of a Gluon row block (128 tokens) or more on a paged cache, in a form the Gluon
+    kernels take: where paged_prompt=gluon runs the Gluon varlen kernel instead of the Triton kernel's gathers."""
+    uniform = spec.workload in (Workload.PREFILL, Workload.APPEND) and not spec.is_ragged
+    return uniform and spec.page_size is not None and spec.q_len >= 128 and _gluon_takes(spec)
+
+
 def _has_decodes(spec) -> bool:
     return spec.workload in (Workload.DECODE, Workload.MIXED)
 
@@ -223,6 +230,17 @@ VARIANTS = (
         "(2; H100: never slower beyond noise, 3-17% faster where decodes dominate) or one varlen launch (1); a batch "
         "that spec=split-kv takes runs as that key says",
     ),
+    VariantKey(
+        "paged_prompt",
+        ("gather", "gluon"),
+        "gather",
+        contenders=("gluon",),
+        applies=_paged_prompt,
+        help="a uniform prefill or append on pages, on sm90: the Triton kernel's gathered loads (gather) or the Gluon "
+        "varlen kernel's page-wise TMA loads, the batch packed as requests of one length (gluon; predicted from the "
+        "H100's page-16 rows, not yet measured: a 679-token prompt 0.028-0.031 ms against 0.036; "
+        "docs/perf/generalization.md)",
+    ),
 )
 
 
@@ -279,11 +297,22 @@ class TritonAttention(Backend):
             # a speculative step (2-16 rows on a long cache) is a decode's memory-bound loop: it takes the decode
             # kernels' page ids a step ahead (H200 A/B of 2026-11-29, paged spec-decode: 0.82-0.86x the time)
             ahead_here = ahead.prefill or ahead.decode and spec.workload is Workload.SPEC_DECODE
-            self._op = self._gluon_prefill(spec, inputs, ops) or ops.Prefill(
+            gluon = self._gluon_prefill(spec, inputs, ops) or self._gluon_paged(spec, inputs, ops, k, v, table)
+            self._op = gluon or ops.Prefill(
                 inputs.q, k, v, spec.kv_len, spec.is_masked, table, spec.page_size, prefetch_pages=ahead_here,
                 forms=self._forms,
             )  # fmt: skip
         return self._op
+
+    def _gluon_paged(self, spec, inputs, ops, k_pages, v_pages, table):
+        """paged_prompt=gluon: a uniform prefill or append on pages through the Gluon varlen kernel (GluonPagedPrompts)
+        where the Gluon kernels may run (_gluon: the pages fit its loads, an sm90 GPU); None otherwise."""
+        if self.choice["paged_prompt"] != "gluon" or not _paged_prompt(spec) or not self._gluon(spec, inputs, ops):
+            return None
+        from .gluon_prefill import GluonPagedPrompts
+
+        return GluonPagedPrompts(inputs.q, k_pages, v_pages, table, spec.kv_len, spec.is_masked, spec.page_size,
+                                 grid=self._gluon_grid())  # fmt: skip
 
     def _gluon_prefill(self, spec, inputs, ops):
         """The ping-pong Gluon kernel where it applies (a dense cache of exactly kv_len keys, contiguous

@@ -532,3 +532,25 @@ class GluonVarlen:
             PAGE=self.page, TILED=self.grid == "tiles", num_warps=4,
         )  # fmt: skip
         return o
+
+
+class GluonPagedPrompts:
+    """A uniform prefill or append on a paged cache through GluonVarlen: q [B, S, Hq, D] as B requests of S tokens
+    packed, each against its kv_len keys in its block-table row, through the varlen kernel's page-wise TMA loads (the
+    uniform Gluon kernel takes dense caches only; the Triton kernel gathers a page's rows); the output back in
+    [B, S, Hq, D]."""
+
+    def __init__(self, q, k_pages, v_pages, block_table, kv_len: int, causal: bool, page_size: int,
+                 grid: str = "tiles"):  # fmt: skip
+        b, s, hq, d = q.shape
+        self.shape = q.shape
+        cu_q = torch.arange(0, (b + 1) * s, s, dtype=torch.int32, device=q.device)
+        kv_lens = torch.full((b,), kv_len, dtype=torch.int32, device=q.device)
+        self.op = GluonVarlen(q.reshape(b * s, hq, d), k_pages, v_pages, cu_q, None, s, causal,
+                              block_table=block_table, page_size=page_size, kv_lens=kv_lens, grid=grid)  # fmt: skip
+
+    def info(self) -> dict:
+        return {**self.op.info(), "requests": "uniform"}
+
+    def __call__(self) -> torch.Tensor:
+        return self.op().view(self.shape)
