@@ -271,3 +271,24 @@ def test_an_sdpa_task_without_a_causal_bias_imports_no_compiler():
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[-2] == "[]"
+
+
+def test_gpus_takes_all_or_this_hosts_ids_and_names_them_otherwise(monkeypatch):
+    """--gpus: 'all' or comma-separated ids below the host's GPU count (repeats run once); an empty item, a name or
+    an id the host lacks is one SpecError naming the option and the ids there are."""
+    from harness.workers import local
+
+    monkeypatch.setattr(local, "local_gpu_count", lambda: 2)
+    assert local.worker_environments("all", None, True) == [
+        {"CUDA_VISIBLE_DEVICES": "0"},
+        {"CUDA_VISIBLE_DEVICES": "1"},
+    ]
+    assert local.worker_environments("1, 0,1", None, True) == [
+        {"CUDA_VISIBLE_DEVICES": "1"},
+        {"CUDA_VISIBLE_DEVICES": "0"},
+    ]
+    for bad in ("0,,1", "2", "gpu0", "", "0,"):
+        with pytest.raises(
+            SpecError, match=r"--gpus: .* is not valid; expected 'all' or ids of this host's GPUs \(0, 1\)"
+        ):
+            local.worker_environments(bad, None, True)

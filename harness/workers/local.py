@@ -278,8 +278,8 @@ def worker_environments(gpus: str | None, workers: int | None, on_gpu: bool) -> 
     """One environment per worker process: a GPU each for --gpus, plain copies for --workers (CPU)."""
     if gpus is not None:
         count = local_gpu_count()
-        items = [g.strip() for g in gpus.split(",") if g.strip()]
-        valid = gpus == "all" or (items and all(g.isdigit() and int(g) < count for g in items))
+        items = [g.strip() for g in gpus.split(",")]  # an empty item (0,,1) is a typo, not a GPU
+        valid = gpus == "all" or all(g.isdigit() and int(g) < count for g in items)
         if not valid:
             have = ", ".join(map(str, range(count))) or "none"
             raise SpecError(f"--gpus: {gpus!r} is not valid; expected 'all' or ids of this host's GPUs ({have})")
