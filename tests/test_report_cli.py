@@ -465,6 +465,30 @@ def test_winners_rank_each_mix_and_model_apart():
     assert list(table.index.get_level_values("model")) == ["Llama-3.1-8B", "Llama-3.1-8B", "Qwen3-235B-A22B"]
 
 
+def test_a_mix_on_another_layer_kind_or_shard_is_a_mix_of_its_own():
+    """Rows of one mix whose spec differs in form (a window, a soft-cap, a tp shard, an FP8 cache) never share a
+    winners line or a heat-map cell: a windowed layer's fast row is not the full layer's winner."""
+    from harness.report.plots import mix_ratios
+    from harness.report.tables import winners
+
+    heavy = "q512s4k_32q1s1k_32q1s2k_32q1s4k_31q1s8k"
+    full = ExperimentSpec.from_mix(heavy, 64, 8, 64, model="gpt-oss-120b", sinks=True)
+    window = dataclasses.replace(full, window=128)
+    shard = dataclasses.replace(full, num_q_heads=16, num_kv_heads=2, tp=4)
+    fp8 = dataclasses.replace(full, kv_dtype="fp8_e4m3")
+    rows = [dataclasses.replace(ok_row(spec, p50_ms=t), backend=b)
+            for spec, b, t in ((full, "a", 1.0), (full, "b", 1.5), (window, "b", 0.1), (shard, "a", 0.3),
+                               (fp8, "b", 0.6))]  # fmt: skip
+    table = winners(rows).set_index(["mix", "kv"])
+    assert table.loc[("decode-heavy", "dense")].winner == "a"  # not b's windowed 0.1
+    assert table.loc[("decode-heavy window=128", "dense")].winner == "b"
+    assert table.loc[("decode-heavy tp=4", "dense")].winner == "a"
+    assert table.loc[("decode-heavy fp8_e4m3", "dense")].winner == "b"
+    ratios = mix_ratios(rows)[("NVIDIA H100 80GB HBM3", "gpt-oss-120b")]
+    assert list(ratios.columns)[0] == "decode-heavy · dense" and ratios.loc["b", "decode-heavy · dense"] == 1.5
+    assert ratios.loc["b", "decode-heavy window=128 · dense"] == 1.0 and len(ratios.columns) == 4
+
+
 def test_readme_winners_block_and_table_winners(tmp_path):
     path = tmp_path / "serving.csv"
     append_rows(path, serving_rows())

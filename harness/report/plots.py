@@ -299,7 +299,8 @@ def mix_ratios(rows) -> dict[tuple[str, str], pd.DataFrame]:
         mine = frame[frame["device"] == device]
         for model in model_order(mine["model"]):
             table = mine[mine["model"] == model].pivot_table(index="backend", columns="group", values="p50_ms")
-            columns = sorted(table.columns, key=lambda g: (mix_rank(g.split(" · ")[0]), g))
+            # the preset's mixes in its order, each plain before its forms (a window, a shard: form_tag)
+            columns = sorted(table.columns, key=lambda g: (mix_rank(g.split(" · ")[0]), " " in g.split(" · ")[0], g))
             out[(device, model)] = table.div(table.min(axis=0), axis=1)[columns]
     return out
 

@@ -107,6 +107,7 @@ def mix_rank(name: str) -> int:
     """A named serving mix's place in the preset (ad-hoc mixes after every named one)."""
     from specs import MIX_NAMES
 
+    name = name.split(" ")[0]  # a mix name, then its form (form_tag)
     return list(MIX_NAMES.values()).index(name) if name in MIX_NAMES.values() else len(MIX_NAMES)
 
 
@@ -114,14 +115,36 @@ def kv_label(page_size) -> str:
     return "dense" if pd.isna(page_size) else f"page {int(page_size)}"
 
 
+def form_tag(row) -> str:
+    """What a mix row computes beyond its mix and KV layout: a window, a soft-cap, a tp shard, an FP8 cache or FP8
+    attention ('' for plain attention), so rows of one mix on another layer kind or shard never share a cell."""
+    parts = []
+    if not pd.isna(row.get("window")):
+        parts.append(f"window={row['window']:g}")
+    if not pd.isna(row.get("softcap")):
+        parts.append(f"softcap={row['softcap']:g}")
+    tp = row.get("tp")
+    if not pd.isna(tp) and int(tp) > 1:
+        parts.append(f"tp={int(tp)}")
+    if isinstance(row.get("kv_dtype"), str) and row["kv_dtype"]:
+        parts.append(row["kv_dtype"])
+    if str(row.get("fp8_attention")) == "True":
+        parts.append("fp8-attention")
+    return " ".join(parts)
+
+
 def ok_mix_rows(data) -> pd.DataFrame:
     """The newest ok rows of serving mixes (named or ad hoc) that have a p50, with `mix_name` (the
-    preset's name where there is one) and `kv` (dense or page N)."""
+    preset's name where there is one, then the row's form where it has one: `form_tag`) and `kv` (dense or page N)."""
     from specs import MIX_NAMES
 
     frame = latest(as_frame(data))
     frame = frame[(frame["status"] == Status.OK.value) & (frame["mix"] != "") & frame["p50_ms"].notna()]
-    return frame.assign(mix_name=frame["mix"].map(lambda m: MIX_NAMES.get(m, m)), kv=frame["page_size"].map(kv_label))
+    names = frame["mix"].map(lambda m: MIX_NAMES.get(m, m))
+    forms = frame.apply(form_tag, axis=1) if len(frame) else names
+    names = pd.Series([f"{name} {form}" if form else name for name, form in zip(names, forms)], index=frame.index,
+                      dtype=object)  # fmt: skip
+    return frame.assign(mix_name=names, kv=frame["page_size"].map(kv_label).astype(object))
 
 
 OVER = "†"  # marks a cell whose row stands above 100% of its GPU's best measured ceiling (harness.ceilings)
