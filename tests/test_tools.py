@@ -168,3 +168,26 @@ def test_ab_writes_its_csv_into_a_folder_it_creates(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = (out / "ab.csv").read_text().splitlines()
     assert rows[0].startswith("spec,side,round") and len(rows) > 2
+
+
+def test_a_gpu_call_runs_its_plan_and_brings_every_row_back_in_one_tar(tmp_path):
+    """tools/gpu_call.sh (one call of the lent GPU machine, here on the CPU): the plan's sweeps run with --resume and
+    the commit that runs, and the job folder comes back as $OUT/res.tgz, the rows and the steps in it."""
+    import tarfile
+
+    plan = tmp_path / "plan.sh"
+    plan.write_text("sweep tiny --preset smoke -b torch-naive --device cpu -m Llama-3.1-8B -w decode\nstep planned\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "JOB": str(tmp_path / "job"), "HEAD": "0123456789ab", "PLAN": str(plan),
+           "BUDGET": "120", "PYTHON": sys.executable}  # fmt: skip
+    done = subprocess.run(["bash", str(ROOT / "tools/gpu_call.sh")], env=env, capture_output=True, text=True,
+                          timeout=170, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(out / "res.tgz") as tar:
+        names = tar.getnames()
+        rows = tar.extractfile("job/tiny.csv").read().decode()
+        steps = tar.extractfile("job/steps.log").read().decode()
+    assert {"job/tiny.csv", "job/tiny.log", "job/gpu.txt"} <= set(names)
+    assert rows.count("\n") == 2 and "0123456789ab" in rows.splitlines()[1]  # the header and one row of that commit
+    assert "sweep tiny" in steps and "planned" in steps and steps.rstrip().endswith("done")

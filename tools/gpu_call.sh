@@ -1,0 +1,41 @@
+#!/bin/bash
+# One call of the lent GPU machine, start to end inside the call (a call's command may run 600 s): install the
+# carried backend parts, then the sweeps of a plan file, each cut by what is left of BUDGET seconds, every sweep
+# --resume into JOB (default /tmp/jobt), and JOB tarred into $OUT/res.tgz on exit (a trap), so a call cut short
+# loses no row. A later call on the same warm machine finds /tmp/gpuenv and JOB as they were and resumes.
+#
+#   HEAD=$(git rev-parse --short=12 HEAD) PLAN=plan.sh WHEELS=".gpu-wheels/d1/*" BUDGET=520 bash tools/gpu_call.sh
+#
+# PLAN: a shell file of lines `sweep NAME run.py-sweep-options…` (rows into JOB/NAME.csv, log JOB/NAME.log; each
+# with --resume --max-seconds ${MAX_SECONDS:-0.1} --git-commit HEAD --no-plots) and `step TEXT` (a line in
+# JOB/steps.log); `left` prints the seconds left. WHEELS: the part folders tools/install_wheels.sh takes (skipped
+# when empty). The machine's GPU, driver and the libraries that import go to JOB/gpu.txt. Used on 2026-12-06
+# (docs/gpu-host.md, "A session in calls of ten minutes").
+set -u
+J=${JOB:-/tmp/jobt}; mkdir -p "$J"; HEAD=${HEAD:?HEAD: the commit that runs}; T0=$(date +%s)
+trap 'tar czf "$OUT/res.tgz" -C "$(dirname "$J")" "$(basename "$J")" 2>/dev/null' EXIT
+left() { echo $(( ${BUDGET:-540} - ($(date +%s) - T0) )); }
+step() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$J/steps.log"; }
+step install
+for d in ${WHEELS:-}; do bash tools/install_wheels.sh "$d" >> "$J/install.log" 2>&1; done
+P=${PYTHON:-/tmp/gpuenv/bin/python}; [ -x "$P" ] || P=python3
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,uuid,driver_version --format=csv,noheader >> "$J/gpu.txt" 2>&1
+"$P" - >> "$J/gpu.txt" 2>&1 <<'PY'
+import importlib
+for name in ("torch", "triton", "flash_attn", "flash_attn_interface", "flashinfer", "flash_mla", "transformer_engine"):
+    try:
+        print(name, getattr(importlib.import_module(name), "__version__", "imported"))
+    except Exception as exc:  # noqa: BLE001 - a missing library is a line, not a stop
+        print(name, "-", type(exc).__name__)
+PY
+cat "$J/gpu.txt"
+sweep() {
+  name=$1; shift; step "sweep $name ($(left) s left)"
+  [ "$(left)" -gt 20 ] || return 0
+  timeout "$(left)" "$P" run.py sweep "$@" --resume --max-seconds "${MAX_SECONDS:-0.1}" --git-commit "$HEAD" \
+    -o "$J/$name.csv" --no-plots >> "$J/$name.log" 2>&1
+}
+# shellcheck disable=SC1090  # the plan is the caller's
+. "${PLAN:?PLAN: a file of sweep lines}"
+step done
