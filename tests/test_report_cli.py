@@ -489,6 +489,20 @@ def test_a_mix_on_another_layer_kind_or_shard_is_a_mix_of_its_own():
     assert ratios.loc["b", "decode-heavy window=128 · dense"] == 1.0 and len(ratios.columns) == 4
 
 
+def test_winners_compare_the_reference_with_other_libraries_not_with_its_own_variants():
+    """best_library_over_triton: the fastest row of another library over Triton's fastest, any variant of either;
+    a Triton variant is Triton's, never a library (—, NaN, where no library ran)."""
+    from harness.report.tables import winners
+
+    spec = ExperimentSpec.from_mix("q20_3q1s17", 8, 2, 64, model="Llama-3.1-8B")
+    times = {"triton": 0.5, "triton[splits=work]": 0.4, "flash-attn4": 0.8}
+    rows = [dataclasses.replace(ok_row(spec, p50_ms=t), backend=b) for b, t in times.items()]
+    line = winners(rows).iloc[0]
+    assert line.winner == "triton[splits=work]" and line.best_library_over_triton == pytest.approx(2.0)
+    alone = winners(rows[:2]).iloc[0]  # Triton and its variant only
+    assert pd.isna(alone.best_library_over_triton)
+
+
 def test_readme_winners_block_and_table_winners(tmp_path):
     path = tmp_path / "serving.csv"
     append_rows(path, serving_rows())

@@ -724,7 +724,7 @@ def test_paged_prompts_go_to_the_gluon_varlen_kernel_only_when_asked_and_its_loa
 ):
     """paged_prompt=gluon (sm90 pretended): a uniform prefill or append on pages its TMA loads take runs the Gluon
     varlen kernel, the batch packed as requests of one length (B requests of S rows, each its kv_len keys in its own
-    block-table row); pages of 8, the default (gather) or gluon=off keep the Triton kernel; a dense cache the uniform
+    block-table row); pages of 8, the default (triton) or gluon=off keep the Triton kernel; a dense cache the uniform
     Gluon kernel, as before."""
     pytest.importorskip("triton.experimental.gluon")
     from specs import DType, ExperimentSpec

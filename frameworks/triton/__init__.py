@@ -232,12 +232,13 @@ VARIANTS = (
     ),
     VariantKey(
         "paged_prompt",
-        ("gather", "gluon"),
-        "gather",
+        ("triton", "gluon"),
+        "triton",
         contenders=("gluon",),
         applies=_paged_prompt,
-        help="a uniform prefill or append on pages, on sm90: the Triton kernel's gathered loads (gather) or the Gluon "
-        "varlen kernel's page-wise TMA loads, the batch packed as requests of one length (gluon; predicted from the "
+        help="a uniform prefill or append on pages: the Triton prefill kernel (triton; gathered loads where a page is "
+        "smaller than its key tile) or, on sm90, the Gluon varlen kernel's page-wise TMA loads, the batch packed as "
+        "requests of one length (gluon; elsewhere the Triton kernel, which backend_info names; predicted from the "
         "H100's page-16 rows, not yet measured: a 679-token prompt 0.028-0.031 ms against 0.036; "
         "docs/perf/generalization.md)",
     ),

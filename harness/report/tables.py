@@ -401,8 +401,9 @@ def winners(data, reference: str = "triton") -> pd.DataFrame:
         ranked = group.sort_values("p50_ms", kind="stable")
         first = ranked.iloc[0]
         second = ranked.iloc[1] if len(ranked) > 1 else None
-        libraries = ranked[ranked["backend"] != reference]
-        mine = ranked[ranked["backend"] == reference]
+        base = ranked["backend"].str.split("[").str[0]  # a variant (triton[splits=work]) is its backend's
+        libraries = ranked[base != reference]
+        mine = ranked[base == reference]
         lines.append(
             {
                 "device": device,
