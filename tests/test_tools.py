@@ -191,3 +191,10 @@ def test_a_gpu_call_runs_its_plan_and_brings_every_row_back_in_one_tar(tmp_path)
     assert {"job/tiny.csv", "job/tiny.log", "job/gpu.txt"} <= set(names)
     assert rows.count("\n") == 2 and "0123456789ab" in rows.splitlines()[1]  # the header and one row of that commit
     assert "sweep tiny" in steps and "planned" in steps and steps.rstrip().endswith("done")
+    plan.write_text("sweep bad --preset smoke -b no-such-backend --device cpu\n")  # a sweep that fails: exit 1
+    failed = subprocess.run(["bash", str(ROOT / "tools/gpu_call.sh")], env=env, capture_output=True, text=True,
+                            timeout=170, cwd=ROOT)  # fmt: skip
+    assert failed.returncode == 1 and "sweep bad: exit 2 (see bad.log)" in failed.stdout
+    missing = subprocess.run(["bash", str(ROOT / "tools/gpu_call.sh")], env={**env, "PLAN": str(tmp_path / "none")},
+                             capture_output=True, text=True, timeout=30, cwd=ROOT)  # fmt: skip
+    assert missing.returncode == 2 and missing.stderr.strip().endswith("none is not a file")

@@ -9,10 +9,18 @@
 # PLAN: a shell file of lines `sweep NAME run.py-sweep-options…` (rows into JOB/NAME.csv, log JOB/NAME.log; each
 # with --resume --max-seconds ${MAX_SECONDS:-0.1} --git-commit HEAD --no-plots) and `step TEXT` (a line in
 # JOB/steps.log); `left` prints the seconds left. WHEELS: the part folders tools/install_wheels.sh takes (skipped
-# when empty). The machine's GPU, driver and the libraries that import go to JOB/gpu.txt. Used on 2026-12-06
-# (docs/gpu-host.md, "A session in calls of ten minutes").
+# when empty). OUT: the folder whose files come back (the device tool sets it). PYTHON: the interpreter (default
+# /tmp/gpuenv/bin/python where install_wheels.sh made it, else python3). The machine's GPU, driver and the libraries
+# that import go to JOB/gpu.txt. Exit status 1 when a sweep failed (its line in JOB/steps.log says so; its log
+# JOB/NAME.log says why), 2 on a missing HEAD, PLAN or OUT. Used on 2026-12-06 (docs/gpu-host.md, "A session in
+# calls of ten minutes").
 set -u
-J=${JOB:-/tmp/jobt}; mkdir -p "$J"; HEAD=${HEAD:?HEAD: the commit that runs}; T0=$(date +%s)
+need="HEAD: the commit that runs; PLAN: a file of sweep lines; OUT: the folder that comes back"
+for name in HEAD PLAN OUT; do
+  [ -n "${!name:-}" ] || { echo "gpu_call.sh: $name is not set ($need)" >&2; exit 2; }
+done
+[ -f "$PLAN" ] || { echo "gpu_call.sh: PLAN: $PLAN is not a file" >&2; exit 2; }
+J=${JOB:-/tmp/jobt}; mkdir -p "$J"; T0=$(date +%s); FAILED=0
 trap 'tar czf "$OUT/res.tgz" -C "$(dirname "$J")" "$(basename "$J")" 2>/dev/null' EXIT
 left() { echo $(( ${BUDGET:-540} - ($(date +%s) - T0) )); }
 step() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$J/steps.log"; }
@@ -35,7 +43,12 @@ sweep() {
   [ "$(left)" -gt 20 ] || return 0
   timeout "$(left)" "$P" run.py sweep "$@" --resume --max-seconds "${MAX_SECONDS:-0.1}" --git-commit "$HEAD" \
     -o "$J/$name.csv" --no-plots >> "$J/$name.log" 2>&1
+  rc=$?
+  # 124: cut by the time left (its rows are kept; a later call resumes); 3: a row is incorrect; others: failed
+  [ $rc -eq 0 ] || { step "sweep $name: exit $rc (see $name.log)"; [ $rc -eq 124 ] || FAILED=1; }
+  return 0
 }
 # shellcheck disable=SC1090  # the plan is the caller's
-. "${PLAN:?PLAN: a file of sweep lines}"
+. "$PLAN"
 step done
+exit $FAILED
