@@ -137,3 +137,25 @@ def test_elf_wrapper_pointing_nowhere_writes_nothing(tmp_path):
     src.write_bytes(elf_file(b1, [8]))  # the wrapper points into the blob, not at its start
     assert sf.main([str(src), str(out)]) == 1
     assert not out.exists() and not (tmp_path / "out.so.tmp").exists()
+
+
+def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, capsys):
+    """A missing file, a folder, a file too short for an ELF header and a --keep that is not numbers: one line on
+    stderr each (status 1, argparse's 2 for --keep), no traceback, no output file."""
+    from tools.strip_fatbin import main
+
+    short = tmp_path / "four.bin"
+    short.write_bytes(b"\x7fELF")
+    out = tmp_path / "out.so"
+    for args, message in [
+        ([str(tmp_path / "none.so"), str(out)], "input: " + str(tmp_path / "none.so") + ": No such file"),
+        ([str(tmp_path), str(out)], "Is a directory"),
+        ([str(short), str(out)], "not a well-formed ELF"),
+    ]:
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "nothing written" in err
+    with pytest.raises(SystemExit) as stop:
+        main([str(short), str(out), "--keep", "abc"])
+    assert stop.value.code == 2 and "'abc' is not valid; expected SM archs as numbers" in capsys.readouterr().err
+    assert not out.exists()

@@ -194,22 +194,35 @@ def strip_elf(buf: bytearray, keep: set[int], write: bool = True) -> Stats:
     return stats
 
 
+def _archs(text: str) -> set[int]:
+    """--keep: comma-separated SM archs as whole numbers (90, or 90,100)."""
+    items = [t.strip() for t in text.split(",")]
+    if not all(t.isdigit() for t in items):
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid; expected SM archs as numbers, e.g. 90 or 90,100")
+    return {int(t) for t in items}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("input")
-    ap.add_argument("output", nargs="?")
-    ap.add_argument("--keep", default="90", help="comma-separated SM archs to keep (90 covers sm_90a)")
+    ap.add_argument("input", help="the shared library to read (e.g. libtransformer_engine.so)")
+    ap.add_argument("output", nargs="?", help="where to write the stripped copy (needed unless --dry-run)")
+    ap.add_argument("--keep", default="90", type=_archs, help="comma-separated SM archs to keep (default 90: sm_90 "
+                    "and sm_90a)")  # fmt: skip
     ap.add_argument("--dry-run", action="store_true", help="print the histogram, write nothing")
     args = ap.parse_args(argv)
     if not args.dry_run and not args.output:
         ap.error("OUTPUT is needed unless --dry-run")
-    keep = {int(a) for a in args.keep.split(",")}
-    with open(args.input, "rb") as f:
-        buf = bytearray(f.read())
+    keep = args.keep
     try:
+        with open(args.input, "rb") as f:
+            buf = bytearray(f.read())
         stats = strip_elf(buf, keep, write=not args.dry_run)
-    except FatbinError as e:
-        print(f"strip_fatbin: {e}; nothing written", file=sys.stderr)
+    except OSError as e:
+        print(f"strip_fatbin: input: {args.input}: {e.strerror}; nothing written", file=sys.stderr)
+        return 1
+    except (FatbinError, IndexError, struct.error) as e:  # a file too short for the headers it claims
+        reason = e if isinstance(e, FatbinError) else f"not a well-formed ELF ({type(e).__name__}: {e})"
+        print(f"strip_fatbin: {reason}; nothing written", file=sys.stderr)
         return 1
     print(f"sections {', '.join(stats.sections)}: {stats.blobs} blobs, {stats.blobs_without_keep} without a kept ELF")
     for label in sorted(stats.count, key=lambda s: (s.split()[0], int(s.split("_")[1].rstrip("af")), s)):
