@@ -132,3 +132,19 @@ def test_a_readme_block_can_hold_the_verdict(results):
     new, blocks = rewrite_readme(text, results.parent, lambda paths: labelled(load_many(paths)))
     assert blocks == 1 and render_verdict_markdown(verdict(load_rows(results))) in new
     assert new.startswith("x\n") and new.endswith("y\n")
+
+
+def test_a_batch_name_says_its_form_first_and_a_tiny_ratio_is_not_zero():
+    """The worst batch's label names its form right after the workload or mix (w128, cap50, tp4, fp8), so a label
+    cut to its cell still tells a windowed layer from the full one; a ratio below 0.01 shows a digit, not 0.00."""
+    from types import SimpleNamespace
+
+    from harness.report.verdict import batch_name, ratio_text
+
+    base = dict(mix="", workload="decode", batch_size=256, kv_len=4096, page_size=float("nan"), window=float("nan"),
+                softcap=float("nan"), tp=1, kv_dtype="", fp8_attention=False)  # fmt: skip
+    assert batch_name(SimpleNamespace(**base)) == "decode B256 kv4096 dense"
+    assert batch_name(SimpleNamespace(**base | {"window": 128.0})) == "decode w128 B256 kv4096 dense"
+    shard = base | {"mix": "q2_q1s5", "tp": 4, "page_size": 16.0, "kv_dtype": "fp8_e4m3"}
+    assert batch_name(SimpleNamespace(**shard)) == "q2_q1s5 tp4 fp8_e4m3 page 16"
+    assert (ratio_text(0.0014), ratio_text(0.5), ratio_text(float("nan"))) == ("0.001", "0.50", "—")

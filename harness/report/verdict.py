@@ -63,14 +63,25 @@ def mix_label(mix: str, width: int) -> str:
 
 
 def batch_name(row) -> str:
-    """A batch in a few words: the mix's label (mix_label), else its workload and shape; dense or the page size
-    (the model is said apart)."""
+    """A batch in a few words: the mix's label (mix_label), else its workload and shape; its form where it has one
+    (window, soft-cap, tp, FP8: tables.form_tag); dense or the page size (the model is said apart)."""
+    from .tables import form_tag
+
     page = "dense" if pd.isna(row.page_size) else f"page {int(row.page_size)}"
-    if row.mix:
-        what = mix_label(row.mix, 16)
-    else:
-        what = f"{row.workload} B{row.batch_size} kv{row.kv_len}"
-    return f"{what} {page}"
+    form = form_tag(row._asdict() if hasattr(row, "_asdict") else row if hasattr(row, "get") else vars(row))
+    for long, short in (("window=", "w"), ("softcap=", "cap"), ("tp=", "tp"), ("fp8-attention", "fp8 attn")):
+        form = form.replace(long, short)  # a few characters: the label shares a cell of a 100-column table
+    # the form right after the workload or mix, so a label cut to its cell keeps what tells the batch apart
+    what = [mix_label(row.mix, 16)] if row.mix else [row.workload]
+    shape = [] if row.mix else [f"B{row.batch_size} kv{row.kv_len}"]
+    return " ".join([*what, *([form] if form else []), *shape, page])
+
+
+def ratio_text(value) -> str:
+    """A ratio to the best in a cell: two decimals, or one significant digit below 0.01 (never 0.00)."""
+    if value is None or pd.isna(value):
+        return "—"
+    return f"{value:.2f}" if value >= 0.01 else f"{value:.1g}"
 
 
 def verdict(data, within: float = WITHIN) -> pd.DataFrame:
@@ -140,7 +151,7 @@ def render_verdict_markdown(table: pd.DataFrame, within: float = WITHIN) -> str:
             "|---|---:|---:|---:|---:|---|---|",
         ]
         for r in group.itertuples():
-            geomean, worst = ("—" if math.isnan(x) else f"{x:.2f}" for x in (r.geomean, r.worst))
+            geomean, worst = (ratio_text(x) for x in (r.geomean, r.worst))
             numbers = f"| {r.library} | {r.ran} | {r.win_rate:.0%} | {geomean} | {worst} |"
             room = max(20, 100 - len(numbers) - 6)  # the last two cells share what is left of 100 columns
             worst_width = min(len(r.worst_batch), room // 2 + 2)
@@ -197,8 +208,8 @@ def verdict_html(table: pd.DataFrame) -> str:
     shown = pd.DataFrame({
         "GPU": table["device"], "library": table["library"], "batches": table["batches"], "ran": table["ran"],
         "win (5%)": table["win_rate"].map("{:.0%}".format), "win (10%)": table["win_rate_10"].map("{:.0%}".format),
-        "geomean": table["geomean"].map(lambda v: "—" if pd.isna(v) else f"{v:.2f}"),
-        "worst": table["worst"].map(lambda v: "—" if pd.isna(v) else f"{v:.2f}"),
+        "geomean": table["geomean"].map(ratio_text),
+        "worst": table["worst"].map(ratio_text),
         "worst batch": table["worst_batch"], "best variant": table["variants"],
     })  # fmt: skip
     body = shown.to_html(index=False, table_id="verdict", escape=True, border=0)
