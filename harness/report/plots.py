@@ -290,7 +290,7 @@ def _is_number(text: str) -> bool:
 def mix_ratios(rows) -> dict[tuple[str, str], pd.DataFrame]:
     """(device, model) -> rows = backend, columns = serving mix (· page size), cell = the backend's p50
     over the fastest p50 of that column (1 = it wins; NaN = no ok row)."""
-    from .tables import mix_rank, model_order, ok_mix_rows
+    from .tables import model_order, ok_mix_rows
 
     frame = ok_mix_rows(rows)
     frame = frame.assign(group=frame["mix_name"] + " · " + frame["kv"])
@@ -299,10 +299,21 @@ def mix_ratios(rows) -> dict[tuple[str, str], pd.DataFrame]:
         mine = frame[frame["device"] == device]
         for model in model_order(mine["model"]):
             table = mine[mine["model"] == model].pivot_table(index="backend", columns="group", values="p50_ms")
-            # the preset's mixes in its order, each plain before its forms (a window, a shard: form_tag)
-            columns = sorted(table.columns, key=lambda g: (mix_rank(g.split(" · ")[0]), " " in g.split(" · ")[0], g))
+            columns = sorted(table.columns, key=_mix_column_order)
             out[(device, model)] = table.div(table.min(axis=0), axis=1)[columns]
     return out
+
+
+def _mix_column_order(group: str):
+    """The preset's mixes in its order; within one, plain before its forms, a form's shards (tp=N) after it in tp
+    order, dense before pages ('decode-heavy window=128 · dense' before 'decode-heavy window=128 tp=2 · page 16')."""
+    from .tables import mix_rank
+
+    head, kv = group.split(" · ")
+    name, *form = head.split(" ")
+    tp = next((int(f[3:]) for f in form if f.startswith("tp=")), 1)
+    rest = [f for f in form if not f.startswith("tp=")]
+    return mix_rank(name), name, rest, tp, kv != "dense", kv
 
 
 MAX_MIX_COLUMNS = 48  # a heat map wider than this is unreadable: the verdict plot speaks for more batches
