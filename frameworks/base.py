@@ -259,7 +259,25 @@ def parse_backend_arg(text: str) -> tuple[str, dict[str, str]]:
     match = _BACKEND_ARG.match(text)
     if not match:
         raise VariantError(f"backend {text!r}: expected NAME or NAME[key=value,...]")
-    return match.group(1), parse_variant(match.group(2) or "", where=f"backend {text!r}")
+    try:
+        return match.group(1), parse_variant(match.group(2) or "", where=f"backend {text!r}")
+    except VariantError as exc:  # a key without its value ('triton[splits]'): say what the key takes
+        raise VariantError(f"{exc}{_what_it_takes(match.group(1), match.group(2) or '')}") from None
+
+
+def _what_it_takes(name: str, body: str) -> str:
+    """'; splits takes waves, fill, …' for a registered backend's key written without a value, else its keys."""
+    backend = BACKENDS.get(name)
+    if backend is None:
+        return ""
+    if not backend.variants:
+        return f"; {name} has no variant keys"
+    keys = backend.variant_keys()
+    for item in body.split(","):
+        key = item.partition("=")[0].strip()
+        if key in keys:
+            return f"; {key} takes {', '.join(keys[key].allowed())}"
+    return f"; its keys: {', '.join(keys)}"
 
 
 def parse_variant(body: str, where: str = "variant") -> dict[str, str]:

@@ -330,6 +330,20 @@ def test_a_backend_argument_names_a_variant_and_odd_shapes_are_refused():
     assert label("triton", "splits=fill") == "triton[splits=fill]" and label("sdpa", "") == "sdpa"
 
 
+def test_a_key_without_its_value_names_what_the_key_takes():
+    """'triton[paged_prompt]' is one line that says what paged_prompt takes; an unknown bare key, the backend's
+    keys; a backend without variants, that it has none."""
+    load_all()
+    for text, said in [
+        ("triton[paged_prompt]", "variant 'paged_prompt' is not key=value; paged_prompt takes triton, gluon"),
+        ("triton[splits=]", "splits takes waves, fill, work, work-fused"),
+        ("triton[nokey]", "; its keys: gluon, gluon_grid, splits"),
+        ("sdpa[x]", "; sdpa has no variant keys"),
+    ]:
+        with pytest.raises(VariantError, match=re.escape(said)):
+            get_backend(text)
+
+
 def test_a_variant_is_canonical_and_bad_keys_or_values_name_what_is_allowed():
     """The real adapters' declared keys: the canonical string keeps the non-default keys in declaration order,
     the instance's choice holds every key; a key or value not declared is a VariantError naming the allowed."""
