@@ -103,7 +103,9 @@ def table(
         "--verdict",
         help="Per library (its best variant a batch): win rate, geomean and worst ratio to the best.",
     ),
-    within: float = typer.Option(0.05, help="--verdict: a win is a time within this of the best (0.05 = 5%)."),
+    within: float | None = typer.Option(
+        None, help="--verdict: a win is a time within this of the best (default 0.05 = 5%)."
+    ),
     model_step: bool = typer.Option(
         False, "--model-step", help="A model's attention per forward step: Σ layers × p50 over its layer kinds."
     ),
@@ -117,6 +119,9 @@ def table(
     if readme is not None:
         return blocks.rewrite_one(readme, console)
     view = "verdict" if show_verdict else "model-step" if model_step else "winners" if show_winners else "pivot"
+    if within is not None and view != "verdict":
+        raise ValueError("--within: only means something with --verdict")
+    within = 0.05 if within is None else within
     commands.table(console, files, (model, workload, backend), view, metric, fmt.value == "markdown", within)
 
 
