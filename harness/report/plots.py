@@ -237,6 +237,9 @@ def speedup_grid(p: Pivot, baseline: str) -> list[list[float | None]]:
     return values
 
 
+SPEEDUP_COLUMNS = 16  # specs a panel of the speedup map; more stack as further panels
+
+
 def plot_speedup(rows: Iterable[ResultRow], out_dir: Path | str, baseline: str) -> list[Path]:
     """Per device: a heatmap of baseline p50 / backend p50 (above 1 = faster than the baseline),
     rows = backends, columns = specs; failed cells show their status. A device where no spec has both the baseline
@@ -261,18 +264,28 @@ def plot_speedup(rows: Iterable[ResultRow], out_dir: Path | str, baseline: str) 
         if not finite:  # the baseline ran nowhere another backend did (SDPA on latent attention): no ratio to draw
             continue
         span = max([abs(math.log10(v)) for v in finite] + [0.05])
-        fig, ax = plt.subplots(figsize=(1.3 * len(p.col_labels) + 2.5, 0.5 * len(p.row_labels) + 2))
-        grid = [[v if v else float("nan") for v in row] for row in values]
-        image = ax.imshow(grid, cmap="RdYlGn", norm=LogNorm(vmin=10**-span, vmax=10**span), aspect="auto")
-        for i, rl in enumerate(p.row_labels):
-            for j, col in enumerate(p.col_labels):
-                v = values[i][j]
-                text = f"{v:.2f}×" if v else p.cells.get((rl, col), "—").lower()[:11]
-                ax.text(j, i, text, ha="center", va="center", fontsize="x-small", color="black" if v else "gray")
-        ax.set_xticks(range(len(p.col_labels)), [c.replace(" ", "\n", 1) for c in p.col_labels], fontsize="x-small")
-        ax.set_yticks(range(len(p.row_labels)), p.row_labels, fontsize="small")
-        ax.set_title(f"speedup over {baseline} (p50) · {device}")
-        fig.colorbar(image, ax=ax, shrink=0.8)
+        # at most SPEEDUP_COLUMNS specs a panel, the panels stacked: one strip of 60 specs was 8,700 pixels wide
+        strips = [range(i, min(i + SPEEDUP_COLUMNS, len(p.col_labels))) for i in range(0, len(p.col_labels),
+                                                                                      SPEEDUP_COLUMNS)]  # fmt: skip
+        width = 1.3 * max(len(cols) for cols in strips) + 2.5
+        fig, axes = plt.subplots(len(strips), 1, figsize=(width, (0.5 * len(p.row_labels) + 2) * len(strips)),
+                                 squeeze=False)  # fmt: skip
+        norm = LogNorm(vmin=10**-span, vmax=10**span)
+        for ax, cols in zip(axes[:, 0], strips):
+            grid = [[values[i][j] or float("nan") for j in cols] for i in range(len(p.row_labels))]
+            image = ax.imshow(grid, cmap="RdYlGn", norm=norm, aspect="auto")
+            for i, rl in enumerate(p.row_labels):
+                for x, j in enumerate(cols):
+                    v = values[i][j]
+                    text = f"{v:.2f}×" if v else p.cells.get((rl, p.col_labels[j]), "—").lower()[:11]
+                    ax.text(x, i, text, ha="center", va="center", fontsize="x-small", color="black" if v else "gray")
+            labels = [p.col_labels[j].replace(" ", "\n", 1) for j in cols]
+            long = max(len(label) for label in labels) > 24  # a spec with a form or a mix: slanted, or they overlap
+            ax.set_xticks(range(len(cols)), labels, fontsize="x-small", rotation=30 if long else 0,
+                          ha="right" if long else "center")  # fmt: skip
+            ax.set_yticks(range(len(p.row_labels)), p.row_labels, fontsize="small")
+            fig.colorbar(image, ax=ax, shrink=0.8)
+        axes[0, 0].set_title(f"speedup over {baseline} (p50) · {device}")
         fig.tight_layout()
         path = out_dir / f"{device_slug(device)}_speedup_vs_{_slug(baseline)}.png"
         written.append(_save(plt, fig, path))
