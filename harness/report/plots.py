@@ -116,7 +116,9 @@ def plot(
         backends = sorted({r.backend for r in group})
         color = backend_colours(backends, plt)
         marker = {b: MARKERS[m] for b, (_, m) in backend_style(backends).items()}
-        width, height = max(7.0, 4.2 * len(workloads)), 3.3 * len(metrics)  # room for the title and legend
+        bars = any(len({(r.kv_len, r.q_len) for r in group if r.workload == w}) == 1 for w in workloads)
+        names_room = 0.055 * max(len(b) for b in backends) if bars else 0.0  # the bars' slanted names under each row
+        width, height = max(7.0, 4.2 * len(workloads)), (3.3 + names_room) * len(metrics)  # and the title, legend
         fig, axes = plt.subplots(len(metrics), len(workloads), figsize=(width, height), squeeze=False)
         for j, workload in enumerate(workloads):
             wrows = [r for r in group if r.workload == workload]
