@@ -347,7 +347,7 @@ def test_triton_paged_prompts_through_the_gluon_varlen_kernel_on_gpu(measurer, w
     )
 
 
-@pytest.mark.parametrize("gluon,grid", [("on", "blocks"), ("on", "tiles"), ("off", "blocks")])
+@pytest.mark.parametrize("gluon,grid", [("on", "blocks"), ("on", "tiles"), ("on", "persistent"), ("off", "blocks")])
 @pytest.mark.parametrize(
     "mix",
     ["q100s300_2q700_5q1s700_q1500",  # one launch: prompts, a chunk, decodes (q_len 1) in the middle, a prompt
@@ -358,8 +358,8 @@ def test_triton_paged_prompts_through_the_gluon_varlen_kernel_on_gpu(measurer, w
 def test_triton_gluon_varlen_on_gpu(measurer, gluon, grid, mix, page):
     """Ragged batches on a dense cache or shuffled pages: the ping-pong Gluon kernel for the prompts and chunks
     on sm90 by default (the row says gluon-pp; 16- and 64-token pages a TMA load a page, 256 a load a tile), on
-    its block grid or only the blocks that hold rows (gluon_grid=tiles), the Triton varlen kernel with
-    gluon=off or pages the TMA loads cannot take (8)."""
+    its block grid or only the blocks that hold rows (gluon_grid=tiles), those walked by one CTA an SM
+    (gluon_grid=persistent), the Triton varlen kernel with gluon=off or pages the TMA loads cannot take (8)."""
     row = measure_mix(measurer, f"triton[gluon={gluon},gluon_grid={grid}]", mix, page)
     assert row.status is Status.OK and row.rel_err < 2e-2, f"{row.status}: {row.reason}"
     hopper = torch.cuda.get_device_capability() == (9, 0)
@@ -370,7 +370,7 @@ def test_triton_gluon_varlen_on_gpu(measurer, gluon, grid, mix, page):
     assert per_page == (bool(gluon_launches) and page in (16, 64)), row.backend_info
 
 
-@pytest.mark.parametrize("grid", ["blocks", "tiles"])
+@pytest.mark.parametrize("grid", ["blocks", "tiles", "persistent"])
 @pytest.mark.parametrize("page", [None, 16, 32])
 def test_triton_gluon_varlen_head_dim_64_fp16_on_gpu(measurer, page, grid):
     """The Gluon varlen kernel at head dim 64 in fp16 (a page's row is one 128-byte TMA message there), GQA 8,

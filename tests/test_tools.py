@@ -120,11 +120,15 @@ def test_every_kernel_variant_compiles_for_hopper_without_a_gpu(tmp_path):
     # the ping-pong kernel: two consumer warpgroups (each with its own MMA waits) and the producer's, which
     # Gluon rounds up to a warpgroup and occupancy counts: 4 + 4 + 4 warps a CTA
     pp = rows[rows.variant.str.contains("gluon-pp")]
-    assert len(pp) == 8 and (pp.cta_warps == 12).all() and (pp.mma_waits.astype(str) == "0 1 0 0 0 1 0 0").all()
+    assert len(pp) == 11 and (pp.cta_warps == 12).all() and (pp.mma_waits.astype(str) == "0 1 0 0 0 1 0 0").all()
     assert pp.variant.str.contains("gluon-pp-persistent").sum() == 1  # the backend's append kernel
+    # the persistent varlen grid (gluon_grid=persistent), dense and paged: at the one-block kernel's registers
+    persistent = pp[pp.variant.str.contains("varlen persistent")]
+    assert len(persistent) == 3 and (persistent.spill_bytes == 0).all()
     # the ragged-batch forms the backend runs: a dense cache, 16-token pages (a TMA load a page), 256-token pages,
     # each on the block grid and on the tile grid (only the row blocks with rows), at the same registers
-    varlen = pp[pp.variant.str.contains("varlen")]
+    varlen = pp[pp.variant.str.contains("varlen") & ~pp.variant.str.contains("persistent")]
+    assert set(persistent.registers) == set(varlen.registers)
     forms = varlen.variant.str.extract(r"varlen ?(page\d+)? ?(tiles)?").fillna("")
     assert sorted(zip(forms[0], forms[1])) == [(p, t) for p in ("", "page16", "page256") for t in ("", "tiles")]
     assert varlen.groupby(forms[0].values).registers.nunique().eq(1).all()

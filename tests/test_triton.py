@@ -609,6 +609,31 @@ def test_the_gluon_varlen_kernel_orders_requests_heaviest_first_and_knows_when_i
         )
 
 
+def test_the_persistent_gluon_varlen_grid_walks_the_blocks_heaviest_first_one_cta_an_sm():
+    """gluon_grid=persistent: the tile list's pairs (request × heads + head, row block) as work items sorted by the
+    key tiles each block walks (stable), and a grid of at most one CTA an SM (4 on a CPU) and one an item; the
+    row says the grid. Built on the host here; the kernel itself compiles for sm_90a (tools.aot_check) and runs on
+    a GPU only."""
+    pytest.importorskip("triton.experimental.gluon")
+    from frameworks.triton.gluon_prefill import GluonVarlen
+    from frameworks.triton.schedule import gluon_varlen_items, gluon_varlen_tiles
+
+    q_lens, kv_lens = [300, 100, 129], [300, 1100, 129]  # a prompt, a chunk on a long cache, a prompt
+    tiles = gluon_varlen_tiles([1, 0, 2], q_lens, 2, True)
+    items = gluon_varlen_items([1, 0, 2], q_lens, kv_lens, 2, True)
+    assert sorted(zip(items[::2], items[1::2])) == sorted(zip(tiles[::2], tiles[1::2]))  # the same blocks
+    walked = [-(-min(k, k - q + min((m + 1) * 128, q)) // 128) for bh, m in zip(items[::2], items[1::2])
+              for q, k in [(q_lens[bh // 2], kv_lens[bh // 2])]]  # fmt: skip
+    assert walked == sorted(walked, reverse=True) and walked[:2] == [9, 9]  # the chunk's 1,100 keys first
+    assert items[:4] == [2, 0, 3, 0]  # its two heads, in the tile list's order
+    cu_q = torch.tensor([0, 300, 400, 529], dtype=torch.int32)
+    cu_k = torch.tensor([0, 300, 1400, 1529], dtype=torch.int32)
+    q = torch.zeros(529, 8, 64, dtype=torch.bfloat16)
+    k = torch.zeros(1529, 2, 64, dtype=torch.bfloat16)
+    op = GluonVarlen(q, k, k, cu_q, cu_k, 300, True, grid="persistent")
+    assert op.launch_grid == (4,) and op.tiles.numel() == 2 * 8 * (3 + 1 + 2) and op.info()["grid"] == "persistent"
+
+
 def test_a_mixed_batchs_long_requests_keep_the_gluon_kernel_beside_the_work_list():
     """ops.MixedWork with gluon (on an sm90 GPU, where the default would take the Gluon varlen kernel): its long
     requests go through GluonVarlen restricted to them (ORDER and TILES name only them, heaviest first, in the batch's

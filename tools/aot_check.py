@@ -271,6 +271,7 @@ def variants(quick: bool) -> list[Variant]:
             gluon_pp_persistent_kernel,
             gluon_pp_prefill_kernel,
             gluon_pp_varlen_kernel,
+            gluon_pp_varlen_persistent_kernel,
         )
         from tools.gluon_overlap import gluon_prefill_kernel
     except ImportError:
@@ -295,6 +296,12 @@ def variants(quick: bool) -> list[Variant]:
               "TILED": tiled, "num_warps": 4}  # fmt: skip
         label = (f" page{page}" if page else "") + (" tiles" if tiled else "")
         out.append(Variant(f"gluon-pp varlen{label} 128x128 w4+4 st2", gluon_pp_varlen_kernel, ce, 4, 1))
+    for page in (0, 16, 256):  # its persistent grid (gluon_grid=persistent): the tile list walked by one CTA an SM
+        ce = {"HEAD_DIM": 128, "CAUSAL": True, "BLOCK_M": 128, "BLOCK_N": 128, "STAGES": 2, "PAGE": page,
+              "num_warps": 4}  # fmt: skip
+        label = f" page{page}" if page else ""
+        out.append(Variant(f"gluon-pp varlen persistent{label} 128x128 w4+4 st2", gluon_pp_varlen_persistent_kernel,
+                           ce, 4, 1))  # fmt: skip
     return out
 
 

@@ -144,11 +144,13 @@ VARIANTS = (
     ),
     VariantKey(
         "gluon_grid",
-        ("tiles", "blocks"),
+        ("tiles", "blocks", "persistent"),
         "tiles",
         applies=_ragged,
         help="the Gluon varlen launch: only the row blocks that hold rows (tiles; H200 A/B: prompt mixes "
-        "0.93-1.00x the time) or every row block of the longest request (blocks)",
+        "0.93-1.00x the time), every row block of the longest request (blocks), or the row blocks that hold rows "
+        "walked by one CTA an SM, heaviest first, the next block's loads under the current one's end (persistent; "
+        "compiled for sm_90a, never run on a GPU yet: docs/perf/generalization.md)",
     ),
     VariantKey(
         "splits",

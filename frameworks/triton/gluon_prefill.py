@@ -24,7 +24,15 @@ from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warp
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from .kernels import LOG2E
-from .schedule import GLUON_GRIDS, gluon_pages_fit, gluon_varlen_tiles, heaviest_first, sm_count, subset
+from .schedule import (
+    GLUON_GRIDS,
+    gluon_pages_fit,
+    gluon_varlen_items,
+    gluon_varlen_tiles,
+    heaviest_first,
+    sm_count,
+    subset,
+)
 
 
 @gluon.jit
@@ -392,6 +400,105 @@ def gluon_pp_persistent_kernel(
     )  # fmt: skip
 
 
+@gluon.jit
+def _pv_item(w, TILES, CU_Q, CU_K, KV_LENS, HQ, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+             PAGE: gl.constexpr):  # fmt: skip
+    """Work item w of the persistent varlen kernel: the tile list's entry w (request × query head, row block; only
+    blocks that hold rows, heaviest first: GluonVarlen) with its request's rows and keys, as
+    (b, h, m0, q_start, SQ, k_start, SK, n_tiles)."""
+    bh = gl.load(TILES + 2 * w)
+    m0 = gl.load(TILES + 2 * w + 1) * BLOCK_M
+    b = bh // HQ
+    q_start = gl.load(CU_Q + b)
+    SQ = gl.load(CU_Q + b + 1) - q_start
+    if PAGE == 0:
+        k_start = gl.load(CU_K + b)
+        SK = gl.load(CU_K + b + 1) - k_start
+    else:
+        k_start = 0
+        SK = gl.load(KV_LENS + b)
+    return b, bh % HQ, m0, q_start, SQ, k_start, SK, _pp_tiles(m0, SQ, SK, CAUSAL, BLOCK_M, BLOCK_N)
+
+
+@gluon.jit
+def _pv_consumer(q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty, tok, O, s_os, s_oh,
+                 TILES, CU_Q, CU_K, KV_LENS, n_work, HQ, qk_scale, HALF: gl.constexpr, CAUSAL: gl.constexpr,
+                 BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr,
+                 PAGE: gl.constexpr):  # fmt: skip
+    """A consumer warpgroup of the persistent varlen kernel: `_pp_consumer` over the CTA's tile-list items (output
+    rows from the request's first packed row), the ring, the token and Q's phase carried from one to the next,
+    as `_pp_persistent_consumer` does for a uniform batch."""
+    it = 0
+    t = 0
+    k = 0
+    for w in range(gl.program_id(0), n_work, gl.num_programs(0)):
+        b, h, m0, q_start, SQ, _, SK, n_tiles = _pv_item(w, TILES, CU_Q, CU_K, KV_LENS, HQ, CAUSAL, BLOCK_M, BLOCK_N,
+                                                         PAGE)  # fmt: skip
+        _pp_consumer(q_smem, k_smem, v_smem, q_ready, k_ready, v_ready, k_empty, v_empty, tok, O, 0, s_os, s_oh, b,
+                     h, q_start, n_tiles, m0, SK - SQ, SQ, SK, qk_scale, HALF, CAUSAL, BLOCK_N, HEAD_DIM, STAGES, it, t,
+                     k & 1, q_empty, True)  # fmt: skip
+        it += n_tiles
+        t += n_tiles - 1
+        k += 1
+
+
+@gluon.jit
+def _pv_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty,
+               TILES, CU_Q, CU_K, KV_LENS, BT, s_btb, n_work, HQ, HKV, HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr,
+               BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, PAGE: gl.constexpr):  # fmt: skip
+    """The persistent varlen kernel's producer warp: each item's two Q halves (from its request's packed rows) once
+    the consumers have released the last item's, then its K/V tiles, dense from the request's first key row or
+    through its block-table row, so the next item's loads run under the current item's last tiles and stores."""
+    it = 0
+    k = 0
+    for w in range(gl.program_id(0), n_work, gl.num_programs(0)):
+        b, h, m0, q_start, SQ, k_start, SK, n_tiles = _pv_item(w, TILES, CU_Q, CU_K, KV_LENS, HQ, CAUSAL, BLOCK_M,
+                                                               BLOCK_N, PAGE)  # fmt: skip
+        for i in gl.static_range(2):
+            mbarrier.wait(q_empty.index(i), phase=(k & 1) ^ 1)
+            _issue_load(q_desc, q_start + m0 + i * (BLOCK_M // 2), h * HEAD_DIM, q_ready.index(i), q_smem.index(i),
+                        True)  # fmt: skip
+        if PAGE > 0:
+            last_page = (SK - 1) // PAGE  # the request's last page: no block table entry past it is read
+        else:
+            last_page = 0
+        _ws_loader(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, k_start,
+                   (h // (HQ // HKV)) * HEAD_DIM, n_tiles, BT, b.to(gl.int64) * s_btb, last_page, BLOCK_N, STAGES,
+                   PAGE, it)  # fmt: skip
+        it += n_tiles
+        k += 1
+
+
+@gluon.jit
+def gluon_pp_varlen_persistent_kernel(
+    q_desc, k_desc, v_desc, O, CU_Q, CU_K, KV_LENS, BT, TILES, s_os, s_oh, s_btb, HQ, HKV, qk_scale, n_work,
+    HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+    STAGES: gl.constexpr, PAGE: gl.constexpr, num_warps: gl.constexpr,
+):  # fmt: skip
+    """`gluon_pp_varlen_kernel`'s blocks in a persistent grid (FA3's for varlen batches): one CTA an SM walks the
+    tile list's items pid, pid + grid, … (heaviest first), its producer loading the next item's Q and K/V while
+    the consumers finish the current one and store its output; a ragged batch's short blocks (a few key tiles
+    each) no longer pay a CTA's start and end each. The cache dense and packed (PAGE 0) or paged, as there."""
+    q_smem, k_smem, v_smem, q_ready, q_empty, tok, k_ready, v_ready, k_empty, v_empty = _pp_smem(
+        q_desc, k_desc, v_desc, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, True
+    )
+    gl.warp_specialize(
+        [
+            (_pv_consumer, (q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty, tok, O, s_os,
+                            s_oh, TILES, CU_Q, CU_K, KV_LENS, n_work, HQ, qk_scale, 0, CAUSAL, BLOCK_M, BLOCK_N,
+                            HEAD_DIM, STAGES, PAGE)),
+            (_pv_consumer, (q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty, tok, O, s_os,
+                            s_oh, TILES, CU_Q, CU_K, KV_LENS, n_work, HQ, qk_scale, 1, CAUSAL, BLOCK_M, BLOCK_N,
+                            HEAD_DIM, STAGES, PAGE)),
+            (_pv_loader, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty,
+                          v_empty, TILES, CU_Q, CU_K, KV_LENS, BT, s_btb, n_work, HQ, HKV, HEAD_DIM, CAUSAL, BLOCK_M,
+                          BLOCK_N, STAGES, PAGE)),
+        ],
+        [4, 1],
+        [240, 24],
+    )  # fmt: skip
+
+
 def shared_layout(block: list[int], dtype: torch.dtype):
     return gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16 if dtype == torch.bfloat16 else gl.float16)
 
@@ -461,18 +568,19 @@ class GluonPrefill:
 
 class GluonVarlen:
     """A ragged batch through the ping-pong kernel: q packed [Σ q_len, Hq, D] with cu_seqlens_q (int32 on the
-    GPU); the cache dense and packed, k, v [Σ kv_len, Hkv, D] with cu_seqlens_k, or paged, k, v [pages,
-    page_size, Hkv, D] with block_table [B, pages a request] (int32) and kv_lens (B int32 on the GPU). Pages of
-    16 rows or more that split the 128-key tile evenly, or hold whole tiles, come through TMA: a load a page
-    (`_kv_tile_load`). The heaviest requests (query × key pairs) launch first, as `ops.Varlen` orders them. out:
-    write into this [Σ q_len, Hq, D] tensor instead of a new one. One program a (128-row block, request, query
-    head): no GQA packing, so a batch of short requests (decodes, speculative steps) wastes most of each block;
-    `ops.gluon_varlen_worth_it` says when not. grid "blocks": row blocks of the longest request for every
-    request, those past a request's rows returning at once; "tiles": only the blocks that hold rows, in the same
-    order, from a list built here (`ops.gluon_varlen_tiles`). requests: the indices of the requests this launch
-    takes (a mixed batch's longer ones beside the work list of its short ones: ops.MixedWork; max_q theirs), None:
-    all; the kernel reaches a request only through ORDER or TILES, so a launch of some lists only them and reads the
-    batch's offsets, lengths and cache as they are."""
+        GPU); the cache dense and packed, k, v [Σ kv_len, Hkv, D] with cu_seqlens_k, or paged, k, v [pages,
+        page_size, Hkv, D] with block_table [B, pages a request] (int32) and kv_lens (B int32 on the GPU). Pages of
+        16 rows or more that split the 128-key tile evenly, or hold whole tiles, come through TMA: a load a page
+        (`_kv_tile_load`). The heaviest requests (query × key pairs) launch first, as `ops.Varlen` orders them. out:
+        write into this [Σ q_len, Hq, D] tensor instead of a new one. One program a (128-row block, request, query
+        head): no GQA packing, so a batch of short requests (decodes, speculative steps) wastes most of each block;
+        `ops.gluon_varlen_worth_it` says when not. grid "blocks": row blocks of the longest request for every
+        request, those past a request's rows returning at once; "tiles": only the blocks that hold rows, in the same
+        order, from a list built here (`ops.gluon_varlen_tiles`); "persistent": those blocks as the work items of one
+    CTA an SM (`gluon_pp_varlen_persistent_kernel`), heaviest first (`schedule.gluon_varlen_items`). requests:
+    the indices of the requests this launch takes (a mixed batch's longer ones beside the work list of its short
+    ones: ops.MixedWork; max_q theirs), None: all; the kernel reaches a request only through ORDER or TILES, so a
+    launch of some lists only them and reads the batch's offsets, lengths and cache as they are."""
 
     def __init__(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_q: int, causal: bool, out=None, block_n: int = 128,
                  stages: int = 2, block_table=None, page_size: int | None = None, kv_lens=None,
@@ -502,6 +610,10 @@ class GluonVarlen:
             tiles = gluon_varlen_tiles(order, q_lens, hq, causal)
             self.tiles = torch.tensor(tiles, dtype=torch.int32, device=q.device)
             self.launch_grid = (len(tiles) // 2,)
+        elif grid == "persistent":  # one CTA an SM (at most one an item) walking the items heaviest first
+            tiles = gluon_varlen_items(order, q_lens, kv_list, hq, causal)
+            self.tiles = torch.tensor(tiles, dtype=torch.int32, device=q.device)
+            self.launch_grid = (max(1, min(len(tiles) // 2, sm_count(q.device))),)
         else:
             self.tiles = cu_seqlens_q  # an unused pointer stands in
             self.launch_grid = (triton.cdiv(max_q, 128), len(order) * hq)
@@ -525,6 +637,14 @@ class GluonVarlen:
         cu_k = self.cu_k if self.cu_k is not None else self.cu_q  # an unused pointer stands in where absent
         kv_lens = self.kv_lens if self.kv_lens is not None else self.cu_q
         bt, s_btb = (self.bt, self.bt.stride(0)) if self.bt is not None else (self.cu_q, 0)
+        if self.grid == "persistent":
+            gluon_pp_varlen_persistent_kernel[self.launch_grid](
+                self.q_desc, self.k_desc, self.v_desc, o, self.cu_q, cu_k, kv_lens, bt, self.tiles, o.stride(0),
+                o.stride(1), s_btb, self.hq, self.hkv, self.qk_scale, self.tiles.numel() // 2,
+                HEAD_DIM=self.q.shape[2], CAUSAL=self.causal, BLOCK_M=128, BLOCK_N=self.block_n, STAGES=self.stages,
+                PAGE=self.page, num_warps=4,
+            )  # fmt: skip
+            return o
         gluon_pp_varlen_kernel[self.launch_grid](
             self.q_desc, self.k_desc, self.v_desc, o, self.cu_q, cu_k, kv_lens, bt, self.order, self.tiles,
             o.stride(0), o.stride(1), s_btb, self.hq, self.hkv, self.qk_scale,

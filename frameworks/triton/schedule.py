@@ -32,7 +32,9 @@ import torch
 
 from specs.batch import MAX_SPEC_DECODE
 
-GLUON_GRIDS = ("blocks", "tiles")  # the Gluon varlen launch: every row block of the longest request, or the listed ones
+# the Gluon varlen launch: every row block of the longest request, the listed ones, or the listed ones walked by a
+# persistent grid (one CTA an SM)
+GLUON_GRIDS = ("blocks", "tiles", "persistent")
 
 
 def sm_count(device: torch.device) -> int:
@@ -66,6 +68,23 @@ def gluon_varlen_tiles(order, q_lens, heads: int, causal: bool, block_m: int = 1
             for m in blocks:
                 tiles += (b * heads + h, m)
     return tiles
+
+
+def gluon_varlen_items(order, q_lens, kv_lens, heads: int, causal: bool, block_m: int = 128,
+                       block_n: int = 128) -> list[int]:  # fmt: skip
+    """The persistent Gluon varlen kernel's work items: gluon_varlen_tiles' pairs, heaviest first by the key tiles
+    each block walks (stable: equal blocks keep the tile list's order), so its CTAs, each taking items pid,
+    pid + grid, …, start on the longest blocks and end on the short ones (list scheduling, as FA3's varlen)."""
+    pairs = gluon_varlen_tiles(order, q_lens, heads, causal, block_m)
+    items = list(zip(pairs[::2], pairs[1::2]))
+
+    def key_tiles(item) -> int:
+        q, k = q_lens[item[0] // heads], kv_lens[item[0] // heads]
+        hi = min(k, k - q + min((item[1] + 1) * block_m, q)) if causal else k
+        return -(-hi // block_n)
+
+    items.sort(key=key_tiles, reverse=True)  # sort is stable with reverse=True too
+    return [x for item in items for x in item]
 
 
 def gluon_pages_fit(page_size: int | None, block_n: int = 128) -> bool:
