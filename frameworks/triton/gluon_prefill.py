@@ -260,6 +260,21 @@ def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, 
 
 
 @gluon.jit
+def _request(b, CU_Q, CU_K, KV_LENS, PAGE: gl.constexpr):
+    """Request b of a packed ragged batch: its first query row and query rows, its first key row (dense, PAGE 0:
+    CU_K; paged: 0, its keys through its block-table row) and its keys (KV_LENS[b] when paged)."""
+    q_start = gl.load(CU_Q + b)
+    SQ = gl.load(CU_Q + b + 1) - q_start
+    if PAGE == 0:
+        k_start = gl.load(CU_K + b)
+        SK = gl.load(CU_K + b + 1) - k_start
+    else:
+        k_start = 0
+        SK = gl.load(KV_LENS + b)
+    return q_start, SQ, k_start, SK
+
+
+@gluon.jit
 def gluon_pp_varlen_kernel(
     q_desc, k_desc, v_desc, O, CU_Q, CU_K, KV_LENS, BT, ORDER, TILES, s_os, s_oh, s_btb, HQ, HKV, qk_scale,
     HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
@@ -282,14 +297,7 @@ def gluon_pp_varlen_kernel(
         pid_bh = gl.program_id(1)
         b = gl.load(ORDER + pid_bh // HQ)
         h = pid_bh % HQ
-    q_start = gl.load(CU_Q + b)
-    SQ = gl.load(CU_Q + b + 1) - q_start
-    if PAGE == 0:
-        k_start = gl.load(CU_K + b)
-        SK = gl.load(CU_K + b + 1) - k_start
-    else:
-        k_start = 0
-        SK = gl.load(KV_LENS + b)
+    q_start, SQ, k_start, SK = _request(b, CU_Q, CU_K, KV_LENS, PAGE)
     m0 = pid_m * BLOCK_M
     if m0 < SQ:
         # rows are packed: the request's first row is o_row0, and its index adds nothing (stride 0)
@@ -409,14 +417,7 @@ def _pv_item(w, TILES, CU_Q, CU_K, KV_LENS, HQ, CAUSAL: gl.constexpr, BLOCK_M: g
     bh = gl.load(TILES + 2 * w)
     m0 = gl.load(TILES + 2 * w + 1) * BLOCK_M
     b = bh // HQ
-    q_start = gl.load(CU_Q + b)
-    SQ = gl.load(CU_Q + b + 1) - q_start
-    if PAGE == 0:
-        k_start = gl.load(CU_K + b)
-        SK = gl.load(CU_K + b + 1) - k_start
-    else:
-        k_start = 0
-        SK = gl.load(KV_LENS + b)
+    q_start, SQ, k_start, SK = _request(b, CU_Q, CU_K, KV_LENS, PAGE)
     return b, bh % HQ, m0, q_start, SQ, k_start, SK, _pp_tiles(m0, SQ, SK, CAUSAL, BLOCK_M, BLOCK_N)
 
 
