@@ -106,6 +106,11 @@ def table(
     within: float | None = typer.Option(
         None, help="--verdict: a win is a time within this of the best (default 0.05 = 5%)."
     ),
+    by_content: bool = typer.Option(
+        False,
+        "--by-content",
+        help="--verdict: one a kind of batch (decodes, speculative steps, mixed, prompts, chunks).",
+    ),
     model_step: bool = typer.Option(
         False, "--model-step", help="A model's attention per forward step: Σ layers × p50 over its layer kinds."
     ),
@@ -121,8 +126,11 @@ def table(
     view = "verdict" if show_verdict else "model-step" if model_step else "winners" if show_winners else "pivot"
     if within is not None and view != "verdict":
         raise ValueError("--within: only means something with --verdict")
+    if by_content and view != "verdict":
+        raise ValueError("--by-content: only means something with --verdict")
     within = 0.05 if within is None else within
-    commands.table(console, files, (model, workload, backend), view, metric, fmt.value == "markdown", within)
+    commands.table(console, files, (model, workload, backend), view, metric, fmt.value == "markdown", within,
+                   by_content)  # fmt: skip
 
 
 @app.command()

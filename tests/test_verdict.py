@@ -150,3 +150,22 @@ def test_a_batch_name_says_its_form_first_and_a_tiny_ratio_is_not_zero():
     shard = base | {"mix": "q2_q1s5", "tp": 4, "page_size": 16.0, "kv_dtype": "fp8_e4m3"}
     assert batch_name(SimpleNamespace(**shard)) == "q2_q1s5 tp4 fp8_e4m3 page 16"
     assert (ratio_text(0.0014), ratio_text(0.5), ratio_text(float("nan"))) == ("0.001", "0.50", "—")
+
+
+def test_the_verdict_by_content_judges_each_kind_of_batch_apart(results):
+    """--verdict --by-content: one verdict a kind of batch (decodes, speculative steps, mixed, prompts, chunks), each
+    over its own batches; a bare --by-content without --verdict is one clear error."""
+    from harness.report.verdict import batch_content, verdict_by_content
+
+    assert [batch_content(m, "mixed") for m in ("4q1s100", "q4s100_q1s9", "q30_q40", "q30s60_q20s90", "q30_q1s9")] == [
+        "decodes", "speculative steps", "prompts", "chunks", "mixed"]  # fmt: skip
+    assert batch_content("", "append") == "chunks" and batch_content("lognormal:2048:0.8@0", "decode") == "decodes"
+    parts = dict(verdict_by_content(load_frame([results])))
+    kinds = {name: batch_content(draw_batch(int(name.split(":")[1])), "mixed") for name in TIMES}
+    assert set(parts) == set(kinds.values())
+    for kind, table in parts.items():  # each kind's batches only
+        assert set(table["batches"]) == {sum(k == kind for k in kinds.values())}
+    out = runner.invoke(run.app, ["table", str(results), "--verdict", "--by-content", "--format", "markdown"])
+    assert out.exit_code == 0 and all(f"### {kind}" in out.output for kind in parts), out.output
+    out = runner.invoke(run.app, ["table", str(results), "--by-content"])
+    assert out.exit_code == 2 and "--by-content: only means something with --verdict" in out.output

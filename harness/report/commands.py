@@ -25,20 +25,26 @@ def load_filtered(files, model, workload, backend, console):
     return rows
 
 
-def table(console, files, filters, view: str, metric: str, markdown: bool, within: float) -> None:
+def table(console, files, filters, view: str, metric: str, markdown: bool, within: float,
+          by_content: bool = False) -> None:  # fmt: skip
     """`run.py table`: `view` is pivot (rows = backend, columns = model × workload, cell = the metric), winners,
-    verdict (per library: win rate, geomean and worst ratio to the best) or model-step."""
+    verdict (per library: win rate, geomean and worst ratio to the best; by_content: one a kind of batch) or
+    model-step."""
     if not files:
         raise ValueError("files: give one or more results CSVs (or --readme README.md)")
     if view == "verdict":
         from ..options import check_number
-        from .verdict import render_verdict_markdown, verdict
+        from .verdict import render_verdict_markdown, verdict, verdict_by_content
 
         check_number("--within", within, minimum=0)
-        found = verdict(load_filtered(files, *filters, console), within)
-        if found.empty:
+        rows = load_filtered(files, *filters, console)
+        parts = verdict_by_content(rows, within) if by_content else [("", verdict(rows, within))]
+        parts = [(kind, found) for kind, found in parts if not found.empty]
+        if not parts:
             raise ValueError("--verdict: no ok rows in these files")
-        return _markdown(console, render_verdict_markdown(found, within), markdown)
+        text = "\n\n".join((f"### {kind}\n\n" if kind else "") + render_verdict_markdown(found, within)
+                             for kind, found in parts)  # fmt: skip
+        return _markdown(console, text, markdown)
     if view == "model-step":
         from .model_step import model_steps, render_model_steps
 

@@ -136,6 +136,45 @@ def _variant_part(shown: str) -> str:
     return shown[shown.index("[") + 1 : -1] if shown.endswith("]") and "[" in shown else "default"
 
 
+CONTENTS = ("decodes", "speculative steps", "mixed", "prompts", "chunks")  # what a batch holds (batch_content)
+_WORKLOAD_CONTENT = {"decode": "decodes", "spec-decode": "speculative steps", "prefill": "prompts", "append": "chunks",
+                     "mixed": "mixed"}  # fmt: skip
+
+
+def batch_content(mix: str, workload: str) -> str:
+    """What a batch holds, one of CONTENTS: every request a decode; speculative steps (at most MAX_SPEC_DECODE query
+    tokens, decodes beside them); prompts only (each request's queries are its whole cache); chunks only (a part of
+    a longer cache, more than a step); anything else mixed. A uniform batch or a length generator: its workload."""
+    from specs import SpecError
+    from specs.batch import MAX_SPEC_DECODE, parse_mix
+
+    if not mix:
+        return _WORKLOAD_CONTENT.get(workload, workload)
+    try:
+        batch = parse_mix(mix)
+    except SpecError:  # a length generator (lognormal:…@seed) builds one workload
+        return _WORKLOAD_CONTENT.get(workload, workload)
+    pairs = list(zip(batch.q_lens, batch.kv_lens))
+    if all(q == 1 for q, _ in pairs):
+        return "decodes"
+    if all(q == k for q, k in pairs):
+        return "prompts"
+    if all(q <= MAX_SPEC_DECODE for q, _ in pairs):
+        return "speculative steps"
+    if all(MAX_SPEC_DECODE < q < k for q, k in pairs):
+        return "chunks"
+    return "mixed"
+
+
+def verdict_by_content(data, within: float = WITHIN) -> list[tuple[str, pd.DataFrame]]:
+    """The verdict over each kind of batch apart (batch_content), in CONTENTS order, those the rows hold: which
+    library to use for decode-heavy traffic need not be the one for prompts."""
+    frame = as_frame(data)
+    kinds = [batch_content(m, w) for m, w in zip(frame["mix"].fillna(""), frame["workload"])]
+    present = [c for c in CONTENTS if c in kinds] + sorted(set(kinds) - set(CONTENTS))
+    return [(c, verdict(frame[[k == c for k in kinds]], within)) for c in present]
+
+
 def render_verdict_markdown(table: pd.DataFrame, within: float = WITHIN) -> str:
     """The verdict as Markdown lines no wider than 100 columns (the worst batch and the variants cut to fit)."""
     if table.empty:
