@@ -159,3 +159,18 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, capsys):
         main([str(short), str(out), "--keep", "abc"])
     assert stop.value.code == 2 and "'abc' is not valid; expected SM archs as numbers" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_an_output_that_is_the_input_a_folder_or_in_no_folder_is_refused_before_reading(tmp_path, capsys):
+    """The tool writes a copy: an output that is its input, a folder, or a path in a folder that does not exist is
+    argparse's one line (status 2), and the input is left as it was."""
+    from tools.strip_fatbin import main
+
+    lib = tmp_path / "lib.so"
+    lib.write_bytes(b"\x7fELF" + bytes(60))
+    for output, said in [(str(lib), "OUTPUT: it is the input"), (str(tmp_path), "is a folder"),
+                         (str(tmp_path / "none" / "o.so"), "is not a folder")]:  # fmt: skip
+        with pytest.raises(SystemExit) as stop:
+            main([str(lib), output])
+        assert stop.value.code == 2 and said in capsys.readouterr().err
+    assert lib.read_bytes() == b"\x7fELF" + bytes(60) and sorted(p.name for p in tmp_path.iterdir()) == ["lib.so"]

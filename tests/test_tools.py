@@ -202,3 +202,9 @@ def test_a_gpu_call_runs_its_plan_and_brings_every_row_back_in_one_tar(tmp_path)
     missing = subprocess.run(["bash", str(ROOT / "tools/gpu_call.sh")], env={**env, "PLAN": str(tmp_path / "none")},
                              capture_output=True, text=True, timeout=30, cwd=ROOT)  # fmt: skip
     assert missing.returncode == 2 and missing.stderr.strip().endswith("none is not a file")
+    no_out = subprocess.run(["bash", str(ROOT / "tools/gpu_call.sh")], env={**env, "OUT": str(tmp_path / "gone")},
+                            capture_output=True, text=True, timeout=30, cwd=ROOT)  # fmt: skip
+    assert no_out.returncode == 2 and no_out.stderr.strip().endswith("gone is not a folder")
+    late = subprocess.run(["bash", str(ROOT / "tools/gpu_call.sh")], env={**env, "BUDGET": "5"}, capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)  # fmt: skip
+    assert late.returncode == 1 and "sweep bad: skipped" in late.stdout  # no time to start it: said, not passed

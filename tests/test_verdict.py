@@ -105,6 +105,8 @@ def test_cli_table_verdict_and_plot(results, tmp_path):
     assert "| lib | 4 | 50% |" in out.output and "| fast | 4 | 75% | 0.82 | 0.45 | draw:2 dense |" in out.output
     out = runner.invoke(run.app, ["table", str(results), "--verdict", "--within", "-1"])
     assert out.exit_code == 2 and "--within" in out.output
+    out = runner.invoke(run.app, ["table", str(results), "--verdict", "--within", "0.125", "--format", "markdown"])
+    assert out.exit_code == 0 and "win: within 12.5% of the best time" in out.output  # the threshold used, unrounded
     out = runner.invoke(run.app, ["table", str(results), "--within", "0.1"])  # no --verdict: said, not ignored
     assert out.exit_code == 2 and "--within: only means something with --verdict" in out.output
     out = runner.invoke(run.app, ["plot", str(results), "--out-dir", str(tmp_path / "plots")])

@@ -12,7 +12,7 @@
 # when empty). OUT: the folder whose files come back (the device tool sets it). PYTHON: the interpreter (default
 # /tmp/gpuenv/bin/python where install_wheels.sh made it, else python3). The machine's GPU, driver and the libraries
 # that import go to JOB/gpu.txt. Exit status 1 when a sweep failed (its line in JOB/steps.log says so; its log
-# JOB/NAME.log says why), 2 on a missing HEAD, PLAN or OUT. Used on 2026-12-06 (docs/gpu-host.md, "A session in
+# JOB/NAME.log says why) or was skipped for want of time, 2 on a missing HEAD, PLAN or OUT. Used on 2026-12-06 (docs/gpu-host.md, "A session in
 # calls of ten minutes").
 set -u
 need="HEAD: the commit that runs; PLAN: a file of sweep lines; OUT: the folder that comes back"
@@ -20,6 +20,7 @@ for name in HEAD PLAN OUT; do
   [ -n "${!name:-}" ] || { echo "gpu_call.sh: $name is not set ($need)" >&2; exit 2; }
 done
 [ -f "$PLAN" ] || { echo "gpu_call.sh: PLAN: $PLAN is not a file" >&2; exit 2; }
+[ -d "$OUT" ] || { echo "gpu_call.sh: OUT: $OUT is not a folder" >&2; exit 2; }
 J=${JOB:-/tmp/jobt}; mkdir -p "$J"; T0=$(date +%s); FAILED=0
 trap 'tar czf "$OUT/res.tgz" -C "$(dirname "$J")" "$(basename "$J")" 2>/dev/null' EXIT
 left() { echo $(( ${BUDGET:-540} - ($(date +%s) - T0) )); }
@@ -40,7 +41,8 @@ PY
 cat "$J/gpu.txt"
 sweep() {
   name=$1; shift; step "sweep $name ($(left) s left)"
-  [ "$(left)" -gt 20 ] || return 0
+  # too little time left to start one: said, and the call's status says a sweep did not run
+  [ "$(left)" -gt 20 ] || { step "sweep $name: skipped, $(left) s left"; FAILED=1; return 0; }
   timeout "$(left)" "$P" run.py sweep "$@" --resume --max-seconds "${MAX_SECONDS:-0.1}" --git-commit "$HEAD" \
     -o "$J/$name.csv" --no-plots >> "$J/$name.log" 2>&1
   rc=$?

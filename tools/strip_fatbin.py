@@ -212,6 +212,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not args.dry_run and not args.output:
         ap.error("OUTPUT is needed unless --dry-run")
+    if (
+        args.output
+        and os.path.exists(args.output)
+        and os.path.exists(args.input)
+        and os.path.samefile(args.input, args.output)
+    ):
+        ap.error("OUTPUT: it is the input; give another path (the tool writes a copy and never changes its input)")
+    if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        ap.error(f"OUTPUT: {os.path.dirname(args.output)} is not a folder")
+    if args.output and os.path.isdir(args.output):
+        ap.error(f"OUTPUT: {args.output} is a folder; give the path of the file to write")
     keep = args.keep
     try:
         with open(args.input, "rb") as f:

@@ -385,7 +385,7 @@ def plot_verdict(table: pd.DataFrame, out_dir: Path | str, within: float = 0.05)
     for device, group in table.groupby("device", sort=False):
         fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(group) + 2), 4), layout="constrained")
         x = range(len(group))
-        ax.bar(x, group["win_rate"], color="tab:blue", alpha=0.7, label=f"win rate (within {within:.0%})")
+        ax.bar(x, group["win_rate"], color="tab:blue", alpha=0.7, label=f"win rate (within {within * 100:g}%)")
         ax.plot(x, group["geomean"], "D", color="black", label="geomean of best ÷ its time")
         ax.plot(x, group["worst"], "v", color="tab:red", label="worst best ÷ its time")
         for i, r in zip(x, group.itertuples()):

@@ -183,7 +183,7 @@ def render_verdict_markdown(table: pd.DataFrame, within: float = WITHIN) -> str:
     for device, group in table.groupby("device", sort=False):
         batches = int(group["batches"].iloc[0])
         lines += [
-            f"**{device}**, {batches} batches. win: within {within:.0%} of the best time (a batch not run is",
+            f"**{device}**, {batches} batches. win: within {within * 100:g}% of the best time (a batch not run is",
             "not a win); geomean and worst of best ÷ the library's time, over the batches it ran.",
             "",
             "| library | ran | win | geomean | worst | worst batch | best variant |",
