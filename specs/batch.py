@@ -88,7 +88,7 @@ class Batch:
             return sum(windowed_pairs(q, k, window) for q, k in zip(self.q_lens, self.kv_lens))
         if not causal:
             return sum(q * k for q, k in zip(self.q_lens, self.kv_lens))
-        return sum(q * k - q * (q - 1) // 2 for q, k in zip(self.q_lens, self.kv_lens))
+        return sum(causal_pairs(q, k) for q, k in zip(self.q_lens, self.kv_lens))
 
     def touched_kv(self, window: int | None = None) -> int:
         """KV tokens some query of the batch sees: every key, or with a left window w the last q + w of
@@ -98,9 +98,14 @@ class Batch:
         return sum(min(k, q + window) for q, k in zip(self.q_lens, self.kv_lens))
 
     @property
+    def request_kinds(self) -> set[str]:
+        """The workloads its requests are, each one of prefill, append, decode and spec-decode."""
+        return {_request_kind(q, k) for q, k in zip(self.q_lens, self.kv_lens)}
+
+    @property
     def kind(self) -> str:
         """The workload this batch is: prefill, append, decode, spec-decode, or mixed."""
-        kinds = {_request_kind(q, k) for q, k in zip(self.q_lens, self.kv_lens)}
+        kinds = self.request_kinds
         return kinds.pop() if len(kinds) == 1 else "mixed"
 
     @property
@@ -144,6 +149,12 @@ def _request_kind(q: int, k: int) -> str:
     if q <= MAX_SPEC_DECODE:
         return "spec-decode"
     return "append"
+
+
+def causal_pairs(q_len: int, kv_len: int) -> int:
+    """Visible (query, key) pairs of one request under bottom-right causal: its query i of q_len sees
+    kv_len − q_len + i + 1 keys, q·k − q(q−1)/2 in all."""
+    return q_len * kv_len - q_len * (q_len - 1) // 2
 
 
 def windowed_pairs(q_len: int, kv_len: int, window: int) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from specs import DType, Workload
-from specs.batch import trailing_decodes
+from specs.batch import causal_pairs, trailing_decodes
 
 from .._paged import to_paged, to_paged_ragged
 from ..base import Backend, Caps, KVLayout, VariantKey, register
@@ -31,12 +31,7 @@ def _ragged(spec) -> bool:
 GLUON_LONG = 1536
 
 
-def _pairs(q_len: int, kv_len: int) -> int:
-    """The query-key pairs of one causal request (bottom-right: its query i sees kv_len - q_len + i + 1 keys)."""
-    return q_len * (kv_len - q_len) + q_len * (q_len + 1) // 2
-
-
-GLUON_LONG_PAIRS = _pairs(GLUON_LONG, GLUON_LONG)
+GLUON_LONG_PAIRS = causal_pairs(GLUON_LONG, GLUON_LONG)
 
 
 def _long_runs_triton(spec) -> bool:
@@ -44,7 +39,10 @@ def _long_runs_triton(spec) -> bool:
     query-key pairs than a GLUON_LONG-token prompt. On pages Gluon stays: its page-wise TMA loads beat the Triton
     kernel's gathered ones (H100, page 16: draw:5 took 1.6x the time in Triton, the prompt batches 1.01x)."""
     batch = spec.batch
-    return spec.page_size is None and max(_pairs(q, k) for q, k in zip(batch.q_lens, batch.kv_lens)) < GLUON_LONG_PAIRS
+    return (
+        spec.page_size is None
+        and max(causal_pairs(q, k) for q, k in zip(batch.q_lens, batch.kv_lens)) < GLUON_LONG_PAIRS
+    )
 
 
 def _gluon_takes(spec) -> bool:

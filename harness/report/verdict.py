@@ -68,7 +68,7 @@ def batch_name(row) -> str:
     from .tables import form_tag
 
     page = "dense" if pd.isna(row.page_size) else f"page {int(row.page_size)}"
-    form = form_tag(row._asdict() if hasattr(row, "_asdict") else row if hasattr(row, "get") else vars(row))
+    form = form_tag(row._asdict() if hasattr(row, "_asdict") else vars(row))  # a frame's itertuples row, or any
     for long, short in (("window=", "w"), ("softcap=", "cap"), ("tp=", "tp"), ("fp8-attention", "fp8 attn")):
         form = form.replace(long, short)  # a few characters: the label shares a cell of a 100-column table
     # the form right after the workload or mix, so a label cut to its cell keeps what tells the batch apart
@@ -142,28 +142,22 @@ _WORKLOAD_CONTENT = {"decode": "decodes", "spec-decode": "speculative steps", "p
 
 
 def batch_content(mix: str, workload: str) -> str:
-    """What a batch holds, one of CONTENTS: every request a decode; speculative steps (at most MAX_SPEC_DECODE query
-    tokens, decodes beside them); prompts only (each request's queries are its whole cache); chunks only (a part of
-    a longer cache, more than a step); anything else mixed. A uniform batch or a length generator: its workload."""
+    """What a batch holds, one of CONTENTS, from its requests' kinds (specs.batch's `request_kinds`): every request a
+    decode; speculative steps (at most MAX_SPEC_DECODE query tokens, decodes beside them); prompts only (each
+    request's queries are its whole cache); chunks only; anything else mixed. A uniform batch or a length
+    generator: its workload."""
     from specs import SpecError
-    from specs.batch import MAX_SPEC_DECODE, parse_mix
+    from specs.batch import parse_mix
 
     if not mix:
         return _WORKLOAD_CONTENT.get(workload, workload)
     try:
-        batch = parse_mix(mix)
+        kinds = parse_mix(mix).request_kinds
     except SpecError:  # a length generator (lognormal:…@seed) builds one workload
         return _WORKLOAD_CONTENT.get(workload, workload)
-    pairs = list(zip(batch.q_lens, batch.kv_lens))
-    if all(q == 1 for q, _ in pairs):
-        return "decodes"
-    if all(q == k for q, k in pairs):
-        return "prompts"
-    if all(q <= MAX_SPEC_DECODE for q, _ in pairs):
-        return "speculative steps"
-    if all(MAX_SPEC_DECODE < q < k for q, k in pairs):
-        return "chunks"
-    return "mixed"
+    if kinds <= {"spec-decode", "decode"} and kinds != {"decode"}:
+        return "speculative steps"  # steps, decodes beside them
+    return _WORKLOAD_CONTENT[kinds.pop()] if len(kinds) == 1 else "mixed"
 
 
 def verdict_by_content(data, within: float = WITHIN) -> list[tuple[str, pd.DataFrame]]:
