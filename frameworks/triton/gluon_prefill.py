@@ -226,6 +226,15 @@ def _pp_smem(q_desc, k_desc, v_desc, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexp
 
 
 @gluon.jit
+def _last_page(SK, PAGE: gl.constexpr):
+    """A paged request's last page (of SK keys): the producer reads no block table entry past it (0 when dense)."""
+    if PAGE > 0:
+        return (SK - 1) // PAGE
+    else:
+        return 0
+
+
+@gluon.jit
 def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, kv_row, kv_col, BT, bt_off, m0, SQ,
               SK, qk_scale, HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr,
               BLOCK_N: gl.constexpr, STAGES: gl.constexpr, PAGE: gl.constexpr):  # fmt: skip
@@ -239,10 +248,7 @@ def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, 
     )
     for i in gl.static_range(2):
         _issue_load(q_desc, q_row + i * (BLOCK_M // 2), h * HEAD_DIM, q_bar.index(i), q_smem.index(i), True)
-    if PAGE > 0:
-        last_page = (SK - 1) // PAGE  # the request's last page: the producer reads no block table entry past it
-    else:
-        last_page = 0
+    last_page = _last_page(SK, PAGE)
     gl.warp_specialize(
         [
             (_pp_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os,
@@ -459,10 +465,7 @@ def _pv_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty,
             mbarrier.wait(q_empty.index(i), phase=(k & 1) ^ 1)
             _issue_load(q_desc, q_start + m0 + i * (BLOCK_M // 2), h * HEAD_DIM, q_ready.index(i), q_smem.index(i),
                         True)  # fmt: skip
-        if PAGE > 0:
-            last_page = (SK - 1) // PAGE  # the request's last page: no block table entry past it is read
-        else:
-            last_page = 0
+        last_page = _last_page(SK, PAGE)
         _ws_loader(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, k_start,
                    (h // (HQ // HKV)) * HEAD_DIM, n_tiles, BT, b.to(gl.int64) * s_btb, last_page, BLOCK_N, STAGES,
                    PAGE, it)  # fmt: skip
