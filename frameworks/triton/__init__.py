@@ -29,6 +29,7 @@ def _ragged(spec) -> bool:
 # docs/perf/generalization.md, "Gluon or Triton for a batch of prompts". Counted as work, the query-key pairs of the
 # heaviest request: a 744-token chunk on 13,919 keys (draw:103) took 1.34x the time in the Triton kernel
 GLUON_LONG = 1536
+GLUON_ROWS = 128  # the Gluon kernels' row block (query rows a block): a prompt or chunk shorter wastes most of it
 
 
 GLUON_LONG_PAIRS = causal_pairs(GLUON_LONG, GLUON_LONG)
@@ -56,14 +57,14 @@ def _gluon_long_changes(spec) -> bool:
     chunk is a Gluon row block (128 tokens) or more, where gluon=long runs the Triton kernel (_long_runs_triton)."""
     if spec.workload is Workload.DECODE or not _gluon_takes(spec):
         return False
-    return spec.batch.max_q >= 128 and _long_runs_triton(spec)
+    return spec.batch.max_q >= GLUON_ROWS and _long_runs_triton(spec)
 
 
 def _paged_prompt(spec) -> bool:
     """A uniform prefill or append of a Gluon row block (128 tokens) or more on a paged cache, in a form the Gluon
     kernels take: where paged_prompt=gluon runs the Gluon varlen kernel instead of the Triton kernel's gathers."""
     uniform = spec.workload in (Workload.PREFILL, Workload.APPEND) and not spec.is_ragged
-    return uniform and spec.page_size is not None and spec.q_len >= 128 and _gluon_takes(spec)
+    return uniform and spec.page_size is not None and spec.q_len >= GLUON_ROWS and _gluon_takes(spec)
 
 
 def _has_decodes(spec) -> bool:
@@ -324,7 +325,7 @@ class TritonAttention(Backend):
         q, k, v = inputs.q, inputs.k, inputs.v
         if not (self._gluon(spec, inputs, ops) and spec.page_size is None and k.shape[1] == spec.kv_len):
             return None  # the switch first: a bad value is an error
-        if spec.workload not in (Workload.PREFILL, Workload.APPEND) or spec.q_len < 128:
+        if spec.workload not in (Workload.PREFILL, Workload.APPEND) or spec.q_len < GLUON_ROWS:
             return None  # a 128-row block a head is the kernel's unit: speculative steps and short chunks waste it
         from .gluon_prefill import GluonPrefill
 
