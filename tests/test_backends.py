@@ -390,6 +390,7 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
     assert BACKENDS["triton"].contender_variants() == [
         "",
         "gluon=long",
+        "gluon_grid=prompts",
         "splits=work",
         "spec=split-kv",
         "paged_prompt=gluon",
@@ -427,6 +428,17 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
                 mixed,
                 tiny_spec("append", chunk=256, kv_len=8192),
                 ExperimentSpec.from_mix("q800_q300", 8, 2, 64, page_size=16),
+            ],
+        ),
+        (  # the persistent grid where the varlen requests are two or more whole prompts of a row block or more
+            "triton[gluon_grid=prompts]",
+            [ExperimentSpec.from_mix(m, 8, 2, 64) for m in ("q300_q200", "q300_q128_q4s90_3q1s17")],
+            [
+                prefill,
+                mixed,
+                windowed,
+                ExperimentSpec.from_mix("q300_q200s600", 8, 2, 64),
+                ExperimentSpec.from_mix("q300_q127_3q1s17", 8, 2, 64),
             ],
         ),
         (

@@ -16,16 +16,17 @@ from harness.inputs import make_inputs
 from harness.reference import check_output, reference_attention
 from harness.store import Status
 
-from .helpers import cpu_measurer, tiny_spec
+from .helpers import cpu_measurer, measurer_on, tiny_spec
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def measured_once():
-    """A CPU measurer of one timed call: a row is still the checked call (status, rel_err, backend_info) and the
-    timer's own two calls after it, but the interpreter's timings mean nothing here, and each interpreted call of
-    a kernel costs up to seconds (four a row with two timed calls)."""
-    return cpu_measurer(iterations=1)
+    """A measurer of one timed call on DEVICE: a row is still the checked call (status, rel_err, backend_info) and
+    the timer's own two calls after it. On the CPU the interpreter's timings mean nothing, and each interpreted call
+    of a kernel costs up to seconds (four a row with two timed calls); on a GPU host (no interpreter) the same rows
+    come from the compiled kernels."""
+    return cpu_measurer(iterations=1) if DEVICE.type == "cpu" else measurer_on("cuda", iterations=1, warmup=0)
 
 
 def info(row) -> dict:
@@ -547,6 +548,8 @@ def test_each_batch_and_split_count_is_tuned_for_itself():
 def test_the_gluon_switch_falls_back_to_triton_where_gluon_cannot_run(workload):
     """The variant gluon=on (the default) takes the Gluon kernel on sm90 GPUs only: under the interpreter
     the Triton kernel runs, and the row says so; a bad value is refused, naming the key and the allowed values."""
+    if ops.gluon_capable(DEVICE):
+        pytest.skip("Gluon runs on this GPU: tests/test_gpu.py checks the Gluon kernel and the switch")
     spec = tiny_spec(workload, kv_len=40, batch=2)
     row = measured_once().measure(spec, get_backend("triton"))
     assert row.status is Status.OK and row.rel_err < 1e-2 and not info(row)["kernel"].startswith("gluon")
@@ -782,6 +785,24 @@ def test_the_gluon_grid_variant_reaches_the_gluon_launch_and_a_bad_value_names_i
         assert gluon_op.grid == (grid or backend.variant_keys()["gluon_grid"].default) == backend.choice["gluon_grid"]
         assert launches(backend.run_info())[0]["grid"] == gluon_op.grid, backend.run_info()
     bad_variant("triton[gluon_grid=rows]", r"gluon_grid='rows' is not valid; expected one of tiles, blocks")
+
+
+@pytest.mark.parametrize("page", [None, 16])
+@pytest.mark.parametrize("mix, grid", [("q300_q200", "persistent"), ("q300_q200_4q1s500", "persistent"),
+                                       ("q300_q200s600", "tiles"), ("q300_q100_4q1s500", "tiles")])  # fmt: skip
+def test_gluon_grid_prompts_takes_the_persistent_grid_for_whole_prompts_only(monkeypatch, mix, grid, page):
+    """gluon_grid=prompts (sm90 pretended): the persistent grid where the varlen launch's requests are two or more
+    whole prompts of a Gluon row block or longer (decodes beside them go to their own launch), tiles where a chunk
+    or a single long prompt leads it; the launch and backend_info name the grid that runs."""
+    pytest.importorskip("triton.experimental.gluon")
+    from specs import DType, ExperimentSpec
+
+    monkeypatch.setattr(ops, "gluon_capable", lambda device: True)
+    spec = ExperimentSpec.from_mix(mix, 8, 2, 64, dtype=DType.BF16, page_size=page)
+    backend = get_backend("triton[gluon_grid=prompts]")
+    op = backend.prepare(spec, make_inputs(spec, torch.device("cpu")))
+    gluon_op = op.chunks if type(op).__name__ == "Mixed" else op
+    assert gluon_op.grid == grid and launches(backend.run_info())[0]["grid"] == grid, backend.run_info()
 
 
 @pytest.mark.parametrize("workload,ahead", [("spec-decode", True), ("append", False)])

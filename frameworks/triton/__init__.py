@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from specs import DType, Workload
-from specs.batch import causal_pairs, trailing_decodes
+from specs.batch import MAX_SPEC_DECODE, causal_pairs, trailing_decodes
 
 from .._paged import to_paged, to_paged_ragged
 from ..base import Backend, Caps, KVLayout, VariantKey, register
@@ -58,6 +58,19 @@ def _gluon_long_changes(spec) -> bool:
     if spec.workload is Workload.DECODE or not _gluon_takes(spec):
         return False
     return spec.batch.max_q >= GLUON_ROWS and _long_runs_triton(spec)
+
+
+def _prompts_grid(spec) -> bool:
+    """Where gluon_grid=prompts takes the persistent grid: a batch whose requests past a speculative step (more than
+    MAX_SPEC_DECODE query tokens, those the varlen launch takes) are all whole prompts, two or more of them a Gluon
+    row block (128 tokens) or longer. H100, the generalization preset's drawn batches: the persistent grid took
+    0.93x the time of tiles on the dense prompt batches (0.87-1.00, 12) and 0.96x on pages of 16 (0.91-1.02),
+    0.93-0.97x on mixed batches of several prompts beside decodes, and up to 1.10-1.13x where one chunk on a long
+    cache or one short prompt was the launch (docs/perf/generalization.md, "The persistent Gluon varlen grid")."""
+    if not spec.mix:
+        return False
+    longer = [(q, k) for q, k in zip(spec.batch.q_lens, spec.batch.kv_lens) if q > MAX_SPEC_DECODE]
+    return all(q == k for q, k in longer) and sum(q >= GLUON_ROWS for q, _ in longer) >= 2
 
 
 def _paged_prompt(spec) -> bool:
@@ -143,13 +156,17 @@ VARIANTS = (
     ),
     VariantKey(
         "gluon_grid",
-        ("tiles", "blocks", "persistent"),
+        ("tiles", "blocks", "persistent", "prompts"),
         "tiles",
+        contenders=("prompts",),
         applies=_ragged,
+        applies_by_value={"prompts": lambda s: _gluon_takes(s) and _prompts_grid(s)},
         help="the Gluon varlen launch: only the row blocks that hold rows (tiles; H200 A/B: prompt mixes "
-        "0.93-1.00x the time), every row block of the longest request (blocks), or the row blocks that hold rows "
+        "0.93-1.00x the time), every row block of the longest request (blocks), the row blocks that hold rows "
         "walked by one CTA an SM, heaviest first, the next block's loads under the current one's end (persistent; "
-        "compiled for sm_90a, never run on a GPU yet: docs/perf/generalization.md)",
+        "H100, drawn batches: prompts 0.93x the time of tiles dense, 0.96x on pages of 16; up to 1.13x on a small "
+        "or chunk-led launch), or persistent where the varlen requests are two or more whole prompts, tiles "
+        "elsewhere (prompts; docs/perf/generalization.md)",
     ),
     VariantKey(
         "splits",
@@ -314,7 +331,7 @@ class TritonAttention(Backend):
         from .gluon_prefill import GluonPagedPrompts
 
         return GluonPagedPrompts(inputs.q, k_pages, v_pages, table, spec.kv_len, spec.is_masked, spec.page_size,
-                                 grid=self._gluon_grid())  # fmt: skip
+                                 grid=self._gluon_grid(spec))  # fmt: skip
 
     def _gluon_prefill(self, spec, inputs, ops):
         """The ping-pong Gluon kernel where it applies (a dense cache of exactly kv_len keys, contiguous
@@ -382,18 +399,18 @@ class TritonAttention(Backend):
             self._op = ops.MixedWork(inputs.q, k, v, batch.q_lens, batch.kv_lens, spec.causal, schedule=schedule,
                                      streams=self._streams(), prefetch_pages=ahead,
                                      varlen_tma=self._varlen_tma(inputs.device), varlen_config=pinned, gluon=gluon,
-                                     gluon_grid=self._gluon_grid(), forms=self._forms, **cache)  # fmt: skip
+                                     gluon_grid=self._gluon_grid(spec), forms=self._forms, **cache)  # fmt: skip
         elif self._launches() == 2 and batch.decode_split is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
                                  streams=self._streams(), prefetch_pages=ahead, split_rule=self._split_rule(),
                                  varlen_tma=self._varlen_tma(inputs.device), varlen_config=pinned, gluon=gluon,
-                                 gluon_grid=self._gluon_grid(), forms=self._forms, **cache)  # fmt: skip
+                                 gluon_grid=self._gluon_grid(spec), forms=self._forms, **cache)  # fmt: skip
         elif gluon and ops.gluon_varlen_worth_it(batch.q_lens):
             from .gluon_prefill import GluonVarlen
 
             self._op = GluonVarlen(inputs.q, k, v, inputs.cu_seqlens_q, cache.get("cu_seqlens_k"), batch.max_q,
                                    spec.causal, block_table=cache.get("block_table"), page_size=spec.page_size,
-                                   kv_lens=kv_lens, grid=self._gluon_grid())  # fmt: skip
+                                   kv_lens=kv_lens, grid=self._gluon_grid(spec))  # fmt: skip
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal,
                                   schedule=schedule, prefetch_pages=ahead.prefill,
@@ -418,8 +435,13 @@ class TritonAttention(Backend):
         wanted = self.choice["varlen_tma"] == "on"
         return wanted and ops.tma_capable(device)
 
-    def _gluon_grid(self) -> str:
-        return self.choice["gluon_grid"]
+    def _gluon_grid(self, spec) -> str:
+        """The Gluon varlen launch's grid: the variant's, gluon_grid=prompts resolved for this batch (persistent
+        where _prompts_grid says, else tiles); backend_info names the grid that ran."""
+        grid = self.choice["gluon_grid"]
+        if grid == "prompts":
+            return "persistent" if _prompts_grid(spec) else "tiles"
+        return grid
 
     def _split_rule(self) -> str:
         return self.choice["splits"]
