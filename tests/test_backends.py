@@ -335,7 +335,7 @@ def test_a_key_without_its_value_names_what_the_key_takes():
     keys; a backend without variants, that it has none."""
     load_all()
     for text, said in [
-        ("triton[paged_prompt]", "variant 'paged_prompt' is not key=value; paged_prompt takes triton, gluon"),
+        ("triton[paged_prompt]", "variant 'paged_prompt' is not key=value; paged_prompt takes long, triton, gluon"),
         ("triton[splits=]", "splits takes waves, fill, work, work-fused"),
         ("triton[nokey]", "; its keys: gluon, gluon_grid, splits"),
         ("sdpa[x]", "; sdpa has no variant keys"),
@@ -390,7 +390,6 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
     assert BACKENDS["triton"].contender_variants() == [
         "",
         "gluon=long",
-        "gluon_grid=prompts",
         "splits=work",
         "spec=split-kv",
         "paged_prompt=gluon",
@@ -414,8 +413,19 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
         ("triton[splits=fill]", [decode, mixed, decodes], [prefill, tiny_spec("append")]),
         (
             "triton[spec=split-kv]",
-            [tiny_spec("spec-decode", chunk=4), long_cache_chunk, ExperimentSpec.from_mix("q17s1088_3q1s17", 8, 2, 64)],
-            [decode, mixed, decodes, tiny_spec("append"), ExperimentSpec.from_mix("q40_q17s1087_3q1s17", 8, 2, 64)],
+            [
+                tiny_spec("spec-decode", chunk=4),
+                long_cache_chunk,
+                ExperimentSpec.from_mix("q17s1088_3q1s17", 8, 2, 64),
+                tiny_spec("append", chunk=17, kv_len=1088),
+            ],  # fmt: skip
+            [
+                decode,
+                mixed,
+                decodes,
+                tiny_spec("append", chunk=17, kv_len=1087),
+                ExperimentSpec.from_mix("q40_q17s1087_3q1s17", 8, 2, 64),
+            ],  # fmt: skip
         ),
         ("triton[gluon=off]", [prefill, mixed, long_prompts], [decode, decodes]),
         (
@@ -430,8 +440,9 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
                 ExperimentSpec.from_mix("q800_q300", 8, 2, 64, page_size=16),
             ],
         ),
-        (  # the persistent grid where the varlen requests are two or more whole prompts of a row block or more
-            "triton[gluon_grid=prompts]",
+        (  # the default (prompts) takes the persistent grid where the varlen requests are two or more whole
+            # prompts of a row block or more: tiles differs there only
+            "triton[gluon_grid=tiles]",
             [ExperimentSpec.from_mix(m, 8, 2, 64) for m in ("q300_q200", "q300_q128_q4s90_3q1s17")],
             [
                 prefill,
@@ -450,8 +461,14 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
                 paged_mix,
                 tiny_spec("decode", page_size=16),
                 tiny_spec("prefill", kv_len=128, page_size=16, window=64),
+                tiny_spec("prefill", kv_len=1024, page_size=16),  # the default (long) already takes Gluon there
             ],
         ),
+        (
+            "triton[paged_prompt=triton]",
+            [tiny_spec("append", chunk=1024, kv_len=2048, page_size=16)],
+            [tiny_spec("prefill", kv_len=1023, page_size=16), prefill],
+        ),  # fmt: skip
         ("triton[mixed_streams=1]", [mixed], [decodes, decode]),
         ("triton[varlen_tma=off]", [mixed], [paged_mix, decode]),
         ("triton[page_prefetch=all]", [paged_mix, tiny_spec("decode", page_size=16)], [mixed, decode]),

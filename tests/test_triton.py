@@ -745,6 +745,7 @@ def test_the_backend_sends_ragged_prompts_to_gluon_where_its_loads_fit_and_nothi
     [("paged_prompt=gluon", "prefill", 16, "GluonPagedPrompts"),
      ("paged_prompt=gluon", "append", 64, "GluonPagedPrompts"), ("paged_prompt=gluon", "prefill", 8, "Prefill"),
      ("", "prefill", 16, "Prefill"), ("paged_prompt=gluon,gluon=off", "prefill", 16, "Prefill"),
+     ("", "prefill-long", 16, "GluonPagedPrompts"), ("paged_prompt=triton", "prefill-long", 16, "Prefill"),
      ("paged_prompt=gluon", "prefill", None, "GluonPrefill")],
 )  # fmt: skip
 def test_paged_prompts_go_to_the_gluon_varlen_kernel_only_when_asked_and_its_loads_fit(
@@ -752,14 +753,15 @@ def test_paged_prompts_go_to_the_gluon_varlen_kernel_only_when_asked_and_its_loa
 ):
     """paged_prompt=gluon (sm90 pretended): a uniform prefill or append on pages its TMA loads take runs the Gluon
     varlen kernel, the batch packed as requests of one length (B requests of S rows, each its kv_len keys in its own
-    block-table row); pages of 8, the default (triton) or gluon=off keep the Triton kernel; a dense cache the uniform
-    Gluon kernel, as before."""
+    block-table row); pages of 8, gluon=off, and the default (long) below PAGED_PROMPT_LONG (1,024) query tokens keep
+    the Triton kernel, which the default leaves from 1,024 up (paged_prompt=triton keeps it there too); a dense cache
+    the uniform Gluon kernel, as before."""
     pytest.importorskip("triton.experimental.gluon")
     from specs import DType, ExperimentSpec
 
     monkeypatch.setattr(ops, "gluon_capable", lambda device: True)
-    q_len, kv_len = (256, 256) if workload == "prefill" else (128, 384)
-    spec = ExperimentSpec(workload, 3, q_len, kv_len, 8, 2, 64, page_size=page, dtype=DType.BF16)
+    q_len, kv_len = {"prefill": (256, 256), "append": (128, 384), "prefill-long": (1024, 1024)}[workload]
+    spec = ExperimentSpec(workload.split("-")[0], 3, q_len, kv_len, 8, 2, 64, page_size=page, dtype=DType.BF16)
     backend = get_backend(f"triton[{variant}]" if variant else "triton")
     op = backend.prepare(spec, make_inputs(spec, torch.device("cpu")))
     assert type(op).__name__ == expect
@@ -782,9 +784,10 @@ def test_the_gluon_grid_variant_reaches_the_gluon_launch_and_a_bad_value_names_i
         backend = get_backend("triton" if grid is None else f"triton[gluon_grid={grid}]")
         op = backend.prepare(spec, make_inputs(spec, torch.device("cpu")))
         gluon_op = op.chunks if type(op).__name__ == "Mixed" else op
-        assert gluon_op.grid == (grid or backend.variant_keys()["gluon_grid"].default) == backend.choice["gluon_grid"]
+        assert backend.choice["gluon_grid"] == (grid or backend.variant_keys()["gluon_grid"].default)
+        assert gluon_op.grid == (grid or "tiles")  # the default (prompts): tiles, a chunk leads the launch
         assert launches(backend.run_info())[0]["grid"] == gluon_op.grid, backend.run_info()
-    bad_variant("triton[gluon_grid=rows]", r"gluon_grid='rows' is not valid; expected one of tiles, blocks")
+    bad_variant("triton[gluon_grid=rows]", r"gluon_grid='rows' is not valid; expected one of prompts, tiles")
 
 
 @pytest.mark.parametrize("page", [None, 16])

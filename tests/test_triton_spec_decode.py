@@ -108,7 +108,9 @@ def test_a_uniform_step_batch_and_its_row_say_which_kernel_ran():
     uniform = tiny_spec("spec-decode", group=4, batch=2, kv_len=3 * U + 5, chunk=4, page_size=16)
     ragged = ExperimentSpec.from_mix(_mix([(3, 2 * U + 9), (3, 5)]), 8, 2, 64)
     beside_decodes = ExperimentSpec.from_mix(_mix([(3, 2 * U + 9), (1, 5), (1, U + 3)]), 8, 2, 64, page_size=16)
-    for spec in (uniform, ragged, beside_decodes):
+    # a uniform append whose chunk the work list takes (at most 64 tokens on 64 keys a token): whole on it, paged too
+    append = tiny_spec("append", group=4, batch=2, kv_len=64 * 20 + 7, chunk=20, page_size=16)
+    for spec in (uniform, ragged, beside_decodes, append, replace(append, page_size=None)):
         row = measurer.measure(spec, get_backend("triton[spec=split-kv]"))
         assert row.status is Status.OK, row.reason
         assert row.variant == "spec=split-kv" and row.rel_err < 1e-2
@@ -127,10 +129,16 @@ def test_the_variant_is_planned_on_the_specs_it_changes():
     beside_decodes = ExperimentSpec.from_mix("q4s90_3q1s30", 8, 2, 64)  # a mixed batch of steps and decodes
     step_and_chunk = ExperimentSpec.from_mix("q4s900_q21s90", 8, 2, 64)  # q4s11397_q21s1239, scaled down
     decode_first = ExperimentSpec.from_mix("q1s900_q30s90_q1s30", 8, 2, 64)
+    long_cache_append = tiny_spec("append", chunk=17, kv_len=64 * 17)  # a chunk the work list takes, uniform
     steps = [tiny_spec("spec-decode", chunk=4), ExperimentSpec.from_mix("q4s90_q2s30", 8, 2, 64), beside_decodes,
-             step_and_chunk, decode_first]  # fmt: skip
+             step_and_chunk, decode_first, long_cache_append]  # fmt: skip
     no_short = ExperimentSpec.from_mix("q40_q17s90", 8, 2, 64)  # a prompt and a chunk: mixed, nothing short
-    others = [tiny_spec("decode"), tiny_spec("append"), ExperimentSpec.from_mix("q17s90_3q1s30", 8, 2, 64), no_short]
+    others = [
+        tiny_spec("decode"),
+        tiny_spec("append", chunk=17, kv_len=64 * 17 - 1),
+        ExperimentSpec.from_mix("q17s90_3q1s30", 8, 2, 64),
+        no_short,
+    ]
     assert no_short.workload.value == "mixed" and step_and_chunk.workload.value == "mixed"
     tasks = plan_tasks([*steps, *others], ["triton[*]"])
     assert [t.spec for t in tasks if t.variant == "spec=split-kv"] == steps

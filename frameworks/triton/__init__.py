@@ -73,6 +73,12 @@ def _prompts_grid(spec) -> bool:
     return all(q == k for q, k in longer) and sum(q >= GLUON_ROWS for q, _ in longer) >= 2
 
 
+# paged_prompt=long: from this many query tokens a request the Gluon varlen kernel takes a uniform paged prefill or
+# append (H100: 0.70-0.86x the Triton prefill kernel's time at 2,048 and 8,192 tokens, 0.98-1.08x at 512 tokens
+# in batches of 8 and 32; docs/perf/generalization.md, "Paged prompts through the Gluon varlen kernel")
+PAGED_PROMPT_LONG = 1024
+
+
 def _paged_prompt(spec) -> bool:
     """A uniform prefill or append of a Gluon row block (128 tokens) or more on a paged cache, in a form the Gluon
     kernels take: where paged_prompt=gluon runs the Gluon varlen kernel instead of the Triton kernel's gathers."""
@@ -94,11 +100,16 @@ def _listed(spec) -> list[bool]:
 def _short_only(spec) -> bool:
     """Speculative steps, alone (spec-decode) or beside decodes, or a mixed batch whose every request the work list
     takes (steps, decodes, chunks on long caches: 7 of the `generalization` preset's 105 drawn batches): the
-    batches the split-KV work list takes whole. Causal only: the work list masks a step's rows bottom-right."""
+    batches the split-KV work list takes whole. A uniform append whose chunk the work list takes (at most 64 tokens
+    on 64 keys a token or more: a chunk of 32 on 8,192 keys, where the prefill kernel's program a KV head and row
+    block walked the whole cache in 4.8x FA3's time at batch 1, H100) goes whole too. Causal only: the work list
+    masks a step's rows bottom-right."""
     if not spec.causal:
         return False
     if spec.workload is Workload.SPEC_DECODE:
         return True
+    if spec.workload is Workload.APPEND and not spec.mix:
+        return on_work_list(spec.q_len, spec.kv_len)
     return spec.workload is Workload.MIXED and all(_listed(spec))
 
 
@@ -156,17 +167,17 @@ VARIANTS = (
     ),
     VariantKey(
         "gluon_grid",
-        ("tiles", "blocks", "persistent", "prompts"),
-        "tiles",
-        contenders=("prompts",),
+        ("prompts", "tiles", "blocks", "persistent"),
+        "prompts",
         applies=_ragged,
-        applies_by_value={"prompts": lambda s: _gluon_takes(s) and _prompts_grid(s)},
-        help="the Gluon varlen launch: only the row blocks that hold rows (tiles; H200 A/B: prompt mixes "
-        "0.93-1.00x the time), every row block of the longest request (blocks), the row blocks that hold rows "
-        "walked by one CTA an SM, heaviest first, the next block's loads under the current one's end (persistent; "
-        "H100, drawn batches: prompts 0.93x the time of tiles dense, 0.96x on pages of 16; up to 1.13x on a small "
-        "or chunk-led launch), or persistent where the varlen requests are two or more whole prompts, tiles "
-        "elsewhere (prompts; docs/perf/generalization.md)",
+        applies_by_value={"tiles": lambda s: _gluon_takes(s) and _prompts_grid(s)},
+        help="the Gluon varlen launch: the persistent grid where the varlen requests are two or more whole prompts, "
+        "tiles elsewhere (prompts; H100, drawn batches, persistent ÷ tiles: 0.93x the time on the preset's dense "
+        "prompt batches, 0.96x on pages of 16; held out, 0.95x and 0.98x over 20, 0.93x and 0.96x over 8 mixed "
+        "ones; docs/perf/generalization.md), only the row blocks that hold rows (tiles; H200 A/B: prompt mixes "
+        "0.93-1.00x the time of blocks), every row block of the longest request (blocks), or the row blocks that hold "
+        "rows walked by one CTA an SM, heaviest first, the next block's loads under the current one's end "
+        "(persistent; up to 1.13x the time of tiles where a small prompt or one chunk on a long cache leads)",
     ),
     VariantKey(
         "splits",
@@ -250,15 +261,20 @@ VARIANTS = (
     ),
     VariantKey(
         "paged_prompt",
-        ("triton", "gluon"),
-        "triton",
+        ("long", "triton", "gluon"),
+        "long",
         contenders=("gluon",),
         applies=_paged_prompt,
-        help="a uniform prefill or append on pages: the Triton prefill kernel (triton; gathered loads where a page is "
-        "smaller than its key tile) or, on sm90, the Gluon varlen kernel's page-wise TMA loads, the batch packed as "
-        "requests of one length (gluon; elsewhere the Triton kernel, which backend_info names; predicted from the "
-        "H100's page-16 rows, not yet measured: a 679-token prompt 0.028-0.031 ms against 0.036; "
-        "docs/perf/generalization.md)",
+        applies_by_value={
+            "gluon": lambda s: _paged_prompt(s) and s.q_len < PAGED_PROMPT_LONG,
+            "triton": lambda s: _paged_prompt(s) and s.q_len >= PAGED_PROMPT_LONG,
+        },  # fmt: skip
+        help="a uniform prefill or append on pages: on sm90 the Gluon varlen kernel's page-wise TMA loads, the batch "
+        f"packed as requests of one length, from {PAGED_PROMPT_LONG} query tokens a request, the Triton prefill "
+        "kernel below (long; H100, pages of 16 and 64, Gluon ÷ Triton: 0.70-0.86x the time on 12 prefills of 2,048 "
+        "and 8,192 tokens, 0.81-1.08x at 512; docs/perf/generalization.md), the Triton prefill kernel (triton; "
+        "gathered loads where a page is smaller than its key tile), or the Gluon kernel at any length (gluon; "
+        "elsewhere the Triton kernel, which backend_info names)",
     ),
 )
 
@@ -324,9 +340,12 @@ class TritonAttention(Backend):
         return self._op
 
     def _gluon_paged(self, spec, inputs, ops, k_pages, v_pages, table):
-        """paged_prompt=gluon: a uniform prefill or append on pages through the Gluon varlen kernel (GluonPagedPrompts)
-        where the Gluon kernels may run (_gluon: the pages fit its loads, an sm90 GPU); None otherwise."""
-        if self.choice["paged_prompt"] != "gluon" or not _paged_prompt(spec) or not self._gluon(spec, inputs, ops):
+        """paged_prompt=gluon, or long from PAGED_PROMPT_LONG query tokens a request: a uniform prefill or append on
+        pages through the Gluon varlen kernel (GluonPagedPrompts) where the Gluon kernels may run (_gluon: the pages
+        fit its loads, an sm90 GPU); None otherwise."""
+        choice = self.choice["paged_prompt"]
+        wanted = choice == "gluon" or choice == "long" and spec.q_len >= PAGED_PROMPT_LONG
+        if not (wanted and _paged_prompt(spec) and self._gluon(spec, inputs, ops)):
             return None
         from .gluon_prefill import GluonPagedPrompts
 
