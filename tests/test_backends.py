@@ -461,14 +461,14 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
                 paged_mix,
                 tiny_spec("decode", page_size=16),
                 tiny_spec("prefill", kv_len=128, page_size=16, window=64),
-                tiny_spec("prefill", kv_len=1024, page_size=16),  # the default (long) already takes Gluon there
+                tiny_spec("append", chunk=128, kv_len=1024, page_size=16),  # the default (long) takes Gluon there
             ],
         ),
         (
             "triton[paged_prompt=triton]",
-            [tiny_spec("append", chunk=1024, kv_len=2048, page_size=16)],
+            [tiny_spec("append", chunk=128, kv_len=1024, page_size=16)],
             [tiny_spec("prefill", kv_len=1023, page_size=16), prefill],
-        ),  # fmt: skip
+        ),
         ("triton[mixed_streams=1]", [mixed], [decodes, decode]),
         ("triton[varlen_tma=off]", [mixed], [paged_mix, decode]),
         ("triton[page_prefetch=all]", [paged_mix, tiny_spec("decode", page_size=16)], [mixed, decode]),

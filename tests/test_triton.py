@@ -746,6 +746,7 @@ def test_the_backend_sends_ragged_prompts_to_gluon_where_its_loads_fit_and_nothi
      ("paged_prompt=gluon", "append", 64, "GluonPagedPrompts"), ("paged_prompt=gluon", "prefill", 8, "Prefill"),
      ("", "prefill", 16, "Prefill"), ("paged_prompt=gluon,gluon=off", "prefill", 16, "Prefill"),
      ("", "prefill-long", 16, "GluonPagedPrompts"), ("paged_prompt=triton", "prefill-long", 16, "Prefill"),
+     ("", "append-long", 16, "GluonPagedPrompts"), ("", "append", 16, "Prefill"),
      ("paged_prompt=gluon", "prefill", None, "GluonPrefill")],
 )  # fmt: skip
 def test_paged_prompts_go_to_the_gluon_varlen_kernel_only_when_asked_and_its_loads_fit(
@@ -753,14 +754,15 @@ def test_paged_prompts_go_to_the_gluon_varlen_kernel_only_when_asked_and_its_loa
 ):
     """paged_prompt=gluon (sm90 pretended): a uniform prefill or append on pages its TMA loads take runs the Gluon
     varlen kernel, the batch packed as requests of one length (B requests of S rows, each its kv_len keys in its own
-    block-table row); pages of 8, gluon=off, and the default (long) below PAGED_PROMPT_LONG (1,024) query tokens keep
-    the Triton kernel, which the default leaves from 1,024 up (paged_prompt=triton keeps it there too); a dense cache
-    the uniform Gluon kernel, as before."""
+    block-table row); pages of 8, gluon=off, and the default (long) on a cache shorter than PAGED_PROMPT_LONG (1,024
+    keys) keep the Triton kernel, which the default leaves from 1,024 keys up, an append of 128 on 1,152 keys too
+    (paged_prompt=triton keeps it there); a dense cache the uniform Gluon kernel, as before."""
     pytest.importorskip("triton.experimental.gluon")
     from specs import DType, ExperimentSpec
 
     monkeypatch.setattr(ops, "gluon_capable", lambda device: True)
-    q_len, kv_len = {"prefill": (256, 256), "append": (128, 384), "prefill-long": (1024, 1024)}[workload]
+    q_len, kv_len = {"prefill": (256, 256), "append": (128, 384), "prefill-long": (1024, 1024),
+                     "append-long": (128, 1152)}[workload]  # fmt: skip
     spec = ExperimentSpec(workload.split("-")[0], 3, q_len, kv_len, 8, 2, 64, page_size=page, dtype=DType.BF16)
     backend = get_backend(f"triton[{variant}]" if variant else "triton")
     op = backend.prepare(spec, make_inputs(spec, torch.device("cpu")))

@@ -73,9 +73,11 @@ def _prompts_grid(spec) -> bool:
     return all(q == k for q, k in longer) and sum(q >= GLUON_ROWS for q, _ in longer) >= 2
 
 
-# paged_prompt=long: from this many query tokens a request the Gluon varlen kernel takes a uniform paged prefill or
-# append (H100: 0.70-0.86x the Triton prefill kernel's time at 2,048 and 8,192 tokens, 0.98-1.08x at 512 tokens
-# in batches of 8 and 32; docs/perf/generalization.md, "Paged prompts through the Gluon varlen kernel")
+# paged_prompt=long: from a cache of this many keys a request the Gluon varlen kernel takes a uniform paged prefill or
+# append of a row block (128 tokens) or more. H100, pages of 16 and 64, Gluon ÷ the Triton prefill kernel: 0.70-0.86x
+# the time on prefills of 2,048 and 8,192 tokens, 0.80-0.94x at 1,024 and 1,536, appends of 1,024 and 2,048 tokens on
+# 4k and 16k caches 0.65-0.78x, 256-token chunks 0.66-0.73x; prompts of 512 keys 0.81x at batch 1 but 0.98-1.08x in
+# batches of 8 and 32 (docs/perf/generalization.md, "Paged prompts through the Gluon varlen kernel")
 PAGED_PROMPT_LONG = 1024
 
 
@@ -266,13 +268,14 @@ VARIANTS = (
         contenders=("gluon",),
         applies=_paged_prompt,
         applies_by_value={
-            "gluon": lambda s: _paged_prompt(s) and s.q_len < PAGED_PROMPT_LONG,
-            "triton": lambda s: _paged_prompt(s) and s.q_len >= PAGED_PROMPT_LONG,
+            "gluon": lambda s: _paged_prompt(s) and s.kv_len < PAGED_PROMPT_LONG,
+            "triton": lambda s: _paged_prompt(s) and s.kv_len >= PAGED_PROMPT_LONG,
         },  # fmt: skip
         help="a uniform prefill or append on pages: on sm90 the Gluon varlen kernel's page-wise TMA loads, the batch "
-        f"packed as requests of one length, from {PAGED_PROMPT_LONG} query tokens a request, the Triton prefill "
-        "kernel below (long; H100, pages of 16 and 64, Gluon ÷ Triton: 0.70-0.86x the time on 12 prefills of 2,048 "
-        "and 8,192 tokens, 0.81-1.08x at 512; docs/perf/generalization.md), the Triton prefill kernel (triton; "
+        f"packed as requests of one length, on caches of {PAGED_PROMPT_LONG} keys or more, the Triton prefill "
+        "kernel below (long; H100, pages of 16 and 64, Gluon ÷ Triton: 0.65-0.94x the time on 36 prefills and "
+        "appends of 256-8,192 tokens on 1k-16k caches, 0.81-1.08x on 512; docs/perf/generalization.md), the Triton "
+        "prefill kernel (triton; "
         "gathered loads where a page is smaller than its key tile), or the Gluon kernel at any length (gluon; "
         "elsewhere the Triton kernel, which backend_info names)",
     ),
@@ -340,11 +343,11 @@ class TritonAttention(Backend):
         return self._op
 
     def _gluon_paged(self, spec, inputs, ops, k_pages, v_pages, table):
-        """paged_prompt=gluon, or long from PAGED_PROMPT_LONG query tokens a request: a uniform prefill or append on
+        """paged_prompt=gluon, or long on caches of PAGED_PROMPT_LONG keys or more: a uniform prefill or append on
         pages through the Gluon varlen kernel (GluonPagedPrompts) where the Gluon kernels may run (_gluon: the pages
         fit its loads, an sm90 GPU); None otherwise."""
         choice = self.choice["paged_prompt"]
-        wanted = choice == "gluon" or choice == "long" and spec.q_len >= PAGED_PROMPT_LONG
+        wanted = choice == "gluon" or choice == "long" and spec.kv_len >= PAGED_PROMPT_LONG
         if not (wanted and _paged_prompt(spec) and self._gluon(spec, inputs, ops)):
             return None
         from .gluon_prefill import GluonPagedPrompts
