@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.report.html import write_report
-from harness.store import load_frame
+from harness.store import latest, load_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = [ROOT / "results" / "h100.csv", ROOT / "results" / "extra" / "h100-serving-llama-fa3-flashinfer.csv"]
@@ -29,10 +29,11 @@ def _browser_or_skip():
     return executable, sync_playwright
 
 
-def test_the_report_opens_offline_shows_every_row_and_filters(tmp_path):
+def test_the_report_opens_offline_shows_the_newest_rows_and_filters(tmp_path):
     executable, sync_playwright = _browser_or_skip()
     frame = load_frame(FILES)
     index = write_report(frame, tmp_path / "report")
+    newest = latest(frame)  # the rows table: the newest row of each task; the figures read every row
     errors, requests = [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
@@ -46,15 +47,16 @@ def test_the_report_opens_offline_shows_every_row_and_filters(tmp_path):
         assert box and box["y"] + box["height"] < 1000  # the summary is on the first screen
         assert page.locator("nav a").count() >= 5  # the contents
         rows = page.locator("#results tbody tr")
-        assert rows.count() == len(frame)  # one table row per CSV row
-        assert page.locator("#results tbody tr:visible").count() == len(frame)
+        assert rows.count() == len(newest) < len(frame)  # one table row per task, older re-runs left to the CSVs
+        assert f"{len(frame) - len(newest)} older rows" in page.locator("#rows-h + p").inner_text()
+        assert page.locator("#results tbody tr:visible").count() == len(newest)
         page.select_option('select[data-filter="backend"]', "flash-attn3")
         shown = page.locator("#results tbody tr:visible").count()
-        assert shown == (frame["backend"] == "flash-attn3").sum() and 0 < shown < len(frame)
+        assert shown == (newest["backend"] == "flash-attn3").sum() and 0 < shown < len(newest)
         assert page.locator("#shown").inner_text() == f"{shown} rows shown"
         page.select_option('select[data-filter="backend"]', "")
         page.select_option('select[data-filter="mix"]', "")
-        assert page.locator("#results tbody tr:visible").count() == len(frame)
+        assert page.locator("#results tbody tr:visible").count() == len(newest)
         assert page.locator(".plotly-graph-div").count() >= 3  # roofline, speed-up, serving mixes
         from harness.report.tables import winners
 

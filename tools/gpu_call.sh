@@ -4,7 +4,11 @@
 # --resume into JOB (default /tmp/jobt), and JOB tarred into $OUT/res.tgz on exit (a trap), so a call cut short
 # loses no row. A later call on the same warm machine finds /tmp/gpuenv and JOB as they were and resumes.
 #
-#   HEAD=$(git rev-parse --short=12 HEAD) PLAN=plan.sh WHEELS=".gpu-wheels/d1/*" BUDGET=520 bash tools/gpu_call.sh
+#   HEAD=0ebfc83aa1b2 PLAN=plan.sh WHEELS=".gpu-wheels/d1/*" BUDGET=520 bash tools/gpu_call.sh
+#
+# HEAD: the commit, written out from `git rev-parse --short=12 HEAD` on your machine, not computed on the lent one:
+# its copy of the tree can carry a stale .git (2026-12-06: `git rev-parse HEAD` there said a session's first commit
+# in every later call, and the rows' git_commit had to be rewritten; docs/results-history.md).
 #
 # PLAN: a shell file of lines `sweep NAME run.py-sweep-options…` (rows into JOB/NAME.csv, log JOB/NAME.log; each
 # with --resume --max-seconds ${MAX_SECONDS:-0.1} --git-commit HEAD --no-plots) and `step TEXT` (a line in

@@ -75,8 +75,8 @@ def _prompts_grid(spec) -> bool:
 
 # paged_prompt=long: from a cache of this many keys a request the Gluon varlen kernel takes a uniform paged prefill or
 # append of a row block (128 tokens) or more. H100, pages of 16 and 64, Gluon ÷ the Triton prefill kernel: 0.70-0.86x
-# the time on prefills of 2,048 and 8,192 tokens, 0.80-0.94x at 1,024 and 1,536, appends of 1,024 and 2,048 tokens on
-# 4k and 16k caches 0.65-0.78x, 256-token chunks 0.66-0.73x; prompts of 512 keys 0.81x at batch 1 but 0.98-1.08x in
+# the time on prefills of 2,048 and 8,192 tokens, 0.74-0.94x at 1,024 and 1,536, appends of 1,024 and 2,048 tokens on
+# 4k and 16k caches 0.65-0.74x, 256-token chunks 0.66-0.72x; prompts of 512 keys 0.81x at batch 1 but 0.98-1.08x in
 # batches of 8 and 32 (docs/perf/generalization.md, "Paged prompts through the Gluon varlen kernel")
 PAGED_PROMPT_LONG = 1024
 

@@ -394,8 +394,9 @@ its p50), and who wins the others. Rows above their GPU's best measured ceiling 
 {verdicts}
 <h2 id="figures">Figures</h2>
 {figures}
-<h2 id="rows-h">All rows</h2>
-<p>Bold: the fastest ok row of its spec on its GPU (newest rows). † / underlined % of peak: above the GPU's best
+<h2 id="rows-h">Rows</h2>
+<p>The newest row of each task (spec, backend and variant on a GPU){older}. Bold: the fastest ok row of its spec on
+its GPU. † / underlined % of peak: above the GPU's best
 measured ceiling (hover for why; never bold). Hover a failed status for its reason, a row for the command that
 measures it again.</p>
 {filters}
@@ -449,7 +450,8 @@ def _shown_path(path: str) -> str:
 
 
 def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
-    """Write OUT_DIR/index.html for the rows of `frame` (every row, history included)."""
+    """Write OUT_DIR/index.html for the rows of `frame` (every row, history included: the figures and the summary
+    read them all, the rows table the newest row of each task)."""
     import json
 
     from plotly.offline import get_plotlyjs
@@ -486,11 +488,16 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
     heads = [t.partition(":")[0] for t in titles]  # a title's head alone where no other figure shares it
     shown = [h if heads.count(h) == 1 else _short(t) for h, t in zip(heads, titles)]
     toc += [("figures", "Figures")] + [(f"fig-{i}", "· " + t) for i, t in enumerate(shown)]
-    toc += [("rows-h", f"All rows ({len(frame)})")]
+    # the table holds the newest row of each task (what the bold marks and the verdicts read); re-runs and A/Bs that
+    # a later row superseded stay in the CSVs and in the figures' history, which keeps the page one light file
+    newest = frame.loc[sorted(latest(frame).index)]
+    older = len(frame) - len(newest)
+    toc += [("rows-h", f"Rows ({len(newest)})")]
     page = PAGE.format(
         plotly_js=_packed(get_plotlyjs()),
         figures_json=_packed(figures_json),
-        rows_html=_packed(_table(frame, body_only=True)),
+        rows_html=_packed(_table(newest, body_only=True)),
+        older=f"; {older} older rows of the same tasks stay in the CSV files" if older else "",
         summary_line=summary_line,
         summary=_summary(frame),
         toc="".join(f'<li><a href="#{a}">{html.escape(t)}</a></li>' for a, t in toc),
@@ -498,7 +505,7 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
         winners=winners,
         verdicts=verdicts,
         figures=figure_divs or "<p>(no ok rows to draw)</p>",
-        filters=_filters(frame),
+        filters=_filters(newest),
         head="".join(f"<th>{html.escape(c)}</th>" for c in TABLE_COLUMNS),
     )
     path = out_dir / "index.html"
