@@ -128,6 +128,10 @@ def table(
         raise ValueError("--within: only means something with --verdict")
     if by_content and view != "verdict":
         raise ValueError("--by-content: only means something with --verdict")
+    if metric != "p50_ms" and view != "pivot":  # the verdict, the winners and a model's step rank by p50 time
+        raise ValueError(
+            f"--metric: --{view} ranks by p50_ms; give --metric without --{view} for the table of {metric}"
+        )
     within = 0.05 if within is None else within
     commands.table(console, files, (model, workload, backend), view, metric, fmt.value == "markdown", within,
                    by_content)  # fmt: skip
@@ -187,8 +191,8 @@ def report(
     ),
     out_dir: Path = typer.Option(..., "--output", "-o", parser=PATH, help="Folder for index.html (created)."),
 ):
-    """One static HTML page (works offline): environment per GPU, every row in a filterable table
-    with the command that reproduces it, roofline, scaling curves, speed-up heatmap, serving mixes."""
+    """One static HTML page (works offline): environment per GPU, the newest row of each task in a filterable
+    table with the command that reproduces it, roofline, scaling curves, speed-up heatmap, serving mixes."""
     from harness.report import commands
 
     commands.report(console, files, out_dir)

@@ -38,6 +38,10 @@ def resolve_backends(backend_args: Iterable[str]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for text in backend_args:
         star = text.strip().endswith("[*]")
+        body = text.partition("[")[2].rstrip().removesuffix("]")
+        if not star and "*" in {part.strip() for part in body.split(",")}:
+            raise SpecError(f"--backend: {text.strip()!r}: * stands alone, NAME[*] (the defaults and every contender); "
+                            "name the keys of one variant as NAME[key=value,...]")  # fmt: skip
         try:
             name, choice = parse_backend_arg(text.strip()[:-3] if star else text)
         except VariantError as exc:
@@ -186,6 +190,12 @@ def plan_sweep(what: Selection, check_device: bool = True):
     # no --backend: every backend, with the variants each declares as contenders (those that can win)
     names = names or [f"{name}[*]" for name in sorted(load_all())]
     tasks = plan_tasks(specs, names)
+    if not tasks:  # every name a variant that runs nothing else than its backend's defaults on these specs
+        raise SpecError(
+            f"--backend: {', '.join(names)}: no task to run; on the {len(specs)} spec(s) here every variant would run "
+            "its backend's defaults, and a variant is planned only where it changes what runs (run.py list says "
+            "where each key applies)"
+        )
     if not check_device:
         if device not in ("cuda", "cpu"):
             raise SpecError(f"device: {device!r} is not valid; expected one of cuda, cpu")

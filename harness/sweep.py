@@ -112,7 +112,7 @@ def sweep_command(
         terminate_as_interrupt,
     )
     from .options import check_output_dir, check_output_file, plots_beside
-    from .plan import plan_sweep
+    from .plan import plan_sweep, resolve_backends
     from .timer import check_l2_flush
     from .workers.local import log_path_for, worker_environments
 
@@ -156,6 +156,10 @@ def sweep_command(
         f"sweep [bold]{what.preset.value}[/]: {len(specs)} specs × {len(names)} backends = {len(tasks)} tasks "
         f"on {device} → {output} (run {config.run_id})"
     )
+    unplanned = len(specs) * len(resolve_backends(names)) - len(tasks)
+    if unplanned:  # a table's "—" where a variant was not planned: said once here
+        console.print(f"{unplanned} (spec, variant) pairs not planned: the variant runs nothing else there than its "
+                      "backend's defaults (run.py list says where each key applies)")  # fmt: skip
     again = f"run the same command with --resume (python3 {' '.join(resume_command(argv or sys.argv))})"
     restore = terminate_as_interrupt()  # SIGTERM takes Ctrl-C's path: rows kept, workers ended, the hint
     try:

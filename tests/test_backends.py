@@ -452,6 +452,21 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
                 ExperimentSpec.from_mix("q300_q127_3q1s17", 8, 2, 64),
             ],
         ),
+        (  # persistent differs from the default where that resolves to tiles; never where Gluon does not run
+            "triton[gluon_grid=persistent]",
+            [mixed, ExperimentSpec.from_mix("q300_q200s600", 8, 2, 64)],
+            [
+                prefill,
+                windowed,
+                ExperimentSpec.from_mix("q300_q200", 8, 2, 64),
+                ExperimentSpec.from_mix("q300_q200s600", 8, 2, 256),
+            ],  # fmt: skip
+        ),
+        (
+            "triton[gluon_grid=blocks]",
+            [mixed, ExperimentSpec.from_mix("q300_q200", 8, 2, 64)],
+            [prefill, windowed, ExperimentSpec.from_mix("q300_q200", 8, 2, 256)],
+        ),  # fmt: skip
         (
             "triton[paged_prompt=gluon]",
             [tiny_spec("prefill", kv_len=128, page_size=16), tiny_spec("append", chunk=128, kv_len=256, page_size=16)],

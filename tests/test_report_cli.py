@@ -2,6 +2,7 @@
 
 import dataclasses
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -431,6 +432,41 @@ def test_the_reports_command_measures_the_same_spec_again(spec, tmp_path, monkey
     result = runner.invoke(run.app, args)
     assert result.exit_code == 0, result.output
     assert [t.spec for t in captured] == [spec] and captured[0].backend == row.backend
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "model == 'gpt-oss-120b' and tp == 2 and window.notna() and workload == 'decode'",  # a windowed tp shard
+        "model == 'gpt-oss-20b' and window.isna() and workload == 'prefill'",  # full layers, sinks
+        "model == 'Gemma-2-9B' and window.notna() and workload == 'append'",  # a window and soft-cap
+        "model == 'Llama-3.1-70B' and tp == 8",
+        "kv_dtype == 'fp8_e4m3' and workload == 'decode' and model == 'Qwen3-30B-A3B'",
+        "kv_dtype == 'fp8_e4m3' and fp8_attention == True",
+    ],
+)
+def test_the_reports_command_measures_a_committed_forms_row_again(where, tmp_path, monkeypatch):
+    """A committed row of another layer kind, tp shard or FP8 form: its reproduce command plans that spec (the
+    rows of one mix on a model's two layer kinds, or four tp shards, no longer share one command)."""
+    import shlex
+
+    from harness.report.html import reproduce_command
+    from harness.store import SPEC_COLUMNS, load_frame
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    frame = load_frame([results / "h100-forms.csv", results / "h100-fp8.csv"])
+    row = next(frame.query(where, engine="python").itertuples())
+    captured = []
+    monkeypatch.setattr(harness.sweep, "run_with_progress", lambda tasks, *a, **k: captured.extend(tasks) or ([], 0))
+    monkeypatch.setattr(harness.sweep, "summarize_file", lambda *a, **k: None)
+    args = shlex.split(reproduce_command(row))[2:] + ["--device", "cpu", "-o", str(tmp_path / "x.csv"), "--no-plots"]
+    result = runner.invoke(run.app, args)
+    assert result.exit_code == 0, result.output
+    wanted = {c: getattr(row, c) for c in SPEC_COLUMNS}
+    planned = [{c: getattr(t.spec, c) for c in SPEC_COLUMNS} for t in captured]
+    assert len(planned) == 1, [reproduce_command(row), planned]
+    assert all(str(planned[0][c]) == str(v) or (pd.isna(v) and planned[0][c] is None) for c, v in wanted.items()), (
+        reproduce_command(row), planned[0], wanted)  # fmt: skip
 
 
 def serving_rows():

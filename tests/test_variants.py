@@ -3,6 +3,7 @@ report, listed by `run.py list --json`; old rows load with an empty variant."""
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -48,12 +49,39 @@ def test_a_bad_variant_names_what_is_allowed(text, message):
         resolve_backends([text])
 
 
+def test_a_star_beside_keys_is_refused_naming_both_forms():
+    with pytest.raises(SpecError, match=r"\* stands alone, NAME\[\*\]"):
+        resolve_backends(["triton[*,spec=varlen]"])
+
+
+def test_a_ranking_view_refuses_another_metric_in_one_line():
+    for view in ("--verdict", "--winners", "--model-step"):
+        append = str(Path(__file__).resolve().parent.parent / "results" / "h100-append.csv")
+        result = runner.invoke(run.app, ["table", append, view, "--metric", "tflops"])
+        assert result.exit_code == 2 and f"--metric: {view} ranks by p50_ms" in result.output, result.output
+
+
 def test_a_variant_that_changes_nothing_for_a_spec_is_not_planned():
     gqa = ExperimentSpec("decode", 2, 1, 32, 8, 2, 64, model="tiny")
     mha = ExperimentSpec("decode", 2, 1, 32, 4, 4, 64, model="tiny")
     tasks = plan_tasks([gqa, mha], ["torch-naive", "torch-naive[gqa=repeat]"])
     assert [(t.spec.num_kv_heads, t.variant) for t in tasks] == [(2, ""), (2, "gqa=repeat"), (4, "")]
     assert tasks[1].label == "torch-naive[gqa=repeat]" and tasks[0].key != tasks[1].key
+
+
+def test_a_sweep_whose_every_variant_changes_nothing_says_so_in_one_line(tmp_path):
+    """Decodes with only triton[spec=split-kv] (a key for speculative steps, appends and mixed batches) plan no task:
+    one line naming the option and why, exit 2, no file written; with a backend that runs beside it, the sweep says
+    how many (spec, variant) pairs it did not plan (a table's "—")."""
+    out = tmp_path / "none.csv"
+    result = runner.invoke(run.app, [*SWEEP, "-b", "triton[spec=split-kv]", "-o", str(out), "--device", "cpu"])
+    assert result.exit_code == 2 and not out.exists(), result.output
+    assert "--backend: triton[spec=split-kv]: no task to run" in result.output and "Traceback" not in result.output
+    result = runner.invoke(run.app, [*SWEEP, "-b", "torch-naive,triton[spec=split-kv]", "-o", str(out), "--device",
+                                     "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    planned = {r.backend for r in load_rows(out)}
+    assert planned == {"torch-naive"} and "pairs not planned" in result.output
 
 
 def test_two_variants_sweep_then_resume_measures_nothing(tmp_path):

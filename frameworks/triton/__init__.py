@@ -171,8 +171,11 @@ VARIANTS = (
         "gluon_grid",
         ("prompts", "tiles", "blocks", "persistent"),
         "prompts",
-        applies=_ragged,
-        applies_by_value={"tiles": lambda s: _gluon_takes(s) and _prompts_grid(s)},
+        applies=lambda s: _ragged(s) and _gluon_takes(s),
+        applies_by_value={
+            "tiles": lambda s: _ragged(s) and _gluon_takes(s) and _prompts_grid(s),
+            "persistent": lambda s: _ragged(s) and _gluon_takes(s) and not _prompts_grid(s),
+        },
         help="the Gluon varlen launch: the persistent grid where the varlen requests are two or more whole prompts, "
         "tiles elsewhere (prompts; H100, drawn batches, persistent ÷ tiles: 0.93x the time on the preset's dense "
         "prompt batches, 0.96x on pages of 16; held out, 0.95x and 0.98x over 20, 0.93x and 0.96x over 8 mixed "

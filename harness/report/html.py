@@ -44,7 +44,34 @@ def reproduce_command(row) -> str:
             parts.append(f"--chunk {row.q_len}")
     if not pd.isna(row.page_size):
         parts.append(f"--page-size {int(row.page_size)}")
-    return " ".join(parts)
+    return " ".join(parts + _form_options(row, MODELS[row.model]))
+
+
+def _form_options(row, model) -> list[str]:
+    """The sweep options that pick this row's layer kind (a model with windowed layers), tp shard and FP8 form."""
+    options = []
+    if len(model.layers) > 1 or any(kind.name == "window" for kind in model.layers):
+        options.append(f"--layer {'full' if pd.isna(getattr(row, 'window', None)) else 'window'}")
+    tp = getattr(row, "tp", None)
+    if not pd.isna(tp) and int(tp) > 1:
+        options.append(f"--tp {int(tp)}")
+    kv_dtype = getattr(row, "kv_dtype", "")
+    if isinstance(kv_dtype, str) and kv_dtype:
+        options.append(f"--kv-dtype {kv_dtype}")
+        scale = getattr(row, "kv_scale", "")
+        if isinstance(scale, str) and scale and scale != "tensor":
+            options.append(f"--kv-scale {scale}")
+        if str(getattr(row, "fp8_attention", "")) == "True":
+            options.append("--fp8-attention")
+    return options
+
+
+def _form(r) -> str:
+    """What the row computes beyond plain attention (tables.form_tag: window, soft-cap, tp, FP8), sinks included."""
+    from .tables import form_tag
+
+    fields = r._asdict()
+    return " ".join(filter(None, [form_tag(fields), "sinks" if str(fields.get("sinks")) == "True" else ""]))
 
 
 def _fmt(value, spec: str) -> str:
@@ -63,8 +90,8 @@ def _best_marks(frame: pd.DataFrame) -> pd.Series:
     return frame.index.isin(best_index)
 
 
-TABLE_COLUMNS = ["GPU", "model", "workload / mix", "batch", "q", "kv", "page", "backend", "status", "p50 ms", "p95 ms",
-                 "CI ±%", "TFLOP/s", "GB/s", "% peak", "measured", "reproduce"]  # fmt: skip
+TABLE_COLUMNS = ["GPU", "model", "workload / mix", "form", "batch", "q", "kv", "page", "backend", "status", "p50 ms",
+                 "p95 ms", "CI ±%", "TFLOP/s", "GB/s", "% peak", "measured", "reproduce"]  # fmt: skip
 
 
 def above_ceiling(r) -> str:
@@ -99,7 +126,7 @@ def _table(frame: pd.DataFrame, body_only: bool = False) -> str:
         label = MIX_NAMES.get(r.mix, r.mix) if r.mix else r.workload
         status = (f'<td class="fail" title="{html.escape(r.reason)}">{r.status}</td>' if not ok
                   else '<td class="ok">ok</td>')  # fmt: skip
-        cells = [r.device, r.model, label, r.batch_size, r.q_len, r.kv_len,
+        cells = [r.device, r.model, label, _form(r), r.batch_size, r.q_len, r.kv_len,
                  "dense" if pd.isna(r.page_size) else int(r.page_size), r.backend]  # fmt: skip
         numbers = [_fmt(r.p50_ms, "{:.4g}"), _fmt(r.p95_ms, "{:.4g}"), _fmt(ci, "{:.2f}"), _fmt(r.tflops, "{:.1f}"),
                    _fmt(r.gbps, "{:.0f}")]  # fmt: skip
