@@ -262,6 +262,9 @@ def parse_backend_arg(text: str) -> tuple[str, dict[str, str]]:
     try:
         return match.group(1), parse_variant(match.group(2) or "", where=f"backend {text!r}")
     except VariantError as exc:  # a key without its value ('triton[splits]'): say what the key takes
+        if "*" in {item.strip() for item in (match.group(2) or "").split(",")}:  # 'triton[*,spec=varlen]'
+            raise VariantError(f"backend {text!r}: * stands alone, NAME[*] (the defaults and every contender); "
+                               "name the keys of one variant as NAME[key=value,...]") from None  # fmt: skip
         raise VariantError(f"{exc}{_what_it_takes(match.group(1), match.group(2) or '')}") from None
 
 

@@ -38,10 +38,6 @@ def resolve_backends(backend_args: Iterable[str]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for text in backend_args:
         star = text.strip().endswith("[*]")
-        body = text.partition("[")[2].rstrip().removesuffix("]")
-        if not star and "*" in {part.strip() for part in body.split(",")}:
-            raise SpecError(f"--backend: {text.strip()!r}: * stands alone, NAME[*] (the defaults and every contender); "
-                            "name the keys of one variant as NAME[key=value,...]")  # fmt: skip
         try:
             name, choice = parse_backend_arg(text.strip()[:-3] if star else text)
         except VariantError as exc:

@@ -60,6 +60,11 @@ def _gluon_long_changes(spec) -> bool:
     return spec.batch.max_q >= GLUON_ROWS and _long_runs_triton(spec)
 
 
+def _gluon_varlen(spec) -> bool:
+    """A ragged batch in a form the Gluon kernels take: where gluon_grid's values can differ."""
+    return _ragged(spec) and _gluon_takes(spec)
+
+
 def _prompts_grid(spec) -> bool:
     """Where gluon_grid=prompts takes the persistent grid: a batch whose requests past a speculative step (more than
     MAX_SPEC_DECODE query tokens, those the varlen launch takes) are all whole prompts, two or more of them a Gluon
@@ -79,6 +84,11 @@ def _prompts_grid(spec) -> bool:
 # 4k and 16k caches 0.65-0.74x, 256-token chunks 0.66-0.72x; prompts of 512 keys 0.81x at batch 1 but 0.98-1.08x in
 # batches of 8 and 32 (docs/perf/generalization.md, "Paged prompts through the Gluon varlen kernel")
 PAGED_PROMPT_LONG = 1024
+
+
+def _paged_prompt_long(spec) -> bool:
+    """Where paged_prompt=long takes the Gluon varlen kernel: a cache of PAGED_PROMPT_LONG keys or more."""
+    return spec.kv_len >= PAGED_PROMPT_LONG
 
 
 def _paged_prompt(spec) -> bool:
@@ -171,10 +181,10 @@ VARIANTS = (
         "gluon_grid",
         ("prompts", "tiles", "blocks", "persistent"),
         "prompts",
-        applies=lambda s: _ragged(s) and _gluon_takes(s),
+        applies=_gluon_varlen,
         applies_by_value={
-            "tiles": lambda s: _ragged(s) and _gluon_takes(s) and _prompts_grid(s),
-            "persistent": lambda s: _ragged(s) and _gluon_takes(s) and not _prompts_grid(s),
+            "tiles": lambda s: _gluon_varlen(s) and _prompts_grid(s),
+            "persistent": lambda s: _gluon_varlen(s) and not _prompts_grid(s),
         },
         help="the Gluon varlen launch: the persistent grid where the varlen requests are two or more whole prompts, "
         "tiles elsewhere (prompts; H100, drawn batches, persistent ÷ tiles: 0.93x the time on the preset's dense "
@@ -271,15 +281,15 @@ VARIANTS = (
         contenders=("gluon",),
         applies=_paged_prompt,
         applies_by_value={
-            "gluon": lambda s: _paged_prompt(s) and s.kv_len < PAGED_PROMPT_LONG,
-            "triton": lambda s: _paged_prompt(s) and s.kv_len >= PAGED_PROMPT_LONG,
-        },  # fmt: skip
+            "gluon": lambda s: _paged_prompt(s) and not _paged_prompt_long(s),
+            "triton": lambda s: _paged_prompt(s) and _paged_prompt_long(s),
+        },
         help="a uniform prefill or append on pages: on sm90 the Gluon varlen kernel's page-wise TMA loads, the batch "
         f"packed as requests of one length, on caches of {PAGED_PROMPT_LONG} keys or more, the Triton prefill "
         "kernel below (long; H100, pages of 16 and 64, Gluon ÷ Triton: 0.65-0.94x the time on 36 prefills and "
         "appends of 256-8,192 tokens on 1k-16k caches, 0.81-1.08x on 512; docs/perf/generalization.md), the Triton "
-        "prefill kernel (triton; "
-        "gathered loads where a page is smaller than its key tile), or the Gluon kernel at any length (gluon; "
+        "prefill kernel (triton; gathered loads where a page is smaller than its key tile), or the Gluon kernel at "
+        "any length (gluon; "
         "elsewhere the Triton kernel, which backend_info names)",
     ),
 )
@@ -350,7 +360,7 @@ class TritonAttention(Backend):
         pages through the Gluon varlen kernel (GluonPagedPrompts) where the Gluon kernels may run (_gluon: the pages
         fit its loads, an sm90 GPU); None otherwise."""
         choice = self.choice["paged_prompt"]
-        wanted = choice == "gluon" or choice == "long" and spec.kv_len >= PAGED_PROMPT_LONG
+        wanted = choice == "gluon" or choice == "long" and _paged_prompt_long(spec)
         if not (wanted and _paged_prompt(spec) and self._gluon(spec, inputs, ops)):
             return None
         from .gluon_prefill import GluonPagedPrompts
