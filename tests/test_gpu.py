@@ -370,6 +370,30 @@ def test_triton_gluon_varlen_on_gpu(measurer, gluon, grid, mix, page):
     assert per_page == (bool(gluon_launches) and page in (16, 64)), row.backend_info
 
 
+@pytest.mark.parametrize("balance", ["lpt", "static"])
+@pytest.mark.parametrize(
+    "case",
+    ["prefill 1000 1000", "append 300 1500", "prefill 1024 1024 16", "mix q2000_q37_3q300s900_q129",
+     "mix q2000_q37_3q300s900_q129 16 tiles", "mix q700_q300_q129 16 persistent"],
+)  # fmt: skip
+def test_triton_gluon_balance_on_gpu(measurer, balance, case):
+    """gluon_balance: the heaviest row blocks first and a persistent grid's blocks shared out least-loaded (lpt),
+    or in turn (static), on the uniform one-block grid, the uniform persistent grid (an append), the paged prompts'
+    varlen launch and the varlen tiles and persistent grids: against the reference, the row naming the balance."""
+    workload, *rest = case.split()
+    grid = rest[-1] if rest[-1] in ("tiles", "persistent") else None
+    variant = f"triton[gluon_balance={balance}" + (f",gluon_grid={grid}]" if grid else "]")
+    if workload == "mix":
+        row = measure_mix(measurer, variant, rest[0], int(rest[1]) if len(rest) > 1 and rest[1].isdigit() else None)
+    else:
+        page = int(rest[2]) if len(rest) > 2 else None
+        spec = ExperimentSpec(workload, 2, int(rest[0]), int(rest[1]), 32, 8, 128, page_size=page, model="gpu-test")
+        row = measurer.measure(spec, available_or_skip(variant))
+    assert row.status is Status.OK and row.rel_err < 2e-2, f"{row.status}: {row.reason}"
+    if torch.cuda.get_device_capability() == (9, 0):
+        assert any(launch.get("balance") == balance for launch in launches(row)), row.backend_info
+
+
 @pytest.mark.parametrize("grid", ["blocks", "tiles", "persistent"])
 @pytest.mark.parametrize("page", [None, 16, 32])
 def test_triton_gluon_varlen_head_dim_64_fp16_on_gpu(measurer, page, grid):

@@ -565,7 +565,7 @@ def test_the_gluon_kernels_say_what_ran_and_refuse_a_cache_longer_than_its_keys(
     k = torch.zeros(2, 256, 8, 128, dtype=torch.bfloat16)
     pp = GluonPrefill(q, k, k, 256, True, 128, 64, 4, stages=2, pingpong=True)
     assert pp.info() == {"kernel": "gluon-pp", "BLOCK_M": 128, "BLOCK_N": 64, "warps": "4+4+producer", "stages": 2,
-                         "kv_loads": "tma"}  # fmt: skip
+                         "kv_loads": "tma", "balance": "lpt"}  # fmt: skip
     from tools.gluon_overlap import GluonOverlap, gluon_op
 
     assert GluonOverlap(q, k, k, 256, True, 128, 128, 8).info()["kernel"] == "gluon"  # the tool's kernel
@@ -598,12 +598,16 @@ def test_the_gluon_varlen_kernel_orders_requests_heaviest_first_and_knows_when_i
     assert op.order.tolist() == [2, 1, 0]  # 500 × 2500 > 1000 × 1000 > 100 × 300
     assert op.info() == {"kernel": "gluon-pp-varlen", "schedule": "longest-first", "grid": "blocks", "BLOCK_M": 128,
                          "BLOCK_N": 128, "warps": "4+4+producer", "stages": 2, "kv_loads": "tma"}  # fmt: skip
-    tiled = GluonVarlen(q, k, k, cu_q, cu_k, 1000, True, grid="tiles")
+    tiled = GluonVarlen(q, k, k, cu_q, cu_k, 1000, True, grid="tiles", balance="static")
     assert (tiled.info()["kernel"], tiled.info()["schedule"], tiled.info()["grid"]) == (
         "gluon-pp-varlen", "longest-first", "tiles"
     )  # fmt: skip
     # request 2 (500 rows: 4 blocks) first, then 1 (1000 rows: 8), then 0 (100 rows: 1), each for 32 heads
     assert tiled.tiles.numel() == 2 * 32 * (4 + 8 + 1) and tiled.tiles[:4].tolist() == [2 * 32, 3, 2 * 32, 2]
+    # lpt (the default): every block by the key tiles it walks, request 2's last blocks (20 tiles) first
+    lpt = GluonVarlen(q, k, k, cu_q, cu_k, 1000, True, grid="tiles").tiles.tolist()
+    assert sorted(zip(lpt[::2], lpt[1::2])) == sorted(zip(tiled.tiles.tolist()[::2], tiled.tiles.tolist()[1::2]))
+    assert lpt[:4] == [2 * 32, 3, 2 * 32 + 1, 3]
     with pytest.raises(ValueError, match="grid 'rows' is not valid; expected blocks, tiles"):
         GluonVarlen(q, k, k, cu_q, cu_k, 1000, True, grid="rows")
     with pytest.raises(ValueError, match="head dim 64 or 128"):
@@ -635,6 +639,67 @@ def test_the_persistent_gluon_varlen_grid_walks_the_blocks_heaviest_first_one_ct
     k = torch.zeros(1529, 2, 64, dtype=torch.bfloat16)
     op = GluonVarlen(q, k, k, cu_q, cu_k, 300, True, grid="persistent")
     assert op.launch_grid == (4,) and op.tiles.numel() == 2 * 8 * (3 + 1 + 2) and op.info()["grid"] == "persistent"
+
+
+def test_a_persistent_grid_shares_its_blocks_out_least_loaded_first_or_in_turn():
+    """schedule.cta_assignment: static gives CTA p the items p, p + grid, ... (the kernels' order before
+    gluon_balance), lpt each item, heaviest first, to the CTA with the least work so far. A 804-token append on 818
+    keys, 7 row blocks of 7..1 key tiles × 32 heads on 132 CTAs: static ends at 10 tiles on CTA 0 (a 7-tile block,
+    then a 3-tile one), lpt at the heaviest block's 7. Every item once, each CTA's items heaviest first; equal items
+    get the same turns from both; a bad value is one line naming the values."""
+    from frameworks.triton.schedule import GLUON_ITEM_COST, cta_assignment
+
+    tiles = [t for t in range(7, 0, -1) for _ in range(32)]
+    ends = {}
+    for balance in ("static", "lpt"):
+        order, starts = cta_assignment(tiles, 132, balance)
+        assert sorted(order) == list(range(len(tiles))) and len(starts) == 133 and starts[-1] == len(tiles)
+        per = [order[starts[p] : starts[p + 1]] for p in range(132)]
+        assert all(items == sorted(items) for items in per)  # heaviest (lowest index) first on each CTA
+        ends[balance] = max(sum(tiles[i] for i in items) for items in per)
+    assert ends == {"static": 10, "lpt": 7}
+    assert cta_assignment([3] * 10, 4, "lpt") == cta_assignment([3] * 10, 4, "static")
+    assert cta_assignment([5, 1], 8, "lpt") == ([0, 1], [0, 1, 2])  # no more CTAs than items
+    assert GLUON_ITEM_COST >= 0
+    with pytest.raises(ValueError, match="gluon_balance: 'fast' is not valid; expected lpt, static"):
+        cta_assignment([1], 1, "fast")
+
+
+def test_the_gluon_launches_carry_their_balance_to_the_kernel_and_the_row():
+    """gluon_balance on the host side of each Gluon launch (the kernels run on a GPU only): the uniform
+    persistent grid's item lists and the varlen persistent grid's tile list grouped by CTA (CTA p's items
+    between START[p] and START[p + 1]), static reproducing the turns of the grid before it; the tiles grid
+    launches its blocks heaviest first under lpt; backend_info says which ran."""
+    pytest.importorskip("triton.experimental.gluon")
+    from frameworks.triton.gluon_prefill import GluonPrefill, GluonVarlen
+    from frameworks.triton.schedule import gluon_varlen_items, gluon_varlen_tiles
+
+    q = torch.zeros(1, 300, 8, 64, dtype=torch.bfloat16)
+    k = torch.zeros(1, 400, 2, 64, dtype=torch.bfloat16)
+    ops = {b: GluonPrefill(q, k, k, 400, True, 128, 128, 4, stages=2, pingpong=True, persistent=True, balance=b)
+           for b in ("lpt", "static")}  # fmt: skip
+    # 3 row blocks × 8 heads on 4 CTAs (a CPU's sm_count); static: CTA p takes items p, p + 4, ...
+    assert ops["static"].items.tolist() == [i for p in range(4) for i in range(p, 24, 4)]
+    assert ops["static"].starts.tolist() == [0, 6, 12, 18, 24] and ops["lpt"].ctas == 4
+    assert sorted(ops["lpt"].items.tolist()) == list(range(24)) and ops["lpt"].info()["balance"] == "lpt"
+    cu_q = torch.tensor([0, 300, 400, 529], dtype=torch.int32)
+    cu_k = torch.tensor([0, 300, 1400, 1529], dtype=torch.int32)
+    qv, kv = torch.zeros(529, 8, 64, dtype=torch.bfloat16), torch.zeros(1529, 2, 64, dtype=torch.bfloat16)
+    q_lens, kv_lens = [300, 100, 129], [300, 1100, 129]
+    items = gluon_varlen_items([1, 0, 2], q_lens, kv_lens, 8, True)
+    pairs = list(zip(items[::2], items[1::2]))
+    static = GluonVarlen(qv, kv, kv, cu_q, cu_k, 300, True, grid="persistent", balance="static")
+    starts = static.starts.tolist()
+    assert starts == [0, 12, 24, 36, 48] and static.info()["balance"] == "static"
+    grouped = static.tiles.tolist()
+    assert list(zip(grouped[::2], grouped[1::2])) == [pairs[i] for p in range(4) for i in range(p, 48, 4)]
+    lpt = GluonVarlen(qv, kv, kv, cu_q, cu_k, 300, True, grid="persistent")
+    assert sorted(zip(lpt.tiles.tolist()[::2], lpt.tiles.tolist()[1::2])) == sorted(pairs)
+    assert GluonVarlen(qv, kv, kv, cu_q, cu_k, 300, True, grid="tiles").tiles.tolist() == items
+    tiled = GluonVarlen(qv, kv, kv, cu_q, cu_k, 300, True, grid="tiles", balance="static").tiles.tolist()
+    assert tiled == gluon_varlen_tiles([1, 0, 2], q_lens, 8, True)
+    with pytest.raises(ValueError, match="gluon_balance"):
+        GluonVarlen(qv, kv, kv, cu_q, cu_k, 300, True, grid="tiles", balance="fast")
 
 
 def test_a_mixed_batchs_long_requests_keep_the_gluon_kernel_beside_the_work_list():
@@ -808,6 +873,38 @@ def test_gluon_grid_prompts_takes_the_persistent_grid_for_whole_prompts_only(mon
     op = backend.prepare(spec, make_inputs(spec, torch.device("cpu")))
     gluon_op = op.chunks if type(op).__name__ == "Mixed" else op
     assert gluon_op.grid == grid and launches(backend.run_info())[0]["grid"] == grid, backend.run_info()
+
+
+@pytest.mark.parametrize(
+    "workload, q_len, kv_len, page, planned",
+    [("prefill", 256, 256, None, True), ("append", 128, 384, None, True), ("prefill", 1024, 1024, 16, True),
+     ("prefill", 256, 256, 16, False), ("decode", 1, 384, None, False), ("mix", 0, 0, None, True),
+     ("mix-steps", 0, 0, None, False)],
+)  # fmt: skip
+def test_gluon_balance_reaches_every_gluon_launch_and_is_planned_only_where_one_runs(
+    monkeypatch, workload, q_len, kv_len, page, planned
+):
+    """gluon_balance (sm90 pretended): planned where a Gluon launch runs (a uniform dense prefill or append of a row
+    block or more, a paged one of PAGED_PROMPT_LONG keys, a ragged batch of prompts), not on decodes, speculative
+    steps or the paged prompts the Triton kernel takes; its value reaches the launch, whose backend_info says it."""
+    pytest.importorskip("triton.experimental.gluon")
+    from specs import DType, ExperimentSpec
+
+    monkeypatch.setattr(ops, "gluon_capable", lambda device: True)
+    if workload.startswith("mix"):
+        mix = "q300_q200s600" if workload == "mix" else "4q4s300_2q1s100"
+        spec = ExperimentSpec.from_mix(mix, 8, 2, 64, dtype=DType.BF16, page_size=page)
+    else:
+        spec = ExperimentSpec(workload, 2, q_len, kv_len, 8, 2, 64, page_size=page, dtype=DType.BF16)
+    key = get_backend("triton").variant_keys()["gluon_balance"]
+    assert key.default == "lpt" and bool(key.applies(spec)) == planned
+    if not planned:
+        return
+    for balance in ("lpt", "static"):
+        backend = get_backend(f"triton[gluon_balance={balance}]")
+        op = backend.prepare(spec, make_inputs(spec, torch.device("cpu")))
+        gluon_op = getattr(op, "op", op)
+        assert gluon_op.balance == balance and launches(backend.run_info())[0]["balance"] == balance
 
 
 @pytest.mark.parametrize("workload,ahead", [("spec-decode", True), ("append", False)])

@@ -35,7 +35,20 @@ THREADS_PER_SM = 2048
 
 POINTER_DTYPES = {"Q": "act", "K": "act", "V": "act", "O": "act", "O_PART": "fp32", "LSE_PART": "fp32"}
 # requests, pages, order, tiles, work lists
-INT_POINTERS = {"BT", "CU_Q", "CU_K", "SEQ_K", "ORDER", "KV_LENS", "TILES", "WORK", "COMBINED", "COUNTERS"}
+INT_POINTERS = {
+    "BT",
+    "CU_Q",
+    "CU_K",
+    "SEQ_K",
+    "ORDER",
+    "KV_LENS",
+    "TILES",
+    "WORK",
+    "COMBINED",
+    "COUNTERS",
+    "ITEMS",
+    "START",
+}
 # the forms' arguments (kernels.py): each a constexpr None unless its flag is on, as a plain launch passes them
 FORM_ARGS = {"SINKS": ("HAS_SINKS", "*fp32"), "K_SCALE": ("IS_FP8", "*fp32"), "V_SCALE": ("IS_FP8", "*fp32"),
              "window": ("HAS_WINDOW", "i32"), "softcap": ("SOFTCAP", "fp32"),
@@ -288,6 +301,9 @@ def variants(quick: bool) -> list[Variant]:
         if kw.get("PINGPONG"):  # the warp-specialised kernel: its ring depth is a constexpr
             ce["STAGES"] = kw["STAGES"]
             kernel = gluon_pp_persistent_kernel if kw.get("PERSISTENT") else gluon_pp_prefill_kernel
+            if not kw.get("PERSISTENT"):  # the one-block grid in both launch orders (gluon_balance)
+                out.append(Variant(f"explore {name} static", kernel, {**ce, "LPT": False}, config.num_warps, 1))
+                ce["LPT"] = True
         out.append(Variant(f"explore {name}", kernel, ce, config.num_warps, 1))
     # the ping-pong kernel over a ragged batch: what the backend runs for dense prompt and chunk launches
     # dense; a load a 16-token page (8 a tile); pages that hold whole tiles; each on the block grid and the tiles'

@@ -98,6 +98,20 @@ def _paged_prompt(spec) -> bool:
     return uniform and spec.page_size is not None and spec.q_len >= GLUON_ROWS and _gluon_takes(spec)
 
 
+def _gluon_balance_changes(spec) -> bool:
+    """Where gluon_balance's values can differ: a launch of the Gluon kernels whose row blocks walk different key
+    counts or outnumber the SMs: a uniform dense prefill or append of a row block (128 tokens) or more, a paged one
+    that paged_prompt=long sends to the Gluon varlen kernel, or a ragged batch with requests past a speculative
+    step's tokens (the varlen launch's) in a form the Gluon kernels take."""
+    if spec.workload is Workload.DECODE or not _gluon_takes(spec):
+        return False
+    if spec.mix:
+        return any(q > MAX_SPEC_DECODE for q in spec.batch.q_lens)
+    if spec.workload not in (Workload.PREFILL, Workload.APPEND) or spec.q_len < GLUON_ROWS:
+        return False
+    return spec.page_size is None or _paged_prompt(spec) and _paged_prompt_long(spec)
+
+
 def _has_decodes(spec) -> bool:
     return spec.workload in (Workload.DECODE, Workload.MIXED)
 
@@ -193,6 +207,15 @@ VARIANTS = (
         "0.93-1.00x the time of blocks), every row block of the longest request (blocks), or the row blocks that hold "
         "rows walked by one CTA an SM, heaviest first, the next block's loads under the current one's end "
         "(persistent; up to 1.13x the time of tiles where a small prompt or one chunk on a long cache leads)",
+    ),
+    VariantKey(
+        "gluon_balance",
+        ("lpt", "static"),
+        "lpt",
+        applies=_gluon_balance_changes,
+        help="how the Gluon kernels' row blocks meet the SMs: the heaviest blocks (most key tiles) launched first "
+        "and a persistent grid's blocks shared out least-loaded first (lpt; schedule.cta_assignment), or a (batch, "
+        "head)'s blocks in turn and CTA p taking blocks p, p + grid, ... (static, the order before 2026-12-06)",
     ),
     VariantKey(
         "splits",
@@ -366,7 +389,7 @@ class TritonAttention(Backend):
         from .gluon_prefill import GluonPagedPrompts
 
         return GluonPagedPrompts(inputs.q, k_pages, v_pages, table, spec.kv_len, spec.is_masked, spec.page_size,
-                                 grid=self._gluon_grid(spec))  # fmt: skip
+                                 grid=self._gluon_grid(spec), balance=self.choice["gluon_balance"])  # fmt: skip
 
     def _gluon_prefill(self, spec, inputs, ops):
         """The ping-pong Gluon kernel where it applies (a dense cache of exactly kv_len keys, contiguous
@@ -383,7 +406,7 @@ class TritonAttention(Backend):
 
         append = spec.workload is Workload.APPEND
         return GluonPrefill(q, k, v, spec.kv_len, spec.is_masked, 128, 128, 4, stages=2, pingpong=True,
-                            persistent=append)  # fmt: skip
+                            persistent=append, balance=self.choice["gluon_balance"])  # fmt: skip
 
     def _gluon(self, spec, inputs, ops) -> bool:
         """Whether the Gluon kernels may run: the gluon variant allows it (gluon=long: the cache is paged, or the
@@ -434,18 +457,21 @@ class TritonAttention(Backend):
             self._op = ops.MixedWork(inputs.q, k, v, batch.q_lens, batch.kv_lens, spec.causal, schedule=schedule,
                                      streams=self._streams(), prefetch_pages=ahead,
                                      varlen_tma=self._varlen_tma(inputs.device), varlen_config=pinned, gluon=gluon,
-                                     gluon_grid=self._gluon_grid(spec), forms=self._forms, **cache)  # fmt: skip
+                                     gluon_grid=self._gluon_grid(spec), forms=self._forms,
+                                     gluon_balance=self.choice["gluon_balance"], **cache)  # fmt: skip
         elif self._launches() == 2 and batch.decode_split is not None:
             self._op = ops.Mixed(inputs.q, k, v, batch.cu_seqlens_q, batch.kv_lens, spec.causal, schedule=schedule,
                                  streams=self._streams(), prefetch_pages=ahead, split_rule=self._split_rule(),
                                  varlen_tma=self._varlen_tma(inputs.device), varlen_config=pinned, gluon=gluon,
-                                 gluon_grid=self._gluon_grid(spec), forms=self._forms, **cache)  # fmt: skip
+                                 gluon_grid=self._gluon_grid(spec), forms=self._forms,
+                                 gluon_balance=self.choice["gluon_balance"], **cache)  # fmt: skip
         elif gluon and ops.gluon_varlen_worth_it(batch.q_lens):
             from .gluon_prefill import GluonVarlen
 
             self._op = GluonVarlen(inputs.q, k, v, inputs.cu_seqlens_q, cache.get("cu_seqlens_k"), batch.max_q,
                                    spec.causal, block_table=cache.get("block_table"), page_size=spec.page_size,
-                                   kv_lens=kv_lens, grid=self._gluon_grid(spec))  # fmt: skip
+                                   kv_lens=kv_lens, grid=self._gluon_grid(spec),
+                                   balance=self.choice["gluon_balance"])  # fmt: skip
         else:
             self._op = ops.Varlen(inputs.q, k, v, inputs.cu_seqlens_q, kv_lens, batch.max_q, spec.causal,
                                   schedule=schedule, prefetch_pages=ahead.prefill,

@@ -26,6 +26,8 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 from .kernels import LOG2E
 from .schedule import (
     GLUON_GRIDS,
+    cta_assignment,
+    gluon_item_tiles,
     gluon_pages_fit,
     gluon_varlen_items,
     gluon_varlen_tiles,
@@ -317,14 +319,21 @@ def gluon_pp_prefill_kernel(
     q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh,
     SQ, SK, HQ, HKV, qk_scale,
     HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-    STAGES: gl.constexpr, num_warps: gl.constexpr,
+    STAGES: gl.constexpr, LPT: gl.constexpr, num_warps: gl.constexpr,
 ):  # fmt: skip
     """FA3's warp roles: a 128-row block as two consumer warpgroups of 64 rows (the default partition and a
     worker, 4 warps each) that take turns on the tensor cores (`_pp_consumer`), fed by one producer warp
     (`_ws_loader`) through a STAGES-deep ring whose stages both consumers hand back (`empty` counts 2).
-    BLOCK_M is 128 and num_warps 4 (a consumer's); q_desc's block is [64, HEAD_DIM]."""
-    pid_m = gl.num_programs(0) - 1 - gl.program_id(0) if CAUSAL else gl.program_id(0)
-    pid_bh = gl.program_id(1)
+    BLOCK_M is 128 and num_warps 4 (a consumer's); q_desc's block is [64, HEAD_DIM]. The grid: (row block,
+    batch × head), a (batch, head)'s blocks in turn, last (heaviest, causal) first; with LPT (batch × head, row
+    block), every (batch, head) of the last block before the next block, so the GPU, handing out programs in
+    launch order, starts the heaviest blocks first and ends on the light ones (list scheduling)."""
+    if LPT:
+        pid_m = gl.num_programs(1) - 1 - gl.program_id(1) if CAUSAL else gl.program_id(1)
+        pid_bh = gl.program_id(0)
+    else:
+        pid_m = gl.num_programs(0) - 1 - gl.program_id(0) if CAUSAL else gl.program_id(0)
+        pid_bh = gl.program_id(1)
     b = pid_bh // HQ
     h = pid_bh % HQ
     m0 = pid_m * BLOCK_M
@@ -344,7 +353,7 @@ def _pp_item(w, n_bh, n_m, HQ, SQ, SK, CAUSAL: gl.constexpr, BLOCK_M: gl.constex
 
 @gluon.jit
 def _pp_persistent_consumer(q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob,
-                            s_os, s_oh, n_work, n_bh, n_m, SQ, SK, HQ, qk_scale, HALF: gl.constexpr,
+                            s_os, s_oh, ITEMS, START, n_bh, n_m, SQ, SK, HQ, qk_scale, HALF: gl.constexpr,
                             CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                             HEAD_DIM: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
     """A consumer warpgroup of the persistent kernel: `_pp_consumer` over the CTA's work items, the ring's
@@ -352,7 +361,8 @@ def _pp_persistent_consumer(q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v
     it = 0
     t = 0
     k = 0
-    for w in range(gl.program_id(0), n_work, gl.num_programs(0)):
+    for i in range(gl.load(START + gl.program_id(0)), gl.load(START + gl.program_id(0) + 1)):
+        w = gl.load(ITEMS + i)
         b, h, m0, n_tiles = _pp_item(w, n_bh, n_m, HQ, SQ, SK, CAUSAL, BLOCK_M, BLOCK_N)
         _pp_consumer(q_smem, k_smem, v_smem, q_ready, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os, s_oh, b,
                      h, 0, n_tiles, m0, SK - SQ, SQ, SK, qk_scale, HALF, CAUSAL, BLOCK_N, HEAD_DIM, STAGES, it, t,
@@ -364,14 +374,16 @@ def _pp_persistent_consumer(q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v
 
 @gluon.jit
 def _pp_persistent_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty,
-                          v_empty, n_work, n_bh, n_m, SQ, SK, HQ, HKV, HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr,
-                          BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+                          v_empty, ITEMS, START, n_bh, n_m, SQ, SK, HQ, HKV, HEAD_DIM: gl.constexpr,
+                          CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                          STAGES: gl.constexpr):  # fmt: skip
     """The persistent kernel's producer warp: for each work item, its two Q halves once the consumers have
     released the last item's, then its K/V tiles into the ring (`_ws_loader`'s waits, on the CTA's tile
     count), so the next item's loads run under the current item's last tiles and output stores."""
     it = 0
     k = 0
-    for w in range(gl.program_id(0), n_work, gl.num_programs(0)):
+    for i in range(gl.load(START + gl.program_id(0)), gl.load(START + gl.program_id(0) + 1)):
+        w = gl.load(ITEMS + i)
         b, h, m0, n_tiles = _pp_item(w, n_bh, n_m, HQ, SQ, SK, CAUSAL, BLOCK_M, BLOCK_N)
         for i in gl.static_range(2):
             mbarrier.wait(q_empty.index(i), phase=(k & 1) ^ 1)
@@ -386,27 +398,31 @@ def _pp_persistent_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_read
 @gluon.jit
 def gluon_pp_persistent_kernel(
     q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh,
-    SQ, SK, HQ, HKV, qk_scale, n_work, n_bh, n_m,
+    SQ, SK, HQ, HKV, qk_scale, ITEMS, START, n_bh, n_m,
     HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
     STAGES: gl.constexpr, num_warps: gl.constexpr,
 ):  # fmt: skip
-    """`gluon_pp_prefill_kernel`'s warp roles in a persistent grid (FA3's): one CTA an SM walks work items
-    pid, pid + grid, … (`_pp_item`: a 128-row block of one batch element and query head, heaviest first),
-    and its producer loads the next item's Q and K/V while the consumers finish the current one and store
-    its output. Q has its own `empty` barriers (each consumer releases its half after its last Q·Kᵀ)."""
+    """`gluon_pp_prefill_kernel`'s warp roles in a persistent grid (FA3's): CTA p walks the work items
+    ITEMS[START[p]:START[p + 1]] (each w a `_pp_item`: a 128-row block of one batch element and query head, w = 0
+    the heaviest; the host shares them out, schedule.cta_assignment), and its producer loads the next item's Q
+    and K/V while the consumers finish the current one and store its output. Q has its own `empty` barriers
+    (each consumer releases its half after its last Q·Kᵀ)."""
     q_smem, k_smem, v_smem, q_ready, q_empty, tok, k_ready, v_ready, k_empty, v_empty = _pp_smem(
         q_desc, k_desc, v_desc, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, True
     )
     gl.warp_specialize(
         [
             (_pp_persistent_consumer, (q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty,
-                                       tok, O, s_ob, s_os, s_oh, n_work, n_bh, n_m, SQ, SK, HQ, qk_scale, 0, CAUSAL,
+                                       tok, O, s_ob, s_os, s_oh, ITEMS, START, n_bh, n_m, SQ, SK, HQ, qk_scale, 0,
+                                       CAUSAL,
                                        BLOCK_M, BLOCK_N, HEAD_DIM, STAGES)),
             (_pp_persistent_consumer, (q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty,
-                                       tok, O, s_ob, s_os, s_oh, n_work, n_bh, n_m, SQ, SK, HQ, qk_scale, 1, CAUSAL,
+                                       tok, O, s_ob, s_os, s_oh, ITEMS, START, n_bh, n_m, SQ, SK, HQ, qk_scale, 1,
+                                       CAUSAL,
                                        BLOCK_M, BLOCK_N, HEAD_DIM, STAGES)),
             (_pp_persistent_loader, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready,
-                                     k_empty, v_empty, n_work, n_bh, n_m, SQ, SK, HQ, HKV, HEAD_DIM, CAUSAL, BLOCK_M,
+                                     k_empty, v_empty, ITEMS, START, n_bh, n_m, SQ, SK, HQ, HKV, HEAD_DIM, CAUSAL,
+                                     BLOCK_M,
                                      BLOCK_N, STAGES)),
         ],
         [4, 1],
@@ -429,7 +445,7 @@ def _pv_item(w, TILES, CU_Q, CU_K, KV_LENS, HQ, CAUSAL: gl.constexpr, BLOCK_M: g
 
 @gluon.jit
 def _pv_consumer(q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty, tok, O, s_os, s_oh,
-                 TILES, CU_Q, CU_K, KV_LENS, n_work, HQ, qk_scale, HALF: gl.constexpr, CAUSAL: gl.constexpr,
+                 TILES, CU_Q, CU_K, KV_LENS, START, HQ, qk_scale, HALF: gl.constexpr, CAUSAL: gl.constexpr,
                  BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr,
                  PAGE: gl.constexpr):  # fmt: skip
     """A consumer warpgroup of the persistent varlen kernel: `_pp_consumer` over the CTA's tile-list items (output
@@ -438,7 +454,7 @@ def _pv_consumer(q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_e
     it = 0
     t = 0
     k = 0
-    for w in range(gl.program_id(0), n_work, gl.num_programs(0)):
+    for w in range(gl.load(START + gl.program_id(0)), gl.load(START + gl.program_id(0) + 1)):
         b, h, m0, q_start, SQ, _, SK, n_tiles = _pv_item(w, TILES, CU_Q, CU_K, KV_LENS, HQ, CAUSAL, BLOCK_M, BLOCK_N,
                                                          PAGE)  # fmt: skip
         _pp_consumer(q_smem, k_smem, v_smem, q_ready, k_ready, v_ready, k_empty, v_empty, tok, O, 0, s_os, s_oh, b,
@@ -451,14 +467,14 @@ def _pv_consumer(q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_e
 
 @gluon.jit
 def _pv_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty,
-               TILES, CU_Q, CU_K, KV_LENS, BT, s_btb, n_work, HQ, HKV, HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr,
+               TILES, CU_Q, CU_K, KV_LENS, BT, s_btb, START, HQ, HKV, HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr,
                BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, PAGE: gl.constexpr):  # fmt: skip
     """The persistent varlen kernel's producer warp: each item's two Q halves (from its request's packed rows) once
     the consumers have released the last item's, then its K/V tiles, dense from the request's first key row or
     through its block-table row, so the next item's loads run under the current item's last tiles and stores."""
     it = 0
     k = 0
-    for w in range(gl.program_id(0), n_work, gl.num_programs(0)):
+    for w in range(gl.load(START + gl.program_id(0)), gl.load(START + gl.program_id(0) + 1)):
         b, h, m0, q_start, SQ, k_start, SK, n_tiles = _pv_item(w, TILES, CU_Q, CU_K, KV_LENS, HQ, CAUSAL, BLOCK_M,
                                                                BLOCK_N, PAGE)  # fmt: skip
         for i in gl.static_range(2):
@@ -475,27 +491,28 @@ def _pv_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty,
 
 @gluon.jit
 def gluon_pp_varlen_persistent_kernel(
-    q_desc, k_desc, v_desc, O, CU_Q, CU_K, KV_LENS, BT, TILES, s_os, s_oh, s_btb, HQ, HKV, qk_scale, n_work,
+    q_desc, k_desc, v_desc, O, CU_Q, CU_K, KV_LENS, BT, TILES, s_os, s_oh, s_btb, HQ, HKV, qk_scale, START,
     HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
     STAGES: gl.constexpr, PAGE: gl.constexpr, num_warps: gl.constexpr,
 ):  # fmt: skip
-    """`gluon_pp_varlen_kernel`'s blocks in a persistent grid (FA3's for varlen batches): one CTA an SM walks the
-    tile list's items pid, pid + grid, … (heaviest first), its producer loading the next item's Q and K/V while
-    the consumers finish the current one and store its output; a ragged batch's short blocks (a few key tiles
-    each) no longer pay a CTA's start and end each. The cache dense and packed (PAGE 0) or paged, as there."""
+    """`gluon_pp_varlen_kernel`'s blocks in a persistent grid (FA3's for varlen batches): CTA p walks the tile
+    list's items START[p] … START[p + 1] − 1 (the host groups them by CTA, schedule.cta_assignment), its producer
+    loading the next item's Q and K/V while the consumers finish the current one and store its output; a ragged
+    batch's short blocks (a few key tiles each) no longer pay a CTA's start and end each. The cache dense and
+    packed (PAGE 0) or paged, as there."""
     q_smem, k_smem, v_smem, q_ready, q_empty, tok, k_ready, v_ready, k_empty, v_empty = _pp_smem(
         q_desc, k_desc, v_desc, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, True
     )
     gl.warp_specialize(
         [
             (_pv_consumer, (q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty, tok, O, s_os,
-                            s_oh, TILES, CU_Q, CU_K, KV_LENS, n_work, HQ, qk_scale, 0, CAUSAL, BLOCK_M, BLOCK_N,
+                            s_oh, TILES, CU_Q, CU_K, KV_LENS, START, HQ, qk_scale, 0, CAUSAL, BLOCK_M, BLOCK_N,
                             HEAD_DIM, STAGES, PAGE)),
             (_pv_consumer, (q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty, tok, O, s_os,
-                            s_oh, TILES, CU_Q, CU_K, KV_LENS, n_work, HQ, qk_scale, 1, CAUSAL, BLOCK_M, BLOCK_N,
+                            s_oh, TILES, CU_Q, CU_K, KV_LENS, START, HQ, qk_scale, 1, CAUSAL, BLOCK_M, BLOCK_N,
                             HEAD_DIM, STAGES, PAGE)),
             (_pv_loader, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, k_empty,
-                          v_empty, TILES, CU_Q, CU_K, KV_LENS, BT, s_btb, n_work, HQ, HKV, HEAD_DIM, CAUSAL, BLOCK_M,
+                          v_empty, TILES, CU_Q, CU_K, KV_LENS, BT, s_btb, START, HQ, HKV, HEAD_DIM, CAUSAL, BLOCK_M,
                           BLOCK_N, STAGES, PAGE)),
         ],
         [4, 1],
@@ -528,11 +545,14 @@ class GluonPrefill:
     """Prefill / append on a dense cache: q [B, Sq, Hq, D], k, v [B, Sk, Hkv, D] (contiguous). pingpong (with
     block_m 128, warps 4: a consumer's, and `stages` > 0, the ring's depth): two consumer warpgroups of 64 rows
     that take turns on the tensor cores, fed by a producer warp (`gluon_pp_prefill_kernel`), in a persistent
-    grid with `persistent`. The kernel without warp roles (block_m = 16 × warps): tools/gluon_overlap.py."""
+    grid with `persistent`. balance (schedule.GLUON_BALANCES): lpt launches the heaviest row blocks of every
+    (batch, head) first, and shares a persistent grid's blocks out least-loaded first; static: a (batch, head)'s
+    blocks in turn, and CTA p takes blocks p, p + grid, …. The kernel without warp roles (block_m = 16 × warps):
+    tools/gluon_overlap.py."""
 
     def __init__(
         self, q, k, v, kv_len: int, causal: bool, block_m: int = 128, block_n: int = 128, warps: int = 8,
-        stages: int = 0, pingpong: bool = False, persistent: bool = False,
+        stages: int = 0, pingpong: bool = False, persistent: bool = False, balance: str = "lpt",
     ):  # fmt: skip
         b, sq, hq, _ = q.shape
         if not pingpong:
@@ -541,9 +561,20 @@ class GluonPrefill:
             raise ValueError("gluon prefill: pingpong takes block_m 128, warps 4 (a consumer's) and stages > 0")
         # a consumer warpgroup's rows a Q load
         self.q_desc, self.k_desc, self.v_desc, self.qk_scale = dense_loads(q, k, v, kv_len, block_m // 2, block_n)
-        self.persistent = persistent
-        if persistent:  # the grid: one CTA an SM, or one a work item where there are fewer (read once, not per call)
-            self.ctas = min(triton.cdiv(sq, block_m) * b * hq, sm_count(q.device))
+        self.persistent, self.balance = persistent, balance
+        if persistent:  # the grid: one CTA an SM, or one a work item where there are fewer, and each CTA's items
+            n_m = triton.cdiv(sq, block_m)
+            tiles = []  # item w's key tiles (_pp_item: row block n_m - 1 - w // (b·hq) first, causal)
+            for w in range(n_m * b * hq):
+                m = n_m - 1 - w // (b * hq) if causal else w // (b * hq)
+                hi = min(kv_len, kv_len - sq + min((m + 1) * block_m, sq)) if causal else kv_len
+                tiles.append(-(-hi // block_n))
+            order, starts = cta_assignment(tiles, sm_count(q.device), balance)
+            self.ctas = len(starts) - 1
+            self.items = torch.tensor(order, dtype=torch.int32, device=q.device)
+            self.starts = torch.tensor(starts, dtype=torch.int32, device=q.device)
+        elif balance not in ("lpt", "static"):
+            cta_assignment([], 1, balance)  # the one line naming the values
         self.q, self.k, self.v = q, k, v  # the descriptors hold their addresses: keep them alive
         self.shape, self.hkv, self.sk = q.shape, k.shape[2], kv_len
         self.block_m, self.block_n, self.warps, self.causal, self.stages = block_m, block_n, warps, causal, stages
@@ -552,21 +583,23 @@ class GluonPrefill:
         """What ran, for a row's backend_info (the Triton ops' `info()` convention)."""
         kind = "gluon-pp-persistent" if self.persistent else "gluon-pp"
         return {"kernel": kind, "BLOCK_M": self.block_m, "BLOCK_N": self.block_n,
-                "warps": f"{self.warps}+{self.warps}+producer", "stages": self.stages, "kv_loads": "tma"}  # fmt: skip
+                "warps": f"{self.warps}+{self.warps}+producer", "stages": self.stages, "kv_loads": "tma",
+                "balance": self.balance}  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         o = torch.empty(self.shape, dtype=self.q.dtype, device=self.q.device)
         b, sq, hq, d = self.shape
-        grid = (triton.cdiv(sq, self.block_m), b * hq)
+        n_m = triton.cdiv(sq, self.block_m)
         args = (self.q_desc, self.k_desc, self.v_desc, o, o.stride(0), o.stride(1), o.stride(2),
                 sq, self.sk, hq, self.hkv, self.qk_scale)  # fmt: skip
         blocks = {"HEAD_DIM": d, "CAUSAL": self.causal, "BLOCK_M": self.block_m, "BLOCK_N": self.block_n}
-        if self.persistent:  # one CTA an SM (at most), walking the (row block, batch, head) items
-            n_m = triton.cdiv(sq, self.block_m)
-            gluon_pp_persistent_kernel[(self.ctas,)](*args, n_m * b * hq, b * hq, n_m, **blocks, STAGES=self.stages,
-                                                     num_warps=self.warps)  # fmt: skip
+        if self.persistent:  # one CTA an SM (at most), walking its (row block, batch, head) items
+            gluon_pp_persistent_kernel[(self.ctas,)](*args, self.items, self.starts, b * hq, n_m, **blocks,
+                                                     STAGES=self.stages, num_warps=self.warps)  # fmt: skip
         else:
-            gluon_pp_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, num_warps=self.warps)
+            lpt = self.balance == "lpt"
+            grid = (b * hq, n_m) if lpt else (n_m, b * hq)
+            gluon_pp_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, LPT=lpt, num_warps=self.warps)
         return o
 
 
@@ -588,7 +621,7 @@ class GluonVarlen:
 
     def __init__(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_q: int, causal: bool, out=None, block_n: int = 128,
                  stages: int = 2, block_table=None, page_size: int | None = None, kv_lens=None,
-                 grid: str = "blocks", requests=None):  # fmt: skip
+                 grid: str = "blocks", requests=None, balance: str = "lpt"):  # fmt: skip
         total, hq, d = q.shape
         hkv = k.shape[-2]
         if d not in (64, 128) or q.dtype not in (torch.bfloat16, torch.float16):
@@ -607,17 +640,26 @@ class GluonVarlen:
         kv_list = kv_lens.tolist() if paged else (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).tolist()
         order = heaviest_first(q_lens, kv_list, None if requests is None else subset(requests, len(q_lens)))
         self.order = torch.tensor(order, dtype=torch.int32, device=q.device)
-        self.grid = grid
+        self.grid, self.balance = grid, balance
         self.q, self.k, self.v, self.out = q, k, v, out  # the descriptors hold their addresses: keep them alive
         self.cu_q, self.cu_k, self.kv_lens, self.bt = cu_seqlens_q, cu_seqlens_k, kv_lens, block_table
-        if grid == "tiles":
-            tiles = gluon_varlen_tiles(order, q_lens, hq, causal)
+        self.starts = cu_seqlens_q  # an unused pointer stands in but on the persistent grid
+        if grid == "tiles":  # lpt: every block heaviest first by its key tiles; static: a request's blocks in turn
+            if balance == "lpt":
+                tiles = gluon_varlen_items(order, q_lens, kv_list, hq, causal)
+            else:
+                cta_assignment([], 1, balance)  # a bad value: the one line naming the values
+                tiles = gluon_varlen_tiles(order, q_lens, hq, causal)
             self.tiles = torch.tensor(tiles, dtype=torch.int32, device=q.device)
             self.launch_grid = (len(tiles) // 2,)
-        elif grid == "persistent":  # one CTA an SM (at most one an item) walking the items heaviest first
-            tiles = gluon_varlen_items(order, q_lens, kv_list, hq, causal)
+        elif grid == "persistent":  # one CTA an SM (at most one an item), each walking its share of the items
+            items = gluon_varlen_items(order, q_lens, kv_list, hq, causal)
+            per, starts = cta_assignment(gluon_item_tiles(items, q_lens, kv_list, hq, causal), sm_count(q.device),
+                                         balance)  # fmt: skip
+            tiles = [x for i in per for x in items[2 * i : 2 * i + 2]]
             self.tiles = torch.tensor(tiles, dtype=torch.int32, device=q.device)
-            self.launch_grid = (max(1, min(len(tiles) // 2, sm_count(q.device))),)
+            self.starts = torch.tensor(starts, dtype=torch.int32, device=q.device)
+            self.launch_grid = (len(starts) - 1,)
         else:
             self.tiles = cu_seqlens_q  # an unused pointer stands in
             self.launch_grid = (triton.cdiv(max_q, 128), len(order) * hq)
@@ -633,7 +675,8 @@ class GluonVarlen:
 
     def info(self) -> dict:
         loads = "tma_per_page" if self.page and self.page < self.block_n else "tma"  # the backend adds page_size
-        return {"kernel": "gluon-pp-varlen", "schedule": "longest-first", "grid": self.grid, "BLOCK_M": 128,
+        balance = {"balance": self.balance} if self.grid != "blocks" else {}
+        return {"kernel": "gluon-pp-varlen", "schedule": "longest-first", "grid": self.grid, **balance, "BLOCK_M": 128,
                 "BLOCK_N": self.block_n, "warps": "4+4+producer", "stages": self.stages, "kv_loads": loads}  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
@@ -644,7 +687,7 @@ class GluonVarlen:
         if self.grid == "persistent":
             gluon_pp_varlen_persistent_kernel[self.launch_grid](
                 self.q_desc, self.k_desc, self.v_desc, o, self.cu_q, cu_k, kv_lens, bt, self.tiles, o.stride(0),
-                o.stride(1), s_btb, self.hq, self.hkv, self.qk_scale, self.tiles.numel() // 2,
+                o.stride(1), s_btb, self.hq, self.hkv, self.qk_scale, self.starts,
                 HEAD_DIM=self.q.shape[2], CAUSAL=self.causal, BLOCK_M=128, BLOCK_N=self.block_n, STAGES=self.stages,
                 PAGE=self.page, num_warps=4,
             )  # fmt: skip
@@ -665,13 +708,14 @@ class GluonPagedPrompts:
     [B, S, Hq, D]."""
 
     def __init__(self, q, k_pages, v_pages, block_table, kv_len: int, causal: bool, page_size: int,
-                 grid: str = "tiles"):  # fmt: skip
+                 grid: str = "tiles", balance: str = "lpt"):  # fmt: skip
         b, s, hq, d = q.shape
         self.shape = q.shape
         cu_q = torch.arange(0, (b + 1) * s, s, dtype=torch.int32, device=q.device)
         kv_lens = torch.full((b,), kv_len, dtype=torch.int32, device=q.device)
         self.op = GluonVarlen(q.reshape(b * s, hq, d), k_pages, v_pages, cu_q, None, s, causal,
-                              block_table=block_table, page_size=page_size, kv_lens=kv_lens, grid=grid)  # fmt: skip
+                              block_table=block_table, page_size=page_size, kv_lens=kv_lens, grid=grid,
+                              balance=balance)  # fmt: skip
 
     def info(self) -> dict:
         return {**self.op.info(), "requests": "uniform"}

@@ -636,15 +636,16 @@ class Mixed(_TwoLaunches):
                  page_size: int | None = None, schedule: str = "longest-first", streams: int = 1,
                  prefetch_pages: PagePrefetch = PagePrefetch(), split_rule: str = "fill",
                  varlen_tma: bool = False, varlen_config: triton.Config | None = None,
-                 gluon: bool = False, gluon_grid: str = "blocks", forms: Forms = Forms()):  # fmt: skip
+                 gluon: bool = False, gluon_grid: str = "blocks", forms: Forms = Forms(),
+                 gluon_balance: str = "lpt"):  # fmt: skip
         """streams=2: the decodes on a second CUDA stream (forked from and joined to the caller's), so the
         memory-bound decode launch can fill the SMs the chunks leave idle; one stream on a CPU.
         prefetch_pages: page ids a step ahead in the chunks' launch and in the decodes' launch.
         varlen_config: the chunks' launch with this configuration instead of the autotuner's pick.
         gluon: the chunks through the ping-pong Gluon kernel (gluon_prefill.GluonVarlen) where the cache is
         dense or its pages fit the kernel's TMA loads (gluon_pages_fit) and the chunks average a 128-row block
-        (the caller checks the GPU: gluon_capable), launched on gluon_grid (GluonVarlen's grid); the caller
-        leaves it off for a form (the Gluon kernels have none). forms: both launches'."""
+        (the caller checks the GPU: gluon_capable), launched on gluon_grid (GluonVarlen's grid) with gluon_balance
+        (its balance); the caller leaves it off for a form (the Gluon kernels have none). forms: both launches'."""
         self._streams(streams, q)
         first = split_point(cu_q_list)
         device = q.device
@@ -661,7 +662,7 @@ class Mixed(_TwoLaunches):
                                       cu_seqlens_k[: first + 1] if dense else None, max_q, causal, out=self.out,
                                       block_table=None if dense else block_table[:first], page_size=page_size,
                                       kv_lens=None if dense else ints(kv_lens_list[:first]),
-                                      grid=gluon_grid)  # fmt: skip
+                                      grid=gluon_grid, balance=gluon_balance)  # fmt: skip
         else:
             self.chunks = Varlen(q, k, v, ints(cu_q_list[: first + 1]), ints(kv_lens_list[:first]), max_q, causal,
                                  cu_seqlens_k=cu_seqlens_k[: first + 1] if dense else None,
@@ -696,11 +697,12 @@ class MixedWork(_TwoLaunches):
                  page_size: int | None = None, schedule: str = "longest-first", streams: int = 1,
                  prefetch_pages: PagePrefetch = PagePrefetch(), varlen_tma: bool = False,
                  varlen_config: triton.Config | None = None, forms: Forms = Forms(), granule: int = SPLIT_GRANULE,
-                 sms: int | None = None, gluon: bool = False, gluon_grid: str = "tiles"):  # fmt: skip
+                 sms: int | None = None, gluon: bool = False, gluon_grid: str = "tiles",
+                 gluon_balance: str = "lpt"):  # fmt: skip
         """q_lens, kv_lens: the batch's, lists of ints. streams, prefetch_pages, varlen_config: as Mixed's. gluon,
-        gluon_grid: as Mixed's, for the long requests' launch (the Gluon varlen kernel over them where the cache
-        fits it and they average a 128-row block, else the Triton one: H100, draw:103, a 744-token chunk on 13.9k
-        keys took 1.26x the time in the Triton kernel). granule, sms: the work list's (WorkDecode's)."""
+        gluon_grid, gluon_balance: as Mixed's, for the long requests' launch (the Gluon varlen kernel over them where
+        the cache fits it and they average a 128-row block, else the Triton one: H100, draw:103, a 744-token chunk on
+        13.9k keys took 1.26x the time in the Triton kernel). granule, sms: the work list's (WorkDecode's)."""
         self._streams(streams, q)
         q_lens, kv_lens = [int(n) for n in q_lens], [int(n) for n in kv_lens]
         short, long = short_and_long(q_lens, kv_lens)
@@ -719,7 +721,7 @@ class MixedWork(_TwoLaunches):
             self.chunks = GluonVarlen(q, k, v, cu_q, cu_seqlens_k if dense else None, longest, causal, out=self.out,
                                       block_table=block_table, page_size=page_size,
                                       kv_lens=None if dense else ints(kv_lens), grid=gluon_grid,
-                                      requests=long)  # fmt: skip
+                                      requests=long, balance=gluon_balance)  # fmt: skip
         else:
             self.chunks = Varlen(q, k, v, cu_q, ints(kv_lens), longest, causal, config=varlen_config, out=self.out,
                                  schedule=schedule, prefetch_pages=prefetch_pages.prefill, use_tma=varlen_tma,

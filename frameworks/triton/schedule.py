@@ -87,6 +87,54 @@ def gluon_varlen_items(order, q_lens, kv_lens, heads: int, causal: bool, block_m
     return [x for item in items for x in item]
 
 
+# how a persistent Gluon kernel's CTAs share its work items (gluon_balance): greedy least-loaded (lpt) or in turn
+# (static: CTA p takes items p, p + grid, ..., the kernels' order before 2026-12-06f)
+GLUON_BALANCES = ("lpt", "static")
+GLUON_ITEM_COST = 1  # an item's own cost besides its key tiles, in key tiles (its Q load, its output store)
+
+
+def gluon_item_tiles(items: list[int], q_lens, kv_lens, heads: int, causal: bool, block_m: int = 128,
+                     block_n: int = 128) -> list[int]:  # fmt: skip
+    """The key tiles of BLOCK_N each (request × heads + head, row block) pair of `items` (flat pairs) walks: its
+    rows' keys, bottom-right causal (what the kernels' `_pp_tiles` counts)."""
+    out = []
+    for bh, m in zip(items[::2], items[1::2]):
+        q, k = q_lens[bh // heads], kv_lens[bh // heads]
+        hi = min(k, k - q + min((m + 1) * block_m, q)) if causal else k
+        out.append(-(-hi // block_n))
+    return out
+
+
+def cta_assignment(tiles: list[int], ctas: int, balance: str) -> tuple[list[int], list[int]]:
+    """Which CTA of a persistent grid of `ctas` walks which work item, the items given heaviest first by the key
+    tiles each walks: (order, starts), CTA p's items being order[starts[p]:starts[p + 1]] in that order.
+
+    static: CTA p takes items p, p + ctas, p + 2·ctas, ... So the CTAs that took the heaviest items first take the
+    heaviest of the next round too: a 804-token append on 818 keys (7 row blocks × 32 heads, 132 CTAs) gives CTA 0
+    a 7-tile block and then a 3-tile one, 10 tiles where the heaviest block alone is 7. lpt: each item, heaviest
+    first, to the CTA with the least work so far (its items' key tiles, GLUON_ITEM_COST each besides; ties to the
+    lower CTA), the host's list scheduling of FA3's dynamic scheduler, planned once: the same 224 blocks end at 7
+    tiles. Equal items give both rules the same turns."""
+    if balance not in GLUON_BALANCES:
+        raise ValueError(f"gluon_balance: {balance!r} is not valid; expected {', '.join(GLUON_BALANCES)}")
+    ctas = max(1, min(ctas, len(tiles)))
+    per = [[] for _ in range(ctas)]
+    if balance == "static":
+        for i in range(len(tiles)):
+            per[i % ctas].append(i)
+    else:
+        load = [(0, p) for p in range(ctas)]  # a heap of (work so far, CTA)
+        for i, t in enumerate(tiles):
+            work, p = heapq.heappop(load)
+            per[p].append(i)
+            heapq.heappush(load, (work + t + GLUON_ITEM_COST, p))
+    order, starts = [], [0]
+    for items in per:
+        order += items
+        starts.append(len(order))
+    return order, starts
+
+
 def gluon_pages_fit(page_size: int | None, block_n: int = 128) -> bool:
     """Whether the Gluon varlen kernel loads pages of this size through TMA (gluon_prefill._kv_tile_load): 16
     rows a load or more (8 loads a 128-key tile at most), and no tile across a page boundary."""
