@@ -564,8 +564,15 @@ def test_the_gluon_kernels_say_what_ran_and_refuse_a_cache_longer_than_its_keys(
     q = torch.zeros(2, 256, 32, 128, dtype=torch.bfloat16)
     k = torch.zeros(2, 256, 8, 128, dtype=torch.bfloat16)
     pp = GluonPrefill(q, k, k, 256, True, 128, 64, 4, stages=2, pingpong=True)
-    assert pp.info() == {"kernel": "gluon-pp", "BLOCK_M": 128, "BLOCK_N": 64, "warps": "4+4+producer", "stages": 2,
-                         "kv_loads": "tma", "balance": "lpt"}  # fmt: skip
+    assert pp.info() == {
+        "kernel": "gluon-pp",
+        "BLOCK_M": 128,
+        "BLOCK_N": 64,
+        "warps": "4+4+producer",
+        "stages": 2,
+        "kv_loads": "tma",
+        "balance": "static",
+    }  # fmt: skip (64 (batch, head) pairs > 4 SMs)
     from tools.gluon_overlap import GluonOverlap, gluon_op
 
     assert GluonOverlap(q, k, k, 256, True, 128, 128, 8).info()["kernel"] == "gluon"  # the tool's kernel
@@ -682,6 +689,10 @@ def test_the_gluon_launches_carry_their_balance_to_the_kernel_and_the_row():
     assert ops["static"].items.tolist() == [i for p in range(4) for i in range(p, 24, 4)]
     assert ops["static"].starts.tolist() == [0, 6, 12, 18, 24] and ops["lpt"].ctas == 4
     assert sorted(ops["lpt"].items.tolist()) == list(range(24)) and ops["lpt"].info()["balance"] == "lpt"
+    # the one-block grid: lpt only where the (batch, head) pairs fit one wave (4 SMs on a CPU)
+    one_block = {hq: GluonPrefill(torch.zeros(1, 300, hq, 64, dtype=torch.bfloat16), k, k, 400, True, 128, 128, 4,
+                                  stages=2, pingpong=True) for hq in (4, 8)}  # fmt: skip
+    assert one_block[4].info()["balance"] == "lpt" and one_block[8].info()["balance"] == "static"
     cu_q = torch.tensor([0, 300, 400, 529], dtype=torch.int32)
     cu_k = torch.tensor([0, 300, 1400, 1529], dtype=torch.int32)
     qv, kv = torch.zeros(529, 8, 64, dtype=torch.bfloat16), torch.zeros(1529, 2, 64, dtype=torch.bfloat16)
@@ -895,7 +906,7 @@ def test_gluon_balance_reaches_every_gluon_launch_and_is_planned_only_where_one_
         mix = "q300_q200s600" if workload == "mix" else "4q4s300_2q1s100"
         spec = ExperimentSpec.from_mix(mix, 8, 2, 64, dtype=DType.BF16, page_size=page)
     else:
-        spec = ExperimentSpec(workload, 2, q_len, kv_len, 8, 2, 64, page_size=page, dtype=DType.BF16)
+        spec = ExperimentSpec(workload, 1, q_len, kv_len, 4, 2, 64, page_size=page, dtype=DType.BF16)  # 4 pairs
     key = get_backend("triton").variant_keys()["gluon_balance"]
     assert key.default == "lpt" and bool(key.applies(spec)) == planned
     if not planned:

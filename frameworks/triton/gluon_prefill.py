@@ -34,6 +34,7 @@ from .schedule import (
     heaviest_first,
     sm_count,
     subset,
+    uniform_launch_balance,
 )
 
 
@@ -573,8 +574,9 @@ class GluonPrefill:
             self.ctas = len(starts) - 1
             self.items = torch.tensor(order, dtype=torch.int32, device=q.device)
             self.starts = torch.tensor(starts, dtype=torch.int32, device=q.device)
-        elif balance not in ("lpt", "static"):
-            cta_assignment([], 1, balance)  # the one line naming the values
+        else:  # the one-block grid: lpt where the (batch, head) pairs fit one wave
+            cta_assignment([], 1, balance)  # a bad value: the one line naming the values
+            self.balance = uniform_launch_balance(balance, b * hq, sm_count(q.device))
         self.q, self.k, self.v = q, k, v  # the descriptors hold their addresses: keep them alive
         self.shape, self.hkv, self.sk = q.shape, k.shape[2], kv_len
         self.block_m, self.block_n, self.warps, self.causal, self.stages = block_m, block_n, warps, causal, stages
@@ -713,6 +715,7 @@ class GluonPagedPrompts:
         self.shape = q.shape
         cu_q = torch.arange(0, (b + 1) * s, s, dtype=torch.int32, device=q.device)
         kv_lens = torch.full((b,), kv_len, dtype=torch.int32, device=q.device)
+        balance = uniform_launch_balance(balance, b * hq, sm_count(q.device)) if grid == "tiles" else balance
         self.op = GluonVarlen(q.reshape(b * s, hq, d), k_pages, v_pages, cu_q, None, s, causal,
                               block_table=block_table, page_size=page_size, kv_lens=kv_lens, grid=grid,
                               balance=balance)  # fmt: skip

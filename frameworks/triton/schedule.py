@@ -105,6 +105,15 @@ def gluon_item_tiles(items: list[int], q_lens, kv_lens, heads: int, causal: bool
     return out
 
 
+def uniform_launch_balance(balance: str, rows_a_block: int, sms: int) -> str:
+    """The balance a uniform batch's one-block launch takes (the one-block uniform grid, or the paged prompts'
+    tiles): lpt where its (batch element × query head) pairs fit one wave of `sms` CTAs, static where more. H100,
+    Llama-3.1-8B heads (32), prefills of 512-4,096 tokens: lpt took 0.84-1.01x the time of static at batch 1 (32
+    pairs) and 1.02-1.05x at batch 8 (256: a (batch, head)'s blocks launched together share its keys in L2); paged
+    appends at page 16 0.94-1.00x and 1.01-1.04x (docs/perf/generalization.md, "Balancing the Gluon launches")."""
+    return balance if balance != "lpt" or rows_a_block <= sms else "static"
+
+
 def cta_assignment(tiles: list[int], ctas: int, balance: str) -> tuple[list[int], list[int]]:
     """Which CTA of a persistent grid of `ctas` walks which work item, the items given heaviest first by the key
     tiles each walks: (order, starts), CTA p's items being order[starts[p]:starts[p + 1]] in that order.
