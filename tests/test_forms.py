@@ -523,6 +523,11 @@ def test_model_step_sums_layers_times_p50_over_the_kinds():
     text = render_model_steps(model_steps(rows))
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "| gpt-oss-120b | decode | 1 | 32768 | 1 | torch-naive | 0.500 | 0.020 | 9.360 |" in text
+    # the same step on 16-token pages is a line of its own, its context saying the pages
+    paged = [dataclasses.replace(r, page_size=16) for r in rows[:2]]
+    text = render_model_steps(model_steps(rows[:2] + paged))
+    assert "| gpt-oss-120b | decode | 1 | 32768 p16 | 1 | torch-naive | 0.500 | 0.020 | 9.360 |" in text
+    assert "| gpt-oss-120b | decode | 1 | 32768 | 1 | torch-naive |" in text
 
 
 def test_plots_draw_a_model_step_and_the_windowed_layers_apart(tmp_path):
@@ -579,6 +584,19 @@ def test_a_readme_block_can_hold_a_models_attention_step(tmp_path):
     assert blocks == 1
     assert "| gpt-oss-120b | decode | 8 | 4096 | 1 | torch-naive | 0.500 | 0.020 | 9.360 |" in new
     assert "sdpa" not in new  # no window row: no step
+    # page= keeps dense rows (page=dense) or those of some page sizes; the paged step is said apart
+    paged = [dataclasses.replace(ok_row(decode(k), p50_ms=t), page_size=16)
+             for k, t in (("full", 0.6), ("window", 0.03))]  # fmt: skip
+    append_rows(tmp_path / "r.csv", paged)
+    load = lambda paths: labelled(load_many(paths))  # noqa: E731
+    both, _ = rewrite_readme(text, tmp_path, load)
+    assert "| 4096 p16 | 1 | torch-naive | 0.600 | 0.030 |" in both and "| 4096 | 1 | torch-naive | 0.500 |" in both
+    dense, _ = rewrite_readme(text.replace("view=steps", "page=dense view=steps"), tmp_path, load)
+    assert "p16" not in dense and "| 4096 | 1 | torch-naive | 0.500 |" in dense
+    only16, _ = rewrite_readme(text.replace("view=steps", "page=16 view=steps"), tmp_path, load)
+    assert "| 4096 p16 |" in only16 and "| 4096 | 1 |" not in only16
+    with pytest.raises(ValueError, match="page='paged' is not valid; expected dense or page sizes"):
+        rewrite_readme(text.replace("view=steps", "page=paged view=steps"), tmp_path, load)
 
 
 def test_transformer_engine_declines_sinks_on_a_ragged_batch_only():

@@ -301,7 +301,7 @@ def variants(quick: bool) -> list[Variant]:
         if kw.get("PINGPONG"):  # the warp-specialised kernel: its ring depth is a constexpr
             ce["STAGES"] = kw["STAGES"]
             kernel = gluon_pp_persistent_kernel if kw.get("PERSISTENT") else gluon_pp_prefill_kernel
-            if not kw.get("PERSISTENT"):  # the one-block grid in both launch orders (gluon_balance)
+            if not kw.get("PERSISTENT") and not quick:  # the one-block grid in both launch orders (gluon_balance)
                 out.append(Variant(f"explore {name} static", kernel, {**ce, "LPT": False}, config.num_warps, 1))
                 ce["LPT"] = True
         out.append(Variant(f"explore {name}", kernel, ce, config.num_warps, 1))

@@ -209,18 +209,6 @@ VARIANTS = (
         "(persistent; up to 1.13x the time of tiles where a small prompt or one chunk on a long cache leads)",
     ),
     VariantKey(
-        "gluon_balance",
-        ("lpt", "static"),
-        "lpt",
-        applies=_gluon_balance_changes,
-        help="how the Gluon kernels' row blocks meet the SMs: the heaviest blocks (most key tiles) launched first "
-        "and a persistent grid's blocks shared out least-loaded first (lpt; schedule.cta_assignment; a uniform batch "
-        "of more (batch, head) pairs than SMs keeps the static one-block order), or a (batch, head)'s blocks in turn "
-        "and CTA p taking blocks p, p + grid, ... (static, the order before 2026-12-06). H100, lpt ÷ static: drawn "
-        "prompt batches 0.97x the time dense, 0.99x on pages of 16 (0.98x over 7 held out), mixed 1.00x (0.99x over "
-        "23 held out), one 1,024-token prompt 0.84x; docs/perf/generalization.md",
-    ),
-    VariantKey(
         "splits",
         ("waves", "fill", "work", "work-fused"),
         "waves",
@@ -317,6 +305,18 @@ VARIANTS = (
         "prefill kernel (triton; gathered loads where a page is smaller than its key tile), or the Gluon kernel at "
         "any length (gluon; "
         "elsewhere the Triton kernel, which backend_info names)",
+    ),
+    VariantKey(
+        "gluon_balance",
+        ("lpt", "static"),
+        "lpt",
+        applies=_gluon_balance_changes,
+        help="how the Gluon kernels' row blocks meet the SMs: the heaviest blocks (most key tiles) launched first "
+        "and a persistent grid's blocks shared out least-loaded first (lpt; schedule.cta_assignment; a uniform batch "
+        "of more (batch, head) pairs than SMs keeps the static one-block order), or a (batch, head)'s blocks in turn "
+        "and CTA p taking blocks p, p + grid, ... (static, the order before 2026-12-06). H100, lpt ÷ static: drawn "
+        "prompt batches 0.97x the time dense, 0.99x on pages of 16 (0.98x over 7 held out), mixed 1.00x (0.99x over "
+        "23 held out), one 1,024-token prompt 0.84x; docs/perf/generalization.md",
     ),
 )
 

@@ -30,7 +30,8 @@ def _kind_of(row, kinds) -> str | None:
 
 def model_steps(data) -> pd.DataFrame:
     """One line per (device, model, workload, batch, context, page size, dtype, tp, KV cache, backend): each kind's
-    p50 (`<kind>_ms`), `step_ms` = Σ layers × p50 (NaN unless every kind is ok) and `missing` (the kinds
+    p50 (`<kind>_ms`), `context` (the kv length or the mix's name, `p16` after it on 16-token pages), `step_ms` =
+    Σ layers × p50 (NaN unless every kind is ok) and `missing` (the kinds
     without an ok row, with their status). Rows of models without declared layer kinds are left out."""
     from specs import MIX_NAMES, MODELS
 
@@ -48,6 +49,8 @@ def model_steps(data) -> pd.DataFrame:
         line["backend"] = label(line["backend"], line.pop("variant")) + fp8  # 'flashinfer (fp8 KV)', as plots name it
         kinds = MODELS[line["model"]].layers
         line["context"] = MIX_NAMES.get(line["mix"], line["mix"]) if line["mix"] else f"{line['kv_len']}"
+        if not pd.isna(line["page_size"]):  # a paged step beside the dense one of the same shape: said apart
+            line["context"] += f" p{int(line['page_size'])}"
         step, missing = 0.0, []
         for kind in kinds:
             rows = group[group["kind"] == kind.name]

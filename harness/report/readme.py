@@ -26,14 +26,18 @@ def _block_params(text: str) -> dict[str, str]:
     for token in text.split():
         if "=" not in token:
             raise ValueError(
-                f"README table marker: {token!r} is not key=value (keys: files, metric, model, workload, backend)"
+                f"README table marker: {token!r} is not key=value (keys: files, metric, model, workload, backend, page,"
+                " view)"
             )
         key, value = token.split("=", 1)
-        if key not in ("files", "metric", "model", "workload", "backend", "view"):
+        if key not in ("files", "metric", "model", "workload", "backend", "page", "view"):
             raise ValueError(
                 f"README table marker: {key!r} is not valid; expected one of files, metric, model, workload, backend,"
-                " view"
+                " page, view"
             )
+        if key == "page" and not all(v == "dense" or v.isdigit() for v in value.split(",")):
+            raise ValueError(f"README table marker: page={value!r} is not valid; expected dense or page sizes, e.g. "
+                             "page=dense,16")  # fmt: skip
         params[key] = value
     if "files" not in params:
         raise ValueError("README table marker: needs files=results/<gpu>.csv[,more.csv]")
@@ -53,6 +57,10 @@ def rewrite_readme(text: str, base_dir: Path, load) -> tuple[str, int]:
             if field in params:
                 wanted = set(params[field].split(","))
                 rows = [r for r in rows if getattr(r, field) in wanted]
+        if "page" in params:  # dense (no pages) or page sizes
+            pages = {None if v == "dense" else int(v) for v in params["page"].split(",")}
+            rows = [r for r in rows if (None if r.page_size is None or r.page_size != r.page_size else int(r.page_size))
+                    in pages]  # fmt: skip
         view = params.get("view", "pivot")
         if view == "winners":
             table = render_winners_markdown(winners(rows))
