@@ -595,8 +595,9 @@ def test_a_readme_block_can_hold_a_models_attention_step(tmp_path):
     assert "p16" not in dense and "| 4096 | 1 | torch-naive | 0.500 |" in dense
     only16, _ = rewrite_readme(text.replace("view=steps", "page=16 view=steps"), tmp_path, load)
     assert "| 4096 p16 |" in only16 and "| 4096 | 1 |" not in only16
-    with pytest.raises(ValueError, match="page='paged' is not valid; expected dense or page sizes"):
-        rewrite_readme(text.replace("view=steps", "page=paged view=steps"), tmp_path, load)
+    for bad in ("paged", "0", "²", "16,,dense"):
+        with pytest.raises(ValueError, match=f"page='{bad}' is not valid; expected dense or page sizes"):
+            rewrite_readme(text.replace("view=steps", f"page={bad} view=steps"), tmp_path, load)
 
 
 def test_transformer_engine_declines_sinks_on_a_ragged_batch_only():

@@ -651,12 +651,14 @@ def test_the_persistent_gluon_varlen_grid_walks_the_blocks_heaviest_first_one_ct
 def test_a_persistent_grid_shares_its_blocks_out_least_loaded_first_or_in_turn():
     """schedule.cta_assignment: static gives CTA p the items p, p + grid, ... (the kernels' order before
     gluon_balance), lpt each item, heaviest first, to the CTA with the least work so far. A 804-token append on 818
-    keys, 7 row blocks of 7..1 key tiles × 32 heads on 132 CTAs: static ends at 10 tiles on CTA 0 (a 7-tile block,
-    then a 3-tile one), lpt at the heaviest block's 7. Every item once, each CTA's items heaviest first; equal items
-    get the same turns from both; a bad value is one line naming the values."""
+    keys (`q804s818`), 7 row blocks of 7, 7, 6, 5, 4, 3, 2 key tiles × 32 heads on 132 CTAs: static ends at 11 tiles
+    on CTA 0 (a 7-tile block, then a 4-tile one), lpt at 9. Every item once, each CTA's items heaviest first; equal
+    items get the same turns from both; a bad value is one line naming the values."""
     from frameworks.triton.schedule import GLUON_ITEM_COST, cta_assignment
 
-    tiles = [t for t in range(7, 0, -1) for _ in range(32)]
+    sq, sk = 804, 818  # the blocks' key tiles as the kernels count them (_pp_tiles), last block first
+    tiles = [-(-min(sk, sk - sq + min((m + 1) * 128, sq)) // 128) for m in range(6, -1, -1) for _ in range(32)]
+    assert sorted(set(tiles), reverse=True) == [7, 6, 5, 4, 3, 2] and tiles.count(7) == 64
     ends = {}
     for balance in ("static", "lpt"):
         order, starts = cta_assignment(tiles, 132, balance)
@@ -664,7 +666,7 @@ def test_a_persistent_grid_shares_its_blocks_out_least_loaded_first_or_in_turn()
         per = [order[starts[p] : starts[p + 1]] for p in range(132)]
         assert all(items == sorted(items) for items in per)  # heaviest (lowest index) first on each CTA
         ends[balance] = max(sum(tiles[i] for i in items) for items in per)
-    assert ends == {"static": 10, "lpt": 7}
+    assert ends == {"static": 11, "lpt": 9}
     assert cta_assignment([3] * 10, 4, "lpt") == cta_assignment([3] * 10, 4, "static")
     assert cta_assignment([5, 1], 8, "lpt") == ([0, 1], [0, 1, 2])  # no more CTAs than items
     assert GLUON_ITEM_COST >= 0
@@ -888,23 +890,29 @@ def test_gluon_grid_prompts_takes_the_persistent_grid_for_whole_prompts_only(mon
 
 @pytest.mark.parametrize(
     "workload, q_len, kv_len, page, planned",
-    [("prefill", 256, 256, None, True), ("append", 128, 384, None, True), ("prefill", 1024, 1024, 16, True),
+    [("prefill", 256, 256, None, True), ("append", 256, 384, None, True), ("prefill", 1024, 1024, 16, True),
      ("prefill", 256, 256, 16, False), ("decode", 1, 384, None, False), ("mix", 0, 0, None, True),
-     ("mix-steps", 0, 0, None, False)],
+     ("mix-steps", 0, 0, None, False), ("append", 128, 384, None, False), ("prefill", 1024, 1024, 8, False),
+     ("mix-short", 0, 0, None, False), ("prefill-wide", 256, 256, None, False), ("mix-one", 0, 0, 16, False)],
 )  # fmt: skip
 def test_gluon_balance_reaches_every_gluon_launch_and_is_planned_only_where_one_runs(
     monkeypatch, workload, q_len, kv_len, page, planned
 ):
     """gluon_balance (sm90 pretended): planned where a Gluon launch runs (a uniform dense prefill or append of a row
     block or more, a paged one of PAGED_PROMPT_LONG keys, a ragged batch of prompts), not on decodes, speculative
-    steps or the paged prompts the Triton kernel takes; its value reaches the launch, whose backend_info says it."""
+    steps, the paged prompts the Triton kernel takes (a one-request mix on pages too), a launch of one row block a
+    head, pages the Gluon loads cannot take, a varlen launch too short for Gluon, or a uniform one-block launch of
+    more (batch, head) pairs than the SMs; its value reaches the launch, whose backend_info says it."""
     pytest.importorskip("triton.experimental.gluon")
     from specs import DType, ExperimentSpec
 
     monkeypatch.setattr(ops, "gluon_capable", lambda device: True)
     if workload.startswith("mix"):
-        mix = "q300_q200s600" if workload == "mix" else "4q4s300_2q1s100"
+        mix = {"mix": "q300_q200s600", "mix-steps": "4q4s300_2q1s100", "mix-short": "q40s600_7q1s300",
+               "mix-one": "q679"}[workload]  # fmt: skip
         spec = ExperimentSpec.from_mix(mix, 8, 2, 64, dtype=DType.BF16, page_size=page)
+    elif workload == "prefill-wide":  # 8 × 32 (batch, head) pairs: more than an H100's 132 SMs
+        spec = ExperimentSpec("prefill", 8, q_len, kv_len, 32, 8, 64, page_size=page, dtype=DType.BF16)
     else:
         spec = ExperimentSpec(workload, 1, q_len, kv_len, 4, 2, 64, page_size=page, dtype=DType.BF16)  # 4 pairs
     key = get_backend("triton").variant_keys()["gluon_balance"]

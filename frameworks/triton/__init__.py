@@ -14,7 +14,7 @@ from specs.batch import MAX_SPEC_DECODE, causal_pairs, trailing_decodes
 
 from .._paged import to_paged, to_paged_ragged
 from ..base import Backend, Caps, KVLayout, VariantKey, register
-from .schedule import on_work_list
+from .schedule import gluon_pages_fit, on_work_list
 
 if TYPE_CHECKING:
     from . import ops
@@ -98,18 +98,32 @@ def _paged_prompt(spec) -> bool:
     return uniform and spec.page_size is not None and spec.q_len >= GLUON_ROWS and _gluon_takes(spec)
 
 
+# the SMs of the Hopper GPUs the Gluon kernels run on (H100 and H200 SXM alike): where a uniform one-block launch's
+# (batch, head) pairs outnumber them, gluon_balance=lpt keeps the static order (schedule.uniform_launch_balance)
+HOPPER_SMS = 132
+
+
 def _gluon_balance_changes(spec) -> bool:
-    """Where gluon_balance's values can differ: a launch of the Gluon kernels whose row blocks walk different key
-    counts or outnumber the SMs: a uniform dense prefill or append of a row block (128 tokens) or more, a paged one
-    that paged_prompt=long sends to the Gluon varlen kernel, or a ragged batch with requests past a speculative
-    step's tokens (the varlen launch's) in a form the Gluon kernels take."""
+    """Where gluon_balance's values launch something different: a Gluon launch (a form the Gluon kernels take, a
+    dense cache or pages their loads take) of row blocks that walk different key counts. Ragged: the varlen launch
+    (the requests before the trailing decodes) averages a row block a request (ops.gluon_varlen_worth_it). Uniform
+    (a one-request mix too): a prefill or append of more than one row block (128 tokens); a dense append (the
+    persistent grid) at any batch, a dense prefill or a paged one that paged_prompt=long sends to the Gluon varlen
+    kernel where its (batch, head) pairs fit one wave (HOPPER_SMS), which is where lpt changes its order."""
     if spec.workload is Workload.DECODE or not _gluon_takes(spec):
         return False
-    if spec.mix:
-        return any(q > MAX_SPEC_DECODE for q in spec.batch.q_lens)
-    if spec.workload not in (Workload.PREFILL, Workload.APPEND) or spec.q_len < GLUON_ROWS:
+    if spec.page_size is not None and not gluon_pages_fit(spec.page_size):
         return False
-    return spec.page_size is None or _paged_prompt(spec) and _paged_prompt_long(spec)
+    if spec.is_ragged:
+        q_lens = list(spec.batch.q_lens)
+        q_lens = q_lens[: trailing_decodes(q_lens) or len(q_lens)]
+        return sum(q_lens) >= GLUON_ROWS * len(q_lens)
+    if spec.workload not in (Workload.PREFILL, Workload.APPEND) or spec.q_len <= GLUON_ROWS:
+        return False
+    if spec.page_size is None and spec.workload is Workload.APPEND:
+        return True  # the persistent grid: its CTAs' lists
+    one_wave = spec.batch_size * spec.num_q_heads <= HOPPER_SMS
+    return one_wave and (spec.page_size is None or _paged_prompt(spec) and _paged_prompt_long(spec))
 
 
 def _has_decodes(spec) -> bool:
@@ -314,9 +328,9 @@ VARIANTS = (
         help="how the Gluon kernels' row blocks meet the SMs: the heaviest blocks (most key tiles) launched first "
         "and a persistent grid's blocks shared out least-loaded first (lpt; schedule.cta_assignment; a uniform batch "
         "of more (batch, head) pairs than SMs keeps the static one-block order), or a (batch, head)'s blocks in turn "
-        "and CTA p taking blocks p, p + grid, ... (static, the order before 2026-12-06). H100, lpt ÷ static: drawn "
-        "prompt batches 0.97x the time dense, 0.99x on pages of 16 (0.98x over 7 held out), mixed 1.00x (0.99x over "
-        "23 held out), one 1,024-token prompt 0.84x; docs/perf/generalization.md",
+        "and CTA p taking blocks p, p + grid, ... (static, the order before 2026-12-06f). H100, lpt ÷ static: drawn "
+        "prompt batches 0.97x the time dense, 0.99x on pages of 16 (0.98x over 7 held out), mixed 1.00x (0.98x over "
+        "17 held out), one 1,024-token prompt 0.84x; docs/perf/generalization.md",
     ),
 )
 

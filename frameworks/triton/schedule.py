@@ -110,7 +110,7 @@ def uniform_launch_balance(balance: str, rows_a_block: int, sms: int) -> str:
     tiles): lpt where its (batch element × query head) pairs fit one wave of `sms` CTAs, static where more. H100,
     Llama-3.1-8B heads (32), prefills of 512-4,096 tokens: lpt took 0.84-1.01x the time of static at batch 1 (32
     pairs) and 1.02-1.05x at batch 8 (256: a (batch, head)'s blocks launched together share its keys in L2); paged
-    appends at page 16 0.94-1.00x and 1.01-1.04x (docs/perf/generalization.md, "Balancing the Gluon launches")."""
+    appends at page 16 0.94-1.01x and 1.01-1.04x (docs/perf/generalization.md, "The fifth H100 run")."""
     return balance if balance != "lpt" or rows_a_block <= sms else "static"
 
 
@@ -119,10 +119,11 @@ def cta_assignment(tiles: list[int], ctas: int, balance: str) -> tuple[list[int]
     tiles each walks: (order, starts), CTA p's items being order[starts[p]:starts[p + 1]] in that order.
 
     static: CTA p takes items p, p + ctas, p + 2·ctas, ... So the CTAs that took the heaviest items first take the
-    heaviest of the next round too: a 804-token append on 818 keys (7 row blocks × 32 heads, 132 CTAs) gives CTA 0
-    a 7-tile block and then a 3-tile one, 10 tiles where the heaviest block alone is 7. lpt: each item, heaviest
+    heaviest of the next round too: a 804-token append on 818 keys (7 row blocks of 7, 7, 6, 5, 4, 3, 2 key tiles ×
+    32 heads, 132 CTAs) gives CTA 0 a 7-tile block and then a 4-tile one, 11 tiles where the heaviest block alone is
+    7. lpt: each item, heaviest
     first, to the CTA with the least work so far (its items' key tiles, GLUON_ITEM_COST each besides; ties to the
-    lower CTA), the host's list scheduling of FA3's dynamic scheduler, planned once: the same 224 blocks end at 7
+    lower CTA), the host's list scheduling of FA3's dynamic scheduler, planned once: the same 224 blocks end at 9
     tiles. Equal items give both rules the same turns."""
     if balance not in GLUON_BALANCES:
         raise ValueError(f"gluon_balance: {balance!r} is not valid; expected {', '.join(GLUON_BALANCES)}")

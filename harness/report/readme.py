@@ -35,7 +35,8 @@ def _block_params(text: str) -> dict[str, str]:
                 f"README table marker: {key!r} is not valid; expected one of files, metric, model, workload, backend,"
                 " page, view"
             )
-        if key == "page" and not all(v == "dense" or v.isdigit() for v in value.split(",")):
+        sizes = value.split(",")
+        if key == "page" and not all(v == "dense" or v.isascii() and v.isdigit() and int(v) > 0 for v in sizes):
             raise ValueError(f"README table marker: page={value!r} is not valid; expected dense or page sizes, e.g. "
                              "page=dense,16")  # fmt: skip
         params[key] = value
