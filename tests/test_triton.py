@@ -544,6 +544,22 @@ def test_each_batch_and_split_count_is_tuned_for_itself():
     assert "NUM_REQ" in kernels.varlen_kernel.keys and "MAX_Q" in kernels.varlen_kernel.keys
 
 
+@pytest.mark.parametrize("variant", ["gluon=off", "gluon_grid=tiles", "gluon_balance=static", "paged_prompt=gluon",
+                                     "varlen_tma=off", "gluon=long,splits=work"])  # fmt: skip
+def test_a_gluon_or_tma_variant_is_unavailable_where_it_would_run_the_default(variant):
+    """Off an sm90 GPU (here the interpreter) the Gluon kernels and TMA loads do not run, so a value of a key that
+    chooses among them runs what the default runs: its row is `unavailable`, naming the key and why, instead of a
+    time that claims a kernel or order that never ran. The other keys' variants and the default stay available."""
+    if ops.gluon_capable(DEVICE):
+        pytest.skip("Gluon runs on this GPU")
+    spec = tiny_spec("prefill", kv_len=40, batch=2)
+    row = measured_once().measure(spec, get_backend(f"triton[{variant}]"))
+    assert row.status is Status.UNAVAILABLE and "run on sm90 GPUs only" in row.reason, row.reason
+    assert row.reason.startswith(variant.split(",")[0]) and row.variant == variant
+    assert get_backend("triton[splits=work]").availability(DEVICE) is None
+    assert get_backend("triton").availability(DEVICE) is None
+
+
 @pytest.mark.parametrize("workload", ["prefill", "append"])
 def test_the_gluon_switch_falls_back_to_triton_where_gluon_cannot_run(workload):
     """The variant gluon=on (the default) takes the Gluon kernel on sm90 GPUs only: under the interpreter

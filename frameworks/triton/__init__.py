@@ -335,6 +335,18 @@ VARIANTS = (
 )
 
 
+# the keys whose values choose among the Gluon kernels (and their grids, orders and paged loads) or TMA loads, which
+# run on sm90 GPUs only: elsewhere every value runs what the default runs, so a row under another value would claim
+# what did not run (the backend is `unavailable` for it there, with the reason)
+SM90_KEYS = ("gluon", "gluon_grid", "gluon_balance", "paged_prompt", "varlen_tma")
+
+
+def _sm90(device) -> bool:
+    import torch
+
+    return device.type == "cuda" and not _interpreting() and torch.cuda.get_device_capability(device) == (9, 0)
+
+
 @register("triton")
 class TritonAttention(Backend):
     library = "triton"
@@ -357,7 +369,15 @@ class TritonAttention(Backend):
     def availability(self, device):
         if device.type == "cpu" and not _interpreting():
             return "on a CPU the Triton kernels run only under the interpreter: set TRITON_INTERPRET=1"
-        return super().availability(device)
+        reason = super().availability(device)
+        if reason:
+            return reason
+        keys = self.variant_keys()
+        asked = [f"{k}={self.choice[k]}" for k in SM90_KEYS if self.choice[k] != keys[k].default]
+        if asked and not _sm90(device):
+            return (f"{', '.join(asked)}: chooses among the Gluon kernels and TMA loads, which run on sm90 GPUs only; "
+                    f"on this {device.type} device it would run what the default runs")  # fmt: skip
+        return None
 
     def prepare(self, spec, inputs):
         from . import ops
