@@ -76,6 +76,9 @@ def test_the_page_starts_with_the_summary_and_contents_and_stores_each_thing_onc
     figures = __import__("json").loads(_unpack(page, "FIGURES"))
     assert len(figures) == page.count('class="plotly-graph-div"') >= 2
     assert _unpack(page, "ROWS").count("<tr ") == 8
+    # the figures' numbers at 5 significant digits (the rows table keeps every digit): no longer mantissa
+    mantissas = re.findall(r"(?<![\w.])-?(\d+\.\d+)(?:e-?\d+)?(?=[,\]}])", _unpack(page, "FIGURES"))
+    assert mantissas and max(len(m.replace(".", "").strip("0")) for m in mantissas) <= 5
 
 
 def test_drawn_batches_get_a_verdict_and_are_named_not_spelled_out(tmp_path):

@@ -377,6 +377,17 @@ def _short(title: str) -> str:
     return head if not tail else f"{head}: {re.split(r'[(,]', tail)[0].strip()}"
 
 
+def _five_digits(value):
+    """A figure's JSON (dicts, lists) with each float at 5 significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.5g}")
+    if isinstance(value, list):
+        return [_five_digits(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _five_digits(v) for k, v in value.items()}
+    return value
+
+
 def _packed(text: str) -> str:
     """gzip, then base64: how the page stores plotly's JavaScript, the figures and the rows (unpacked by the
     browser's DecompressionStream)."""
@@ -500,8 +511,9 @@ def write_report(frame: pd.DataFrame, out_dir: Path | str) -> Path:
         f'style="height:{f.layout.height or 450}px"></div>'
         for i, (t, f) in enumerate(zip(titles, figures))
     )
-    figures_json = "[" + ",".join(f.to_json() for f in figures) + "]"
-    json.loads(figures_json)  # one JSON list, parsed once by the page
+    # one JSON list, parsed once by the page; its numbers to 5 significant digits (the plots' and hovers' precision:
+    # the rows table keeps every digit), which took a quarter off the page's figures (416 to 292 KB, 2026-12-06)
+    figures_json = json.dumps([_five_digits(json.loads(f.to_json())) for f in figures], separators=(",", ":"))
     files = sorted({_shown_path(f) for f in frame["file"]}) if "file" in frame else []
     folders = sorted({str(Path(f).parent) for f in files})
     source = f"{len(files)} files in {', '.join(folders)}" if len(files) > 3 else ", ".join(files) or "memory"
