@@ -362,8 +362,8 @@ def _pp_persistent_consumer(q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v
     it = 0
     t = 0
     k = 0
-    for i in range(gl.load(START + gl.program_id(0)), gl.load(START + gl.program_id(0) + 1)):
-        w = gl.load(ITEMS + i)
+    for idx in range(gl.load(START + gl.program_id(0)), gl.load(START + gl.program_id(0) + 1)):
+        w = gl.load(ITEMS + idx)
         b, h, m0, n_tiles = _pp_item(w, n_bh, n_m, HQ, SQ, SK, CAUSAL, BLOCK_M, BLOCK_N)
         _pp_consumer(q_smem, k_smem, v_smem, q_ready, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os, s_oh, b,
                      h, 0, n_tiles, m0, SK - SQ, SQ, SK, qk_scale, HALF, CAUSAL, BLOCK_N, HEAD_DIM, STAGES, it, t,
@@ -383,8 +383,8 @@ def _pp_persistent_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_read
     count), so the next item's loads run under the current item's last tiles and output stores."""
     it = 0
     k = 0
-    for i in range(gl.load(START + gl.program_id(0)), gl.load(START + gl.program_id(0) + 1)):
-        w = gl.load(ITEMS + i)
+    for idx in range(gl.load(START + gl.program_id(0)), gl.load(START + gl.program_id(0) + 1)):
+        w = gl.load(ITEMS + idx)
         b, h, m0, n_tiles = _pp_item(w, n_bh, n_m, HQ, SQ, SK, CAUSAL, BLOCK_M, BLOCK_N)
         for i in gl.static_range(2):
             mbarrier.wait(q_empty.index(i), phase=(k & 1) ^ 1)
