@@ -5,6 +5,7 @@ line for every bad argument, the rows' columns, and the backends that take a for
 import csv
 import dataclasses
 import math
+import os
 
 import pytest
 import torch
@@ -462,10 +463,17 @@ def test_cli_sweep_of_gpt_oss_on_the_cpu_backends(tmp_path):
             assert row.status is Status.OK, row.reason
         else:  # flashinfer needs CUDA: unavailable on a CPU run, whatever the form
             assert row.status is Status.UNAVAILABLE
-    table = CliRunner().invoke(run.app, ["table", str(out), "--model-step"])
+    table = CliRunner().invoke(run.app, ["table", str(out), "--model-step", "--format", "markdown"])
     assert table.exit_code == 0, table.output
     assert "| gpt-oss-20b | decode | 2 | 256 | 8 | torch-naive |" in table.output
-    assert "full: unsupported; window: unsupported" in table.output  # sdpa-math and flex
+    assert "unsupported: full, window" in table.output  # sdpa-math and flex: the kinds grouped by status
+    assert "gpt-oss-20b: step = 12 full + 12 window (128 keys) layers × their p50" in table.output
+    # the terminal's table: 100 columns, every cell whole (folded, never cut), a label's brackets kept
+    table = CliRunner().invoke(run.app, ["table", str(out), "--model-step"])
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert max(len(line) for line in lines) <= 100 and "…" not in table.output
+    assert any(line.split()[:2] == ["gpt-oss-20b", "decode"] and "torch-naive" in line for line in lines)
     assert "gpt-oss-20b: step = 12 full + 12 window (128 keys) layers × their p50" in table.output
 
 
@@ -523,6 +531,18 @@ def test_model_step_sums_layers_times_p50_over_the_kinds():
     text = render_model_steps(model_steps(rows))
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "| gpt-oss-120b | decode | 1 | 32768 | 1 | torch-naive | 0.500 | 0.020 | 9.360 |" in text
+    # the terminal's table keeps a variant's brackets (data, not Rich markup) and fits 100 columns
+    from rich.console import Console
+
+    from harness.report.model_step import terminal_model_steps
+
+    labelled_rows = [dataclasses.replace(r, backend="triton[splits=work]") for r in rows[:2]]
+    console = Console(width=100, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    for part in terminal_model_steps(model_steps(labelled_rows + rows)):
+        console.print(part)
+    shown = console.export_text()
+    assert "triton[splits=work]" in shown.replace("\n", "").replace(" ", "") or "triton[split" in shown
+    assert max(len(line) for line in shown.splitlines()) <= 100
     # the same step on 16-token pages is a line of its own, its context saying the pages
     paged = [dataclasses.replace(r, page_size=16) for r in rows[:2]]
     text = render_model_steps(model_steps(rows[:2] + paged))

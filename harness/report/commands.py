@@ -46,12 +46,16 @@ def table(console, files, filters, view: str, metric: str, markdown: bool, withi
                              for kind, found in parts)  # fmt: skip
         return _markdown(console, text, markdown)
     if view == "model-step":
-        from .model_step import model_steps, render_model_steps
+        from .model_step import model_steps, render_model_steps, terminal_model_steps
 
         steps = model_steps(load_filtered(files, *filters, console))
         if steps.empty:
             raise ValueError("--model-step: no rows of a model with declared layer kinds in these files")
-        print(render_model_steps(steps))
+        if markdown:
+            print(render_model_steps(steps))
+        else:
+            for part in terminal_model_steps(steps):
+                console.print(part)
         return
     from .tables import check_metric, pivot, render_markdown, render_terminal, render_winners_markdown, winners
 

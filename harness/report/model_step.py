@@ -71,6 +71,16 @@ def model_steps(data) -> pd.DataFrame:
                               na_position="last").reset_index(drop=True)  # fmt: skip
 
 
+def _missing_short(missing: str) -> str:
+    """'full: unsupported; window: unsupported' as 'unsupported: full, window' (kinds grouped by status), so that
+    the table's step cell takes fewer columns than the backend's name."""
+    by_status: dict[str, list[str]] = {}
+    for part in missing.split("; "):
+        kind, _, status = part.partition(": ")
+        by_status.setdefault(status, []).append(kind)
+    return "; ".join(f"{status}: {', '.join(kinds)}" for status, kinds in by_status.items())
+
+
 def render_model_steps(steps: pd.DataFrame) -> str:
     """The steps as a Markdown table that fits 100 columns, the fastest backend of each (model, workload,
     batch, context, tp) first, with each model's layers in a legend under it."""
@@ -79,7 +89,7 @@ def render_model_steps(steps: pd.DataFrame) -> str:
     lines = ["| model | workload | B | context | tp | backend | full ms | window ms | step ms |", "|" + "---|" * 9]
     number = lambda v: "" if pd.isna(v) else f"{v:.3f}"  # noqa: E731
     for r in steps.itertuples():
-        step = r.missing if r.missing else number(r.step_ms)
+        step = _missing_short(r.missing) if r.missing else number(r.step_ms)
         lines.append(f"| {r.model} | {r.workload} | {r.batch_size} | {r.context} | {r.tp} | {r.backend} "
                      f"| {number(r.full_ms)} | {number(r.window_ms)} | {step} |")  # fmt: skip
     lines.append("")
@@ -88,6 +98,36 @@ def render_model_steps(steps: pd.DataFrame) -> str:
         parts = [f"{k.count} {k.name}" + (f" ({k.window} keys)" if k.window else "") for k in kinds]
         lines.append(f"{model}: step = {' + '.join(parts)} layers × their p50")
     return "\n".join(lines)
+
+
+def terminal_model_steps(steps: pd.DataFrame):
+    """The steps as a Rich table for a terminal of 100 columns: every cell whole, a long backend name or a missing
+    kind's reason folded onto a second line rather than cut (a Markdown table's cells are cut with an ellipsis,
+    `triton[split…` for two variants alike), and the layers legend under it."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from specs import MODELS
+
+    table = Table(box=None, pad_edge=False)
+    for name in ("model", "workload", "B", "context", "tp"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("backend", overflow="fold")
+    for name in ("full ms", "window ms"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("step ms", justify="right", overflow="fold")
+    number = lambda v: "" if pd.isna(v) else f"{v:.3f}"  # noqa: E731
+    for r in steps.itertuples():
+        step = _missing_short(r.missing) if r.missing else number(r.step_ms)
+        # Text, not markup: a label's [splits=work] is no Rich style tag
+        cells = [r.model, r.workload, str(r.batch_size), str(r.context), str(r.tp), r.backend, number(r.full_ms),
+                 number(r.window_ms), step]  # fmt: skip
+        table.add_row(*(Text(c) for c in cells))
+    legend = []
+    for model in dict.fromkeys(steps["model"]):
+        parts = [f"{k.count} {k.name}" + (f" ({k.window} keys)" if k.window else "") for k in MODELS[model].layers]
+        legend.append(f"{model}: step = {' + '.join(parts)} layers × their p50")
+    return table, Text("\n".join(legend))
 
 
 def plot_model_steps(steps: pd.DataFrame, out_dir) -> list:
