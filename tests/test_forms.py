@@ -618,6 +618,14 @@ def test_a_readme_block_can_hold_a_models_attention_step(tmp_path):
     for bad in ("paged", "0", "²", "16,,dense"):
         with pytest.raises(ValueError, match=f"page='{bad}' is not valid; expected dense or page sizes"):
             rewrite_readme(text.replace("view=steps", f"page={bad} view=steps"), tmp_path, load)
+    with pytest.raises(ValueError, match="'page' given twice"):
+        rewrite_readme(text.replace("view=steps", "page=16 page=dense view=steps"), tmp_path, load)
+    # through the files' rewrite (run.py readme): the line names the file
+    from harness.report.readme import rewrite_files
+
+    (tmp_path / "doc.md").write_text(text.replace("view=steps", "page=0 view=steps"))
+    with pytest.raises(ValueError, match=r"doc\.md: README table marker: page='0' is not valid"):
+        rewrite_files([tmp_path / "doc.md"], load)
 
 
 def test_transformer_engine_declines_sinks_on_a_ragged_batch_only():

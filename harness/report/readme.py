@@ -30,6 +30,8 @@ def _block_params(text: str) -> dict[str, str]:
                 " view)"
             )
         key, value = token.split("=", 1)
+        if key in params:
+            raise ValueError(f"README table marker: {key!r} given twice")
         if key not in ("files", "metric", "model", "workload", "backend", "page", "view"):
             raise ValueError(
                 f"README table marker: {key!r} is not valid; expected one of files, metric, model, workload, backend,"
@@ -101,9 +103,17 @@ def rewrite_files(paths, load) -> list[tuple[Path, int, str, str]]:
         text = path.read_text()
         if "<!-- attnbench:table" not in text:
             continue
-        new, blocks = rewrite_readme(text, path.resolve().parent, load)
+        new, blocks = _rewritten(path, text, load)
         out.append((path, blocks, text, new))
     return out
+
+
+def _rewritten(path: Path, text: str, load) -> tuple[str, int]:
+    """rewrite_readme on one file's text, a bad marker's line naming the file."""
+    try:
+        return rewrite_readme(text, path.resolve().parent, load)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def load_labelled(paths):
@@ -118,7 +128,7 @@ def rewrite_one(readme: Path, console) -> None:
     if not readme.exists():
         raise ValueError(f"readme: {readme} does not exist")
     text = readme.read_text()
-    new, blocks = rewrite_readme(text, readme.resolve().parent, load_labelled)
+    new, blocks = _rewritten(readme, text, load_labelled)
     if blocks == 0:
         raise ValueError(f"readme: {readme} has no <!-- attnbench:table files=... --> block")
     if new != text:
