@@ -580,6 +580,7 @@ def test_the_gluon_kernels_say_what_ran_and_refuse_a_cache_longer_than_its_keys(
     q = torch.zeros(2, 256, 32, 128, dtype=torch.bfloat16)
     k = torch.zeros(2, 256, 8, 128, dtype=torch.bfloat16)
     pp = GluonPrefill(q, k, k, 256, True, 128, 64, 4, stages=2, pingpong=True)
+    # 2 × 32 (batch, head) pairs: more than a CPU's 4 SMs, so the one-block grid keeps the static order
     assert pp.info() == {
         "kernel": "gluon-pp",
         "BLOCK_M": 128,
@@ -588,7 +589,7 @@ def test_the_gluon_kernels_say_what_ran_and_refuse_a_cache_longer_than_its_keys(
         "stages": 2,
         "kv_loads": "tma",
         "balance": "static",
-    }  # fmt: skip (64 (batch, head) pairs > 4 SMs)
+    }
     from tools.gluon_overlap import GluonOverlap, gluon_op
 
     assert GluonOverlap(q, k, k, 256, True, 128, 128, 8).info()["kernel"] == "gluon"  # the tool's kernel

@@ -26,6 +26,7 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 from .kernels import LOG2E
 from .schedule import (
     GLUON_GRIDS,
+    check_balance,
     cta_assignment,
     gluon_item_tiles,
     gluon_pages_fit,
@@ -564,18 +565,17 @@ class GluonPrefill:
         self.q_desc, self.k_desc, self.v_desc, self.qk_scale = dense_loads(q, k, v, kv_len, block_m // 2, block_n)
         self.persistent, self.balance = persistent, balance
         if persistent:  # the grid: one CTA an SM, or one a work item where there are fewer, and each CTA's items
-            n_m = triton.cdiv(sq, block_m)
-            tiles = []  # item w's key tiles (_pp_item: row block n_m - 1 - w // (b·hq) first, causal)
-            for w in range(n_m * b * hq):
-                m = n_m - 1 - w // (b * hq) if causal else w // (b * hq)
-                hi = min(kv_len, kv_len - sq + min((m + 1) * block_m, sq)) if causal else kv_len
-                tiles.append(-(-hi // block_n))
+            n_m, n_bh = triton.cdiv(sq, block_m), b * hq
+            pairs = []  # item w as (batch × heads + head, row block), as _pp_item reads it: the last block first
+            for w in range(n_m * n_bh):
+                pairs += (w % n_bh, n_m - 1 - w // n_bh if causal else w // n_bh)
+            tiles = gluon_item_tiles(pairs, [sq] * b, [kv_len] * b, hq, causal, block_m, block_n)
             order, starts = cta_assignment(tiles, sm_count(q.device), balance)
             self.ctas = len(starts) - 1
             self.items = torch.tensor(order, dtype=torch.int32, device=q.device)
             self.starts = torch.tensor(starts, dtype=torch.int32, device=q.device)
         else:  # the one-block grid: lpt where the (batch, head) pairs fit one wave
-            cta_assignment([], 1, balance)  # a bad value: the one line naming the values
+            check_balance(balance)
             self.balance = uniform_launch_balance(balance, b * hq, sm_count(q.device))
         self.q, self.k, self.v = q, k, v  # the descriptors hold their addresses: keep them alive
         self.shape, self.hkv, self.sk = q.shape, k.shape[2], kv_len
@@ -646,11 +646,11 @@ class GluonVarlen:
         self.q, self.k, self.v, self.out = q, k, v, out  # the descriptors hold their addresses: keep them alive
         self.cu_q, self.cu_k, self.kv_lens, self.bt = cu_seqlens_q, cu_seqlens_k, kv_lens, block_table
         self.starts = cu_seqlens_q  # an unused pointer stands in but on the persistent grid
+        check_balance(balance)
         if grid == "tiles":  # lpt: every block heaviest first by its key tiles; static: a request's blocks in turn
             if balance == "lpt":
                 tiles = gluon_varlen_items(order, q_lens, kv_list, hq, causal)
             else:
-                cta_assignment([], 1, balance)  # a bad value: the one line naming the values
                 tiles = gluon_varlen_tiles(order, q_lens, hq, causal)
             self.tiles = torch.tensor(tiles, dtype=torch.int32, device=q.device)
             self.launch_grid = (len(tiles) // 2,)

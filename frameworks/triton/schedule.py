@@ -76,15 +76,9 @@ def gluon_varlen_items(order, q_lens, kv_lens, heads: int, causal: bool, block_m
     each block walks (stable: equal blocks keep the tile list's order), so its CTAs, each taking items pid,
     pid + grid, …, start on the longest blocks and end on the short ones (list scheduling, as FA3's varlen)."""
     pairs = gluon_varlen_tiles(order, q_lens, heads, causal, block_m)
-    items = list(zip(pairs[::2], pairs[1::2]))
-
-    def key_tiles(item) -> int:
-        q, k = q_lens[item[0] // heads], kv_lens[item[0] // heads]
-        hi = min(k, k - q + min((item[1] + 1) * block_m, q)) if causal else k
-        return -(-hi // block_n)
-
-    items.sort(key=key_tiles, reverse=True)  # sort is stable with reverse=True too
-    return [x for item in items for x in item]
+    tiles = gluon_item_tiles(pairs, q_lens, kv_lens, heads, causal, block_m, block_n)
+    ranked = sorted(range(len(tiles)), key=lambda i: -tiles[i])  # stable: equal blocks keep their order
+    return [x for i in ranked for x in pairs[2 * i : 2 * i + 2]]
 
 
 # how a persistent Gluon kernel's CTAs share its work items (gluon_balance): greedy least-loaded (lpt) or in turn
@@ -105,6 +99,12 @@ def gluon_item_tiles(items: list[int], q_lens, kv_lens, heads: int, causal: bool
     return out
 
 
+def check_balance(balance: str) -> None:
+    """One line naming gluon_balance's values for any other."""
+    if balance not in GLUON_BALANCES:
+        raise ValueError(f"gluon_balance: {balance!r} is not valid; expected {', '.join(GLUON_BALANCES)}")
+
+
 def uniform_launch_balance(balance: str, rows_a_block: int, sms: int) -> str:
     """The balance a uniform batch's one-block launch takes (the one-block uniform grid, or the paged prompts'
     tiles): lpt where its (batch element × query head) pairs fit one wave of `sms` CTAs, static where more. H100,
@@ -121,12 +121,10 @@ def cta_assignment(tiles: list[int], ctas: int, balance: str) -> tuple[list[int]
     static: CTA p takes items p, p + ctas, p + 2·ctas, ... So the CTAs that took the heaviest items first take the
     heaviest of the next round too: a 804-token append on 818 keys (7 row blocks of 7, 7, 6, 5, 4, 3, 2 key tiles ×
     32 heads, 132 CTAs) gives CTA 0 a 7-tile block and then a 4-tile one, 11 tiles where the heaviest block alone is
-    7. lpt: each item, heaviest
-    first, to the CTA with the least work so far (its items' key tiles, GLUON_ITEM_COST each besides; ties to the
-    lower CTA), the host's list scheduling of FA3's dynamic scheduler, planned once: the same 224 blocks end at 9
-    tiles. Equal items give both rules the same turns."""
-    if balance not in GLUON_BALANCES:
-        raise ValueError(f"gluon_balance: {balance!r} is not valid; expected {', '.join(GLUON_BALANCES)}")
+    7. lpt: each item, heaviest first, to the CTA with the least work so far (its items' key tiles, GLUON_ITEM_COST
+    each besides; ties to the lower CTA), the host's list scheduling of FA3's dynamic scheduler, planned once: the
+    same 224 blocks end at 9 tiles. Equal items give both rules the same turns."""
+    check_balance(balance)
     ctas = max(1, min(ctas, len(tiles)))
     per = [[] for _ in range(ctas)]
     if balance == "static":

@@ -81,23 +81,34 @@ def _missing_short(missing: str) -> str:
     return "; ".join(f"{status}: {', '.join(kinds)}" for status, kinds in by_status.items())
 
 
-def render_model_steps(steps: pd.DataFrame) -> str:
-    """The steps as a Markdown table that fits 100 columns, the fastest backend of each (model, workload,
-    batch, context, tp) first, with each model's layers in a legend under it."""
+STEP_HEADER = ("model", "workload", "B", "context", "tp", "backend", "full ms", "window ms", "step ms")
+
+
+def _step_cells(r) -> list[str]:
+    """A step line's cells, in STEP_HEADER's order: its step, or the kinds it lacks grouped by status."""
+    number = lambda v: "" if pd.isna(v) else f"{v:.3f}"  # noqa: E731
+    step = _missing_short(r.missing) if r.missing else number(r.step_ms)
+    return [r.model, r.workload, str(r.batch_size), str(r.context), str(r.tp), r.backend, number(r.full_ms),
+            number(r.window_ms), step]  # fmt: skip
+
+
+def _legend(steps: pd.DataFrame) -> list[str]:
+    """Each model's layers, a line each: what its step sums."""
     from specs import MODELS
 
-    lines = ["| model | workload | B | context | tp | backend | full ms | window ms | step ms |", "|" + "---|" * 9]
-    number = lambda v: "" if pd.isna(v) else f"{v:.3f}"  # noqa: E731
-    for r in steps.itertuples():
-        step = _missing_short(r.missing) if r.missing else number(r.step_ms)
-        lines.append(f"| {r.model} | {r.workload} | {r.batch_size} | {r.context} | {r.tp} | {r.backend} "
-                     f"| {number(r.full_ms)} | {number(r.window_ms)} | {step} |")  # fmt: skip
-    lines.append("")
+    lines = []
     for model in dict.fromkeys(steps["model"]):
-        kinds = MODELS[model].layers
-        parts = [f"{k.count} {k.name}" + (f" ({k.window} keys)" if k.window else "") for k in kinds]
+        parts = [f"{k.count} {k.name}" + (f" ({k.window} keys)" if k.window else "") for k in MODELS[model].layers]
         lines.append(f"{model}: step = {' + '.join(parts)} layers × their p50")
-    return "\n".join(lines)
+    return lines
+
+
+def render_model_steps(steps: pd.DataFrame) -> str:
+    """The steps as a Markdown table, the fastest backend of each (model, workload, batch, context, tp) first,
+    with each model's layers in a legend under it."""
+    lines = ["| " + " | ".join(STEP_HEADER) + " |", "|" + "---|" * len(STEP_HEADER)]
+    lines += ["| " + " | ".join(_step_cells(r)) + " |" for r in steps.itertuples()]
+    return "\n".join([*lines, "", *_legend(steps)])
 
 
 def terminal_model_steps(steps: pd.DataFrame):
@@ -107,27 +118,16 @@ def terminal_model_steps(steps: pd.DataFrame):
     from rich.table import Table
     from rich.text import Text
 
-    from specs import MODELS
-
     table = Table(box=None, pad_edge=False)
-    for name in ("model", "workload", "B", "context", "tp"):
+    for name in STEP_HEADER[:5]:
         table.add_column(name, no_wrap=True)
     table.add_column("backend", overflow="fold")
     for name in ("full ms", "window ms"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("step ms", justify="right", overflow="fold")
-    number = lambda v: "" if pd.isna(v) else f"{v:.3f}"  # noqa: E731
     for r in steps.itertuples():
-        step = _missing_short(r.missing) if r.missing else number(r.step_ms)
-        # Text, not markup: a label's [splits=work] is no Rich style tag
-        cells = [r.model, r.workload, str(r.batch_size), str(r.context), str(r.tp), r.backend, number(r.full_ms),
-                 number(r.window_ms), step]  # fmt: skip
-        table.add_row(*(Text(c) for c in cells))
-    legend = []
-    for model in dict.fromkeys(steps["model"]):
-        parts = [f"{k.count} {k.name}" + (f" ({k.window} keys)" if k.window else "") for k in MODELS[model].layers]
-        legend.append(f"{model}: step = {' + '.join(parts)} layers × their p50")
-    return table, Text("\n".join(legend))
+        table.add_row(*(Text(c) for c in _step_cells(r)))  # Text, not markup: [splits=work] is no Rich style tag
+    return table, Text("\n".join(_legend(steps)))
 
 
 def plot_model_steps(steps: pd.DataFrame, out_dir) -> list:
