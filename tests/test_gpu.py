@@ -228,7 +228,9 @@ def says(row, key, value) -> bool:
 @pytest.mark.parametrize("page", [None, 16])
 @pytest.mark.parametrize("mix", ["q300s1000_3q4s1500_5q1s700", "2q512_q100s2000_8q1s3000"])  # chunks, then decodes
 def test_triton_mixed_batch_in_two_launches_on_gpu(measurer, mix, page):
-    row = measure_mix(measurer, "triton[mixed_launches=2]", mix, page)
+    # spec=varlen throughout this file's mixed batches: the default (spec=auto) sends their steps and the decodes
+    # before a prompt to the split-KV work list (tests/test_triton_spec_decode.py covers that path)
+    row = measure_mix(measurer, "triton[mixed_launches=2,spec=varlen]", mix, page)
     assert row.status is Status.OK, f"{row.status}: {row.reason}"
     assert row.rel_err < 2e-2 and info(row)["kernel"] == "two launches", row.backend_info
 
@@ -243,7 +245,7 @@ def test_triton_mixed_batch_on_two_streams_on_gpu(measurer, page):
 @pytest.mark.parametrize("page", [16, 64])
 @pytest.mark.parametrize("mix", ["q300s1000_3q4s1500_5q1s700", "q1s32k_2q1s16k_4q1s5000"])  # mixed; long decodes
 def test_triton_page_ids_a_step_ahead_on_gpu(measurer, mix, page):
-    row = measure_mix(measurer, "triton[mixed_launches=2,page_prefetch=all]", mix, page)
+    row = measure_mix(measurer, "triton[mixed_launches=2,page_prefetch=all,spec=varlen]", mix, page)
     assert row.status is Status.OK, f"{row.status}: {row.reason}"
     ahead = [launch for launch in launches(row) if launch["kv_loads"] == "gather" and launch.get("page_ids_ahead")]
     assert row.rel_err < 2e-2 and ahead, row.backend_info
@@ -253,7 +255,7 @@ def test_triton_page_ids_a_step_ahead_on_gpu(measurer, mix, page):
 @pytest.mark.parametrize("mix", ["q1s32k_2q1s16k_4q1s5000", "q300s1000_3q4s1500_5q1s700", "64q1s32k"])
 def test_triton_waves_split_rule_on_gpu(measurer, mix, page):
     """splits=waves: uneven long decodes, the decodes of a mixed batch, uniform long decodes."""
-    row = measure_mix(measurer, "triton[mixed_launches=2,splits=waves]", mix, page)
+    row = measure_mix(measurer, "triton[mixed_launches=2,splits=waves,spec=varlen]", mix, page)
     assert row.status is Status.OK, f"{row.status}: {row.reason}"
     assert row.rel_err < 2e-2 and any(launch.get("split_rule") == "waves" for launch in launches(row)), row.backend_info
 
@@ -264,7 +266,7 @@ def test_triton_varlen_through_tma_on_gpu(measurer, mix, schedule):
     """varlen_tma=on on a dense ragged cache: tiles that run past a request's keys into the next request's,
     dropped by the key mask; one launch, and the chunk launch of two."""
     # the Triton varlen kernel's loads: the Gluon kernel, which would take these dense launches, stays off
-    row = measure_mix(measurer, f"triton[gluon=off,schedule={schedule},varlen_tma=on]", mix, None)
+    row = measure_mix(measurer, f"triton[gluon=off,schedule={schedule},varlen_tma=on,spec=varlen]", mix, None)
     assert row.status is Status.OK, f"{row.status}: {row.reason}"
     varlen = [launch for launch in launches(row) if launch["kernel"] == "varlen"]
     assert row.rel_err < 2e-2 and varlen and varlen[0]["kv_loads"] == "tma", row.backend_info
@@ -360,7 +362,7 @@ def test_triton_gluon_varlen_on_gpu(measurer, gluon, grid, mix, page):
     on sm90 by default (the row says gluon-pp; 16- and 64-token pages a TMA load a page, 256 a load a tile), on
     its block grid or only the blocks that hold rows (gluon_grid=tiles), those walked by one CTA an SM
     (gluon_grid=persistent), the Triton varlen kernel with gluon=off or pages the TMA loads cannot take (8)."""
-    row = measure_mix(measurer, f"triton[gluon={gluon},gluon_grid={grid}]", mix, page)
+    row = measure_mix(measurer, f"triton[gluon={gluon},gluon_grid={grid},spec=varlen]", mix, page)
     assert row.status is Status.OK and row.rel_err < 2e-2, f"{row.status}: {row.reason}"
     hopper = torch.cuda.get_device_capability() == (9, 0)
     gluon_launches = [launch for launch in launches(row) if launch["kernel"] == "gluon-pp-varlen"]

@@ -278,7 +278,8 @@ def test_triton_varlen_matches_reference_on_ragged_and_mixed_batches(mix, page_s
     from specs import ExperimentSpec
 
     spec = ExperimentSpec.from_mix(mix, 8, 2, 64, page_size=page_size)
-    row = measured_once().measure(spec, get_backend("triton"))
+    # spec=varlen: the default (auto) would send the steps and short prompts here to the split-KV work list
+    row = measured_once().measure(spec, get_backend("triton[spec=varlen]"))
     assert row.status is Status.OK, row.reason
     kernel = "ragged-decode" if spec.batch.kind == "decode" else "varlen"
     assert row.rel_err < 1e-2 and row.checked_batch == spec.batch_size and info(row)["kernel"] == kernel
@@ -304,7 +305,7 @@ def test_a_mixed_batch_in_two_launches_matches_the_reference(mix, page_size):
     from specs import ExperimentSpec
 
     spec = ExperimentSpec.from_mix(mix, 8, 2, 64, page_size=page_size)
-    row = measured_once().measure(spec, get_backend("triton[mixed_launches=2]"))
+    row = measured_once().measure(spec, get_backend("triton[mixed_launches=2,spec=varlen]"))
     assert row.status is Status.OK, row.reason
     ran = info(row)
     assert row.rel_err < 1e-2 and (ran["kernel"], ran["streams"]) == ("two launches", 1), row.backend_info
@@ -337,7 +338,7 @@ def test_every_varlen_schedule_matches_the_reference(schedule, page_size):
     from specs import ExperimentSpec
 
     spec = ExperimentSpec.from_mix("q5_2q4s9_q20s30_q1s17", 8, 2, 64, page_size=page_size)
-    row = measured_once().measure(spec, get_backend(f"triton[mixed_launches=1,schedule={schedule}]"))
+    row = measured_once().measure(spec, get_backend(f"triton[mixed_launches=1,schedule={schedule},spec=varlen]"))
     assert row.status is Status.OK, row.reason
     assert row.rel_err < 1e-2 and (info(row)["kernel"], info(row)["schedule"]) == ("varlen", schedule)
 
@@ -465,7 +466,7 @@ def test_page_ids_ahead_by_default_in_the_decode_launches_only(what, kinds):
     from specs import ExperimentSpec
 
     spec = ExperimentSpec.from_mix(what, 8, 2, 64, page_size=16)
-    row = measured_once().measure(spec, get_backend("triton[mixed_launches=2]"))
+    row = measured_once().measure(spec, get_backend("triton[mixed_launches=2,spec=varlen]"))
     assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
     loads = [(launch["kv_loads"], launch.get("page_ids_ahead", False)) for launch in launches(info(row))]
     assert loads == [("gather", kind == "decode") for kind in kinds], row.backend_info
@@ -949,6 +950,6 @@ def test_a_speculative_step_loads_page_ids_ahead_by_default(workload, ahead):
     the prefill kernel) loads the next tile's page ids a step ahead, as the decode kernels do; an append does
     not. The row says which ran (pages of 5: gathered, never TMA), and both match the reference."""
     spec = tiny_spec(workload, kv_len=40, batch=2, page_size=5)
-    row = measured_once().measure(spec, get_backend("triton"))
+    row = measured_once().measure(spec, get_backend("triton[spec=varlen]"))  # the default (auto): the work list
     assert row.status is Status.OK and row.rel_err < 1e-2, row.reason
     assert info(row)["kv_loads"] == "gather" and info(row).get("page_ids_ahead", False) == ahead, row.backend_info

@@ -49,7 +49,7 @@ def _checked(spec, inputs, out):
             ),
         ),  # fmt: skip
         (
-            "triton[splits=work-fused]",  # the chunks' varlen launch, then the decodes' work list
+            "triton[splits=work-fused,spec=varlen]",  # the chunks' varlen launch, then the decodes' work list
             ExperimentSpec.from_mix("q9s30_3q1s40", 4, 2, 64, window=7, sinks=True, dtype="fp16"),
         ),
     ],

@@ -101,7 +101,8 @@ def test_speculative_steps_on_the_work_list_match_the_reference(name):
 
 def test_a_uniform_step_batch_and_its_row_say_which_kernel_ran():
     """`triton[spec=split-kv]` on a uniform spec-decode spec ([B, q_len, Hq, D], paged) and a ragged one: the
-    work list ran, and the row says so with its q_len and splits; the default still runs the varlen kernel."""
+    work list ran, and the row says so with its q_len and splits; the default (auto) runs the varlen kernel on the
+    small dense cache and the work list on pages."""
     from harness.store import Status
 
     measurer = measurer_on(DEVICE.type, iterations=1, warmup=0)
@@ -116,8 +117,11 @@ def test_a_uniform_step_batch_and_its_row_say_which_kernel_ran():
         assert row.variant == "spec=split-kv" and row.rel_err < 1e-2
         assert f'"kernel":"work-decode","split_rule":"work","q_len":{spec.q_len}' in row.backend_info, row.backend_info
         assert '"splits":' in row.backend_info
+    # the default (spec=auto): the small dense cache's steps to the varlen kernel, the paged ones to the work list
     row = measurer.measure(ragged, get_backend("triton"))
     assert row.status is Status.OK and row.variant == "" and '"kernel":"varlen"' in row.backend_info
+    row = measurer.measure(uniform, get_backend("triton"))
+    assert row.status is Status.OK and row.variant == "" and '"kernel":"work-decode"' in row.backend_info
 
 
 def test_the_variant_is_planned_on_the_specs_it_changes():
@@ -141,8 +145,12 @@ def test_the_variant_is_planned_on_the_specs_it_changes():
     ]
     assert no_short.workload.value == "mixed" and step_and_chunk.workload.value == "mixed"
     tasks = plan_tasks([*steps, *others], ["triton[*]"])
-    assert [t.spec for t in tasks if t.variant == "spec=split-kv"] == steps
-    assert "spec=split-kv" in type(get_backend("triton")).contender_variants()
+    # the default (auto) takes the mixed ones and a paged or long-enough cache's steps to the work list: there the
+    # contender is varlen, on the small dense caches split-kv (one of the two on each, never both)
+    taken = [beside_decodes, step_and_chunk, decode_first]
+    assert [t.spec for t in tasks if t.variant == "spec=varlen"] == taken
+    assert [t.spec for t in tasks if t.variant == "spec=split-kv"] == [s for s in steps if s not in taken]
+    assert {"spec=varlen", "spec=split-kv"} <= set(type(get_backend("triton")).contender_variants())
 
 
 def test_a_step_beyond_the_bound_or_its_cache_is_refused():

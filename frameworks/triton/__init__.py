@@ -175,6 +175,39 @@ def _split_kv_changes(spec) -> bool:
     return _short_only(spec) or _short_beside_long(spec)
 
 
+# spec=auto: a uniform batch (steps or one chunk a request) goes on the work list when the row-block kernel would
+# run this many programs or fewer (a quarter of an H100's SMs, each walking a whole cache), and no batch of steps
+# or chunks on a dense cache whose longest is shorter than SPLIT_KV_AUTO_KEYS (there the combine launch costs more
+# than the walk it shortens)
+SPLIT_KV_AUTO_PROGRAMS = 33
+SPLIT_KV_AUTO_KEYS = 1536
+
+
+def _row_block_programs(spec) -> int:
+    """The row-block kernel's programs for a uniform batch: a (request, KV head) and block of 128 rows, the rows a
+    request's query tokens × its KV head's query group."""
+    rows = spec.q_len * spec.gqa_group
+    return spec.batch_size * spec.num_kv_heads * -(-rows // GLUON_ROWS)
+
+
+def _auto_split_kv(spec) -> bool:
+    """Where spec=auto (the default) runs the split-KV work list (what spec=split-kv runs) rather than the row-block
+    kernels (varlen), among the batches the work list can take (_split_kv_changes). From the H100 A/B pairs of
+    2026-12-06 (the latest pair a batch in results/h100-{generalization,spec-decode,append}.csv; docs/perf/
+    decode-splits.md, "spec=auto"), split-kv ÷ varlen: the 32 mixed batches 0.22-1.00, so a mixed batch always; the
+    24 drawn batches of steps 0.13-0.99 but for the two whose longest dense cache is under 1,000 keys (0.99, 1.05),
+    so every batch of steps whose cache is paged or at least SPLIT_KV_AUTO_KEYS long; a uniform append of 32-64
+    tokens 0.16-0.78 at batch 1 (16 programs or fewer) and 0.85-1.33 from batch 8 (64 programs or more, equal walks
+    that fill the SMs already), so a uniform batch only where its programs are at most SPLIT_KV_AUTO_PROGRAMS."""
+    if not _split_kv_changes(spec):
+        return False
+    if spec.workload is Workload.MIXED:
+        return True
+    if spec.page_size is None and spec.batch.max_kv < SPLIT_KV_AUTO_KEYS:
+        return False
+    return bool(spec.mix) or _row_block_programs(spec) <= SPLIT_KV_AUTO_PROGRAMS
+
+
 def _mixed(spec) -> bool:
     return spec.workload is Workload.MIXED
 
@@ -237,11 +270,20 @@ VARIANTS = (
     ),
     VariantKey(
         "spec",
-        ("varlen", "split-kv"),
-        "varlen",
-        contenders=("split-kv",),
+        ("auto", "varlen", "split-kv"),
+        "auto",
+        contenders=("varlen", "split-kv"),
         applies=_split_kv_changes,
-        help="speculative steps (every request 2-16 query tokens; decodes beside them too): the row-block kernels, "
+        applies_by_value={
+            "varlen": lambda s: _split_kv_changes(s) and _auto_split_kv(s),
+            "split-kv": lambda s: _split_kv_changes(s) and not _auto_split_kv(s),
+        },
+        help="speculative steps, short chunks on long caches, and mixed batches holding either: split-kv where it "
+        "won on the H100 (auto: every mixed batch; steps or short chunks on a paged cache or one whose longest "
+        f"request has {SPLIT_KV_AUTO_KEYS} keys or more, and if uniform, at most {SPLIT_KV_AUTO_PROGRAMS} programs "
+        "of the row-block kernel; split-kv ÷ varlen 0.13-1.00 on the 64 batches auto takes of that A/B, 0.85-1.33 "
+        "on the 22 it leaves; docs/perf/decode-splits.md), "
+        "the row-block kernels, "
         "a program a (request, KV head) and row block reading its whole cache (varlen; a uniform batch: the "
         "prefill kernel; steps beside decodes: two launches), or the split-KV "
         "work list of splits=work, its rows (query token, query head) pairs of a request and KV head, causal "
@@ -299,8 +341,8 @@ VARIANTS = (
         "2",
         applies=_mixed,
         help="a mixed batch as the varlen launch for the chunks plus the split-KV decode for the decodes "
-        "(2; H100: never slower beyond noise, 3-17% faster where decodes dominate) or one varlen launch (1); a batch "
-        "that spec=split-kv takes runs as that key says",
+        "(2; H100: never slower beyond noise, 3-17% faster where decodes dominate) or one varlen launch (1; "
+        "over spec=auto's work list too); a batch that spec=split-kv takes runs as that key says",
     ),
     VariantKey(
         "paged_prompt",
@@ -549,14 +591,21 @@ class TritonAttention(Backend):
         ops.SPLIT_KV_MAX_Q query tokens, specs.batch.MAX_SPEC_DECODE; decodes beside them too) or a mixed batch whose
         every request the work list takes (_short_only: chunks on long caches among them): its requests through the
         split-KV work list (ops.WorkDecode's q_lens) instead of the row-block kernels or Mixed's two launches."""
-        return _short_only(spec) and self.choice["spec"] == "split-kv"
+        return _short_only(spec) and self._split_kv(spec)
+
+    def _split_kv(self, spec) -> bool:
+        """Whether the spec key sends what the work list can take to it: split-kv, or auto where _auto_split_kv
+        unless mixed_launches=1 asks for a mixed batch in one varlen launch."""
+        choice = self.choice["spec"]
+        one_launch = spec.workload is Workload.MIXED and self._launches() == 1
+        return choice == "split-kv" or choice == "auto" and _auto_split_kv(spec) and not one_launch
 
     def _split_kv_short(self, spec) -> bool:
         """The spec variant's split-kv on a mixed batch of short requests beside longer ones (_short_beside_long):
         the short ones (steps, decodes, chunks on long caches: schedule.on_work_list) on the work list, the others
         through the varlen kernel (ops.MixedWork), before the mixed_launches key's choice between Mixed and one
         varlen launch, which it leaves to the other batches."""
-        return _short_beside_long(spec) and self.choice["spec"] == "split-kv"
+        return _short_beside_long(spec) and self._split_kv(spec)
 
     def _streams(self) -> int:
         return int(self.choice["mixed_streams"])
