@@ -413,42 +413,48 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
         ("flashinfer[mixed=batch-attention]", [mixed, decodes], [decode, prefill]),
         ("torch-naive[gqa=repeat]", [decode, prefill, mixed], [tiny_spec("decode", group=1)]),
         ("triton[splits=fill]", [decode, mixed, decodes], [prefill, tiny_spec("append")]),
-        (  # spec=auto (the default) takes the work list for mixed batches, for steps or chunks on pages or on a
-            # dense cache of SPLIT_KV_AUTO_KEYS keys, and for uniform ones of at most 33 row-block programs: varlen
-            # differs there, split-kv on the rest of what the work list can take
+        (  # spec=auto (the default) takes the work list for mixed batches, for steps or short chunks where the
+            # row-block kernel would run at most 33 programs (64 on pages), and for ragged ones on pages or on a dense
+            # cache of SPLIT_KV_AUTO_KEYS keys: varlen differs there, split-kv on the rest of what the list can take
             "triton[spec=varlen]",
             [
                 long_cache_chunk,
                 ExperimentSpec.from_mix("q17s1088_3q1s17", 8, 2, 64),
+                tiny_spec("spec-decode", chunk=4),  # 2 requests × 2 KV heads: 4 programs
                 tiny_spec("spec-decode", chunk=4, page_size=16),
-                tiny_spec("spec-decode", chunk=4, kv_len=1536),
-                ExperimentSpec.from_mix("q4s1536_q4s90", 8, 2, 64),
+                tiny_spec("spec-decode", chunk=4, kv_len=64, batch=32, page_size=16),  # 64 programs on pages
+                ExperimentSpec.from_mix("q4s1535_q4s90", 8, 2, 64),
+                ExperimentSpec.from_mix("17q4s1536", 8, 2, 64),  # 34 programs, a long enough cache
+                ExperimentSpec.from_mix("17q4s300", 8, 2, 64, page_size=16),
+                tiny_spec("append", chunk=17, kv_len=1088),
             ],  # fmt: skip
             [
                 decode,
                 mixed,
                 decodes,
-                tiny_spec("spec-decode", chunk=4),
-                tiny_spec("spec-decode", chunk=4, kv_len=1535),
-                ExperimentSpec.from_mix("q4s1535_q4s90", 8, 2, 64),
-                tiny_spec("spec-decode", chunk=4, kv_len=1536, batch=17),  # 17 × 2 KV heads = 34 programs
-                tiny_spec("append", chunk=17, kv_len=1088),
+                ExperimentSpec.from_mix("17q4s1535", 8, 2, 64),  # 34 programs on short dense caches
+                tiny_spec("spec-decode", chunk=4, kv_len=1536, batch=17),  # uniform, 34 programs
+                tiny_spec("spec-decode", chunk=4, kv_len=64, batch=33, page_size=16),  # 66 programs on pages
+                tiny_spec("append", chunk=17, kv_len=1088, batch=17),
+                tiny_spec("append", chunk=17, kv_len=1087),
             ],  # fmt: skip
         ),
         (
             "triton[spec=split-kv]",
             [
-                tiny_spec("spec-decode", chunk=4),
-                ExperimentSpec.from_mix("q4s1535_q4s90", 8, 2, 64),
+                ExperimentSpec.from_mix("17q4s1535", 8, 2, 64),
                 tiny_spec("spec-decode", chunk=4, kv_len=1536, batch=17),
-                tiny_spec("append", chunk=17, kv_len=1088),
+                tiny_spec("spec-decode", chunk=4, kv_len=64, batch=33, page_size=16),
+                tiny_spec("append", chunk=17, kv_len=1088, batch=17),
             ],  # fmt: skip
             [
                 decode,
                 mixed,
                 decodes,
                 long_cache_chunk,
+                tiny_spec("spec-decode", chunk=4),
                 tiny_spec("spec-decode", chunk=4, page_size=16),
+                ExperimentSpec.from_mix("17q4s1536", 8, 2, 64),
                 tiny_spec("append", chunk=17, kv_len=1087),
                 ExperimentSpec.from_mix("q40_q17s1087_3q1s17", 8, 2, 64),
             ],  # fmt: skip

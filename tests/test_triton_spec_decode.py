@@ -101,8 +101,8 @@ def test_speculative_steps_on_the_work_list_match_the_reference(name):
 
 def test_a_uniform_step_batch_and_its_row_say_which_kernel_ran():
     """`triton[spec=split-kv]` on a uniform spec-decode spec ([B, q_len, Hq, D], paged) and a ragged one: the
-    work list ran, and the row says so with its q_len and splits; the default (auto) runs the varlen kernel on the
-    small dense cache and the work list on pages."""
+    work list ran, and the row says so with its q_len and splits; the default (auto) runs the work list on a few
+    requests and the varlen kernel on many short dense caches."""
     from harness.store import Status
 
     measurer = measurer_on(DEVICE.type, iterations=1, warmup=0)
@@ -117,11 +117,13 @@ def test_a_uniform_step_batch_and_its_row_say_which_kernel_ran():
         assert row.variant == "spec=split-kv" and row.rel_err < 1e-2
         assert f'"kernel":"work-decode","split_rule":"work","q_len":{spec.q_len}' in row.backend_info, row.backend_info
         assert '"splits":' in row.backend_info
-    # the default (spec=auto): the small dense cache's steps to the varlen kernel, the paged ones to the work list
+    # the default (spec=auto): the steps of two requests to the work list, those of 17 on short dense caches (34
+    # row-block programs) to the varlen kernel
     row = measurer.measure(ragged, get_backend("triton"))
-    assert row.status is Status.OK and row.variant == "" and '"kernel":"varlen"' in row.backend_info
-    row = measurer.measure(uniform, get_backend("triton"))
     assert row.status is Status.OK and row.variant == "" and '"kernel":"work-decode"' in row.backend_info
+    many = ExperimentSpec.from_mix(_mix([(3, 2 * U + 9)] * 16 + [(3, U)]), 8, 2, 64)
+    row = measurer.measure(many, get_backend("triton"))
+    assert row.status is Status.OK and row.variant == "" and '"kernel":"varlen"' in row.backend_info
 
 
 def test_the_variant_is_planned_on_the_specs_it_changes():
@@ -134,8 +136,9 @@ def test_the_variant_is_planned_on_the_specs_it_changes():
     step_and_chunk = ExperimentSpec.from_mix("q4s900_q21s90", 8, 2, 64)  # q4s11397_q21s1239, scaled down
     decode_first = ExperimentSpec.from_mix("q1s900_q30s90_q1s30", 8, 2, 64)
     long_cache_append = tiny_spec("append", chunk=17, kv_len=64 * 17)  # a chunk the work list takes, uniform
+    many_short = ExperimentSpec.from_mix("17q4s300", 8, 2, 64)  # 34 row-block programs on short dense caches
     steps = [tiny_spec("spec-decode", chunk=4), ExperimentSpec.from_mix("q4s90_q2s30", 8, 2, 64), beside_decodes,
-             step_and_chunk, decode_first, long_cache_append]  # fmt: skip
+             step_and_chunk, decode_first, long_cache_append, many_short]  # fmt: skip
     no_short = ExperimentSpec.from_mix("q40_q17s90", 8, 2, 64)  # a prompt and a chunk: mixed, nothing short
     others = [
         tiny_spec("decode"),
@@ -145,9 +148,9 @@ def test_the_variant_is_planned_on_the_specs_it_changes():
     ]
     assert no_short.workload.value == "mixed" and step_and_chunk.workload.value == "mixed"
     tasks = plan_tasks([*steps, *others], ["triton[*]"])
-    # the default (auto) takes the mixed ones and a paged or long-enough cache's steps to the work list: there the
-    # contender is varlen, on the small dense caches split-kv (one of the two on each, never both)
-    taken = [beside_decodes, step_and_chunk, decode_first]
+    # the default (auto) takes the mixed ones and the steps of a few row-block programs to the work list: there the
+    # contender is varlen; on many short dense caches split-kv (one of the two on each, never both)
+    taken = steps[:-1]
     assert [t.spec for t in tasks if t.variant == "spec=varlen"] == taken
     assert [t.spec for t in tasks if t.variant == "spec=split-kv"] == [s for s in steps if s not in taken]
     assert {"spec=varlen", "spec=split-kv"} <= set(type(get_backend("triton")).contender_variants())

@@ -99,7 +99,8 @@ def _paged_prompt(spec) -> bool:
 
 
 # the SMs of the Hopper GPUs the Gluon kernels run on (H100 and H200 SXM alike): where a uniform one-block launch's
-# (batch, head) pairs outnumber them, gluon_balance=lpt keeps the static order (schedule.uniform_launch_balance)
+# (batch, head) pairs outnumber half of them, gluon_balance=lpt keeps the static order
+# (schedule.uniform_launch_balance)
 HOPPER_SMS = 132
 
 
@@ -109,7 +110,7 @@ def _gluon_balance_changes(spec) -> bool:
     (the requests before the trailing decodes) averages a row block a request (ops.gluon_varlen_worth_it). Uniform
     (a one-request mix too): a prefill or append of more than one row block (128 tokens); a dense append (the
     persistent grid) at any batch, a dense prefill or a paged one that paged_prompt=long sends to the Gluon varlen
-    kernel where its (batch, head) pairs fit one wave (HOPPER_SMS), which is where lpt changes its order."""
+    kernel where its (batch, head) pairs fill at most half a wave (HOPPER_SMS), which is where lpt changes its order."""
     if spec.workload is Workload.DECODE or not _gluon_takes(spec):
         return False
     if spec.page_size is not None and not gluon_pages_fit(spec.page_size):
@@ -122,8 +123,8 @@ def _gluon_balance_changes(spec) -> bool:
         return False
     if spec.page_size is None and spec.workload is Workload.APPEND:
         return True  # the persistent grid: its CTAs' lists
-    one_wave = spec.batch_size * spec.num_q_heads <= HOPPER_SMS
-    return one_wave and (spec.page_size is None or _paged_prompt(spec) and _paged_prompt_long(spec))
+    half_wave = spec.batch_size * spec.num_q_heads <= HOPPER_SMS // 2
+    return half_wave and (spec.page_size is None or _paged_prompt(spec) and _paged_prompt_long(spec))
 
 
 def _has_decodes(spec) -> bool:
@@ -175,37 +176,40 @@ def _split_kv_changes(spec) -> bool:
     return _short_only(spec) or _short_beside_long(spec)
 
 
-# spec=auto: a uniform batch (steps or one chunk a request) goes on the work list when the row-block kernel would
-# run this many programs or fewer (a quarter of an H100's SMs, each walking a whole cache), and no batch of steps
-# or chunks on a dense cache whose longest is shorter than SPLIT_KV_AUTO_KEYS (there the combine launch costs more
-# than the walk it shortens)
+# spec=auto: a batch of steps or short chunks goes on the work list where the row-block kernel would run this many
+# programs or fewer (a quarter of an H100's SMs on a dense cache, half on pages, whose gathered loads make the
+# row-block walk slower), and a ragged one also where its cache is paged or its longest request has
+# SPLIT_KV_AUTO_KEYS keys or more (one long walk among short ones)
 SPLIT_KV_AUTO_PROGRAMS = 33
+SPLIT_KV_AUTO_PROGRAMS_PAGED = 64
 SPLIT_KV_AUTO_KEYS = 1536
 
 
 def _row_block_programs(spec) -> int:
-    """The row-block kernel's programs for a uniform batch: a (request, KV head) and block of 128 rows, the rows a
-    request's query tokens × its KV head's query group."""
-    rows = spec.q_len * spec.gqa_group
-    return spec.batch_size * spec.num_kv_heads * -(-rows // GLUON_ROWS)
+    """The row-block kernel's programs for a batch: a (request, KV head) and block of 128 rows, the rows a request's
+    query tokens × its KV head's query group."""
+    group = spec.gqa_group
+    return spec.num_kv_heads * sum(-(-q * group // GLUON_ROWS) for q in spec.batch.q_lens)
 
 
 def _auto_split_kv(spec) -> bool:
     """Where spec=auto (the default) runs the split-KV work list (what spec=split-kv runs) rather than the row-block
-    kernels (varlen), among the batches the work list can take (_split_kv_changes). From the H100 A/B pairs of
-    2026-12-06 (the latest pair a batch in results/h100-{generalization,spec-decode,append}.csv; docs/perf/
-    decode-splits.md, "spec=auto"), split-kv ÷ varlen: the 32 mixed batches 0.22-1.00, so a mixed batch always; the
-    24 drawn batches of steps 0.13-0.99 but for the two whose longest dense cache is under 1,000 keys (0.99, 1.05),
-    so every batch of steps whose cache is paged or at least SPLIT_KV_AUTO_KEYS long; a uniform append of 32-64
-    tokens 0.16-0.78 at batch 1 (16 programs or fewer) and 0.85-1.33 from batch 8 (64 programs or more, equal walks
-    that fill the SMs already), so a uniform batch only where its programs are at most SPLIT_KV_AUTO_PROGRAMS."""
+    kernels (varlen), among the batches the work list can take (_split_kv_changes). From 172 H100 A/B pairs of
+    2026-12-06, the preset's draws, held-out draws and uniform shapes (docs/perf/decode-splits.md, "The default
+    takes the work list where it won"), split-kv ÷ varlen where this rule takes the list: 54 mixed batches
+    0.23-1.01, 71 batches of steps 0.13-1.07, 25 uniform appends 0.16-0.90 (geomean 0.60, 7 of 150 above 1.0);
+    where it leaves them: 5 batches of steps 0.99-1.24 (uniform at 128 programs; ten short dense caches, 80), 17
+    uniform appends 1.02-1.33 (64 programs or more on a dense cache, 128 or more on pages: equal walks that fill
+    the SMs already)."""
     if not _split_kv_changes(spec):
         return False
     if spec.workload is Workload.MIXED:
         return True
-    if spec.page_size is None and spec.batch.max_kv < SPLIT_KV_AUTO_KEYS:
-        return False
-    return bool(spec.mix) or _row_block_programs(spec) <= SPLIT_KV_AUTO_PROGRAMS
+    paged = spec.page_size is not None
+    few = _row_block_programs(spec) <= (SPLIT_KV_AUTO_PROGRAMS_PAGED if paged else SPLIT_KV_AUTO_PROGRAMS)
+    if not spec.mix:
+        return few
+    return few or paged or spec.batch.max_kv >= SPLIT_KV_AUTO_KEYS
 
 
 def _mixed(spec) -> bool:
@@ -279,10 +283,10 @@ VARIANTS = (
             "split-kv": lambda s: _split_kv_changes(s) and not _auto_split_kv(s),
         },
         help="speculative steps, short chunks on long caches, and mixed batches holding either: split-kv where it "
-        "won on the H100 (auto: every mixed batch; steps or short chunks on a paged cache or one whose longest "
-        f"request has {SPLIT_KV_AUTO_KEYS} keys or more, and if uniform, at most {SPLIT_KV_AUTO_PROGRAMS} programs "
-        "of the row-block kernel; split-kv ÷ varlen 0.13-1.00 on the 64 batches auto takes of that A/B, 0.85-1.33 "
-        "on the 22 it leaves; docs/perf/decode-splits.md), "
+        "won on the H100 (auto: every mixed batch; steps or short chunks where the row-block kernel would run at most "
+        f"{SPLIT_KV_AUTO_PROGRAMS} programs ({SPLIT_KV_AUTO_PROGRAMS_PAGED} on pages), and ragged ones on pages or "
+        f"whose longest cache has {SPLIT_KV_AUTO_KEYS} keys or more; split-kv ÷ varlen 0.13-1.07 on the 150 batches "
+        "auto takes of the A/B pairs, 0.99-1.33 on the 22 it leaves; docs/perf/decode-splits.md), "
         "the row-block kernels, "
         "a program a (request, KV head) and row block reading its whole cache (varlen; a uniform batch: the "
         "prefill kernel; steps beside decodes: two launches), or the split-KV "
@@ -369,7 +373,8 @@ VARIANTS = (
         applies=_gluon_balance_changes,
         help="how the Gluon kernels' row blocks meet the SMs: the heaviest blocks (most key tiles) launched first "
         "and a persistent grid's blocks shared out least-loaded first (lpt; schedule.cta_assignment; a uniform batch "
-        "of more (batch, head) pairs than SMs keeps the static one-block order), or a (batch, head)'s blocks in turn "
+        "of more (batch, head) pairs than half the SMs keeps the static one-block order: at batch 4 of 32 heads lpt "
+        "took 1.01-1.03x), or a (batch, head)'s blocks in turn "
         "and CTA p taking blocks p, p + grid, ... (static, the order before 2026-12-06f). H100, lpt ÷ static: drawn "
         "prompt batches 0.97x the time dense, 0.99x on pages of 16 (0.98x over 7 held out), mixed 1.00x (0.98x over "
         "17 held out), one 1,024-token prompt 0.84x; docs/perf/generalization.md",

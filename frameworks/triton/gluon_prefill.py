@@ -574,7 +574,7 @@ class GluonPrefill:
             self.ctas = len(starts) - 1
             self.items = torch.tensor(order, dtype=torch.int32, device=q.device)
             self.starts = torch.tensor(starts, dtype=torch.int32, device=q.device)
-        else:  # the one-block grid: lpt where the (batch, head) pairs fit one wave
+        else:  # the one-block grid: lpt where the (batch, head) pairs fill at most half a wave
             check_balance(balance)
             self.balance = uniform_launch_balance(balance, b * hq, sm_count(q.device))
         self.q, self.k, self.v = q, k, v  # the descriptors hold their addresses: keep them alive

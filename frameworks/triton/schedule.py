@@ -107,11 +107,12 @@ def check_balance(balance: str) -> None:
 
 def uniform_launch_balance(balance: str, rows_a_block: int, sms: int) -> str:
     """The balance a uniform batch's one-block launch takes (the one-block uniform grid, or the paged prompts'
-    tiles): lpt where its (batch element × query head) pairs fit one wave of `sms` CTAs, static where more. H100,
-    Llama-3.1-8B heads (32), prefills of 512-4,096 tokens: lpt took 0.84-1.01x the time of static at batch 1 (32
-    pairs) and 1.02-1.05x at batch 8 (256: a (batch, head)'s blocks launched together share its keys in L2); paged
-    appends at page 16 0.94-1.01x and 1.01-1.04x (docs/perf/generalization.md, "The fifth H100 run")."""
-    return balance if balance != "lpt" or rows_a_block <= sms else "static"
+    tiles): lpt where its (batch element × query head) pairs fill at most half a wave of `sms` CTAs, static where
+    more. H100, Llama-3.1-8B heads (32), prefills of 1,024-4,096 tokens, lpt ÷ static: 0.84-1.01 at batch 1 (32
+    pairs), 0.95-1.01 at batch 2 (64), 1.01-1.03 at batch 4 (128) and 1.02-1.05 at batch 8 (256: a (batch, head)'s
+    blocks launched together share its keys in L2); paged appends at page 16 0.94-1.01 at batch 1 and 1.01-1.04 at
+    batch 8 (docs/perf/generalization.md, "The fifth H100 run" and "The gate between batch 1 and 8")."""
+    return balance if balance != "lpt" or rows_a_block <= sms // 2 else "static"
 
 
 def cta_assignment(tiles: list[int], ctas: int, balance: str) -> tuple[list[int], list[int]]:
