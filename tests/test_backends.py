@@ -356,7 +356,7 @@ def test_a_variant_is_canonical_and_bad_keys_or_values_name_what_is_allowed():
     assert backend.choice == {key.name: key.default for key in triton.variants} | {"splits": "fill", "gluon": "off"}
     assert set(backend.choice) == {"gluon", "gluon_grid", "paged_prompt", "splits", "spec", "schedule", "varlen_config",
                                    "varlen_tma", "page_prefetch", "mixed_streams", "mixed_launches",
-                                   "gluon_balance"}  # fmt: skip
+                                   "gluon_balance", "gluon_pack"}  # fmt: skip
     made = [triton("splits=fill"), triton({"splits": "fill"}), get_backend("triton[splits=fill]")]
     assert all(b.choice == made[0].choice and b.variant == "splits=fill" for b in made)
     assert get_backend("triton").variant == "" and get_backend("triton").choice["splits"] == "waves"

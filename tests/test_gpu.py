@@ -396,6 +396,23 @@ def test_triton_gluon_balance_on_gpu(measurer, balance, case):
         assert any(launch.get("balance") == balance for launch in launches(row)), row.backend_info
 
 
+@pytest.mark.parametrize(
+    "case",
+    ["prefill 1 679 679 32 8 128", "prefill 2 1000 1000 32 8 128", "append 2 300 1500 32 8 128",
+     "prefill 1 804 804 32 4 128", "append 1 804 818 64 4 128", "prefill 2 500 500 16 8 64 fp16",
+     "prefill 1 700 700 64 4 64"],
+)  # fmt: skip
+def test_triton_gluon_gqa_packing_on_gpu(measurer, case):
+    """gluon_pack=gqa: one KV head's query group in a block's rows (groups 2, 4, 8 and 16; head dims 64 and 128;
+    prefill and append, partial last blocks), against the reference; the row names the packing on sm90."""
+    workload, batch, q_len, kv_len, hq, hkv, d, *dtype = case.split()
+    spec = ExperimentSpec(workload, int(batch), int(q_len), int(kv_len), int(hq), int(hkv), int(d), model="gpu-test",
+                          dtype=DType.FP16 if dtype else DType.BF16)  # fmt: skip
+    row = measurer.measure(spec, available_or_skip("triton[gluon_pack=gqa]"))
+    assert row.status is Status.OK and row.rel_err < 2e-2, f"{row.status}: {row.reason}"
+    assert info(row).get("pack_gqa") == int(hq) // int(hkv), row.backend_info
+
+
 @pytest.mark.parametrize("grid", ["blocks", "tiles", "persistent"])
 @pytest.mark.parametrize("page", [None, 16, 32])
 def test_triton_gluon_varlen_head_dim_64_fp16_on_gpu(measurer, page, grid):

@@ -120,8 +120,13 @@ def test_every_kernel_variant_compiles_for_hopper_without_a_gpu(tmp_path):
     # the ping-pong kernel: two consumer warpgroups (each with its own MMA waits) and the producer's, which
     # Gluon rounds up to a warpgroup and occupancy counts: 4 + 4 + 4 warps a CTA
     pp = rows[rows.variant.str.contains("gluon-pp")]
-    assert len(pp) == 11 and (pp.cta_warps == 12).all() and (pp.mma_waits.astype(str) == "0 1 0 0 0 1 0 0").all()
+    assert len(pp) == 12 and (pp.cta_warps == 12).all() and (pp.mma_waits.astype(str) == "0 1 0 0 0 1 0 0").all()
     assert pp.variant.str.contains("gluon-pp-persistent").sum() == 1  # the backend's append kernel
+    # GQA packed (gluon_pack=gqa): Q's halves through one 3-D TMA load each, at the one-block kernel's registers
+    name = r"explore gluon-pp 128x128 w4\+4 st2"
+    packed, one_block = (pp[pp.variant.str.fullmatch(name + suffix)] for suffix in (" pack4", ""))
+    assert len(packed) == 1 and packed.spill_bytes.iloc[0] == 0
+    assert packed.registers.iloc[0] == one_block.registers.iloc[0]
     # the persistent varlen grid (gluon_grid=persistent), dense and paged: at the one-block kernel's registers
     persistent = pp[pp.variant.str.contains("varlen persistent")]
     assert len(persistent) == 3 and (persistent.spill_bytes == 0).all()

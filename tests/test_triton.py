@@ -945,6 +945,49 @@ def test_gluon_balance_reaches_every_gluon_launch_and_is_planned_only_where_one_
         assert gluon_op.balance == balance and launches(backend.run_info())[0]["balance"] == balance
 
 
+def test_gqa_packing_builds_a_3d_q_load_and_a_grid_of_kv_heads(monkeypatch):
+    """gluon_pack=gqa on the host side (the kernel runs on a GPU only; tools.aot_check compiles it): Q's halves as
+    3-D loads of [64 // group positions, group heads, D], a grid of (batch × KV head, row blocks of 128 packed rows),
+    the row naming the packing; refused for a group that does not divide 64, or with the persistent grid; planned
+    only on a uniform dense prefill or append the Gluon kernels take, with a query group to pack."""
+    pytest.importorskip("triton.experimental.gluon")
+    from frameworks.triton import gluon_prefill
+    from frameworks.triton.gluon_prefill import GluonPrefill
+    from specs import DType, ExperimentSpec
+
+    q = torch.zeros(2, 300, 8, 64, dtype=torch.bfloat16)
+    k = torch.zeros(2, 400, 2, 64, dtype=torch.bfloat16)
+    op = GluonPrefill(q, k, k, 400, True, 128, 128, 4, stages=2, pingpong=True, pack=True)
+    assert op.pack == 4 and list(op.q_desc.block_shape) == [16, 4, 64] and op.info()["pack_gqa"] == 4
+    launched = {}
+
+    class Kernel:
+        def __getitem__(self, grid):
+            return lambda *args, **kw: launched.update(grid=grid, **kw)
+
+    monkeypatch.setattr(gluon_prefill, "gluon_pp_prefill_kernel", Kernel())
+    op()
+    assert launched["PACK"] == 4 and sorted(launched["grid"]) == [4, 10]  # 2 × 2 KV heads; 300 × 4 rows / 128
+    unpacked = GluonPrefill(q, k, k, 400, True, 128, 128, 4, stages=2, pingpong=True)
+    assert unpacked.pack == 1 and "pack_gqa" not in unpacked.info()
+    with pytest.raises(ValueError, match="GQA packing takes the one-block grid"):
+        GluonPrefill(q, k, k, 400, True, 128, 128, 4, stages=2, pingpong=True, pack=True, persistent=True)
+    with pytest.raises(ValueError, match="group of 2 to 64"):
+        GluonPrefill(torch.zeros(1, 300, 6, 64, dtype=torch.bfloat16), k[:1], k[:1], 400, True, 128, 128, 4,
+                     stages=2, pingpong=True, pack=True)  # fmt: skip
+    key = get_backend("triton").variant_keys()["gluon_pack"]
+    plain = dict(num_q_heads=32, num_kv_heads=8, head_dim=128, dtype=DType.BF16)
+    yes = [ExperimentSpec("prefill", 1, 679, 679, **plain), ExperimentSpec("append", 2, 804, 818, **plain)]
+    no = [
+        ExperimentSpec("prefill", 1, 679, 679, page_size=16, **plain),
+        ExperimentSpec("prefill", 1, 100, 100, **plain),  # under a row block: not the Gluon kernel
+        ExperimentSpec("prefill", 1, 679, 679, num_q_heads=8, num_kv_heads=8, head_dim=128),  # no group
+        ExperimentSpec("prefill", 1, 679, 679, window=128, **plain),  # a form: the Triton kernels
+        ExperimentSpec.from_mix("q679_q300", 32, 8, 128),
+    ]
+    assert [key.applies(s) for s in yes] == [True, True] and not any(key.applies(s) for s in no)
+
+
 @pytest.mark.parametrize("workload,ahead", [("spec-decode", True), ("append", False)])
 def test_a_speculative_step_loads_page_ids_ahead_by_default(workload, ahead):
     """The variant page_prefetch=decode (the default): a paged speculative step (a few rows on a long cache,

@@ -126,7 +126,10 @@ def gluon_signature(fn, constexprs: dict, dtype: str) -> dict:
                 rows = constexprs["PAGE"]  # a paged ragged cache: a load a page into the tile's rows
             if name == "q_desc" and "STAGES" in constexprs and constexprs["num_warps"] == 4 and rows == 128:
                 rows = 64  # the ping-pong kernel: a consumer warpgroup's half of the block
-            sig[name] = f"tensordesc<{dtype}[{rows}, {d}],{shared_layout([rows, d], torch_dtype)!r}>"
+            pack = constexprs.get("PACK", 1) if name == "q_desc" else 1
+            block = [rows // pack, pack, d] if pack > 1 else [rows, d]  # GQA packed: positions × heads × d a load
+            dims = ", ".join(map(str, block))
+            sig[name] = f"tensordesc<{dtype}[{dims}],{shared_layout(block, torch_dtype)!r}>"
         elif name == "O":
             sig[name] = f"*{dtype}"
         elif name in INT_POINTERS:
@@ -156,6 +159,9 @@ def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
 
         fn = v.kernel
         constexprs = {k: val for k, val in v.constexprs.items() if k in fn.arg_names}
+        for param in fn.params:  # a constexpr the variant leaves out (PACK): its default, as at a launch
+            if param.is_constexpr and param.name not in constexprs and param.default is not inspect.Parameter.empty:
+                constexprs[param.name] = param.default
         sig = gluon_signature(fn, constexprs, dtype)
         src = GluonASTSource(fn, sig, constexprs, divisibility(fn, sig))
     else:
@@ -304,6 +310,10 @@ def variants(quick: bool) -> list[Variant]:
             if not kw.get("PERSISTENT") and not quick:  # the one-block grid in both launch orders (gluon_balance)
                 out.append(Variant(f"explore {name} static", kernel, {**ce, "LPT": False}, config.num_warps, 1))
                 ce["LPT"] = True
+            if not kw.get("PERSISTENT"):  # GQA packed (gluon_pack=gqa): Llama's group of 4, Qwen3-30B's 8
+                for pack in (4,) if quick else (2, 4, 8, 16):
+                    packed = {**ce, "LPT": True, "PACK": pack}
+                    out.append(Variant(f"explore {name} pack{pack}", kernel, packed, config.num_warps, 1))
         out.append(Variant(f"explore {name}", kernel, ce, config.num_warps, 1))
     # the ping-pong kernel over a ragged batch: what the backend runs for dense prompt and chunk launches
     # dense; a load a 16-token page (8 a tile); pages that hold whole tiles; each on the block grid and the tiles'

@@ -127,6 +127,16 @@ def _gluon_balance_changes(spec) -> bool:
     return half_wave and (spec.page_size is None or _paged_prompt(spec) and _paged_prompt_long(spec))
 
 
+def _gluon_pack_changes(spec) -> bool:
+    """Where gluon_pack=gqa runs another kernel: a uniform dense prefill or append the one-block or persistent Gluon
+    kernel takes (a row block or more, a form and dtype it takes) whose query group (2-64, dividing 64) can share a
+    block's rows."""
+    uniform = spec.workload in (Workload.PREFILL, Workload.APPEND) and not spec.is_ragged
+    group = spec.gqa_group
+    fits = 2 <= group <= GLUON_ROWS // 2 and (GLUON_ROWS // 2) % group == 0
+    return uniform and spec.page_size is None and spec.q_len >= GLUON_ROWS and _gluon_takes(spec) and fits
+
+
 def _has_decodes(spec) -> bool:
     return spec.workload in (Workload.DECODE, Workload.MIXED)
 
@@ -379,13 +389,23 @@ VARIANTS = (
         "prompt batches 0.97x the time dense, 0.99x on pages of 16 (0.98x over 7 held out), mixed 1.00x (0.98x over "
         "17 held out), one 1,024-token prompt 0.84x; docs/perf/generalization.md",
     ),
+    VariantKey(
+        "gluon_pack",
+        ("off", "gqa"),
+        "off",
+        applies=_gluon_pack_changes,
+        help="a uniform dense prefill or append through the Gluon kernel: a 128-row block of one query head (off), or "
+        "of one KV head's query group, 128 / group positions × the group's heads (gqa: FA3's and FA4's pack_gqa; "
+        "the K/V tiles read once for the group and the causal edge every 32 positions at group 4; the one-block grid; "
+        "compiled for sm_90a, not yet measured: docs/perf/generalization.md)",
+    ),
 )
 
 
 # the keys whose values choose among the Gluon kernels (and their grids, orders and paged loads) or TMA loads, which
 # run on sm90 GPUs only: elsewhere every value runs what the default runs, so a row under another value would claim
 # what did not run (the backend is `unavailable` for it there, with the reason)
-SM90_KEYS = ("gluon", "gluon_grid", "gluon_balance", "paged_prompt", "varlen_tma")
+SM90_KEYS = ("gluon", "gluon_grid", "gluon_balance", "paged_prompt", "varlen_tma", "gluon_pack")
 
 
 def _sm90(device) -> bool:
@@ -489,8 +509,10 @@ class TritonAttention(Backend):
         from .gluon_prefill import GluonPrefill
 
         append = spec.workload is Workload.APPEND
+        pack = self.choice["gluon_pack"] == "gqa" and _gluon_pack_changes(spec)  # the one-block grid, packed
         return GluonPrefill(q, k, v, spec.kv_len, spec.is_masked, 128, 128, 4, stages=2, pingpong=True,
-                            persistent=append, balance=self.choice["gluon_balance"])  # fmt: skip
+                            persistent=append and not pack, balance=self.choice["gluon_balance"],
+                            pack=pack)  # fmt: skip
 
     def _gluon(self, spec, inputs, ops) -> bool:
         """Whether the Gluon kernels may run: the gluon variant allows it (gluon=long: the cache is paged, or the

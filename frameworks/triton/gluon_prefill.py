@@ -114,7 +114,7 @@ def _ws_release(bar):
 def _pp_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os, s_oh, b, h,
                  o_row0, n_tiles, m0, offset, SQ, SK, qk_scale, HALF: gl.constexpr, CAUSAL: gl.constexpr,
                  BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, it0=0, t0=0, q_phase=0,
-                 q_empty=None, RELEASE_Q: gl.constexpr = False):  # fmt: skip
+                 q_empty=None, RELEASE_Q: gl.constexpr = False, PACK: gl.constexpr = 1):  # fmt: skip
     """One consumer warpgroup of the ping-pong kernel: rows m0 + 64·HALF … + 63 against every K/V tile of
     the 128-row block (the extra keys of the upper half are masked), its own output stored here. Before it
     issues a tile's MMAs it waits for the token `tok[HALF]`; after issuing them it passes the token on, so
@@ -123,7 +123,9 @@ def _pp_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_emp
     ragged batch's request starting at row o_row0. A persistent CTA's later blocks continue the ring and
     the token where the last block left them: its tile 0 is the CTA's tile it0, its first token wait the
     t0-th, its Q the q_phase-th in its buffer, which RELEASE_Q hands back (`q_empty`) once the last Q·Kᵀ is
-    done."""
+    done. PACK > 1 (GQA packed): h is a KV head and a row is (position, query head of its group), the group's
+    PACK heads of one position in consecutive rows, so row r is position r // PACK of query head h·PACK + r % PACK
+    (m0 counts packed rows; the causal bound and the store follow each row's position)."""
     HM: gl.constexpr = 64
     dtype: gl.constexpr = q_smem.dtype
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -133,8 +135,10 @@ def _pp_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_emp
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     r0 = m0 + HALF * HM
     rows = r0 + gl.arange(0, HM, layout=gl.SliceLayout(1, s_layout))
+    if PACK > 1:  # the rows' positions: what the causal mask compares
+        rows = rows // PACK
     if CAUSAL:
-        full = (gl.minimum(offset + r0 + 1, SK) // BLOCK_N) * BLOCK_N
+        full = (gl.minimum(offset + r0 // PACK + 1, SK) // BLOCK_N) * BLOCK_N
     else:
         full = (SK // BLOCK_N) * BLOCK_N
     qh = q_smem.index(HALF)
@@ -180,8 +184,14 @@ def _pp_consumer(q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_emp
     out = acc / gl.expand_dims(gl.convert_layout(l_i, gl.SliceLayout(1, o_layout)), 1)
     o_rows = r0 + gl.arange(0, HM, layout=gl.SliceLayout(1, o_layout))
     d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
-    ptrs = (O + b.to(gl.int64) * s_ob + gl.expand_dims((o_row0 + o_rows).to(gl.int64) * s_os, 1) + h * s_oh
-            + gl.expand_dims(d, 0))  # fmt: skip
+    if PACK > 1:  # row r: position r // PACK, query head h·PACK + r % PACK
+        heads = gl.expand_dims((h * PACK + o_rows % PACK) * s_oh, 1)
+        o_rows = o_rows // PACK
+        ptrs = (O + b.to(gl.int64) * s_ob + gl.expand_dims((o_row0 + o_rows).to(gl.int64) * s_os, 1) + heads
+                + gl.expand_dims(d, 0))  # fmt: skip
+    else:
+        ptrs = (O + b.to(gl.int64) * s_ob + gl.expand_dims((o_row0 + o_rows).to(gl.int64) * s_os, 1) + h * s_oh
+                + gl.expand_dims(d, 0))  # fmt: skip
     gl.store(ptrs, out.to(dtype), mask=gl.expand_dims(o_rows < SQ, 1))
 
 
@@ -198,13 +208,16 @@ def _pp_tiles(m0, SQ, SK, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: 
 
 @gluon.jit
 def _pp_smem(q_desc, k_desc, v_desc, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
-             STAGES: gl.constexpr, Q_EMPTY: gl.constexpr):  # fmt: skip
+             STAGES: gl.constexpr, Q_EMPTY: gl.constexpr, PACK: gl.constexpr = 1):  # fmt: skip
     """The ping-pong kernels' shared memory and barriers, in one order for both (the PTX of each kernel is what
     it was when each allocated its own): Q's two halves with their `ready` barriers (and, for a persistent CTA
     that reloads Q, Q_EMPTY: their `empty` ones; the `ready` ones again otherwise, unused), the token, and the
     K/V ring of STAGES with its `ready` barriers and its `empty` ones (count 2: both consumers release a stage)."""
     dtype: gl.constexpr = q_desc.dtype
-    q_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_M // 2, HEAD_DIM], q_desc.layout)
+    if PACK > 1:  # q_desc is 3-D ([positions, heads, HEAD_DIM] a load): the halves are K's 2-D layout, reshaped to load
+        q_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_M // 2, HEAD_DIM], k_desc.layout)
+    else:
+        q_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_M // 2, HEAD_DIM], q_desc.layout)
     k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
     v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
     q_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
@@ -241,26 +254,35 @@ def _last_page(SK, PAGE: gl.constexpr):
 @gluon.jit
 def _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, q_row, o_row0, kv_row, kv_col, BT, bt_off, m0, SQ,
               SK, qk_scale, HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr,
-              BLOCK_N: gl.constexpr, STAGES: gl.constexpr, PAGE: gl.constexpr):  # fmt: skip
+              BLOCK_N: gl.constexpr, STAGES: gl.constexpr, PAGE: gl.constexpr, PACK: gl.constexpr = 1):  # fmt: skip
     """One 128-row block (rows m0 … of SQ, Q from row q_row of q_desc) against SK keys: from row kv_row of the
     K/V descriptors (PAGE 0), or through the block table row at BT + bt_off (`_kv_tile_load`). Shared memory,
-    barriers, the Q loads, then the three partitions."""
+    barriers, the Q loads, then the three partitions. PACK > 1 (GQA packed): h is a KV head, m0 counts packed
+    rows (BLOCK_M // PACK positions a block, from position q_row), and each half of Q comes as one 3-D load of
+    [positions, PACK heads, HEAD_DIM] from q_desc over [rows, Hq, HEAD_DIM], the same bytes as the half's
+    [64, HEAD_DIM] tile in shared memory (`_consumer` reads row r as position r // PACK)."""
     offset = SK - SQ
-    n_tiles = _pp_tiles(m0, SQ, SK, CAUSAL, BLOCK_M, BLOCK_N)
+    n_tiles = _pp_tiles(m0 // PACK, SQ, SK, CAUSAL, BLOCK_M // PACK, BLOCK_N)
     q_smem, k_smem, v_smem, q_bar, _, tok, k_ready, v_ready, k_empty, v_empty = _pp_smem(
-        q_desc, k_desc, v_desc, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, False
+        q_desc, k_desc, v_desc, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, False, PACK
     )
+    HP: gl.constexpr = BLOCK_M // 2 // PACK  # a half's positions (its 64 rows when not packed)
     for i in gl.static_range(2):
-        _issue_load(q_desc, q_row + i * (BLOCK_M // 2), h * HEAD_DIM, q_bar.index(i), q_smem.index(i), True)
+        if PACK > 1:
+            half = q_smem.index(i).reshape([HP, PACK, HEAD_DIM])
+            mbarrier.expect(q_bar.index(i), q_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(q_desc, [q_row + i * HP, h * PACK, 0], q_bar.index(i), half)
+        else:
+            _issue_load(q_desc, q_row + i * (BLOCK_M // 2), h * HEAD_DIM, q_bar.index(i), q_smem.index(i), True)
     last_page = _last_page(SK, PAGE)
     gl.warp_specialize(
         [
             (_pp_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os,
                             s_oh, b, h, o_row0, n_tiles, m0, offset, SQ, SK, qk_scale, 0, CAUSAL, BLOCK_N, HEAD_DIM,
-                            STAGES)),
+                            STAGES, 0, 0, 0, None, False, PACK)),
             (_pp_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, tok, O, s_ob, s_os,
                             s_oh, b, h, o_row0, n_tiles, m0, offset, SQ, SK, qk_scale, 1, CAUSAL, BLOCK_N, HEAD_DIM,
-                            STAGES)),
+                            STAGES, 0, 0, 0, None, False, PACK)),
             (_ws_loader, (k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, kv_row, kv_col, n_tiles,
                           BT, bt_off, last_page, BLOCK_N, STAGES, PAGE)),
         ],
@@ -321,7 +343,7 @@ def gluon_pp_prefill_kernel(
     q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh,
     SQ, SK, HQ, HKV, qk_scale,
     HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-    STAGES: gl.constexpr, LPT: gl.constexpr, num_warps: gl.constexpr,
+    STAGES: gl.constexpr, LPT: gl.constexpr, num_warps: gl.constexpr, PACK: gl.constexpr = 1,
 ):  # fmt: skip
     """FA3's warp roles: a 128-row block as two consumer warpgroups of 64 rows (the default partition and a
     worker, 4 warps each) that take turns on the tensor cores (`_pp_consumer`), fed by one producer warp
@@ -329,18 +351,29 @@ def gluon_pp_prefill_kernel(
     BLOCK_M is 128 and num_warps 4 (a consumer's); q_desc's block is [64, HEAD_DIM]. The grid: (row block,
     batch × head), a (batch, head)'s blocks in turn, last (heaviest, causal) first; with LPT (batch × head, row
     block), every (batch, head) of the last block before the next block, so the GPU, handing out programs in
-    launch order, starts the heaviest blocks first and ends on the light ones (list scheduling)."""
+    launch order, starts the heaviest blocks first and ends on the light ones (list scheduling). PACK > 1 (GQA
+    packed, FA3's and FA4's pack_gqa): a program's block is 128 rows of one KV head's PACK query heads,
+    128 // PACK positions × PACK heads, so its K/V tiles serve every head of the group, the grid's second axis is
+    batch × KV head, and the causal edge falls every 128 // PACK positions (`_pp_block`)."""
     if LPT:
         pid_m = gl.num_programs(1) - 1 - gl.program_id(1) if CAUSAL else gl.program_id(1)
         pid_bh = gl.program_id(0)
     else:
         pid_m = gl.num_programs(0) - 1 - gl.program_id(0) if CAUSAL else gl.program_id(0)
         pid_bh = gl.program_id(1)
-    b = pid_bh // HQ
-    h = pid_bh % HQ
-    m0 = pid_m * BLOCK_M
-    _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, b * SQ + m0, 0, b * SK, (h // (HQ // HKV)) * HEAD_DIM,
-              O, 0, m0, SQ, SK, qk_scale, HEAD_DIM, CAUSAL, BLOCK_M, BLOCK_N, STAGES, 0)  # fmt: skip
+    if PACK > 1:  # h: a KV head, its PACK query heads in the block's rows
+        b = pid_bh // HKV
+        h = pid_bh % HKV
+        m0 = pid_m * BLOCK_M
+        _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, b * SQ + m0 // PACK, 0, b * SK, h * HEAD_DIM,
+                  O, 0, m0, SQ, SK, qk_scale, HEAD_DIM, CAUSAL, BLOCK_M, BLOCK_N, STAGES, 0, PACK)  # fmt: skip
+    else:
+        b = pid_bh // HQ
+        h = pid_bh % HQ
+        m0 = pid_m * BLOCK_M
+        _pp_block(q_desc, k_desc, v_desc, O, s_ob, s_os, s_oh, b, h, b * SQ + m0, 0, b * SK,
+                  (h // (HQ // HKV)) * HEAD_DIM, O, 0, m0, SQ, SK, qk_scale, HEAD_DIM, CAUSAL, BLOCK_M, BLOCK_N,
+                  STAGES, 0)  # fmt: skip
 
 
 @gluon.jit
@@ -554,15 +587,24 @@ class GluonPrefill:
 
     def __init__(
         self, q, k, v, kv_len: int, causal: bool, block_m: int = 128, block_n: int = 128, warps: int = 8,
-        stages: int = 0, pingpong: bool = False, persistent: bool = False, balance: str = "lpt",
+        stages: int = 0, pingpong: bool = False, persistent: bool = False, balance: str = "lpt", pack: bool = False,
     ):  # fmt: skip
-        b, sq, hq, _ = q.shape
+        b, sq, hq, d = q.shape
         if not pingpong:
             raise ValueError("gluon prefill: the kernel without warp roles is tools/gluon_overlap.GluonOverlap")
         if not stages or (block_m, warps) != (128, 4):
             raise ValueError("gluon prefill: pingpong takes block_m 128, warps 4 (a consumer's) and stages > 0")
         # a consumer warpgroup's rows a Q load
         self.q_desc, self.k_desc, self.v_desc, self.qk_scale = dense_loads(q, k, v, kv_len, block_m // 2, block_n)
+        group = hq // k.shape[2]
+        # pack: a block's rows are one KV head's query heads (GQA packed), 64 // group positions a consumer's Q load
+        self.pack = group if pack else 1
+        if pack and (persistent or group < 2 or (block_m // 2) % group):
+            raise ValueError(f"gluon prefill: GQA packing takes the one-block grid and a query group of 2 to "
+                             f"{block_m // 2} that divides {block_m // 2}; got group {group}")  # fmt: skip
+        if pack:
+            rows = [block_m // 2 // group, group, d]
+            self.q_desc = TensorDescriptor.from_tensor(q.view(b * sq, hq, d), rows, shared_layout(rows, q.dtype))
         self.persistent, self.balance = persistent, balance
         if persistent:  # the grid: one CTA an SM, or one a work item where there are fewer, and each CTA's items
             n_m, n_bh = triton.cdiv(sq, block_m), b * hq
@@ -576,7 +618,7 @@ class GluonPrefill:
             self.starts = torch.tensor(starts, dtype=torch.int32, device=q.device)
         else:  # the one-block grid: lpt where the (batch, head) pairs fill at most half a wave
             check_balance(balance)
-            self.balance = uniform_launch_balance(balance, b * hq, sm_count(q.device))
+            self.balance = uniform_launch_balance(balance, b * hq // self.pack, sm_count(q.device))
         self.q, self.k, self.v = q, k, v  # the descriptors hold their addresses: keep them alive
         self.shape, self.hkv, self.sk = q.shape, k.shape[2], kv_len
         self.block_m, self.block_n, self.warps, self.causal, self.stages = block_m, block_n, warps, causal, stages
@@ -584,9 +626,10 @@ class GluonPrefill:
     def info(self) -> dict:
         """What ran, for a row's backend_info (the Triton ops' `info()` convention)."""
         kind = "gluon-pp-persistent" if self.persistent else "gluon-pp"
+        packed = {"pack_gqa": self.pack} if self.pack > 1 else {}
         return {"kernel": kind, "BLOCK_M": self.block_m, "BLOCK_N": self.block_n,
                 "warps": f"{self.warps}+{self.warps}+producer", "stages": self.stages, "kv_loads": "tma",
-                "balance": self.balance}  # fmt: skip
+                "balance": self.balance, **packed}  # fmt: skip
 
     def __call__(self) -> torch.Tensor:
         o = torch.empty(self.shape, dtype=self.q.dtype, device=self.q.device)
@@ -598,10 +641,12 @@ class GluonPrefill:
         if self.persistent:  # one CTA an SM (at most), walking its (row block, batch, head) items
             gluon_pp_persistent_kernel[(self.ctas,)](*args, self.items, self.starts, b * hq, n_m, **blocks,
                                                      STAGES=self.stages, num_warps=self.warps)  # fmt: skip
-        else:
-            lpt = self.balance == "lpt"
-            grid = (b * hq, n_m) if lpt else (n_m, b * hq)
-            gluon_pp_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, LPT=lpt, num_warps=self.warps)
+        else:  # packed: blocks of 128 rows over sq × group rows a (batch, KV head)
+            lpt, n_bh = self.balance == "lpt", b * hq // self.pack
+            n_m = triton.cdiv(sq * self.pack, self.block_m)
+            grid = (n_bh, n_m) if lpt else (n_m, n_bh)
+            gluon_pp_prefill_kernel[grid](*args, **blocks, STAGES=self.stages, LPT=lpt, num_warps=self.warps,
+                                          PACK=self.pack)  # fmt: skip
         return o
 
 
