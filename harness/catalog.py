@@ -56,10 +56,10 @@ def catalog_tables(catalog: list[dict], device_type: str, with_models_and_preset
                          escape(b["reason"] or b["version"]), escape(b["upstream"]))  # fmt: skip
     caps = Table(title="capabilities (declared; the library may still decline a spec at run time)")
     for col in ("backend", *(list(catalog[0]["capabilities"]) if catalog else [])):
-        caps.add_column(col)
+        caps.add_column(col, no_wrap=col == "backend", overflow="fold")  # a backend's name whole, never "flash…"
     for b in catalog:
         caps.add_row(b["name"], *map(escape, b["capabilities"].values()))
-    variants = Table(title="variants: -b 'NAME[key=value,...]'; the default sweep also runs the contenders (*)")
+    variants = Table(title=escape("variants: -b 'NAME[key=value,...]'; the default sweep also runs the contenders (*)"))
     for col in ("backend", "key", "values (default first)", "what"):
         variants.add_column(col, overflow="fold")
     for b in catalog:

@@ -42,6 +42,9 @@ def resolve_backends(backend_args: Iterable[str]) -> list[tuple[str, str]]:
             name, choice = parse_backend_arg(text.strip()[:-3] if star else text)
         except VariantError as exc:
             raise SpecError(str(exc)) from None
+        if star and choice:  # 'triton[spec=varlen][*]': the keys would be dropped silently
+            raise SpecError(f"--backend: {text.strip()!r}: [*] stands alone, NAME[*] (the defaults and every "
+                            "contender); name the keys of one variant as NAME[key=value,...]")  # fmt: skip
         if name not in BACKENDS:
             raise SpecError(f"--backend: {name!r} not known; expected any of {', '.join(sorted(BACKENDS))}")
         try:

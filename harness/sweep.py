@@ -19,7 +19,7 @@ from specs import SpecError
 
 from .measure import MeasureConfig
 from .plan import Task
-from .store import ResultRow, Status, append_rows, done_keys
+from .store import ResultRow, Status, append_rows, done_keys, labelled
 from .timer import Repetition
 from .workers.local import FAILED, local_rows
 
@@ -180,7 +180,7 @@ def sweep_command(
     console.print(f"rows appended to [bold]{output}[/]; worker log: {log_path_for(config.run_id)}")
     if where.plots:
         from .report import plots
-        from .store import labelled, load_rows
+        from .store import load_rows
 
         try:
             for path in plots.plot(labelled(load_rows(output)), plot_dir):
@@ -254,7 +254,8 @@ def check_command(what: Selection, timeout: float, console) -> int:
     console.print(f"check [bold]{what.preset.value}[/]: {len(specs)} specs × {len(names)} backends on {device}")
     with tempfile.TemporaryDirectory() as scratch:
         rows, _ = run_with_progress(tasks, config, Path(scratch) / "check.csv", timeout, console)
-    console.print(render_rich(pivot(rows, "rel_err"), title="‖out − ref‖ / ‖ref‖ against the fp32 reference"))
+    shown = labelled(rows)  # variants apart, named as -b takes them
+    console.print(render_rich(pivot(shown, "rel_err"), title="‖out − ref‖ / ‖ref‖ against the fp32 reference"))
     bad = [r for r in rows if r.status in (Status.INCORRECT, Status.ERROR, Status.TIMEOUT)]
     counts = Counter(r.status.value for r in rows)
     console.print(", ".join(f"{n} {status}" for status, n in counts.most_common()))
@@ -262,7 +263,8 @@ def check_command(what: Selection, timeout: float, console) -> int:
     for (backend_name, reason), n in sorted(why.items()):  # a form a backend lacks, and why
         console.print(escape(f"unsupported × {n}: {backend_name}: {reason}"), style="dim")
     for r in bad:
-        console.print(f"[red]{r.status}[/] {escape(f'{r.backend} · {r.spec.describe()}: {r.reason}')}")
+        name = label(r.backend, r.variant)
+        console.print(f"[red]{r.status}[/] {escape(f'{name} · {r.spec.describe()}: {r.reason}')}")
     return 1 if bad else 0
 
 

@@ -424,7 +424,7 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
                 tiny_spec("spec-decode", chunk=4, page_size=16),
                 tiny_spec("spec-decode", chunk=4, kv_len=64, batch=32, page_size=16),  # 64 programs on pages
                 ExperimentSpec.from_mix("q4s1535_q4s90", 8, 2, 64),
-                ExperimentSpec.from_mix("17q4s1536", 8, 2, 64),  # 34 programs, a long enough cache
+                ExperimentSpec.from_mix("16q4s1536_q4s1500", 8, 2, 64),  # 34 programs, a long enough cache
                 ExperimentSpec.from_mix("17q4s300", 8, 2, 64, page_size=16),
                 tiny_spec("append", chunk=17, kv_len=1088),
             ],  # fmt: skip
@@ -432,7 +432,7 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
                 decode,
                 mixed,
                 decodes,
-                ExperimentSpec.from_mix("17q4s1535", 8, 2, 64),  # 34 programs on short dense caches
+                ExperimentSpec.from_mix("16q4s1535_q4s1500", 8, 2, 64),  # 34 programs on short dense caches
                 tiny_spec("spec-decode", chunk=4, kv_len=1536, batch=17),  # uniform, 34 programs
                 tiny_spec("spec-decode", chunk=4, kv_len=64, batch=33, page_size=16),  # 66 programs on pages
                 tiny_spec("append", chunk=17, kv_len=1088, batch=17),
@@ -442,7 +442,7 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
         (
             "triton[spec=split-kv]",
             [
-                ExperimentSpec.from_mix("17q4s1535", 8, 2, 64),
+                ExperimentSpec.from_mix("16q4s1535_q4s1500", 8, 2, 64),
                 tiny_spec("spec-decode", chunk=4, kv_len=1536, batch=17),
                 tiny_spec("spec-decode", chunk=4, kv_len=64, batch=33, page_size=16),
                 tiny_spec("append", chunk=17, kv_len=1088, batch=17),
@@ -454,7 +454,7 @@ def test_a_default_sweep_measures_the_contenders_on_the_specs_where_a_key_change
                 long_cache_chunk,
                 tiny_spec("spec-decode", chunk=4),
                 tiny_spec("spec-decode", chunk=4, page_size=16),
-                ExperimentSpec.from_mix("17q4s1536", 8, 2, 64),
+                ExperimentSpec.from_mix("16q4s1536_q4s1500", 8, 2, 64),
                 tiny_spec("append", chunk=17, kv_len=1087),
                 ExperimentSpec.from_mix("q40_q17s1087_3q1s17", 8, 2, 64),
             ],  # fmt: skip

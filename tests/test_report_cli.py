@@ -105,6 +105,10 @@ def test_cli_list():
     assert result.exit_code == 0, result.output
     assert "torch-naive" in result.output and "Qwen3-235B-A22B" in result.output and "readme" in result.output
     assert "needs a cuda device" in result.output  # sdpa-cudnn on a CPU run
+    # the variants table's title keeps its brackets (Rich markup would eat them), the capabilities table each
+    # backend's whole name
+    assert "-b 'NAME[key=value,...]'" in result.output
+    assert all(name in result.output for name in ("flash-attn2", "flash-attn3", "flash-attn4", "flashinfer"))
 
 
 def test_cli_sweep_end_to_end(tmp_path):
@@ -389,6 +393,10 @@ def test_cli_check_reports_errors_and_fails_on_a_wrong_backend():
     bad = runner.invoke(run.app, base + ["-b", "torch-naive,test-top-left"])
     assert bad.exit_code == 1
     assert "incorrect test-top-left" in " ".join(bad.output.split()) and "relative error" in bad.output
+    # a backend's variants are rows of their own, named as -b takes them
+    both = runner.invoke(run.app, base + ["-b", "torch-naive,torch-naive[gqa=repeat]"])
+    assert both.exit_code == 0 and "2 ok" in both.output, both.output
+    assert "torch-naive[gqa=repeat]" in both.output
 
 
 def test_cli_check_says_why_a_backend_is_unsupported(monkeypatch):

@@ -149,3 +149,23 @@ def test_list_json_describes_every_backend():
     assert catalog["flashinfer"]["available"] is False and catalog["flashinfer"]["reason"]
     assert {"mixed", "sinks"} == {v["key"] for v in catalog["flashinfer"]["variants"]}
     assert {v["key"] for v in catalog["triton"]["variants"]} >= {"splits", "gluon", "schedule"}
+
+
+def test_star_takes_no_keys_and_keys_that_meet_plan_no_repeat():
+    """NAME[key=value][*] is refused (its keys would be dropped); where spec=auto sends a batch's decodes to the work
+    list, splits changes nothing and is not planned; spec=varlen beside mixed_launches=1 repeats mixed_launches=1;
+    a uniform batch takes the uniform rule whether written as a workload or as a mix of equal requests."""
+    from frameworks.triton import _auto_split_kv
+
+    with pytest.raises(SpecError, match=r"\[\*\] stands alone"):
+        resolve_backends(["triton[spec=varlen][*]"])
+    steps_and_decodes = ExperimentSpec.from_mix("q4s900_2q1s17", 32, 8, 128)
+    chunk_and_decodes = ExperimentSpec.from_mix("q20s30_3q1s17", 32, 8, 128)
+    assert [t.variant for t in plan_tasks([steps_and_decodes], ["triton[*]"])] == ["", "spec=varlen"]
+    assert [t.variant for t in plan_tasks([chunk_and_decodes], ["triton[*]"])] == ["", "splits=work"]
+    asked = ["triton[spec=varlen,mixed_launches=1]", "triton[mixed_launches=1]", "triton[splits=work,spec=varlen]"]
+    planned = [t.variant for t in plan_tasks([steps_and_decodes], asked)]
+    assert planned == ["mixed_launches=1", "splits=work,spec=varlen"]
+    as_mix = ExperimentSpec.from_mix("17q4s300", 32, 8, 128, page_size=16)
+    as_workload = ExperimentSpec("spec-decode", 17, 4, 300, 32, 8, 128, page_size=16)
+    assert _auto_split_kv(as_mix) == _auto_split_kv(as_workload) is False  # 136 row-block programs

@@ -217,7 +217,7 @@ def _auto_split_kv(spec) -> bool:
         return True
     paged = spec.page_size is not None
     few = _row_block_programs(spec) <= (SPLIT_KV_AUTO_PROGRAMS_PAGED if paged else SPLIT_KV_AUTO_PROGRAMS)
-    if not spec.mix:
+    if not spec.is_ragged:  # a uniform batch, written as a workload or as a mix of equal requests alike
         return few
     return few or paged or spec.batch.max_kv >= SPLIT_KV_AUTO_KEYS
 
@@ -432,6 +432,19 @@ class TritonAttention(Backend):
         kv_dtypes={"", "fp8_e4m3"},  # K/V read as e4m3, converted in the kernel, the scales folded in
         kv_scales={"tensor", "head"},
     )
+
+    def variant_applies(self, spec) -> bool:
+        """Each key's own test (Backend.variant_applies), and where two keys meet: the splits key changes nothing on
+        a batch the spec key sends whole or in part to the work list (its decodes go there too), and spec=varlen
+        nothing on a mixed batch that mixed_launches=1 already keeps in one varlen launch."""
+        if not super().variant_applies(spec):
+            return False
+        keys = self.variant_keys()
+        if self.choice["splits"] != keys["splits"].default and (self._split_kv_whole(spec) or
+                                                                 self._split_kv_short(spec)):  # fmt: skip
+            return False
+        one_launch = spec.workload is Workload.MIXED and self._launches() == 1
+        return not (self.choice["spec"] == "varlen" and one_launch)
 
     def availability(self, device):
         if device.type == "cpu" and not _interpreting():
