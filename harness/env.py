@@ -31,9 +31,9 @@ class Environment:
 def pick_device(requested: str | None = None) -> torch.device:
     if requested:
         if requested not in ("cuda", "cpu"):
-            raise ValueError(f"device: {requested!r} is not valid; expected one of cuda, cpu")
+            raise ValueError(f"--device: {requested!r} is not valid; expected one of cuda, cpu")
         if requested == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device: cuda was asked for, but PyTorch sees no CUDA GPU here")
+            raise ValueError("--device: cuda was asked for, but PyTorch sees no CUDA GPU here")
         return torch.device(requested)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -197,6 +197,6 @@ def plan_sweep(what: Selection, check_device: bool = True):
         )
     if not check_device:
         if device not in ("cuda", "cpu"):
-            raise SpecError(f"device: {device!r} is not valid; expected one of cuda, cpu")
+            raise SpecError(f"--device: {device!r} is not valid; expected one of cuda, cpu")
         return specs, names, tasks, device
     return specs, names, tasks, pick_device(device).type

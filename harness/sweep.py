@@ -152,11 +152,13 @@ def sweep_command(
     if where.plots:
         check_output_dir("--plot-dir", plot_dir)
 
+    pairs = resolve_backends(names)
+    variants = f" ({len(pairs)} variants)" if len(pairs) > len(names) else ""
     console.print(
-        f"sweep [bold]{what.preset.value}[/]: {len(specs)} specs × {len(names)} backends = {len(tasks)} tasks "
-        f"on {device} → {output} (run {config.run_id})"
+        f"sweep [bold]{what.preset.value}[/]: {len(specs)} specs × {len(names)} backends{variants} = {len(tasks)} "
+        f"tasks on {device} → {output} (run {config.run_id})"
     )
-    unplanned = len(specs) * len(resolve_backends(names)) - len(tasks)
+    unplanned = len(specs) * len(pairs) - len(tasks)
     if unplanned:  # a table's "—" where a variant was not planned: said once here
         console.print(f"{unplanned} (spec, variant) pairs not planned: the variant runs nothing else there than its "
                       "backend's defaults (run.py list says where each key applies)")  # fmt: skip
@@ -192,6 +194,10 @@ def sweep_command(
     failures = failure_groups(rows)
     for status, backend_name, reason, count in failures:  # wrapped at 100 columns, the rest lines indented
         note(textwrap.fill(f"{status} × {count}: {backend_name}: {reason}", 100, subsequent_indent="    "))
+    absent = Counter((label(r.backend, r.variant), " ".join(r.reason.split())[:200]) for r in rows
+                     if r.status is Status.UNAVAILABLE)  # fmt: skip
+    for (backend_name, reason), count in sorted(absent.items()):  # why a cell says unavailable, once a reason
+        note(textwrap.fill(f"unavailable × {count}: {backend_name}: {reason}", 100, subsequent_indent="    "))
     if any(status is Status.INCORRECT for status, *_ in failures):
         n = sum(count for status, _, _, count in failures if status is Status.INCORRECT)
         error(f"{n} rows are incorrect (a backend's output differs from the fp32 reference; listed above); exit 3")
@@ -259,9 +265,10 @@ def check_command(what: Selection, timeout: float, console) -> int:
     bad = [r for r in rows if r.status in (Status.INCORRECT, Status.ERROR, Status.TIMEOUT)]
     counts = Counter(r.status.value for r in rows)
     console.print(", ".join(f"{n} {status}" for status, n in counts.most_common()))
-    why = Counter((label(r.backend, r.variant), r.reason) for r in rows if r.status is Status.UNSUPPORTED)
-    for (backend_name, reason), n in sorted(why.items()):  # a form a backend lacks, and why
-        console.print(escape(f"unsupported × {n}: {backend_name}: {reason}"), style="dim")
+    absent = (Status.UNSUPPORTED, Status.UNAVAILABLE)  # a form a backend lacks, or a backend this machine lacks
+    why = Counter((f"{r.status} × {{n}}: {label(r.backend, r.variant)}", r.reason) for r in rows if r.status in absent)
+    for (head, reason), n in sorted(why.items()):
+        console.print(escape(f"{head.format(n=n)}: {reason}"), style="dim")
     for r in bad:
         name = label(r.backend, r.variant)
         console.print(f"[red]{r.status}[/] {escape(f'{name} · {r.spec.describe()}: {r.reason}')}")

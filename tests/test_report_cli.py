@@ -142,8 +142,8 @@ BAD_SWEEP_INPUT = [
         ["-w", "decode", "--chunk", "16"],
         "--chunk: applies to append and spec-decode only; this sweep's workloads are decode",
     ),
-    (["--device", "tpu"], "device: 'tpu' is not valid; expected one of cuda, cpu"),
-    (["--device", "cuda"], "device: cuda was asked for, but PyTorch sees no CUDA GPU here"),
+    (["--device", "tpu"], "--device: 'tpu' is not valid; expected one of cuda, cpu"),
+    (["--device", "cuda"], "--device: cuda was asked for, but PyTorch sees no CUDA GPU here"),
     (["--timeout", "0"], "--timeout: must be a finite number > 0, got 0.0"),
     (["--timeout", "nan"], "--timeout: must be a finite number > 0, got nan"),
     (["--timeout", "-5"], "--timeout: must be a finite number > 0, got -5.0"),
@@ -381,6 +381,21 @@ def test_cli_calibrate_on_cpu(tmp_path, monkeypatch):
     result = runner.invoke(run.app, ["calibrate", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert len(cal.load(tmp_path / "calibration-cpu.csv")) == 3 and "bf16" in result.output
+
+
+def test_cli_sweep_says_why_a_backend_is_unavailable_and_counts_variants(tmp_path):
+    """A backend this machine lacks: one line a reason at the sweep's end (not only in the CSV); the header counts
+    a backend's variants where -b names several."""
+    out = tmp_path / "u.csv"
+    args = ["sweep", "--preset", "smoke", "-m", "Llama-3.1-8B", "-w", "decode", "--seq", "64", "-b",
+            "torch-naive,sdpa-cudnn,flashinfer[*]", "--iterations", "2", "--device", "cpu", "-o", str(out),
+            "--no-plots"]  # fmt: skip
+    result = runner.invoke(run.app, args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    # flashinfer[*]: its defaults and two contenders, which a plain decode does not plan
+    assert "1 specs × 3 backends (5 variants) = 3 tasks" in text and "2 (spec, variant) pairs not planned" in text
+    assert "unavailable × 1: sdpa-cudnn: needs a cuda device" in text
 
 
 def test_cli_check_reports_errors_and_fails_on_a_wrong_backend():
