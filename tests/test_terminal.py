@@ -67,3 +67,17 @@ def test_a_sweeps_plots_go_beside_its_csv(tmp_path):
     result = runner.invoke(run.app, args)
     assert result.exit_code == 0, result.output
     assert list((tmp_path / "elsewhere-plots").glob("*.png"))
+
+
+def test_a_table_with_no_ok_cell_says_so_and_shows_the_statuses(tmp_path):
+    """Every row unavailable: the summary does not claim a backend is left out, and the table shows it."""
+    from harness.measure import make_row
+    from harness.store import Status
+
+    from .test_store import CONFIG, ENV
+
+    path = tmp_path / "u.csv"
+    append_rows(path, [make_row(tiny_spec("decode"), "sdpa-cudnn", "", ENV, CONFIG, Status.UNAVAILABLE, "no GPU")])
+    result = runner.invoke(run.app, ["table", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "no ok cell in any backend" in result.output and "not shown" not in result.output

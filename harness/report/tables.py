@@ -313,8 +313,10 @@ def terminal_summary(p: Pivot) -> list[str]:
         counts = ", ".join(f"{n} {s}" for s, n in statuses.most_common())
         lines.append(f"cells not ok: {counts} (n/a: unavailable)")
     idle = [r for r in p.row_labels if not any(re.match(r"^[\d.]", p.cells.get((r, c), "")) for c in p.col_labels)]
-    if idle:
+    if idle and len(idle) < len(p.row_labels):
         lines.append("no ok cell, not shown: " + ", ".join(idle))
+    elif idle:  # none ran ok: every backend is shown, with its statuses (render_terminal)
+        lines.append("no ok cell in any backend; their statuses below")
     if any(OVER in v for v in p.cells.values()):
         lines.append(f"{OVER}: above the GPU's best measured ceiling (never the best)")
     return lines
