@@ -194,10 +194,13 @@ def sweep_command(
     failures = failure_groups(rows)
     for status, backend_name, reason, count in failures:  # wrapped at 100 columns, the rest lines indented
         note(textwrap.fill(f"{status} × {count}: {backend_name}: {reason}", 100, subsequent_indent="    "))
-    absent = Counter((label(r.backend, r.variant), " ".join(r.reason.split())[:200]) for r in rows
-                     if r.status is Status.UNAVAILABLE)  # fmt: skip
-    for (backend_name, reason), count in sorted(absent.items()):  # why a cell says unavailable, once a reason
-        note(textwrap.fill(f"unavailable × {count}: {backend_name}: {reason}", 100, subsequent_indent="    "))
+    absent: dict[str, dict[str, None]] = {}  # why a cell says unavailable: a line a reason, naming its backends
+    for r in rows:
+        if r.status is Status.UNAVAILABLE:
+            absent.setdefault(" ".join(r.reason.split())[:200], {})[label(r.backend, r.variant)] = None
+    for reason, names in sorted(absent.items()):
+        line = f"unavailable ({reason}): {', '.join(sorted(names))}"
+        note(textwrap.fill(line, 100, subsequent_indent="    ", break_on_hyphens=False))  # names whole
     if any(status is Status.INCORRECT for status, *_ in failures):
         n = sum(count for status, _, _, count in failures if status is Status.INCORRECT)
         error(f"{n} rows are incorrect (a backend's output differs from the fp32 reference; listed above); exit 3")

@@ -395,7 +395,7 @@ def test_cli_sweep_says_why_a_backend_is_unavailable_and_counts_variants(tmp_pat
     text = " ".join(result.output.split())
     # flashinfer[*]: its defaults and two contenders, which a plain decode does not plan
     assert "1 specs × 3 backends (5 variants) = 3 tasks" in text and "2 (spec, variant) pairs not planned" in text
-    assert "unavailable × 1: sdpa-cudnn: needs a cuda device" in text
+    assert "unavailable (needs a cuda device, this run is on cpu): flashinfer, sdpa-cudnn" in text
 
 
 def test_cli_check_reports_errors_and_fails_on_a_wrong_backend():
