@@ -40,6 +40,11 @@ class DType(str, Enum):
         return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[self.value]
 
 
+# the largest batch, length, head count or token total a spec may hold: 32-bit (the kernels' indices), and so
+# every integer a row stores stays an integer when the CSV is read back
+MAX_SIZE = 2**31 - 1
+
+
 def parse_enum(enum_cls: type[Enum], value, field_name: str):
     """`value` as a member of `enum_cls`, or a SpecError naming the field and the allowed values."""
     if isinstance(value, enum_cls):
@@ -104,6 +109,8 @@ class ExperimentSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SpecError(f"{name}: must be a positive integer, got {value!r}")
+            if value > MAX_SIZE:  # a row's integers must stay integers in the CSV (int64) and index the kernels
+                raise SpecError(f"{name}: must be at most {MAX_SIZE:,} (a 32-bit size), got {value:,}")
         if self.page_size is not None and (
             isinstance(self.page_size, bool) or not isinstance(self.page_size, int) or self.page_size < 1
         ):
@@ -122,7 +129,13 @@ class ExperimentSpec:
         self._check_mla()
         if self.mix:
             self._check_batch()
+            if max(self.total_q, self.total_kv) > MAX_SIZE:
+                raise SpecError(f"mix: {self.mix[:60]!r} holds {max(self.total_q, self.total_kv):,} tokens; at most "
+                                f"{MAX_SIZE:,} (a 32-bit size)")  # fmt: skip
             return
+        if self.batch_size * self.kv_len > MAX_SIZE:
+            raise SpecError(f"batch_size: {self.batch_size:,} × kv_len {self.kv_len:,} keys is more than {MAX_SIZE:,} "
+                            "(a 32-bit size)")  # fmt: skip
         if self.workload is Workload.MIXED:
             raise SpecError("workload: mixed needs a mix of requests (e.g. --mix q512s4k_32q1s2k)")
         if self.workload is Workload.DECODE and self.q_len != 1:

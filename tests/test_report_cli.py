@@ -320,8 +320,10 @@ def test_plot_writes_roofline_and_speedup_heatmap(fixture_csv, tmp_path):
     assert names == [
         "h100_roofline.png", "h100_speedup_vs_torch-naive.png", "h100_tiny_b2_bf16.png", "h100_verdict.png"
     ]  # fmt: skip
-    bad = runner.invoke(run.app, ["plot", str(calibrated), "--out-dir", str(out), "--baseline", "nobody"])
-    assert bad.exit_code == 2 and "baseline: 'nobody' has no rows" in bad.output
+    fresh = tmp_path / "fresh"  # a bad baseline is refused before any plot is written
+    bad = runner.invoke(run.app, ["plot", str(calibrated), "--out-dir", str(fresh), "--baseline", "nobody"])
+    assert bad.exit_code == 2 and "--baseline: 'nobody' has no rows" in bad.output
+    assert not list(fresh.glob("*.png"))
     # a baseline with rows but none ok (SDPA on latent attention): a map of empty cells is not drawn
     declined = tmp_path / "declined.csv"
     from harness.store import OK_ONLY_OPTIONAL, TIMED_FIELDS

@@ -146,3 +146,29 @@ def test_a_sweep_narrowed_to_nothing_by_the_cap_says_so():
     result = CliRunner().invoke(run.app, ["sweep", "--preset", "scaling", "--seq", "131072", "-w", "prefill"])
     assert result.exit_code == 2
     assert "no specs" in result.output and "leaves out calls of more than 20 TFLOP" in result.output
+
+
+def test_sizes_past_32_bits_are_refused_before_a_row_is_written(tmp_path):
+    """A batch, length or token total past 2**31 - 1 is one clear line (it once wrote an `oom` row whose kv_len no
+    int64 column holds, and every later read of the file failed); the file is left as it was."""
+    import hashlib
+
+    from typer.testing import CliRunner
+
+    import run
+    from specs.spec import MAX_SIZE
+
+    with pytest.raises(SpecError, match="kv_len: must be at most 2,147,483,647"):
+        ExperimentSpec("decode", 1, 1, MAX_SIZE + 1, 32, 8, 128)
+    with pytest.raises(SpecError, match="batch_size: 2 × kv_len"):
+        ExperimentSpec("decode", 2, 1, MAX_SIZE, 32, 8, 128)
+    with pytest.raises(SpecError, match="mix: .* tokens; at most"):
+        ExperimentSpec.from_mix(f"2q1s{MAX_SIZE}", 32, 8, 128)
+    out = tmp_path / "kept.csv"
+    out.write_text("not a results file\n")
+    before = hashlib.sha256(out.read_bytes()).hexdigest()
+    args = ["sweep", "-b", "torch-naive", "-m", "Llama-3.1-8B", "--device", "cpu", "-w", "decode", "-o", str(out)]
+    for extra in (["--seq", "9" * 23], ["--lengths", "lognormal:128:50", "--batch", "4"]):
+        result = CliRunner().invoke(run.app, args + extra)
+        assert result.exit_code == 2 and "a 32-bit size" in result.output, result.output
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == before

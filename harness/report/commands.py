@@ -98,6 +98,9 @@ def plot(console, files, out_dir: Path, metric: list[str] | None, filters, basel
     rows = load_filtered(files, *filters, console)
     if not any(r.status is Status.OK and r.p50_ms is not None for r in rows):
         raise ValueError("no ok rows to plot")
+    if baseline is not None and not any(r.backend == baseline for r in rows):  # before any file is written
+        names = ", ".join(sorted({r.backend for r in rows}))
+        raise ValueError(f"--baseline: {baseline!r} has no rows; expected one of {names}")
     paths = plot_curves(rows, out_dir, metrics) + plot_mixes(rows, out_dir) + plot_roofline(rows, out_dir)
     if len({r.backend.split("[")[0] for r in rows}) > 1:  # how often each library is the best (verdict.py)
         paths += plot_verdict(verdict(rows), out_dir)
