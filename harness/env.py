@@ -55,6 +55,12 @@ def gpu_name() -> str | None:
         return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
+def device_name(device: torch.device | str) -> str | None:
+    """The name a row of this device carries in its `device` column (a GPU's, read through NVML so that the parent
+    process makes no CUDA context; the CPU's model), None where it cannot be told."""
+    return gpu_name() if torch.device(device).type == "cuda" else _cpu_name()
+
+
 def device_slug(name: str) -> str:
     """'NVIDIA H100 80GB HBM3' -> 'h100'; 'NVIDIA H200' -> 'h200'; anything else: a filesystem-safe slug."""
     match = re.search(r"\b([A-Z]{1,2}\d{2,4}[A-Z]?)\b", name)

@@ -514,10 +514,12 @@ def labelled(data):
     return [replace(r, backend=label(r.backend, r.variant), variant="") if r.variant else r for r in data]
 
 
-def done_keys(path: Path | str, retry: Iterable[Status] = ()) -> set[tuple]:
+def done_keys(path: Path | str, retry: Iterable[Status] = (), device: str | None = None) -> set[tuple]:
     """Task keys already in a file, for --resume (an absent file holds none); a key whose newest
-    row has a status in `retry` is left out, so that it runs again."""
+    row has a status in `retry` is left out, so that it runs again. device: only the rows of that device count
+    (a file that holds another GPU's rows of the same tasks is measured again here, not taken as done)."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return set()
-    return {row.task_key for row in latest(load_rows(path)) if row.status not in set(retry)}
+    rows = latest(load_rows(path))
+    return {row.task_key for row in rows if row.status not in set(retry) and device in (None, row.device)}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from frameworks import label
 from specs import SpecError
 
+from .env import device_name
 from .measure import MeasureConfig
 from .plan import Task
 from .store import ResultRow, Status, append_rows, done_keys, labelled
@@ -54,7 +55,9 @@ def run_sweep(
     tasks on a Ray cluster instead (harness/workers/ray.py), same rows."""
     config = replace(config, run_id=config.run_id or make_run_id())
     retry = (() if keep_failed else RETRIED_ON_RESUME) + ((Status.UNAVAILABLE,) if retry_unavailable else ())
-    skip = done_keys(output, retry=retry) if resume else set()
+    # the rows of this device only (a Ray cluster's devices are its own: every row counts there)
+    here = None if ray_address or not resume else device_name(config.device)
+    skip = done_keys(output, retry=retry, device=here) if resume else set()
     todo = []
     for task in tasks:
         if task.key in skip:

@@ -89,6 +89,23 @@ def test_resume_skips_what_the_file_holds(tmp_path):
         assert sum(1 for line in csv.reader(handle) if line and line[0] == "run_id") == 1  # one header
 
 
+def test_resume_counts_only_this_devices_rows(tmp_path):
+    """A file that holds another GPU's rows of the same tasks: --resume measures them here (they are not this
+    device's), and skips them once this device's rows are in."""
+    import dataclasses
+
+    from harness.store import append_rows, done_keys
+
+    out = tmp_path / "other.csv"
+    spec = tiny_spec("decode")
+    mine = list(run_sweep(plan_tasks([spec], ["torch-naive"]), CONFIG, tmp_path / "mine.csv", timeout_s=60))[0]
+    append_rows(out, [dataclasses.replace(mine, device="NVIDIA H200")])
+    assert done_keys(out) == {mine.task_key} and done_keys(out, device=mine.device) == set()
+    again = list(run_sweep(plan_tasks([spec], ["torch-naive"]), CONFIG, out, timeout_s=60, resume=True))
+    assert len(again) == 1 and again[0].device == mine.device
+    assert list(run_sweep(plan_tasks([spec], ["torch-naive"]), CONFIG, out, timeout_s=60, resume=True)) == []
+
+
 def test_unknown_backend_is_refused_with_the_valid_names():
     with pytest.raises(SpecError, match="expected any of .*torch-naive"):
         plan_tasks([tiny_spec("decode")], ["torch-naiv"])
