@@ -174,13 +174,19 @@ def between_run_spread(data) -> pd.DataFrame:
     return table.reset_index()[SPREAD_COLUMNS]
 
 
-def load_spread(path) -> dict[tuple[str, str], float]:
-    """(device, workload) -> the 90th-percentile between-run spread; {} when the file is absent."""
-    if not Path(path).exists():
+def load_spread(path, required: bool = False) -> dict[tuple[str, str], float]:
+    """(device, workload) -> the 90th-percentile between-run spread; {} when the file is absent (an error when
+    `required`: a path the user named)."""
+    if not Path(path).is_file():
+        if required:
+            raise ValueError(f"--spread: {path} is not a file (run.py spread writes one)")
         return {}
-    table = pd.read_csv(path)
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError):
+        table = pd.DataFrame()
     if list(table.columns) != SPREAD_COLUMNS:
-        raise ValueError(f"{path} is not an attnbench spread file (columns {list(table.columns)})")
+        raise ValueError(f"--spread: {path} is not a spread table (run.py spread writes one)")
     return {(r.device, r.workload): float(r.spread_p90) for r in table.itertuples()}
 
 

@@ -742,3 +742,16 @@ def test_the_report_flags_percent_of_peak_over_100_and_says_why(tmp_path):
     rows = _table(rebase(as_frame([recalibrate, impossible, fine])))
     assert rows.count('class="num over"') == 1 and "†" in rows
     assert "<dt>over 100% of peak</dt><dd>1</dd>" in text
+
+
+def test_compare_refuses_a_spread_file_it_cannot_read(tmp_path):
+    """--spread names a missing file, a text file, or a results CSV: one line each, exit 2 (the missing one was
+    ignored, the text file gave pandas' tokenizer error, the CSV a line of its 62 columns)."""
+    from pathlib import Path
+
+    ROOT = Path(__file__).resolve().parent.parent  # noqa: N806
+    path = str(ROOT / "results" / "h200.csv")
+    for spread, words in [(tmp_path / "none.csv", "is not a file"), (ROOT / "README.md", "is not a spread table"),
+                          (ROOT / "results" / "h200.csv", "is not a spread table")]:  # fmt: skip
+        result = runner.invoke(run.app, ["compare", path, path, "--spread", str(spread)])
+        assert result.exit_code == 2 and f"--spread: {spread} {words}" in " ".join(result.output.split())

@@ -135,7 +135,10 @@ def compare_files(console, a: Path, b: Path, min_effect, spread, no_spread, show
         raise ValueError(f"show: {show!r} is not valid; expected one of all, significant")
     check_number("--min-effect", min_effect, minimum=0)
     check_input_files("files", [a, b])
-    noise = {} if no_spread or spread is None else load_spread(spread)
+    from ..env import REPO_ROOT
+
+    default = REPO_ROOT / "results" / "spread.csv"  # run.py's default: absent there means no spreads measured yet
+    noise = {} if no_spread or spread is None else load_spread(spread, required=Path(spread) != default)
     rows_a = labelled(on_gpu(load_rows(a), a_gpu, "--a-gpu", a))  # variants apart, named as -b takes them
     rows_b = labelled(on_gpu(load_rows(b), b_gpu, "--b-gpu", b))
     comparisons = compare(rows_a, rows_b, min_effect, noise, same_device=not (across_gpus or a_gpu or b_gpu))
