@@ -123,6 +123,10 @@ def table(
 
     if readme is not None:
         return blocks.rewrite_one(readme, console)
+    views = [name for name, on in (("--verdict", show_verdict), ("--model-step", model_step),
+                                    ("--winners", show_winners)) if on]  # fmt: skip
+    if len(views) > 1:
+        raise ValueError(f"{views[1]}: one view at a time; {views[0]} was given too")
     view = "verdict" if show_verdict else "model-step" if model_step else "winners" if show_winners else "pivot"
     if within is not None and view != "verdict":
         raise ValueError("--within: only means something with --verdict")

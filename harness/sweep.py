@@ -149,7 +149,8 @@ def sweep_command(
         l2_flush=check_l2_flush(how.l2_flush),
         git_commit=where.git_commit,
     )
-    _ = config.timing_mode  # validates --timing against the device
+    if config.timing_mode.value == "wall" and how.l2_flush != "zero":  # wall-clock timing flushes no L2
+        raise SpecError(f"--l2-flush: {how.l2_flush} flushes a GPU's L2; this sweep is timed by the wall clock")
     check_appendable(output)
     plot_dir = where.plot_dir if where.plot_dir is not None else plots_beside(output, REPO_ROOT)
     if where.plots:

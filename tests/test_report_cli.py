@@ -161,6 +161,10 @@ BAD_SWEEP_INPUT = [
     (["--keep-failed"], "--keep-failed: only means something with --resume"),
     (["--retry-unavailable"], "--retry-unavailable: only means something with --resume"),
     (["--timing", "graph"], "timing: graph needs a CUDA device"),
+    (
+        ["--l2-flush", "read", "--device", "cpu"],
+        "--l2-flush: read flushes a GPU's L2; this sweep is timed by the wall clock",
+    ),
 ]
 
 
@@ -755,3 +759,13 @@ def test_compare_refuses_a_spread_file_it_cannot_read(tmp_path):
                           (ROOT / "results" / "h200.csv", "is not a spread table")]:  # fmt: skip
         result = runner.invoke(run.app, ["compare", path, path, "--spread", str(spread)])
         assert result.exit_code == 2 and f"--spread: {spread} {words}" in " ".join(result.output.split())
+
+
+def test_table_takes_one_view_at_a_time():
+    """--verdict, --model-step and --winners together: one line naming the clash (the second was ignored)."""
+    from pathlib import Path
+
+    path = str(Path(__file__).resolve().parent.parent / "results" / "h200-serving.csv")
+    for flags in (["--verdict", "--model-step"], ["--winners", "--verdict"]):
+        result = runner.invoke(run.app, ["table", path, *flags])
+        assert result.exit_code == 2 and "one view at a time" in result.output, result.output
