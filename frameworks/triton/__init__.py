@@ -14,7 +14,7 @@ from specs.batch import MAX_SPEC_DECODE, causal_pairs, trailing_decodes
 
 from .._paged import to_paged, to_paged_ragged
 from ..base import Backend, Caps, KVLayout, VariantKey, register
-from .schedule import gluon_pages_fit, on_work_list
+from .schedule import gluon_pack_fits, gluon_pages_fit, on_work_list, uniform_launch_balance
 
 if TYPE_CHECKING:
     from . import ops
@@ -123,7 +123,7 @@ def _gluon_balance_changes(spec) -> bool:
         return False
     if spec.page_size is None and spec.workload is Workload.APPEND:
         return True  # the persistent grid: its CTAs' lists
-    half_wave = spec.batch_size * spec.num_q_heads <= HOPPER_SMS // 2
+    half_wave = uniform_launch_balance("lpt", spec.batch_size * spec.num_q_heads, HOPPER_SMS) == "lpt"
     return half_wave and (spec.page_size is None or _paged_prompt(spec) and _paged_prompt_long(spec))
 
 
@@ -132,8 +132,7 @@ def _gluon_pack_changes(spec) -> bool:
     kernel takes (a row block or more, a form and dtype it takes) whose query group (2-64, dividing 64) can share a
     block's rows."""
     uniform = spec.workload in (Workload.PREFILL, Workload.APPEND) and not spec.is_ragged
-    group = spec.gqa_group
-    fits = 2 <= group <= GLUON_ROWS // 2 and (GLUON_ROWS // 2) % group == 0
+    fits = gluon_pack_fits(spec.gqa_group, GLUON_ROWS)
     return uniform and spec.page_size is None and spec.q_len >= GLUON_ROWS and _gluon_takes(spec) and fits
 
 
@@ -443,8 +442,7 @@ class TritonAttention(Backend):
         if self.choice["splits"] != keys["splits"].default and (self._split_kv_whole(spec) or
                                                                  self._split_kv_short(spec)):  # fmt: skip
             return False
-        one_launch = spec.workload is Workload.MIXED and self._launches() == 1
-        return not (self.choice["spec"] == "varlen" and one_launch)
+        return not (self.choice["spec"] == "varlen" and self._one_launch(spec))
 
     def availability(self, device):
         if device.type == "cpu" and not _interpreting():
@@ -637,8 +635,11 @@ class TritonAttention(Backend):
         """Whether the spec key sends what the work list can take to it: split-kv, or auto where _auto_split_kv
         unless mixed_launches=1 asks for a mixed batch in one varlen launch."""
         choice = self.choice["spec"]
-        one_launch = spec.workload is Workload.MIXED and self._launches() == 1
-        return choice == "split-kv" or choice == "auto" and _auto_split_kv(spec) and not one_launch
+        return choice == "split-kv" or choice == "auto" and _auto_split_kv(spec) and not self._one_launch(spec)
+
+    def _one_launch(self, spec) -> bool:
+        """A mixed batch that mixed_launches=1 keeps in one varlen launch."""
+        return spec.workload is Workload.MIXED and self._launches() == 1
 
     def _split_kv_short(self, spec) -> bool:
         """The spec variant's split-kv on a mixed batch of short requests beside longer ones (_short_beside_long):

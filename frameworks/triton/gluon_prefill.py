@@ -29,6 +29,7 @@ from .schedule import (
     check_balance,
     cta_assignment,
     gluon_item_tiles,
+    gluon_pack_fits,
     gluon_pages_fit,
     gluon_varlen_items,
     gluon_varlen_tiles,
@@ -599,7 +600,7 @@ class GluonPrefill:
         group = hq // k.shape[2]
         # pack: a block's rows are one KV head's query heads (GQA packed), 64 // group positions a consumer's Q load
         self.pack = group if pack else 1
-        if pack and (persistent or group < 2 or (block_m // 2) % group):
+        if pack and (persistent or not gluon_pack_fits(group, block_m)):
             raise ValueError(f"gluon prefill: GQA packing takes the one-block grid and a query group of 2 to "
                              f"{block_m // 2} that divides {block_m // 2}; got group {group}")  # fmt: skip
         if pack:

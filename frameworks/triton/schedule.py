@@ -150,6 +150,12 @@ def gluon_pages_fit(page_size: int | None, block_n: int = 128) -> bool:
     return page_size is not None and page_size % 16 == 0 and (block_n % page_size == 0 or page_size % block_n == 0)
 
 
+def gluon_pack_fits(group: int, block_m: int = 128) -> bool:
+    """Whether the uniform Gluon kernel packs a query group of this size into its blocks (gluon_pack=gqa): 2 or more
+    heads, a whole number of positions in each consumer's half of the block (block_m / 2 rows)."""
+    return 2 <= group <= block_m // 2 and (block_m // 2) % group == 0
+
+
 def window_start(kv_len: int, window: int | None, granule: int) -> int:
     """Where a decode's keys begin under a left window of `window` keys (its first key kv_len − 1 − window):
     the start of the granule that holds it, 0 without a window. The split-KV decodes cut kv_len − this keys
