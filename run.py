@@ -256,7 +256,9 @@ def compare(
     between-run spread, geometric mean of the ratios."""
     from harness.report.commands import compare_files
 
-    compare_files(console, a, b, min_effect, spread, no_spread, show, all_rows, a_gpu, b_gpu, across_gpus)
+    # the default spread file may be absent (no spreads measured yet); a file the user names must be there
+    compare_files(console, a, b, min_effect, spread, no_spread, show, all_rows, a_gpu, b_gpu, across_gpus,
+                  spread_named=spread != SPREAD_FILE)  # fmt: skip
 
 
 @app.command("spread")

@@ -21,7 +21,7 @@ from .env import device_name
 from .measure import MeasureConfig
 from .plan import Task
 from .store import ResultRow, Status, append_rows, done_keys, labelled
-from .timer import Repetition
+from .timer import Repetition, TimingMode
 from .workers.local import FAILED, local_rows
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def sweep_command(
         l2_flush=check_l2_flush(how.l2_flush),
         git_commit=where.git_commit,
     )
-    if config.timing_mode.value == "wall" and how.l2_flush != "zero":  # wall-clock timing flushes no L2
+    if config.timing_mode is TimingMode.WALL and how.l2_flush != "zero":  # wall-clock timing flushes no L2
         raise SpecError(f"--l2-flush: {how.l2_flush} flushes a GPU's L2; this sweep is timed by the wall clock")
     check_appendable(output)
     plot_dir = where.plot_dir if where.plot_dir is not None else plots_beside(output, REPO_ROOT)
@@ -273,9 +273,9 @@ def check_command(what: Selection, timeout: float, console) -> int:
     counts = Counter(r.status.value for r in rows)
     console.print(", ".join(f"{n} {status}" for status, n in counts.most_common()))
     absent = (Status.UNSUPPORTED, Status.UNAVAILABLE)  # a form a backend lacks, or a backend this machine lacks
-    why = Counter((f"{r.status} × {{n}}: {label(r.backend, r.variant)}", r.reason) for r in rows if r.status in absent)
-    for (head, reason), n in sorted(why.items()):
-        console.print(escape(f"{head.format(n=n)}: {reason}"), style="dim")
+    why = Counter((r.status.value, label(r.backend, r.variant), r.reason) for r in rows if r.status in absent)
+    for (status, backend_name, reason), n in sorted(why.items()):
+        console.print(escape(f"{status} × {n}: {backend_name}: {reason}"), style="dim")
     for r in bad:
         name = label(r.backend, r.variant)
         console.print(f"[red]{r.status}[/] {escape(f'{name} · {r.spec.describe()}: {r.reason}')}")

@@ -148,6 +148,13 @@ def divisibility(fn, sig: dict) -> dict:
     }
 
 
+def with_defaults(fn, constexprs: dict) -> dict:
+    """The constexprs with each one the variant leaves out at its default, as a launch passes it."""
+    missing = {p.name: p.default for p in fn.params
+               if p.is_constexpr and p.name not in constexprs and p.default is not inspect.Parameter.empty}  # fmt: skip
+    return {**constexprs, **missing}
+
+
 def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
     import triton
     from triton.backends.compiler import GPUTarget
@@ -159,9 +166,7 @@ def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
 
         fn = v.kernel
         constexprs = {k: val for k, val in v.constexprs.items() if k in fn.arg_names}
-        for param in fn.params:  # a constexpr the variant leaves out (PACK): its default, as at a launch
-            if param.is_constexpr and param.name not in constexprs and param.default is not inspect.Parameter.empty:
-                constexprs[param.name] = param.default
+        constexprs = with_defaults(fn, constexprs)  # PACK
         sig = gluon_signature(fn, constexprs, dtype)
         src = GluonASTSource(fn, sig, constexprs, divisibility(fn, sig))
     else:
@@ -170,9 +175,7 @@ def compile_variant(v: Variant, dtype: str = "bf16") -> Report:
         for name in ("KD", "VD"):
             if name in fn.arg_names and not v.tma:
                 constexprs[name] = None
-        for param in fn.params:  # a form's flag (or any constexpr) the variant leaves out: its default, as at a launch
-            if param.is_constexpr and param.name not in constexprs and param.default is not inspect.Parameter.empty:
-                constexprs[param.name] = param.default
+        constexprs = with_defaults(fn, constexprs)  # a form's flag
         steps = v.constexprs.get("Q_LEN", 1) > 1  # the work list's speculative steps read CU_Q and SEQ_K
         for name, (flag, _) in FORM_ARGS.items():  # a form's argument is None (a constexpr) unless its flag is on
             optional = name != "SEQ_K" or "WORK" in fn.arg_names  # the work list's SEQ_K: a window's or a step's

@@ -125,8 +125,10 @@ def report(console, files, out_dir: Path) -> None:
     console.print(f"report: {path} ({path.stat().st_size / 2**20:.1f} MiB, no network needed)")
 
 
-def compare_files(console, a: Path, b: Path, min_effect, spread, no_spread, show, all_rows, a_gpu, b_gpu, across_gpus):
-    """`run.py compare`: B's rows against A's, the counts first, then the rows that differ (or all, `show`)."""
+def compare_files(console, a: Path, b: Path, min_effect, spread, no_spread, show, all_rows, a_gpu, b_gpu, across_gpus,
+                  spread_named: bool = True):  # fmt: skip
+    """`run.py compare`: B's rows against A's, the counts first, then the rows that differ (or all, `show`).
+    spread_named: the spread file was named by the user (an error when it is missing), not the default one."""
     from ..compare import compare, load_spread, on_gpu, render_comparison
     from ..options import check_input_files, check_number
     from ..store import labelled, load_rows
@@ -135,10 +137,7 @@ def compare_files(console, a: Path, b: Path, min_effect, spread, no_spread, show
         raise ValueError(f"show: {show!r} is not valid; expected one of all, significant")
     check_number("--min-effect", min_effect, minimum=0)
     check_input_files("files", [a, b])
-    from ..env import REPO_ROOT
-
-    default = REPO_ROOT / "results" / "spread.csv"  # run.py's default: absent there means no spreads measured yet
-    noise = {} if no_spread or spread is None else load_spread(spread, required=Path(spread) != default)
+    noise = {} if no_spread or spread is None else load_spread(spread, required=spread_named)
     rows_a = labelled(on_gpu(load_rows(a), a_gpu, "--a-gpu", a))  # variants apart, named as -b takes them
     rows_b = labelled(on_gpu(load_rows(b), b_gpu, "--b-gpu", b))
     comparisons = compare(rows_a, rows_b, min_effect, noise, same_device=not (across_gpus or a_gpu or b_gpu))
